@@ -1,0 +1,372 @@
+//! The layer store: each layer unpacked once, in a directory named by its chain ID.
+//!
+//! With overlayfs every layer directory holds only that layer's changes (whiteouts as overlay
+//! markers), and a container mounts them stacked. With the copying driver every layer directory
+//! holds the whole tree up to that layer. A layer is unpacked into `tmp-*` and renamed into
+//! place only once complete and verified; a crash leaves a `tmp-*` that the next open removes.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::{ContentError, ContentStore};
+use crate::db::{Db, DbError, Durability};
+use crate::digest::{Digest, HashingReader};
+use crate::fsutil;
+use crate::layer::{self, UnpackError, UnpackOptions, WhiteoutMode};
+use crate::spec::Descriptor;
+
+const TABLE: &str = "layers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error("layer diff ID mismatch: config says {expected}, content is {actual}")]
+    DiffIdMismatch { expected: Digest, actual: Digest },
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("layer {0} not found")]
+    NotFound(Digest),
+    #[error("layer store i/o at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
+    move |source| LayerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How layers and container snapshots are laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Overlay,
+    Copy,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Overlay => "overlay2",
+            Driver::Copy => "vfs",
+        }
+    }
+}
+
+/// A layer as the store knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub parent: Option<Digest>,
+    /// The blob this layer came from (compressed or not), kept for save and push.
+    pub blob: Descriptor,
+    /// Bytes of file content in this layer.
+    pub size: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    root: PathBuf,
+    driver: Driver,
+    db: Arc<Db>,
+    content: ContentStore,
+}
+
+impl LayerStore {
+    pub fn open(
+        root: PathBuf,
+        driver: Driver,
+        db: Arc<Db>,
+        content: ContentStore,
+    ) -> Result<LayerStore, LayerError> {
+        fs::create_dir_all(&root).map_err(io_err(&root))?;
+        for e in fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
+            if e.file_name().to_string_lossy().starts_with("tmp-") {
+                let _ = fsutil::remove_all(&e.path());
+            }
+        }
+        fs::create_dir_all(root.join("empty")).map_err(io_err(&root))?;
+        Ok(LayerStore {
+            root,
+            driver,
+            db,
+            content,
+        })
+    }
+
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// The directory holding a layer's files (its diff, or its full tree when copying).
+    pub fn dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(chain_id.hex()).join("diff")
+    }
+
+    /// An empty directory, the lower layer of an image with no layers.
+    pub fn empty_dir(&self) -> PathBuf {
+        self.root.join("empty")
+    }
+
+    pub fn get(&self, chain_id: &Digest) -> Result<Option<LayerRecord>, LayerError> {
+        let rec: Option<LayerRecord> = self.db.get(TABLE, chain_id.hex())?;
+        Ok(rec.filter(|_| self.dir(chain_id).exists()))
+    }
+
+    pub fn list(&self) -> Result<Vec<LayerRecord>, LayerError> {
+        Ok(self
+            .db
+            .list::<LayerRecord>(TABLE)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Unpacks a layer blob already in the content store on top of `parent`, verifying both its
+    /// blob digest (done by the store) and its diff ID. Returns the existing record if the
+    /// layer is already there.
+    pub fn register(
+        &self,
+        parent: Option<&Digest>,
+        blob: &Descriptor,
+        expected_diff_id: Option<&Digest>,
+    ) -> Result<LayerRecord, LayerError> {
+        if let Some(d) = expected_diff_id {
+            let chain = chain_of(parent, d);
+            if let Some(rec) = self.get(&chain)? {
+                return Ok(rec);
+            }
+        }
+        let f = self.content.open_blob(&blob.digest)?;
+        let reader = io::BufReader::with_capacity(256 << 10, f);
+        let (diff_id, size, tmp) = self.unpack_to_tmp(parent, reader)?;
+        if let Some(e) = expected_diff_id {
+            if *e != diff_id {
+                let _ = fsutil::remove_all(&tmp);
+                return Err(LayerError::DiffIdMismatch {
+                    expected: e.clone(),
+                    actual: diff_id,
+                });
+            }
+        }
+        self.publish(parent, diff_id, blob.clone(), size, tmp)
+    }
+
+    fn unpack_to_tmp(
+        &self,
+        parent: Option<&Digest>,
+        reader: impl Read,
+    ) -> Result<(Digest, u64, PathBuf), LayerError> {
+        let tmp = self.root.join(fsutil::random_name("tmp"));
+        let diff = tmp.join("diff");
+        fs::create_dir_all(&diff).map_err(io_err(&diff))?;
+        let result = (|| {
+            let mode = match self.driver {
+                Driver::Overlay => WhiteoutMode::Overlay,
+                Driver::Copy => {
+                    if let Some(p) = parent {
+                        copy_tree(&self.dir(p), &diff).map_err(io_err(&diff))?;
+                    }
+                    WhiteoutMode::Apply
+                }
+            };
+            let (_, tar_stream) = layer::decompress(reader).map_err(UnpackError::Read)?;
+            let mut hashing = HashingReader::new(tar_stream);
+            let opts = UnpackOptions {
+                whiteouts: mode,
+                ..Default::default()
+            };
+            let stats = layer::unpack(&mut hashing, &diff, &opts)?;
+            // The tar reader stops at the end-of-archive marker; the diff ID covers every byte.
+            io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
+            let (diff_id, _) = hashing.finish();
+            Ok((diff_id, stats.bytes))
+        })();
+        match result {
+            Ok((d, n)) => Ok((d, n, tmp)),
+            Err(e) => {
+                let _ = fsutil::remove_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        parent: Option<&Digest>,
+        diff_id: Digest,
+        blob: Descriptor,
+        size: u64,
+        tmp: PathBuf,
+    ) -> Result<LayerRecord, LayerError> {
+        let chain_id = chain_of(parent, &diff_id);
+        let rec = LayerRecord {
+            chain_id: chain_id.clone(),
+            diff_id,
+            parent: parent.cloned(),
+            blob,
+            size,
+        };
+        let dest = self.root.join(chain_id.hex());
+        if dest.join("diff").exists() {
+            let _ = fsutil::remove_all(&tmp);
+        } else {
+            if dest.exists() {
+                fsutil::remove_all(&dest).map_err(io_err(&dest))?;
+            }
+            fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        }
+        self.db.put(TABLE, chain_id.hex(), &rec, Durability::Sync)?;
+        Ok(rec)
+    }
+
+    /// Stores a layer tar given as a stream (import, commit, load): the bytes are kept as a blob
+    /// and unpacked. Compressed streams are accepted and keep their compression.
+    pub fn create_from_tar(
+        &self,
+        parent: Option<&Digest>,
+        tar: &mut dyn Read,
+    ) -> Result<LayerRecord, LayerError> {
+        let (digest, size) = self.content.put_reader(tar, None)?;
+        let f = self.content.open_blob(&digest)?;
+        let (c, _) = layer::compress::peek(f).map_err(io_err(&self.content.path(&digest)))?;
+        let media_type = match c {
+            layer::Compression::None => crate::spec::media::OCI_LAYER,
+            layer::Compression::Gzip => crate::spec::media::OCI_LAYER_GZIP,
+            layer::Compression::Zstd => crate::spec::media::OCI_LAYER_ZSTD,
+        };
+        let expected = (c == layer::Compression::None).then(|| digest.clone());
+        self.register(
+            parent,
+            &Descriptor::new(media_type, digest, size),
+            expected.as_ref(),
+        )
+    }
+
+    /// Opens the layer as an uncompressed tar stream (its diff ID's content).
+    pub fn open_tar(&self, rec: &LayerRecord) -> Result<Box<dyn Read + Send>, LayerError> {
+        let f = self.content.open_blob(&rec.blob.digest)?;
+        let (c, r) =
+            layer::compress::peek(f).map_err(io_err(&self.content.path(&rec.blob.digest)))?;
+        Ok(match c {
+            layer::Compression::None => Box::new(r),
+            layer::Compression::Gzip => {
+                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r)))
+            }
+            layer::Compression::Zstd => Box::new(
+                zstd::stream::read::Decoder::new(r)
+                    .map_err(io_err(&self.content.path(&rec.blob.digest)))?,
+            ),
+        })
+    }
+
+    /// Removes a layer's files and record (its blob stays until garbage-collected by the caller).
+    pub fn remove(&self, chain_id: &Digest) -> Result<(), LayerError> {
+        let dir = self.root.join(chain_id.hex());
+        let trash = self.root.join(fsutil::random_name("tmp"));
+        if dir.exists() {
+            fs::rename(&dir, &trash).map_err(io_err(&dir))?;
+        }
+        self.db.delete(TABLE, chain_id.hex())?;
+        fsutil::remove_all(&trash).map_err(io_err(&trash))?;
+        Ok(())
+    }
+}
+
+pub fn chain_of(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
+    match parent {
+        None => diff_id.clone(),
+        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
+    }
+}
+
+/// Copies a tree preserving owners, modes, times, links, devices and hard links (the copying
+/// driver's snapshot).
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    use std::collections::HashMap;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let mut dirs = Vec::new();
+    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
+    while let Some((s, d)) = stack.pop() {
+        for e in fs::read_dir(&s)? {
+            let e = e?;
+            let sp = e.path();
+            let dp = d.join(e.file_name());
+            let m = fs::symlink_metadata(&sp)?;
+            let ft = m.file_type();
+            if ft.is_dir() {
+                fs::create_dir(&dp)?;
+                stack.push((sp, dp.clone()));
+                dirs.push((dp, m));
+                continue;
+            }
+            if ft.is_file() && m.nlink() > 1 {
+                if let Some(first) = links.get(&(m.dev(), m.ino())) {
+                    fs::hard_link(first, &dp)?;
+                    continue;
+                }
+                links.insert((m.dev(), m.ino()), dp.clone());
+            }
+            if ft.is_file() {
+                fs::copy(&sp, &dp)?;
+            } else if ft.is_symlink() {
+                std::os::unix::fs::symlink(fs::read_link(&sp)?, &dp)?;
+            } else {
+                let kind = rustix::fs::FileType::from_raw_mode(m.mode());
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &dp,
+                    kind,
+                    rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
+                    m.rdev(),
+                )?;
+            }
+            std::os::unix::fs::lchown(&dp, Some(m.uid()), Some(m.gid()))?;
+            if !ft.is_symlink() {
+                fs::set_permissions(&dp, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            }
+            set_times(&dp, &m)?;
+        }
+    }
+    for (dp, m) in dirs.into_iter().rev() {
+        std::os::unix::fs::lchown(&dp, Some(m.uid()), Some(m.gid()))?;
+        fs::set_permissions(&dp, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        set_times(&dp, &m)?;
+    }
+    Ok(())
+}
+
+fn set_times(p: &Path, m: &fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: m.atime(),
+            tv_nsec: m.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &ts,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}

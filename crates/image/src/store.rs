@@ -1,0 +1,688 @@
+//! The image store: images (by config digest), their tags, and the blobs and layers under them.
+//!
+//! An image ID is the digest of its config bytes as stored, so IDs survive save/load and
+//! push/pull. Records live in the metadata database; parsed configs are cached in memory so
+//! the container hot path never re-reads them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content::{ContentError, ContentStore};
+use crate::db::{Db, DbError, Durability};
+use crate::digest::Digest;
+use crate::layers::{Driver, LayerError, LayerRecord, LayerStore};
+use crate::reference::{Reference, ReferenceError};
+use crate::snapshot::{SnapshotError, Snapshots};
+use crate::spec::{
+    self, Descriptor, History, ImageConfig, MAX_JSON_BLOB, Platform, RootFs, RunConfig, SpecError,
+};
+use crate::timefmt;
+
+const IMAGES: &str = "images";
+const TAGS: &str = "tags";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("No such image: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
+    #[error("{0}")]
+    Ambiguous(String),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the store remembers of an image beyond its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub id: Digest,
+    /// Local parent (the image a commit or build step started from).
+    #[serde(default)]
+    pub parent: Option<Digest>,
+    /// The manifest it was pulled or loaded with, if any (kept for push and repo digests).
+    #[serde(default)]
+    pub manifest: Option<Descriptor>,
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+    /// Sum of the layers' content sizes.
+    pub size: u64,
+    /// When this daemon got the image.
+    pub added: String,
+}
+
+/// An image with its parsed config.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub record: ImageRecord,
+    pub config: ImageConfig,
+    /// Chain IDs, bottom layer first.
+    pub chain: Vec<Digest>,
+}
+
+impl Image {
+    pub fn id(&self) -> &Digest {
+        &self.record.id
+    }
+    /// The top layer's chain ID (the snapshot parent), `None` for an image without layers.
+    pub fn top_layer(&self) -> Option<&Digest> {
+        self.chain.last()
+    }
+    pub fn run_config(&self) -> RunConfig {
+        self.config.run_config()
+    }
+}
+
+/// Configuration for a new image made from a parent and one new layer (commit, build, import).
+#[derive(Debug, Clone, Default)]
+pub struct NewImage {
+    pub parent: Option<Digest>,
+    pub run_config: RunConfig,
+    pub author: Option<String>,
+    pub comment: Option<String>,
+    pub created_by: Option<String>,
+    /// Extra top-level config fields (Docker's `container`, `container_config`, ...).
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+pub struct ImageStore {
+    content: ContentStore,
+    layers: LayerStore,
+    snapshots: Snapshots,
+    db: Arc<Db>,
+    tmp: PathBuf,
+    cache: RwLock<HashMap<Digest, Arc<Image>>>,
+    tags: RwLock<BTreeMap<String, Digest>>,
+    /// Serializes changes to images and tags.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for ImageStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageStore").finish_non_exhaustive()
+    }
+}
+
+impl ImageStore {
+    /// Opens the store under `root` (data-root/image), with the given storage driver.
+    pub fn open(root: PathBuf, driver: Driver, db: Arc<Db>) -> Result<ImageStore, ImageError> {
+        let content = ContentStore::open(root.join("content"))?;
+        let layers = LayerStore::open(root.join("layers"), driver, db.clone(), content.clone())?;
+        let snapshots = Snapshots::open(root.join("snapshots"), layers.clone())?;
+        snapshots.clean_tmp();
+        let tmp = root.join("tmp");
+        let _ = crate::fsutil::remove_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|source| ImageError::Io {
+            what: tmp.display().to_string(),
+            source,
+        })?;
+        let store = ImageStore {
+            content,
+            layers,
+            snapshots,
+            db,
+            tmp,
+            cache: RwLock::new(HashMap::new()),
+            tags: RwLock::new(BTreeMap::new()),
+            write: Mutex::new(()),
+        };
+        let tags: Vec<(String, Digest)> = store.db.list(TAGS)?;
+        *store.tags.write().expect("tags lock") = tags.into_iter().collect();
+        for (_, rec) in store.db.list::<ImageRecord>(IMAGES)? {
+            match store.load_image(rec) {
+                Ok(img) => {
+                    store
+                        .cache
+                        .write()
+                        .expect("cache lock")
+                        .insert(img.record.id.clone(), Arc::new(img));
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable image record"),
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+    pub fn layers(&self) -> &LayerStore {
+        &self.layers
+    }
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+    pub fn driver(&self) -> Driver {
+        self.layers.driver()
+    }
+    /// A scratch directory on the store's filesystem (emptied at open).
+    pub fn tmp_dir(&self) -> &std::path::Path {
+        &self.tmp
+    }
+
+    fn load_image(&self, record: ImageRecord) -> Result<Image, ImageError> {
+        let bytes = self.content.read(&record.id, MAX_JSON_BLOB)?;
+        let config = ImageConfig::parse(&bytes)?;
+        let chain = spec::chain_ids(&config.rootfs.diff_ids);
+        Ok(Image {
+            record,
+            config,
+            chain,
+        })
+    }
+
+    /// Every image, newest config first.
+    pub fn list(&self) -> Vec<Arc<Image>> {
+        let mut v: Vec<_> = self
+            .cache
+            .read()
+            .expect("cache lock")
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            b.config
+                .created
+                .cmp(&a.config.created)
+                .then(a.id().cmp(b.id()))
+        });
+        v
+    }
+
+    pub fn get(&self, id: &Digest) -> Option<Arc<Image>> {
+        self.cache.read().expect("cache lock").get(id).cloned()
+    }
+
+    /// Tags (and digest references) pointing at an image, full form.
+    pub fn refs_of(&self, id: &Digest) -> Vec<Reference> {
+        self.tags
+            .read()
+            .expect("tags lock")
+            .iter()
+            .filter(|(_, v)| *v == id)
+            .filter_map(|(k, _)| Reference::parse_normalized(k).ok())
+            .collect()
+    }
+
+    pub fn all_refs(&self) -> Vec<(Reference, Digest)> {
+        self.tags
+            .read()
+            .expect("tags lock")
+            .iter()
+            .filter_map(|(k, v)| Reference::parse_normalized(k).ok().map(|r| (r, v.clone())))
+            .collect()
+    }
+
+    /// Finds an image by reference, full ID, or unambiguous ID prefix (Docker's order).
+    pub fn resolve(&self, name: &str) -> Result<Arc<Image>, ImageError> {
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if let Ok(d) = Digest::from_hex(hex) {
+            if let Some(img) = self.get(&d) {
+                return Ok(img);
+            }
+        }
+        if let Ok(r) = Reference::parse_normalized(name) {
+            let r = r.with_default_tag();
+            if let Some(id) = self
+                .tags
+                .read()
+                .expect("tags lock")
+                .get(&r.to_string())
+                .cloned()
+            {
+                if let Some(img) = self.get(&id) {
+                    return Ok(img);
+                }
+            }
+        }
+        let is_hex_prefix = !hex.is_empty()
+            && hex.len() < 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if is_hex_prefix {
+            let cache = self.cache.read().expect("cache lock");
+            let hits: Vec<_> = cache
+                .values()
+                .filter(|i| i.id().hex().starts_with(hex))
+                .cloned()
+                .collect();
+            match hits.len() {
+                1 => return Ok(hits.into_iter().next().expect("one hit")),
+                0 => {}
+                _ => {
+                    return Err(ImageError::Ambiguous(format!(
+                        "multiple IDs found with provided prefix: {hex}"
+                    )));
+                }
+            }
+        }
+        Err(ImageError::NotFound(name.to_string()))
+    }
+
+    /// Points a reference at an image (replacing what it pointed at).
+    pub fn tag(&self, r: &Reference, id: &Digest) -> Result<Option<Digest>, ImageError> {
+        let _w = self.write.lock().expect("write lock");
+        if self.get(id).is_none() {
+            return Err(ImageError::NotFound(id.to_string()));
+        }
+        let key = r.to_string();
+        self.db.put(TAGS, &key, id, Durability::Sync)?;
+        Ok(self
+            .tags
+            .write()
+            .expect("tags lock")
+            .insert(key, id.clone()))
+    }
+
+    /// Removes a reference; returns the image it pointed at.
+    pub fn untag(&self, r: &Reference) -> Result<Option<Digest>, ImageError> {
+        let _w = self.write.lock().expect("write lock");
+        let key = r.to_string();
+        let old = self.tags.read().expect("tags lock").get(&key).cloned();
+        if old.is_some() {
+            self.db.delete(TAGS, &key)?;
+            self.tags.write().expect("tags lock").remove(&key);
+        }
+        Ok(old)
+    }
+
+    /// Records an image whose config blob and layers are already stored.
+    pub fn add_image(
+        &self,
+        config_bytes: &[u8],
+        parent: Option<Digest>,
+        manifest: Option<Descriptor>,
+    ) -> Result<Arc<Image>, ImageError> {
+        let config = ImageConfig::parse(config_bytes)?;
+        let id = self.content.put(config_bytes)?;
+        let chain = spec::chain_ids(&config.rootfs.diff_ids);
+        let mut size = 0;
+        for c in &chain {
+            let rec = self
+                .layers
+                .get(c)?
+                .ok_or_else(|| LayerError::NotFound(c.clone()))?;
+            size += rec.size;
+        }
+        let _w = self.write.lock().expect("write lock");
+        if let Some(existing) = self.get(&id) {
+            return Ok(existing);
+        }
+        let record = ImageRecord {
+            id: id.clone(),
+            parent,
+            manifest,
+            repo_digests: Vec::new(),
+            size,
+            added: timefmt::now(),
+        };
+        self.db.put(IMAGES, id.hex(), &record, Durability::Sync)?;
+        let img = Arc::new(Image {
+            record,
+            config,
+            chain,
+        });
+        self.cache
+            .write()
+            .expect("cache lock")
+            .insert(id, img.clone());
+        Ok(img)
+    }
+
+    /// Makes an image from a parent image (or none) plus one layer tar (or none: a
+    /// metadata-only change). Used by import, commit and the builder.
+    pub fn create_image(
+        &self,
+        new: NewImage,
+        layer_tar: Option<&mut dyn Read>,
+    ) -> Result<Arc<Image>, ImageError> {
+        let parent = match &new.parent {
+            Some(p) => Some(
+                self.get(p)
+                    .ok_or_else(|| ImageError::NotFound(p.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut diff_ids = parent
+            .as_ref()
+            .map(|p| p.config.rootfs.diff_ids.clone())
+            .unwrap_or_default();
+        let mut history = parent
+            .as_ref()
+            .map(|p| p.config.history.clone())
+            .unwrap_or_default();
+        let created = timefmt::now();
+        let mut empty_layer = true;
+        if let Some(tar) = layer_tar {
+            let rec: LayerRecord = self
+                .layers
+                .create_from_tar(parent.as_ref().and_then(|p| p.top_layer()), tar)?;
+            diff_ids.push(rec.diff_id);
+            empty_layer = false;
+        }
+        history.push(History {
+            created: Some(created.clone()),
+            created_by: new.created_by.clone(),
+            author: new.author.clone(),
+            comment: new.comment.clone(),
+            empty_layer,
+        });
+        let host = Platform::host();
+        let config = ImageConfig {
+            created: Some(created),
+            author: new.author.clone(),
+            architecture: parent
+                .as_ref()
+                .map(|p| p.config.architecture.clone())
+                .unwrap_or(host.architecture),
+            os: parent
+                .as_ref()
+                .map(|p| p.config.os.clone())
+                .unwrap_or(host.os),
+            variant: parent
+                .as_ref()
+                .and_then(|p| p.config.variant.clone())
+                .or(host.variant),
+            config: Some(new.run_config),
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids,
+            },
+            history,
+            comment: new.comment,
+            extra: new.extra,
+        };
+        self.add_image(&config.to_bytes(), new.parent, None)
+    }
+
+    /// Deletes an image record (tags must be gone) and every layer and blob nothing else uses.
+    pub fn delete(&self, id: &Digest) -> Result<(), ImageError> {
+        let _w = self.write.lock().expect("write lock");
+        let Some(img) = self.get(id) else {
+            return Err(ImageError::NotFound(id.to_string()));
+        };
+        self.db.delete(IMAGES, id.hex())?;
+        self.cache.write().expect("cache lock").remove(id);
+        let (used_layers, used_blobs) = {
+            let cache = self.cache.read().expect("cache lock");
+            let mut layers = HashSet::new();
+            let mut blobs = HashSet::new();
+            for other in cache.values() {
+                layers.extend(other.chain.iter().cloned());
+                blobs.insert(other.id().clone());
+                if let Some(m) = &other.record.manifest {
+                    blobs.insert(m.digest.clone());
+                }
+            }
+            (layers, blobs)
+        };
+        for c in img.chain.iter().rev() {
+            if used_layers.contains(c) {
+                continue;
+            }
+            if let Some(rec) = self.layers.get(c)? {
+                self.layers.remove(c)?;
+                let blob_used = self
+                    .layers
+                    .list()?
+                    .iter()
+                    .any(|l| l.blob.digest == rec.blob.digest);
+                if !blob_used && !used_blobs.contains(&rec.blob.digest) {
+                    self.content.delete(&rec.blob.digest)?;
+                }
+            }
+        }
+        if !used_blobs.contains(id) {
+            self.content.delete(id)?;
+        }
+        if let Some(m) = &img.record.manifest {
+            if !used_blobs.contains(&m.digest) {
+                self.content.delete(&m.digest)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Images that have children (a local parent link pointing at them).
+    pub fn children_of(&self, id: &Digest) -> Vec<Digest> {
+        self.cache
+            .read()
+            .expect("cache lock")
+            .values()
+            .filter(|i| i.record.parent.as_ref() == Some(id))
+            .map(|i| i.id().clone())
+            .collect()
+    }
+
+    /// Updates a stored record (repo digests after a pull or push).
+    pub fn update_record(&self, record: ImageRecord) -> Result<(), ImageError> {
+        let _w = self.write.lock().expect("write lock");
+        let Some(img) = self.get(&record.id) else {
+            return Err(ImageError::NotFound(record.id.to_string()));
+        };
+        self.db
+            .put(IMAGES, record.id.hex(), &record, Durability::Sync)?;
+        let new = Image {
+            record: record.clone(),
+            config: img.config.clone(),
+            chain: img.chain.clone(),
+        };
+        self.cache
+            .write()
+            .expect("cache lock")
+            .insert(record.id.clone(), Arc::new(new));
+        Ok(())
+    }
+
+    /// The layer records of an image, bottom first.
+    pub fn image_layers(&self, img: &Image) -> Result<Vec<LayerRecord>, ImageError> {
+        img.chain
+            .iter()
+            .map(|c| {
+                self.layers
+                    .get(c)?
+                    .ok_or_else(|| ImageError::Layer(LayerError::NotFound(c.clone())))
+            })
+            .collect()
+    }
+
+    /// Total bytes of blobs in the store (for `system df`'s reclaimable figures).
+    pub fn unique_size(&self, img: &Image, shared: &HashMap<Digest, usize>) -> u64 {
+        img.chain
+            .iter()
+            .filter(|c| shared.get(*c).copied().unwrap_or(0) <= 1)
+            .filter_map(|c| self.layers.get(c).ok().flatten())
+            .map(|r| r.size)
+            .sum()
+    }
+}
+
+/// Parses `--change` lines (Dockerfile instructions allowed by `docker import`/`commit`) onto a
+/// run config.
+pub fn apply_changes(cfg: &mut RunConfig, changes: &[String]) -> Result<(), ImageError> {
+    for line in changes {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (instr, rest) = match line.split_once(|c: char| c.is_whitespace()) {
+            Some((i, r)) => (i.to_ascii_uppercase(), r.trim()),
+            None => (line.to_ascii_uppercase(), ""),
+        };
+        let bad = |why: &str| ImageError::Invalid(format!("{instr}: {why}"));
+        match instr.as_str() {
+            "CMD" => cfg.cmd = Some(exec_or_shell(rest)),
+            "ENTRYPOINT" => cfg.entrypoint = Some(exec_or_shell(rest)),
+            "ENV" => {
+                let env = cfg.env.get_or_insert_with(Vec::new);
+                for (k, v) in parse_kv(rest, true).map_err(|e| bad(&e))? {
+                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    env.push(format!("{k}={v}"));
+                }
+            }
+            "LABEL" => {
+                let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in parse_kv(rest, false).map_err(|e| bad(&e))? {
+                    labels.insert(k, v);
+                }
+            }
+            "EXPOSE" => {
+                let ports = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in rest.split_whitespace() {
+                    let p = if p.contains('/') {
+                        p.to_string()
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    let (num, proto) = p.split_once('/').expect("has a slash");
+                    if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
+                        return Err(bad(&format!("invalid port {p}")));
+                    }
+                    ports.insert(p, serde_json::json!({}));
+                }
+            }
+            "USER" => cfg.user = Some(rest.to_string()),
+            "WORKDIR" => {
+                if rest.is_empty() {
+                    return Err(bad("needs a path"));
+                }
+                let base = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
+                cfg.working_dir = Some(if rest.starts_with('/') {
+                    rest.to_string()
+                } else {
+                    format!("{}/{}", base.trim_end_matches('/'), rest)
+                });
+            }
+            "VOLUME" => {
+                let vols = cfg.volumes.get_or_insert_with(BTreeMap::new);
+                let list: Vec<String> = if rest.starts_with('[') {
+                    serde_json::from_str(rest).map_err(|e| bad(&e.to_string()))?
+                } else {
+                    rest.split_whitespace().map(str::to_string).collect()
+                };
+                for v in list {
+                    vols.insert(v, serde_json::json!({}));
+                }
+            }
+            "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
+            "ONBUILD" => cfg
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(rest.to_string()),
+            _ => {
+                return Err(ImageError::Invalid(format!(
+                    "{instr} is not a valid change command"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `["a","b"]` → exec form; anything else → `/bin/sh -c "…"`.
+fn exec_or_shell(rest: &str) -> Vec<String> {
+    if rest.starts_with('[') {
+        if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
+            return v;
+        }
+    }
+    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
+}
+
+/// `K=V K2="v 2"` (or the legacy `K V` form when `legacy` and there is no `=`).
+fn parse_kv(s: &str, legacy: bool) -> Result<Vec<(String, String)>, String> {
+    if legacy && !s.split_whitespace().next().unwrap_or("").contains('=') {
+        let (k, v) = s.split_once(char::is_whitespace).ok_or("needs a value")?;
+        return Ok(vec![(k.to_string(), v.trim().to_string())]);
+    }
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(&c) = chars.peek() {
+            chars.next();
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '\\') => {
+                    if let Some(n) = chars.next() {
+                        word.push(n)
+                    }
+                }
+                (None, c) if c.is_whitespace() => break,
+                (_, c) => word.push(c),
+            }
+        }
+        if quote.is_some() {
+            return Err("unterminated quote".into());
+        }
+        let (k, v) = word
+            .split_once('=')
+            .ok_or_else(|| format!("{word:?} is not KEY=VALUE"))?;
+        if k.is_empty() {
+            return Err("empty key".into());
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_docker() {
+        let mut c = RunConfig::default();
+        apply_changes(
+            &mut c,
+            &[
+                "CMD [\"/bin/sh\"]".into(),
+                "ENV A=1 B=\"two words\"".into(),
+                "ENV C 3".into(),
+                "EXPOSE 80 53/udp".into(),
+                "WORKDIR /srv".into(),
+                "WORKDIR www".into(),
+                "LABEL k=v".into(),
+                "ENTRYPOINT echo hi".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh"]);
+        assert_eq!(c.env.unwrap(), vec!["A=1", "B=two words", "C=3"]);
+        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/www"));
+        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert!(apply_changes(&mut RunConfig::default(), &["RUN rm -rf /".into()]).is_err());
+        assert!(apply_changes(&mut RunConfig::default(), &["EXPOSE 99999".into()]).is_err());
+        assert!(apply_changes(&mut RunConfig::default(), &["ENV A=\"x".into()]).is_err());
+    }
+}

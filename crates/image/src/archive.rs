@@ -17,11 +17,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, HashingReader};
-use crate::fsutil;
 use crate::layer::unpack::clean_path;
 use crate::reference::Reference;
 use crate::spec::{self, Descriptor, ImageConfig, Index, MAX_JSON_BLOB, Manifest, Platform, media};
 use crate::store::{Image, ImageError, ImageStore};
+use skiff_common::fsutil;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct LegacyManifestEntry {

@@ -9,7 +9,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
-use crate::fsutil;
+use skiff_common::fsutil;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContentError {

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use crate::content::{ContentError, ContentStore};
 use crate::db::{Db, DbError, Durability};
 use crate::digest::{Digest, HashingReader};
-use crate::fsutil;
 use crate::layer::{self, UnpackError, UnpackOptions, WhiteoutMode};
 use crate::spec::Descriptor;
+use skiff_common::fsutil;
 
 const TABLE: &str = "layers";
 

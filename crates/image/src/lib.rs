@@ -10,15 +10,15 @@ pub mod archive;
 pub mod content;
 pub mod db;
 pub mod digest;
-pub mod fsutil;
 pub mod layer;
 pub mod layers;
 pub mod reference;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
-pub mod timefmt;
 
 pub use digest::Digest;
 pub use reference::Reference;
 pub use store::{Image, ImageError, ImageStore};
+
+pub use skiff_common::{fsutil, timefmt};

@@ -10,9 +10,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
-use crate::fsutil;
 use crate::layer::{self, Change};
 use crate::layers::{Driver, LayerError, LayerStore, copy_tree};
+use skiff_common::fsutil;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

@@ -20,7 +20,7 @@ use crate::snapshot::{SnapshotError, Snapshots};
 use crate::spec::{
     self, Descriptor, History, ImageConfig, MAX_JSON_BLOB, Platform, RootFs, RunConfig, SpecError,
 };
-use crate::timefmt;
+use skiff_common::timefmt;
 
 const IMAGES: &str = "images";
 const TAGS: &str = "tags";
@@ -131,7 +131,7 @@ impl ImageStore {
         let snapshots = Snapshots::open(root.join("snapshots"), layers.clone())?;
         snapshots.clean_tmp();
         let tmp = root.join("tmp");
-        let _ = crate::fsutil::remove_all(&tmp);
+        let _ = skiff_common::fsutil::remove_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|source| ImageError::Io {
             what: tmp.display().to_string(),
             source,

@@ -456,3 +456,123 @@ pub fn pack_naive_diff<W: Write>(base: &Path, new: &Path, w: W, skip: &[&str]) -
     }
     tw.finish()
 }
+
+impl<W: Write> TarWriter<W> {
+    fn header_for_stat(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(st.st_mode & 0o7777);
+        h.set_uid(st.st_uid as u64);
+        h.set_gid(st.st_gid as u64);
+        h.set_mtime(st.st_mtime.max(0) as u64);
+        h.set_size(0);
+        h
+    }
+
+    /// Appends the object `fd` refers to (opened `O_PATH | O_NOFOLLOW`) and, for a directory,
+    /// everything below it, using only descriptor-relative calls: nothing in the tree can
+    /// redirect the walk elsewhere, even while it changes (`docker cp` from a running
+    /// container).
+    pub fn append_fd_tree(&mut self, fd: &std::os::fd::OwnedFd, name: &Path) -> io::Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        let st = rustix::fs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        match ft {
+            FileType::Directory => {
+                let mut h = Self::header_for_stat(&st, tar::EntryType::Directory);
+                if !name.as_os_str().is_empty() {
+                    let mut n = name.as_os_str().as_bytes().to_vec();
+                    n.push(b'/');
+                    self.builder
+                        .append_data(&mut h, OsStr::from_bytes(&n), io::empty())?;
+                }
+                let dir = rustix::fs::openat(
+                    fd,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                let mut names = Vec::new();
+                {
+                    let mut it = rustix::fs::Dir::read_from(&dir)?;
+                    while let Some(e) = it.next() {
+                        let e = e?;
+                        let n = e.file_name().to_bytes();
+                        if n != b"." && n != b".." {
+                            names.push(OsStr::from_bytes(n).to_os_string());
+                        }
+                    }
+                }
+                names.sort();
+                for n in names {
+                    let child = match rustix::fs::openat(
+                        &dir,
+                        &n,
+                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    ) {
+                        Ok(c) => c,
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let cst = rustix::fs::statat(
+                        &child,
+                        "",
+                        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+                    )?;
+                    // Stay on one filesystem, as `docker cp` and export do for mounts below.
+                    if cst.st_dev != st.st_dev
+                        && FileType::from_raw_mode(cst.st_mode) == FileType::Directory
+                    {
+                        continue;
+                    }
+                    self.append_fd_tree(&child, &name.join(&n))?;
+                }
+                Ok(())
+            }
+            FileType::RegularFile => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        let mut h = Self::header_for_stat(&st, tar::EntryType::Link);
+                        return self.builder.append_link(&mut h, name, first.clone());
+                    }
+                    self.links.insert(key, name.to_path_buf());
+                }
+                // Reopen the O_PATH descriptor for reading: same inode, no path lookup.
+                let f = File::open(format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(fd)
+                ))?;
+                let mut h = Self::header_for_stat(&st, tar::EntryType::Regular);
+                h.set_size(st.st_size as u64);
+                self.builder.append_data(
+                    &mut h,
+                    name,
+                    PadReader {
+                        inner: io::Read::take(f, st.st_size as u64),
+                        left: st.st_size as u64,
+                    },
+                )
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
+                let mut h = Self::header_for_stat(&st, tar::EntryType::Symlink);
+                self.builder
+                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                let kind = match ft {
+                    FileType::CharacterDevice => tar::EntryType::Char,
+                    FileType::BlockDevice => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let mut h = Self::header_for_stat(&st, kind);
+                h.set_device_major(rustix::fs::major(st.st_rdev))?;
+                h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
+                self.builder.append_data(&mut h, name, io::empty())
+            }
+            _ => Ok(()),
+        }
+    }
+}

@@ -61,6 +61,8 @@ pub enum WhiteoutMode {
     Overlay,
     /// Layer applied onto the tree of its parents.
     Apply,
+    /// Not a layer (`docker cp`): `.wh.` names are ordinary files.
+    Literal,
 }
 
 /// What to do with character and block device entries.
@@ -80,6 +82,10 @@ pub struct UnpackOptions {
     pub skip_dev_dir_devices: bool,
     /// Restore owners from the archive (needs CAP_CHOWN).
     pub same_owner: bool,
+    /// Give every entry this owner instead (`docker cp` without `-a`).
+    pub owner: Option<(u32, u32)>,
+    /// Refuse to replace a directory with a non-directory or the reverse.
+    pub no_overwrite_dir_non_dir: bool,
 }
 
 impl Default for UnpackOptions {
@@ -89,6 +95,8 @@ impl Default for UnpackOptions {
             devices: DevicePolicy::Reject,
             skip_dev_dir_devices: true,
             same_owner: true,
+            owner: None,
+            no_overwrite_dir_non_dir: false,
         }
     }
 }
@@ -318,10 +326,14 @@ impl Unpacker {
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let name_bytes = name.as_bytes();
 
-        if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
+        let literal = self.opts.whiteouts == WhiteoutMode::Literal;
+        if !literal && name_bytes == WHITEOUT_OPAQUE.as_bytes() {
             return self.opaque(&parent);
         }
-        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+        if let Some(target) = name_bytes
+            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+            .filter(|_| !literal)
+        {
             if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 return Ok(()); // other aufs metadata (.wh..wh.plnk etc.)
             }
@@ -334,8 +346,13 @@ impl Unpacker {
         let hdr = entry.header().clone();
         let kind = hdr.entry_type();
         let mode = hdr.mode().map_err(UnpackError::Read)? & 0o7777;
-        let uid = hdr.uid().map_err(UnpackError::Read)?;
-        let gid = hdr.gid().map_err(UnpackError::Read)?;
+        let (uid, gid) = match self.opts.owner {
+            Some((u, g)) => (u as u64, g as u64),
+            None => (
+                hdr.uid().map_err(UnpackError::Read)?,
+                hdr.gid().map_err(UnpackError::Read)?,
+            ),
+        };
         let mtime = hdr.mtime().unwrap_or(0);
         let xattrs = read_xattrs(&mut entry)?;
 
@@ -351,6 +368,19 @@ impl Unpacker {
 
         let dir = self.parent_dir(&parent)?;
         self.created.insert(rel.clone());
+        if self.opts.no_overwrite_dir_non_dir {
+            if let Ok(st) = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                if is_dir != (kind == tar::EntryType::Directory) {
+                    return Err(UnpackError::Io {
+                        path: rel,
+                        source: io::Error::other(
+                            "cannot overwrite a directory with a non-directory, or the reverse",
+                        ),
+                    });
+                }
+            }
+        }
         match kind {
             tar::EntryType::Directory => {
                 match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -420,7 +450,7 @@ impl Unpacker {
                 self.remove(&dir, &name, &rel)?;
                 self.invalidate(&rel);
                 rustix::fs::symlinkat(target.as_os_str(), &dir, &name).map_err(io_at(&rel))?;
-                if self.opts.same_owner {
+                if self.opts.same_owner || self.opts.owner.is_some() {
                     rustix::fs::chownat(
                         &dir,
                         &name,
@@ -481,7 +511,7 @@ impl Unpacker {
                 self.remove(&dir, &name, &rel)?;
                 rustix::fs::mknodat(&dir, &name, ft, Mode::from_raw_mode(mode), dev)
                     .map_err(io_at(&rel))?;
-                if self.opts.same_owner {
+                if self.opts.same_owner || self.opts.owner.is_some() {
                     rustix::fs::chownat(
                         &dir,
                         &name,
@@ -518,7 +548,7 @@ impl Unpacker {
         rel: &Path,
     ) -> Result<(), UnpackError> {
         // chown before chmod: chown clears set-id bits.
-        if self.opts.same_owner {
+        if self.opts.same_owner || self.opts.owner.is_some() {
             rustix::fs::fchown(fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(io_at(rel))?;
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(io_at(rel))
@@ -540,6 +570,7 @@ impl Unpacker {
                 .map_err(io_at(&rel))?;
             }
             WhiteoutMode::Apply => self.remove(&dir, target, &rel)?,
+            WhiteoutMode::Literal => unreachable!("literal mode has no whiteouts"),
         }
         Ok(())
     }
@@ -563,6 +594,7 @@ impl Unpacker {
                 )
                 .map_err(io_at(parent))?;
             }
+            WhiteoutMode::Literal => unreachable!("literal mode has no whiteouts"),
             WhiteoutMode::Apply => {
                 let fd = rustix::fs::openat(
                     &dir,

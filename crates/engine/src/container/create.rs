@@ -1,0 +1,783 @@
+//! `docker create`: merge the request with the image's config, validate, resolve mounts,
+//! prepare the snapshot, persist.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ContainerConfig, ContainerCreateBody, HostConfig, MountTypeEnum, RestartPolicyNameEnum,
+};
+use skiff_image::db::Durability;
+use skiff_image::store::Image;
+
+use super::{Container, ContainerRecord, Containers, MountKind, MountSpec, State, names};
+use crate::error::{EngineError, Result};
+use crate::volumes::hex_id;
+
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// Replaces or appends `KEY=value` entries by key.
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for e in over {
+        let key = e.split('=').next().unwrap_or(e);
+        if let Some(slot) = out.iter_mut().find(|x| x.split('=').next() == Some(key)) {
+            *slot = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+/// The container's config: the request over the image's defaults (Docker's merge rules).
+fn merge_config(body: &ContainerCreateBody, image: &Image) -> ContainerConfig {
+    let ic = image.run_config();
+    let mut cmd = body.cmd.clone().filter(|c| !c.is_empty());
+    let mut entrypoint = body.entrypoint.clone();
+    if entrypoint.as_ref().is_none_or(|e| e.is_empty()) {
+        if cmd.is_none() {
+            cmd = ic.cmd.clone();
+        }
+        if entrypoint.is_none() {
+            entrypoint = ic.entrypoint.clone();
+        }
+    }
+    // `--entrypoint ""` resets the entrypoint.
+    if entrypoint
+        .as_ref()
+        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
+    {
+        entrypoint = Some(Vec::new());
+    }
+    let env = merge_env(
+        &ic.env.clone().unwrap_or_default(),
+        &body.env.clone().unwrap_or_default(),
+    );
+    let mut labels: HashMap<String, String> =
+        ic.labels.clone().unwrap_or_default().into_iter().collect();
+    labels.extend(body.labels.clone().unwrap_or_default());
+    let mut exposed: HashMap<String, HashMap<(), ()>> = ic
+        .exposed_ports
+        .clone()
+        .unwrap_or_default()
+        .into_keys()
+        .map(|k| (k, HashMap::new()))
+        .collect();
+    exposed.extend(body.exposed_ports.clone().unwrap_or_default());
+    let mut volumes: HashMap<String, HashMap<(), ()>> = ic
+        .volumes
+        .clone()
+        .unwrap_or_default()
+        .into_keys()
+        .map(|k| (k, HashMap::new()))
+        .collect();
+    volumes.extend(body.volumes.clone().unwrap_or_default());
+    let healthcheck = body.healthcheck.clone().or_else(|| {
+        ic.healthcheck
+            .as_ref()
+            .map(|h| bollard_stubs::models::HealthConfig {
+                test: h.test.clone(),
+                interval: h.interval,
+                timeout: h.timeout,
+                retries: h.retries,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+            })
+    });
+    ContainerConfig {
+        hostname: body.hostname.clone().filter(|h| !h.is_empty()),
+        domainname: body.domainname.clone().filter(|d| !d.is_empty()),
+        user: body
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or(ic.user.clone())
+            .or(Some(String::new())),
+        attach_stdin: Some(body.attach_stdin.unwrap_or(false)),
+        attach_stdout: Some(body.attach_stdout.unwrap_or(false)),
+        attach_stderr: Some(body.attach_stderr.unwrap_or(false)),
+        exposed_ports: if exposed.is_empty() {
+            None
+        } else {
+            Some(exposed)
+        },
+        tty: Some(body.tty.unwrap_or(false)),
+        open_stdin: Some(body.open_stdin.unwrap_or(false)),
+        stdin_once: Some(body.stdin_once.unwrap_or(false)),
+        env: Some(env),
+        cmd,
+        healthcheck,
+        args_escaped: None,
+        image: body.image.clone(),
+        volumes: if volumes.is_empty() {
+            None
+        } else {
+            Some(volumes)
+        },
+        working_dir: body
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .or(ic.working_dir.clone())
+            .or(Some(String::new())),
+        entrypoint,
+        network_disabled: body.network_disabled,
+        mac_address: None,
+        on_build: ic.on_build.clone(),
+        labels: Some(labels),
+        stop_signal: body
+            .stop_signal
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or(ic.stop_signal.clone()),
+        stop_timeout: body.stop_timeout,
+        shell: body.shell.clone().or(ic.shell.clone()),
+    }
+}
+
+fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mem = hc.memory.unwrap_or(0);
+    if mem > 0 && mem < MIN_MEMORY {
+        return Err(EngineError::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if let Some(swap) = hc.memory_swap.filter(|s| *s > 0) {
+        if mem == 0 {
+            return Err(EngineError::invalid(
+                "You should always set the Memory limit when using Memoryswap limit, see usage",
+            ));
+        }
+        if swap < mem {
+            return Err(EngineError::invalid(
+                "Minimum memoryswap limit should be larger than memory limit, see usage",
+            ));
+        }
+    }
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1);
+    if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
+        if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
+            return Err(EngineError::invalid(
+                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
+            ));
+        }
+        if n < 10_000_000 || n > ncpu * 1_000_000_000 {
+            return Err(EngineError::invalid(format!(
+                "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )));
+        }
+    }
+    if let Some(p) = &hc.restart_policy {
+        let name = p.name.clone().unwrap_or(RestartPolicyNameEnum::EMPTY);
+        if hc.auto_remove == Some(true)
+            && !matches!(
+                name,
+                RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO
+            )
+        {
+            return Err(EngineError::invalid(
+                "can't create 'AutoRemove' container with restart policy",
+            ));
+        }
+        if p.maximum_retry_count.unwrap_or(0) < 0 {
+            return Err(EngineError::invalid(
+                "maximum retry count cannot be negative",
+            ));
+        }
+        if p.maximum_retry_count.unwrap_or(0) > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
+            return Err(EngineError::invalid(format!(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            )));
+        }
+    }
+    for c in hc
+        .cap_add
+        .iter()
+        .flatten()
+        .chain(hc.cap_drop.iter().flatten())
+    {
+        crate::security::caps::normalize(c).map_err(EngineError::invalid)?;
+    }
+    for o in hc.security_opt.iter().flatten() {
+        let ok = o.starts_with("seccomp=")
+            || o.starts_with("seccomp:")
+            || o.starts_with("no-new-privileges")
+            || o.starts_with("apparmor=")
+            || o.starts_with("apparmor:")
+            || o.starts_with("label=")
+            || o.starts_with("label:");
+        if !ok {
+            return Err(EngineError::invalid(format!(
+                "invalid --security-opt 2: {o:?}"
+            )));
+        }
+        if o.starts_with("apparmor") && !o.ends_with("unconfined") {
+            warnings.push(format!(
+                "AppArmor is not enabled on this host; ignoring {o}"
+            ));
+        }
+    }
+    if let Some(lc) = &hc.log_config {
+        match lc.typ.as_deref() {
+            None | Some("") | Some("json-file") | Some("none") => {}
+            Some(other) => {
+                return Err(EngineError::invalid(format!(
+                    "failed to create logger: logger: no log driver named '{other}' is registered"
+                )));
+            }
+        }
+    }
+    match hc.network_mode.as_deref() {
+        None | Some("") | Some("default") | Some("bridge") | Some("none") | Some("host") => {}
+        Some(m) if m.starts_with("container:") => {}
+        Some(other) => return Err(EngineError::not_found(format!("network {other} not found"))),
+    }
+    for u in hc.ulimits.iter().flatten() {
+        let n = u.name.clone().unwrap_or_default();
+        if !matches!(
+            n.as_str(),
+            "core"
+                | "cpu"
+                | "data"
+                | "fsize"
+                | "locks"
+                | "memlock"
+                | "msgqueue"
+                | "nice"
+                | "nofile"
+                | "nproc"
+                | "rss"
+                | "rtprio"
+                | "rttime"
+                | "sigpending"
+                | "stack"
+                | "as"
+        ) {
+            return Err(EngineError::invalid(format!("invalid ulimit type: {n}")));
+        }
+    }
+    Ok(warnings)
+}
+
+fn clean_dest(d: &str) -> Result<String> {
+    if !d.starts_with('/') {
+        return Err(EngineError::invalid(format!(
+            "invalid mount config: mount path must be absolute: {d}"
+        )));
+    }
+    let mut out = Vec::new();
+    for c in d.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// Parses `-v SRC:DST[:OPTS]` / `-v DST`.
+fn parse_bind(spec: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(EngineError::invalid(format!(
+                "invalid volume specification: '{spec}'"
+            )));
+        }
+    };
+    if dst.is_empty() {
+        return Err(EngineError::invalid(format!(
+            "invalid volume specification: '{spec}'"
+        )));
+    }
+    let destination = clean_dest(dst)?;
+    if destination == "/" {
+        return Err(EngineError::invalid(format!(
+            "invalid volume specification: '{spec}': destination can't be '/'"
+        )));
+    }
+    let mut rw = true;
+    let mut propagation = String::new();
+    let mut copy_up = true;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            "z" | "Z" => {}
+            "nocopy" => copy_up = false,
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
+                propagation = o.to_string()
+            }
+            _ => return Err(EngineError::invalid(format!("invalid mode: {o}"))),
+        }
+    }
+    let kind = if src.is_empty() || !src.starts_with('/') {
+        MountKind::Volume
+    } else {
+        MountKind::Bind
+    };
+    if kind == MountKind::Volume && !src.is_empty() && !crate::volumes::valid_name(src) {
+        return Err(EngineError::invalid(format!(
+            "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+        )));
+    }
+    Ok(MountSpec {
+        kind,
+        source: src.to_string(),
+        destination,
+        rw,
+        mode: opts.to_string(),
+        propagation: if kind == MountKind::Bind && propagation.is_empty() {
+            "rprivate".into()
+        } else {
+            propagation
+        },
+        options: Vec::new(),
+        copy_up,
+        anonymous: src.is_empty(),
+    })
+}
+
+fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
+    let target = m.target.clone().unwrap_or_default();
+    if target.is_empty() {
+        return Err(EngineError::invalid(
+            "invalid mount config: Target must not be empty",
+        ));
+    }
+    let destination = clean_dest(&target)?;
+    let rw = m.read_only != Some(true);
+    let src = m.source.clone().unwrap_or_default();
+    match m.typ {
+        Some(MountTypeEnum::BIND) => {
+            if src.is_empty() {
+                return Err(EngineError::invalid(
+                    "invalid mount config for type \"bind\": field Source must not be empty",
+                ));
+            }
+            if !Path::new(&src).exists() {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
+            let propagation = m
+                .bind_options
+                .as_ref()
+                .and_then(|b| b.propagation.as_ref())
+                .map(|p| p.to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "rprivate".into());
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: src,
+                destination,
+                rw,
+                mode: String::new(),
+                propagation,
+                options: vec![],
+                copy_up: false,
+                anonymous: false,
+            })
+        }
+        Some(MountTypeEnum::VOLUME) => {
+            if !src.is_empty() && !crate::volumes::valid_name(&src) {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config for type \"volume\": invalid volume name {src:?}"
+                )));
+            }
+            let nocopy = m
+                .volume_options
+                .as_ref()
+                .and_then(|v| v.no_copy)
+                .unwrap_or(false);
+            Ok(MountSpec {
+                kind: MountKind::Volume,
+                anonymous: src.is_empty(),
+                source: src,
+                destination,
+                rw,
+                mode: if rw { "z".into() } else { "ro".into() },
+                propagation: String::new(),
+                options: vec![],
+                copy_up: !nocopy,
+            })
+        }
+        Some(MountTypeEnum::TMPFS) => {
+            if !src.is_empty() {
+                return Err(EngineError::invalid(
+                    "invalid mount config for type \"tmpfs\": field Source must not be specified",
+                ));
+            }
+            let mut options = Vec::new();
+            if let Some(t) = &m.tmpfs_options {
+                if let Some(s) = t.size_bytes.filter(|s| *s > 0) {
+                    options.push(format!("size={s}"));
+                }
+                if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                    options.push(format!("mode={mode:o}"));
+                }
+            }
+            Ok(MountSpec {
+                kind: MountKind::Tmpfs,
+                source: String::new(),
+                destination,
+                rw,
+                mode: String::new(),
+                propagation: String::new(),
+                options,
+                copy_up: false,
+                anonymous: false,
+            })
+        }
+        other => Err(EngineError::invalid(format!(
+            "invalid mount config: mount type {other:?} is not supported"
+        ))),
+    }
+}
+
+fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec> {
+    let destination = clean_dest(dest)?;
+    let mut rw = true;
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            o if o.starts_with("size=")
+                || o.starts_with("mode=")
+                || o.starts_with("uid=")
+                || o.starts_with("gid=")
+                || o.starts_with("nr_inodes=") =>
+            {
+                options.push(o.to_string())
+            }
+            "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "atime" | "noatime"
+            | "relatime" | "strictatime" | "nodiratime" => options.push(o.to_string()),
+            _ => return Err(EngineError::invalid(format!("invalid tmpfs option {o:?}"))),
+        }
+    }
+    Ok(MountSpec {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        destination,
+        rw,
+        mode: opts.to_string(),
+        propagation: String::new(),
+        options,
+        copy_up: false,
+        anonymous: false,
+    })
+}
+
+impl Containers {
+    /// Creates a container; returns its ID and warnings.
+    pub async fn create(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+    ) -> Result<(String, Vec<String>)> {
+        let image_ref = body
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| {
+                EngineError::invalid("config cannot be empty in order to create a container")
+            })?;
+        let image = self.images.resolve(&image_ref).map_err(|e| match e {
+            skiff_image::ImageError::NotFound(_) => {
+                let shown = skiff_image::Reference::parse_normalized(&image_ref)
+                    .map(|r| r.with_default_tag().familiar())
+                    .unwrap_or(image_ref.clone());
+                EngineError::not_found(format!("No such image: {shown}"))
+            }
+            other => other.into(),
+        })?;
+        let mut hc = body.host_config.clone().unwrap_or_default();
+        let mut warnings = validate_host_config(&hc)?;
+        let mut config = merge_config(&body, &image);
+        let entrypoint = config.entrypoint.clone().unwrap_or_default();
+        let cmd = config.cmd.clone().unwrap_or_default();
+        let mut argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if argv.is_empty() {
+            return Err(EngineError::invalid("no command specified"));
+        }
+        let path = argv.remove(0);
+
+        let name = match name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(&n).to_string();
+                names::validate(&n)?;
+                n
+            }
+            None => loop {
+                let n = names::generate();
+                if self.get(&n).is_err() {
+                    break n;
+                }
+            },
+        };
+        let id = hex_id();
+        if config.hostname.is_none() {
+            config.hostname = Some(id[..12].to_string());
+        }
+
+        // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
+        let mut mounts: Vec<MountSpec> = Vec::new();
+        for b in hc.binds.clone().unwrap_or_default() {
+            mounts.push(parse_bind(&b)?);
+        }
+        for m in hc.mounts.clone().unwrap_or_default() {
+            mounts.push(parse_mount(&m)?);
+        }
+        for (d, o) in hc.tmpfs.clone().unwrap_or_default() {
+            mounts.push(parse_tmpfs(&d, &o)?);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &mounts {
+            if !seen.insert(m.destination.clone()) {
+                return Err(EngineError::invalid(format!(
+                    "Duplicate mount point: {}",
+                    m.destination
+                )));
+            }
+        }
+        let mut image_vols: Vec<String> = config
+            .volumes
+            .clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        image_vols.sort();
+        for v in image_vols {
+            let d = clean_dest(&v)?;
+            if !seen.contains(&d) {
+                seen.insert(d.clone());
+                mounts.push(MountSpec {
+                    kind: MountKind::Volume,
+                    source: String::new(),
+                    destination: d,
+                    rw: true,
+                    mode: String::new(),
+                    propagation: String::new(),
+                    options: vec![],
+                    copy_up: true,
+                    anonymous: true,
+                });
+            }
+        }
+        // Create volumes (named ones may exist; anonymous ones get a fresh name).
+        for m in mounts.iter_mut() {
+            match m.kind {
+                MountKind::Volume => {
+                    let mut labels = BTreeMap::new();
+                    if m.anonymous {
+                        labels.insert("com.docker.volume.anonymous".to_string(), String::new());
+                    }
+                    let v = self.volumes.create(
+                        if m.source.is_empty() {
+                            None
+                        } else {
+                            Some(&m.source)
+                        },
+                        None,
+                        labels,
+                        BTreeMap::new(),
+                    )?;
+                    m.source = v.name;
+                }
+                MountKind::Bind => {
+                    if !Path::new(&m.source).exists() {
+                        // `-v /host/path:/x` creates a missing host directory, as Docker does.
+                        std::fs::create_dir_all(&m.source).map_err(|e| {
+                            EngineError::invalid(format!(
+                                "error while creating mount source path '{}': {e}",
+                                m.source
+                            ))
+                        })?;
+                    }
+                }
+                MountKind::Tmpfs => {}
+            }
+        }
+        if hc
+            .network_mode
+            .as_deref()
+            .is_none_or(|m| m.is_empty() || m == "default")
+        {
+            hc.network_mode = Some("bridge".into());
+        }
+        if let Some(m) = hc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("container:"))
+        {
+            let other = self.get(m)?;
+            if other.id == id {
+                return Err(EngineError::invalid("cannot join own network"));
+            }
+        }
+        if hc
+            .log_config
+            .as_ref()
+            .and_then(|l| l.typ.as_deref())
+            .is_none_or(|t| t.is_empty())
+        {
+            hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::new()),
+            });
+        }
+        if hc.restart_policy.is_none() {
+            hc.restart_policy = Some(bollard_stubs::models::RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: Some(0),
+            });
+        }
+        if hc.cgroupns_mode.is_none() {
+            hc.cgroupns_mode = Some(if self.layout.is_v2() {
+                bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE
+            } else {
+                bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST
+            });
+        }
+        if hc.memory.unwrap_or(0) > 0 && !self.layout_has("memory") {
+            warnings.push(
+                "Your kernel does not support memory limit capabilities. Limitation discarded."
+                    .into(),
+            );
+        }
+
+        self.reserve_name(&name, &id)?;
+        let rec = ContainerRecord {
+            id: id.clone(),
+            name: name.clone(),
+            created: skiff_common::timefmt::now(),
+            image_ref,
+            image_id: image.id().clone(),
+            top_layer: image.top_layer().cloned(),
+            config,
+            host_config: hc,
+            path,
+            args: argv,
+            mounts,
+            state: State::default(),
+            restart_count: 0,
+            manually_stopped: false,
+            driver: self.images.driver().name().to_string(),
+            exec_ids: Vec::new(),
+        };
+        let this = self.clone();
+        let rec2 = rec.clone();
+        let prepared = tokio::task::spawn_blocking(move || -> Result<()> {
+            std::fs::create_dir_all(this.container_dir(&rec2.id))?;
+            this.images
+                .snapshots()
+                .prepare(&rec2.id, rec2.top_layer.as_ref())?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::internal(e.to_string()))?;
+        if let Err(e) = prepared {
+            self.release_name(&name);
+            let _ = self.images.snapshots().remove(&id);
+            let _ = skiff_common::fsutil::remove_all(&self.container_dir(&id));
+            return Err(e);
+        }
+        if let Err(e) = self.db.put(super::TABLE, &id, &rec, Durability::Sync) {
+            self.release_name(&name);
+            return Err(e.into());
+        }
+        let c = Container::new(rec.clone());
+        self.map.write().expect("map lock").insert(id.clone(), c);
+        self.publish(&rec, "create");
+        Ok((id, warnings))
+    }
+
+    fn layout_has(&self, subsystem: &str) -> bool {
+        match &self.layout {
+            skiff_runtime::cgroups::Layout::V1 { mounts } => mounts.contains_key(subsystem),
+            skiff_runtime::cgroups::Layout::V2 { .. } => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_parse_like_docker() {
+        let m = parse_bind("/host:/ctr:ro").unwrap();
+        assert_eq!(
+            (m.kind, m.rw, m.source.as_str(), m.destination.as_str()),
+            (MountKind::Bind, false, "/host", "/ctr")
+        );
+        let m = parse_bind("data:/var/lib/data").unwrap();
+        assert_eq!(
+            (m.kind, m.rw, m.anonymous),
+            (MountKind::Volume, true, false)
+        );
+        let m = parse_bind("/only/dest").unwrap();
+        assert!(m.anonymous && m.kind == MountKind::Volume);
+        assert!(parse_bind("a:b:c:d").is_err());
+        assert!(parse_bind("data:relative").is_err());
+        assert!(parse_bind("/x:/y:bogus").is_err());
+        assert!(parse_bind("../etc:/x").is_err());
+        assert!(parse_bind("/x:/").is_err());
+        assert_eq!(parse_bind("/x:/a/../b/").unwrap().destination, "/b");
+    }
+
+    #[test]
+    fn tmpfs_options() {
+        let m = parse_tmpfs("/run", "rw,size=64m,mode=1777").unwrap();
+        assert_eq!(m.options, vec!["size=64m", "mode=1777"]);
+        assert!(parse_tmpfs("/run", "size=1m,evil=1").is_err());
+    }
+
+    #[test]
+    fn host_config_validation() {
+        let hc = HostConfig {
+            memory: Some(1024),
+            ..Default::default()
+        };
+        assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig {
+            memory: Some(64 << 20),
+            memory_swap: Some(32 << 20),
+            ..Default::default()
+        };
+        assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig {
+            security_opt: Some(vec!["evil".into()]),
+            ..Default::default()
+        };
+        assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig {
+            auto_remove: Some(true),
+            restart_policy: Some(bollard_stubs::models::RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        assert!(validate_host_config(&hc).is_err());
+        assert!(validate_host_config(&HostConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn env_merge() {
+        assert_eq!(
+            merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]),
+            vec!["A=1", "B=3", "C=4"]
+        );
+    }
+}

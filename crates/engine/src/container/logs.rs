@@ -1,0 +1,257 @@
+//! `docker logs`: reading the json-file log, with `--tail`, `--since`, `--until`, and `--follow`
+//! (which keeps reading until the container stops and the file is drained).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use skiff_runtime::logfile::{self, Stream};
+use tokio::sync::mpsc;
+
+use super::{Containers, Status};
+use crate::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub stdout: bool,
+    pub stderr: bool,
+    pub follow: bool,
+    /// Last N lines; `None` for all.
+    pub tail: Option<usize>,
+    pub since: Option<SystemTime>,
+    pub until: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub stream: Stream,
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    pub data: Bytes,
+}
+
+/// Parses `--since`/`--until`: RFC 3339, Unix seconds (with fraction), or a duration (`10m`).
+pub fn parse_time(s: &str) -> Result<SystemTime> {
+    if let Some(t) = skiff_common::timefmt::parse(s) {
+        return Ok(t);
+    }
+    if let Ok(f) = s.parse::<f64>() {
+        if f >= 0.0 {
+            return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(f));
+        }
+    }
+    if let Some(d) = parse_duration(s) {
+        return Ok(SystemTime::now() - d);
+    }
+    Err(EngineError::invalid(format!(
+        "invalid value for \"since\": failed to parse value as time or duration: {s:?}"
+    )))
+}
+
+/// Go-style durations: `1h2m3s`, `500ms`, `10m`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() || n == 'µ' {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().ok()?;
+        num.clear();
+        let mult = match unit.as_str() {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += v * mult;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+impl Containers {
+    /// Streams log lines; the bool is whether the container has a tty (no stream framing).
+    pub fn logs(
+        self: &Arc<Self>,
+        key: &str,
+        opts: LogOptions,
+    ) -> Result<(bool, mpsc::Receiver<LogLine>)> {
+        let c = self.get(key)?;
+        let rec = c.record();
+        if rec
+            .host_config
+            .log_config
+            .as_ref()
+            .and_then(|l| l.typ.as_deref())
+            == Some("none")
+        {
+            return Err(EngineError::invalid(
+                "configured logging driver does not support reading",
+            ));
+        }
+        if !opts.stdout && !opts.stderr {
+            return Err(EngineError::invalid(
+                "Bad parameters: you must choose at least one stream",
+            ));
+        }
+        let tty = rec.config.tty == Some(true);
+        let path = self.log_path(&c.id);
+        let (tx, rx) = mpsc::channel(256);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let wanted = |e: &logfile::Entry| -> bool {
+                let stream_ok = match e.stream {
+                    Stream::Stdout => opts.stdout,
+                    Stream::Stderr => opts.stderr,
+                };
+                if !stream_ok {
+                    return false;
+                }
+                let t = skiff_common::timefmt::parse(&e.time);
+                if let (Some(since), Some(t)) = (opts.since, t) {
+                    if t < since {
+                        return false;
+                    }
+                }
+                if let (Some(until), Some(t)) = (opts.until, t) {
+                    if t > until {
+                        return false;
+                    }
+                }
+                true
+            };
+            let send = |e: logfile::Entry| -> bool {
+                tx.blocking_send(LogLine {
+                    stream: e.stream,
+                    time: e.time,
+                    data: Bytes::from(e.log.into_bytes()),
+                })
+                .is_ok()
+            };
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => Some(f),
+                Err(_) => None,
+            };
+            let mut pending = Vec::new();
+            // History.
+            if let Some(f) = file.as_mut() {
+                let mut all = Vec::new();
+                if f.read_to_end(&mut all).is_err() {
+                    return;
+                }
+                let complete = all
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map(|p| p + 1)
+                    .unwrap_or(0);
+                pending.extend_from_slice(&all[complete..]);
+                let entries: Vec<logfile::Entry> = all[..complete]
+                    .split(|b| *b == b'\n')
+                    .filter_map(logfile::parse_line)
+                    .filter(|e| wanted(e))
+                    .collect();
+                let skip = match opts.tail {
+                    Some(n) => entries.len().saturating_sub(n),
+                    None => 0,
+                };
+                for e in entries.into_iter().skip(skip) {
+                    if !send(e) {
+                        return;
+                    }
+                }
+            }
+            if !opts.follow {
+                return;
+            }
+            // Follow: poll the file until the container is no longer running and the file
+            // has been read to its end.
+            loop {
+                let running = this
+                    .get(&c.id)
+                    .map(|c| {
+                        matches!(
+                            c.status(),
+                            Status::Running | Status::Paused | Status::Restarting
+                        )
+                    })
+                    .unwrap_or(false);
+                if file.is_none() {
+                    file = std::fs::File::open(&path).ok();
+                }
+                let mut grew = false;
+                if let Some(f) = file.as_mut() {
+                    let mut buf = Vec::new();
+                    if f.read_to_end(&mut buf).is_ok() && !buf.is_empty() {
+                        grew = true;
+                        pending.extend_from_slice(&buf);
+                        if let Some(p) = pending.iter().rposition(|b| *b == b'\n') {
+                            let lines: Vec<u8> = pending.drain(..=p).collect();
+                            for e in lines
+                                .split(|b| *b == b'\n')
+                                .filter_map(logfile::parse_line)
+                                .filter(|e| wanted(e))
+                            {
+                                if !send(e) {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    // A file replaced by a new run: start over from its beginning.
+                    if let (Ok(pos), Ok(meta)) = (f.stream_position(), std::fs::metadata(&path)) {
+                        if meta.len() < pos {
+                            let _ = f.seek(SeekFrom::Start(0));
+                        }
+                    }
+                }
+                if !running && !grew {
+                    return;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                if !grew {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        Ok((tty, rx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_duration("x"), None);
+        assert!(parse_time("2024-01-01T00:00:00Z").is_ok());
+        assert!(parse_time("1700000000.5").is_ok());
+        assert!(parse_time("yesterday").is_err());
+    }
+}

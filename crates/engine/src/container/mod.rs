@@ -1,0 +1,483 @@
+//! Containers: the persisted record, the live object, and the store that finds them.
+//!
+//! A [`ContainerRecord`] is what survives a daemon restart (in the metadata database); a
+//! [`Container`] wraps it with what only lives in memory: the operation lock, waiters, attach
+//! streams waiting for a start. Lifecycle operations are in the submodules, one per concern.
+
+pub mod archive;
+pub mod attach;
+pub mod create;
+pub mod exec;
+pub mod health;
+pub mod inspect;
+pub mod logs;
+pub mod monitor_client;
+pub mod names;
+pub mod rootfs;
+pub mod run;
+pub mod spec;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use serde::{Deserialize, Serialize};
+use skiff_image::db::{Db, Durability};
+use skiff_image::{Digest, ImageStore};
+use skiff_runtime::cgroups::Layout;
+use skiff_runtime::config::MonitorDir;
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+use crate::events::{Event, Events};
+use crate::security::seccomp::Profile;
+use crate::volumes::Volumes;
+
+const TABLE: &str = "containers";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
+            Status::Removing => "removing",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+    /// Whether a process of the container exists.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthLog {
+    pub start: String,
+    pub end: String,
+    pub exit_code: i64,
+    pub output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthState {
+    /// `starting`, `healthy`, `unhealthy`.
+    pub status: String,
+    pub failing_streak: i64,
+    pub log: Vec<HealthLog>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub oom_killed: bool,
+    pub health: Option<HealthState>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            exit_code: 0,
+            error: String::new(),
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            health: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    Bind,
+    Volume,
+    Tmpfs,
+}
+
+/// A mount resolved at create time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MountSpec {
+    pub kind: MountKind,
+    /// Host path (bind), volume name (volume), empty (tmpfs).
+    pub source: String,
+    pub destination: String,
+    pub rw: bool,
+    /// The mode string as given (`ro`, `rw,z`, …) for inspect.
+    pub mode: String,
+    pub propagation: String,
+    /// Extra mount options (tmpfs size, mode, …).
+    pub options: Vec<String>,
+    /// Copy the image's content at `destination` into an empty volume on first use.
+    pub copy_up: bool,
+    pub anonymous: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// Without the leading `/`.
+    pub name: String,
+    pub created: String,
+    /// `Config.Image` as the user wrote it.
+    pub image_ref: String,
+    pub image_id: Digest,
+    pub top_layer: Option<Digest>,
+    pub config: ContainerConfig,
+    pub host_config: HostConfig,
+    pub path: String,
+    pub args: Vec<String>,
+    pub mounts: Vec<MountSpec>,
+    pub state: State,
+    pub restart_count: i64,
+    /// `docker stop` was used: restart policies other than `always` leave it down.
+    pub manually_stopped: bool,
+    pub driver: String,
+    #[serde(default)]
+    pub exec_ids: Vec<String>,
+}
+
+/// What waiters are told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation {
+    pub changes: u64,
+    pub exits: u64,
+    pub removed: bool,
+}
+
+pub struct Container {
+    pub id: String,
+    rec: Mutex<ContainerRecord>,
+    /// Serializes lifecycle operations (start, stop, kill, rm, restart, pause).
+    pub ops: tokio::sync::Mutex<()>,
+    generation: watch::Sender<Generation>,
+    /// Attach streams registered before the container started (connected at start).
+    pending_attach: Mutex<Vec<attach::PendingAttach>>,
+}
+
+impl Container {
+    fn new(rec: ContainerRecord) -> Arc<Container> {
+        let (generation, _) = watch::channel(Generation::default());
+        Arc::new(Container {
+            id: rec.id.clone(),
+            rec: Mutex::new(rec),
+            ops: tokio::sync::Mutex::new(()),
+            generation,
+            pending_attach: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> ContainerRecord {
+        self.rec.lock().expect("container lock").clone()
+    }
+
+    pub fn with<R>(&self, f: impl FnOnce(&ContainerRecord) -> R) -> R {
+        f(&self.rec.lock().expect("container lock"))
+    }
+
+    pub fn status(&self) -> Status {
+        self.with(|r| r.state.status)
+    }
+
+    pub fn name(&self) -> String {
+        self.with(|r| r.name.clone())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Generation> {
+        self.generation.subscribe()
+    }
+
+    fn bump(&self, exit: bool, removed: bool) {
+        self.generation.send_modify(|g| {
+            g.changes += 1;
+            if exit {
+                g.exits += 1;
+            }
+            if removed {
+                g.removed = true;
+            }
+        });
+    }
+}
+
+/// Everything container operations need, and the set of containers.
+pub struct Containers {
+    pub db: Arc<Db>,
+    pub images: Arc<ImageStore>,
+    pub volumes: Arc<Volumes>,
+    pub events: Arc<Events>,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub monitor_bin: PathBuf,
+    pub layout: Layout,
+    pub seccomp: Profile,
+    pub caps_held: std::collections::BTreeSet<String>,
+    map: RwLock<HashMap<String, Arc<Container>>>,
+    names: RwLock<HashMap<String, String>>,
+    pub execs: exec::ExecStore,
+}
+
+impl Containers {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Arc<Db>,
+        images: Arc<ImageStore>,
+        volumes: Arc<Volumes>,
+        events: Arc<Events>,
+        data_root: PathBuf,
+        exec_root: PathBuf,
+        monitor_bin: PathBuf,
+    ) -> Result<Arc<Containers>> {
+        let layout = Layout::detect()?;
+        std::fs::create_dir_all(data_root.join("containers"))?;
+        std::fs::create_dir_all(exec_root.join("containers"))?;
+        std::fs::create_dir_all(exec_root.join("runtime"))?;
+        let c = Containers {
+            db,
+            images,
+            volumes,
+            events,
+            data_root,
+            exec_root,
+            monitor_bin,
+            layout,
+            seccomp: Profile::default_profile(),
+            caps_held: crate::security::caps::held(),
+            map: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::new()),
+            execs: exec::ExecStore::default(),
+        };
+        for (_, rec) in c.db.list::<ContainerRecord>(TABLE)? {
+            c.insert(Container::new(rec));
+        }
+        Ok(Arc::new(c))
+    }
+
+    fn insert(&self, c: Arc<Container>) {
+        let name = c.name();
+        self.names
+            .write()
+            .expect("names lock")
+            .insert(name, c.id.clone());
+        self.map.write().expect("map lock").insert(c.id.clone(), c);
+    }
+
+    /// Finds a container by full ID, name (`/name` or `name`), or unique ID prefix.
+    pub fn get(&self, key: &str) -> Result<Arc<Container>> {
+        let map = self.map.read().expect("map lock");
+        if let Some(c) = map.get(key) {
+            return Ok(c.clone());
+        }
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if let Some(id) = self.names.read().expect("names lock").get(name) {
+            if let Some(c) = map.get(id) {
+                return Ok(c.clone());
+            }
+        }
+        if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let hits: Vec<_> = map
+                .values()
+                .filter(|c| c.id.starts_with(key))
+                .cloned()
+                .collect();
+            match hits.len() {
+                1 => return Ok(hits.into_iter().next().expect("one")),
+                0 => {}
+                _ => {
+                    return Err(EngineError::invalid(format!(
+                        "multiple IDs found with provided prefix: {key}"
+                    )));
+                }
+            }
+        }
+        Err(EngineError::no_container(key))
+    }
+
+    pub fn all(&self) -> Vec<Arc<Container>> {
+        self.map
+            .read()
+            .expect("map lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Persists a container's record after `f` changes it, and tells waiters.
+    pub fn update(
+        &self,
+        c: &Container,
+        durability: Durability,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord> {
+        let rec = {
+            let mut r = c.rec.lock().expect("container lock");
+            f(&mut r);
+            r.clone()
+        };
+        self.db.put(TABLE, &rec.id, &rec, durability)?;
+        c.bump(false, false);
+        Ok(rec)
+    }
+
+    /// Containers using an image (by ID).
+    pub fn using_image(&self, id: &Digest) -> Vec<Arc<Container>> {
+        self.all()
+            .into_iter()
+            .filter(|c| c.with(|r| &r.image_id == id))
+            .collect()
+    }
+
+    /// Volume names used by any container.
+    pub fn volumes_in_use(&self) -> HashSet<String> {
+        let mut s = HashSet::new();
+        for c in self.all() {
+            c.with(|r| {
+                for m in &r.mounts {
+                    if m.kind == MountKind::Volume {
+                        s.insert(m.source.clone());
+                    }
+                }
+            });
+        }
+        s
+    }
+
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.data_root.join("containers").join(id)
+    }
+
+    pub fn monitor_dir(&self, id: &str) -> MonitorDir {
+        MonitorDir::new(self.exec_root.join("containers").join(id))
+    }
+
+    pub fn state_root(&self) -> PathBuf {
+        self.exec_root.join("runtime")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    pub fn publish(&self, c: &ContainerRecord, action: &str) {
+        let mut e = Event::new("container", action, &c.id)
+            .attr("name", &c.name)
+            .attr("image", &c.image_ref);
+        if let Some(labels) = &c.config.labels {
+            for (k, v) in labels {
+                e = e.attr(k, v);
+            }
+        }
+        self.events.publish(e);
+    }
+
+    pub fn publish_with(&self, c: &ContainerRecord, action: &str, extra: &[(&str, String)]) {
+        let mut e = Event::new("container", action, &c.id)
+            .attr("name", &c.name)
+            .attr("image", &c.image_ref);
+        if let Some(labels) = &c.config.labels {
+            for (k, v) in labels {
+                e = e.attr(k, v);
+            }
+        }
+        for (k, v) in extra {
+            e = e.attr(k, v.clone());
+        }
+        self.events.publish(e);
+    }
+
+    fn rename_index(&self, old: &str, new: &str, id: &str) -> Result<()> {
+        let mut names = self.names.write().expect("names lock");
+        if let Some(other) = names.get(new) {
+            if other != id {
+                return Err(EngineError::conflict(format!(
+                    "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+        }
+        names.remove(old);
+        names.insert(new.to_string(), id.to_string());
+        Ok(())
+    }
+
+    /// `docker rename`.
+    pub fn rename(&self, key: &str, new: &str) -> Result<()> {
+        let new = new.strip_prefix('/').unwrap_or(new);
+        names::validate(new)?;
+        let c = self.get(key)?;
+        let old = c.name();
+        if old == new {
+            return Err(EngineError::invalid(format!(
+                "Renaming a container with the same name as its current name"
+            )));
+        }
+        self.rename_index(&old, new, &c.id)?;
+        let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
+        self.publish_with(&rec, "rename", &[("oldName", format!("/{old}"))]);
+        Ok(())
+    }
+
+    fn forget(&self, c: &Container) -> Result<()> {
+        let name = c.name();
+        self.db.delete(TABLE, &c.id)?;
+        self.names.write().expect("names lock").remove(&name);
+        self.map.write().expect("map lock").remove(&c.id);
+        c.bump(false, true);
+        Ok(())
+    }
+
+    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let mut names = self.names.write().expect("names lock");
+        if let Some(other) = names.get(name) {
+            return Err(EngineError::conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
+        }
+        names.insert(name.to_string(), id.to_string());
+        Ok(())
+    }
+
+    fn release_name(&self, name: &str) {
+        self.names.write().expect("names lock").remove(name);
+    }
+
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.images.snapshots().rootfs(id)
+    }
+}
+
+/// Labels as a sorted map (the API uses hash maps).
+pub fn labels_of(r: &ContainerRecord) -> BTreeMap<String, String> {
+    r.config
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+/// Files the runtime bind-mounts into every container; not part of its changes.
+pub const RUNTIME_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"];

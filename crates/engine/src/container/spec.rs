@@ -1,0 +1,595 @@
+//! The OCI runtime spec of a container, with Docker's defaults: namespaces, mounts, masked and
+//! read-only paths, device rules, capabilities, seccomp, resources, rlimits.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use bollard_stubs::models::HostConfig;
+use oci_spec::runtime::{
+    Capability, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
+    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
+    LinuxSeccomp, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec,
+    User,
+};
+
+use super::rootfs::ResolvedUser;
+use super::{ContainerRecord, MountKind};
+use crate::error::{EngineError, Result};
+use crate::security::{MASKED_PATHS, READONLY_PATHS};
+
+/// How the container gets its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetNs {
+    /// A new, empty one (loopback only).
+    New,
+    /// The host's.
+    Host,
+    /// Join an existing one (`--network container:X`).
+    Join(PathBuf),
+}
+
+pub struct SpecInput<'a> {
+    pub rec: &'a ContainerRecord,
+    pub rootfs: &'a Path,
+    pub user: &'a ResolvedUser,
+    pub caps: &'a BTreeSet<String>,
+    /// `None`: unconfined.
+    pub seccomp: Option<LinuxSeccomp>,
+    /// Host paths for volume mounts, by volume name.
+    pub volume_paths: &'a HashMap<String, PathBuf>,
+    /// /etc/hosts, /etc/hostname, /etc/resolv.conf sources (skipped with `--network host` for hosts/resolv).
+    pub etc_files: &'a [(String, PathBuf)],
+    pub cgroup_path: String,
+    pub netns: NetNs,
+    pub cgroup_v2: bool,
+    pub hostname: String,
+    pub env: Vec<String>,
+    /// Path of tini (for `--init`).
+    pub init_binary: Option<PathBuf>,
+    /// Whether the daemon can raise hard rlimits.
+    pub can_raise_rlimits: bool,
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    let mut m = Mount::default();
+    m.set_destination(PathBuf::from(dest));
+    m.set_typ(Some(typ.to_string()));
+    m.set_source(Some(PathBuf::from(source)));
+    m.set_options(Some(options.iter().map(|s| s.to_string()).collect()));
+    m
+}
+
+fn caps_set(caps: &BTreeSet<String>) -> Result<oci_spec::runtime::Capabilities> {
+    caps.iter()
+        .map(|c| {
+            c.parse::<Capability>()
+                .map_err(|e| EngineError::invalid(format!("capability {c}: {e}")))
+        })
+        .collect()
+}
+
+fn dev_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut d = LinuxDeviceCgroup::default();
+    d.set_allow(allow);
+    d.set_typ(typ);
+    d.set_major(major);
+    d.set_minor(minor);
+    d.set_access(Some(access.to_string()));
+    d
+}
+
+/// Docker's default device cgroup rules.
+fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    use LinuxDeviceType::{B, C};
+    vec![
+        dev_rule(false, None, None, None, "rwm"),
+        dev_rule(true, Some(C), None, None, "m"),
+        dev_rule(true, Some(B), None, None, "m"),
+        dev_rule(true, Some(C), Some(1), Some(3), "rwm"), // null
+        dev_rule(true, Some(C), Some(1), Some(8), "rwm"), // random
+        dev_rule(true, Some(C), Some(1), Some(7), "rwm"), // full
+        dev_rule(true, Some(C), Some(5), Some(0), "rwm"), // tty
+        dev_rule(true, Some(C), Some(1), Some(5), "rwm"), // zero
+        dev_rule(true, Some(C), Some(1), Some(9), "rwm"), // urandom
+        dev_rule(true, Some(C), Some(136), None, "rwm"),  // pts
+        dev_rule(true, Some(C), Some(5), Some(2), "rwm"), // ptmx
+        dev_rule(true, Some(C), Some(5), Some(1), "rwm"), // console
+        dev_rule(true, Some(C), Some(10), Some(200), "rwm"), // tun
+    ]
+}
+
+/// Every device node on the host, for `--privileged`.
+fn host_devices() -> Vec<LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let ft = m.file_type();
+            if ft.is_dir() {
+                // /dev/pts and /dev/shm, /dev/mqueue are mounted fresh in the container.
+                if !matches!(
+                    p.file_name().and_then(|n| n.to_str()),
+                    Some("pts" | "shm" | "mqueue")
+                ) {
+                    stack.push(p);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if p == Path::new("/dev/console") || p == Path::new("/dev/ptmx") {
+                continue;
+            }
+            let mut d = LinuxDevice::default();
+            d.set_path(p.clone());
+            d.set_typ(typ);
+            d.set_major(rustix::fs::major(m.rdev()) as i64);
+            d.set_minor(rustix::fs::minor(m.rdev()) as i64);
+            d.set_file_mode(Some(m.mode() & 0o777));
+            d.set_uid(Some(m.uid()));
+            d.set_gid(Some(m.gid()));
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
+    Some(match name {
+        "core" => PosixRlimitType::RlimitCore,
+        "cpu" => PosixRlimitType::RlimitCpu,
+        "data" => PosixRlimitType::RlimitData,
+        "fsize" => PosixRlimitType::RlimitFsize,
+        "locks" => PosixRlimitType::RlimitLocks,
+        "memlock" => PosixRlimitType::RlimitMemlock,
+        "msgqueue" => PosixRlimitType::RlimitMsgqueue,
+        "nice" => PosixRlimitType::RlimitNice,
+        "nofile" => PosixRlimitType::RlimitNofile,
+        "nproc" => PosixRlimitType::RlimitNproc,
+        "rss" => PosixRlimitType::RlimitRss,
+        "rtprio" => PosixRlimitType::RlimitRtprio,
+        "rttime" => PosixRlimitType::RlimitRttime,
+        "sigpending" => PosixRlimitType::RlimitSigpending,
+        "stack" => PosixRlimitType::RlimitStack,
+        "as" => PosixRlimitType::RlimitAs,
+        _ => return None,
+    })
+}
+
+fn current_hard_limit(t: PosixRlimitType) -> Option<u64> {
+    use rustix::process::Resource;
+    let r = match t {
+        PosixRlimitType::RlimitNofile => Resource::Nofile,
+        PosixRlimitType::RlimitNproc => Resource::Nproc,
+        PosixRlimitType::RlimitCore => Resource::Core,
+        PosixRlimitType::RlimitMemlock => Resource::Memlock,
+        PosixRlimitType::RlimitStack => Resource::Stack,
+        _ => return None,
+    };
+    rustix::process::getrlimit(r).maximum
+}
+
+fn rlimits(hc: &HostConfig, can_raise: bool) -> Result<Option<Vec<PosixRlimit>>> {
+    let Some(list) = &hc.ulimits else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for u in list {
+        let name = u.name.clone().unwrap_or_default();
+        let t = rlimit_type(&name)
+            .ok_or_else(|| EngineError::invalid(format!("invalid ulimit type: {name}")))?;
+        let soft = u.soft.unwrap_or(0).max(0) as u64;
+        let hard = u.hard.unwrap_or(soft as i64).max(0) as u64;
+        if soft > hard {
+            return Err(EngineError::invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+            )));
+        }
+        if !can_raise {
+            if let Some(max) = current_hard_limit(t) {
+                if hard > max {
+                    return Err(EngineError::invalid(format!(
+                        "ulimit {name}: hard limit {hard} is above this daemon's own hard limit {max}, which it cannot raise (it lacks CAP_SYS_RESOURCE)"
+                    )));
+                }
+            }
+        }
+        let r = PosixRlimitBuilder::default()
+            .typ(t)
+            .soft(soft)
+            .hard(hard)
+            .build()
+            .map_err(|e| EngineError::invalid(e.to_string()))?;
+        out.push(r);
+    }
+    Ok(Some(out))
+}
+
+fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources> {
+    let mut res = LinuxResources::default();
+    res.set_devices(Some(if privileged {
+        vec![dev_rule(true, None, None, None, "rwm")]
+    } else {
+        default_device_rules()
+    }));
+    let mut mem = LinuxMemory::default();
+    let mut any_mem = false;
+    if let Some(m) = hc.memory.filter(|m| *m > 0) {
+        mem.set_limit(Some(m));
+        any_mem = true;
+        match hc.memory_swap {
+            Some(-1) => mem.set_swap(Some(-1)),
+            Some(s) if s > 0 => mem.set_swap(Some(s)),
+            _ => mem.set_swap(Some(m * 2)),
+        };
+    }
+    if let Some(r) = hc.memory_reservation.filter(|m| *m > 0) {
+        mem.set_reservation(Some(r));
+        any_mem = true;
+    }
+    if let Some(s) = hc.memory_swappiness.filter(|s| *s >= 0) {
+        mem.set_swappiness(Some(s as u64));
+        any_mem = true;
+    }
+    if hc.oom_kill_disable == Some(true) {
+        mem.set_disable_oom_killer(Some(true));
+        any_mem = true;
+    }
+    if any_mem {
+        res.set_memory(Some(mem));
+    }
+    let mut cpu = LinuxCpu::default();
+    let mut any_cpu = false;
+    if let Some(n) = hc.nano_cpus.filter(|n| *n > 0) {
+        let period = 100_000u64;
+        cpu.set_period(Some(period));
+        cpu.set_quota(Some((n as u128 * period as u128 / 1_000_000_000) as i64));
+        any_cpu = true;
+    }
+    if let Some(s) = hc.cpu_shares.filter(|s| *s > 0) {
+        cpu.set_shares(Some(s as u64));
+        any_cpu = true;
+    }
+    if let Some(p) = hc.cpu_period.filter(|p| *p > 0) {
+        cpu.set_period(Some(p as u64));
+        any_cpu = true;
+    }
+    if let Some(q) = hc.cpu_quota.filter(|q| *q > 0) {
+        cpu.set_quota(Some(q));
+        any_cpu = true;
+    }
+    if let Some(c) = hc.cpuset_cpus.clone().filter(|c| !c.is_empty()) {
+        cpu.set_cpus(Some(c));
+        any_cpu = true;
+    }
+    if let Some(m) = hc.cpuset_mems.clone().filter(|c| !c.is_empty()) {
+        cpu.set_mems(Some(m));
+        any_cpu = true;
+    }
+    if any_cpu {
+        res.set_cpu(Some(cpu));
+    }
+    if let Some(p) = hc.pids_limit.filter(|p| *p > 0) {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(p);
+        res.set_pids(Some(pids));
+    }
+    if let Some(w) = hc.blkio_weight.filter(|w| *w > 0) {
+        let mut b = LinuxBlockIo::default();
+        b.set_weight(Some(w));
+        res.set_block_io(Some(b));
+    }
+    Ok(res)
+}
+
+/// Builds the spec.
+pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
+    let rec = input.rec;
+    let hc = &rec.host_config;
+    let privileged = hc.privileged == Some(true);
+    let tty = rec.config.tty == Some(true);
+    let security_opt = hc.security_opt.clone().unwrap_or_default();
+    let no_new_privs = security_opt.iter().any(|o| {
+        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
+    });
+
+    let mut args = Vec::new();
+    if hc.init == Some(true) {
+        if input.init_binary.is_none() {
+            return Err(EngineError::invalid(
+                "--init needs tini on the host (Debian package \"tini\"); none was found",
+            ));
+        }
+        args.push("/sbin/docker-init".to_string());
+        args.push("--".to_string());
+    }
+    args.push(rec.path.clone());
+    args.extend(rec.args.iter().cloned());
+
+    let mut user = User::default();
+    user.set_uid(input.user.uid);
+    user.set_gid(input.user.gid);
+    user.set_additional_gids(if input.user.additional_gids.is_empty() {
+        None
+    } else {
+        Some(input.user.additional_gids.clone())
+    });
+
+    let caps = caps_set(input.caps)?;
+    let mut lc = LinuxCapabilities::default();
+    lc.set_bounding(Some(caps.clone()));
+    lc.set_effective(Some(caps.clone()));
+    lc.set_permitted(Some(caps));
+    lc.set_inheritable(None);
+    lc.set_ambient(None);
+
+    let mut process = Process::default();
+    process.set_terminal(Some(tty));
+    process.set_user(user);
+    process.set_args(Some(args));
+    process.set_env(Some(input.env.clone()));
+    process.set_cwd(PathBuf::from(
+        rec.config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    ));
+    process.set_capabilities(Some(lc));
+    process.set_rlimits(rlimits(hc, input.can_raise_rlimits)?);
+    process.set_no_new_privileges(Some(no_new_privs));
+    process.set_apparmor_profile(None);
+    process.set_oom_score_adj(hc.oom_score_adj.map(|v| v as i32));
+
+    let mut root = Root::default();
+    root.set_path(input.rootfs.to_path_buf());
+    root.set_readonly(Some(hc.readonly_rootfs == Some(true)));
+
+    let ro_sys = if privileged { "rw" } else { "ro" };
+    let shm_size = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+    let shm_opt = format!("size={shm_size}");
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", ro_sys],
+        ),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", ro_sys],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt],
+        ),
+    ];
+    let user_dests: BTreeSet<String> = rec
+        .mounts
+        .iter()
+        .map(|m| m.destination.trim_end_matches('/').to_string())
+        .collect();
+    for (dest, src) in input.etc_files {
+        if user_dests.contains(dest) {
+            continue;
+        }
+        mounts.push(mount(
+            dest,
+            "bind",
+            &src.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+    if let Some(init) = &input.init_binary {
+        mounts.push(mount(
+            "/sbin/docker-init",
+            "bind",
+            &init.to_string_lossy(),
+            &["bind", "ro", "rprivate"],
+        ));
+    }
+    let mut user_mounts: Vec<_> = rec.mounts.iter().collect();
+    user_mounts.sort_by_key(|m| Path::new(&m.destination).components().count());
+    for m in user_mounts {
+        let propagation = if m.propagation.is_empty() {
+            "rprivate"
+        } else {
+            m.propagation.as_str()
+        };
+        let rw = if m.rw { "rw" } else { "ro" };
+        match m.kind {
+            MountKind::Bind => mounts.push(mount(
+                &m.destination,
+                "bind",
+                &m.source,
+                &["rbind", rw, propagation],
+            )),
+            MountKind::Volume => {
+                let src = input.volume_paths.get(&m.source).ok_or_else(|| {
+                    EngineError::internal(format!("volume {} has no path", m.source))
+                })?;
+                mounts.push(mount(
+                    &m.destination,
+                    "bind",
+                    &src.to_string_lossy(),
+                    &["rbind", rw, propagation],
+                ));
+            }
+            MountKind::Tmpfs => {
+                let mut opts: Vec<&str> = vec![rw];
+                let has = |k: &str| {
+                    m.options
+                        .iter()
+                        .any(|o| o == k || o.starts_with(&format!("{k}=")))
+                };
+                for d in ["noexec", "nosuid", "nodev"] {
+                    let neg = match d {
+                        "noexec" => "exec",
+                        "nosuid" => "suid",
+                        _ => "dev",
+                    };
+                    if !has(d) && !has(neg) {
+                        opts.push(d);
+                    }
+                }
+                let extra: Vec<&str> = m
+                    .options
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|o| *o != "rw" && *o != "ro")
+                    .collect();
+                opts.extend(extra);
+                mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &opts));
+            }
+        }
+    }
+
+    let mut namespaces = Vec::new();
+    let mut ns = |t: LinuxNamespaceType, path: Option<PathBuf>| {
+        let mut n = LinuxNamespace::default();
+        n.set_typ(t);
+        n.set_path(path);
+        namespaces.push(n);
+    };
+    ns(LinuxNamespaceType::Pid, None);
+    ns(LinuxNamespaceType::Ipc, None);
+    ns(LinuxNamespaceType::Uts, None);
+    ns(LinuxNamespaceType::Mount, None);
+    match &input.netns {
+        NetNs::New => ns(LinuxNamespaceType::Network, None),
+        NetNs::Join(p) => ns(LinuxNamespaceType::Network, Some(p.clone())),
+        NetNs::Host => {}
+    }
+    let cgroupns_private = match hc.cgroupns_mode.as_ref().map(|m| m.as_ref()) {
+        Some("private") => true,
+        Some("host") => false,
+        _ => input.cgroup_v2,
+    };
+    if cgroupns_private {
+        ns(LinuxNamespaceType::Cgroup, None);
+    }
+
+    let mut linux = oci_spec::runtime::Linux::default();
+    linux.set_namespaces(Some(namespaces));
+    linux.set_cgroups_path(Some(PathBuf::from(&input.cgroup_path)));
+    linux.set_resources(Some(resources(hc, privileged)?));
+    linux.set_devices(if privileged {
+        Some(host_devices())
+    } else {
+        None
+    });
+    linux.set_seccomp(input.seccomp.clone());
+    linux.set_sysctl(hc.sysctls.clone().filter(|s| !s.is_empty()));
+    linux.set_uid_mappings(None);
+    linux.set_gid_mappings(None);
+    if privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    } else {
+        linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+        linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    }
+    linux.set_rootfs_propagation(None);
+
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_string());
+    spec.set_root(Some(root));
+    spec.set_process(Some(process));
+    spec.set_hostname(Some(input.hostname.clone()));
+    spec.set_domainname(rec.config.domainname.clone().filter(|d| !d.is_empty()));
+    spec.set_mounts(Some(mounts));
+    spec.set_linux(Some(linux));
+    spec.set_hooks(None);
+    spec.set_annotations(None);
+    Ok(spec)
+}
+
+/// The environment of the container's process (Docker's order: defaults, then the config's).
+pub fn environment(config_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".to_string());
+    }
+    for e in config_env {
+        let key = e.split('=').next().unwrap_or(e);
+        if !e.contains('=') {
+            env.retain(|x| x.split('=').next() != Some(key));
+            continue;
+        }
+        if let Some(slot) = env.iter_mut().find(|x| x.split('=').next() == Some(key)) {
+            *slot = e.clone();
+        } else {
+            env.push(e.clone());
+        }
+    }
+    env
+}
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_order() {
+        let env = environment(
+            &["PATH=/x".into(), "A=1".into(), "HOSTNAME".into()],
+            "h",
+            true,
+        );
+        assert_eq!(env, vec!["PATH=/x", "TERM=xterm", "A=1"]);
+    }
+}

@@ -1,0 +1,254 @@
+//! `docker stats` (from the container's cgroups) and `docker top` (from /proc).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage,
+    ContainerMemoryStats, ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
+};
+use skiff_runtime::cgroups;
+
+use super::Containers;
+use crate::error::{EngineError, Result};
+
+fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("MemTotal:")
+                    .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+        })
+        .flatten()
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn online_cpus() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+pub struct Sample {
+    pub stats: cgroups::Stats,
+    pub system_ns: u64,
+    pub read: String,
+}
+
+impl Containers {
+    fn cgroup_path(&self, id: &str) -> String {
+        format!("/skiff/{id}")
+    }
+
+    /// One reading of a running container's cgroups (`None` when it is not running).
+    pub fn sample(&self, key: &str) -> Result<Option<Sample>> {
+        let c = self.get(key)?;
+        if !c.status().is_live() {
+            return Ok(None);
+        }
+        Ok(Some(Sample {
+            stats: self.layout.stats(&self.cgroup_path(&c.id)),
+            system_ns: cgroups::system_cpu_ns(),
+            read: skiff_common::timefmt::now(),
+        }))
+    }
+
+    /// The Engine API stats object from a reading and the one before it.
+    pub fn stats_response(
+        &self,
+        key: &str,
+        cur: Option<&Sample>,
+        pre: Option<&Sample>,
+    ) -> Result<ContainerStatsResponse> {
+        let c = self.get(key)?;
+        let rec = c.record();
+        let cpu = |s: Option<&Sample>| {
+            s.map(|s| ContainerCpuStats {
+                cpu_usage: Some(ContainerCpuUsage {
+                    total_usage: Some(s.stats.cpu_total_ns),
+                    percpu_usage: if s.stats.per_cpu_ns.is_empty() {
+                        None
+                    } else {
+                        Some(s.stats.per_cpu_ns.clone())
+                    },
+                    usage_in_kernelmode: Some(s.stats.cpu_system_ns),
+                    usage_in_usermode: Some(s.stats.cpu_user_ns),
+                }),
+                system_cpu_usage: Some(s.system_ns),
+                online_cpus: Some(online_cpus()),
+                throttling_data: None,
+            })
+            .unwrap_or_default()
+        };
+        let memory = cur.map(|s| {
+            let limit = s
+                .stats
+                .memory_limit
+                .filter(|l| *l < (1u64 << 62))
+                .unwrap_or_else(mem_total);
+            ContainerMemoryStats {
+                usage: Some(s.stats.memory_usage),
+                max_usage: if self.layout.is_v2() {
+                    None
+                } else {
+                    Some(s.stats.memory_max_usage)
+                },
+                stats: Some(
+                    s.stats
+                        .memory_stat
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect::<HashMap<_, _>>(),
+                ),
+                failcnt: if self.layout.is_v2() {
+                    None
+                } else {
+                    Some(s.stats.memory_failcnt)
+                },
+                limit: Some(limit),
+                ..Default::default()
+            }
+        });
+        let blkio = cur.map(|s| ContainerBlkioStats {
+            io_service_bytes_recursive: Some(
+                s.stats
+                    .blkio
+                    .iter()
+                    .map(|e| ContainerBlkioStatEntry {
+                        major: Some(e.major),
+                        minor: Some(e.minor),
+                        op: Some(e.op.clone()),
+                        value: Some(e.value),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        Ok(ContainerStatsResponse {
+            name: Some(format!("/{}", rec.name)),
+            id: Some(rec.id.clone()),
+            read: Some(
+                cur.map(|s| s.read.clone())
+                    .unwrap_or_else(|| skiff_common::timefmt::ZERO.into()),
+            ),
+            preread: Some(
+                pre.map(|s| s.read.clone())
+                    .unwrap_or_else(|| skiff_common::timefmt::ZERO.into()),
+            ),
+            pids_stats: cur.map(|s| ContainerPidsStats {
+                current: Some(s.stats.pids_current),
+                limit: s.stats.pids_limit,
+            }),
+            blkio_stats: blkio.or(Some(ContainerBlkioStats::default())),
+            num_procs: Some(0),
+            storage_stats: Some(Default::default()),
+            cpu_stats: Some(cpu(cur)),
+            precpu_stats: Some(cpu(pre)),
+            memory_stats: memory.or(Some(ContainerMemoryStats::default())),
+            networks: None,
+        })
+    }
+
+    /// `docker top` with ps-like columns.
+    pub fn top(self: &Arc<Self>, key: &str) -> Result<ContainerTopResponse> {
+        let c = self.get(key)?;
+        if !c.status().is_live() {
+            return Err(EngineError::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        let pids = self.layout.pids(&self.cgroup_path(&c.id))?;
+        let ticks = 100u64;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("btime ")
+                        .and_then(|v| v.trim().parse::<i64>().ok())
+                })
+            })
+            .unwrap_or(0);
+        let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let user_name = |uid: &str| {
+            users.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid).then(|| f[0].to_string())
+            })
+        };
+        let mut procs = Vec::new();
+        for pid in pids {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let Some(rp) = stat.rfind(')') else { continue };
+            let f: Vec<&str> = stat[rp + 2..].split_whitespace().collect();
+            if f.len() < 20 {
+                continue;
+            }
+            let ppid = f[1];
+            let tty_nr: i64 = f[4].parse().unwrap_or(0);
+            let utime: u64 = f[11].parse().unwrap_or(0);
+            let stime: u64 = f[12].parse().unwrap_or(0);
+            let start_ticks: u64 = f[19].parse().unwrap_or(0);
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let uid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .unwrap_or("0")
+                .to_string();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = if cmdline.is_empty() {
+                let comm = &stat[stat.find('(').map(|i| i + 1).unwrap_or(0)..rp];
+                format!("[{comm}]")
+            } else {
+                cmdline
+                    .split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let cpu_secs = (utime + stime) / ticks;
+            let time = format!(
+                "{:02}:{:02}:{:02}",
+                cpu_secs / 3600,
+                (cpu_secs / 60) % 60,
+                cpu_secs % 60
+            );
+            let started = boot + (start_ticks / ticks) as i64;
+            let stime_s = {
+                let t = skiff_common::timefmt::format_unix(started, 0);
+                t.get(11..16).unwrap_or("").to_string()
+            };
+            let tty = if tty_nr == 0 {
+                "?".to_string()
+            } else {
+                format!("pts/{}", (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00))
+            };
+            procs.push(vec![
+                user_name(&uid).unwrap_or(uid),
+                pid.to_string(),
+                ppid.to_string(),
+                "0".into(),
+                stime_s,
+                tty,
+                time,
+                cmd,
+            ]);
+        }
+        Ok(ContainerTopResponse {
+            titles: Some(
+                ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
+            processes: Some(procs),
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! skiff-engine: containers, images, volumes and events, composed from the image store
+//! (`skiff-image`) and the per-container monitor (`skiff-monitor`, via `skiff-runtime`).
+//!
+//! The engine never sees HTTP: the API layer turns requests into calls on the services held by
+//! [`Engine`]. It never forks containers either: every container is created and supervised by
+//! its own monitor process.
+
+pub mod container;
+pub mod error;
+pub mod events;
+pub mod images;
+pub mod security;
+pub mod system;
+pub mod volumes;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use skiff_image::ImageStore;
+use skiff_image::db::Db;
+use skiff_image::layers::Driver;
+
+pub use error::{EngineError, Kind, Result};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// The `skiff-monitor` binary.
+    pub monitor_bin: PathBuf,
+    /// `overlay2` or `vfs`; detected when `None`.
+    pub storage_driver: Option<String>,
+}
+
+pub struct Engine {
+    pub config: EngineConfig,
+    /// Identifies this daemon's data root (stable across restarts).
+    pub id: String,
+    pub db: Arc<Db>,
+    pub events: Arc<events::Events>,
+    pub images: images::Images,
+    pub volumes: Arc<volumes::Volumes>,
+    pub containers: Arc<container::Containers>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the daemon's state. Call [`Engine::restore`] next, inside the
+    /// async runtime.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        std::fs::create_dir_all(&config.data_root)?;
+        std::fs::create_dir_all(&config.exec_root)?;
+        let db = Arc::new(Db::open(&config.data_root.join("metadata.redb"))?);
+        let image_root = config.data_root.join("image");
+        std::fs::create_dir_all(&image_root)?;
+        let driver = match config.storage_driver.as_deref() {
+            Some("overlay2") | Some("overlay") => Driver::Overlay,
+            Some("vfs") => Driver::Copy,
+            Some(other) => {
+                return Err(EngineError::invalid(format!(
+                    "unknown storage driver {other:?} (use overlay2 or vfs)"
+                )));
+            }
+            None => {
+                // The layers already on disk decide; otherwise whether overlay works here.
+                let marker = image_root.join("driver");
+                match std::fs::read_to_string(&marker)
+                    .ok()
+                    .as_deref()
+                    .map(str::trim)
+                {
+                    Some("vfs") => Driver::Copy,
+                    Some("overlay2") => Driver::Overlay,
+                    _ if skiff_image::snapshot::overlay_supported(&image_root) => Driver::Overlay,
+                    _ => Driver::Copy,
+                }
+            }
+        };
+        skiff_common::fsutil::atomic_write(&image_root.join("driver"), driver.name().as_bytes())?;
+        let store = Arc::new(ImageStore::open(image_root, driver, db.clone())?);
+        let events = Arc::new(events::Events::default());
+        let volumes = Arc::new(volumes::Volumes::open(
+            config.data_root.join("volumes"),
+            db.clone(),
+            events.clone(),
+        )?);
+        let containers = container::Containers::new(
+            db.clone(),
+            store.clone(),
+            volumes.clone(),
+            events.clone(),
+            config.data_root.clone(),
+            config.exec_root.clone(),
+            config.monitor_bin.clone(),
+        )?;
+        let id_file = config.data_root.join("engine-id");
+        let id = match std::fs::read_to_string(&id_file) {
+            Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+            _ => {
+                let id = volumes::hex_id();
+                skiff_common::fsutil::atomic_write(&id_file, id.as_bytes())?;
+                id
+            }
+        };
+        Ok(Engine {
+            config,
+            id,
+            db,
+            events: events.clone(),
+            images: images::Images { store, events },
+            volumes,
+            containers,
+        })
+    }
+
+    /// Re-adopts running containers and settles the ones that exited while we were away.
+    pub async fn restore(&self) {
+        self.containers.restore().await;
+    }
+}

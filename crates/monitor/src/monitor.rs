@@ -118,6 +118,9 @@ pub struct Monitor {
     failed: bool,
     reaped: Option<(i32, Instant)>,
     io: Io,
+    /// Stdin that arrived before the start (a client attaches, writes and closes first).
+    early_stdin: Vec<u8>,
+    early_close: bool,
     log: Option<logfile::Writer>,
     clients: BTreeMap<u64, Client>,
     execs: BTreeMap<String, Exec>,
@@ -156,6 +159,8 @@ impl Monitor {
             failed: false,
             reaped: None,
             io: Io::default(),
+            early_stdin: Vec::new(),
+            early_close: false,
             log,
             clients: BTreeMap::new(),
             execs: BTreeMap::new(),
@@ -485,7 +490,13 @@ impl Monitor {
         };
         c.dead = true;
         match &c.role {
-            Role::Attach(s) if s.stdin && self.cfg.stdin_once => self.io.close_stdin(),
+            Role::Attach(s) if s.stdin && self.cfg.stdin_once => {
+                if self.status == Status::Created {
+                    self.early_close = true;
+                } else {
+                    self.io.close_stdin();
+                }
+            }
             _ => {}
         }
     }
@@ -532,6 +543,11 @@ impl Monitor {
                     _ => None,
                 });
                 match role.flatten() {
+                    Some(None) if self.status == Status::Created => {
+                        if self.cfg.open_stdin {
+                            self.early_stdin.extend_from_slice(&payload);
+                        }
+                    }
                     Some(None) => {
                         if self.io.stdin.is_some() {
                             self.io.stdin_buf.extend_from_slice(&payload);
@@ -556,6 +572,7 @@ impl Monitor {
                     _ => None,
                 });
                 match role.flatten() {
+                    Some(None) if self.status == Status::Created => self.early_close = true,
                     Some(None) => self.io.close_stdin(),
                     Some(Some(eid)) => {
                         if let Some(e) = self.execs.get_mut(&eid) {
@@ -846,6 +863,11 @@ impl Monitor {
             }
         }
         self.io = io;
+        self.io.stdin_buf = std::mem::take(&mut self.early_stdin);
+        if self.early_close {
+            self.io.close_stdin();
+        }
+        flush_stdin(&mut self.io);
         self.pid = Some(pid);
         self.status = Status::Running;
         self.started_at = Some(timefmt::now());

@@ -529,3 +529,175 @@ mod tests {
         assert_eq!(unescape("/plain"), "/plain");
     }
 }
+
+/// New limits for a running container (`docker update`); `None` leaves a value alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    pub memory: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+}
+
+impl Layout {
+    /// Writes new limits into the container's cgroup files.
+    pub fn update(&self, cgroup_path: &str, u: &Update) -> io::Result<()> {
+        let write = |sub: &str, file: &str, v: String| -> io::Result<()> {
+            let dir = self.dir(sub, cgroup_path).ok_or_else(|| {
+                io::Error::other(format!("the {sub} cgroup controller is not available"))
+            })?;
+            fs::write(dir.join(file), &v)
+                .map_err(|e| io::Error::new(e.kind(), format!("writing {v} to {file}: {e}")))
+        };
+        let unlimited = |v: i64| v <= 0;
+        match self {
+            Layout::V1 { .. } => {
+                // Raising memory above memsw needs memsw raised first; lowering, the reverse.
+                if let Some(m) = u.memory {
+                    let m = if unlimited(m) {
+                        "-1".to_string()
+                    } else {
+                        m.to_string()
+                    };
+                    match u.memory_swap {
+                        Some(s) => {
+                            let s = if s < 0 {
+                                "-1".to_string()
+                            } else {
+                                s.to_string()
+                            };
+                            if write("memory", "memory.memsw.limit_in_bytes", s.clone()).is_err() {
+                                write("memory", "memory.limit_in_bytes", m.clone())?;
+                                let _ = write("memory", "memory.memsw.limit_in_bytes", s);
+                            } else {
+                                write("memory", "memory.limit_in_bytes", m)?;
+                            }
+                        }
+                        None => write("memory", "memory.limit_in_bytes", m)?,
+                    }
+                }
+                if let Some(r) = u.memory_reservation {
+                    write(
+                        "memory",
+                        "memory.soft_limit_in_bytes",
+                        if unlimited(r) {
+                            "-1".into()
+                        } else {
+                            r.to_string()
+                        },
+                    )?;
+                }
+                if let Some(s) = u.cpu_shares {
+                    write("cpu", "cpu.shares", s.to_string())?;
+                }
+                if let Some(p) = u.cpu_period {
+                    write("cpu", "cpu.cfs_period_us", p.to_string())?;
+                }
+                if let Some(q) = u.cpu_quota {
+                    write(
+                        "cpu",
+                        "cpu.cfs_quota_us",
+                        if q <= 0 { "-1".into() } else { q.to_string() },
+                    )?;
+                }
+                if let Some(c) = &u.cpuset_cpus {
+                    write("cpuset", "cpuset.cpus", c.clone())?;
+                }
+                if let Some(m) = &u.cpuset_mems {
+                    write("cpuset", "cpuset.mems", m.clone())?;
+                }
+                if let Some(p) = u.pids_limit {
+                    write(
+                        "pids",
+                        "pids.max",
+                        if unlimited(p) {
+                            "max".into()
+                        } else {
+                            p.to_string()
+                        },
+                    )?;
+                }
+                if let Some(w) = u.blkio_weight {
+                    write("blkio", "blkio.weight", w.to_string())?;
+                }
+            }
+            Layout::V2 { .. } => {
+                if let Some(m) = u.memory {
+                    write(
+                        "",
+                        "memory.max",
+                        if unlimited(m) {
+                            "max".into()
+                        } else {
+                            m.to_string()
+                        },
+                    )?;
+                    if let Some(s) = u.memory_swap {
+                        let swap = if s < 0 || unlimited(m) {
+                            "max".to_string()
+                        } else {
+                            (s - m).max(0).to_string()
+                        };
+                        write("", "memory.swap.max", swap)?;
+                    }
+                }
+                if let Some(r) = u.memory_reservation {
+                    write(
+                        "",
+                        "memory.low",
+                        if unlimited(r) {
+                            "0".into()
+                        } else {
+                            r.to_string()
+                        },
+                    )?;
+                }
+                if let Some(s) = u.cpu_shares {
+                    // cgroup v1 shares (2..262144) to v2 weight (1..10000).
+                    let w = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+                    write("", "cpu.weight", w.to_string())?;
+                }
+                if u.cpu_quota.is_some() || u.cpu_period.is_some() {
+                    let q = u
+                        .cpu_quota
+                        .filter(|q| *q > 0)
+                        .map(|q| q.to_string())
+                        .unwrap_or_else(|| "max".into());
+                    let p = u.cpu_period.unwrap_or(100_000);
+                    write("", "cpu.max", format!("{q} {p}"))?;
+                }
+                if let Some(c) = &u.cpuset_cpus {
+                    write("", "cpuset.cpus", c.clone())?;
+                }
+                if let Some(m) = &u.cpuset_mems {
+                    write("", "cpuset.mems", m.clone())?;
+                }
+                if let Some(p) = u.pids_limit {
+                    write(
+                        "",
+                        "pids.max",
+                        if unlimited(p) {
+                            "max".into()
+                        } else {
+                            p.to_string()
+                        },
+                    )?;
+                }
+                if let Some(w) = u.blkio_weight {
+                    write(
+                        "",
+                        "io.weight",
+                        format!("default {}", (w as u64 * 10000 / 1000).clamp(1, 10000)),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

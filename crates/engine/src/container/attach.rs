@@ -80,6 +80,9 @@ pub(crate) fn spawn_relay(
     resize_exec: Option<String>,
 ) -> tokio::task::JoinHandle<Option<i32>> {
     let (mut reader, mut writer) = conn.into_split();
+    // Dropping a write half shuts the socket down for writing, which the monitor reads as the
+    // client leaving: the reader task holds it when there is no input to forward.
+    let mut keep_writer = None;
     if let Some(mut input) = input {
         tokio::spawn(async move {
             while let Some(msg) = input.recv().await {
@@ -110,8 +113,11 @@ pub(crate) fn spawn_relay(
             // half-close the socket, which the monitor reads as the client leaving).
             std::future::pending::<()>().await;
         });
+    } else {
+        keep_writer = Some(writer);
     }
     tokio::spawn(async move {
+        let _writer = keep_writer;
         loop {
             match reader.frame().await {
                 Ok(Some((FrameKind::Stdout, b))) => {

@@ -152,8 +152,10 @@ impl Containers {
         if cfg.privileged == Some(true) {
             let all = crate::security::caps::resolve(true, &[], &[], &self.caps_held)
                 .map_err(EngineError::invalid)?;
-            let set: oci_spec::runtime::Capabilities =
-                all.iter().filter_map(|c| c.parse().ok()).collect();
+            let set: oci_spec::runtime::Capabilities = all
+                .iter()
+                .filter_map(|c| c.trim_start_matches("CAP_").parse().ok())
+                .collect();
             let mut caps = process.capabilities().clone().unwrap_or_default();
             caps.set_bounding(Some(set.clone()));
             caps.set_effective(Some(set.clone()));

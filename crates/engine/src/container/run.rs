@@ -412,7 +412,7 @@ impl Containers {
         }
     }
 
-    fn start_failed(&self, c: &Arc<Container>, e: EngineError) -> EngineError {
+    fn start_failed(self: &Arc<Self>, c: &Arc<Container>, e: EngineError) -> EngineError {
         let (code, message) = if e.kind == Kind::Invalid || e.kind == Kind::NotFound {
             (128, e.message.clone())
         } else {
@@ -425,6 +425,18 @@ impl Containers {
         take_pending(c);
         let rec = c.record();
         self.publish_with(&rec, "die", &[("exitCode", code.to_string())]);
+        let _ = self.images.snapshots().unmount(&c.id);
+        if rec.host_config.auto_remove == Some(true) {
+            // As Docker does: a `--rm` container that cannot start is removed (the CLI waits
+            // for that).
+            let this = self.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.remove(&id, true, true).await {
+                    tracing::warn!(container = %id, error = %e, "auto-remove after a failed start");
+                }
+            });
+        }
         let kind = if code == 127 || code == 126 {
             Kind::Invalid
         } else {
@@ -985,5 +997,126 @@ mod tests {
         assert_eq!(code, 127);
         assert!(msg.contains("exec: \"nope\": executable file not found in $PATH"));
         assert_eq!(start_error("open /x: permission denied").0, 126);
+    }
+}
+
+impl Containers {
+    /// `docker update`: new resource limits and restart policy, applied to the running
+    /// container's cgroups and kept for later starts.
+    pub async fn update_resources(
+        self: &Arc<Self>,
+        key: &str,
+        u: bollard_stubs::models::ContainerUpdateBody,
+    ) -> Result<Vec<String>> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        let rec = c.record();
+        let mut hc = rec.host_config.clone();
+        if let Some(m) = u.memory {
+            if m > 0 && m < 6 * 1024 * 1024 {
+                return Err(EngineError::invalid("Minimum memory limit allowed is 6MB"));
+            }
+            hc.memory = Some(m);
+        }
+        if let Some(s) = u.memory_swap {
+            hc.memory_swap = Some(s);
+        }
+        if let (Some(m), Some(s)) = (
+            hc.memory.filter(|m| *m > 0),
+            hc.memory_swap.filter(|s| *s > 0),
+        ) {
+            if s < m {
+                return Err(EngineError::invalid(
+                    "Minimum memoryswap limit should be larger than memory limit, see usage",
+                ));
+            }
+        }
+        if u.memory.is_some()
+            && u.memory_swap.is_none()
+            && rec.host_config.memory_swap.unwrap_or(0) > 0
+        {
+            // Docker keeps the ratio sane: a new memory limit above the old swap limit grows swap.
+            if hc.memory.unwrap_or(0) > hc.memory_swap.unwrap_or(0) {
+                hc.memory_swap = hc.memory.map(|m| m * 2);
+            }
+        }
+        if let Some(v) = u.memory_reservation {
+            hc.memory_reservation = Some(v);
+        }
+        if let Some(v) = u.cpu_shares {
+            hc.cpu_shares = Some(v);
+        }
+        if let Some(v) = u.nano_cpus {
+            hc.nano_cpus = Some(v);
+        }
+        if let Some(v) = u.cpu_quota {
+            hc.cpu_quota = Some(v);
+        }
+        if let Some(v) = u.cpu_period {
+            hc.cpu_period = Some(v);
+        }
+        if let Some(v) = u.cpuset_cpus.clone() {
+            hc.cpuset_cpus = Some(v);
+        }
+        if let Some(v) = u.cpuset_mems.clone() {
+            hc.cpuset_mems = Some(v);
+        }
+        if let Some(v) = u.pids_limit {
+            hc.pids_limit = Some(v);
+        }
+        if let Some(v) = u.blkio_weight {
+            hc.blkio_weight = Some(v);
+        }
+        if let Some(p) = u.restart_policy.clone() {
+            if hc.auto_remove == Some(true)
+                && !matches!(
+                    p.name,
+                    None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY)
+                )
+            {
+                return Err(EngineError::invalid(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container",
+                ));
+            }
+            hc.restart_policy = Some(p);
+        }
+        if rec.state.status.is_live() {
+            let mut up = skiff_runtime::cgroups::Update {
+                memory: u.memory,
+                memory_swap: if u.memory.is_some() || u.memory_swap.is_some() {
+                    Some(match hc.memory_swap {
+                        Some(-1) => -1,
+                        Some(s) if s > 0 => s,
+                        _ => hc.memory.unwrap_or(0) * 2,
+                    })
+                } else {
+                    None
+                },
+                memory_reservation: u.memory_reservation,
+                cpu_shares: u.cpu_shares.map(|s| s.max(0) as u64),
+                cpu_quota: u.cpu_quota,
+                cpu_period: u.cpu_period.map(|p| p.max(0) as u64),
+                cpuset_cpus: u.cpuset_cpus.clone(),
+                cpuset_mems: u.cpuset_mems.clone(),
+                pids_limit: u.pids_limit,
+                blkio_weight: u.blkio_weight,
+            };
+            if let Some(n) = u.nano_cpus {
+                up.cpu_period = Some(100_000);
+                up.cpu_quota = Some(if n > 0 {
+                    (n as i128 * 100_000 / 1_000_000_000) as i64
+                } else {
+                    -1
+                });
+            }
+            self.layout
+                .update(&format!("/skiff/{}", c.id), &up)
+                .map_err(|e| {
+                    EngineError::invalid(format!("Cannot update container {}: {e}", c.id))
+                })?;
+        }
+        let rec = self.update(&c, Durability::Sync, |r| r.host_config = hc)?;
+        self.publish(&rec, "update");
+        Ok(vec![])
     }
 }

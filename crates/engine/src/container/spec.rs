@@ -62,7 +62,8 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
 fn caps_set(caps: &BTreeSet<String>) -> Result<oci_spec::runtime::Capabilities> {
     caps.iter()
         .map(|c| {
-            c.parse::<Capability>()
+            c.trim_start_matches("CAP_")
+                .parse::<Capability>()
                 .map_err(|e| EngineError::invalid(format!("capability {c}: {e}")))
         })
         .collect()
@@ -356,7 +357,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     ));
     process.set_capabilities(Some(lc));
     process.set_rlimits(rlimits(hc, input.can_raise_rlimits)?);
-    process.set_no_new_privileges(Some(no_new_privs));
+    // Absent rather than false: libcontainer treats any value as "set" and would then load
+    // seccomp after dropping CAP_SYS_ADMIN, which fails without no_new_privs.
+    process.set_no_new_privileges(if no_new_privs { Some(true) } else { None });
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(hc.oom_score_adj.map(|v| v as i32));
 

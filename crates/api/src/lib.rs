@@ -1,0 +1,158 @@
+//! skiff-api: the Docker Engine API over HTTP/1.1 on a unix socket.
+//!
+//! A request is version-checked and stripped of its `/v1.NN` prefix ([`version`]), routed to a
+//! handler that parses it into a typed call on the engine, and the engine's answer (or error,
+//! mapped to a status in [`error`]) becomes the response. Attach and exec streams hijack the
+//! connection ([`stream`]).
+
+pub mod error;
+pub mod handlers;
+pub mod params;
+pub mod stream;
+pub mod version;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, head, post};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use skiff_engine::Engine;
+use tokio::net::UnixListener;
+use tower::ServiceExt;
+
+use handlers::{containers as c, exec, images, system, volumes as v};
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({ "message": "page not found" })),
+    )
+        .into_response()
+}
+
+/// The Engine API routes.
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/_ping", get(system::ping).head(system::ping))
+        .route("/version", get(system::version))
+        .route("/info", get(system::info))
+        .route("/events", get(system::events))
+        .route("/system/df", get(system::df))
+        .route("/containers/create", post(c::create))
+        .route("/containers/json", get(c::list))
+        .route("/containers/prune", post(c::prune))
+        .route("/containers/{id}", delete(c::remove))
+        .route("/containers/{id}/json", get(c::inspect))
+        .route("/containers/{id}/start", post(c::start))
+        .route("/containers/{id}/stop", post(c::stop))
+        .route("/containers/{id}/restart", post(c::restart))
+        .route("/containers/{id}/kill", post(c::kill))
+        .route("/containers/{id}/pause", post(c::pause))
+        .route("/containers/{id}/unpause", post(c::unpause))
+        .route("/containers/{id}/rename", post(c::rename))
+        .route("/containers/{id}/wait", post(c::wait))
+        .route("/containers/{id}/attach", post(c::attach))
+        .route("/containers/{id}/logs", get(c::logs))
+        .route("/containers/{id}/resize", post(c::resize))
+        .route("/containers/{id}/top", get(c::top))
+        .route("/containers/{id}/changes", get(c::changes))
+        .route("/containers/{id}/export", get(c::export))
+        .route("/containers/{id}/stats", get(c::stats))
+        .route("/containers/{id}/update", post(c::update))
+        .route(
+            "/containers/{id}/archive",
+            head(c::archive_head)
+                .get(c::archive_get)
+                .put(c::archive_put),
+        )
+        .route("/containers/{id}/exec", post(exec::create))
+        .route("/exec/{id}/start", post(exec::start))
+        .route("/exec/{id}/resize", post(exec::resize))
+        .route("/exec/{id}/json", get(exec::inspect))
+        .route("/commit", post(c::commit))
+        .route("/images/json", get(images::list))
+        .route("/images/create", post(images::create))
+        .route("/images/load", post(images::load))
+        .route("/images/get", get(images::save_many))
+        .route("/images/prune", post(images::prune))
+        .route(
+            "/images/{*rest}",
+            get(images::by_name)
+                .post(images::by_name)
+                .delete(images::by_name),
+        )
+        .route("/volumes", get(v::list))
+        .route("/volumes/create", post(v::create))
+        .route("/volumes/prune", post(v::prune))
+        .route("/volumes/{name}", get(v::inspect).delete(v::remove))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(16 << 20))
+        .with_state(engine)
+}
+
+/// Handles one request: version check, route, common headers.
+async fn handle(router: Router, req: Request<Incoming>) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let req = req.map(Body::new);
+    let mut resp = match version::strip(req) {
+        Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
+        Err(r) => r,
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    let h = resp.headers_mut();
+    h.insert(
+        "Api-Version",
+        HeaderValue::from_static(skiff_engine::system::API_VERSION),
+    );
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Ostype", HeaderValue::from_static("linux"));
+    h.insert(
+        "Server",
+        HeaderValue::from_static(concat!("skiff/", env!("CARGO_PKG_VERSION"), " (linux)")),
+    );
+    resp
+}
+
+/// Serves the API on a listening unix socket until `shutdown` resolves.
+pub async fn serve(
+    listener: UnixListener,
+    engine: Arc<Engine>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let app = router(engine);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,122 @@
+//! Query strings as Docker's API uses them: repeated keys, `1`/`true` booleans, and the
+//! JSON-encoded `filters` parameter (both `{"k":["v"]}` and the old `{"k":{"v":true}}`).
+
+use std::collections::BTreeMap;
+
+use crate::error::ApiError;
+
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Params {
+        Params(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    pub fn string(&self, k: &str) -> Option<String> {
+        self.get(k).filter(|v| !v.is_empty()).map(str::to_string)
+    }
+
+    /// `1`, `true`, `True` (and a bare key) are true; absent means `default`.
+    pub fn bool(&self, k: &str, default: bool) -> bool {
+        match self.get(k) {
+            None => default,
+            Some(v) => !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "no"),
+        }
+    }
+
+    pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?}"))),
+        }
+    }
+
+    pub fn filters(&self) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+        parse_filters(self.get("filters").unwrap_or(""))
+    }
+}
+
+pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+    let mut out = BTreeMap::new();
+    if raw.trim().is_empty() {
+        return Ok(out);
+    }
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("invalid filter: expected an object"))?;
+    for (k, vals) in obj {
+        let list: Vec<String> = match vals {
+            serde_json::Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            serde_json::Value::Object(o) => o
+                .iter()
+                .filter(|(_, b)| b.as_bool().unwrap_or(false))
+                .map(|(s, _)| s.clone())
+                .collect(),
+            serde_json::Value::String(s) => vec![s.clone()],
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid filter value for {k}"
+                )));
+            }
+        };
+        out.insert(k.clone(), list);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_filters() {
+        let p = Params::parse(Some(
+            "all=1&names=a&names=b&force=false&filters=%7B%22label%22%3A%7B%22x%3Dy%22%3Atrue%7D%7D",
+        ));
+        assert!(p.bool("all", false));
+        assert!(!p.bool("force", true));
+        assert!(p.bool("missing", true));
+        assert_eq!(p.all("names"), vec!["a", "b"]);
+        assert_eq!(
+            p.filters().unwrap().get("label").unwrap(),
+            &vec!["x=y".to_string()]
+        );
+        assert_eq!(
+            parse_filters(r#"{"status":["running","exited"]}"#).unwrap()["status"].len(),
+            2
+        );
+        assert!(parse_filters("{").is_err());
+        assert!(parse_filters("[1]").is_err());
+        assert!(parse_filters(r#"{"a":5}"#).is_err());
+        assert!(Params::parse(Some("t=x")).int("t").is_err());
+    }
+}

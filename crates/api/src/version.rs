@@ -1,0 +1,124 @@
+//! API version negotiation: `/v1.NN/...` and unversioned paths route the same; the version is
+//! checked here once and kept in the request for the (few) version-dependent adapters.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode, Uri};
+use skiff_engine::system::{API_VERSION, MIN_API_VERSION};
+
+/// The API version a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl ApiVersion {
+    pub fn parse(s: &str) -> Option<ApiVersion> {
+        let (a, b) = s.split_once('.')?;
+        Some(ApiVersion(a.parse().ok()?, b.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// Splits `/v1.44/containers/json` into (`1.44`, `/containers/json`).
+pub fn split_version(path: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = path.strip_prefix("/v") {
+        if let Some(i) = rest.find('/') {
+            let v = &rest[..i];
+            if v.contains('.') && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return (Some(v), &rest[i..]);
+            }
+        }
+    }
+    (None, path)
+}
+
+/// Rewrites the URI to the unversioned path, or answers 400 for versions we do not serve.
+pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
+    let path = req.uri().path().to_string();
+    let (v, rest) = split_version(&path);
+    let max = ApiVersion::parse(API_VERSION).expect("valid");
+    let min = ApiVersion::parse(MIN_API_VERSION).expect("valid");
+    let version = match v {
+        None => max,
+        Some(v) => {
+            let Some(parsed) = ApiVersion::parse(v) else {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid API version {v:?}"),
+                ));
+            };
+            if parsed > max {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "client version {v} is too new. Maximum supported API version is {API_VERSION}"
+                    ),
+                ));
+            }
+            if parsed < min {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                    ),
+                ));
+            }
+            parsed
+        }
+    };
+    let new_uri = match req.uri().query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    if let Ok(u) = new_uri.parse::<Uri>() {
+        *req.uri_mut() = u;
+    }
+    req.extensions_mut().insert(version);
+    Ok(req)
+}
+
+fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    let body = serde_json::to_vec(&serde_json::json!({ "message": msg })).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_versions() {
+        assert_eq!(
+            split_version("/v1.44/containers/json"),
+            (Some("1.44"), "/containers/json")
+        );
+        assert_eq!(
+            split_version("/containers/json"),
+            (None, "/containers/json")
+        );
+        assert_eq!(split_version("/volumes/v1.2"), (None, "/volumes/v1.2"));
+        assert_eq!(split_version("/vx/containers"), (None, "/vx/containers"));
+    }
+
+    #[test]
+    fn rejects_bad_versions() {
+        let req = |p: &str| Request::builder().uri(p).body(Body::empty()).unwrap();
+        assert!(strip(req("/v9.99/_ping")).is_err());
+        assert!(strip(req("/v1.0/_ping")).is_err());
+        assert!(strip(req("/v1.x/_ping")).is_ok()); // not a version: an unknown path, 404 later
+        let ok = strip(req("/v1.44/containers/json?all=1")).unwrap();
+        assert_eq!(ok.uri().path(), "/containers/json");
+        assert_eq!(ok.uri().query(), Some("all=1"));
+        assert_eq!(
+            ok.extensions().get::<ApiVersion>(),
+            Some(&ApiVersion(1, 44))
+        );
+    }
+}

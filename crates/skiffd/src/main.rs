@@ -1,0 +1,123 @@
+//! skiffd: the daemon. Opens the engine's state, re-adopts running containers, and serves the
+//! Docker Engine API on a unix socket. Flags follow dockerd's names.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use skiff_engine::{Engine, EngineConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiffd",
+    version,
+    about = "skiff daemon: the Docker Engine API, built in Rust"
+)]
+struct Args {
+    /// Socket to listen on (unix:///path).
+    #[arg(short = 'H', long = "host", default_value = "unix:///run/skiff.sock")]
+    host: String,
+    /// Root of persistent state.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_root: PathBuf,
+    /// Root of runtime state (monitors, bundles).
+    #[arg(long, default_value = "/run/skiff")]
+    exec_root: PathBuf,
+    /// Log level: debug, info, warn, error.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Storage driver: overlay2 or vfs (default: overlay2 where it works).
+    #[arg(short = 's', long)]
+    storage_driver: Option<String>,
+    /// Where to write the daemon's pid.
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+    /// The per-container monitor binary (default: skiff-monitor beside skiffd).
+    #[arg(long)]
+    monitor_path: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let level = match args.log_level.as_str() {
+        "debug" | "info" | "warn" | "error" | "trace" => args.log_level.clone(),
+        "fatal" | "panic" => "error".into(),
+        other => bail!("invalid log level {other:?}"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{level},hyper=warn,h2=warn"
+        )))
+        .with_writer(std::io::stderr)
+        .init();
+    let socket = match args.host.strip_prefix("unix://") {
+        Some(p) => PathBuf::from(p),
+        None if args.host.starts_with('/') => PathBuf::from(&args.host),
+        None => bail!(
+            "only unix sockets are supported (-H unix:///path), got {:?}",
+            args.host
+        ),
+    };
+    let monitor_bin = match args.monitor_path {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("skiffd has no directory")?
+            .join("skiff-monitor"),
+    };
+    if !monitor_bin.exists() {
+        bail!("monitor binary {} not found", monitor_bin.display());
+    }
+    let config = EngineConfig {
+        data_root: args.data_root,
+        exec_root: args.exec_root,
+        monitor_bin,
+        storage_driver: args.storage_driver,
+    };
+    let engine = Arc::new(Engine::open(config).context("opening the engine")?);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if socket.exists() {
+            // A live daemon on this socket is an error; a stale socket file is not.
+            if tokio::net::UnixStream::connect(&socket).await.is_ok() {
+                bail!("another daemon is listening on {}", socket.display());
+            }
+            std::fs::remove_file(&socket)?;
+        }
+        let listener = tokio::net::UnixListener::bind(&socket)
+            .with_context(|| format!("binding {}", socket.display()))?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+        if let Some(p) = &args.pidfile {
+            std::fs::write(p, std::process::id().to_string())?;
+        }
+        engine.restore().await;
+        tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .expect("signal handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        skiff_api::serve(listener, engine, shutdown).await;
+        tracing::info!("shutting down; running containers keep running");
+        let _ = std::fs::remove_file(&socket);
+        if let Some(p) = &args.pidfile {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    })
+}

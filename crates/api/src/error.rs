@@ -41,11 +41,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(error = %self.0.message, "request failed");
         }
-        (
-            status,
-            axum::Json(serde_json::json!({ "message": self.0.message })),
-        )
-            .into_response()
+        (status, axum::Json(serde_json::json!({ "message": self.0.message }))).into_response()
     }
 }
 

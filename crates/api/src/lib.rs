@@ -29,11 +29,7 @@ use tower::ServiceExt;
 use handlers::{containers as c, exec, images, system, volumes as v};
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "message": "page not found" })),
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "message": "page not found" }))).into_response()
 }
 
 /// The Engine API routes.
@@ -65,12 +61,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/containers/{id}/export", get(c::export))
         .route("/containers/{id}/stats", get(c::stats))
         .route("/containers/{id}/update", post(c::update))
-        .route(
-            "/containers/{id}/archive",
-            head(c::archive_head)
-                .get(c::archive_get)
-                .put(c::archive_put),
-        )
+        .route("/containers/{id}/archive", head(c::archive_head).get(c::archive_get).put(c::archive_put))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
@@ -81,12 +72,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/load", post(images::load))
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
-        .route(
-            "/images/{*rest}",
-            get(images::by_name)
-                .post(images::by_name)
-                .delete(images::by_name),
-        )
+        .route("/images/{*rest}", get(images::by_name).post(images::by_name).delete(images::by_name))
         .route("/volumes", get(v::list))
         .route("/volumes/create", post(v::create))
         .route("/volumes/prune", post(v::prune))
@@ -107,25 +93,15 @@ async fn handle(router: Router, req: Request<Incoming>) -> Response {
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     let h = resp.headers_mut();
-    h.insert(
-        "Api-Version",
-        HeaderValue::from_static(skiff_engine::system::API_VERSION),
-    );
+    h.insert("Api-Version", HeaderValue::from_static(skiff_engine::system::API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
-    h.insert(
-        "Server",
-        HeaderValue::from_static(concat!("skiff/", env!("CARGO_PKG_VERSION"), " (linux)")),
-    );
+    h.insert("Server", HeaderValue::from_static(concat!("skiff/", env!("CARGO_PKG_VERSION"), " (linux)")));
     resp
 }
 
 /// Serves the API on a listening unix socket until `shutdown` resolves.
-pub async fn serve(
-    listener: UnixListener,
-    engine: Arc<Engine>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
+pub async fn serve(listener: UnixListener, engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
     let app = router(engine);
     tokio::pin!(shutdown);
     loop {

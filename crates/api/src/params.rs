@@ -18,19 +18,11 @@ impl Params {
     }
 
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, k: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.iter().filter(|(key, _)| key == k).map(|(_, v)| v.clone()).collect()
     }
 
     pub fn string(&self, k: &str) -> Option<String> {
@@ -48,10 +40,7 @@ impl Params {
     pub fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
         match self.get(k).filter(|v| !v.is_empty()) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?}"))),
+            Some(v) => v.parse().map(Some).map_err(|_| ApiError::bad_request(format!("invalid value for {k}: {v:?}"))),
         }
     }
 
@@ -65,27 +54,18 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, ApiErro
     if raw.trim().is_empty() {
         return Ok(out);
     }
-    let v: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ApiError::bad_request("invalid filter: expected an object"))?;
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| ApiError::bad_request("invalid filter: expected an object"))?;
     for (k, vals) in obj {
         let list: Vec<String> = match vals {
-            serde_json::Value::Array(a) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect(),
-            serde_json::Value::Object(o) => o
-                .iter()
-                .filter(|(_, b)| b.as_bool().unwrap_or(false))
-                .map(|(s, _)| s.clone())
-                .collect(),
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            serde_json::Value::Object(o) => {
+                o.iter().filter(|(_, b)| b.as_bool().unwrap_or(false)).map(|(s, _)| s.clone()).collect()
+            }
             serde_json::Value::String(s) => vec![s.clone()],
             _ => {
-                return Err(ApiError::bad_request(format!(
-                    "invalid filter value for {k}"
-                )));
+                return Err(ApiError::bad_request(format!("invalid filter value for {k}")));
             }
         };
         out.insert(k.clone(), list);
@@ -106,14 +86,8 @@ mod tests {
         assert!(!p.bool("force", true));
         assert!(p.bool("missing", true));
         assert_eq!(p.all("names"), vec!["a", "b"]);
-        assert_eq!(
-            p.filters().unwrap().get("label").unwrap(),
-            &vec!["x=y".to_string()]
-        );
-        assert_eq!(
-            parse_filters(r#"{"status":["running","exited"]}"#).unwrap()["status"].len(),
-            2
-        );
+        assert_eq!(p.filters().unwrap().get("label").unwrap(), &vec!["x=y".to_string()]);
+        assert_eq!(parse_filters(r#"{"status":["running","exited"]}"#).unwrap()["status"].len(), 2);
         assert!(parse_filters("{").is_err());
         assert!(parse_filters("[1]").is_err());
         assert!(parse_filters(r#"{"a":5}"#).is_err());

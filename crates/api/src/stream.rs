@@ -42,9 +42,7 @@ pub fn parse_detach_keys(s: &str) -> Option<Vec<u8>> {
                 "]" => 29,
                 "^" => 30,
                 "_" => 31,
-                c if c.len() == 1 && c.as_bytes()[0].is_ascii_lowercase() => {
-                    c.as_bytes()[0] - b'a' + 1
-                }
+                c if c.len() == 1 && c.as_bytes()[0].is_ascii_lowercase() => c.as_bytes()[0] - b'a' + 1,
                 _ => return None,
             };
             out.push(b);
@@ -111,11 +109,7 @@ where
             if let Some(tx) = &input {
                 while !chunk.is_empty() {
                     let take = chunk.len().min(32 << 10);
-                    if tx
-                        .send(Input::Data(Bytes::copy_from_slice(&chunk[..take])))
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(Input::Data(Bytes::copy_from_slice(&chunk[..take]))).await.is_err() {
                         return;
                     }
                     chunk = &chunk[take..];
@@ -188,10 +182,7 @@ where
 {
     let (tx, rx) = mpsc::channel(8);
     tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter {
-            tx: tx.clone(),
-            buf: BytesMut::new(),
-        };
+        let mut w = ChannelWriter { tx: tx.clone(), buf: BytesMut::new() };
         match f(&mut w).and_then(|_| io::Write::flush(&mut w).map_err(Into::into)) {
             Ok(()) => {}
             Err(e) => {
@@ -222,10 +213,7 @@ impl BodyReader {
                 }
             }
         });
-        BodyReader {
-            rx,
-            cur: Bytes::new(),
-        }
+        BodyReader { rx, cur: Bytes::new() }
     }
 }
 

@@ -45,17 +45,12 @@ pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
         None => max,
         Some(v) => {
             let Some(parsed) = ApiVersion::parse(v) else {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid API version {v:?}"),
-                ));
+                return Err(error(StatusCode::BAD_REQUEST, &format!("invalid API version {v:?}")));
             };
             if parsed > max {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
-                    &format!(
-                        "client version {v} is too new. Maximum supported API version is {API_VERSION}"
-                    ),
+                    &format!("client version {v} is too new. Maximum supported API version is {API_VERSION}"),
                 ));
             }
             if parsed < min {
@@ -84,8 +79,7 @@ fn error(status: StatusCode, msg: &str) -> Response<Body> {
     let body = serde_json::to_vec(&serde_json::json!({ "message": msg })).unwrap_or_default();
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     r
 }
 
@@ -95,14 +89,8 @@ mod tests {
 
     #[test]
     fn splits_versions() {
-        assert_eq!(
-            split_version("/v1.44/containers/json"),
-            (Some("1.44"), "/containers/json")
-        );
-        assert_eq!(
-            split_version("/containers/json"),
-            (None, "/containers/json")
-        );
+        assert_eq!(split_version("/v1.44/containers/json"), (Some("1.44"), "/containers/json"));
+        assert_eq!(split_version("/containers/json"), (None, "/containers/json"));
         assert_eq!(split_version("/volumes/v1.2"), (None, "/volumes/v1.2"));
         assert_eq!(split_version("/vx/containers"), (None, "/vx/containers"));
     }
@@ -116,9 +104,6 @@ mod tests {
         let ok = strip(req("/v1.44/containers/json?all=1")).unwrap();
         assert_eq!(ok.uri().path(), "/containers/json");
         assert_eq!(ok.uri().query(), Some("all=1"));
-        assert_eq!(
-            ok.extensions().get::<ApiVersion>(),
-            Some(&ApiVersion(1, 44))
-        );
+        assert_eq!(ok.extensions().get::<ApiVersion>(), Some(&ApiVersion(1, 44)));
     }
 }

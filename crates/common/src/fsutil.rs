@@ -17,9 +17,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other("path has no parent"))?;
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
     let tmp = dir.join(format!(".{}", random_name("tmp")));
     let result = (|| {
         let mut f = File::options().write(true).create_new(true).open(&tmp)?;

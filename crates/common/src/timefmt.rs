@@ -128,9 +128,7 @@ pub fn parse(s: &str) -> Option<SystemTime> {
     if secs >= 0 {
         Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
     } else {
-        UNIX_EPOCH
-            .checked_sub(Duration::from_secs((-secs) as u64))?
-            .checked_add(Duration::from_nanos(nanos as u64))
+        UNIX_EPOCH.checked_sub(Duration::from_secs((-secs) as u64))?.checked_add(Duration::from_nanos(nanos as u64))
     }
 }
 
@@ -172,30 +170,16 @@ mod tests {
     #[test]
     fn formats_and_parses() {
         assert_eq!(format_unix(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            format_unix(1_700_000_000, 120_000_000),
-            "2023-11-14T22:13:20.12Z"
-        );
-        assert_eq!(
-            format_unix_fixed(1_700_000_000, 5),
-            "2023-11-14T22:13:20.000000005Z"
-        );
+        assert_eq!(format_unix(1_700_000_000, 120_000_000), "2023-11-14T22:13:20.12Z");
+        assert_eq!(format_unix_fixed(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
         let t = parse("2023-11-14T22:13:20.12Z").unwrap();
         assert_eq!(split(t), (1_700_000_000, 120_000_000));
         let t = parse("2023-11-15T00:13:20+02:00").unwrap();
         assert_eq!(split(t).0, 1_700_000_000);
-        assert_eq!(
-            parse("2024-02-29T00:00:00Z").map(|t| format(t)),
-            Some("2024-02-29T00:00:00Z".into())
-        );
-        for bad in [
-            "",
-            "2023",
-            "2023-13-01T00:00:00Z",
-            "2023-01-01T00:00:00",
-            "2023-01-01T00:00:00.Z",
-            "x023-01-01T00:00:00Z",
-        ] {
+        assert_eq!(parse("2024-02-29T00:00:00Z").map(|t| format(t)), Some("2024-02-29T00:00:00Z".into()));
+        for bad in
+            ["", "2023", "2023-13-01T00:00:00Z", "2023-01-01T00:00:00", "2023-01-01T00:00:00.Z", "x023-01-01T00:00:00Z"]
+        {
             assert!(parse(bad).is_none(), "{bad}");
         }
     }

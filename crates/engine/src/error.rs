@@ -25,10 +25,7 @@ pub struct EngineError {
 
 impl EngineError {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        EngineError {
-            kind,
-            message: message.into(),
-        }
+        EngineError { kind, message: message.into() }
     }
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(Kind::NotFound, m)
@@ -56,17 +53,12 @@ impl From<ImageError> for EngineError {
     fn from(e: ImageError) -> Self {
         let kind = match &e {
             ImageError::NotFound(_) => Kind::NotFound,
-            ImageError::Reference(_)
-            | ImageError::Invalid(_)
-            | ImageError::Spec(_)
-            | ImageError::Ambiguous(_) => Kind::Invalid,
+            ImageError::Reference(_) | ImageError::Invalid(_) | ImageError::Spec(_) | ImageError::Ambiguous(_) => {
+                Kind::Invalid
+            }
             ImageError::Layer(skiff_image::layers::LayerError::Unpack(_))
-            | ImageError::Layer(skiff_image::layers::LayerError::DiffIdMismatch { .. }) => {
-                Kind::Invalid
-            }
-            ImageError::Content(skiff_image::content::ContentError::DigestMismatch { .. }) => {
-                Kind::Invalid
-            }
+            | ImageError::Layer(skiff_image::layers::LayerError::DiffIdMismatch { .. }) => Kind::Invalid,
+            ImageError::Content(skiff_image::content::ContentError::DigestMismatch { .. }) => Kind::Invalid,
             _ => Kind::Internal,
         };
         let message = match &e {

@@ -45,10 +45,7 @@ pub struct Events {
 impl Default for Events {
     fn default() -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Events {
-            tx,
-            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
-        }
+        Events { tx, history: Mutex::new(VecDeque::with_capacity(HISTORY)) }
     }
 }
 
@@ -84,12 +81,9 @@ impl EventFilter {
         self.filters.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
                 "type" => v == e.kind,
-                "event" | "action" => {
-                    e.action == *v || e.action.split(':').next() == Some(v.as_str())
-                }
+                "event" | "action" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
                 "container" => {
-                    e.kind == "container"
-                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                    e.kind == "container" && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
                 }
                 "image" => {
                     e.attributes.get("image") == Some(v)
@@ -97,8 +91,7 @@ impl EventFilter {
                 }
                 "volume" => e.kind == "volume" && e.id == *v,
                 "network" => {
-                    e.kind == "network"
-                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                    e.kind == "network" && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
                 }
                 "label" => match v.split_once('=') {
                     Some((lk, lv)) => e.attributes.get(lk).map(|x| x == lv).unwrap_or(false),

@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    HistoryResponseItem, ImageConfig as ApiImageConfig, ImageDeleteResponseItem, ImageInspect,
-    ImageInspectRootFs, ImagePruneResponse, ImageSummary,
+    HistoryResponseItem, ImageConfig as ApiImageConfig, ImageDeleteResponseItem, ImageInspect, ImageInspectRootFs,
+    ImagePruneResponse, ImageSummary,
 };
 use skiff_image::archive::{self, LoadResult, SaveItem};
 use skiff_image::store::{Image, NewImage, apply_changes};
@@ -60,28 +60,19 @@ fn api_config(img: &Image) -> ApiImageConfig {
     let rc = img.run_config();
     ApiImageConfig {
         user: rc.user.clone(),
-        exposed_ports: rc
-            .exposed_ports
-            .clone()
-            .map(|p| p.into_keys().map(|k| (k, HashMap::new())).collect()),
+        exposed_ports: rc.exposed_ports.clone().map(|p| p.into_keys().map(|k| (k, HashMap::new())).collect()),
         env: rc.env.clone(),
         cmd: rc.cmd.clone(),
-        healthcheck: rc
-            .healthcheck
-            .as_ref()
-            .map(|h| bollard_stubs::models::HealthConfig {
-                test: h.test.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                retries: h.retries,
-                start_period: h.start_period,
-                start_interval: h.start_interval,
-            }),
+        healthcheck: rc.healthcheck.as_ref().map(|h| bollard_stubs::models::HealthConfig {
+            test: h.test.clone(),
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            start_period: h.start_period,
+            start_interval: h.start_interval,
+        }),
         args_escaped: rc.args_escaped,
-        volumes: rc
-            .volumes
-            .clone()
-            .map(|v| v.into_keys().map(|k| (k, HashMap::new())).collect()),
+        volumes: rc.volumes.clone().map(|v| v.into_keys().map(|k| (k, HashMap::new())).collect()),
         working_dir: rc.working_dir.clone(),
         entrypoint: rc.entrypoint.clone(),
         on_build: rc.on_build.clone(),
@@ -109,28 +100,13 @@ impl Images {
         (tags, digests)
     }
 
-    pub fn list(
-        &self,
-        all: bool,
-        f: &ImageFilters,
-        containers: &Containers,
-    ) -> Result<Vec<ImageSummary>> {
+    pub fn list(&self, all: bool, f: &ImageFilters, containers: &Containers) -> Result<Vec<ImageSummary>> {
         let mut usage: HashMap<Digest, i64> = HashMap::new();
         for c in containers.all() {
             *usage.entry(c.with(|r| r.image_id.clone())).or_default() += 1;
         }
-        let before = f
-            .before
-            .as_deref()
-            .map(|b| self.store.resolve(b))
-            .transpose()?
-            .map(|i| created_secs(&i));
-        let since = f
-            .since
-            .as_deref()
-            .map(|b| self.store.resolve(b))
-            .transpose()?
-            .map(|i| created_secs(&i));
+        let before = f.before.as_deref().map(|b| self.store.resolve(b)).transpose()?.map(|i| created_secs(&i));
+        let since = f.since.as_deref().map(|b| self.store.resolve(b)).transpose()?.map(|i| created_secs(&i));
         let mut out = Vec::new();
         for img in self.store.list() {
             let (tags, digests) = self.tags_of(&img);
@@ -143,12 +119,7 @@ impl Images {
                     continue;
                 }
             }
-            let labels: HashMap<String, String> = img
-                .run_config()
-                .labels
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+            let labels: HashMap<String, String> = img.run_config().labels.unwrap_or_default().into_iter().collect();
             if !f.labels.iter().all(|l| match l.split_once('=') {
                 Some((k, v)) => labels.get(k).map(|x| x == v).unwrap_or(false),
                 None => labels.contains_key(l),
@@ -156,10 +127,10 @@ impl Images {
                 continue;
             }
             if !f.references.is_empty()
-                && !f.references.iter().any(|p| {
-                    tags.iter()
-                        .any(|t| glob(p, t) || glob(p, t.split(':').next().unwrap_or("")))
-                })
+                && !f
+                    .references
+                    .iter()
+                    .any(|p| tags.iter().any(|t| glob(p, t) || glob(p, t.split(':').next().unwrap_or(""))))
             {
                 continue;
             }
@@ -169,12 +140,7 @@ impl Images {
             }
             out.push(ImageSummary {
                 id: img.id().to_string(),
-                parent_id: img
-                    .record
-                    .parent
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
+                parent_id: img.record.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                 repo_tags: tags,
                 repo_digests: digests,
                 created,
@@ -194,12 +160,8 @@ impl Images {
         let img = self.store.resolve(name)?;
         let (tags, digests) = self.tags_of(&img);
         let mut graph = HashMap::new();
-        let dirs: Vec<String> = img
-            .chain
-            .iter()
-            .rev()
-            .map(|c| self.store.layers().dir(c).display().to_string())
-            .collect();
+        let dirs: Vec<String> =
+            img.chain.iter().rev().map(|c| self.store.layers().dir(c).display().to_string()).collect();
         if let Some((top, rest)) = dirs.split_first() {
             graph.insert("UpperDir".to_string(), top.clone());
             if !rest.is_empty() {
@@ -210,13 +172,7 @@ impl Images {
             id: Some(img.id().to_string()),
             repo_tags: Some(tags),
             repo_digests: Some(digests),
-            parent: Some(
-                img.record
-                    .parent
-                    .as_ref()
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-            ),
+            parent: Some(img.record.parent.as_ref().map(|p| p.to_string()).unwrap_or_default()),
             comment: Some(img.config.comment.clone().unwrap_or_default()),
             created: img.config.created.clone(),
             docker_version: Some(String::new()),
@@ -234,18 +190,9 @@ impl Images {
             }),
             root_fs: Some(ImageInspectRootFs {
                 typ: "layers".into(),
-                layers: Some(
-                    img.config
-                        .rootfs
-                        .diff_ids
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect(),
-                ),
+                layers: Some(img.config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect()),
             }),
-            metadata: Some(bollard_stubs::models::ImageInspectMetadata {
-                last_tag_time: None,
-            }),
+            metadata: Some(bollard_stubs::models::ImageInspectMetadata { last_tag_time: None }),
             descriptor: None,
             manifests: None,
         })
@@ -257,11 +204,7 @@ impl Images {
         let mut sizes = layers.iter().map(|l| l.size as i64);
         let mut out = Vec::new();
         for h in &img.config.history {
-            let size = if h.empty_layer {
-                0
-            } else {
-                sizes.next().unwrap_or(0)
-            };
+            let size = if h.empty_layer { 0 } else { sizes.next().unwrap_or(0) };
             out.push(HistoryResponseItem {
                 id: "<missing>".into(),
                 created: h
@@ -301,27 +244,19 @@ impl Images {
         let img = self.store.resolve(name)?;
         let r = Reference::parse_normalized(repo)?;
         if r.digest().is_some() {
-            return Err(EngineError::invalid(
-                "refusing to create a tag with a digest reference",
-            ));
+            return Err(EngineError::invalid("refusing to create a tag with a digest reference"));
         }
         let r = match tag.filter(|t| !t.is_empty()) {
             Some(t) => r.with_tag(t)?,
             None => r.with_default_tag(),
         };
         self.store.tag(&r, img.id())?;
-        self.events
-            .publish(Event::new("image", "tag", img.id().to_string()).attr("name", r.familiar()));
+        self.events.publish(Event::new("image", "tag", img.id().to_string()).attr("name", r.familiar()));
         Ok(())
     }
 
     /// `docker rmi`.
-    pub fn remove(
-        &self,
-        name: &str,
-        force: bool,
-        containers: &Containers,
-    ) -> Result<Vec<ImageDeleteResponseItem>> {
+    pub fn remove(&self, name: &str, force: bool, containers: &Containers) -> Result<Vec<ImageDeleteResponseItem>> {
         let img = self.store.resolve(name)?;
         let id = img.id().clone();
         let short = &id.hex()[..12];
@@ -335,12 +270,8 @@ impl Images {
         let running = users.iter().find(|c| c.status().is_live());
         let untag = |r: &Reference, out: &mut Vec<ImageDeleteResponseItem>| -> Result<()> {
             self.store.untag(r)?;
-            out.push(ImageDeleteResponseItem {
-                untagged: Some(r.familiar()),
-                deleted: None,
-            });
-            self.events
-                .publish(Event::new("image", "untag", id.to_string()).attr("name", r.familiar()));
+            out.push(ImageDeleteResponseItem { untagged: Some(r.familiar()), deleted: None });
+            self.events.publish(Event::new("image", "untag", id.to_string()).attr("name", r.familiar()));
             Ok(())
         };
         if by_ref {
@@ -406,22 +337,14 @@ impl Images {
             return Ok(out);
         }
         self.store.delete(&id)?;
-        out.push(ImageDeleteResponseItem {
-            untagged: None,
-            deleted: Some(id.to_string()),
-        });
-        self.events
-            .publish(Event::new("image", "delete", id.to_string()));
+        out.push(ImageDeleteResponseItem { untagged: None, deleted: Some(id.to_string()) });
+        self.events.publish(Event::new("image", "delete", id.to_string()));
         Ok(out)
     }
 
     /// `docker image prune`: dangling images (or, with `all`, every unused image).
     pub fn prune(&self, all: bool, containers: &Containers) -> Result<ImagePruneResponse> {
-        let used: HashSet<Digest> = containers
-            .all()
-            .iter()
-            .map(|c| c.with(|r| r.image_id.clone()))
-            .collect();
+        let used: HashSet<Digest> = containers.all().iter().map(|c| c.with(|r| r.image_id.clone())).collect();
         let mut deleted = Vec::new();
         let mut reclaimed = 0i64;
         // Repeat: deleting a child can make its parent prunable.
@@ -437,31 +360,20 @@ impl Images {
                 }
                 for r in &refs {
                     self.store.untag(r)?;
-                    deleted.push(ImageDeleteResponseItem {
-                        untagged: Some(r.familiar()),
-                        deleted: None,
-                    });
+                    deleted.push(ImageDeleteResponseItem { untagged: Some(r.familiar()), deleted: None });
                 }
                 reclaimed += img.record.size as i64;
                 self.store.delete(img.id())?;
-                deleted.push(ImageDeleteResponseItem {
-                    untagged: None,
-                    deleted: Some(img.id().to_string()),
-                });
-                self.events
-                    .publish(Event::new("image", "delete", img.id().to_string()));
+                deleted.push(ImageDeleteResponseItem { untagged: None, deleted: Some(img.id().to_string()) });
+                self.events.publish(Event::new("image", "delete", img.id().to_string()));
                 progress = true;
             }
             if !progress {
                 break;
             }
         }
-        self.events
-            .publish(Event::new("image", "prune", "").attr("reclaimed", reclaimed.to_string()));
-        Ok(ImagePruneResponse {
-            images_deleted: Some(deleted),
-            space_reclaimed: Some(reclaimed),
-        })
+        self.events.publish(Event::new("image", "prune", "").attr("reclaimed", reclaimed.to_string()));
+        Ok(ImagePruneResponse { images_deleted: Some(deleted), space_reclaimed: Some(reclaimed) })
     }
 
     /// `docker import`: a rootfs tar (plain or compressed) as a one-layer image.
@@ -479,11 +391,7 @@ impl Images {
                 parent: None,
                 run_config: run,
                 author: None,
-                comment: Some(
-                    message
-                        .filter(|m| !m.is_empty())
-                        .unwrap_or_else(|| "Imported from -".into()),
-                ),
+                comment: Some(message.filter(|m| !m.is_empty()).unwrap_or_else(|| "Imported from -".into())),
                 created_by: None,
                 extra: Default::default(),
             },
@@ -492,16 +400,14 @@ impl Images {
         if let Some(r) = &reference {
             self.store.tag(r, img.id())?;
         }
-        self.events
-            .publish(Event::new("image", "import", img.id().to_string()));
+        self.events.publish(Event::new("image", "import", img.id().to_string()));
         Ok(img.id().to_string())
     }
 
     pub fn load(&self, r: impl Read) -> Result<LoadResult> {
         let res = archive::load(&self.store, r)?;
         for id in &res.images {
-            self.events
-                .publish(Event::new("image", "load", id.to_string()));
+            self.events.publish(Event::new("image", "load", id.to_string()));
         }
         Ok(res)
     }
@@ -512,21 +418,11 @@ impl Images {
         for n in names {
             let img = self.store.resolve(n)?;
             let refs: Vec<Reference> = match Reference::parse_normalized(n) {
-                Ok(r)
-                    if !img
-                        .id()
-                        .hex()
-                        .starts_with(n.strip_prefix("sha256:").unwrap_or(n)) =>
-                {
+                Ok(r) if !img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n)) => {
                     let r = r.with_default_tag();
                     if r.tag().is_some() { vec![r] } else { vec![] }
                 }
-                _ => self
-                    .store
-                    .refs_of(img.id())
-                    .into_iter()
-                    .filter(|r| r.tag().is_some())
-                    .collect(),
+                _ => self.store.refs_of(img.id()).into_iter().filter(|r| r.tag().is_some()).collect(),
             };
             if let Some(existing) = items.iter_mut().find(|i| i.image.id() == img.id()) {
                 for r in refs {
@@ -535,13 +431,9 @@ impl Images {
                     }
                 }
             } else {
-                items.push(SaveItem {
-                    image: img.clone(),
-                    refs,
-                });
+                items.push(SaveItem { image: img.clone(), refs });
             }
-            self.events
-                .publish(Event::new("image", "save", img.id().to_string()));
+            self.events.publish(Event::new("image", "save", img.id().to_string()));
         }
         Ok(archive::save(&self.store, &items, w)?)
     }

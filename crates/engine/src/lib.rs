@@ -56,18 +56,12 @@ impl Engine {
             Some("overlay2") | Some("overlay") => Driver::Overlay,
             Some("vfs") => Driver::Copy,
             Some(other) => {
-                return Err(EngineError::invalid(format!(
-                    "unknown storage driver {other:?} (use overlay2 or vfs)"
-                )));
+                return Err(EngineError::invalid(format!("unknown storage driver {other:?} (use overlay2 or vfs)")));
             }
             None => {
                 // The layers already on disk decide; otherwise whether overlay works here.
                 let marker = image_root.join("driver");
-                match std::fs::read_to_string(&marker)
-                    .ok()
-                    .as_deref()
-                    .map(str::trim)
-                {
+                match std::fs::read_to_string(&marker).ok().as_deref().map(str::trim) {
                     Some("vfs") => Driver::Copy,
                     Some("overlay2") => Driver::Overlay,
                     _ if skiff_image::snapshot::overlay_supported(&image_root) => Driver::Overlay,
@@ -78,11 +72,7 @@ impl Engine {
         skiff_common::fsutil::atomic_write(&image_root.join("driver"), driver.name().as_bytes())?;
         let store = Arc::new(ImageStore::open(image_root, driver, db.clone())?);
         let events = Arc::new(events::Events::default());
-        let volumes = Arc::new(volumes::Volumes::open(
-            config.data_root.join("volumes"),
-            db.clone(),
-            events.clone(),
-        )?);
+        let volumes = Arc::new(volumes::Volumes::open(config.data_root.join("volumes"), db.clone(), events.clone())?);
         let containers = container::Containers::new(
             db.clone(),
             store.clone(),

@@ -3,9 +3,8 @@
 use std::collections::HashMap;
 
 use bollard_stubs::models::{
-    ImageSummary, SystemDataUsageResponse, SystemInfo, SystemInfoCgroupDriverEnum,
-    SystemInfoCgroupVersionEnum, SystemVersion, SystemVersionComponents, SystemVersionPlatform,
-    Volume, VolumeUsageData,
+    ImageSummary, SystemDataUsageResponse, SystemInfo, SystemInfoCgroupDriverEnum, SystemInfoCgroupVersionEnum,
+    SystemVersion, SystemVersionComponents, SystemVersionPlatform, Volume, VolumeUsageData,
 };
 
 use crate::Engine;
@@ -17,23 +16,14 @@ pub const MIN_API_VERSION: &str = "1.24";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn kernel() -> String {
-    rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().release().to_string_lossy().into_owned()
 }
 
 fn os_release() -> (String, String) {
     let s = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let get = |k: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")))
-            .map(|v| v.trim_matches('"').to_string())
-    };
-    (
-        get("PRETTY_NAME").unwrap_or_else(|| "Linux".into()),
-        get("VERSION_ID").unwrap_or_default(),
-    )
+    let get =
+        |k: &str| s.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).map(|v| v.trim_matches('"').to_string());
+    (get("PRETTY_NAME").unwrap_or_else(|| "Linux".into()), get("VERSION_ID").unwrap_or_default())
 }
 
 fn arch() -> &'static str {
@@ -51,9 +41,7 @@ fn go_arch() -> String {
 impl Engine {
     pub fn version(&self) -> SystemVersion {
         SystemVersion {
-            platform: Some(SystemVersionPlatform {
-                name: "skiff".into(),
-            }),
+            platform: Some(SystemVersionPlatform { name: "skiff".into() }),
             components: Some(vec![SystemVersionComponents {
                 name: "Engine".into(),
                 version: VERSION.into(),
@@ -69,10 +57,7 @@ impl Engine {
             api_version: Some(API_VERSION.into()),
             min_api_version: Some(MIN_API_VERSION.into()),
             git_commit: Some(option_env!("SKIFF_GIT_COMMIT").unwrap_or("unknown").into()),
-            go_version: Some(format!(
-                "rust{}",
-                option_env!("CARGO_PKG_RUST_VERSION").unwrap_or("")
-            )),
+            go_version: Some(format!("rust{}", option_env!("CARGO_PKG_RUST_VERSION").unwrap_or(""))),
             os: Some("linux".into()),
             arch: Some(go_arch()),
             kernel_version: Some(kernel()),
@@ -91,18 +76,14 @@ impl Engine {
             .ok()
             .and_then(|s| {
                 s.lines().find_map(|l| {
-                    l.strip_prefix("MemTotal:")
-                        .map(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                    l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
                 })
             })
             .flatten()
             .unwrap_or(0)
             * 1024;
         let v2 = self.containers.layout.is_v2();
-        let hostname = rustix::system::uname()
-            .nodename()
-            .to_string_lossy()
-            .into_owned();
+        let hostname = rustix::system::uname().nodename().to_string_lossy().into_owned();
         SystemInfo {
             id: Some(self.id.clone()),
             containers: Some(all.len() as i64),
@@ -123,31 +104,19 @@ impl Engine {
             oom_kill_disable: Some(!v2),
             bridge_nf_iptables: Some(false),
             debug: Some(false),
-            nfd: Some(
-                std::fs::read_dir("/proc/self/fd")
-                    .map(|d| d.count() as i64)
-                    .unwrap_or(0),
-            ),
+            nfd: Some(std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0)),
             n_goroutines: Some(0),
             system_time: Some(skiff_common::timefmt::now()),
             logging_driver: Some("json-file".into()),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
-            cgroup_version: Some(if v2 {
-                SystemInfoCgroupVersionEnum::_2
-            } else {
-                SystemInfoCgroupVersionEnum::_1
-            }),
+            cgroup_version: Some(if v2 { SystemInfoCgroupVersionEnum::_2 } else { SystemInfoCgroupVersionEnum::_1 }),
             n_events_listener: Some(0),
             kernel_version: Some(kernel()),
             operating_system: Some(os),
             os_version: Some(os_version),
             os_type: Some("linux".into()),
             architecture: Some(arch().into()),
-            ncpu: Some(
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as i64)
-                    .unwrap_or(1),
-            ),
+            ncpu: Some(std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1)),
             mem_total: Some(mem_total),
             index_server_address: Some("https://index.docker.io/v1/".into()),
             name: Some(hostname),
@@ -173,41 +142,25 @@ impl Engine {
     /// `docker system df`.
     pub fn df(&self) -> crate::error::Result<SystemDataUsageResponse> {
         let containers = self.containers.all();
-        let images: Vec<ImageSummary> =
-            self.images
-                .list(true, &Default::default(), &self.containers)?;
+        let images: Vec<ImageSummary> = self.images.list(true, &Default::default(), &self.containers)?;
         let mut layer_users: HashMap<skiff_image::Digest, usize> = HashMap::new();
         for img in self.images.store.list() {
             for c in &img.chain {
                 *layer_users.entry(c.clone()).or_default() += 1;
             }
         }
-        let layers_size: i64 = self
-            .images
-            .store
-            .layers()
-            .list()?
-            .iter()
-            .map(|l| l.size as i64)
-            .sum();
+        let layers_size: i64 = self.images.store.layers().list()?.iter().map(|l| l.size as i64).sum();
         let images = images
             .into_iter()
             .map(|mut s| {
-                if let Some(img) =
-                    s.id.parse()
-                        .ok()
-                        .and_then(|d: skiff_image::Digest| self.images.store.get(&d))
-                {
+                if let Some(img) = s.id.parse().ok().and_then(|d: skiff_image::Digest| self.images.store.get(&d)) {
                     let unique = self.images.store.unique_size(&img, &layer_users) as i64;
                     s.shared_size = s.size - unique;
                 }
                 s
             })
             .collect();
-        let summaries = containers
-            .iter()
-            .map(|c| self.containers.summary(&c.record(), true))
-            .collect();
+        let summaries = containers.iter().map(|c| self.containers.summary(&c.record(), true)).collect();
         let in_use = self.containers.volumes_in_use();
         let volumes = self
             .volumes

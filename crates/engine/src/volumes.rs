@@ -41,20 +41,13 @@ pub fn valid_name(name: &str) -> bool {
     b.len() >= 2
         && b.len() <= 255
         && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 impl Volumes {
     pub fn open(root: PathBuf, db: Arc<Db>, events: Arc<Events>) -> Result<Volumes> {
         std::fs::create_dir_all(&root)?;
-        Ok(Volumes {
-            root,
-            db,
-            events,
-            lock: Mutex::new(()),
-        })
+        Ok(Volumes { root, db, events, lock: Mutex::new(()) })
     }
 
     pub fn get(&self, name: &str) -> Result<Option<VolumeRecord>> {
@@ -62,17 +55,11 @@ impl Volumes {
     }
 
     pub fn inspect(&self, name: &str) -> Result<VolumeRecord> {
-        self.get(name)?
-            .ok_or_else(|| EngineError::not_found(format!("get {name}: no such volume")))
+        self.get(name)?.ok_or_else(|| EngineError::not_found(format!("get {name}: no such volume")))
     }
 
     pub fn list(&self) -> Result<Vec<VolumeRecord>> {
-        Ok(self
-            .db
-            .list::<VolumeRecord>(TABLE)?
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect())
+        Ok(self.db.list::<VolumeRecord>(TABLE)?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Creates a volume, or returns the existing one of that name (as Docker does).
@@ -89,16 +76,11 @@ impl Volumes {
                 "error looking up volume plugin {driver}: plugin {driver:?} not found"
             )));
         }
-        if let Some(k) = options
-            .keys()
-            .find(|k| !matches!(k.as_str(), "type" | "device" | "o"))
-        {
+        if let Some(k) = options.keys().find(|k| !matches!(k.as_str(), "type" | "device" | "o")) {
             return Err(EngineError::invalid(format!("invalid option key: {k:?}")));
         }
         if !options.is_empty() {
-            return Err(EngineError::invalid(
-                "mount options for the local volume driver are not supported yet",
-            ));
+            return Err(EngineError::invalid("mount options for the local volume driver are not supported yet"));
         }
         let anonymous = name.is_none();
         let name = match name {
@@ -127,8 +109,7 @@ impl Volumes {
             anonymous,
         };
         self.db.put(TABLE, &name, &rec, Durability::Sync)?;
-        self.events
-            .publish(Event::new("volume", "create", &name).attr("driver", "local"));
+        self.events.publish(Event::new("volume", "create", &name).attr("driver", "local"));
         Ok(rec)
     }
 
@@ -136,14 +117,11 @@ impl Volumes {
     pub fn remove(&self, name: &str) -> Result<()> {
         let _g = self.lock.lock().expect("volumes lock");
         if self.get(name)?.is_none() {
-            return Err(EngineError::not_found(format!(
-                "get {name}: no such volume"
-            )));
+            return Err(EngineError::not_found(format!("get {name}: no such volume")));
         }
         self.db.delete(TABLE, name)?;
         fsutil::remove_all(&self.root.join(name))?;
-        self.events
-            .publish(Event::new("volume", "destroy", name).attr("driver", "local"));
+        self.events.publish(Event::new("volume", "destroy", name).attr("driver", "local"));
         Ok(())
     }
 
@@ -177,23 +155,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(&dir.path().join("m.redb")).unwrap());
         let v = Volumes::open(dir.path().join("volumes"), db, Arc::new(Events::default())).unwrap();
-        let a = v
-            .create(Some("data"), None, BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let a = v.create(Some("data"), None, BTreeMap::new(), BTreeMap::new()).unwrap();
         assert!(a.mountpoint.exists());
-        let again = v
-            .create(Some("data"), None, BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let again = v.create(Some("data"), None, BTreeMap::new(), BTreeMap::new()).unwrap();
         assert_eq!(a, again);
-        let anon = v
-            .create(None, None, BTreeMap::new(), BTreeMap::new())
-            .unwrap();
+        let anon = v.create(None, None, BTreeMap::new(), BTreeMap::new()).unwrap();
         assert!(anon.anonymous && anon.name.len() == 64);
         assert_eq!(v.list().unwrap().len(), 2);
-        assert!(
-            v.create(Some("../x"), None, BTreeMap::new(), BTreeMap::new())
-                .is_err()
-        );
+        assert!(v.create(Some("../x"), None, BTreeMap::new(), BTreeMap::new()).is_err());
         v.remove("data").unwrap();
         assert!(!a.mountpoint.exists());
         assert!(v.remove("data").is_err());

@@ -46,10 +46,7 @@ fn invalid(why: impl Into<String>) -> ImageError {
 }
 
 fn io_ctx(what: &str) -> impl FnOnce(io::Error) -> ImageError + '_ {
-    move |source| ImageError::Io {
-        what: what.to_string(),
-        source,
-    }
+    move |source| ImageError::Io { what: what.to_string(), source }
 }
 
 /// The unpacked archive: regular files under `dir`, symlinks in `links`.
@@ -61,19 +58,14 @@ struct Extracted {
 impl Extracted {
     /// Resolves an archive path through recorded symlinks, never leaving the archive.
     fn resolve(&self, p: &str) -> Result<PathBuf, ImageError> {
-        let mut cur = clean_path(Path::new(p))
-            .map_err(|e| invalid(e.to_string()))?
-            .ok_or_else(|| invalid("empty path"))?;
+        let mut cur =
+            clean_path(Path::new(p)).map_err(|e| invalid(e.to_string()))?.ok_or_else(|| invalid("empty path"))?;
         for _ in 0..16 {
             let Some(target) = self.links.get(&cur) else {
                 return Ok(self.dir.join(&cur));
             };
             let base = cur.parent().unwrap_or(Path::new("")).to_path_buf();
-            let joined = if target.is_absolute() {
-                target.clone()
-            } else {
-                base.join(target)
-            };
+            let joined = if target.is_absolute() { target.clone() } else { base.join(target) };
             // Lexical resolution of `..` within the archive.
             let mut out = PathBuf::new();
             for c in joined.components() {
@@ -99,10 +91,7 @@ impl Extracted {
 
     fn read_json_file(&self, p: &str) -> Result<Vec<u8>, ImageError> {
         let mut buf = Vec::new();
-        self.open(p)?
-            .take(MAX_JSON_BLOB + 1)
-            .read_to_end(&mut buf)
-            .map_err(io_ctx(p))?;
+        self.open(p)?.take(MAX_JSON_BLOB + 1).read_to_end(&mut buf).map_err(io_ctx(p))?;
         if buf.len() as u64 > MAX_JSON_BLOB {
             return Err(invalid(format!("{p} is too large")));
         }
@@ -120,9 +109,7 @@ fn extract(r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
             continue;
         };
         match e.header().entry_type() {
-            tar::EntryType::Directory => {
-                fs::create_dir_all(dir.join(&rel)).map_err(io_ctx("extracting archive"))?
-            }
+            tar::EntryType::Directory => fs::create_dir_all(dir.join(&rel)).map_err(io_ctx("extracting archive"))?,
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let dest = dir.join(&rel);
                 if let Some(p) = dest.parent() {
@@ -132,10 +119,8 @@ fn extract(r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
                 io::copy(&mut e, &mut f).map_err(|e| invalid(e.to_string()))?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
-                let t = e
-                    .link_name()
-                    .map_err(|e| invalid(e.to_string()))?
-                    .ok_or_else(|| invalid("link without target"))?;
+                let t =
+                    e.link_name().map_err(|e| invalid(e.to_string()))?.ok_or_else(|| invalid("link without target"))?;
                 let t = if e.header().entry_type() == tar::EntryType::Link {
                     // Hard link targets are archive paths from the root.
                     PathBuf::from("/").join(t)
@@ -147,10 +132,7 @@ fn extract(r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
             _ => {} // nothing else belongs in an image archive
         }
     }
-    Ok(Extracted {
-        dir: dir.to_path_buf(),
-        links,
-    })
+    Ok(Extracted { dir: dir.to_path_buf(), links })
 }
 
 /// Loads every image in an archive stream.
@@ -159,40 +141,21 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<LoadResult, ImageError> 
     fs::create_dir_all(&dir).map_err(io_ctx("creating load directory"))?;
     let result = (|| {
         let ex = extract(r, &dir)?;
-        if ex
-            .resolve("manifest.json")
-            .map(|p| p.exists())
-            .unwrap_or(false)
-        {
+        if ex.resolve("manifest.json").map(|p| p.exists()).unwrap_or(false) {
             load_legacy(store, &ex)
-        } else if ex
-            .resolve("index.json")
-            .map(|p| p.exists())
-            .unwrap_or(false)
-        {
+        } else if ex.resolve("index.json").map(|p| p.exists()).unwrap_or(false) {
             load_oci(store, &ex)
         } else {
-            Err(invalid(
-                "no manifest.json or index.json (not a docker-archive or OCI layout)",
-            ))
+            Err(invalid("no manifest.json or index.json (not a docker-archive or OCI layout)"))
         }
     })();
     let _ = fsutil::remove_all(&dir);
     result
 }
 
-fn load_layers(
-    store: &ImageStore,
-    ex: &Extracted,
-    paths: &[String],
-    config: &ImageConfig,
-) -> Result<(), ImageError> {
+fn load_layers(store: &ImageStore, ex: &Extracted, paths: &[String], config: &ImageConfig) -> Result<(), ImageError> {
     if paths.len() != config.rootfs.diff_ids.len() {
-        return Err(invalid(format!(
-            "{} layers listed, config has {}",
-            paths.len(),
-            config.rootfs.diff_ids.len()
-        )));
+        return Err(invalid(format!("{} layers listed, config has {}", paths.len(), config.rootfs.diff_ids.len())));
     }
     let chain = spec::chain_ids(&config.rootfs.diff_ids);
     for (i, p) in paths.iter().enumerate() {
@@ -212,12 +175,7 @@ fn load_layers(
     Ok(())
 }
 
-fn tag_loaded(
-    store: &ImageStore,
-    img: &Image,
-    tags: &[String],
-    out: &mut LoadResult,
-) -> Result<(), ImageError> {
+fn tag_loaded(store: &ImageStore, img: &Image, tags: &[String], out: &mut LoadResult) -> Result<(), ImageError> {
     out.images.push(img.id().clone());
     if tags.is_empty() {
         out.lines.push(format!("Loaded image ID: {}", img.id()));
@@ -239,9 +197,8 @@ fn tag_loaded(
 }
 
 fn load_legacy(store: &ImageStore, ex: &Extracted) -> Result<LoadResult, ImageError> {
-    let entries: Vec<LegacyManifestEntry> =
-        serde_json::from_slice(&ex.read_json_file("manifest.json")?)
-            .map_err(|e| invalid(format!("manifest.json: {e}")))?;
+    let entries: Vec<LegacyManifestEntry> = serde_json::from_slice(&ex.read_json_file("manifest.json")?)
+        .map_err(|e| invalid(format!("manifest.json: {e}")))?;
     let mut out = LoadResult::default();
     for e in entries {
         let cfg_bytes = ex.read_json_file(&e.config)?;
@@ -275,12 +232,8 @@ fn load_oci(store: &ImageStore, ex: &Extracted) -> Result<LoadResult, ImageError
     let host = Platform::host();
     for desc in &index.manifests {
         let mut desc = desc.clone();
-        let names: Vec<String> = desc
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("io.containerd.image.name").cloned())
-            .into_iter()
-            .collect();
+        let names: Vec<String> =
+            desc.annotations.as_ref().and_then(|a| a.get("io.containerd.image.name").cloned()).into_iter().collect();
         // Resolve nested indexes to the host platform.
         for _ in 0..4 {
             if !media::is_index(&desc.media_type) {
@@ -290,11 +243,7 @@ fn load_oci(store: &ImageStore, ex: &Extracted) -> Result<LoadResult, ImageError
             desc = inner
                 .manifests
                 .iter()
-                .find(|m| {
-                    m.platform
-                        .as_ref()
-                        .is_none_or(|p| p.os == host.os && p.architecture == host.architecture)
-                })
+                .find(|m| m.platform.as_ref().is_none_or(|p| p.os == host.os && p.architecture == host.architecture))
                 .cloned()
                 .ok_or_else(|| invalid("no manifest for this platform"))?;
         }
@@ -307,9 +256,7 @@ fn load_oci(store: &ImageStore, ex: &Extracted) -> Result<LoadResult, ImageError
         // Layer blobs may be compressed; each is verified against its descriptor digest.
         let chain = spec::chain_ids(&config.rootfs.diff_ids);
         if manifest.layers.len() != chain.len() {
-            return Err(invalid(
-                "manifest and config disagree on the number of layers",
-            ));
+            return Err(invalid("manifest and config disagree on the number of layers"));
         }
         for (i, l) in manifest.layers.iter().enumerate() {
             if store.layers().get(&chain[i])?.is_some() {
@@ -368,11 +315,9 @@ pub fn save<W: Write>(store: &ImageStore, items: &[SaveItem], w: W) -> Result<W,
             h.set_mode(0o755);
             h.set_size(0);
             h.set_mtime(0);
-            b.append_data(&mut h, "blobs/", io::empty())
-                .map_err(io_ctx("writing archive"))?;
+            b.append_data(&mut h, "blobs/", io::empty()).map_err(io_ctx("writing archive"))?;
             let mut h2 = h.clone();
-            b.append_data(&mut h2, "blobs/sha256/", io::empty())
-                .map_err(io_ctx("writing archive"))?;
+            b.append_data(&mut h2, "blobs/sha256/", io::empty()).map_err(io_ctx("writing archive"))?;
             dirs_done = true;
         }
         let cfg = store.content().read(img.id(), MAX_JSON_BLOB)?;
@@ -403,34 +348,23 @@ pub fn save<W: Write>(store: &ImageStore, items: &[SaveItem], w: W) -> Result<W,
         let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
         let mdigest = Digest::of(&mbytes);
         if written.insert(mdigest.clone()) {
-            append_file(&mut b, &blob_path(&mdigest), &mbytes)
-                .map_err(io_ctx("writing archive"))?;
+            append_file(&mut b, &blob_path(&mdigest), &mbytes).map_err(io_ctx("writing archive"))?;
         }
         let tags: Vec<&Reference> = item.refs.iter().filter(|r| r.tag().is_some()).collect();
         if tags.is_empty() {
-            index.push(Descriptor::new(
-                media::OCI_MANIFEST,
-                mdigest.clone(),
-                mbytes.len() as u64,
-            ));
+            index.push(Descriptor::new(media::OCI_MANIFEST, mdigest.clone(), mbytes.len() as u64));
         }
         for r in &tags {
             let mut d = Descriptor::new(media::OCI_MANIFEST, mdigest.clone(), mbytes.len() as u64);
             let mut ann = BTreeMap::new();
             ann.insert("io.containerd.image.name".to_string(), r.to_string());
-            ann.insert(
-                "org.opencontainers.image.ref.name".to_string(),
-                r.tag().unwrap_or_default().to_string(),
-            );
+            ann.insert("org.opencontainers.image.ref.name".to_string(), r.tag().unwrap_or_default().to_string());
             d.annotations = Some(ann);
             index.push(d);
             repositories
                 .entry(r.familiar_repository())
                 .or_default()
-                .insert(
-                    r.tag().unwrap_or_default().to_string(),
-                    img.id().hex().to_string(),
-                );
+                .insert(r.tag().unwrap_or_default().to_string(), img.id().hex().to_string());
         }
         legacy.push(LegacyManifestEntry {
             config: blob_path(img.id()),
@@ -446,27 +380,13 @@ pub fn save<W: Write>(store: &ImageStore, items: &[SaveItem], w: W) -> Result<W,
         subject: None,
         annotations: None,
     };
-    append_file(
-        &mut b,
-        "index.json",
-        &serde_json::to_vec(&idx).expect("index serializes"),
-    )
-    .map_err(io_ctx("writing archive"))?;
-    append_file(
-        &mut b,
-        "manifest.json",
-        &serde_json::to_vec(&legacy).expect("manifest serializes"),
-    )
-    .map_err(io_ctx("writing archive"))?;
-    append_file(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+    append_file(&mut b, "index.json", &serde_json::to_vec(&idx).expect("index serializes"))
         .map_err(io_ctx("writing archive"))?;
+    append_file(&mut b, "manifest.json", &serde_json::to_vec(&legacy).expect("manifest serializes"))
+        .map_err(io_ctx("writing archive"))?;
+    append_file(&mut b, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_ctx("writing archive"))?;
     if !repositories.is_empty() {
-        append_file(
-            &mut b,
-            "repositories",
-            &serde_json::to_vec(&repositories).expect("serializes"),
-        )
-        .map_err(err)?;
+        append_file(&mut b, "repositories", &serde_json::to_vec(&repositories).expect("serializes")).map_err(err)?;
     }
     b.into_inner().map_err(io_ctx("writing archive"))
 }
@@ -493,25 +413,19 @@ fn write_layer<W: Write>(
     if rec.blob.digest == rec.diff_id {
         let f = store.content().open_blob(&rec.blob.digest)?;
         h.set_size(rec.blob.size);
-        b.append_data(&mut h, path, f)
-            .map_err(io_ctx("writing archive"))?;
+        b.append_data(&mut h, path, f).map_err(io_ctx("writing archive"))?;
         return Ok(rec.blob.size);
     }
     // Compressed blob: the archive wants the plain tar, whose size we learn by decompressing.
     let tmp = store.tmp_dir().join(fsutil::random_name("save"));
     let result = (|| {
-        let mut f = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_ctx("writing archive"))?;
+        let mut f =
+            File::options().read(true).write(true).create_new(true).open(&tmp).map_err(io_ctx("writing archive"))?;
         let mut r = store.layers().open_tar(rec)?;
         let n = io::copy(&mut r, &mut f).map_err(io_ctx("decompressing layer"))?;
         io::Seek::seek(&mut f, io::SeekFrom::Start(0)).map_err(io_ctx("writing archive"))?;
         h.set_size(n);
-        b.append_data(&mut h, path, f)
-            .map_err(io_ctx("writing archive"))?;
+        b.append_data(&mut h, path, f).map_err(io_ctx("writing archive"))?;
         Ok(n)
     })();
     let _ = fs::remove_file(&tmp);

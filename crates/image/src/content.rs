@@ -18,11 +18,7 @@ pub enum ContentError {
     #[error("digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("blob larger than the limit of {0} bytes")]
     TooLarge(u64),
     #[error("content store i/o at {path}")]
@@ -35,10 +31,7 @@ pub enum ContentError {
 
 impl ContentError {
     fn io(path: &Path) -> impl FnOnce(io::Error) -> ContentError + '_ {
-        move |source| ContentError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        move |source| ContentError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -92,10 +85,7 @@ impl ContentStore {
     pub fn read(&self, d: &Digest, limit: u64) -> Result<Vec<u8>, ContentError> {
         let mut f = self.open_blob(d)?;
         let mut buf = Vec::new();
-        (&mut f)
-            .take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(ContentError::io(&self.path(d)))?;
+        (&mut f).take(limit + 1).read_to_end(&mut buf).map_err(ContentError::io(&self.path(d)))?;
         if buf.len() as u64 > limit {
             return Err(ContentError::TooLarge(limit));
         }
@@ -110,11 +100,7 @@ impl ContentStore {
     }
 
     /// Stores what a reader yields; if `expected` is given the blob is kept only if it matches.
-    pub fn put_reader(
-        &self,
-        r: &mut dyn Read,
-        expected: Option<&Digest>,
-    ) -> Result<(Digest, u64), ContentError> {
+    pub fn put_reader(&self, r: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64), ContentError> {
         let mut w = self.writer()?;
         io::copy(r, &mut w).map_err(ContentError::io(&w.tmp_path))?;
         let size = w.hasher.len();
@@ -124,17 +110,8 @@ impl ContentStore {
     /// A writer for a new blob; nothing is visible until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, ContentError> {
         let tmp_path = self.root.join("ingest").join(fsutil::random_name("blob"));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_path)
-            .map_err(ContentError::io(&tmp_path))?;
-        Ok(BlobWriter {
-            file: Some(file),
-            tmp_path,
-            hasher: Hasher::new(),
-            store: self.clone(),
-        })
+        let file = File::options().write(true).create_new(true).open(&tmp_path).map_err(ContentError::io(&tmp_path))?;
+        Ok(BlobWriter { file: Some(file), tmp_path, hasher: Hasher::new(), store: self.clone() })
     }
 
     pub fn delete(&self, d: &Digest) -> Result<(), ContentError> {
@@ -152,11 +129,7 @@ impl ContentStore {
         let mut out = Vec::new();
         for e in fs::read_dir(&dir).map_err(ContentError::io(&dir))? {
             let e = e.map_err(ContentError::io(&dir))?;
-            if let Some(d) = e
-                .file_name()
-                .to_str()
-                .and_then(|n| Digest::from_hex(n).ok())
-            {
+            if let Some(d) = e.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
                 out.push(d);
             }
         }
@@ -186,10 +159,7 @@ impl BlobWriter {
         let actual = std::mem::take(&mut self.hasher).finish();
         if let Some(e) = expected {
             if *e != actual {
-                return Err(ContentError::DigestMismatch {
-                    expected: e.clone(),
-                    actual,
-                });
+                return Err(ContentError::DigestMismatch { expected: e.clone(), actual });
             }
         }
         let file = self.file.take().expect("blob writer committed once");
@@ -197,8 +167,7 @@ impl BlobWriter {
         drop(file);
         let dest = self.store.path(&actual);
         fs::rename(&self.tmp_path, &dest).map_err(ContentError::io(&dest))?;
-        fsutil::sync_dir(dest.parent().expect("blob path has a parent"))
-            .map_err(ContentError::io(&dest))?;
+        fsutil::sync_dir(dest.parent().expect("blob path has a parent")).map_err(ContentError::io(&dest))?;
         Ok(actual)
     }
 }

@@ -69,12 +69,7 @@ pub struct Batch<'a> {
 }
 
 impl Batch<'_> {
-    pub fn put<T: Serialize>(
-        &mut self,
-        table: &'static str,
-        key: &str,
-        value: &T,
-    ) -> Result<(), DbError> {
+    pub fn put<T: Serialize>(&mut self, table: &'static str, key: &str, value: &T) -> Result<(), DbError> {
         let bytes = serde_json::to_vec(value).expect("metadata serializes");
         let mut t = self.txn.open_table(def(table))?;
         t.insert(key, bytes.as_slice())?;
@@ -101,19 +96,10 @@ impl Db {
     }
 
     pub fn batch(&self) -> Result<Batch<'_>, DbError> {
-        Ok(Batch {
-            txn: self.inner.begin_write()?,
-            _db: self,
-        })
+        Ok(Batch { txn: self.inner.begin_write()?, _db: self })
     }
 
-    pub fn put<T: Serialize>(
-        &self,
-        table: &'static str,
-        key: &str,
-        value: &T,
-        d: Durability,
-    ) -> Result<(), DbError> {
+    pub fn put<T: Serialize>(&self, table: &'static str, key: &str, value: &T, d: Durability) -> Result<(), DbError> {
         let mut b = self.batch()?;
         b.put(table, key, value)?;
         b.commit(d)
@@ -125,11 +111,7 @@ impl Db {
         b.commit(Durability::Sync)
     }
 
-    pub fn get<T: DeserializeOwned>(
-        &self,
-        table: &'static str,
-        key: &str,
-    ) -> Result<Option<T>, DbError> {
+    pub fn get<T: DeserializeOwned>(&self, table: &'static str, key: &str) -> Result<Option<T>, DbError> {
         let txn = self.inner.begin_read()?;
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
@@ -138,21 +120,16 @@ impl Db {
         };
         match t.get(key)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
-                .map(Some)
-                .map_err(|source| DbError::Corrupt {
-                    table,
-                    key: key.to_string(),
-                    source,
-                }),
+            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(|source| DbError::Corrupt {
+                table,
+                key: key.to_string(),
+                source,
+            }),
         }
     }
 
     /// Every record of a table, in key order.
-    pub fn list<T: DeserializeOwned>(
-        &self,
-        table: &'static str,
-    ) -> Result<Vec<(String, T)>, DbError> {
+    pub fn list<T: DeserializeOwned>(&self, table: &'static str) -> Result<Vec<(String, T)>, DbError> {
         let txn = self.inner.begin_read()?;
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
@@ -183,10 +160,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("m.redb")).unwrap();
         assert_eq!(db.get::<String>("t", "a").unwrap(), None);
-        db.put("t", "a", &"one".to_string(), Durability::Sync)
-            .unwrap();
-        db.put("t", "b", &"two".to_string(), Durability::Lazy)
-            .unwrap();
+        db.put("t", "a", &"one".to_string(), Durability::Sync).unwrap();
+        db.put("t", "b", &"two".to_string(), Durability::Lazy).unwrap();
         assert_eq!(db.get::<String>("t", "a").unwrap().as_deref(), Some("one"));
         let all = db.list::<String>("t").unwrap();
         assert_eq!(all.len(), 2);

@@ -27,23 +27,15 @@ pub struct Digest {
 impl Digest {
     /// The digest of a byte slice.
     pub fn of(bytes: &[u8]) -> Digest {
-        Digest {
-            hex: hex::encode(Sha256::digest(bytes)),
-        }
+        Digest { hex: hex::encode(Sha256::digest(bytes)) }
     }
 
     /// Builds a digest from 64 lower-case hex digits.
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Hex(hex.to_string()));
         }
-        Ok(Digest {
-            hex: hex.to_string(),
-        })
+        Ok(Digest { hex: hex.to_string() })
     }
 
     /// The 64 hex digits.
@@ -60,9 +52,7 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (algo, hex) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::Format(s.to_string()))?;
+        let (algo, hex) = s.split_once(':').ok_or_else(|| DigestError::Format(s.to_string()))?;
         if algo != "sha256" {
             return Err(DigestError::Algorithm(algo.to_string()));
         }
@@ -117,9 +107,7 @@ impl Hasher {
         self.len == 0
     }
     pub fn finish(self) -> Digest {
-        Digest {
-            hex: hex::encode(self.inner.finalize()),
-        }
+        Digest { hex: hex::encode(self.inner.finalize()) }
     }
 }
 
@@ -131,10 +119,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
+        Self { inner, hasher: Hasher::new() }
     }
     /// Digest and length of what was read so far.
     pub fn finish(self) -> (Digest, u64) {
@@ -162,10 +147,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Hasher::new(),
-        }
+        Self { inner, hasher: Hasher::new() }
     }
     pub fn finish(self) -> (W, Digest, u64) {
         let len = self.hasher.len();
@@ -191,10 +173,7 @@ mod tests {
     #[test]
     fn parses_and_prints() {
         let d = Digest::of(b"");
-        assert_eq!(
-            d.to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         let p: Digest = d.to_string().parse().unwrap();
         assert_eq!(p, d);
         assert_eq!(d.short(), "e3b0c44298fc");

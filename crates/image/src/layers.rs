@@ -42,10 +42,7 @@ pub enum LayerError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerError + '_ {
-    move |source| LayerError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| LayerError::Io { path: path.to_path_buf(), source }
 }
 
 /// How layers and container snapshots are laid out on disk.
@@ -86,12 +83,7 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    pub fn open(
-        root: PathBuf,
-        driver: Driver,
-        db: Arc<Db>,
-        content: ContentStore,
-    ) -> Result<LayerStore, LayerError> {
+    pub fn open(root: PathBuf, driver: Driver, db: Arc<Db>, content: ContentStore) -> Result<LayerStore, LayerError> {
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         for e in fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
             if e.file_name().to_string_lossy().starts_with("tmp-") {
@@ -99,12 +91,7 @@ impl LayerStore {
             }
         }
         fs::create_dir_all(root.join("empty")).map_err(io_err(&root))?;
-        Ok(LayerStore {
-            root,
-            driver,
-            db,
-            content,
-        })
+        Ok(LayerStore { root, driver, db, content })
     }
 
     pub fn driver(&self) -> Driver {
@@ -127,12 +114,7 @@ impl LayerStore {
     }
 
     pub fn list(&self) -> Result<Vec<LayerRecord>, LayerError> {
-        Ok(self
-            .db
-            .list::<LayerRecord>(TABLE)?
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect())
+        Ok(self.db.list::<LayerRecord>(TABLE)?.into_iter().map(|(_, r)| r).collect())
     }
 
     /// Unpacks a layer blob already in the content store on top of `parent`, verifying both its
@@ -156,20 +138,13 @@ impl LayerStore {
         if let Some(e) = expected_diff_id {
             if *e != diff_id {
                 let _ = fsutil::remove_all(&tmp);
-                return Err(LayerError::DiffIdMismatch {
-                    expected: e.clone(),
-                    actual: diff_id,
-                });
+                return Err(LayerError::DiffIdMismatch { expected: e.clone(), actual: diff_id });
             }
         }
         self.publish(parent, diff_id, blob.clone(), size, tmp)
     }
 
-    fn unpack_to_tmp(
-        &self,
-        parent: Option<&Digest>,
-        reader: impl Read,
-    ) -> Result<(Digest, u64, PathBuf), LayerError> {
+    fn unpack_to_tmp(&self, parent: Option<&Digest>, reader: impl Read) -> Result<(Digest, u64, PathBuf), LayerError> {
         let tmp = self.root.join(fsutil::random_name("tmp"));
         let diff = tmp.join("diff");
         fs::create_dir_all(&diff).map_err(io_err(&diff))?;
@@ -185,10 +160,7 @@ impl LayerStore {
             };
             let (_, tar_stream) = layer::decompress(reader).map_err(UnpackError::Read)?;
             let mut hashing = HashingReader::new(tar_stream);
-            let opts = UnpackOptions {
-                whiteouts: mode,
-                ..Default::default()
-            };
+            let opts = UnpackOptions { whiteouts: mode, ..Default::default() };
             let stats = layer::unpack(&mut hashing, &diff, &opts)?;
             // The tar reader stops at the end-of-archive marker; the diff ID covers every byte.
             io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
@@ -213,13 +185,7 @@ impl LayerStore {
         tmp: PathBuf,
     ) -> Result<LayerRecord, LayerError> {
         let chain_id = chain_of(parent, &diff_id);
-        let rec = LayerRecord {
-            chain_id: chain_id.clone(),
-            diff_id,
-            parent: parent.cloned(),
-            blob,
-            size,
-        };
+        let rec = LayerRecord { chain_id: chain_id.clone(), diff_id, parent: parent.cloned(), blob, size };
         let dest = self.root.join(chain_id.hex());
         if dest.join("diff").exists() {
             let _ = fsutil::remove_all(&tmp);
@@ -235,11 +201,7 @@ impl LayerStore {
 
     /// Stores a layer tar given as a stream (import, commit, load): the bytes are kept as a blob
     /// and unpacked. Compressed streams are accepted and keep their compression.
-    pub fn create_from_tar(
-        &self,
-        parent: Option<&Digest>,
-        tar: &mut dyn Read,
-    ) -> Result<LayerRecord, LayerError> {
+    pub fn create_from_tar(&self, parent: Option<&Digest>, tar: &mut dyn Read) -> Result<LayerRecord, LayerError> {
         let (digest, size) = self.content.put_reader(tar, None)?;
         let f = self.content.open_blob(&digest)?;
         let (c, _) = layer::compress::peek(f).map_err(io_err(&self.content.path(&digest)))?;
@@ -249,27 +211,19 @@ impl LayerStore {
             layer::Compression::Zstd => crate::spec::media::OCI_LAYER_ZSTD,
         };
         let expected = (c == layer::Compression::None).then(|| digest.clone());
-        self.register(
-            parent,
-            &Descriptor::new(media_type, digest, size),
-            expected.as_ref(),
-        )
+        self.register(parent, &Descriptor::new(media_type, digest, size), expected.as_ref())
     }
 
     /// Opens the layer as an uncompressed tar stream (its diff ID's content).
     pub fn open_tar(&self, rec: &LayerRecord) -> Result<Box<dyn Read + Send>, LayerError> {
         let f = self.content.open_blob(&rec.blob.digest)?;
-        let (c, r) =
-            layer::compress::peek(f).map_err(io_err(&self.content.path(&rec.blob.digest)))?;
+        let (c, r) = layer::compress::peek(f).map_err(io_err(&self.content.path(&rec.blob.digest)))?;
         Ok(match c {
             layer::Compression::None => Box::new(r),
-            layer::Compression::Gzip => {
-                Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r)))
+            layer::Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(r))),
+            layer::Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(r).map_err(io_err(&self.content.path(&rec.blob.digest)))?)
             }
-            layer::Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(r)
-                    .map_err(io_err(&self.content.path(&rec.blob.digest)))?,
-            ),
         })
     }
 
@@ -353,20 +307,9 @@ pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
 fn set_times(p: &Path, m: &fs::Metadata) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let ts = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec {
-            tv_sec: m.atime(),
-            tv_nsec: m.atime_nsec() as _,
-        },
-        last_modification: rustix::fs::Timespec {
-            tv_sec: m.mtime(),
-            tv_nsec: m.mtime_nsec() as _,
-        },
+        last_access: rustix::fs::Timespec { tv_sec: m.atime(), tv_nsec: m.atime_nsec() as _ },
+        last_modification: rustix::fs::Timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() as _ },
     };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        p,
-        &ts,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )?;
+    rustix::fs::utimensat(rustix::fs::CWD, p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }

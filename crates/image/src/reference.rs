@@ -81,11 +81,7 @@ impl Reference {
         if domain.is_empty() || path.is_empty() {
             return Err(ReferenceError::Format);
         }
-        let domain = if domain == LEGACY_DOMAIN {
-            DEFAULT_DOMAIN.to_string()
-        } else {
-            domain.to_string()
-        };
+        let domain = if domain == LEGACY_DOMAIN { DEFAULT_DOMAIN.to_string() } else { domain.to_string() };
         if domain == DEFAULT_DOMAIN && !path.contains('/') {
             path = format!("{OFFICIAL_PREFIX}{path}");
         }
@@ -98,12 +94,7 @@ impl Reference {
         if domain.len() + 1 + path.len() > NAME_MAX {
             return Err(ReferenceError::TooLong);
         }
-        Ok(Reference {
-            domain,
-            path,
-            tag: tag.map(str::to_string),
-            digest,
-        })
+        Ok(Reference { domain, path, tag: tag.map(str::to_string), digest })
     }
 
     /// Adds `:latest` when the reference has neither tag nor digest.
@@ -119,22 +110,12 @@ impl Reference {
         if !valid_tag(tag) {
             return Err(ReferenceError::Tag);
         }
-        Ok(Reference {
-            domain: self.domain.clone(),
-            path: self.path.clone(),
-            tag: Some(tag.to_string()),
-            digest: None,
-        })
+        Ok(Reference { domain: self.domain.clone(), path: self.path.clone(), tag: Some(tag.to_string()), digest: None })
     }
 
     /// Same repository, pinned to a digest.
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            domain: self.domain.clone(),
-            path: self.path.clone(),
-            tag: None,
-            digest: Some(digest),
-        }
+        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest) }
     }
 
     pub fn domain(&self) -> &str {
@@ -206,14 +187,8 @@ fn split_domain(name: &str) -> (&str, String) {
     match name.find('/') {
         Some(i) => {
             let first = &name[..i];
-            let is_domain = first.contains(['.', ':'])
-                || first == "localhost"
-                || first.to_ascii_lowercase() != first;
-            if is_domain {
-                (first, name[i + 1..].to_string())
-            } else {
-                (DEFAULT_DOMAIN, name.to_string())
-            }
+            let is_domain = first.contains(['.', ':']) || first == "localhost" || first.to_ascii_lowercase() != first;
+            if is_domain { (first, name[i + 1..].to_string()) } else { (DEFAULT_DOMAIN, name.to_string()) }
         }
         None => (DEFAULT_DOMAIN, name.to_string()),
     }
@@ -224,9 +199,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn valid_path_component(c: &str) -> bool {
@@ -265,11 +238,7 @@ fn valid_domain(d: &str) -> bool {
             return false;
         };
         let (h, after) = (&rest[..end], &rest[end + 1..]);
-        if h.is_empty()
-            || !h
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return false;
         }
         match after.strip_prefix(':') {
@@ -302,48 +271,28 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        Reference::parse_normalized(s)
-            .unwrap()
-            .with_default_tag()
-            .to_string()
+        Reference::parse_normalized(s).unwrap().with_default_tag().to_string()
     }
 
     #[test]
     fn normalizes_like_docker() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(
-            norm("strongjz/example-httpd"),
-            "docker.io/strongjz/example-httpd:latest"
-        );
-        assert_eq!(
-            norm("index.docker.io/library/busybox"),
-            "docker.io/library/busybox:latest"
-        );
+        assert_eq!(norm("strongjz/example-httpd"), "docker.io/strongjz/example-httpd:latest");
+        assert_eq!(norm("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("localhost:5000/a/b:t"), "localhost:5000/a/b:t");
         assert_eq!(norm("localhost/foo"), "localhost/foo:latest");
         assert_eq!(norm("127.0.0.1:5000/foo"), "127.0.0.1:5000/foo:latest");
         assert_eq!(norm("[::1]:5000/foo"), "[::1]:5000/foo:latest");
-        assert_eq!(
-            norm("a__b/c-----d.e_f"),
-            "docker.io/a__b/c-----d.e_f:latest"
-        );
+        assert_eq!(norm("a__b/c-----d.e_f"), "docker.io/a__b/c-----d.e_f:latest");
         let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert_eq!(
-            norm(&format!("busybox@{d}")),
-            format!("docker.io/library/busybox@{d}")
-        );
-        assert_eq!(
-            norm(&format!("busybox:1@{d}")),
-            format!("docker.io/library/busybox:1@{d}")
-        );
+        assert_eq!(norm(&format!("busybox@{d}")), format!("docker.io/library/busybox@{d}"));
+        assert_eq!(norm(&format!("busybox:1@{d}")), format!("docker.io/library/busybox:1@{d}"));
     }
 
     #[test]
     fn familiar_forms() {
-        let r = Reference::parse_normalized("busybox")
-            .unwrap()
-            .with_default_tag();
+        let r = Reference::parse_normalized("busybox").unwrap().with_default_tag();
         assert_eq!(r.familiar(), "busybox:latest");
         assert_eq!(r.familiar_repository(), "busybox");
         let r = Reference::parse_normalized("docker.io/strongjz/x:1").unwrap();
@@ -382,10 +331,7 @@ mod tests {
             long.as_str(),
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ] {
-            assert!(
-                Reference::parse_normalized(bad).is_err(),
-                "{bad:?} accepted"
-            );
+            assert!(Reference::parse_normalized(bad).is_err(), "{bad:?} accepted");
         }
         let long_tag = format!("busybox:{}", "t".repeat(129));
         assert!(Reference::parse_normalized(&long_tag).is_err());
@@ -394,9 +340,6 @@ mod tests {
     #[test]
     fn uppercase_message_matches_docker() {
         let e = Reference::parse_normalized("Busybox").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid reference format: repository name (library/Busybox) must be lowercase"
-        );
+        assert_eq!(e.to_string(), "invalid reference format: repository name (library/Busybox) must be lowercase");
     }
 }

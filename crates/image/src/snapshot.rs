@@ -43,15 +43,8 @@ pub struct Snapshots {
 /// understands (no index, redirects or metacopy), where the kernel knows these options.
 fn overlay_extra_options() -> String {
     let mut o = String::new();
-    for (param, opt) in [
-        ("index", "index=off"),
-        ("redirect_dir", "redirect_dir=off"),
-        ("metacopy", "metacopy=off"),
-    ] {
-        if Path::new("/sys/module/overlay/parameters")
-            .join(param)
-            .exists()
-        {
+    for (param, opt) in [("index", "index=off"), ("redirect_dir", "redirect_dir=off"), ("metacopy", "metacopy=off")] {
+        if Path::new("/sys/module/overlay/parameters").join(param).exists() {
             o.push(',');
             o.push_str(opt);
         }
@@ -78,11 +71,7 @@ pub fn overlay_supported(dir: &Path) -> bool {
             &merged,
             "overlay",
             rustix::mount::MountFlags::empty(),
-            Some(
-                std::ffi::CString::new(opts.as_str())
-                    .map_err(io::Error::other)?
-                    .as_c_str(),
-            ),
+            Some(std::ffi::CString::new(opts.as_str()).map_err(io::Error::other)?.as_c_str()),
         )
         .is_err()
         {
@@ -98,15 +87,8 @@ pub fn overlay_supported(dir: &Path) -> bool {
 
 impl Snapshots {
     pub fn open(root: PathBuf, layers: LayerStore) -> Result<Snapshots, SnapshotError> {
-        fs::create_dir_all(&root).map_err(|source| SnapshotError::Io {
-            key: String::new(),
-            source,
-        })?;
-        Ok(Snapshots {
-            root,
-            layers,
-            overlay_extra: overlay_extra_options(),
-        })
+        fs::create_dir_all(&root).map_err(|source| SnapshotError::Io { key: String::new(), source })?;
+        Ok(Snapshots { root, layers, overlay_extra: overlay_extra_options() })
     }
 
     fn dir(&self, key: &str) -> PathBuf {
@@ -119,10 +101,7 @@ impl Snapshots {
     }
 
     fn io(key: &str) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
-        move |source| SnapshotError::Io {
-            key: key.to_string(),
-            source,
-        }
+        move |source| SnapshotError::Io { key: key.to_string(), source }
     }
 
     /// Creates the snapshot's directories (and, when copying, the copy of the image).
@@ -151,10 +130,7 @@ impl Snapshots {
         let mut out = Vec::new();
         let mut cur = top.cloned();
         while let Some(c) = cur {
-            let rec = self
-                .layers
-                .get(&c)?
-                .ok_or_else(|| LayerError::NotFound(c.clone()))?;
+            let rec = self.layers.get(&c)?.ok_or_else(|| LayerError::NotFound(c.clone()))?;
             out.push(self.layers.dir(&c));
             cur = rec.parent;
         }
@@ -180,11 +156,7 @@ impl Snapshots {
         }
         let d = self.dir(key);
         let lowers = self.lower_dirs(top)?;
-        let lower = lowers
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":");
+        let lower = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
         let opts = format!(
             "lowerdir={lower},upperdir={},workdir={}{}",
             d.join("upper").display(),
@@ -192,25 +164,20 @@ impl Snapshots {
             self.overlay_extra
         );
         let res = if opts.len() < 4000 {
-            std::ffi::CString::new(opts)
-                .map_err(io::Error::other)
-                .and_then(|o| {
-                    rustix::mount::mount(
-                        "overlay",
-                        &merged,
-                        "overlay",
-                        rustix::mount::MountFlags::empty(),
-                        Some(o.as_c_str()),
-                    )
-                    .map_err(io::Error::from)
-                })
+            std::ffi::CString::new(opts).map_err(io::Error::other).and_then(|o| {
+                rustix::mount::mount(
+                    "overlay",
+                    &merged,
+                    "overlay",
+                    rustix::mount::MountFlags::empty(),
+                    Some(o.as_c_str()),
+                )
+                .map_err(io::Error::from)
+            })
         } else {
             self.mount_many(&merged, &lowers, &d)
         };
-        res.map_err(|source| SnapshotError::Mount {
-            key: key.to_string(),
-            source,
-        })?;
+        res.map_err(|source| SnapshotError::Mount { key: key.to_string(), source })?;
         Ok(merged)
     }
 
@@ -231,23 +198,14 @@ impl Snapshots {
         }
         fsconfig_create(&fs)?;
         let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-        move_mount(
-            &mnt,
-            "",
-            rustix::fs::CWD,
-            merged,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )?;
+        move_mount(&mnt, "", rustix::fs::CWD, merged, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
         Ok(())
     }
 
     pub fn unmount(&self, key: &str) -> Result<(), SnapshotError> {
         if self.layers.driver() == Driver::Overlay && self.is_mounted(key) {
             rustix::mount::unmount(&self.rootfs(key), rustix::mount::UnmountFlags::DETACH)
-                .map_err(|e| SnapshotError::Mount {
-                    key: key.to_string(),
-                    source: e.into(),
-                })?;
+                .map_err(|e| SnapshotError::Mount { key: key.to_string(), source: e.into() })?;
         }
         Ok(())
     }
@@ -280,48 +238,28 @@ impl Snapshots {
 
     /// Writes what the container changed as a layer tar. `skip` lists top-level paths the
     /// runtime put there (mount points) that are not the container's own changes.
-    pub fn diff<W: Write>(
-        &self,
-        key: &str,
-        top: Option<&Digest>,
-        w: W,
-        skip: &[&str],
-    ) -> Result<W, SnapshotError> {
+    pub fn diff<W: Write>(&self, key: &str, top: Option<&Digest>, w: W, skip: &[&str]) -> Result<W, SnapshotError> {
         match self.layers.driver() {
-            Driver::Overlay => layer::pack_overlay_diff(&self.dir(key).join("upper"), w, skip)
-                .map_err(Self::io(key)),
+            Driver::Overlay => layer::pack_overlay_diff(&self.dir(key).join("upper"), w, skip).map_err(Self::io(key)),
             Driver::Copy => {
-                let base = top
-                    .map(|t| self.layers.dir(t))
-                    .unwrap_or_else(|| self.layers.empty_dir());
-                layer::pack::pack_naive_diff(&base, &self.rootfs(key), w, skip)
-                    .map_err(Self::io(key))
+                let base = top.map(|t| self.layers.dir(t)).unwrap_or_else(|| self.layers.empty_dir());
+                layer::pack::pack_naive_diff(&base, &self.rootfs(key), w, skip).map_err(Self::io(key))
             }
         }
     }
 
-    pub fn changes(
-        &self,
-        key: &str,
-        top: Option<&Digest>,
-        skip: &[&str],
-    ) -> Result<Vec<Change>, SnapshotError> {
+    pub fn changes(&self, key: &str, top: Option<&Digest>, skip: &[&str]) -> Result<Vec<Change>, SnapshotError> {
         match self.layers.driver() {
             Driver::Overlay => {
                 let lowers = self.lower_dirs(top)?;
                 let exists = |p: &Path| {
                     let rel = p.strip_prefix("/").unwrap_or(p);
-                    lowers
-                        .iter()
-                        .any(|l| fs::symlink_metadata(l.join(rel)).is_ok())
+                    lowers.iter().any(|l| fs::symlink_metadata(l.join(rel)).is_ok())
                 };
-                layer::overlay_changes(&self.dir(key).join("upper"), &exists, skip)
-                    .map_err(Self::io(key))
+                layer::overlay_changes(&self.dir(key).join("upper"), &exists, skip).map_err(Self::io(key))
             }
             Driver::Copy => {
-                let base = top
-                    .map(|t| self.layers.dir(t))
-                    .unwrap_or_else(|| self.layers.empty_dir());
+                let base = top.map(|t| self.layers.dir(t)).unwrap_or_else(|| self.layers.empty_dir());
                 layer::pack::naive_changes(&base, &self.rootfs(key), skip).map_err(Self::io(key))
             }
         }

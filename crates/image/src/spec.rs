@@ -18,16 +18,13 @@ pub mod media {
     pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
     pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
     pub const OCI_LAYER_NONDIST: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_LAYER_NONDIST_GZIP: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    pub const OCI_LAYER_NONDIST_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
     pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_LAYER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
     /// Whether a media type names an image layer we can unpack.
     pub fn is_layer(mt: &str) -> bool {
@@ -73,11 +70,7 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
 }
 
@@ -97,11 +90,7 @@ impl Platform {
         Platform {
             architecture: architecture.to_string(),
             os: "linux".to_string(),
-            variant: if architecture == "arm64" {
-                Some("v8".to_string())
-            } else {
-                None
-            },
+            variant: if architecture == "arm64" { Some("v8".to_string()) } else { None },
             os_version: None,
         }
     }
@@ -156,15 +145,10 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn parse(bytes: &[u8]) -> Result<Manifest, SpecError> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|source| SpecError::Json {
-            what: "manifest",
-            source,
-        })?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|source| SpecError::Json { what: "manifest", source })?;
         if m.schema_version != 2 {
-            return Err(SpecError::Invalid {
-                what: "manifest",
-                why: format!("schemaVersion {}", m.schema_version),
-            });
+            return Err(SpecError::Invalid { what: "manifest", why: format!("schemaVersion {}", m.schema_version) });
         }
         Ok(m)
     }
@@ -187,15 +171,9 @@ pub struct Index {
 
 impl Index {
     pub fn parse(bytes: &[u8]) -> Result<Index, SpecError> {
-        let i: Index = serde_json::from_slice(bytes).map_err(|source| SpecError::Json {
-            what: "index",
-            source,
-        })?;
+        let i: Index = serde_json::from_slice(bytes).map_err(|source| SpecError::Json { what: "index", source })?;
         if i.schema_version != 2 {
-            return Err(SpecError::Invalid {
-                what: "index",
-                why: format!("schemaVersion {}", i.schema_version),
-            });
+            return Err(SpecError::Invalid { what: "index", why: format!("schemaVersion {}", i.schema_version) });
         }
         Ok(i)
     }
@@ -301,15 +279,10 @@ pub struct ImageConfig {
 
 impl ImageConfig {
     pub fn parse(bytes: &[u8]) -> Result<ImageConfig, SpecError> {
-        let c: ImageConfig = serde_json::from_slice(bytes).map_err(|source| SpecError::Json {
-            what: "image config",
-            source,
-        })?;
+        let c: ImageConfig =
+            serde_json::from_slice(bytes).map_err(|source| SpecError::Json { what: "image config", source })?;
         if c.rootfs.kind != "layers" {
-            return Err(SpecError::Invalid {
-                what: "image config",
-                why: format!("rootfs type {:?}", c.rootfs.kind),
-            });
+            return Err(SpecError::Invalid { what: "image config", why: format!("rootfs type {:?}", c.rootfs.kind) });
         }
         Ok(c)
     }
@@ -366,10 +339,7 @@ mod tests {
         assert!(ImageConfig::parse(b"").is_err());
         assert!(ImageConfig::parse(b"{").is_err());
         assert!(ImageConfig::parse(br#"{"rootfs":{"type":"zfs"}}"#).is_err());
-        assert!(
-            ImageConfig::parse(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:zz"]}}"#)
-                .is_err()
-        );
+        assert!(ImageConfig::parse(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:zz"]}}"#).is_err());
         assert!(Manifest::parse(br#"{"schemaVersion":1,"config":{}}"#).is_err());
         assert!(Manifest::parse(br#"{"schemaVersion":2}"#).is_err());
         assert!(Index::parse(br#"{"schemaVersion":2,"manifests":[{"digest":"../x"}]}"#).is_err());

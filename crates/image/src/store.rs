@@ -17,9 +17,7 @@ use crate::digest::Digest;
 use crate::layers::{Driver, LayerError, LayerRecord, LayerStore};
 use crate::reference::{Reference, ReferenceError};
 use crate::snapshot::{SnapshotError, Snapshots};
-use crate::spec::{
-    self, Descriptor, History, ImageConfig, MAX_JSON_BLOB, Platform, RootFs, RunConfig, SpecError,
-};
+use crate::spec::{self, Descriptor, History, ImageConfig, MAX_JSON_BLOB, Platform, RootFs, RunConfig, SpecError};
 use skiff_common::timefmt;
 
 const IMAGES: &str = "images";
@@ -132,10 +130,7 @@ impl ImageStore {
         snapshots.clean_tmp();
         let tmp = root.join("tmp");
         let _ = skiff_common::fsutil::remove_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|source| ImageError::Io {
-            what: tmp.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&tmp).map_err(|source| ImageError::Io { what: tmp.display().to_string(), source })?;
         let store = ImageStore {
             content,
             layers,
@@ -151,11 +146,7 @@ impl ImageStore {
         for (_, rec) in store.db.list::<ImageRecord>(IMAGES)? {
             match store.load_image(rec) {
                 Ok(img) => {
-                    store
-                        .cache
-                        .write()
-                        .expect("cache lock")
-                        .insert(img.record.id.clone(), Arc::new(img));
+                    store.cache.write().expect("cache lock").insert(img.record.id.clone(), Arc::new(img));
                 }
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable image record"),
             }
@@ -184,28 +175,13 @@ impl ImageStore {
         let bytes = self.content.read(&record.id, MAX_JSON_BLOB)?;
         let config = ImageConfig::parse(&bytes)?;
         let chain = spec::chain_ids(&config.rootfs.diff_ids);
-        Ok(Image {
-            record,
-            config,
-            chain,
-        })
+        Ok(Image { record, config, chain })
     }
 
     /// Every image, newest config first.
     pub fn list(&self) -> Vec<Arc<Image>> {
-        let mut v: Vec<_> = self
-            .cache
-            .read()
-            .expect("cache lock")
-            .values()
-            .cloned()
-            .collect();
-        v.sort_by(|a, b| {
-            b.config
-                .created
-                .cmp(&a.config.created)
-                .then(a.id().cmp(b.id()))
-        });
+        let mut v: Vec<_> = self.cache.read().expect("cache lock").values().cloned().collect();
+        v.sort_by(|a, b| b.config.created.cmp(&a.config.created).then(a.id().cmp(b.id())));
         v
     }
 
@@ -243,37 +219,22 @@ impl ImageStore {
         }
         if let Ok(r) = Reference::parse_normalized(name) {
             let r = r.with_default_tag();
-            if let Some(id) = self
-                .tags
-                .read()
-                .expect("tags lock")
-                .get(&r.to_string())
-                .cloned()
-            {
+            if let Some(id) = self.tags.read().expect("tags lock").get(&r.to_string()).cloned() {
                 if let Some(img) = self.get(&id) {
                     return Ok(img);
                 }
             }
         }
-        let is_hex_prefix = !hex.is_empty()
-            && hex.len() < 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let is_hex_prefix =
+            !hex.is_empty() && hex.len() < 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if is_hex_prefix {
             let cache = self.cache.read().expect("cache lock");
-            let hits: Vec<_> = cache
-                .values()
-                .filter(|i| i.id().hex().starts_with(hex))
-                .cloned()
-                .collect();
+            let hits: Vec<_> = cache.values().filter(|i| i.id().hex().starts_with(hex)).cloned().collect();
             match hits.len() {
                 1 => return Ok(hits.into_iter().next().expect("one hit")),
                 0 => {}
                 _ => {
-                    return Err(ImageError::Ambiguous(format!(
-                        "multiple IDs found with provided prefix: {hex}"
-                    )));
+                    return Err(ImageError::Ambiguous(format!("multiple IDs found with provided prefix: {hex}")));
                 }
             }
         }
@@ -288,11 +249,7 @@ impl ImageStore {
         }
         let key = r.to_string();
         self.db.put(TAGS, &key, id, Durability::Sync)?;
-        Ok(self
-            .tags
-            .write()
-            .expect("tags lock")
-            .insert(key, id.clone()))
+        Ok(self.tags.write().expect("tags lock").insert(key, id.clone()))
     }
 
     /// Removes a reference; returns the image it pointed at.
@@ -319,65 +276,34 @@ impl ImageStore {
         let chain = spec::chain_ids(&config.rootfs.diff_ids);
         let mut size = 0;
         for c in &chain {
-            let rec = self
-                .layers
-                .get(c)?
-                .ok_or_else(|| LayerError::NotFound(c.clone()))?;
+            let rec = self.layers.get(c)?.ok_or_else(|| LayerError::NotFound(c.clone()))?;
             size += rec.size;
         }
         let _w = self.write.lock().expect("write lock");
         if let Some(existing) = self.get(&id) {
             return Ok(existing);
         }
-        let record = ImageRecord {
-            id: id.clone(),
-            parent,
-            manifest,
-            repo_digests: Vec::new(),
-            size,
-            added: timefmt::now(),
-        };
+        let record =
+            ImageRecord { id: id.clone(), parent, manifest, repo_digests: Vec::new(), size, added: timefmt::now() };
         self.db.put(IMAGES, id.hex(), &record, Durability::Sync)?;
-        let img = Arc::new(Image {
-            record,
-            config,
-            chain,
-        });
-        self.cache
-            .write()
-            .expect("cache lock")
-            .insert(id, img.clone());
+        let img = Arc::new(Image { record, config, chain });
+        self.cache.write().expect("cache lock").insert(id, img.clone());
         Ok(img)
     }
 
     /// Makes an image from a parent image (or none) plus one layer tar (or none: a
     /// metadata-only change). Used by import, commit and the builder.
-    pub fn create_image(
-        &self,
-        new: NewImage,
-        layer_tar: Option<&mut dyn Read>,
-    ) -> Result<Arc<Image>, ImageError> {
+    pub fn create_image(&self, new: NewImage, layer_tar: Option<&mut dyn Read>) -> Result<Arc<Image>, ImageError> {
         let parent = match &new.parent {
-            Some(p) => Some(
-                self.get(p)
-                    .ok_or_else(|| ImageError::NotFound(p.to_string()))?,
-            ),
+            Some(p) => Some(self.get(p).ok_or_else(|| ImageError::NotFound(p.to_string()))?),
             None => None,
         };
-        let mut diff_ids = parent
-            .as_ref()
-            .map(|p| p.config.rootfs.diff_ids.clone())
-            .unwrap_or_default();
-        let mut history = parent
-            .as_ref()
-            .map(|p| p.config.history.clone())
-            .unwrap_or_default();
+        let mut diff_ids = parent.as_ref().map(|p| p.config.rootfs.diff_ids.clone()).unwrap_or_default();
+        let mut history = parent.as_ref().map(|p| p.config.history.clone()).unwrap_or_default();
         let created = timefmt::now();
         let mut empty_layer = true;
         if let Some(tar) = layer_tar {
-            let rec: LayerRecord = self
-                .layers
-                .create_from_tar(parent.as_ref().and_then(|p| p.top_layer()), tar)?;
+            let rec: LayerRecord = self.layers.create_from_tar(parent.as_ref().and_then(|p| p.top_layer()), tar)?;
             diff_ids.push(rec.diff_id);
             empty_layer = false;
         }
@@ -392,23 +318,11 @@ impl ImageStore {
         let config = ImageConfig {
             created: Some(created),
             author: new.author.clone(),
-            architecture: parent
-                .as_ref()
-                .map(|p| p.config.architecture.clone())
-                .unwrap_or(host.architecture),
-            os: parent
-                .as_ref()
-                .map(|p| p.config.os.clone())
-                .unwrap_or(host.os),
-            variant: parent
-                .as_ref()
-                .and_then(|p| p.config.variant.clone())
-                .or(host.variant),
+            architecture: parent.as_ref().map(|p| p.config.architecture.clone()).unwrap_or(host.architecture),
+            os: parent.as_ref().map(|p| p.config.os.clone()).unwrap_or(host.os),
+            variant: parent.as_ref().and_then(|p| p.config.variant.clone()).or(host.variant),
             config: Some(new.run_config),
-            rootfs: RootFs {
-                kind: "layers".into(),
-                diff_ids,
-            },
+            rootfs: RootFs { kind: "layers".into(), diff_ids },
             history,
             comment: new.comment,
             extra: new.extra,
@@ -443,11 +357,7 @@ impl ImageStore {
             }
             if let Some(rec) = self.layers.get(c)? {
                 self.layers.remove(c)?;
-                let blob_used = self
-                    .layers
-                    .list()?
-                    .iter()
-                    .any(|l| l.blob.digest == rec.blob.digest);
+                let blob_used = self.layers.list()?.iter().any(|l| l.blob.digest == rec.blob.digest);
                 if !blob_used && !used_blobs.contains(&rec.blob.digest) {
                     self.content.delete(&rec.blob.digest)?;
                 }
@@ -481,17 +391,9 @@ impl ImageStore {
         let Some(img) = self.get(&record.id) else {
             return Err(ImageError::NotFound(record.id.to_string()));
         };
-        self.db
-            .put(IMAGES, record.id.hex(), &record, Durability::Sync)?;
-        let new = Image {
-            record: record.clone(),
-            config: img.config.clone(),
-            chain: img.chain.clone(),
-        };
-        self.cache
-            .write()
-            .expect("cache lock")
-            .insert(record.id.clone(), Arc::new(new));
+        self.db.put(IMAGES, record.id.hex(), &record, Durability::Sync)?;
+        let new = Image { record: record.clone(), config: img.config.clone(), chain: img.chain.clone() };
+        self.cache.write().expect("cache lock").insert(record.id.clone(), Arc::new(new));
         Ok(())
     }
 
@@ -499,11 +401,7 @@ impl ImageStore {
     pub fn image_layers(&self, img: &Image) -> Result<Vec<LayerRecord>, ImageError> {
         img.chain
             .iter()
-            .map(|c| {
-                self.layers
-                    .get(c)?
-                    .ok_or_else(|| ImageError::Layer(LayerError::NotFound(c.clone())))
-            })
+            .map(|c| self.layers.get(c)?.ok_or_else(|| ImageError::Layer(LayerError::NotFound(c.clone()))))
             .collect()
     }
 
@@ -550,11 +448,7 @@ pub fn apply_changes(cfg: &mut RunConfig, changes: &[String]) -> Result<(), Imag
             "EXPOSE" => {
                 let ports = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in rest.split_whitespace() {
-                    let p = if p.contains('/') {
-                        p.to_string()
-                    } else {
-                        format!("{p}/tcp")
-                    };
+                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
                     let (num, proto) = p.split_once('/').expect("has a slash");
                     if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
                         return Err(bad(&format!("invalid port {p}")));
@@ -586,14 +480,9 @@ pub fn apply_changes(cfg: &mut RunConfig, changes: &[String]) -> Result<(), Imag
                 }
             }
             "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
-            "ONBUILD" => cfg
-                .on_build
-                .get_or_insert_with(Vec::new)
-                .push(rest.to_string()),
+            "ONBUILD" => cfg.on_build.get_or_insert_with(Vec::new).push(rest.to_string()),
             _ => {
-                return Err(ImageError::Invalid(format!(
-                    "{instr} is not a valid change command"
-                )));
+                return Err(ImageError::Invalid(format!("{instr} is not a valid change command")));
             }
         }
     }
@@ -644,9 +533,7 @@ fn parse_kv(s: &str, legacy: bool) -> Result<Vec<(String, String)>, String> {
         if quote.is_some() {
             return Err("unterminated quote".into());
         }
-        let (k, v) = word
-            .split_once('=')
-            .ok_or_else(|| format!("{word:?} is not KEY=VALUE"))?;
+        let (k, v) = word.split_once('=').ok_or_else(|| format!("{word:?} is not KEY=VALUE"))?;
         if k.is_empty() {
             return Err("empty key".into());
         }

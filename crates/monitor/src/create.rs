@@ -78,46 +78,25 @@ fn base(id: &str, state_root: &Path) -> Result<ContainerBuilder, String> {
 /// Hands the stdio to the builder; a tty's listener stays with us to receive the pty master.
 fn with_stdio(b: ContainerBuilder, stdio: Stdio) -> (ContainerBuilder, Option<Stdio>) {
     match stdio {
-        Stdio::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        } => (
-            b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr),
-            None,
-        ),
-        Stdio::Tty {
-            listener,
-            path,
-            send_to,
-        } => {
+        Stdio::Pipes { stdin, stdout, stderr } => (b.with_stdin(stdin).with_stdout(stdout).with_stderr(stderr), None),
+        Stdio::Tty { listener, path, send_to } => {
             let b = b.with_console_socket(Some(path.clone()));
-            (
-                b,
-                Some(Stdio::Tty {
-                    listener,
-                    path,
-                    send_to,
-                }),
-            )
+            (b, Some(Stdio::Tty { listener, path, send_to }))
         }
     }
 }
 
 /// Receives the pty master that init (or an exec'd process) sent to the console socket and
 /// passes it on to the monitor.
-fn forward_tty(stdio: Option<Stdio>) -> Result<(), String> {
-    if let Some(Stdio::Tty {
-        listener, send_to, ..
-    }) = stdio
-    {
-        let (conn, _) = listener
-            .accept()
-            .map_err(|e| format!("console socket: {e}"))?;
-        let master =
-            sys::recv_fd(conn.as_fd()).map_err(|e| format!("receiving the pty master: {e}"))?;
-        sys::send_fd(send_to.as_fd(), master.as_fd())
-            .map_err(|e| format!("passing the pty master: {e}"))?;
+fn forward_tty(stdio: Option<Stdio>, size: Option<(u16, u16)>) -> Result<(), String> {
+    if let Some(Stdio::Tty { listener, send_to, .. }) = stdio {
+        let (conn, _) = listener.accept().map_err(|e| format!("console socket: {e}"))?;
+        let master = sys::recv_fd(conn.as_fd()).map_err(|e| format!("receiving the pty master: {e}"))?;
+        // The size must be right before the process runs (it may ask at once).
+        if let Some((rows, cols)) = size.filter(|(r, c)| *r > 0 && *c > 0) {
+            let _ = sys::set_winsize(master.as_fd(), rows, cols);
+        }
+        sys::send_fd(send_to.as_fd(), master.as_fd()).map_err(|e| format!("passing the pty master: {e}"))?;
     }
     Ok(())
 }
@@ -133,31 +112,17 @@ fn finish(result: OwnedFd, r: Result<i32, String>) -> ! {
 }
 
 /// Helper body for a container start (steps 2–6). Never returns.
-pub fn start_container(plan: Plan<'_>, bundle: &Path, loopback: bool) -> ! {
+pub fn start_container(plan: Plan<'_>, bundle: &Path, loopback: bool, size: Option<(u16, u16)>) -> ! {
     sys::reset_signals();
     init_tracing();
-    let Plan {
-        id,
-        state_root,
-        stdio,
-        result,
-    } = plan;
+    let Plan { id, state_root, stdio, result } = plan;
     let r = (|| {
         let (b, tty) = with_stdio(base(id, state_root)?, stdio);
-        let mut container = b
-            .as_init(bundle)
-            .with_systemd(false)
-            .with_detach(true)
-            .build()
-            .map_err(|e| chain(&e))?;
-        forward_tty(tty)?;
-        let pid = container
-            .pid()
-            .ok_or("container has no pid after create")?
-            .as_raw();
+        let mut container = b.as_init(bundle).with_systemd(false).with_detach(true).build().map_err(|e| chain(&e))?;
+        forward_tty(tty, size)?;
+        let pid = container.pid().ok_or("container has no pid after create")?.as_raw();
         if loopback {
-            sys::loopback_up(&format!("/proc/{pid}/ns/net"))
-                .map_err(|e| format!("bringing up lo: {e}"))?;
+            sys::loopback_up(&format!("/proc/{pid}/ns/net")).map_err(|e| format!("bringing up lo: {e}"))?;
         }
         container.start().map_err(|e| chain(&e))?;
         Ok(pid)
@@ -166,24 +131,14 @@ pub fn start_container(plan: Plan<'_>, bundle: &Path, loopback: bool) -> ! {
 }
 
 /// Helper body for an exec: starts `process` (an OCI process JSON file) in the container.
-pub fn exec_process(plan: Plan<'_>, process: &Path) -> ! {
+pub fn exec_process(plan: Plan<'_>, process: &Path, size: Option<(u16, u16)>) -> ! {
     sys::reset_signals();
     init_tracing();
-    let Plan {
-        id,
-        state_root,
-        stdio,
-        result,
-    } = plan;
+    let Plan { id, state_root, stdio, result } = plan;
     let r = (|| {
         let (b, tty) = with_stdio(base(id, state_root)?, stdio);
-        let pid = b
-            .as_tenant()
-            .with_process(Some(process))
-            .with_detach(true)
-            .build()
-            .map_err(|e| chain(&e))?;
-        forward_tty(tty)?;
+        let pid = b.as_tenant().with_process(Some(process)).with_detach(true).build().map_err(|e| chain(&e))?;
+        forward_tty(tty, size)?;
         Ok(pid.as_raw())
     })();
     finish(result, r)

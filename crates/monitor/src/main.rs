@@ -66,14 +66,8 @@ fn setup(cfg: &MonitorConfig, dir: &MonitorDir) -> std::io::Result<monitor::Moni
     listener.set_nonblocking(true)?;
     std::fs::write(dir.pid_file(), std::process::id().to_string())?;
     let m = monitor::Monitor::new(cfg.clone(), dir.clone(), listener, sigfd)?;
-    let null = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
-    let log = std::fs::File::options()
-        .create(true)
-        .append(true)
-        .open(dir.log())?;
+    let null = std::fs::File::options().read(true).write(true).open("/dev/null")?;
+    let log = std::fs::File::options().create(true).append(true).open(dir.log())?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready {}", std::process::id())?;
     out.flush()?;

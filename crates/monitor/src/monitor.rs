@@ -22,8 +22,7 @@ use skiff_runtime::cgroups::Layout;
 use skiff_runtime::config::{MonitorConfig, MonitorDir};
 use skiff_runtime::logfile::{self, Stream};
 use skiff_runtime::protocol::{
-    self, ExecSpec, ExecState, ExitStatus, FrameKind, MonitorState, Request, Response, Status,
-    Streams,
+    self, ExecSpec, ExecState, ExitStatus, FrameKind, MonitorState, Request, Response, Status, Streams,
 };
 
 use crate::create::{self, Plan, Stdio};
@@ -135,12 +134,7 @@ fn io_string(e: io::Error) -> String {
 }
 
 impl Monitor {
-    pub fn new(
-        cfg: MonitorConfig,
-        dir: MonitorDir,
-        listener: UnixListener,
-        sigfd: SignalFd,
-    ) -> io::Result<Monitor> {
+    pub fn new(cfg: MonitorConfig, dir: MonitorDir, listener: UnixListener, sigfd: SignalFd) -> io::Result<Monitor> {
         let layout = Layout::detect()?;
         let log = match &cfg.log_path {
             Some(p) => Some(logfile::Writer::open(p)?),
@@ -178,19 +172,7 @@ impl Monitor {
             started_at: self.started_at.clone(),
             exit: self.exit.clone(),
             monitor_pid: std::process::id() as i32,
-            execs: self
-                .execs
-                .iter()
-                .map(|(k, e)| {
-                    (
-                        k.clone(),
-                        ExecState {
-                            pid: e.pid,
-                            exit: e.exit,
-                        },
-                    )
-                })
-                .collect(),
+            execs: self.execs.iter().map(|(k, e)| (k.clone(), ExecState { pid: e.pid, exit: e.exit })).collect(),
         }
     }
 
@@ -205,89 +187,37 @@ impl Monitor {
         loop {
             fds.clear();
             tokens.clear();
-            let add = |fd: RawFd,
-                       ev: i16,
-                       t: Token,
-                       fds: &mut Vec<sys::PollFd>,
-                       tokens: &mut Vec<Token>| {
+            let add = |fd: RawFd, ev: i16, t: Token, fds: &mut Vec<sys::PollFd>, tokens: &mut Vec<Token>| {
                 fds.push(sys::pollfd(fd, ev));
                 tokens.push(t);
             };
-            add(
-                self.listener.as_raw_fd(),
-                libc::POLLIN,
-                Token::Listener,
-                &mut fds,
-                &mut tokens,
-            );
-            add(
-                self.sigfd.as_raw_fd(),
-                libc::POLLIN,
-                Token::Signal,
-                &mut fds,
-                &mut tokens,
-            );
+            add(self.listener.as_raw_fd(), libc::POLLIN, Token::Listener, &mut fds, &mut tokens);
+            add(self.sigfd.as_raw_fd(), libc::POLLIN, Token::Signal, &mut fds, &mut tokens);
             let paused_out = self.backlog() > HIGH_WATER;
             if !paused_out {
                 if let Some(fd) = &self.io.out {
-                    add(
-                        fd.as_raw_fd(),
-                        libc::POLLIN,
-                        Token::Out,
-                        &mut fds,
-                        &mut tokens,
-                    );
+                    add(fd.as_raw_fd(), libc::POLLIN, Token::Out, &mut fds, &mut tokens);
                 }
                 if let Some(fd) = &self.io.err {
-                    add(
-                        fd.as_raw_fd(),
-                        libc::POLLIN,
-                        Token::Err,
-                        &mut fds,
-                        &mut tokens,
-                    );
+                    add(fd.as_raw_fd(), libc::POLLIN, Token::Err, &mut fds, &mut tokens);
                 }
                 for (n, id) in &self.exec_ids {
                     let e = &self.execs[id];
                     if let Some(fd) = &e.io.out {
-                        add(
-                            fd.as_raw_fd(),
-                            libc::POLLIN,
-                            Token::ExecOut(*n),
-                            &mut fds,
-                            &mut tokens,
-                        );
+                        add(fd.as_raw_fd(), libc::POLLIN, Token::ExecOut(*n), &mut fds, &mut tokens);
                     }
                     if let Some(fd) = &e.io.err {
-                        add(
-                            fd.as_raw_fd(),
-                            libc::POLLIN,
-                            Token::ExecErr(*n),
-                            &mut fds,
-                            &mut tokens,
-                        );
+                        add(fd.as_raw_fd(), libc::POLLIN, Token::ExecErr(*n), &mut fds, &mut tokens);
                     }
                 }
             }
             if let (Some(fd), false) = (&self.io.stdin, self.io.stdin_buf.is_empty()) {
-                add(
-                    fd.as_raw_fd(),
-                    libc::POLLOUT,
-                    Token::In,
-                    &mut fds,
-                    &mut tokens,
-                );
+                add(fd.as_raw_fd(), libc::POLLOUT, Token::In, &mut fds, &mut tokens);
             }
             for (n, id) in &self.exec_ids {
                 let e = &self.execs[id];
                 if let (Some(fd), false) = (&e.io.stdin, e.io.stdin_buf.is_empty()) {
-                    add(
-                        fd.as_raw_fd(),
-                        libc::POLLOUT,
-                        Token::ExecIn(*n),
-                        &mut fds,
-                        &mut tokens,
-                    );
+                    add(fd.as_raw_fd(), libc::POLLOUT, Token::ExecIn(*n), &mut fds, &mut tokens);
                 }
             }
             for (id, c) in &self.clients {
@@ -295,13 +225,7 @@ impl Monitor {
                 if !c.outbuf.is_empty() {
                     ev |= libc::POLLOUT;
                 }
-                add(
-                    c.sock.as_raw_fd(),
-                    ev,
-                    Token::Client(*id),
-                    &mut fds,
-                    &mut tokens,
-                );
+                add(c.sock.as_raw_fd(), ev, Token::Client(*id), &mut fds, &mut tokens);
             }
 
             let timeout = self.next_timeout();
@@ -321,8 +245,7 @@ impl Monitor {
                     Token::ExecOut(n) => self.read_exec_output(n, Stream::Stdout),
                     Token::ExecErr(n) => self.read_exec_output(n, Stream::Stderr),
                     Token::ExecIn(n) => {
-                        if let Some(e) = self.exec_ids.get(&n).and_then(|id| self.execs.get_mut(id))
-                        {
+                        if let Some(e) = self.exec_ids.get(&n).and_then(|id| self.execs.get_mut(id)) {
                             flush_stdin(&mut e.io);
                         }
                     }
@@ -337,13 +260,9 @@ impl Monitor {
                 }
             }
             self.check_exits();
-            self.clients
-                .retain(|_, c| !(c.dead || (c.close_after_flush && c.outbuf.is_empty())));
+            self.clients.retain(|_, c| !(c.dead || (c.close_after_flush && c.outbuf.is_empty())));
             if let Some(done) = self.done_at {
-                let idle = self
-                    .clients
-                    .values()
-                    .all(|c| c.outbuf.is_empty() && !matches!(c.role, Role::New));
+                let idle = self.clients.values().all(|c| c.outbuf.is_empty() && !matches!(c.role, Role::New));
                 if (self.clients.is_empty() || idle && done.elapsed() > Duration::from_millis(200))
                     || done.elapsed() > LINGER
                 {
@@ -368,12 +287,7 @@ impl Monitor {
         }
         match deadlines.into_iter().min() {
             None => -1,
-            Some(d) => {
-                d.saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(i32::MAX as u128) as i32
-                    + 1
-            }
+            Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32 + 1,
         }
     }
 
@@ -467,9 +381,7 @@ impl Monitor {
                     }
                     Ok(None) => None,
                     Err(e) => {
-                        c.send(&Response::Error {
-                            message: e.to_string(),
-                        });
+                        c.send(&Response::Error { message: e.to_string() });
                         c.close_after_flush = true;
                         c.inbuf.clear();
                         None
@@ -509,9 +421,7 @@ impl Monitor {
                     Ok(r) => r,
                     Err(e) => {
                         if let Some(c) = self.clients.get_mut(&id) {
-                            c.send(&Response::Error {
-                                message: format!("bad request: {e}"),
-                            });
+                            c.send(&Response::Error { message: format!("bad request: {e}") });
                             c.close_after_flush = true;
                         }
                         return;
@@ -523,11 +433,7 @@ impl Monitor {
                         Request::Resize { height, width } => {
                             let _ = self.resize(None, height, width);
                         }
-                        Request::ExecResize {
-                            id: eid,
-                            height,
-                            width,
-                        } => {
+                        Request::ExecResize { id: eid, height, width } => {
                             let _ = self.resize(Some(&eid), height, width);
                         }
                         _ => {}
@@ -604,10 +510,7 @@ impl Monitor {
             }
             Request::Start => {
                 let r = match self.start() {
-                    Ok(pid) => Response::Started {
-                        pid,
-                        started_at: self.started_at.clone().unwrap_or_default(),
-                    },
+                    Ok(pid) => Response::Started { pid, started_at: self.started_at.clone().unwrap_or_default() },
                     Err(message) => {
                         self.fail_start();
                         Response::Error { message }
@@ -617,9 +520,7 @@ impl Monitor {
             }
             Request::Attach { streams } => {
                 if let Some(exit) = &self.exit {
-                    let r = Response::Exited {
-                        status: exit.clone(),
-                    };
+                    let r = Response::Exited { status: exit.clone() };
                     self.reply(id, r, true);
                 } else if let Some(c) = self.clients.get_mut(&id) {
                     c.send(&Response::Ok);
@@ -628,9 +529,7 @@ impl Monitor {
             }
             Request::Wait => {
                 if let Some(exit) = &self.exit {
-                    let r = Response::Exited {
-                        status: exit.clone(),
-                    };
+                    let r = Response::Exited { status: exit.clone() };
                     self.reply(id, r, true);
                 } else if let Some(c) = self.clients.get_mut(&id) {
                     c.send(&Response::Ok);
@@ -641,13 +540,9 @@ impl Monitor {
                 let r = match (self.pid, &self.status) {
                     (Some(pid), Status::Running | Status::Paused) => match sys::kill(pid, signal) {
                         Ok(()) => Response::Ok,
-                        Err(e) => Response::Error {
-                            message: format!("signal {signal}: {e}"),
-                        },
+                        Err(e) => Response::Error { message: format!("signal {signal}: {e}") },
                     },
-                    _ => Response::Error {
-                        message: "container is not running".into(),
-                    },
+                    _ => Response::Error { message: "container is not running".into() },
                 };
                 self.reply(id, r, true);
             }
@@ -655,13 +550,9 @@ impl Monitor {
                 let r = match self.execs.get(&eid) {
                     Some(e) if e.exit.is_none() => match sys::kill(e.pid, signal) {
                         Ok(()) => Response::Ok,
-                        Err(err) => Response::Error {
-                            message: err.to_string(),
-                        },
+                        Err(err) => Response::Error { message: err.to_string() },
                     },
-                    _ => Response::Error {
-                        message: format!("exec {eid} is not running"),
-                    },
+                    _ => Response::Error { message: format!("exec {eid} is not running") },
                 };
                 self.reply(id, r, true);
             }
@@ -672,11 +563,7 @@ impl Monitor {
                 };
                 self.reply(id, r, true);
             }
-            Request::ExecResize {
-                id: eid,
-                height,
-                width,
-            } => {
+            Request::ExecResize { id: eid, height, width } => {
                 let r = match self.resize(Some(&eid), height, width) {
                     Ok(()) => Response::Ok,
                     Err(e) => Response::Error { message: e },
@@ -689,27 +576,15 @@ impl Monitor {
                     (Status::Running, true) | (Status::Paused, false) => {
                         match self.layout.freeze(&self.cfg.cgroup_path, pause) {
                             Ok(()) => {
-                                self.status = if pause {
-                                    Status::Paused
-                                } else {
-                                    Status::Running
-                                };
+                                self.status = if pause { Status::Paused } else { Status::Running };
                                 Response::Ok
                             }
-                            Err(e) => Response::Error {
-                                message: e.to_string(),
-                            },
+                            Err(e) => Response::Error { message: e.to_string() },
                         }
                     }
-                    (Status::Paused, true) => Response::Error {
-                        message: "container is already paused".into(),
-                    },
-                    (Status::Running, false) => Response::Error {
-                        message: "container is not paused".into(),
-                    },
-                    _ => Response::Error {
-                        message: "container is not running".into(),
-                    },
+                    (Status::Paused, true) => Response::Error { message: "container is already paused".into() },
+                    (Status::Running, false) => Response::Error { message: "container is not paused".into() },
+                    _ => Response::Error { message: "container is not running".into() },
                 };
                 self.reply(id, r, true);
             }
@@ -743,39 +618,21 @@ impl Monitor {
     ) -> Result<(Stdio, Io, Option<UnixStream>), String> {
         if tty && !null {
             let _ = std::fs::remove_file(console);
-            let listener =
-                UnixListener::bind(console).map_err(|e| format!("console socket: {e}"))?;
+            let listener = UnixListener::bind(console).map_err(|e| format!("console socket: {e}"))?;
             let (mine, theirs) = UnixStream::pair().map_err(io_string)?;
-            let stdio = Stdio::Tty {
-                listener,
-                path: console.to_path_buf(),
-                send_to: theirs.into(),
-            };
+            let stdio = Stdio::Tty { listener, path: console.to_path_buf(), send_to: theirs.into() };
             return Ok((stdio, Io::default(), Some(mine)));
         }
         let devnull = |w: bool| -> Result<OwnedFd, String> {
-            std::fs::File::options()
-                .read(!w)
-                .write(w)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(io_string)
+            std::fs::File::options().read(!w).write(w).open("/dev/null").map(OwnedFd::from).map_err(io_string)
         };
         if null {
-            let stdio = Stdio::Pipes {
-                stdin: devnull(false)?,
-                stdout: devnull(true)?,
-                stderr: devnull(true)?,
-            };
+            let stdio = Stdio::Pipes { stdin: devnull(false)?, stdout: devnull(true)?, stderr: devnull(true)? };
             return Ok((stdio, Io::default(), None));
         }
         let (out_r, out_w) = sys::pipe().map_err(io_string)?;
         let (err_r, err_w) = sys::pipe().map_err(io_string)?;
-        let mut io = Io {
-            out: Some(out_r),
-            err: Some(err_r),
-            ..Default::default()
-        };
+        let mut io = Io { out: Some(out_r), err: Some(err_r), ..Default::default() };
         let child_in = if stdin {
             let (in_r, in_w) = sys::pipe().map_err(io_string)?;
             sys::set_nonblocking(in_w.as_fd()).map_err(io_string)?;
@@ -787,15 +644,7 @@ impl Monitor {
         for fd in [&io.out, &io.err].into_iter().flatten() {
             sys::set_nonblocking(fd.as_fd()).map_err(io_string)?;
         }
-        Ok((
-            Stdio::Pipes {
-                stdin: child_in,
-                stdout: out_w,
-                stderr: err_w,
-            },
-            io,
-            None,
-        ))
+        Ok((Stdio::Pipes { stdin: child_in, stdout: out_w, stderr: err_w }, io, None))
     }
 
     /// Runs a helper (already given its plan) to completion: reads its one-line result.
@@ -804,23 +653,17 @@ impl Monitor {
         let _ = std::fs::File::from(result).read_to_string(&mut msg);
         let code = sys::wait_pid(helper);
         if let Some(pid) = msg.strip_prefix("ok ") {
-            return pid
-                .trim()
-                .parse()
-                .map_err(|_| format!("helper sent a bad pid {pid:?}"));
+            return pid.trim().parse().map_err(|_| format!("helper sent a bad pid {pid:?}"));
         }
         if let Some(e) = msg.strip_prefix("err ") {
             return Err(e.to_string());
         }
-        Err(format!(
-            "container helper exited with {code} without a result"
-        ))
+        Err(format!("container helper exited with {code} without a result"))
     }
 
     fn take_tty(io: &mut Io, sock: Option<UnixStream>) -> Result<(), String> {
         if let Some(s) = sock {
-            let master =
-                sys::recv_fd(s.as_fd()).map_err(|e| format!("receiving the pty master: {e}"))?;
+            let master = sys::recv_fd(s.as_fd()).map_err(|e| format!("receiving the pty master: {e}"))?;
             sys::set_nonblocking(master.as_fd()).map_err(io_string)?;
             io.stdin = Some(master.try_clone().map_err(io_string)?);
             io.out = Some(master.try_clone().map_err(io_string)?);
@@ -834,21 +677,12 @@ impl Monitor {
             return Err("container was already started".into());
         }
         std::fs::create_dir_all(&self.cfg.state_root).map_err(io_string)?;
-        let (stdio, mut io, tty_sock) = self.make_stdio(
-            self.cfg.tty,
-            self.cfg.open_stdin,
-            false,
-            &self.dir.console_socket(),
-        )?;
+        let (stdio, mut io, tty_sock) =
+            self.make_stdio(self.cfg.tty, self.cfg.open_stdin, false, &self.dir.console_socket())?;
         let (res_r, res_w) = sys::pipe().map_err(io_string)?;
-        let plan = Plan {
-            id: &self.cfg.id,
-            state_root: &self.cfg.state_root,
-            stdio,
-            result: res_w,
-        };
+        let plan = Plan { id: &self.cfg.id, state_root: &self.cfg.state_root, stdio, result: res_w };
         let helper = match sys::fork().map_err(io_string)? {
-            Fork::Child => create::start_container(plan, &self.cfg.bundle, self.cfg.loopback),
+            Fork::Child => create::start_container(plan, &self.cfg.bundle, self.cfg.loopback, self.cfg.console_size),
             Fork::Parent(pid) => {
                 drop(plan);
                 pid
@@ -896,17 +730,11 @@ impl Monitor {
         let n = self.next;
         self.next += 1;
         let console = self.dir.path().join(format!("e{n}.sock"));
-        let (stdio, mut io, tty_sock) =
-            self.make_stdio(spec.tty, spec.stdin, spec.detach, &console)?;
+        let (stdio, mut io, tty_sock) = self.make_stdio(spec.tty, spec.stdin, spec.detach, &console)?;
         let (res_r, res_w) = sys::pipe().map_err(io_string)?;
-        let plan = Plan {
-            id: &self.cfg.id,
-            state_root: &self.cfg.state_root,
-            stdio,
-            result: res_w,
-        };
+        let plan = Plan { id: &self.cfg.id, state_root: &self.cfg.state_root, stdio, result: res_w };
         let helper = match sys::fork().map_err(io_string)? {
-            Fork::Child => create::exec_process(plan, &proc_path),
+            Fork::Child => create::exec_process(plan, &proc_path, spec.console_size),
             Fork::Parent(pid) => {
                 drop(plan);
                 pid
@@ -926,16 +754,7 @@ impl Monitor {
             c.role = Role::Exec(spec.id.clone());
         }
         self.exec_ids.insert(n, spec.id.clone());
-        self.execs.insert(
-            spec.id,
-            Exec {
-                pid,
-                io,
-                client: Some(client),
-                reaped: None,
-                exit: None,
-            },
-        );
+        self.execs.insert(spec.id, Exec { pid, io, client: Some(client), reaped: None, exit: None });
         Ok(pid)
     }
 
@@ -969,15 +788,10 @@ impl Monitor {
                 eprintln!("skiff-monitor: writing log: {e}");
             }
         }
-        let kind = if stream == Stream::Stdout {
-            FrameKind::Stdout
-        } else {
-            FrameKind::Stderr
-        };
+        let kind = if stream == Stream::Stdout { FrameKind::Stdout } else { FrameKind::Stderr };
         for c in self.clients.values_mut() {
             if let Role::Attach(s) = &c.role {
-                if (stream == Stream::Stdout && s.stdout) || (stream == Stream::Stderr && s.stderr)
-                {
+                if (stream == Stream::Stdout && s.stdout) || (stream == Stream::Stderr && s.stderr) {
                     protocol::encode(kind, data, &mut c.outbuf);
                 }
             }
@@ -1011,11 +825,7 @@ impl Monitor {
                 return;
             }
         };
-        let kind = if stream == Stream::Stdout {
-            FrameKind::Stdout
-        } else {
-            FrameKind::Stderr
-        };
+        let kind = if stream == Stream::Stdout { FrameKind::Stdout } else { FrameKind::Stderr };
         if let Some(c) = e.client.and_then(|cid| self.clients.get_mut(&cid)) {
             protocol::encode(kind, &self.buf[..got], &mut c.outbuf);
         }
@@ -1026,11 +836,7 @@ impl Monitor {
         while let Some((pid, code)) = sys::reap() {
             if Some(pid) == self.pid && self.reaped.is_none() {
                 self.reaped = Some((code, Instant::now()));
-            } else if let Some(e) = self
-                .execs
-                .values_mut()
-                .find(|e| e.pid == pid && e.reaped.is_none())
-            {
+            } else if let Some(e) = self.execs.values_mut().find(|e| e.pid == pid && e.reaped.is_none()) {
                 e.reaped = Some((code, Instant::now()));
             }
         }
@@ -1048,11 +854,7 @@ impl Monitor {
             e.exit = Some(code);
             e.io = Io::default();
             if let Some(c) = e.client.and_then(|cid| self.clients.get_mut(&cid)) {
-                let status = ExitStatus {
-                    code,
-                    oom_killed: false,
-                    finished_at: timefmt::now(),
-                };
+                let status = ExitStatus { code, oom_killed: false, finished_at: timefmt::now() };
                 c.send(&Response::Exited { status });
                 c.close_after_flush = true;
             }
@@ -1073,11 +875,8 @@ impl Monitor {
         if let Some(log) = &mut self.log {
             let _ = log.flush_partial(&timefmt::now());
         }
-        let status = ExitStatus {
-            code,
-            oom_killed: self.layout.oom_killed(&self.cfg.cgroup_path),
-            finished_at: timefmt::now(),
-        };
+        let status =
+            ExitStatus { code, oom_killed: self.layout.oom_killed(&self.cfg.cgroup_path), finished_at: timefmt::now() };
         let bytes = serde_json::to_vec(&status).expect("exit status serializes");
         if let Err(e) = fsutil::atomic_write(&self.dir.exit_file(), &bytes) {
             eprintln!("skiff-monitor: writing exit file: {e}");
@@ -1087,9 +886,7 @@ impl Monitor {
         self.io = Io::default();
         for c in self.clients.values_mut() {
             if matches!(c.role, Role::Attach(_) | Role::Wait) {
-                c.send(&Response::Exited {
-                    status: status.clone(),
-                });
+                c.send(&Response::Exited { status: status.clone() });
                 c.close_after_flush = true;
             }
         }

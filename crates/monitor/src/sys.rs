@@ -35,8 +35,7 @@ pub fn sigchld_fd() -> io::Result<SignalFd> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGCHLD);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(io::Error::from)
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)
 }
 
 /// Undoes the monitor's signal setup in a forked child, before it creates container processes
@@ -49,11 +48,7 @@ pub fn reset_signals() {
 pub type PollFd = libc::pollfd;
 
 pub fn pollfd(fd: RawFd, events: i16) -> PollFd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
+    libc::pollfd { fd, events, revents: 0 }
 }
 
 /// poll(2); EINTR counts as "nothing ready".
@@ -86,14 +81,8 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, sendmsg};
     let fds = [fd.as_raw_fd()];
     let iov = [io::IoSlice::new(b"F")];
-    sendmsg::<UnixAddr>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(io::Error::from)?;
+    sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map_err(io::Error::from)?;
     Ok(())
 }
 
@@ -103,13 +92,8 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut buf = [0u8; 64];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 4]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(io::Error::from)?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(io::Error::from)?;
     let mut got: Option<OwnedFd> = None;
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -128,12 +112,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// Sets a terminal's window size.
 pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = rustix::termios::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     rustix::termios::tcsetwinsize(fd, ws)?;
     Ok(())
 }
@@ -143,11 +122,7 @@ pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
 pub fn loopback_up(ns_path: &str) -> io::Result<()> {
     let ns = std::fs::File::open(ns_path)?;
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-    let sock = rustix::net::socket(
-        rustix::net::AddressFamily::INET,
-        rustix::net::SocketType::DGRAM,
-        None,
-    )?;
+    let sock = rustix::net::socket(rustix::net::AddressFamily::INET, rustix::net::SocketType::DGRAM, None)?;
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in b"lo".iter().enumerate() {
@@ -203,16 +178,8 @@ pub fn wait_pid(pid: i32) -> i32 {
 }
 
 /// Redirects fd 0/1/2 to the given files (after daemonizing).
-pub fn redirect_stdio(
-    stdin: &impl AsRawFd,
-    stdout: &impl AsRawFd,
-    stderr: &impl AsRawFd,
-) -> io::Result<()> {
-    for (src, dst) in [
-        (stdin.as_raw_fd(), 0),
-        (stdout.as_raw_fd(), 1),
-        (stderr.as_raw_fd(), 2),
-    ] {
+pub fn redirect_stdio(stdin: &impl AsRawFd, stdout: &impl AsRawFd, stderr: &impl AsRawFd) -> io::Result<()> {
+    for (src, dst) in [(stdin.as_raw_fd(), 0), (stdout.as_raw_fd(), 1), (stderr.as_raw_fd(), 2)] {
         if src != dst {
             nix::unistd::dup2(src, dst).map_err(io::Error::from)?;
         }

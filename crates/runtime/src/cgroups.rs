@@ -21,9 +21,7 @@ pub enum Layout {
 impl Layout {
     /// Reads /proc/self/mountinfo.
     pub fn detect() -> io::Result<Layout> {
-        Ok(Self::from_mountinfo(&fs::read_to_string(
-            "/proc/self/mountinfo",
-        )?))
+        Ok(Self::from_mountinfo(&fs::read_to_string("/proc/self/mountinfo")?))
     }
 
     pub fn from_mountinfo(text: &str) -> Layout {
@@ -48,9 +46,7 @@ impl Layout {
                     for opt in r[2].split(',') {
                         let name = opt.strip_prefix("name=").unwrap_or(opt);
                         if KNOWN_V1.contains(&name) {
-                            mounts
-                                .entry(name.to_string())
-                                .or_insert_with(|| mount_point.clone());
+                            mounts.entry(name.to_string()).or_insert_with(|| mount_point.clone());
                         }
                     }
                 }
@@ -58,9 +54,7 @@ impl Layout {
             }
         }
         if mounts.is_empty() {
-            Layout::V2 {
-                root: unified.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
-            }
+            Layout::V2 { root: unified.unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")) }
         } else {
             Layout::V1 { mounts }
         }
@@ -110,10 +104,7 @@ impl Layout {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Err(e) => {
-                        last = Err(io::Error::new(
-                            e.kind(),
-                            format!("removing {}: {e}", dir.display()),
-                        ));
+                        last = Err(io::Error::new(e.kind(), format!("removing {}: {e}", dir.display())));
                         break;
                     }
                 }
@@ -142,9 +133,9 @@ impl Layout {
     pub fn freeze(&self, cgroup_path: &str, frozen: bool) -> io::Result<()> {
         match self {
             Layout::V1 { .. } => {
-                let dir = self.dir("freezer", cgroup_path).ok_or_else(|| {
-                    io::Error::other("the freezer cgroup controller is not mounted")
-                })?;
+                let dir = self
+                    .dir("freezer", cgroup_path)
+                    .ok_or_else(|| io::Error::other("the freezer cgroup controller is not mounted"))?;
                 let want = if frozen { "FROZEN" } else { "THAWED" };
                 for _ in 0..1000 {
                     fs::write(dir.join("freezer.state"), want)?;
@@ -173,9 +164,7 @@ impl Layout {
     /// Pids in the cgroup.
     pub fn pids(&self, cgroup_path: &str) -> io::Result<Vec<i32>> {
         let dir = match self {
-            Layout::V1 { .. } => self
-                .dir("pids", cgroup_path)
-                .or_else(|| self.dir("memory", cgroup_path)),
+            Layout::V1 { .. } => self.dir("pids", cgroup_path).or_else(|| self.dir("memory", cgroup_path)),
             Layout::V2 { .. } => self.dir("", cgroup_path),
         }
         .ok_or_else(|| io::Error::other("no cgroup directory"))?;
@@ -190,9 +179,7 @@ impl Layout {
         match self {
             Layout::V1 { .. } => {
                 let acct = self.dir("cpuacct", cgroup_path);
-                s.cpu_total_ns = read(acct.clone(), "cpuacct.usage")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
+                s.cpu_total_ns = read(acct.clone(), "cpuacct.usage").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 if let Some(st) = read(acct.clone(), "cpuacct.stat") {
                     let kv = flat_keyed(&st);
                     let tick_ns = 1_000_000_000 / clock_ticks();
@@ -200,47 +187,28 @@ impl Layout {
                     s.cpu_system_ns = kv.get("system").copied().unwrap_or(0) * tick_ns;
                 }
                 if let Some(per) = read(acct, "cpuacct.usage_percpu") {
-                    s.per_cpu_ns = per
-                        .split_whitespace()
-                        .filter_map(|v| v.parse().ok())
-                        .collect();
+                    s.per_cpu_ns = per.split_whitespace().filter_map(|v| v.parse().ok()).collect();
                 }
                 let mem = self.dir("memory", cgroup_path);
-                s.memory_usage = read(mem.clone(), "memory.usage_in_bytes")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                s.memory_max_usage = read(mem.clone(), "memory.max_usage_in_bytes")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                s.memory_limit =
-                    read(mem.clone(), "memory.limit_in_bytes").and_then(|v| v.trim().parse().ok());
-                s.memory_failcnt = read(mem.clone(), "memory.failcnt")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
+                s.memory_usage =
+                    read(mem.clone(), "memory.usage_in_bytes").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                s.memory_max_usage =
+                    read(mem.clone(), "memory.max_usage_in_bytes").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                s.memory_limit = read(mem.clone(), "memory.limit_in_bytes").and_then(|v| v.trim().parse().ok());
+                s.memory_failcnt = read(mem.clone(), "memory.failcnt").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 if let Some(st) = read(mem, "memory.stat") {
                     s.memory_stat = flat_keyed(&st);
                 }
                 let pids = self.dir("pids", cgroup_path);
-                s.pids_current = read(pids.clone(), "pids.current")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
+                s.pids_current = read(pids.clone(), "pids.current").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 s.pids_limit = read(pids, "pids.max").and_then(|v| v.trim().parse().ok());
-                if let Some(io) = read(
-                    self.dir("blkio", cgroup_path),
-                    "blkio.throttle.io_service_bytes_recursive",
-                )
-                .or_else(|| {
-                    read(
-                        self.dir("blkio", cgroup_path),
-                        "blkio.throttle.io_service_bytes",
-                    )
-                }) {
+                if let Some(io) = read(self.dir("blkio", cgroup_path), "blkio.throttle.io_service_bytes_recursive")
+                    .or_else(|| read(self.dir("blkio", cgroup_path), "blkio.throttle.io_service_bytes"))
+                {
                     for line in io.lines() {
                         let f: Vec<&str> = line.split_whitespace().collect();
                         if f.len() == 3 {
-                            if let (Some((maj, min)), Ok(v)) =
-                                (f[0].split_once(':'), f[2].parse::<u64>())
-                            {
+                            if let (Some((maj, min)), Ok(v)) = (f[0].split_once(':'), f[2].parse::<u64>()) {
                                 s.blkio.push(BlkioEntry {
                                     major: maj.parse().unwrap_or(0),
                                     minor: min.parse().unwrap_or(0),
@@ -260,20 +228,13 @@ impl Layout {
                     s.cpu_user_ns = kv.get("user_usec").copied().unwrap_or(0) * 1000;
                     s.cpu_system_ns = kv.get("system_usec").copied().unwrap_or(0) * 1000;
                 }
-                s.memory_usage = read(dir.clone(), "memory.current")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                s.memory_max_usage = read(dir.clone(), "memory.peak")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                s.memory_limit =
-                    read(dir.clone(), "memory.max").and_then(|v| v.trim().parse().ok());
+                s.memory_usage = read(dir.clone(), "memory.current").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                s.memory_max_usage = read(dir.clone(), "memory.peak").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+                s.memory_limit = read(dir.clone(), "memory.max").and_then(|v| v.trim().parse().ok());
                 if let Some(st) = read(dir.clone(), "memory.stat") {
                     s.memory_stat = flat_keyed(&st);
                 }
-                s.pids_current = read(dir.clone(), "pids.current")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
+                s.pids_current = read(dir.clone(), "pids.current").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 s.pids_limit = read(dir.clone(), "pids.max").and_then(|v| v.trim().parse().ok());
                 if let Some(io) = read(dir, "io.stat") {
                     for line in io.lines() {
@@ -336,10 +297,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -394,12 +352,7 @@ pub fn system_cpu_ns() -> u64 {
     let Some(line) = s.lines().next() else {
         return 0;
     };
-    let ticks: u64 = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum();
+    let ticks: u64 = line.split_whitespace().skip(1).take(8).filter_map(|v| v.parse::<u64>().ok()).sum();
     ticks * (1_000_000_000 / clock_ticks())
 }
 
@@ -420,35 +373,17 @@ mod tests {
     #[test]
     fn detects_hybrid_as_v1() {
         let l = Layout::from_mountinfo(HYBRID);
-        let Layout::V1 { mounts } = &l else {
-            panic!("expected v1")
-        };
-        assert_eq!(
-            mounts.get("memory").unwrap(),
-            Path::new("/sys/fs/cgroup/memory")
-        );
+        let Layout::V1 { mounts } = &l else { panic!("expected v1") };
+        assert_eq!(mounts.get("memory").unwrap(), Path::new("/sys/fs/cgroup/memory"));
         assert!(!mounts.contains_key("systemd"));
-        assert_eq!(
-            l.dir("memory", "/skiff/abc").unwrap(),
-            Path::new("/sys/fs/cgroup/memory/skiff/abc")
-        );
+        assert_eq!(l.dir("memory", "/skiff/abc").unwrap(), Path::new("/sys/fs/cgroup/memory/skiff/abc"));
     }
 
     #[test]
     fn detects_unified() {
-        let l = Layout::from_mountinfo(
-            "29 25 0:26 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n",
-        );
-        assert_eq!(
-            l,
-            Layout::V2 {
-                root: PathBuf::from("/sys/fs/cgroup")
-            }
-        );
-        assert_eq!(
-            l.dir("memory", "skiff/x").unwrap(),
-            Path::new("/sys/fs/cgroup/skiff/x")
-        );
+        let l = Layout::from_mountinfo("29 25 0:26 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n");
+        assert_eq!(l, Layout::V2 { root: PathBuf::from("/sys/fs/cgroup") });
+        assert_eq!(l.dir("memory", "skiff/x").unwrap(), Path::new("/sys/fs/cgroup/skiff/x"));
     }
 
     #[test]
@@ -456,28 +391,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cg = dir.path().join("skiff/c1");
         fs::create_dir_all(&cg).unwrap();
-        fs::write(
-            cg.join("cpu.stat"),
-            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
-        )
-        .unwrap();
+        fs::write(cg.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
         fs::write(cg.join("memory.current"), "4096\n").unwrap();
         fs::write(cg.join("memory.max"), "max\n").unwrap();
-        fs::write(
-            cg.join("memory.events"),
-            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
-        )
-        .unwrap();
+        fs::write(cg.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
         fs::write(cg.join("pids.current"), "3\n").unwrap();
         fs::write(cg.join("pids.max"), "100\n").unwrap();
-        fs::write(
-            cg.join("io.stat"),
-            "8:0 rbytes=100 wbytes=200 rios=1 wios=2\n",
-        )
-        .unwrap();
-        let l = Layout::V2 {
-            root: dir.path().to_path_buf(),
-        };
+        fs::write(cg.join("io.stat"), "8:0 rbytes=100 wbytes=200 rios=1 wios=2\n").unwrap();
+        let l = Layout::V2 { root: dir.path().to_path_buf() };
         let s = l.stats("/skiff/c1");
         assert_eq!(s.cpu_total_ns, 1_500_000);
         assert_eq!(s.memory_usage, 4096);
@@ -497,16 +418,8 @@ mod tests {
             mounts.insert(s.to_string(), dir.path().join(s));
         }
         fs::write(dir.path().join("cpuacct/skiff/c1/cpuacct.usage"), "123\n").unwrap();
-        fs::write(
-            dir.path().join("memory/skiff/c1/memory.usage_in_bytes"),
-            "8192\n",
-        )
-        .unwrap();
-        fs::write(
-            dir.path().join("memory/skiff/c1/memory.limit_in_bytes"),
-            "67108864\n",
-        )
-        .unwrap();
+        fs::write(dir.path().join("memory/skiff/c1/memory.usage_in_bytes"), "8192\n").unwrap();
+        fs::write(dir.path().join("memory/skiff/c1/memory.limit_in_bytes"), "67108864\n").unwrap();
         fs::write(
             dir.path().join("memory/skiff/c1/memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
@@ -549,29 +462,20 @@ impl Layout {
     /// Writes new limits into the container's cgroup files.
     pub fn update(&self, cgroup_path: &str, u: &Update) -> io::Result<()> {
         let write = |sub: &str, file: &str, v: String| -> io::Result<()> {
-            let dir = self.dir(sub, cgroup_path).ok_or_else(|| {
-                io::Error::other(format!("the {sub} cgroup controller is not available"))
-            })?;
-            fs::write(dir.join(file), &v)
-                .map_err(|e| io::Error::new(e.kind(), format!("writing {v} to {file}: {e}")))
+            let dir = self
+                .dir(sub, cgroup_path)
+                .ok_or_else(|| io::Error::other(format!("the {sub} cgroup controller is not available")))?;
+            fs::write(dir.join(file), &v).map_err(|e| io::Error::new(e.kind(), format!("writing {v} to {file}: {e}")))
         };
         let unlimited = |v: i64| v <= 0;
         match self {
             Layout::V1 { .. } => {
                 // Raising memory above memsw needs memsw raised first; lowering, the reverse.
                 if let Some(m) = u.memory {
-                    let m = if unlimited(m) {
-                        "-1".to_string()
-                    } else {
-                        m.to_string()
-                    };
+                    let m = if unlimited(m) { "-1".to_string() } else { m.to_string() };
                     match u.memory_swap {
                         Some(s) => {
-                            let s = if s < 0 {
-                                "-1".to_string()
-                            } else {
-                                s.to_string()
-                            };
+                            let s = if s < 0 { "-1".to_string() } else { s.to_string() };
                             if write("memory", "memory.memsw.limit_in_bytes", s.clone()).is_err() {
                                 write("memory", "memory.limit_in_bytes", m.clone())?;
                                 let _ = write("memory", "memory.memsw.limit_in_bytes", s);
@@ -586,11 +490,7 @@ impl Layout {
                     write(
                         "memory",
                         "memory.soft_limit_in_bytes",
-                        if unlimited(r) {
-                            "-1".into()
-                        } else {
-                            r.to_string()
-                        },
+                        if unlimited(r) { "-1".into() } else { r.to_string() },
                     )?;
                 }
                 if let Some(s) = u.cpu_shares {
@@ -600,11 +500,7 @@ impl Layout {
                     write("cpu", "cpu.cfs_period_us", p.to_string())?;
                 }
                 if let Some(q) = u.cpu_quota {
-                    write(
-                        "cpu",
-                        "cpu.cfs_quota_us",
-                        if q <= 0 { "-1".into() } else { q.to_string() },
-                    )?;
+                    write("cpu", "cpu.cfs_quota_us", if q <= 0 { "-1".into() } else { q.to_string() })?;
                 }
                 if let Some(c) = &u.cpuset_cpus {
                     write("cpuset", "cpuset.cpus", c.clone())?;
@@ -613,15 +509,7 @@ impl Layout {
                     write("cpuset", "cpuset.mems", m.clone())?;
                 }
                 if let Some(p) = u.pids_limit {
-                    write(
-                        "pids",
-                        "pids.max",
-                        if unlimited(p) {
-                            "max".into()
-                        } else {
-                            p.to_string()
-                        },
-                    )?;
+                    write("pids", "pids.max", if unlimited(p) { "max".into() } else { p.to_string() })?;
                 }
                 if let Some(w) = u.blkio_weight {
                     write("blkio", "blkio.weight", w.to_string())?;
@@ -629,34 +517,14 @@ impl Layout {
             }
             Layout::V2 { .. } => {
                 if let Some(m) = u.memory {
-                    write(
-                        "",
-                        "memory.max",
-                        if unlimited(m) {
-                            "max".into()
-                        } else {
-                            m.to_string()
-                        },
-                    )?;
+                    write("", "memory.max", if unlimited(m) { "max".into() } else { m.to_string() })?;
                     if let Some(s) = u.memory_swap {
-                        let swap = if s < 0 || unlimited(m) {
-                            "max".to_string()
-                        } else {
-                            (s - m).max(0).to_string()
-                        };
+                        let swap = if s < 0 || unlimited(m) { "max".to_string() } else { (s - m).max(0).to_string() };
                         write("", "memory.swap.max", swap)?;
                     }
                 }
                 if let Some(r) = u.memory_reservation {
-                    write(
-                        "",
-                        "memory.low",
-                        if unlimited(r) {
-                            "0".into()
-                        } else {
-                            r.to_string()
-                        },
-                    )?;
+                    write("", "memory.low", if unlimited(r) { "0".into() } else { r.to_string() })?;
                 }
                 if let Some(s) = u.cpu_shares {
                     // cgroup v1 shares (2..262144) to v2 weight (1..10000).
@@ -664,11 +532,7 @@ impl Layout {
                     write("", "cpu.weight", w.to_string())?;
                 }
                 if u.cpu_quota.is_some() || u.cpu_period.is_some() {
-                    let q = u
-                        .cpu_quota
-                        .filter(|q| *q > 0)
-                        .map(|q| q.to_string())
-                        .unwrap_or_else(|| "max".into());
+                    let q = u.cpu_quota.filter(|q| *q > 0).map(|q| q.to_string()).unwrap_or_else(|| "max".into());
                     let p = u.cpu_period.unwrap_or(100_000);
                     write("", "cpu.max", format!("{q} {p}"))?;
                 }
@@ -679,22 +543,10 @@ impl Layout {
                     write("", "cpuset.mems", m.clone())?;
                 }
                 if let Some(p) = u.pids_limit {
-                    write(
-                        "",
-                        "pids.max",
-                        if unlimited(p) {
-                            "max".into()
-                        } else {
-                            p.to_string()
-                        },
-                    )?;
+                    write("", "pids.max", if unlimited(p) { "max".into() } else { p.to_string() })?;
                 }
                 if let Some(w) = u.blkio_weight {
-                    write(
-                        "",
-                        "io.weight",
-                        format!("default {}", (w as u64 * 10000 / 1000).clamp(1, 10000)),
-                    )?;
+                    write("", "io.weight", format!("default {}", (w as u64 * 10000 / 1000).clamp(1, 10000)))?;
                 }
             }
         }

@@ -28,6 +28,9 @@ pub struct MonitorConfig {
     pub cgroup_path: String,
     /// Bring up `lo` in the container's network namespace (a new, empty one).
     pub loopback: bool,
+    /// Initial terminal size (rows, columns), set before the process runs.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Paths inside a monitor directory.

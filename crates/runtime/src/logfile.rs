@@ -37,19 +37,11 @@ pub struct Writer {
 impl Writer {
     pub fn open(path: &Path) -> io::Result<Writer> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(Writer {
-            file,
-            partial: [Vec::new(), Vec::new()],
-            buf: Vec::with_capacity(4096),
-        })
+        Ok(Writer { file, partial: [Vec::new(), Vec::new()], buf: Vec::with_capacity(4096) })
     }
 
     fn entry(&mut self, stream: Stream, line: &[u8], now: &str) {
-        let e = Entry {
-            log: String::from_utf8_lossy(line).into_owned(),
-            stream,
-            time: now.to_string(),
-        };
+        let e = Entry { log: String::from_utf8_lossy(line).into_owned(), stream, time: now.to_string() };
         serde_json::to_writer(&mut self.buf, &e).expect("log entries serialize");
         self.buf.push(b'\n');
     }
@@ -113,19 +105,9 @@ mod tests {
         w.write(Stream::Stdout, b"lo\nwor", "T2").unwrap();
         w.flush_partial("T3").unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        let entries: Vec<Entry> = text
-            .lines()
-            .map(|l| parse_line(l.as_bytes()).unwrap())
-            .collect();
+        let entries: Vec<Entry> = text.lines().map(|l| parse_line(l.as_bytes()).unwrap()).collect();
         assert_eq!(entries.len(), 3);
-        assert_eq!(
-            entries[0],
-            Entry {
-                log: "err\n".into(),
-                stream: Stream::Stderr,
-                time: "T1".into()
-            }
-        );
+        assert_eq!(entries[0], Entry { log: "err\n".into(), stream: Stream::Stderr, time: "T1".into() });
         assert_eq!(entries[1].log, "hello\n");
         assert_eq!(entries[2].log, "wor");
     }
@@ -139,15 +121,9 @@ mod tests {
         w.write(Stream::Stdout, &long, "T").unwrap();
         w.write(Stream::Stdout, b"\n", "T").unwrap();
         let text = std::fs::read_to_string(&p).unwrap();
-        let entries: Vec<Entry> = text
-            .lines()
-            .map(|l| parse_line(l.as_bytes()).unwrap())
-            .collect();
+        let entries: Vec<Entry> = text.lines().map(|l| parse_line(l.as_bytes()).unwrap()).collect();
         assert_eq!(entries.len(), 3);
-        assert_eq!(
-            entries.iter().map(|e| e.log.len()).sum::<usize>(),
-            long.len() + 1
-        );
+        assert_eq!(entries.iter().map(|e| e.log.len()).sum::<usize>(), long.len() + 1);
         assert!(parse_line(b"{\"log\":").is_none());
     }
 }

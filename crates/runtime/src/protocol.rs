@@ -120,6 +120,9 @@ pub struct ExecSpec {
     pub stdin: bool,
     /// Do not stream output; the connection only reports start and exit.
     pub detach: bool,
+    /// Initial terminal size (rows, columns).
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,10 +221,7 @@ mod tests {
         encode(FrameKind::Stdout, b"hello", &mut buf);
         let (k, p, used) = decode(&buf).unwrap().unwrap();
         assert_eq!(k, FrameKind::Json);
-        assert_eq!(
-            serde_json::from_slice::<Request>(p).unwrap(),
-            Request::Signal { signal: 9 }
-        );
+        assert_eq!(serde_json::from_slice::<Request>(p).unwrap(), Request::Signal { signal: 9 });
         let (k, p, _) = decode(&buf[used..]).unwrap().unwrap();
         assert_eq!((k, p), (FrameKind::Stdout, &b"hello"[..]));
         assert!(decode(&buf[..3]).unwrap().is_none());
@@ -230,14 +230,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_frames() {
-        assert!(matches!(
-            decode(&[9, 0, 0, 0, 0]),
-            Err(ProtocolError::Kind(9))
-        ));
-        assert!(matches!(
-            decode(&[1, 0xff, 0xff, 0xff, 0xff]),
-            Err(ProtocolError::TooLarge(_))
-        ));
+        assert!(matches!(decode(&[9, 0, 0, 0, 0]), Err(ProtocolError::Kind(9))));
+        assert!(matches!(decode(&[1, 0xff, 0xff, 0xff, 0xff]), Err(ProtocolError::TooLarge(_))));
         assert!(serde_json::from_slice::<Request>(br#"{"op":"format_disk"}"#).is_err());
         let mut r = &[1u8, 0, 0, 0, 10, b'{'][..];
         assert!(read_frame(&mut r).is_err());

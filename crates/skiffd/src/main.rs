@@ -10,11 +10,7 @@ use clap::Parser;
 use skiff_engine::{Engine, EngineConfig};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "skiffd",
-    version,
-    about = "skiff daemon: the Docker Engine API, built in Rust"
-)]
+#[command(name = "skiffd", version, about = "skiff daemon: the Docker Engine API, built in Rust")]
 struct Args {
     /// Socket to listen on (unix:///path).
     #[arg(short = 'H', long = "host", default_value = "unix:///run/skiff.sock")]
@@ -47,25 +43,17 @@ fn main() -> anyhow::Result<()> {
         other => bail!("invalid log level {other:?}"),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "{level},hyper=warn,h2=warn"
-        )))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn")))
         .with_writer(std::io::stderr)
         .init();
     let socket = match args.host.strip_prefix("unix://") {
         Some(p) => PathBuf::from(p),
         None if args.host.starts_with('/') => PathBuf::from(&args.host),
-        None => bail!(
-            "only unix sockets are supported (-H unix:///path), got {:?}",
-            args.host
-        ),
+        None => bail!("only unix sockets are supported (-H unix:///path), got {:?}", args.host),
     };
     let monitor_bin = match args.monitor_path {
         Some(p) => p,
-        None => std::env::current_exe()?
-            .parent()
-            .context("skiffd has no directory")?
-            .join("skiff-monitor"),
+        None => std::env::current_exe()?.parent().context("skiffd has no directory")?.join("skiff-monitor"),
     };
     if !monitor_bin.exists() {
         bail!("monitor binary {} not found", monitor_bin.display());
@@ -78,10 +66,7 @@ fn main() -> anyhow::Result<()> {
     };
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         if let Some(parent) = socket.parent() {
             std::fs::create_dir_all(parent)?;
@@ -93,8 +78,8 @@ fn main() -> anyhow::Result<()> {
             }
             std::fs::remove_file(&socket)?;
         }
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .with_context(|| format!("binding {}", socket.display()))?;
+        let listener =
+            tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
         std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
         if let Some(p) = &args.pidfile {
             std::fs::write(p, std::process::id().to_string())?;
@@ -103,10 +88,9 @@ fn main() -> anyhow::Result<()> {
         tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
         let shutdown = async {
             let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("signal handler");
-            let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-                .expect("signal handler");
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+            let mut int =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("signal handler");
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}

@@ -9,9 +9,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use bollard_stubs::models::{
-    ContainerCreateBody, ContainerCreateResponse, ContainerUpdateBody, ContainerWaitResponse,
-};
+use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerUpdateBody, ContainerWaitResponse};
 use skiff_engine::Engine;
 use skiff_engine::container::Status;
 use skiff_engine::container::logs::{LogOptions, parse_time};
@@ -24,19 +22,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
 
-pub async fn create(
-    State(e): State<Arc<Engine>>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn create(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let req: ContainerCreateBody = json_body(&body)?;
     let (id, warnings) = e.containers.create(p.string("name"), req).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(ContainerCreateResponse { id, warnings }),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, axum::Json(ContainerCreateResponse { id, warnings })).into_response())
 }
 
 fn matches_filters(
@@ -50,13 +40,9 @@ fn matches_filters(
             "name" => r.name.contains(v.trim_start_matches('/')),
             "status" => {
                 r.state.status.as_str() == v
-                    || (v == "created"
-                        && r.state.status == Status::Exited
-                        && r.state.started_at.is_none())
+                    || (v == "created" && r.state.status == Status::Exited && r.state.started_at.is_none())
             }
-            "exited" => {
-                r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code)
-            }
+            "exited" => r.state.status == Status::Exited && v.parse::<i32>().ok() == Some(r.state.exit_code),
             "label" => {
                 let labels = r.config.labels.clone().unwrap_or_default();
                 match v.split_once('=') {
@@ -65,26 +51,11 @@ fn matches_filters(
                 }
             }
             "ancestor" => {
-                r.image_ref == *v
-                    || e.images
-                        .store
-                        .resolve(v)
-                        .map(|i| i.id() == &r.image_id)
-                        .unwrap_or(false)
+                r.image_ref == *v || e.images.store.resolve(v).map(|i| i.id() == &r.image_id).unwrap_or(false)
             }
-            "volume" => r
-                .mounts
-                .iter()
-                .any(|m| m.source == *v || m.destination == *v),
+            "volume" => r.mounts.iter().any(|m| m.source == *v || m.destination == *v),
             "network" => r.host_config.network_mode.as_deref() == Some(v.as_str()),
-            "health" => {
-                r.state
-                    .health
-                    .as_ref()
-                    .map(|h| h.status.as_str())
-                    .unwrap_or("none")
-                    == v
-            }
+            "health" => r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
             "is-task" => v == "false",
             "before" | "since" => true,
             _ => false,
@@ -142,9 +113,7 @@ pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRes
         if !listed || !matches_filters(&e, &r, &filters)? {
             continue;
         }
-        if before.as_ref().is_some_and(|b| r.created >= *b)
-            || since.as_ref().is_some_and(|s| r.created <= *s)
-        {
+        if before.as_ref().is_some_and(|b| r.created >= *b) || since.as_ref().is_some_and(|s| r.created <= *s) {
             continue;
         }
         out.push(e.containers.summary(&r, size));
@@ -169,15 +138,9 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> ApiR
     Ok(no_content())
 }
 
-pub async fn stop(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
+pub async fn stop(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    e.containers
-        .stop(&id, p.int("t")?, p.string("signal"))
-        .await?;
+    e.containers.stop(&id, p.int("t")?, p.string("signal")).await?;
     Ok(no_content())
 }
 
@@ -187,17 +150,11 @@ pub async fn restart(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    e.containers
-        .restart(&id, p.int("t")?, p.string("signal"))
-        .await?;
+    e.containers.restart(&id, p.int("t")?, p.string("signal")).await?;
     Ok(no_content())
 }
 
-pub async fn kill(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
+pub async fn kill(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     e.containers.kill(&id, p.string("signal")).await?;
     Ok(no_content())
@@ -222,9 +179,7 @@ pub async fn remove(
     if p.bool("link", false) {
         return Err(ApiError::bad_request("legacy links are not supported"));
     }
-    e.containers
-        .remove(&id, p.bool("force", false), p.bool("v", false))
-        .await?;
+    e.containers.remove(&id, p.bool("force", false), p.bool("v", false)).await?;
     Ok(no_content())
 }
 
@@ -234,27 +189,16 @@ pub async fn rename(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let name = p
-        .string("name")
-        .ok_or_else(|| ApiError::bad_request("missing name"))?;
+    let name = p.string("name").ok_or_else(|| ApiError::bad_request("missing name"))?;
     e.containers.rename(&id, &name)?;
     Ok(no_content())
 }
 
-pub async fn wait(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
+pub async fn wait(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let condition = p.string("condition").unwrap_or_default();
-    if !matches!(
-        condition.as_str(),
-        "" | "not-running" | "next-exit" | "removed"
-    ) {
-        return Err(ApiError::bad_request(format!(
-            "invalid condition: {condition:?}"
-        )));
+    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
+        return Err(ApiError::bad_request(format!("invalid condition: {condition:?}")));
     }
     // Resolve now so an unknown container is a 404, then answer headers at once and the
     // status when it comes (the CLI waits on this while it starts the container).
@@ -264,8 +208,7 @@ pub async fn wait(
         let body = match e.containers.wait(&id, &condition).await {
             Ok((code, err)) => serde_json::to_value(ContainerWaitResponse {
                 status_code: code,
-                error: err
-                    .map(|m| bollard_stubs::models::ContainerWaitExitError { message: Some(m) }),
+                error: err.map(|m| bollard_stubs::models::ContainerWaitExitError { message: Some(m) }),
             })
             .unwrap_or_default(),
             Err(err) => {
@@ -275,10 +218,7 @@ pub async fn wait(
         let _ = tx.send(body).await;
     });
     let mut r = Response::new(stream::json_lines(rx));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
@@ -290,15 +230,11 @@ pub(crate) async fn hijack(
     detach: Option<Vec<u8>>,
 ) -> Response {
     let wants_upgrade = req.headers().get(header::UPGRADE).is_some();
-    let content_type = if handle.tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
+    let content_type =
+        if handle.tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     if !wants_upgrade {
         let mut r = Response::new(stream::output_body(handle));
-        r.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         return r;
     }
     let on_upgrade = hyper::upgrade::on(req);
@@ -317,34 +253,21 @@ pub(crate) async fn hijack(
     r
 }
 
-pub async fn attach(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> ApiResult<Response> {
+pub async fn attach(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
-    let streams = Streams {
-        stdin: p.bool("stdin", false),
-        stdout: p.bool("stdout", false),
-        stderr: p.bool("stderr", false),
-    };
+    let streams =
+        Streams { stdin: p.bool("stdin", false), stdout: p.bool("stdout", false), stderr: p.bool("stderr", false) };
     let detach = match p.get("detachKeys").filter(|k| !k.is_empty()) {
         Some(k) => Some(
-            stream::parse_detach_keys(k)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid detach keys: {k}")))?,
+            stream::parse_detach_keys(k).ok_or_else(|| ApiError::bad_request(format!("invalid detach keys: {k}")))?,
         ),
         None => Some(vec![16, 17]),
     };
     if p.bool("logs", false) && !p.bool("stream", false) {
         // Logs only, no live stream.
-        let (tty, rx) = e.containers.logs(
-            &id,
-            LogOptions {
-                stdout: streams.stdout,
-                stderr: streams.stderr,
-                ..Default::default()
-            },
-        )?;
+        let (tty, rx) = e
+            .containers
+            .logs(&id, LogOptions { stdout: streams.stdout, stderr: streams.stderr, ..Default::default() })?;
         return Ok(log_response(tty, rx, false));
     }
     let handle = e.containers.attach(&id, streams).await?;
@@ -375,32 +298,20 @@ fn log_response(
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(
-        tokio_stream::wrappers::ReceiverStream::new(out),
-    ));
-    let ct = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    let mut r = Response::new(Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(out)));
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     r
 }
 
-pub async fn logs(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
+pub async fn logs(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let tail = match p.get("tail") {
         None | Some("") | Some("all") => None,
-        Some(t) => Some(
-            t.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid tail value: {t}")))?
-                .max(0) as usize,
-        ),
+        Some(t) => {
+            Some(t.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid tail value: {t}")))?.max(0)
+                as usize)
+        }
     };
     let since = match p.get("since").filter(|s| !s.is_empty() && *s != "0") {
         Some(s) => Some(parse_time(s)?),
@@ -432,18 +343,12 @@ pub async fn resize(
     let w = p.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     let c = e.containers.get(&id)?;
     if !c.status().is_live() {
-        return Err(ApiError(skiff_engine::EngineError::conflict(format!(
-            "Container {} is not running",
-            c.id
-        ))));
+        return Err(ApiError(skiff_engine::EngineError::conflict(format!("Container {} is not running", c.id))));
     }
     let dir = e.containers.monitor_dir(&c.id);
     skiff_engine::container::monitor_client::call(
         &dir,
-        skiff_runtime::protocol::Request::Resize {
-            height: h,
-            width: w,
-        },
+        skiff_runtime::protocol::Request::Resize { height: h, width: w },
     )
     .await?;
     Ok(StatusCode::OK.into_response())
@@ -458,10 +363,8 @@ pub async fn changes(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Ap
     let changes = tokio::task::spawn_blocking(move || e2.containers.changes(&id))
         .await
         .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))??;
-    let out: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|c| serde_json::json!({ "Path": c.path.display().to_string(), "Kind": c.kind }))
-        .collect();
+    let out: Vec<serde_json::Value> =
+        changes.iter().map(|c| serde_json::json!({ "Path": c.path.display().to_string(), "Kind": c.kind })).collect();
     Ok(json(&out))
 }
 
@@ -469,18 +372,11 @@ pub async fn export(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> Api
     e.containers.get(&id)?;
     let body = stream::blocking_body(move |w| e.containers.export(&id, w));
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(r)
 }
 
-pub async fn stats(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
+pub async fn stats(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let streaming = p.bool("stream", true);
     let one_shot = p.bool("one-shot", false);
@@ -498,13 +394,7 @@ pub async fn stats(
             let Ok(resp) = e.containers.stats_response(&id, cur.as_ref(), pre.as_ref()) else {
                 return;
             };
-            if tx
-                .send(serde_json::to_value(&resp).unwrap_or_default())
-                .await
-                .is_err()
-                || !streaming
-                || cur.is_none()
-            {
+            if tx.send(serde_json::to_value(&resp).unwrap_or_default()).await.is_err() || !streaming || cur.is_none() {
                 return;
             }
             pre = cur;
@@ -512,18 +402,11 @@ pub async fn stats(
         }
     });
     let mut r = Response::new(stream::json_lines(rx));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
 
-pub async fn update(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn update(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let req: ContainerUpdateBody = json_body(&body)?;
     let warnings = e.containers.update_resources(&id, req).await?;
     Ok(json(&serde_json::json!({ "Warnings": warnings })))
@@ -531,8 +414,7 @@ pub async fn update(
 
 fn stat_header(s: &skiff_engine::container::archive::PathStat) -> HeaderValue {
     let j = serde_json::to_vec(s).unwrap_or_default();
-    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(j))
-        .unwrap_or(HeaderValue::from_static(""))
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(j)).unwrap_or(HeaderValue::from_static(""))
 }
 
 pub async fn archive_head(
@@ -541,9 +423,7 @@ pub async fn archive_head(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let path = p
-        .string("path")
-        .ok_or_else(|| ApiError::bad_request("missing path"))?;
+    let path = p.string("path").ok_or_else(|| ApiError::bad_request("missing path"))?;
     let e2 = e.clone();
     let st = tokio::task::spawn_blocking(move || e2.containers.stat_path(&id, &path))
         .await
@@ -559,42 +439,27 @@ pub async fn archive_get(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let path = p
-        .string("path")
-        .ok_or_else(|| ApiError::bad_request("missing path"))?;
+    let path = p.string("path").ok_or_else(|| ApiError::bad_request("missing path"))?;
     let (e2, id2, path2) = (e.clone(), id.clone(), path.clone());
     let st = tokio::task::spawn_blocking(move || e2.containers.stat_path(&id2, &path2))
         .await
         .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))??;
     let body = stream::blocking_body(move |w| e.containers.archive_path(&id, &path, w).map(|_| ()));
     let mut r = Response::new(body);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
-    r.headers_mut()
-        .insert("X-Docker-Container-Path-Stat", stat_header(&st));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", stat_header(&st));
     Ok(r)
 }
 
-pub async fn archive_put(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> ApiResult<Response> {
+pub async fn archive_put(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
-    let path = p
-        .string("path")
-        .ok_or_else(|| ApiError::bad_request("missing path"))?;
+    let path = p.string("path").ok_or_else(|| ApiError::bad_request("missing path"))?;
     let copy_ids = p.bool("copyUIDGID", false);
     let no_overwrite = p.bool("noOverwriteDirNonDir", false);
     let reader = stream::BodyReader::new(req.into_body());
-    tokio::task::spawn_blocking(move || {
-        e.containers
-            .extract_to(&id, &path, reader, copy_ids, no_overwrite)
-    })
-    .await
-    .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))??;
+    tokio::task::spawn_blocking(move || e.containers.extract_to(&id, &path, reader, copy_ids, no_overwrite))
+        .await
+        .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))??;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -611,11 +476,7 @@ pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRe
         if !matches_filters(
             &e,
             &r,
-            &filters
-                .iter()
-                .filter(|(k, _)| k.as_str() == "label")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            &filters.iter().filter(|(k, _)| k.as_str() == "label").map(|(k, v)| (k.clone(), v.clone())).collect(),
         )? {
             continue;
         }
@@ -631,28 +492,18 @@ pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRe
             reclaimed += size;
         }
     }
-    Ok(json(
-        &serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed }),
-    ))
+    Ok(json(&serde_json::json!({ "ContainersDeleted": deleted, "SpaceReclaimed": reclaimed })))
 }
 
-pub async fn commit(
-    State(e): State<Arc<Engine>>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn commit(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let container = p
-        .string("container")
-        .ok_or_else(|| ApiError::bad_request("missing container"))?;
+    let container = p.string("container").ok_or_else(|| ApiError::bad_request("missing container"))?;
     let reference = match p.string("repo") {
         Some(repo) => {
             let r = skiff_image::Reference::parse_normalized(&repo)
                 .map_err(|err| ApiError::bad_request(err.to_string()))?;
             Some(match p.string("tag") {
-                Some(t) => r
-                    .with_tag(&t)
-                    .map_err(|err| ApiError::bad_request(err.to_string()))?,
+                Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
                 None => r.with_default_tag(),
             })
         }
@@ -669,16 +520,9 @@ pub async fn commit(
             reference,
             p.string("author"),
             p.string("comment"),
-            p.all("changes")
-                .into_iter()
-                .filter(|c| !c.is_empty())
-                .collect(),
+            p.all("changes").into_iter().filter(|c| !c.is_empty()).collect(),
             p.bool("pause", true),
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(serde_json::json!({ "Id": id })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": id }))).into_response())
 }

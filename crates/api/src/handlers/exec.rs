@@ -13,49 +13,26 @@ use super::{json, json_body};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 
-pub async fn create(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn create(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
     let cfg: ExecConfig = json_body(&body)?;
     let exec_id = e.containers.exec_create(&id, cfg)?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(serde_json::json!({ "Id": exec_id })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": exec_id }))).into_response())
 }
 
-pub async fn start(
-    State(e): State<Arc<Engine>>,
-    Path(id): Path<String>,
-    req: Request,
-) -> ApiResult<Response> {
+pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 20)
-        .await
-        .map_err(|err| ApiError::bad_request(err.to_string()))?;
-    let cfg: ExecStartConfig = if bytes.is_empty() {
-        ExecStartConfig::default()
-    } else {
-        json_body(&bytes)?
-    };
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let cfg: ExecStartConfig = if bytes.is_empty() { ExecStartConfig::default() } else { json_body(&bytes)? };
     let detach = cfg.detach.unwrap_or(false);
-    let handle = e.containers.exec_start(&id, detach, cfg.tty).await?;
-    let Some(handle) = handle else {
-        return Ok(StatusCode::OK.into_response());
-    };
-    if let Some(size) = cfg
+    let size = cfg
         .console_size
         .as_ref()
         .filter(|s| s.len() == 2 && s[0] > 0)
-    {
-        let _ = e
-            .containers
-            .exec_resize(&id, size[0] as u16, size[1] as u16)
-            .await;
-    }
+        .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16));
+    let handle = e.containers.exec_start(&id, detach, cfg.tty, size).await?;
+    let Some(handle) = handle else {
+        return Ok(StatusCode::OK.into_response());
+    };
     let req = Request::from_parts(parts, axum::body::Body::empty());
     Ok(super::containers::hijack(req, handle, None).await)
 }

@@ -17,10 +17,7 @@ use crate::error::ApiError;
 pub fn json<T: Serialize>(v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     let mut r = Response::new(axum::body::Body::from(body));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 

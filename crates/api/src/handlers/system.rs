@@ -23,15 +23,9 @@ pub async fn ping() -> Response {
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Ostype", HeaderValue::from_static("linux"));
     h.insert("Builder-Version", HeaderValue::from_static("1"));
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
@@ -59,9 +53,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
     let p = Params::parse(q.as_deref());
     let since = p.string("since").map(|s| parse_ts(&s)).transpose()?;
     let until = p.string("until").map(|s| parse_ts(&s)).transpose()?;
-    let filter = EventFilter {
-        filters: p.filters()?,
-    };
+    let filter = EventFilter { filters: p.filters()? };
     let nanos = |t: SystemTime| {
         let (s, n) = skiff_common::timefmt::split(t);
         s * 1_000_000_000 + n as i64
@@ -87,10 +79,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
         let in_window = |t: i64| since_ns.is_none_or(|s| t >= s) && until_ns.is_none_or(|u| t <= u);
         if since_ns.is_some() {
             for ev in &history {
-                if in_window(ev.time_nano)
-                    && filter.matches(ev)
-                    && tx.send(to_json(ev)).await.is_err()
-                {
+                if in_window(ev.time_nano) && filter.matches(ev) && tx.send(to_json(ev)).await.is_err() {
                     return;
                 }
             }
@@ -108,10 +97,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
             };
             match tokio::time::timeout(wait, live.recv()).await {
                 Ok(Ok(ev)) => {
-                    if in_window(ev.time_nano)
-                        && filter.matches(&ev)
-                        && tx.send(to_json(&ev)).await.is_err()
-                    {
+                    if in_window(ev.time_nano) && filter.matches(&ev) && tx.send(to_json(&ev)).await.is_err() {
                         return;
                     }
                 }
@@ -127,9 +113,6 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
         }
     });
     let mut r = Response::new(stream::json_lines(rx));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }

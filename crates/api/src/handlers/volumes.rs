@@ -31,19 +31,10 @@ fn api(v: &VolumeRecord) -> Volume {
 }
 
 pub async fn create(State(e): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
-    let req: VolumeCreateOptions = if body.is_empty() {
-        Default::default()
-    } else {
-        json_body(&body)?
-    };
+    let req: VolumeCreateOptions = if body.is_empty() { Default::default() } else { json_body(&body)? };
     let labels: BTreeMap<String, String> = req.labels.unwrap_or_default().into_iter().collect();
     let opts: BTreeMap<String, String> = req.driver_opts.unwrap_or_default().into_iter().collect();
-    let v = e.volumes.create(
-        req.name.as_deref().filter(|n| !n.is_empty()),
-        req.driver.as_deref(),
-        labels,
-        opts,
-    )?;
+    let v = e.volumes.create(req.name.as_deref().filter(|n| !n.is_empty()), req.driver.as_deref(), labels, opts)?;
     Ok((StatusCode::CREATED, axum::Json(api(&v))).into_response())
 }
 
@@ -69,16 +60,10 @@ pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRes
             out.push(api(&v));
         }
     }
-    Ok(json(&VolumeListResponse {
-        volumes: Some(out),
-        warnings: Some(vec![]),
-    }))
+    Ok(json(&VolumeListResponse { volumes: Some(out), warnings: Some(vec![]) }))
 }
 
-pub async fn inspect(
-    State(e): State<Arc<Engine>>,
-    Path(name): Path<String>,
-) -> ApiResult<Response> {
+pub async fn inspect(State(e): State<Arc<Engine>>, Path(name): Path<String>) -> ApiResult<Response> {
     Ok(json(&api(&e.volumes.inspect(&name)?)))
 }
 
@@ -89,12 +74,7 @@ pub async fn remove(
 ) -> ApiResult<Response> {
     let _force = Params::parse(q.as_deref()).bool("force", false);
     e.volumes.inspect(&name)?;
-    if let Some(c) = e
-        .containers
-        .all()
-        .into_iter()
-        .find(|c| c.with(|r| r.mounts.iter().any(|m| m.source == name)))
-    {
+    if let Some(c) = e.containers.all().into_iter().find(|c| c.with(|r| r.mounts.iter().any(|m| m.source == name))) {
         return Err(ApiError(skiff_engine::EngineError::conflict(format!(
             "remove {name}: volume is in use - [{}]",
             c.id
@@ -107,9 +87,7 @@ pub async fn remove(
 pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let f = p.filters()?;
-    let all = f
-        .get("all")
-        .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+    let all = f.get("all").is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     let in_use = e.containers.volumes_in_use();
     let mut deleted = Vec::new();
     let mut reclaimed = 0i64;
@@ -130,7 +108,5 @@ pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRe
         e.volumes.remove(&v.name)?;
         deleted.push(v.name);
     }
-    Ok(json(
-        &serde_json::json!({ "VolumesDeleted": deleted, "SpaceReclaimed": reclaimed }),
-    ))
+    Ok(json(&serde_json::json!({ "VolumesDeleted": deleted, "SpaceReclaimed": reclaimed })))
 }

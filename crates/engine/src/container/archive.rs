@@ -80,15 +80,9 @@ impl Containers {
         let rec = c.record();
         let path = clean(path);
         if rec.state.status.is_live() && rec.state.pid > 0 {
-            return Ok(Located {
-                root: PathBuf::from(format!("/proc/{}/root", rec.state.pid)),
-                rel: path,
-            });
+            return Ok(Located { root: PathBuf::from(format!("/proc/{}/root", rec.state.pid)), rel: path });
         }
-        let rootfs = self
-            .images
-            .snapshots()
-            .mount(&rec.id, rec.top_layer.as_ref())?;
+        let rootfs = self.images.snapshots().mount(&rec.id, rec.top_layer.as_ref())?;
         let mut best: Option<(usize, PathBuf, PathBuf)> = None;
         for m in &rec.mounts {
             let dest = Path::new(&m.destination);
@@ -106,20 +100,13 @@ impl Containers {
         }
         Ok(match best {
             Some((_, root, rel)) => Located { root, rel },
-            None => Located {
-                root: rootfs,
-                rel: path,
-            },
+            None => Located { root: rootfs, rel: path },
         })
     }
 
     fn open_located(&self, id: &str, path: &str, follow_last: bool) -> Result<(OwnedFd, PathStat)> {
         let loc = self.locate(id, path)?;
-        let flags = if follow_last {
-            OFlags::PATH
-        } else {
-            OFlags::PATH | OFlags::NOFOLLOW
-        };
+        let flags = if follow_last { OFlags::PATH } else { OFlags::PATH | OFlags::NOFOLLOW };
         let fd = rootfs::open_in(&loc.root, &loc.rel, flags).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 EngineError::not_found(format!("Could not find the file {path} in container {id}"))
@@ -130,16 +117,11 @@ impl Containers {
         let st = rustix::fs::statat(&fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
             .map_err(std::io::Error::from)?;
         let link_target = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
-            rustix::fs::readlinkat(&fd, "", Vec::new())
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            rustix::fs::readlinkat(&fd, "", Vec::new()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default()
         } else {
             String::new()
         };
-        let name = clean(path)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "/".into());
+        let name = clean(path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into());
         let stat = PathStat {
             name,
             size: st.st_size,
@@ -160,11 +142,7 @@ impl Containers {
         // "dir/." copies the directory's contents; a trailing "/" follows a symlinked dir.
         let follow = path.ends_with('/') || path.ends_with("/.");
         let (fd, stat) = self.open_located(id, path, follow)?;
-        let name = if path.ends_with("/.") {
-            PathBuf::new()
-        } else {
-            PathBuf::from(&stat.name)
-        };
+        let name = if path.ends_with("/.") { PathBuf::new() } else { PathBuf::from(&stat.name) };
         let mut tw = TarWriter::new(w);
         tw.append_fd_tree(&fd, &name)?;
         tw.finish()?;
@@ -182,9 +160,7 @@ impl Containers {
     ) -> Result<()> {
         let (fd, stat) = self.open_located(id, path, true)?;
         if stat.mode & (1 << 31) == 0 {
-            return Err(EngineError::invalid(format!(
-                "extraction point is not a directory: {path}"
-            )));
+            return Err(EngineError::invalid(format!("extraction point is not a directory: {path}")));
         }
         let dest = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         let opts = UnpackOptions {
@@ -206,16 +182,10 @@ impl Containers {
     pub fn export<W: Write>(&self, id: &str, w: W) -> Result<()> {
         let c = self.get(id)?;
         let rec = c.record();
-        let rootfs = self
-            .images
-            .snapshots()
-            .mount(&rec.id, rec.top_layer.as_ref())?;
-        let fd = rustix::fs::open(
-            &rootfs,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(std::io::Error::from)?;
+        let rootfs = self.images.snapshots().mount(&rec.id, rec.top_layer.as_ref())?;
+        let fd =
+            rustix::fs::open(&rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(std::io::Error::from)?;
         let mut tw = TarWriter::new(w);
         tw.append_fd_tree(&fd, Path::new(""))?;
         tw.finish()?;
@@ -227,10 +197,7 @@ impl Containers {
     pub fn changes(&self, id: &str) -> Result<Vec<Change>> {
         let c = self.get(id)?;
         let rec = c.record();
-        Ok(self
-            .images
-            .snapshots()
-            .changes(&rec.id, rec.top_layer.as_ref(), RUNTIME_FILES)?)
+        Ok(self.images.snapshots().changes(&rec.id, rec.top_layer.as_ref(), RUNTIME_FILES)?)
     }
 
     /// `docker commit`: the container's changes as a new image.
@@ -252,9 +219,10 @@ impl Containers {
         let this = self.clone();
         let rec2 = rec.clone();
         let result = tokio::task::spawn_blocking(move || -> Result<String> {
-            let image = this.images.get(&rec2.image_id).ok_or_else(|| {
-                EngineError::not_found(format!("No such image: {}", rec2.image_id))
-            })?;
+            let image = this
+                .images
+                .get(&rec2.image_id)
+                .ok_or_else(|| EngineError::not_found(format!("No such image: {}", rec2.image_id)))?;
             let mut run = image.run_config();
             // The container's own settings become the new image's defaults.
             run.cmd = rec2.config.cmd.clone();
@@ -263,35 +231,20 @@ impl Containers {
             run.working_dir = rec2.config.working_dir.clone().filter(|w| !w.is_empty());
             run.user = rec2.config.user.clone().filter(|u| !u.is_empty());
             run.labels = rec2.config.labels.clone().map(|l| l.into_iter().collect());
-            run.exposed_ports = rec2
-                .config
-                .exposed_ports
-                .clone()
-                .map(|p| p.into_keys().map(|k| (k, serde_json::json!({}))).collect());
+            run.exposed_ports =
+                rec2.config.exposed_ports.clone().map(|p| p.into_keys().map(|k| (k, serde_json::json!({}))).collect());
             apply_changes(&mut run, &changes)?;
             let mut tar = Vec::new();
-            this.images.snapshots().diff(
-                &rec2.id,
-                rec2.top_layer.as_ref(),
-                &mut tar,
-                RUNTIME_FILES,
-            )?;
+            this.images.snapshots().diff(&rec2.id, rec2.top_layer.as_ref(), &mut tar, RUNTIME_FILES)?;
             let mut extra = std::collections::BTreeMap::new();
-            extra.insert(
-                "container".to_string(),
-                serde_json::Value::String(rec2.id.clone()),
-            );
+            extra.insert("container".to_string(), serde_json::Value::String(rec2.id.clone()));
             let img = this.images.create_image(
                 NewImage {
                     parent: Some(rec2.image_id.clone()),
                     run_config: run,
                     author,
                     comment,
-                    created_by: Some(
-                        format!("{} {}", rec2.path, rec2.args.join(" "))
-                            .trim()
-                            .to_string(),
-                    ),
+                    created_by: Some(format!("{} {}", rec2.path, rec2.args.join(" ")).trim().to_string()),
                     extra,
                 },
                 Some(&mut &tar[..]),

@@ -50,9 +50,7 @@ pub(crate) struct PendingAttach {
 /// Connects an attach to a running monitor and relays until the container exits or the
 /// client goes away.
 pub(crate) async fn connect_relay(dir: &MonitorDir, p: PendingAttach) -> Result<()> {
-    let mut conn = monitor_client::connect(dir)
-        .await
-        .map_err(|e| EngineError::internal(format!("attach: {e}")))?;
+    let mut conn = monitor_client::connect(dir).await.map_err(|e| EngineError::internal(format!("attach: {e}")))?;
     conn.send(&Request::Attach { streams: p.streams })
         .await
         .map_err(|e| EngineError::internal(format!("attach: {e}")))?;
@@ -62,9 +60,7 @@ pub(crate) async fn connect_relay(dir: &MonitorDir, p: PendingAttach) -> Result<
         Ok(Some(Response::Exited { .. })) => return Ok(()),
         Ok(Some(Response::Error { message })) => return Err(EngineError::conflict(message)),
         other => {
-            return Err(EngineError::internal(format!(
-                "attach: unexpected monitor reply {other:?}"
-            )));
+            return Err(EngineError::internal(format!("attach: unexpected monitor reply {other:?}")));
         }
     }
     spawn_relay(conn, p.out, p.input, p.stdin_once, None);
@@ -91,11 +87,7 @@ pub(crate) fn spawn_relay(
                     Input::Close => write_frame(&mut writer, FrameKind::StdinClose, &[]).await,
                     Input::Resize { height, width } => {
                         let req = match &resize_exec {
-                            Some(id) => Request::ExecResize {
-                                id: id.clone(),
-                                height,
-                                width,
-                            },
+                            Some(id) => Request::ExecResize { id: id.clone(), height, width },
                             None => Request::Resize { height, width },
                         };
                         let payload = serde_json::to_vec(&req).expect("serializes");
@@ -131,8 +123,7 @@ pub(crate) fn spawn_relay(
                     }
                 }
                 Ok(Some((FrameKind::Json, p))) => {
-                    if let Ok(Response::Exited { status }) = serde_json::from_slice::<Response>(&p)
-                    {
+                    if let Ok(Response::Exited { status }) = serde_json::from_slice::<Response>(&p) {
                         return Some(status.code);
                     }
                 }
@@ -148,16 +139,9 @@ impl Containers {
     pub async fn attach(self: &Arc<Self>, key: &str, streams: Streams) -> Result<AttachHandle> {
         let c = self.get(key)?;
         let (tty, open_stdin, stdin_once) = c.with(|r| {
-            (
-                r.config.tty == Some(true),
-                r.config.open_stdin == Some(true),
-                r.config.stdin_once == Some(true),
-            )
+            (r.config.tty == Some(true), r.config.open_stdin == Some(true), r.config.stdin_once == Some(true))
         });
-        let streams = Streams {
-            stdin: streams.stdin && open_stdin,
-            ..streams
-        };
+        let streams = Streams { stdin: streams.stdin && open_stdin, ..streams };
         let (out_tx, out_rx) = mpsc::channel(64);
         let (in_tx, in_rx) = if streams.stdin {
             let (t, r) = mpsc::channel(64);
@@ -165,28 +149,16 @@ impl Containers {
         } else {
             (None, None)
         };
-        let p = PendingAttach {
-            streams,
-            out: out_tx,
-            input: in_rx,
-            stdin_once,
-        };
+        let p = PendingAttach { streams, out: out_tx, input: in_rx, stdin_once };
         let _op = c.ops.lock().await;
         match c.status() {
             Status::Running | Status::Paused => connect_relay(&self.monitor_dir(&c.id), p).await?,
             Status::Created | Status::Exited | Status::Restarting => park(&c, p),
             Status::Removing | Status::Dead => {
-                return Err(EngineError::conflict(format!(
-                    "container {} is being removed",
-                    c.id
-                )));
+                return Err(EngineError::conflict(format!("container {} is being removed", c.id)));
             }
         }
-        Ok(AttachHandle {
-            output: out_rx,
-            input: in_tx,
-            tty,
-        })
+        Ok(AttachHandle { output: out_rx, input: in_tx, tty })
     }
 }
 

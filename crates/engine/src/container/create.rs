@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use bollard_stubs::models::{
-    ContainerConfig, ContainerCreateBody, HostConfig, MountTypeEnum, RestartPolicyNameEnum,
-};
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, MountTypeEnum, RestartPolicyNameEnum};
 use skiff_image::db::Durability;
 use skiff_image::store::Image;
 
@@ -45,64 +43,36 @@ fn merge_config(body: &ContainerCreateBody, image: &Image) -> ContainerConfig {
         }
     }
     // `--entrypoint ""` resets the entrypoint.
-    if entrypoint
-        .as_ref()
-        .is_some_and(|e| e.len() == 1 && e[0].is_empty())
-    {
+    if entrypoint.as_ref().is_some_and(|e| e.len() == 1 && e[0].is_empty()) {
         entrypoint = Some(Vec::new());
     }
-    let env = merge_env(
-        &ic.env.clone().unwrap_or_default(),
-        &body.env.clone().unwrap_or_default(),
-    );
-    let mut labels: HashMap<String, String> =
-        ic.labels.clone().unwrap_or_default().into_iter().collect();
+    let env = merge_env(&ic.env.clone().unwrap_or_default(), &body.env.clone().unwrap_or_default());
+    let mut labels: HashMap<String, String> = ic.labels.clone().unwrap_or_default().into_iter().collect();
     labels.extend(body.labels.clone().unwrap_or_default());
-    let mut exposed: HashMap<String, HashMap<(), ()>> = ic
-        .exposed_ports
-        .clone()
-        .unwrap_or_default()
-        .into_keys()
-        .map(|k| (k, HashMap::new()))
-        .collect();
+    let mut exposed: HashMap<String, HashMap<(), ()>> =
+        ic.exposed_ports.clone().unwrap_or_default().into_keys().map(|k| (k, HashMap::new())).collect();
     exposed.extend(body.exposed_ports.clone().unwrap_or_default());
-    let mut volumes: HashMap<String, HashMap<(), ()>> = ic
-        .volumes
-        .clone()
-        .unwrap_or_default()
-        .into_keys()
-        .map(|k| (k, HashMap::new()))
-        .collect();
+    let mut volumes: HashMap<String, HashMap<(), ()>> =
+        ic.volumes.clone().unwrap_or_default().into_keys().map(|k| (k, HashMap::new())).collect();
     volumes.extend(body.volumes.clone().unwrap_or_default());
     let healthcheck = body.healthcheck.clone().or_else(|| {
-        ic.healthcheck
-            .as_ref()
-            .map(|h| bollard_stubs::models::HealthConfig {
-                test: h.test.clone(),
-                interval: h.interval,
-                timeout: h.timeout,
-                retries: h.retries,
-                start_period: h.start_period,
-                start_interval: h.start_interval,
-            })
+        ic.healthcheck.as_ref().map(|h| bollard_stubs::models::HealthConfig {
+            test: h.test.clone(),
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            start_period: h.start_period,
+            start_interval: h.start_interval,
+        })
     });
     ContainerConfig {
         hostname: body.hostname.clone().filter(|h| !h.is_empty()),
         domainname: body.domainname.clone().filter(|d| !d.is_empty()),
-        user: body
-            .user
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or(ic.user.clone())
-            .or(Some(String::new())),
+        user: body.user.clone().filter(|u| !u.is_empty()).or(ic.user.clone()).or(Some(String::new())),
         attach_stdin: Some(body.attach_stdin.unwrap_or(false)),
         attach_stdout: Some(body.attach_stdout.unwrap_or(false)),
         attach_stderr: Some(body.attach_stderr.unwrap_or(false)),
-        exposed_ports: if exposed.is_empty() {
-            None
-        } else {
-            Some(exposed)
-        },
+        exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
         tty: Some(body.tty.unwrap_or(false)),
         open_stdin: Some(body.open_stdin.unwrap_or(false)),
         stdin_once: Some(body.stdin_once.unwrap_or(false)),
@@ -111,11 +81,7 @@ fn merge_config(body: &ContainerCreateBody, image: &Image) -> ContainerConfig {
         healthcheck,
         args_escaped: None,
         image: body.image.clone(),
-        volumes: if volumes.is_empty() {
-            None
-        } else {
-            Some(volumes)
-        },
+        volumes: if volumes.is_empty() { None } else { Some(volumes) },
         working_dir: body
             .working_dir
             .clone()
@@ -127,11 +93,7 @@ fn merge_config(body: &ContainerCreateBody, image: &Image) -> ContainerConfig {
         mac_address: None,
         on_build: ic.on_build.clone(),
         labels: Some(labels),
-        stop_signal: body
-            .stop_signal
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or(ic.stop_signal.clone()),
+        stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()).or(ic.stop_signal.clone()),
         stop_timeout: body.stop_timeout,
         shell: body.shell.clone().or(ic.shell.clone()),
     }
@@ -150,19 +112,13 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             ));
         }
         if swap < mem {
-            return Err(EngineError::invalid(
-                "Minimum memoryswap limit should be larger than memory limit, see usage",
-            ));
+            return Err(EngineError::invalid("Minimum memoryswap limit should be larger than memory limit, see usage"));
         }
     }
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get() as i64)
-        .unwrap_or(1);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1);
     if let Some(n) = hc.nano_cpus.filter(|n| *n != 0) {
         if hc.cpu_quota.unwrap_or(0) > 0 || hc.cpu_period.unwrap_or(0) > 0 {
-            return Err(EngineError::invalid(
-                "Conflicting options: Nano CPUs and CPU Period cannot both be set",
-            ));
+            return Err(EngineError::invalid("Conflicting options: Nano CPUs and CPU Period cannot both be set"));
         }
         if n < 10_000_000 || n > ncpu * 1_000_000_000 {
             return Err(EngineError::invalid(format!(
@@ -172,20 +128,11 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
     }
     if let Some(p) = &hc.restart_policy {
         let name = p.name.clone().unwrap_or(RestartPolicyNameEnum::EMPTY);
-        if hc.auto_remove == Some(true)
-            && !matches!(
-                name,
-                RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO
-            )
-        {
-            return Err(EngineError::invalid(
-                "can't create 'AutoRemove' container with restart policy",
-            ));
+        if hc.auto_remove == Some(true) && !matches!(name, RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO) {
+            return Err(EngineError::invalid("can't create 'AutoRemove' container with restart policy"));
         }
         if p.maximum_retry_count.unwrap_or(0) < 0 {
-            return Err(EngineError::invalid(
-                "maximum retry count cannot be negative",
-            ));
+            return Err(EngineError::invalid("maximum retry count cannot be negative"));
         }
         if p.maximum_retry_count.unwrap_or(0) > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
             return Err(EngineError::invalid(format!(
@@ -193,12 +140,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             )));
         }
     }
-    for c in hc
-        .cap_add
-        .iter()
-        .flatten()
-        .chain(hc.cap_drop.iter().flatten())
-    {
+    for c in hc.cap_add.iter().flatten().chain(hc.cap_drop.iter().flatten()) {
         crate::security::caps::normalize(c).map_err(EngineError::invalid)?;
     }
     for o in hc.security_opt.iter().flatten() {
@@ -210,14 +152,10 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             || o.starts_with("label=")
             || o.starts_with("label:");
         if !ok {
-            return Err(EngineError::invalid(format!(
-                "invalid --security-opt 2: {o:?}"
-            )));
+            return Err(EngineError::invalid(format!("invalid --security-opt 2: {o:?}")));
         }
         if o.starts_with("apparmor") && !o.ends_with("unconfined") {
-            warnings.push(format!(
-                "AppArmor is not enabled on this host; ignoring {o}"
-            ));
+            warnings.push(format!("AppArmor is not enabled on this host; ignoring {o}"));
         }
     }
     if let Some(lc) = &hc.log_config {
@@ -264,9 +202,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
 
 fn clean_dest(d: &str) -> Result<String> {
     if !d.starts_with('/') {
-        return Err(EngineError::invalid(format!(
-            "invalid mount config: mount path must be absolute: {d}"
-        )));
+        return Err(EngineError::invalid(format!("invalid mount config: mount path must be absolute: {d}")));
     }
     let mut out = Vec::new();
     for c in d.split('/') {
@@ -289,21 +225,15 @@ fn parse_bind(spec: &str) -> Result<MountSpec> {
         [s, d] => (*s, *d, ""),
         [s, d, o] => (*s, *d, *o),
         _ => {
-            return Err(EngineError::invalid(format!(
-                "invalid volume specification: '{spec}'"
-            )));
+            return Err(EngineError::invalid(format!("invalid volume specification: '{spec}'")));
         }
     };
     if dst.is_empty() {
-        return Err(EngineError::invalid(format!(
-            "invalid volume specification: '{spec}'"
-        )));
+        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}'")));
     }
     let destination = clean_dest(dst)?;
     if destination == "/" {
-        return Err(EngineError::invalid(format!(
-            "invalid volume specification: '{spec}': destination can't be '/'"
-        )));
+        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}': destination can't be '/'")));
     }
     let mut rw = true;
     let mut propagation = String::new();
@@ -314,17 +244,11 @@ fn parse_bind(spec: &str) -> Result<MountSpec> {
             "rw" => rw = true,
             "z" | "Z" => {}
             "nocopy" => copy_up = false,
-            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => {
-                propagation = o.to_string()
-            }
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => propagation = o.to_string(),
             _ => return Err(EngineError::invalid(format!("invalid mode: {o}"))),
         }
     }
-    let kind = if src.is_empty() || !src.starts_with('/') {
-        MountKind::Volume
-    } else {
-        MountKind::Bind
-    };
+    let kind = if src.is_empty() || !src.starts_with('/') { MountKind::Volume } else { MountKind::Bind };
     if kind == MountKind::Volume && !src.is_empty() && !crate::volumes::valid_name(src) {
         return Err(EngineError::invalid(format!(
             "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
@@ -336,11 +260,7 @@ fn parse_bind(spec: &str) -> Result<MountSpec> {
         destination,
         rw,
         mode: opts.to_string(),
-        propagation: if kind == MountKind::Bind && propagation.is_empty() {
-            "rprivate".into()
-        } else {
-            propagation
-        },
+        propagation: if kind == MountKind::Bind && propagation.is_empty() { "rprivate".into() } else { propagation },
         options: Vec::new(),
         copy_up,
         anonymous: src.is_empty(),
@@ -350,9 +270,7 @@ fn parse_bind(spec: &str) -> Result<MountSpec> {
 fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
     let target = m.target.clone().unwrap_or_default();
     if target.is_empty() {
-        return Err(EngineError::invalid(
-            "invalid mount config: Target must not be empty",
-        ));
+        return Err(EngineError::invalid("invalid mount config: Target must not be empty"));
     }
     let destination = clean_dest(&target)?;
     let rw = m.read_only != Some(true);
@@ -394,11 +312,7 @@ fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                     "invalid mount config for type \"volume\": invalid volume name {src:?}"
                 )));
             }
-            let nocopy = m
-                .volume_options
-                .as_ref()
-                .and_then(|v| v.no_copy)
-                .unwrap_or(false);
+            let nocopy = m.volume_options.as_ref().and_then(|v| v.no_copy).unwrap_or(false);
             Ok(MountSpec {
                 kind: MountKind::Volume,
                 anonymous: src.is_empty(),
@@ -438,9 +352,7 @@ fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                 anonymous: false,
             })
         }
-        other => Err(EngineError::invalid(format!(
-            "invalid mount config: mount type {other:?} is not supported"
-        ))),
+        other => Err(EngineError::invalid(format!("invalid mount config: mount type {other:?} is not supported"))),
     }
 }
 
@@ -460,8 +372,8 @@ fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec> {
             {
                 options.push(o.to_string())
             }
-            "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "atime" | "noatime"
-            | "relatime" | "strictatime" | "nodiratime" => options.push(o.to_string()),
+            "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "atime" | "noatime" | "relatime"
+            | "strictatime" | "nodiratime" => options.push(o.to_string()),
             _ => return Err(EngineError::invalid(format!("invalid tmpfs option {o:?}"))),
         }
     }
@@ -489,9 +401,7 @@ impl Containers {
             .image
             .clone()
             .filter(|i| !i.is_empty())
-            .ok_or_else(|| {
-                EngineError::invalid("config cannot be empty in order to create a container")
-            })?;
+            .ok_or_else(|| EngineError::invalid("config cannot be empty in order to create a container"))?;
         let image = self.images.resolve(&image_ref).map_err(|e| match e {
             skiff_image::ImageError::NotFound(_) => {
                 let shown = skiff_image::Reference::parse_normalized(&image_ref)
@@ -544,18 +454,10 @@ impl Containers {
         let mut seen = std::collections::HashSet::new();
         for m in &mounts {
             if !seen.insert(m.destination.clone()) {
-                return Err(EngineError::invalid(format!(
-                    "Duplicate mount point: {}",
-                    m.destination
-                )));
+                return Err(EngineError::invalid(format!("Duplicate mount point: {}", m.destination)));
             }
         }
-        let mut image_vols: Vec<String> = config
-            .volumes
-            .clone()
-            .unwrap_or_default()
-            .into_keys()
-            .collect();
+        let mut image_vols: Vec<String> = config.volumes.clone().unwrap_or_default().into_keys().collect();
         image_vols.sort();
         for v in image_vols {
             let d = clean_dest(&v)?;
@@ -583,11 +485,7 @@ impl Containers {
                         labels.insert("com.docker.volume.anonymous".to_string(), String::new());
                     }
                     let v = self.volumes.create(
-                        if m.source.is_empty() {
-                            None
-                        } else {
-                            Some(&m.source)
-                        },
+                        if m.source.is_empty() { None } else { Some(&m.source) },
                         None,
                         labels,
                         BTreeMap::new(),
@@ -598,39 +496,23 @@ impl Containers {
                     if !Path::new(&m.source).exists() {
                         // `-v /host/path:/x` creates a missing host directory, as Docker does.
                         std::fs::create_dir_all(&m.source).map_err(|e| {
-                            EngineError::invalid(format!(
-                                "error while creating mount source path '{}': {e}",
-                                m.source
-                            ))
+                            EngineError::invalid(format!("error while creating mount source path '{}': {e}", m.source))
                         })?;
                     }
                 }
                 MountKind::Tmpfs => {}
             }
         }
-        if hc
-            .network_mode
-            .as_deref()
-            .is_none_or(|m| m.is_empty() || m == "default")
-        {
+        if hc.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "default") {
             hc.network_mode = Some("bridge".into());
         }
-        if let Some(m) = hc
-            .network_mode
-            .as_deref()
-            .and_then(|m| m.strip_prefix("container:"))
-        {
+        if let Some(m) = hc.network_mode.as_deref().and_then(|m| m.strip_prefix("container:")) {
             let other = self.get(m)?;
             if other.id == id {
                 return Err(EngineError::invalid("cannot join own network"));
             }
         }
-        if hc
-            .log_config
-            .as_ref()
-            .and_then(|l| l.typ.as_deref())
-            .is_none_or(|t| t.is_empty())
-        {
+        if hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).is_none_or(|t| t.is_empty()) {
             hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::new()),
@@ -650,10 +532,7 @@ impl Containers {
             });
         }
         if hc.memory.unwrap_or(0) > 0 && !self.layout_has("memory") {
-            warnings.push(
-                "Your kernel does not support memory limit capabilities. Limitation discarded."
-                    .into(),
-            );
+            warnings.push("Your kernel does not support memory limit capabilities. Limitation discarded.".into());
         }
 
         self.reserve_name(&name, &id)?;
@@ -679,9 +558,7 @@ impl Containers {
         let rec2 = rec.clone();
         let prepared = tokio::task::spawn_blocking(move || -> Result<()> {
             std::fs::create_dir_all(this.container_dir(&rec2.id))?;
-            this.images
-                .snapshots()
-                .prepare(&rec2.id, rec2.top_layer.as_ref())?;
+            this.images.snapshots().prepare(&rec2.id, rec2.top_layer.as_ref())?;
             Ok(())
         })
         .await
@@ -722,10 +599,7 @@ mod tests {
             (MountKind::Bind, false, "/host", "/ctr")
         );
         let m = parse_bind("data:/var/lib/data").unwrap();
-        assert_eq!(
-            (m.kind, m.rw, m.anonymous),
-            (MountKind::Volume, true, false)
-        );
+        assert_eq!((m.kind, m.rw, m.anonymous), (MountKind::Volume, true, false));
         let m = parse_bind("/only/dest").unwrap();
         assert!(m.anonymous && m.kind == MountKind::Volume);
         assert!(parse_bind("a:b:c:d").is_err());
@@ -745,21 +619,11 @@ mod tests {
 
     #[test]
     fn host_config_validation() {
-        let hc = HostConfig {
-            memory: Some(1024),
-            ..Default::default()
-        };
+        let hc = HostConfig { memory: Some(1024), ..Default::default() };
         assert!(validate_host_config(&hc).is_err());
-        let hc = HostConfig {
-            memory: Some(64 << 20),
-            memory_swap: Some(32 << 20),
-            ..Default::default()
-        };
+        let hc = HostConfig { memory: Some(64 << 20), memory_swap: Some(32 << 20), ..Default::default() };
         assert!(validate_host_config(&hc).is_err());
-        let hc = HostConfig {
-            security_opt: Some(vec!["evil".into()]),
-            ..Default::default()
-        };
+        let hc = HostConfig { security_opt: Some(vec!["evil".into()]), ..Default::default() };
         assert!(validate_host_config(&hc).is_err());
         let hc = HostConfig {
             auto_remove: Some(true),
@@ -775,9 +639,6 @@ mod tests {
 
     #[test]
     fn env_merge() {
-        assert_eq!(
-            merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]),
-            vec!["A=1", "B=3", "C=4"]
-        );
+        assert_eq!(merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]), vec!["A=1", "B=3", "C=4"]);
     }
 }

@@ -45,10 +45,7 @@ impl ExecStore {
     }
 
     pub(crate) fn forget_container(&self, container: &str) {
-        self.map
-            .lock()
-            .expect("exec lock")
-            .retain(|_, e| e.container_id != container);
+        self.map.lock().expect("exec lock").retain(|_, e| e.container_id != container);
     }
 
     pub fn of_container(&self, container: &str) -> Vec<String> {
@@ -81,10 +78,7 @@ impl Containers {
                 )));
             }
             _ => {
-                return Err(EngineError::conflict(format!(
-                    "Container {} is not running",
-                    c.id
-                )));
+                return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
             }
         }
         if config.cmd.as_ref().is_none_or(|c| c.is_empty()) {
@@ -97,17 +91,9 @@ impl Containers {
             config,
             state: Mutex::new(ExecState::default()),
         });
-        self.execs
-            .map
-            .lock()
-            .expect("exec lock")
-            .insert(id.clone(), inst);
+        self.execs.map.lock().expect("exec lock").insert(id.clone(), inst);
         let rec = c.record();
-        self.publish_with(
-            &rec,
-            &format!("exec_create: {}", rec.path),
-            &[("execID", id.clone())],
-        );
+        self.publish_with(&rec, &format!("exec_create: {}", rec.path), &[("execID", id.clone())]);
         Ok(id)
     }
 
@@ -116,10 +102,8 @@ impl Containers {
         let dir = self.monitor_dir(cid);
         let spec = Spec::load(dir.path().join("config.json"))
             .map_err(|e| EngineError::internal(format!("reading container spec: {e}")))?;
-        let mut process = spec
-            .process()
-            .clone()
-            .ok_or_else(|| EngineError::internal("container spec has no process"))?;
+        let mut process =
+            spec.process().clone().ok_or_else(|| EngineError::internal("container spec has no process"))?;
         process.set_args(cfg.cmd.clone());
         process.set_terminal(Some(tty));
         let mut env = process.env().clone().unwrap_or_default();
@@ -132,30 +116,19 @@ impl Containers {
         if let Some(wd) = cfg.working_dir.clone().filter(|w| !w.is_empty()) {
             process.set_cwd(wd.into());
         }
-        let rootfs = spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_default();
+        let rootfs = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
         if let Some(u) = cfg.user.clone().filter(|u| !u.is_empty()) {
             let r = rootfs::resolve_user(&rootfs, &u, &[])?;
             let mut user = process.user().clone();
             user.set_uid(r.uid);
             user.set_gid(r.gid);
-            user.set_additional_gids(if r.additional_gids.is_empty() {
-                None
-            } else {
-                Some(r.additional_gids)
-            });
+            user.set_additional_gids(if r.additional_gids.is_empty() { None } else { Some(r.additional_gids) });
             process.set_user(user);
         }
         if cfg.privileged == Some(true) {
-            let all = crate::security::caps::resolve(true, &[], &[], &self.caps_held)
-                .map_err(EngineError::invalid)?;
-            let set: oci_spec::runtime::Capabilities = all
-                .iter()
-                .filter_map(|c| c.trim_start_matches("CAP_").parse().ok())
-                .collect();
+            let all = crate::security::caps::resolve(true, &[], &[], &self.caps_held).map_err(EngineError::invalid)?;
+            let set: oci_spec::runtime::Capabilities =
+                all.iter().filter_map(|c| c.trim_start_matches("CAP_").parse().ok()).collect();
             let mut caps = process.capabilities().clone().unwrap_or_default();
             caps.set_bounding(Some(set.clone()));
             caps.set_effective(Some(set.clone()));
@@ -171,41 +144,34 @@ impl Containers {
         id: &str,
         detach: bool,
         tty: Option<bool>,
+        console_size: Option<(u16, u16)>,
     ) -> Result<Option<AttachHandle>> {
         let inst = self.execs.get(id)?;
         {
             let mut s = inst.state.lock().expect("exec state");
             if s.started {
-                return Err(EngineError::conflict(format!(
-                    "Error: Exec command {id} has already run"
-                )));
+                return Err(EngineError::conflict(format!("Error: Exec command {id} has already run")));
             }
             s.started = true;
         }
         let c = self.get(&inst.container_id)?;
         if c.status() != Status::Running {
-            return Err(EngineError::conflict(format!(
-                "Container {} is not running",
-                c.id
-            )));
+            return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
         }
         let tty = tty.or(inst.config.tty).unwrap_or(false);
         let stdin = !detach && inst.config.attach_stdin == Some(true);
         let process = self.exec_process(&c.id, &inst.config, tty)?;
         let dir = self.monitor_dir(&c.id);
-        let mut conn = monitor_client::connect(&dir)
-            .await
-            .map_err(|e| EngineError::internal(format!("exec: {e}")))?;
-        let spec = ExecSpec {
-            id: inst.id.clone(),
-            process,
-            tty,
-            stdin,
-            detach,
-        };
-        conn.send(&Request::Exec { spec })
-            .await
-            .map_err(|e| EngineError::internal(format!("exec: {e}")))?;
+        let mut conn = monitor_client::connect(&dir).await.map_err(|e| EngineError::internal(format!("exec: {e}")))?;
+        let console_size = console_size.or_else(|| {
+            inst.config
+                .console_size
+                .as_ref()
+                .filter(|s| s.len() == 2 && s[0] > 0)
+                .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16))
+        });
+        let spec = ExecSpec { id: inst.id.clone(), process, tty, stdin, detach, console_size };
+        conn.send(&Request::Exec { spec }).await.map_err(|e| EngineError::internal(format!("exec: {e}")))?;
         match conn.response().await {
             Ok(Some(Response::Started { pid, .. })) => {
                 let mut s = inst.state.lock().expect("exec state");
@@ -214,16 +180,8 @@ impl Containers {
             }
             Ok(Some(Response::Error { message })) => {
                 finish(&inst, Some(126));
-                let (code, msg) = if message.contains("not found in $PATH")
-                    || message.contains("no such file")
-                {
-                    let exe = inst
-                        .config
-                        .cmd
-                        .as_ref()
-                        .and_then(|c| c.first())
-                        .cloned()
-                        .unwrap_or_default();
+                let (code, msg) = if message.contains("not found in $PATH") || message.contains("no such file") {
+                    let exe = inst.config.cmd.as_ref().and_then(|c| c.first()).cloned().unwrap_or_default();
                     (
                         127,
                         format!(
@@ -238,18 +196,13 @@ impl Containers {
             }
             other => {
                 finish(&inst, None);
-                return Err(EngineError::internal(format!(
-                    "exec: unexpected monitor reply {other:?}"
-                )));
+                return Err(EngineError::internal(format!("exec: unexpected monitor reply {other:?}")));
             }
         }
         let rec = c.record();
         self.publish_with(
             &rec,
-            &format!(
-                "exec_start: {}",
-                inst.config.cmd.clone().unwrap_or_default().join(" ")
-            ),
+            &format!("exec_start: {}", inst.config.cmd.clone().unwrap_or_default().join(" ")),
             &[("execID", inst.id.clone())],
         );
         let (out_tx, out_rx) = mpsc::channel(64);
@@ -270,32 +223,21 @@ impl Containers {
                 this.publish_with(
                     &rec,
                     "exec_die",
-                    &[
-                        ("execID", inst2.id.clone()),
-                        ("exitCode", code.unwrap_or(126).to_string()),
-                    ],
+                    &[("execID", inst2.id.clone()), ("exitCode", code.unwrap_or(126).to_string())],
                 );
             }
         });
         if detach {
             return Ok(None);
         }
-        Ok(Some(AttachHandle {
-            output: out_rx,
-            input: in_tx,
-            tty,
-        }))
+        Ok(Some(AttachHandle { output: out_rx, input: in_tx, tty }))
     }
 
     pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
         let inst = self.execs.get(id)?;
         monitor_client::call(
             &self.monitor_dir(&inst.container_id),
-            Request::ExecResize {
-                id: id.to_string(),
-                height,
-                width,
-            },
+            Request::ExecResize { id: id.to_string(), height, width },
         )
         .await?;
         Ok(())
@@ -333,15 +275,11 @@ impl Containers {
         cmd: Vec<String>,
         timeout: std::time::Duration,
     ) -> Result<(i64, String)> {
-        let cfg = ExecConfig {
-            cmd: Some(cmd),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            ..Default::default()
-        };
+        let cfg =
+            ExecConfig { cmd: Some(cmd), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() };
         let id = self.exec_create(cid, cfg)?;
         let handle = self
-            .exec_start(&id, false, Some(false))
+            .exec_start(&id, false, Some(false), None)
             .await?
             .ok_or_else(|| EngineError::internal("exec detached"))?;
         let mut out = handle.output;
@@ -358,25 +296,14 @@ impl Containers {
         };
         if tokio::time::timeout(timeout, collect).await.is_err() {
             let inst = self.execs.get(&id)?;
-            let _ = monitor_client::call(
-                &self.monitor_dir(cid),
-                Request::ExecSignal {
-                    id: inst.id.clone(),
-                    signal: 9,
-                },
-            )
-            .await;
+            let _ =
+                monitor_client::call(&self.monitor_dir(cid), Request::ExecSignal { id: inst.id.clone(), signal: 9 })
+                    .await;
             return Ok((-1, format!("Health check exceeded timeout ({timeout:?})")));
         }
         // The relay finished; give the state task a moment to record the code.
         for _ in 0..50 {
-            let s = self
-                .execs
-                .get(&id)?
-                .state
-                .lock()
-                .expect("exec state")
-                .clone();
+            let s = self.execs.get(&id)?.state.lock().expect("exec state").clone();
             if let Some(code) = s.exit_code {
                 return Ok((code, String::from_utf8_lossy(&text).into_owned()));
             }

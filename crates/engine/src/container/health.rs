@@ -44,14 +44,8 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
         let t0 = Instant::now();
         loop {
             let in_start = t0.elapsed() < start_period;
-            tokio::time::sleep(if in_start {
-                start_interval.min(interval)
-            } else {
-                interval
-            })
-            .await;
-            let still =
-                c.with(|r| r.state.status == Status::Running && r.state.started_at == started);
+            tokio::time::sleep(if in_start { start_interval.min(interval) } else { interval }).await;
+            let still = c.with(|r| r.state.status == Status::Running && r.state.started_at == started);
             if !still {
                 // A paused container is checked again once it runs.
                 if c.status() == Status::Paused {
@@ -73,12 +67,7 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
                     failing_streak: 0,
                     log: vec![],
                 });
-                h.log.push(HealthLog {
-                    start,
-                    end,
-                    exit_code: code,
-                    output,
-                });
+                h.log.push(HealthLog { start, end, exit_code: code, output });
                 if h.log.len() > KEEP_LOGS {
                     h.log.remove(0);
                 }

@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bollard_stubs::models::{
-    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary,
-    ContainerSummaryHostConfig, ContainerSummaryNetworkSettings, ContainerSummaryStateEnum,
-    DriverData, EndpointSettings, Health, HealthStatusEnum, HealthcheckResult, MountPoint,
-    MountPointTypeEnum, NetworkSettings,
+    ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HealthStatusEnum,
+    HealthcheckResult, MountPoint, MountPointTypeEnum, NetworkSettings,
 };
 use skiff_common::timefmt;
 
@@ -57,11 +56,7 @@ pub fn status_line(r: &ContainerRecord) -> String {
     match s.status {
         Status::Running => format!("Up {}{health}", ago(s.started_at.as_deref())),
         Status::Paused => format!("Up {} (Paused)", ago(s.started_at.as_deref())),
-        Status::Restarting => format!(
-            "Restarting ({}) {} ago",
-            s.exit_code,
-            ago(s.finished_at.as_deref())
-        ),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref())),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         Status::Created => "Created".into(),
@@ -69,11 +64,7 @@ pub fn status_line(r: &ContainerRecord) -> String {
             if s.finished_at.is_none() {
                 "Created".into()
             } else {
-                format!(
-                    "Exited ({}) {} ago",
-                    s.exit_code,
-                    ago(s.finished_at.as_deref())
-                )
+                format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref()))
             }
         }
     }
@@ -96,12 +87,7 @@ fn mount_points(c: &Containers, r: &ContainerRecord) -> Vec<MountPoint> {
             MountKind::Volume => MountPoint {
                 typ: Some(MountPointTypeEnum::VOLUME),
                 name: Some(m.source.clone()),
-                source: c
-                    .volumes
-                    .get(&m.source)
-                    .ok()
-                    .flatten()
-                    .map(|v| v.mountpoint.display().to_string()),
+                source: c.volumes.get(&m.source).ok().flatten().map(|v| v.mountpoint.display().to_string()),
                 destination: Some(m.destination.clone()),
                 driver: Some("local".into()),
                 mode: Some(m.mode.clone()),
@@ -123,11 +109,7 @@ fn mount_points(c: &Containers, r: &ContainerRecord) -> Vec<MountPoint> {
 }
 
 fn network_settings(r: &ContainerRecord) -> NetworkSettings {
-    let mode = r
-        .host_config
-        .network_mode
-        .clone()
-        .unwrap_or_else(|| "bridge".into());
+    let mode = r.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into());
     let mut networks = HashMap::new();
     if !mode.starts_with("container:") {
         networks.insert(mode.clone(), EndpointSettings::default());
@@ -135,11 +117,7 @@ fn network_settings(r: &ContainerRecord) -> NetworkSettings {
     NetworkSettings {
         bridge: Some(String::new()),
         sandbox_id: Some(String::new()),
-        sandbox_key: Some(if r.state.pid > 0 {
-            format!("/proc/{}/ns/net", r.state.pid)
-        } else {
-            String::new()
-        }),
+        sandbox_key: Some(if r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() }),
         ports: Some(HashMap::new()),
         networks: Some(networks),
         ..Default::default()
@@ -176,19 +154,12 @@ impl Containers {
         let sdir = snap.rootfs(&r.id);
         graph.insert("MergedDir".to_string(), sdir.display().to_string());
         if let Some(p) = sdir.parent() {
-            graph.insert(
-                "UpperDir".to_string(),
-                p.join("upper").display().to_string(),
-            );
+            graph.insert("UpperDir".to_string(), p.join("upper").display().to_string());
             graph.insert("WorkDir".to_string(), p.join("work").display().to_string());
         }
         let (size_rw, size_root) = if size {
             let rw = snap.size_rw(&r.id) as i64;
-            let img = self
-                .images
-                .get(&r.image_id)
-                .map(|i| i.record.size as i64)
-                .unwrap_or(0);
+            let img = self.images.get(&r.image_id).map(|i| i.record.size as i64).unwrap_or(0);
             (Some(rw), Some(rw + img))
         } else {
             (None, None)
@@ -209,11 +180,7 @@ impl Containers {
                 exit_code: Some(s.exit_code as i64),
                 error: Some(s.error.clone()),
                 started_at: Some(s.started_at.clone().unwrap_or_else(|| timefmt::ZERO.into())),
-                finished_at: Some(
-                    s.finished_at
-                        .clone()
-                        .unwrap_or_else(|| timefmt::ZERO.into()),
-                ),
+                finished_at: Some(s.finished_at.clone().unwrap_or_else(|| timefmt::ZERO.into())),
                 health,
             }),
             image: Some(r.image_id.to_string()),
@@ -234,10 +201,7 @@ impl Containers {
                 if ids.is_empty() { None } else { Some(ids) }
             },
             host_config: Some(r.host_config.clone()),
-            graph_driver: Some(DriverData {
-                name: r.driver.clone(),
-                data: graph,
-            }),
+            graph_driver: Some(DriverData { name: r.driver.clone(), data: graph }),
             size_rw,
             size_root_fs: size_root,
             mounts: Some(mount_points(self, &r)),
@@ -253,16 +217,10 @@ impl Containers {
             command.push_str(a);
         }
         let created = r.created.as_str();
-        let created = timefmt::parse(created)
-            .map(|t| timefmt::split(t).0)
-            .unwrap_or(0);
+        let created = timefmt::parse(created).map(|t| timefmt::split(t).0).unwrap_or(0);
         let (size_rw, size_root) = if size {
             let rw = self.images.snapshots().size_rw(&r.id) as i64;
-            let img = self
-                .images
-                .get(&r.image_id)
-                .map(|i| i.record.size as i64)
-                .unwrap_or(0);
+            let img = self.images.get(&r.image_id).map(|i| i.record.size as i64).unwrap_or(0);
             (Some(rw), Some(rw + img))
         } else {
             (None, None)
@@ -285,9 +243,7 @@ impl Containers {
                 network_mode: r.host_config.network_mode.clone(),
                 annotations: None,
             }),
-            network_settings: Some(ContainerSummaryNetworkSettings {
-                networks: network_settings(r).networks,
-            }),
+            network_settings: Some(ContainerSummaryNetworkSettings { networks: network_settings(r).networks }),
             mounts: Some(mount_points(self, r)),
         }
     }

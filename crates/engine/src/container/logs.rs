@@ -44,9 +44,7 @@ pub fn parse_time(s: &str) -> Result<SystemTime> {
     if let Some(d) = parse_duration(s) {
         return Ok(SystemTime::now() - d);
     }
-    Err(EngineError::invalid(format!(
-        "invalid value for \"since\": failed to parse value as time or duration: {s:?}"
-    )))
+    Err(EngineError::invalid(format!("invalid value for \"since\": failed to parse value as time or duration: {s:?}")))
 }
 
 /// Go-style durations: `1h2m3s`, `500ms`, `10m`.
@@ -91,28 +89,14 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 impl Containers {
     /// Streams log lines; the bool is whether the container has a tty (no stream framing).
-    pub fn logs(
-        self: &Arc<Self>,
-        key: &str,
-        opts: LogOptions,
-    ) -> Result<(bool, mpsc::Receiver<LogLine>)> {
+    pub fn logs(self: &Arc<Self>, key: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogLine>)> {
         let c = self.get(key)?;
         let rec = c.record();
-        if rec
-            .host_config
-            .log_config
-            .as_ref()
-            .and_then(|l| l.typ.as_deref())
-            == Some("none")
-        {
-            return Err(EngineError::invalid(
-                "configured logging driver does not support reading",
-            ));
+        if rec.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none") {
+            return Err(EngineError::invalid("configured logging driver does not support reading"));
         }
         if !opts.stdout && !opts.stderr {
-            return Err(EngineError::invalid(
-                "Bad parameters: you must choose at least one stream",
-            ));
+            return Err(EngineError::invalid("Bad parameters: you must choose at least one stream"));
         }
         let tty = rec.config.tty == Some(true);
         let path = self.log_path(&c.id);
@@ -141,12 +125,8 @@ impl Containers {
                 true
             };
             let send = |e: logfile::Entry| -> bool {
-                tx.blocking_send(LogLine {
-                    stream: e.stream,
-                    time: e.time,
-                    data: Bytes::from(e.log.into_bytes()),
-                })
-                .is_ok()
+                tx.blocking_send(LogLine { stream: e.stream, time: e.time, data: Bytes::from(e.log.into_bytes()) })
+                    .is_ok()
             };
             let mut file = match std::fs::File::open(&path) {
                 Ok(f) => Some(f),
@@ -159,11 +139,7 @@ impl Containers {
                 if f.read_to_end(&mut all).is_err() {
                     return;
                 }
-                let complete = all
-                    .iter()
-                    .rposition(|b| *b == b'\n')
-                    .map(|p| p + 1)
-                    .unwrap_or(0);
+                let complete = all.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
                 pending.extend_from_slice(&all[complete..]);
                 let entries: Vec<logfile::Entry> = all[..complete]
                     .split(|b| *b == b'\n')
@@ -188,12 +164,7 @@ impl Containers {
             loop {
                 let running = this
                     .get(&c.id)
-                    .map(|c| {
-                        matches!(
-                            c.status(),
-                            Status::Running | Status::Paused | Status::Restarting
-                        )
-                    })
+                    .map(|c| matches!(c.status(), Status::Running | Status::Paused | Status::Restarting))
                     .unwrap_or(false);
                 if file.is_none() {
                     file = std::fs::File::open(&path).ok();
@@ -206,10 +177,7 @@ impl Containers {
                         pending.extend_from_slice(&buf);
                         if let Some(p) = pending.iter().rposition(|b| *b == b'\n') {
                             let lines: Vec<u8> = pending.drain(..=p).collect();
-                            for e in lines
-                                .split(|b| *b == b'\n')
-                                .filter_map(logfile::parse_line)
-                                .filter(|e| wanted(e))
+                            for e in lines.split(|b| *b == b'\n').filter_map(logfile::parse_line).filter(|e| wanted(e))
                             {
                                 if !send(e) {
                                     return;

@@ -279,10 +279,7 @@ impl Containers {
 
     fn insert(&self, c: Arc<Container>) {
         let name = c.name();
-        self.names
-            .write()
-            .expect("names lock")
-            .insert(name, c.id.clone());
+        self.names.write().expect("names lock").insert(name, c.id.clone());
         self.map.write().expect("map lock").insert(c.id.clone(), c);
     }
 
@@ -299,18 +296,12 @@ impl Containers {
             }
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let hits: Vec<_> = map
-                .values()
-                .filter(|c| c.id.starts_with(key))
-                .cloned()
-                .collect();
+            let hits: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).cloned().collect();
             match hits.len() {
                 1 => return Ok(hits.into_iter().next().expect("one")),
                 0 => {}
                 _ => {
-                    return Err(EngineError::invalid(format!(
-                        "multiple IDs found with provided prefix: {key}"
-                    )));
+                    return Err(EngineError::invalid(format!("multiple IDs found with provided prefix: {key}")));
                 }
             }
         }
@@ -318,12 +309,7 @@ impl Containers {
     }
 
     pub fn all(&self) -> Vec<Arc<Container>> {
-        self.map
-            .read()
-            .expect("map lock")
-            .values()
-            .cloned()
-            .collect()
+        self.map.read().expect("map lock").values().cloned().collect()
     }
 
     /// Persists a container's record after `f` changes it, and tells waiters.
@@ -345,10 +331,7 @@ impl Containers {
 
     /// Containers using an image (by ID).
     pub fn using_image(&self, id: &Digest) -> Vec<Arc<Container>> {
-        self.all()
-            .into_iter()
-            .filter(|c| c.with(|r| &r.image_id == id))
-            .collect()
+        self.all().into_iter().filter(|c| c.with(|r| &r.image_id == id)).collect()
     }
 
     /// Volume names used by any container.
@@ -383,9 +366,7 @@ impl Containers {
     }
 
     pub fn publish(&self, c: &ContainerRecord, action: &str) {
-        let mut e = Event::new("container", action, &c.id)
-            .attr("name", &c.name)
-            .attr("image", &c.image_ref);
+        let mut e = Event::new("container", action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
         if let Some(labels) = &c.config.labels {
             for (k, v) in labels {
                 e = e.attr(k, v);
@@ -395,9 +376,7 @@ impl Containers {
     }
 
     pub fn publish_with(&self, c: &ContainerRecord, action: &str, extra: &[(&str, String)]) {
-        let mut e = Event::new("container", action, &c.id)
-            .attr("name", &c.name)
-            .attr("image", &c.image_ref);
+        let mut e = Event::new("container", action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
         if let Some(labels) = &c.config.labels {
             for (k, v) in labels {
                 e = e.attr(k, v);
@@ -430,9 +409,7 @@ impl Containers {
         let c = self.get(key)?;
         let old = c.name();
         if old == new {
-            return Err(EngineError::invalid(format!(
-                "Renaming a container with the same name as its current name"
-            )));
+            return Err(EngineError::invalid(format!("Renaming a container with the same name as its current name")));
         }
         self.rename_index(&old, new, &c.id)?;
         let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
@@ -471,12 +448,7 @@ impl Containers {
 
 /// Labels as a sorted map (the API uses hash maps).
 pub fn labels_of(r: &ContainerRecord) -> BTreeMap<String, String> {
-    r.config
-        .labels
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
+    r.config.labels.clone().unwrap_or_default().into_iter().collect()
 }
 
 /// Files the runtime bind-mounts into every container; not part of its changes.

@@ -20,10 +20,7 @@ pub struct Conn {
 
 pub async fn connect(dir: &MonitorDir) -> std::io::Result<Conn> {
     let stream = UnixStream::connect(dir.socket()).await?;
-    Ok(Conn {
-        stream,
-        buf: BytesMut::with_capacity(16 << 10),
-    })
+    Ok(Conn { stream, buf: BytesMut::with_capacity(16 << 10) })
 }
 
 impl Conn {
@@ -42,9 +39,7 @@ impl Conn {
     pub async fn response(&mut self) -> std::io::Result<Option<Response>> {
         while let Some((k, p)) = self.frame().await? {
             if k == FrameKind::Json {
-                return serde_json::from_slice(&p)
-                    .map(Some)
-                    .map_err(std::io::Error::other);
+                return serde_json::from_slice(&p).map(Some).map_err(std::io::Error::other);
             }
         }
         Ok(None)
@@ -90,11 +85,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Writes a frame on a streaming connection's write half.
-pub async fn write_frame(
-    w: &mut OwnedWriteHalf,
-    kind: FrameKind,
-    payload: &[u8],
-) -> std::io::Result<()> {
+pub async fn write_frame(w: &mut OwnedWriteHalf, kind: FrameKind, payload: &[u8]) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(payload.len() + 5);
     protocol::encode(kind, payload, &mut out);
     w.write_all(&out).await
@@ -102,18 +93,13 @@ pub async fn write_frame(
 
 /// One request, one response.
 pub async fn call(dir: &MonitorDir, req: Request) -> Result<Response> {
-    let mut c = connect(dir)
-        .await
-        .map_err(|e| EngineError::internal(format!("cannot reach the container's monitor: {e}")))?;
-    c.send(&req)
-        .await
-        .map_err(|e| EngineError::internal(format!("monitor: {e}")))?;
+    let mut c =
+        connect(dir).await.map_err(|e| EngineError::internal(format!("cannot reach the container's monitor: {e}")))?;
+    c.send(&req).await.map_err(|e| EngineError::internal(format!("monitor: {e}")))?;
     match c.response().await {
         Ok(Some(Response::Error { message })) => Err(EngineError::conflict(message)),
         Ok(Some(r)) => Ok(r),
-        Ok(None) => Err(EngineError::internal(
-            "the container's monitor closed the connection",
-        )),
+        Ok(None) => Err(EngineError::internal("the container's monitor closed the connection")),
         Err(e) => Err(EngineError::internal(format!("monitor: {e}"))),
     }
 }
@@ -131,29 +117,19 @@ pub async fn spawn(bin: &Path, dir: &MonitorDir) -> Result<i32> {
         .map_err(|e| EngineError::internal(format!("starting {}: {e}", bin.display())))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
-    let read = tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await;
+    let read = tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line)).await;
     let _ = child.wait().await;
     match read {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(EngineError::internal(format!("monitor: {e}"))),
         Err(_) => {
-            return Err(EngineError::internal(
-                "the container monitor did not start in time",
-            ));
+            return Err(EngineError::internal("the container monitor did not start in time"));
         }
     }
     let line = line.trim();
     match line.strip_prefix("ready ") {
-        Some(pid) => pid
-            .parse()
-            .map_err(|_| EngineError::internal(format!("monitor said {line:?}"))),
-        None if line.is_empty() => Err(EngineError::internal(
-            "the container monitor exited before it was ready",
-        )),
+        Some(pid) => pid.parse().map_err(|_| EngineError::internal(format!("monitor said {line:?}"))),
+        None if line.is_empty() => Err(EngineError::internal("the container monitor exited before it was ready")),
         None => Err(EngineError::internal(format!("container monitor: {line}"))),
     }
 }

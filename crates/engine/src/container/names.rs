@@ -339,9 +339,7 @@ pub fn validate(name: &str) -> Result<()> {
     let ok = b.len() >= 2
         && b.len() <= 255
         && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        && b[1..].iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {

@@ -10,22 +10,14 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use crate::error::{EngineError, Result};
 
 fn open_root(rootfs: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    Ok(rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
 /// Opens `path` (container-absolute) inside `rootfs`.
 pub fn open_in(rootfs: &Path, path: &Path, flags: OFlags) -> std::io::Result<OwnedFd> {
     let root = open_root(rootfs)?;
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let rel = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
+    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     Ok(rustix::fs::openat2(
         &root,
         rel,
@@ -39,10 +31,7 @@ pub fn open_in(rootfs: &Path, path: &Path, flags: OFlags) -> std::io::Result<Own
 pub fn read_file(rootfs: &Path, path: &str, limit: u64) -> Option<String> {
     let fd = open_in(rootfs, Path::new(path), OFlags::RDONLY).ok()?;
     let mut s = String::new();
-    std::fs::File::from(fd)
-        .take(limit)
-        .read_to_string(&mut s)
-        .ok()?;
+    std::fs::File::from(fd).take(limit).read_to_string(&mut s).ok()?;
     Some(s)
 }
 
@@ -51,20 +40,14 @@ pub fn read_file(rootfs: &Path, path: &str, limit: u64) -> Option<String> {
 pub fn resolve(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
     let existing;
     let mut rest = Vec::new();
-    let comps: Vec<_> = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
+    let comps: Vec<_> = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
     // Find the longest existing prefix.
     let mut split = comps.len();
     loop {
         let prefix: PathBuf = comps[..split].iter().collect();
         match open_in(rootfs, &Path::new("/").join(&prefix), OFlags::PATH) {
             Ok(fd) => {
-                let real = std::fs::read_link(format!(
-                    "/proc/self/fd/{}",
-                    std::os::fd::AsRawFd::as_raw_fd(&fd)
-                ))?;
+                let real = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))?;
                 existing = real;
                 break;
             }
@@ -80,10 +63,7 @@ pub fn resolve(rootfs: &Path, path: &Path) -> std::io::Result<PathBuf> {
         out.push(r);
     }
     if !out.starts_with(rootfs) {
-        return Err(std::io::Error::other(format!(
-            "{} resolves outside the container",
-            path.display()
-        )));
+        return Err(std::io::Error::other(format!("{} resolves outside the container", path.display())));
     }
     Ok(out)
 }
@@ -135,12 +115,7 @@ fn passwd(text: &str) -> Vec<PasswdEntry> {
             if f.len() < 7 {
                 return None;
             }
-            Some(PasswdEntry {
-                name: f[0].into(),
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5].into(),
-            })
+            Some(PasswdEntry { name: f[0].into(), uid: f[2].parse().ok()?, gid: f[3].parse().ok()?, home: f[5].into() })
         })
         .collect()
 }
@@ -152,11 +127,7 @@ fn groups(text: &str) -> Vec<(String, u32, Vec<String>)> {
             if f.len() < 4 {
                 return None;
             }
-            let members = f[3]
-                .split(',')
-                .filter(|m| !m.is_empty())
-                .map(str::to_string)
-                .collect();
+            let members = f[3].split(',').filter(|m| !m.is_empty()).map(str::to_string).collect();
             Some((f[0].into(), f[2].parse().ok()?, members))
         })
         .collect()
@@ -188,15 +159,9 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
     let find_group = |g: &str| -> Result<u32> {
         match g.parse::<u32>() {
             Ok(n) => Ok(n),
-            Err(_) => gr
-                .iter()
-                .find(|(n, _, _)| n == g)
-                .map(|(_, id, _)| *id)
-                .ok_or_else(|| {
-                    EngineError::invalid(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
-                }),
+            Err(_) => gr.iter().find(|(n, _, _)| n == g).map(|(_, id, _)| *id).ok_or_else(|| {
+                EngineError::invalid(format!("unable to find group {g}: no matching entries in group file"))
+            }),
         }
     };
     if let Some(g) = g {
@@ -218,12 +183,7 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
             additional.push(id);
         }
     }
-    Ok(ResolvedUser {
-        uid,
-        gid,
-        additional_gids: additional,
-        home,
-    })
+    Ok(ResolvedUser { uid, gid, additional_gids: additional, home })
 }
 
 #[cfg(test)]
@@ -238,11 +198,7 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/var/www:/bin/false\n",
         )
         .unwrap();
-        std::fs::write(
-            d.path().join("etc/group"),
-            "root:x:0:\nwww:x:33:\nstaff:x:50:www\n",
-        )
-        .unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nwww:x:33:\nstaff:x:50:www\n").unwrap();
         d
     }
 
@@ -250,10 +206,7 @@ mod tests {
     fn resolves_users_like_docker() {
         let d = root();
         let r = resolve_user(d.path(), "www", &[]).unwrap();
-        assert_eq!(
-            (r.uid, r.gid, r.additional_gids.clone()),
-            (33, 33, vec![50])
-        );
+        assert_eq!((r.uid, r.gid, r.additional_gids.clone()), (33, 33, vec![50]));
         assert_eq!(r.home, "/var/www");
         let r = resolve_user(d.path(), "1000:50", &[]).unwrap();
         assert_eq!((r.uid, r.gid), (1000, 50));

@@ -72,9 +72,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         "PWR" => 30,
         "SYS" => 31,
         n if n.starts_with("RTMIN+") => {
-            34 + n[6..]
-                .parse::<i32>()
-                .map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))?
+            34 + n[6..].parse::<i32>().map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))?
         }
         _ => return Err(EngineError::invalid(format!("Invalid signal: {s}"))),
     };
@@ -100,23 +98,14 @@ fn start_error(message: &str) -> (i32, String) {
     } else {
         128
     };
-    (
-        code,
-        format!(
-            "failed to create task for container: OCI runtime create failed: {message}: unknown"
-        ),
-    )
+    (code, format!("failed to create task for container: OCI runtime create failed: {message}: unknown"))
 }
 
 fn tini() -> Option<PathBuf> {
-    [
-        "/usr/bin/tini-static",
-        "/usr/bin/docker-init",
-        "/usr/local/bin/tini-static",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
+    ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 fn host_resolv_conf() -> String {
@@ -144,11 +133,7 @@ fn host_resolv_conf() -> String {
 }
 
 impl Containers {
-    fn etc_files(
-        &self,
-        c: &super::ContainerRecord,
-        netns: &NetNs,
-    ) -> Result<Vec<(String, PathBuf)>> {
+    fn etc_files(&self, c: &super::ContainerRecord, netns: &NetNs) -> Result<Vec<(String, PathBuf)>> {
         let dir = self.container_dir(&c.id);
         let hostname = c.config.hostname.clone().unwrap_or_default();
         let mut files = Vec::new();
@@ -157,10 +142,7 @@ impl Containers {
         match netns {
             NetNs::Host => {
                 files.push(("/etc/hosts".to_string(), PathBuf::from("/etc/hosts")));
-                files.push((
-                    "/etc/resolv.conf".to_string(),
-                    PathBuf::from("/etc/resolv.conf"),
-                ));
+                files.push(("/etc/resolv.conf".to_string(), PathBuf::from("/etc/resolv.conf")));
             }
             _ => {
                 let mut hosts = String::from(
@@ -248,32 +230,21 @@ impl Containers {
         )
         .map_err(EngineError::invalid)?;
         let sec_opts = hc.security_opt.clone().unwrap_or_default();
-        let custom_profile = sec_opts.iter().find_map(|o| {
-            o.strip_prefix("seccomp=")
-                .or_else(|| o.strip_prefix("seccomp:"))
-        });
+        let custom_profile =
+            sec_opts.iter().find_map(|o| o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")));
         let seccomp = match custom_profile {
             _ if privileged => None,
             Some("unconfined") => None,
-            Some("builtin") | None => Some(
-                self.seccomp
-                    .resolve(&capset)
-                    .map_err(|e| EngineError::internal(e.to_string()))?,
-            ),
+            Some("builtin") | None => {
+                Some(self.seccomp.resolve(&capset).map_err(|e| EngineError::internal(e.to_string()))?)
+            }
             Some(json) => {
-                let p = crate::security::seccomp::Profile::parse(json)
-                    .map_err(|e| EngineError::invalid(e.to_string()))?;
-                Some(
-                    p.resolve(&capset)
-                        .map_err(|e| EngineError::invalid(e.to_string()))?,
-                )
+                let p =
+                    crate::security::seccomp::Profile::parse(json).map_err(|e| EngineError::invalid(e.to_string()))?;
+                Some(p.resolve(&capset).map_err(|e| EngineError::invalid(e.to_string()))?)
             }
         };
-        let hostname = c
-            .config
-            .hostname
-            .clone()
-            .unwrap_or_else(|| c.id[..12].to_string());
+        let hostname = c.config.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
         let tty = c.config.tty == Some(true);
         let env = spec::environment(c.config.env.as_deref().unwrap_or(&[]), &hostname, tty);
         let cgroup_path = format!("/skiff/{}", c.id);
@@ -314,11 +285,13 @@ impl Containers {
             stdin_once: c.config.stdin_once == Some(true),
             cgroup_path,
             loopback: netns == NetNs::New,
+            console_size: hc
+                .console_size
+                .as_ref()
+                .filter(|s| s.len() == 2)
+                .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16)),
         };
-        std::fs::write(
-            dir.config(),
-            serde_json::to_vec(&mc).map_err(|e| EngineError::internal(e.to_string()))?,
-        )?;
+        std::fs::write(dir.config(), serde_json::to_vec(&mc).map_err(|e| EngineError::internal(e.to_string()))?)?;
         Ok(dir)
     }
 
@@ -365,9 +338,7 @@ impl Containers {
             w.send(&Request::Wait).await?;
             match w.response().await? {
                 Some(Response::Ok) => Ok(w),
-                other => Err(std::io::Error::other(format!(
-                    "unexpected monitor reply {other:?}"
-                ))),
+                other => Err(std::io::Error::other(format!("unexpected monitor reply {other:?}"))),
             }
         }
         .await;
@@ -388,15 +359,10 @@ impl Containers {
                     r.state.oom_killed = false;
                     r.manually_stopped = false;
                     if r.config.healthcheck.as_ref().is_some_and(|h| {
-                        h.test.as_ref().is_some_and(|t| {
-                            t.first().map(String::as_str) != Some("NONE") && !t.is_empty()
-                        })
+                        h.test.as_ref().is_some_and(|t| t.first().map(String::as_str) != Some("NONE") && !t.is_empty())
                     }) {
-                        r.state.health = Some(super::HealthState {
-                            status: "starting".into(),
-                            failing_streak: 0,
-                            log: vec![],
-                        });
+                        r.state.health =
+                            Some(super::HealthState { status: "starting".into(), failing_streak: 0, log: vec![] });
                     }
                 })?;
                 self.publish(&rec, "start");
@@ -404,10 +370,9 @@ impl Containers {
                 super::health::spawn(self.clone(), c.clone());
                 Ok(())
             }
-            Ok(other) => Err(self.start_failed(
-                c,
-                EngineError::internal(format!("unexpected monitor reply {other:?}")),
-            )),
+            Ok(other) => {
+                Err(self.start_failed(c, EngineError::internal(format!("unexpected monitor reply {other:?}"))))
+            }
             Err(e) => Err(self.start_failed(c, e)),
         }
     }
@@ -437,21 +402,12 @@ impl Containers {
                 }
             });
         }
-        let kind = if code == 127 || code == 126 {
-            Kind::Invalid
-        } else {
-            e.kind
-        };
+        let kind = if code == 127 || code == 126 { Kind::Invalid } else { e.kind };
         EngineError::new(kind, message)
     }
 
     /// Step 5: the watcher waits for the monitor's `Exited`.
-    fn watch_exit(
-        self: &Arc<Self>,
-        c: Arc<Container>,
-        mut conn: monitor_client::Conn,
-        started: Instant,
-    ) {
+    fn watch_exit(self: &Arc<Self>, c: Arc<Container>, mut conn: monitor_client::Conn, started: Instant) {
         let this = self.clone();
         tokio::spawn(async move {
             let status = loop {
@@ -472,23 +428,15 @@ impl Containers {
     /// What a monitor recorded (or, if it vanished without a word, a failure).
     fn exit_from_file(&self, id: &str) -> ExitStatus {
         let dir = self.monitor_dir(id);
-        std::fs::read(dir.exit_file())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(ExitStatus {
-                code: 255,
-                oom_killed: false,
-                finished_at: skiff_common::timefmt::now(),
-            })
+        std::fs::read(dir.exit_file()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(ExitStatus {
+            code: 255,
+            oom_killed: false,
+            finished_at: skiff_common::timefmt::now(),
+        })
     }
 
     /// The container's process is gone: record it, then restart or auto-remove.
-    pub(crate) async fn on_exit(
-        self: &Arc<Self>,
-        c: Arc<Container>,
-        status: ExitStatus,
-        ran: Duration,
-    ) {
+    pub(crate) async fn on_exit(self: &Arc<Self>, c: Arc<Container>, status: ExitStatus, ran: Duration) {
         let rec = match self.update(&c, Durability::Lazy, |r| {
             r.state.status = Status::Exited;
             r.state.pid = 0;
@@ -520,18 +468,12 @@ impl Containers {
         let restart = !rec.manually_stopped
             && match name {
                 RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => true,
-                RestartPolicyNameEnum::ON_FAILURE => {
-                    status.code != 0 && (max == 0 || rec.restart_count < max)
-                }
+                RestartPolicyNameEnum::ON_FAILURE => status.code != 0 && (max == 0 || rec.restart_count < max),
                 _ => false,
             };
         if restart {
             // Docker's back-off: 100 ms doubling, reset when the container ran for 10 s.
-            let attempt = if ran > Duration::from_secs(10) {
-                0
-            } else {
-                rec.restart_count.min(12)
-            };
+            let attempt = if ran > Duration::from_secs(10) { 0 } else { rec.restart_count.min(12) };
             let delay = Duration::from_millis(100u64 << attempt).min(Duration::from_secs(60));
             let _ = self.update(&c, Durability::Lazy, |r| {
                 r.state.status = Status::Restarting;
@@ -566,9 +508,7 @@ impl Containers {
 
     /// Sends a signal through the monitor.
     async fn signal(&self, c: &Container, sig: i32) -> Result<()> {
-        monitor_client::call(&self.monitor_dir(&c.id), Request::Signal { signal: sig })
-            .await
-            .map(|_| ())
+        monitor_client::call(&self.monitor_dir(&c.id), Request::Signal { signal: sig }).await.map(|_| ())
     }
 
     /// Waits until the container is not running, up to `timeout`. True if it stopped.
@@ -588,12 +528,7 @@ impl Containers {
     }
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
-    pub async fn stop(
-        self: &Arc<Self>,
-        key: &str,
-        timeout: Option<i64>,
-        signal: Option<String>,
-    ) -> Result<()> {
+    pub async fn stop(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
         let c = self.get(key)?;
         let _op = c.ops.lock().await;
         self.stop_locked(&c, timeout, signal).await
@@ -617,10 +552,7 @@ impl Containers {
             return Err(EngineError::not_modified());
         }
         self.update(c, Durability::Sync, |r| r.manually_stopped = true)?;
-        let sig = match signal
-            .or(rec.config.stop_signal.clone())
-            .filter(|s| !s.is_empty())
-        {
+        let sig = match signal.or(rec.config.stop_signal.clone()).filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(&s)?,
             None => 15,
         };
@@ -633,11 +565,8 @@ impl Containers {
             if paused {
                 let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
             }
-            let t = if timeout < 0 {
-                Duration::from_secs(u32::MAX as u64)
-            } else {
-                Duration::from_secs(timeout as u64)
-            };
+            let t =
+                if timeout < 0 { Duration::from_secs(u32::MAX as u64) } else { Duration::from_secs(timeout as u64) };
             if self.wait_stopped(c, t).await {
                 self.publish(&c.record(), "stop");
                 return Ok(());
@@ -649,10 +578,7 @@ impl Containers {
             let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
         }
         if !self.wait_stopped(c, Duration::from_secs(30)).await {
-            return Err(EngineError::internal(format!(
-                "container {} did not stop after SIGKILL",
-                c.id
-            )));
+            return Err(EngineError::internal(format!("container {} did not stop after SIGKILL", c.id)));
         }
         self.publish(&c.record(), "stop");
         Ok(())
@@ -668,12 +594,7 @@ impl Containers {
                 key, c.id
             )));
         }
-        let sig = parse_signal(
-            signal
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .unwrap_or("KILL"),
-        )?;
+        let sig = parse_signal(signal.as_deref().filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
         self.signal(&c, sig).await?;
         self.publish_with(&c.record(), "kill", &[("signal", sig.to_string())]);
         if sig == 9 {
@@ -683,12 +604,7 @@ impl Containers {
     }
 
     /// `docker restart`.
-    pub async fn restart(
-        self: &Arc<Self>,
-        key: &str,
-        timeout: Option<i64>,
-        signal: Option<String>,
-    ) -> Result<()> {
+    pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
         let c = self.get(key)?;
         let _op = c.ops.lock().await;
         match self.stop_locked(&c, timeout, signal).await {
@@ -703,11 +619,7 @@ impl Containers {
     }
 
     /// `POST /containers/{id}/wait`: `not-running` (default), `next-exit` or `removed`.
-    pub async fn wait(
-        self: &Arc<Self>,
-        key: &str,
-        condition: &str,
-    ) -> Result<(i64, Option<String>)> {
+    pub async fn wait(self: &Arc<Self>, key: &str, condition: &str) -> Result<(i64, Option<String>)> {
         let c = self.get(key)?;
         let mut rx = c.subscribe();
         let start = *rx.borrow_and_update();
@@ -718,21 +630,14 @@ impl Containers {
                 "next-exit" => g.exits > start.exits || g.removed,
                 "removed" => g.removed,
                 "" | "not-running" => {
-                    !rec.state.status.is_live() && rec.state.status != Status::Restarting
-                        || g.removed
+                    !rec.state.status.is_live() && rec.state.status != Status::Restarting || g.removed
                 }
                 other => {
-                    return Err(EngineError::invalid(format!(
-                        "invalid condition: {other:?}"
-                    )));
+                    return Err(EngineError::invalid(format!("invalid condition: {other:?}")));
                 }
             };
             if done {
-                let err = if rec.state.error.is_empty() {
-                    None
-                } else {
-                    Some(rec.state.error.clone())
-                };
+                let err = if rec.state.error.is_empty() { None } else { Some(rec.state.error.clone()) };
                 return Ok((rec.state.exit_code as i64, err));
             }
             if rx.changed().await.is_err() {
@@ -750,37 +655,19 @@ impl Containers {
         match (st, pause) {
             (Status::Running, true) | (Status::Paused, false) => {}
             (Status::Paused, true) => {
-                return Err(EngineError::conflict(format!(
-                    "Container {} is already paused",
-                    c.id
-                )));
+                return Err(EngineError::conflict(format!("Container {} is already paused", c.id)));
             }
             (Status::Running, false) => {
-                return Err(EngineError::conflict(format!(
-                    "Container {} is not paused",
-                    c.id
-                )));
+                return Err(EngineError::conflict(format!("Container {} is not paused", c.id)));
             }
             _ => {
-                return Err(EngineError::conflict(format!(
-                    "Container {} is not running",
-                    c.id
-                )));
+                return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
             }
         }
-        let req = if pause {
-            Request::Pause
-        } else {
-            Request::Resume
-        };
+        let req = if pause { Request::Pause } else { Request::Resume };
         monitor_client::call(&self.monitor_dir(&c.id), req).await?;
-        let rec = self.update(&c, Durability::Lazy, |r| {
-            r.state.status = if pause {
-                Status::Paused
-            } else {
-                Status::Running
-            }
-        })?;
+        let rec = self
+            .update(&c, Durability::Lazy, |r| r.state.status = if pause { Status::Paused } else { Status::Running })?;
         self.publish(&rec, if pause { "pause" } else { "unpause" });
         Ok(())
     }
@@ -791,18 +678,11 @@ impl Containers {
         let _op = c.ops.lock().await;
         let st = c.status();
         if st == Status::Removing {
-            return Err(EngineError::conflict(format!(
-                "removal of container {} is already in progress",
-                c.id
-            )));
+            return Err(EngineError::conflict(format!("removal of container {} is already in progress", c.id)));
         }
         if st.is_live() || st == Status::Restarting {
             if !force {
-                let what = if st == Status::Paused {
-                    "paused"
-                } else {
-                    "running"
-                };
+                let what = if st == Status::Paused { "paused" } else { "running" };
                 return Err(EngineError::conflict(format!(
                     "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
                     c.name()
@@ -815,10 +695,7 @@ impl Containers {
                     let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
                 }
                 if !self.wait_stopped(&c, Duration::from_secs(30)).await {
-                    return Err(EngineError::internal(format!(
-                        "could not kill container {}",
-                        c.id
-                    )));
+                    return Err(EngineError::internal(format!("could not kill container {}", c.id)));
                 }
             }
         }
@@ -841,11 +718,7 @@ impl Containers {
         self.forget(&c)?;
         self.execs.forget_container(&c.id);
         if volumes {
-            for m in rec
-                .mounts
-                .iter()
-                .filter(|m| m.kind == MountKind::Volume && m.anonymous)
-            {
+            for m in rec.mounts.iter().filter(|m| m.kind == MountKind::Volume && m.anonymous) {
                 if !self.volumes_in_use().contains(&m.source) {
                     if let Err(e) = self.volumes.remove(&m.source) {
                         tracing::warn!(volume = %m.source, error = %e, "removing anonymous volume");
@@ -863,20 +736,11 @@ impl Containers {
         for c in self.all() {
             let st = c.status();
             let dir = self.monitor_dir(&c.id);
-            let alive = if dir.socket().exists() {
-                monitor_client::call(&dir, Request::State).await.ok()
-            } else {
-                None
-            };
+            let alive =
+                if dir.socket().exists() { monitor_client::call(&dir, Request::State).await.ok() } else { None };
             match alive {
-                Some(Response::State { state })
-                    if matches!(state.status, MStatus::Running | MStatus::Paused) =>
-                {
-                    let status = if state.status == MStatus::Paused {
-                        Status::Paused
-                    } else {
-                        Status::Running
-                    };
+                Some(Response::State { state }) if matches!(state.status, MStatus::Running | MStatus::Paused) => {
+                    let status = if state.status == MStatus::Paused { Status::Paused } else { Status::Running };
                     let _ = self.update(&c, Durability::Lazy, |r| {
                         r.state.status = status;
                         r.state.pid = state.pid.unwrap_or(0);
@@ -894,14 +758,11 @@ impl Containers {
                         Ok(mut w) => {
                             // The first reply is Ok (still running) or Exited (just finished).
                             match w.response().await {
-                                Ok(Some(Response::Ok)) => self.watch_exit(
-                                    c.clone(),
-                                    w,
-                                    Instant::now() - Duration::from_secs(60),
-                                ),
+                                Ok(Some(Response::Ok)) => {
+                                    self.watch_exit(c.clone(), w, Instant::now() - Duration::from_secs(60))
+                                }
                                 Ok(Some(Response::Exited { status })) => {
-                                    self.on_exit(c.clone(), status, Duration::from_secs(60))
-                                        .await
+                                    self.on_exit(c.clone(), status, Duration::from_secs(60)).await
                                 }
                                 _ => {
                                     let s = self.exit_from_file(&c.id);
@@ -929,14 +790,9 @@ impl Containers {
         // Containers with a restart policy of always come back with the daemon.
         for c in self.all() {
             let rec = c.record();
-            let policy = rec
-                .host_config
-                .restart_policy
-                .as_ref()
-                .and_then(|p| p.name.clone());
+            let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name.clone());
             let wants = matches!(policy, Some(RestartPolicyNameEnum::ALWAYS))
-                || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED))
-                    && !rec.manually_stopped);
+                || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED)) && !rec.manually_stopped);
             if wants && rec.state.status == Status::Exited && rec.state.started_at.is_some() {
                 let this = self.clone();
                 tokio::spawn(async move {
@@ -965,10 +821,7 @@ fn copy_up(rootfs: &std::path::Path, dest: &str, volume: &std::path::Path) -> Re
         if let Ok(m) = std::fs::metadata(&src) {
             use std::os::unix::fs::{MetadataExt, PermissionsExt};
             let _ = std::os::unix::fs::chown(volume, Some(m.uid()), Some(m.gid()));
-            let _ = std::fs::set_permissions(
-                volume,
-                std::fs::Permissions::from_mode(m.mode() & 0o7777),
-            );
+            let _ = std::fs::set_permissions(volume, std::fs::Permissions::from_mode(m.mode() & 0o7777));
         }
     }
     Ok(())
@@ -991,9 +844,8 @@ mod tests {
 
     #[test]
     fn start_errors_read_like_docker() {
-        let (code, msg) = start_error(
-            "failed to create container: exec process failed: executable 'nope' not found in $PATH",
-        );
+        let (code, msg) =
+            start_error("failed to create container: exec process failed: executable 'nope' not found in $PATH");
         assert_eq!(code, 127);
         assert!(msg.contains("exec: \"nope\": executable file not found in $PATH"));
         assert_eq!(start_error("open /x: permission denied").0, 126);
@@ -1021,20 +873,14 @@ impl Containers {
         if let Some(s) = u.memory_swap {
             hc.memory_swap = Some(s);
         }
-        if let (Some(m), Some(s)) = (
-            hc.memory.filter(|m| *m > 0),
-            hc.memory_swap.filter(|s| *s > 0),
-        ) {
+        if let (Some(m), Some(s)) = (hc.memory.filter(|m| *m > 0), hc.memory_swap.filter(|s| *s > 0)) {
             if s < m {
                 return Err(EngineError::invalid(
                     "Minimum memoryswap limit should be larger than memory limit, see usage",
                 ));
             }
         }
-        if u.memory.is_some()
-            && u.memory_swap.is_none()
-            && rec.host_config.memory_swap.unwrap_or(0) > 0
-        {
+        if u.memory.is_some() && u.memory_swap.is_none() && rec.host_config.memory_swap.unwrap_or(0) > 0 {
             // Docker keeps the ratio sane: a new memory limit above the old swap limit grows swap.
             if hc.memory.unwrap_or(0) > hc.memory_swap.unwrap_or(0) {
                 hc.memory_swap = hc.memory.map(|m| m * 2);
@@ -1069,10 +915,7 @@ impl Containers {
         }
         if let Some(p) = u.restart_policy.clone() {
             if hc.auto_remove == Some(true)
-                && !matches!(
-                    p.name,
-                    None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY)
-                )
+                && !matches!(p.name, None | Some(RestartPolicyNameEnum::NO) | Some(RestartPolicyNameEnum::EMPTY))
             {
                 return Err(EngineError::invalid(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container",
@@ -1103,17 +946,11 @@ impl Containers {
             };
             if let Some(n) = u.nano_cpus {
                 up.cpu_period = Some(100_000);
-                up.cpu_quota = Some(if n > 0 {
-                    (n as i128 * 100_000 / 1_000_000_000) as i64
-                } else {
-                    -1
-                });
+                up.cpu_quota = Some(if n > 0 { (n as i128 * 100_000 / 1_000_000_000) as i64 } else { -1 });
             }
             self.layout
                 .update(&format!("/skiff/{}", c.id), &up)
-                .map_err(|e| {
-                    EngineError::invalid(format!("Cannot update container {}: {e}", c.id))
-                })?;
+                .map_err(|e| EngineError::invalid(format!("Cannot update container {}: {e}", c.id)))?;
         }
         let rec = self.update(&c, Durability::Sync, |r| r.host_config = hc)?;
         self.publish(&rec, "update");

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use bollard_stubs::models::HostConfig;
 use oci_spec::runtime::{
-    Capability, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
-    LinuxSeccomp, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec,
-    User,
+    Capability, LinuxBlockIo, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, LinuxSeccomp, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 
 use super::rootfs::ResolvedUser;
@@ -92,15 +91,15 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
         dev_rule(false, None, None, None, "rwm"),
         dev_rule(true, Some(C), None, None, "m"),
         dev_rule(true, Some(B), None, None, "m"),
-        dev_rule(true, Some(C), Some(1), Some(3), "rwm"), // null
-        dev_rule(true, Some(C), Some(1), Some(8), "rwm"), // random
-        dev_rule(true, Some(C), Some(1), Some(7), "rwm"), // full
-        dev_rule(true, Some(C), Some(5), Some(0), "rwm"), // tty
-        dev_rule(true, Some(C), Some(1), Some(5), "rwm"), // zero
-        dev_rule(true, Some(C), Some(1), Some(9), "rwm"), // urandom
-        dev_rule(true, Some(C), Some(136), None, "rwm"),  // pts
-        dev_rule(true, Some(C), Some(5), Some(2), "rwm"), // ptmx
-        dev_rule(true, Some(C), Some(5), Some(1), "rwm"), // console
+        dev_rule(true, Some(C), Some(1), Some(3), "rwm"),    // null
+        dev_rule(true, Some(C), Some(1), Some(8), "rwm"),    // random
+        dev_rule(true, Some(C), Some(1), Some(7), "rwm"),    // full
+        dev_rule(true, Some(C), Some(5), Some(0), "rwm"),    // tty
+        dev_rule(true, Some(C), Some(1), Some(5), "rwm"),    // zero
+        dev_rule(true, Some(C), Some(1), Some(9), "rwm"),    // urandom
+        dev_rule(true, Some(C), Some(136), None, "rwm"),     // pts
+        dev_rule(true, Some(C), Some(5), Some(2), "rwm"),    // ptmx
+        dev_rule(true, Some(C), Some(5), Some(1), "rwm"),    // console
         dev_rule(true, Some(C), Some(10), Some(200), "rwm"), // tun
     ]
 }
@@ -122,10 +121,7 @@ fn host_devices() -> Vec<LinuxDevice> {
             let ft = m.file_type();
             if ft.is_dir() {
                 // /dev/pts and /dev/shm, /dev/mqueue are mounted fresh in the container.
-                if !matches!(
-                    p.file_name().and_then(|n| n.to_str()),
-                    Some("pts" | "shm" | "mqueue")
-                ) {
+                if !matches!(p.file_name().and_then(|n| n.to_str()), Some("pts" | "shm" | "mqueue")) {
                     stack.push(p);
                 }
                 continue;
@@ -196,8 +192,7 @@ fn rlimits(hc: &HostConfig, can_raise: bool) -> Result<Option<Vec<PosixRlimit>>>
     let mut out = Vec::new();
     for u in list {
         let name = u.name.clone().unwrap_or_default();
-        let t = rlimit_type(&name)
-            .ok_or_else(|| EngineError::invalid(format!("invalid ulimit type: {name}")))?;
+        let t = rlimit_type(&name).ok_or_else(|| EngineError::invalid(format!("invalid ulimit type: {name}")))?;
         let soft = u.soft.unwrap_or(0).max(0) as u64;
         let hard = u.hard.unwrap_or(soft as i64).max(0) as u64;
         if soft > hard {
@@ -309,9 +304,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let privileged = hc.privileged == Some(true);
     let tty = rec.config.tty == Some(true);
     let security_opt = hc.security_opt.clone().unwrap_or_default();
-    let no_new_privs = security_opt.iter().any(|o| {
-        o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true"
-    });
+    let no_new_privs = security_opt
+        .iter()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
 
     let mut args = Vec::new();
     if hc.init == Some(true) {
@@ -348,13 +343,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     process.set_user(user);
     process.set_args(Some(args));
     process.set_env(Some(input.env.clone()));
-    process.set_cwd(PathBuf::from(
-        rec.config
-            .working_dir
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into()),
-    ));
+    process
+        .set_cwd(PathBuf::from(rec.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into())));
     process.set_capabilities(Some(lc));
     process.set_rlimits(rlimits(hc, input.can_raise_rlimits)?);
     // Absent rather than false: libcontainer treats any value as "set" and would then load
@@ -372,108 +362,46 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let shm_opt = format!("size={shm_size}");
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount(
-            "/dev",
-            "tmpfs",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ),
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
         mount(
             "/dev/pts",
             "devpts",
             "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
+            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
         ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", ro_sys],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", ro_sys],
-        ),
-        mount(
-            "/dev/mqueue",
-            "mqueue",
-            "mqueue",
-            &["nosuid", "noexec", "nodev"],
-        ),
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt],
-        ),
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro_sys]),
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", ro_sys]),
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt]),
     ];
-    let user_dests: BTreeSet<String> = rec
-        .mounts
-        .iter()
-        .map(|m| m.destination.trim_end_matches('/').to_string())
-        .collect();
+    let user_dests: BTreeSet<String> =
+        rec.mounts.iter().map(|m| m.destination.trim_end_matches('/').to_string()).collect();
     for (dest, src) in input.etc_files {
         if user_dests.contains(dest) {
             continue;
         }
-        mounts.push(mount(
-            dest,
-            "bind",
-            &src.to_string_lossy(),
-            &["rbind", "rprivate"],
-        ));
+        mounts.push(mount(dest, "bind", &src.to_string_lossy(), &["rbind", "rprivate"]));
     }
     if let Some(init) = &input.init_binary {
-        mounts.push(mount(
-            "/sbin/docker-init",
-            "bind",
-            &init.to_string_lossy(),
-            &["bind", "ro", "rprivate"],
-        ));
+        mounts.push(mount("/sbin/docker-init", "bind", &init.to_string_lossy(), &["bind", "ro", "rprivate"]));
     }
     let mut user_mounts: Vec<_> = rec.mounts.iter().collect();
     user_mounts.sort_by_key(|m| Path::new(&m.destination).components().count());
     for m in user_mounts {
-        let propagation = if m.propagation.is_empty() {
-            "rprivate"
-        } else {
-            m.propagation.as_str()
-        };
+        let propagation = if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() };
         let rw = if m.rw { "rw" } else { "ro" };
         match m.kind {
-            MountKind::Bind => mounts.push(mount(
-                &m.destination,
-                "bind",
-                &m.source,
-                &["rbind", rw, propagation],
-            )),
+            MountKind::Bind => mounts.push(mount(&m.destination, "bind", &m.source, &["rbind", rw, propagation])),
             MountKind::Volume => {
-                let src = input.volume_paths.get(&m.source).ok_or_else(|| {
-                    EngineError::internal(format!("volume {} has no path", m.source))
-                })?;
-                mounts.push(mount(
-                    &m.destination,
-                    "bind",
-                    &src.to_string_lossy(),
-                    &["rbind", rw, propagation],
-                ));
+                let src = input
+                    .volume_paths
+                    .get(&m.source)
+                    .ok_or_else(|| EngineError::internal(format!("volume {} has no path", m.source)))?;
+                mounts.push(mount(&m.destination, "bind", &src.to_string_lossy(), &["rbind", rw, propagation]));
             }
             MountKind::Tmpfs => {
                 let mut opts: Vec<&str> = vec![rw];
-                let has = |k: &str| {
-                    m.options
-                        .iter()
-                        .any(|o| o == k || o.starts_with(&format!("{k}=")))
-                };
+                let has = |k: &str| m.options.iter().any(|o| o == k || o.starts_with(&format!("{k}=")));
                 for d in ["noexec", "nosuid", "nodev"] {
                     let neg = match d {
                         "noexec" => "exec",
@@ -484,12 +412,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
                         opts.push(d);
                     }
                 }
-                let extra: Vec<&str> = m
-                    .options
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|o| *o != "rw" && *o != "ro")
-                    .collect();
+                let extra: Vec<&str> =
+                    m.options.iter().map(String::as_str).filter(|o| *o != "rw" && *o != "ro").collect();
                 opts.extend(extra);
                 mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &opts));
             }
@@ -525,11 +449,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     linux.set_namespaces(Some(namespaces));
     linux.set_cgroups_path(Some(PathBuf::from(&input.cgroup_path)));
     linux.set_resources(Some(resources(hc, privileged)?));
-    linux.set_devices(if privileged {
-        Some(host_devices())
-    } else {
-        None
-    });
+    linux.set_devices(if privileged { Some(host_devices()) } else { None });
     linux.set_seccomp(input.seccomp.clone());
     linux.set_sysctl(hc.sysctls.clone().filter(|s| !s.is_empty()));
     linux.set_uid_mappings(None);
@@ -558,10 +478,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
 
 /// The environment of the container's process (Docker's order: defaults, then the config's).
 pub fn environment(config_env: &[String], hostname: &str, tty: bool) -> Vec<String> {
-    let mut env = vec![
-        format!("PATH={DEFAULT_PATH}"),
-        format!("HOSTNAME={hostname}"),
-    ];
+    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
     if tty {
         env.push("TERM=xterm".to_string());
     }
@@ -588,11 +505,7 @@ mod tests {
 
     #[test]
     fn environment_order() {
-        let env = environment(
-            &["PATH=/x".into(), "A=1".into(), "HOSTNAME".into()],
-            "h",
-            true,
-        );
+        let env = environment(&["PATH=/x".into(), "A=1".into(), "HOSTNAME".into()], "h", true);
         assert_eq!(env, vec!["PATH=/x", "TERM=xterm", "A=1"]);
     }
 }

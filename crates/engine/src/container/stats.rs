@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage,
-    ContainerMemoryStats, ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
+    ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats,
+    ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
 };
 use skiff_runtime::cgroups;
 
@@ -17,8 +17,7 @@ fn mem_total() -> u64 {
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             })
         })
         .flatten()
@@ -27,9 +26,7 @@ fn mem_total() -> u64 {
 }
 
 fn online_cpus() -> u32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
 
 pub struct Sample {
@@ -69,11 +66,7 @@ impl Containers {
             s.map(|s| ContainerCpuStats {
                 cpu_usage: Some(ContainerCpuUsage {
                     total_usage: Some(s.stats.cpu_total_ns),
-                    percpu_usage: if s.stats.per_cpu_ns.is_empty() {
-                        None
-                    } else {
-                        Some(s.stats.per_cpu_ns.clone())
-                    },
+                    percpu_usage: if s.stats.per_cpu_ns.is_empty() { None } else { Some(s.stats.per_cpu_ns.clone()) },
                     usage_in_kernelmode: Some(s.stats.cpu_system_ns),
                     usage_in_usermode: Some(s.stats.cpu_user_ns),
                 }),
@@ -84,30 +77,12 @@ impl Containers {
             .unwrap_or_default()
         };
         let memory = cur.map(|s| {
-            let limit = s
-                .stats
-                .memory_limit
-                .filter(|l| *l < (1u64 << 62))
-                .unwrap_or_else(mem_total);
+            let limit = s.stats.memory_limit.filter(|l| *l < (1u64 << 62)).unwrap_or_else(mem_total);
             ContainerMemoryStats {
                 usage: Some(s.stats.memory_usage),
-                max_usage: if self.layout.is_v2() {
-                    None
-                } else {
-                    Some(s.stats.memory_max_usage)
-                },
-                stats: Some(
-                    s.stats
-                        .memory_stat
-                        .iter()
-                        .map(|(k, v)| (k.clone(), *v))
-                        .collect::<HashMap<_, _>>(),
-                ),
-                failcnt: if self.layout.is_v2() {
-                    None
-                } else {
-                    Some(s.stats.memory_failcnt)
-                },
+                max_usage: if self.layout.is_v2() { None } else { Some(s.stats.memory_max_usage) },
+                stats: Some(s.stats.memory_stat.iter().map(|(k, v)| (k.clone(), *v)).collect::<HashMap<_, _>>()),
+                failcnt: if self.layout.is_v2() { None } else { Some(s.stats.memory_failcnt) },
                 limit: Some(limit),
                 ..Default::default()
             }
@@ -130,18 +105,10 @@ impl Containers {
         Ok(ContainerStatsResponse {
             name: Some(format!("/{}", rec.name)),
             id: Some(rec.id.clone()),
-            read: Some(
-                cur.map(|s| s.read.clone())
-                    .unwrap_or_else(|| skiff_common::timefmt::ZERO.into()),
-            ),
-            preread: Some(
-                pre.map(|s| s.read.clone())
-                    .unwrap_or_else(|| skiff_common::timefmt::ZERO.into()),
-            ),
-            pids_stats: cur.map(|s| ContainerPidsStats {
-                current: Some(s.stats.pids_current),
-                limit: s.stats.pids_limit,
-            }),
+            read: Some(cur.map(|s| s.read.clone()).unwrap_or_else(|| skiff_common::timefmt::ZERO.into())),
+            preread: Some(pre.map(|s| s.read.clone()).unwrap_or_else(|| skiff_common::timefmt::ZERO.into())),
+            pids_stats: cur
+                .map(|s| ContainerPidsStats { current: Some(s.stats.pids_current), limit: s.stats.pids_limit }),
             blkio_stats: blkio.or(Some(ContainerBlkioStats::default())),
             num_procs: Some(0),
             storage_stats: Some(Default::default()),
@@ -156,21 +123,13 @@ impl Containers {
     pub fn top(self: &Arc<Self>, key: &str) -> Result<ContainerTopResponse> {
         let c = self.get(key)?;
         if !c.status().is_live() {
-            return Err(EngineError::conflict(format!(
-                "Container {} is not running",
-                c.id
-            )));
+            return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
         }
         let pids = self.layout.pids(&self.cgroup_path(&c.id))?;
         let ticks = 100u64;
         let boot = std::fs::read_to_string("/proc/stat")
             .ok()
-            .and_then(|s| {
-                s.lines().find_map(|l| {
-                    l.strip_prefix("btime ")
-                        .and_then(|v| v.trim().parse::<i64>().ok())
-                })
-            })
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<i64>().ok())))
             .unwrap_or(0);
         let users = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
         let user_name = |uid: &str| {
@@ -214,12 +173,7 @@ impl Containers {
                     .join(" ")
             };
             let cpu_secs = (utime + stime) / ticks;
-            let time = format!(
-                "{:02}:{:02}:{:02}",
-                cpu_secs / 3600,
-                (cpu_secs / 60) % 60,
-                cpu_secs % 60
-            );
+            let time = format!("{:02}:{:02}:{:02}", cpu_secs / 3600, (cpu_secs / 60) % 60, cpu_secs % 60);
             let started = boot + (start_ticks / ticks) as i64;
             let stime_s = {
                 let t = skiff_common::timefmt::format_unix(started, 0);
@@ -243,10 +197,7 @@ impl Containers {
         }
         Ok(ContainerTopResponse {
             titles: Some(
-                ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"].iter().map(|s| s.to_string()).collect(),
             ),
             processes: Some(procs),
         })

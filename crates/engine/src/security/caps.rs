@@ -73,16 +73,8 @@ pub fn normalize(name: &str) -> Result<String, String> {
     if up == "ALL" {
         return Ok(up);
     }
-    let full = if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    };
-    if ALL.contains(&full.as_str()) {
-        Ok(full)
-    } else {
-        Err(format!("unknown capability: {name:?}"))
-    }
+    let full = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    if ALL.contains(&full.as_str()) { Ok(full) } else { Err(format!("unknown capability: {name:?}")) }
 }
 
 /// Capabilities in this process's bounding set.
@@ -93,11 +85,7 @@ pub fn held() -> BTreeSet<String> {
         .find_map(|l| l.strip_prefix("CapBnd:"))
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or(0);
-    ALL.iter()
-        .enumerate()
-        .filter(|(i, _)| mask & (1u64 << i) != 0)
-        .map(|(_, n)| n.to_string())
-        .collect()
+    ALL.iter().enumerate().filter(|(i, _)| mask & (1u64 << i) != 0).map(|(_, n)| n.to_string()).collect()
 }
 
 /// The capability set of a container: defaults (or everything held, if privileged), then drops,
@@ -113,10 +101,7 @@ pub fn resolve(
     }
     let mut set: BTreeSet<String> = DEFAULT.iter().map(|s| s.to_string()).collect();
     let add: Vec<String> = add.iter().map(|c| normalize(c)).collect::<Result<_, _>>()?;
-    let drop: Vec<String> = drop
-        .iter()
-        .map(|c| normalize(c))
-        .collect::<Result<_, _>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| normalize(c)).collect::<Result<_, _>>()?;
     if drop.iter().any(|d| d == "ALL") {
         set.clear();
     } else {

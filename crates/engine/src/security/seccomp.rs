@@ -64,9 +64,7 @@ struct Filter {
 }
 
 /// Docker's profiles write `null` for empty lists.
-fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
-    d: D,
-) -> Result<T, D::Error> {
+fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -92,10 +90,7 @@ fn host_arch() -> (&'static str, Arch) {
 }
 
 fn kernel_version() -> (u32, u32) {
-    let rel = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
+    let rel = rustix::system::uname().release().to_string_lossy().into_owned();
     let mut it = rel.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
@@ -140,9 +135,7 @@ impl Profile {
                     continue;
                 }
             }
-            if r.excludes.arches.iter().any(|a| a == arch_name)
-                || r.excludes.caps.iter().any(|c| caps.contains(c))
-            {
+            if r.excludes.arches.iter().any(|a| a == arch_name) || r.excludes.caps.iter().any(|c| caps.contains(c)) {
                 continue;
             }
             let mut names = r.names.clone();
@@ -181,10 +174,11 @@ mod tests {
         let p = Profile::default_profile();
         let plain = p.resolve(&caps(crate::security::caps::DEFAULT)).unwrap();
         let allowed = |s: &LinuxSeccomp, name: &str| {
-            s.syscalls().as_ref().unwrap().iter().any(|r| {
-                r.action() == LinuxSeccompAction::ScmpActAllow
-                    && r.names().iter().any(|n| n == name)
-            })
+            s.syscalls()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|r| r.action() == LinuxSeccompAction::ScmpActAllow && r.names().iter().any(|n| n == name))
         };
         assert!(allowed(&plain, "read"));
         assert!(!allowed(&plain, "mount"));
@@ -199,9 +193,6 @@ mod tests {
     fn rejects_bad_profiles() {
         assert!(Profile::parse("").is_err());
         assert!(Profile::parse(r#"{"defaultAction":"SCMP_ACT_NUKE"}"#).is_err());
-        assert!(
-            Profile::parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"]}]}"#)
-                .is_err()
-        );
+        assert!(Profile::parse(r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["read"]}]}"#).is_err());
     }
 }

@@ -50,9 +50,7 @@ pub fn decompress<'a, R: Read + 'a>(r: R) -> io::Result<(Compression, Box<dyn Re
     let (c, r) = peek(r)?;
     let out: Box<dyn Read + 'a> = match c {
         Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-            io::BufReader::with_capacity(256 << 10, r),
-        )),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(256 << 10, r))),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
     };
     Ok((c, out))
@@ -70,11 +68,7 @@ mod tests {
         gz.write_all(&data).unwrap();
         let gz = gz.finish().unwrap();
         let zs = zstd::encode_all(&data[..], 1).unwrap();
-        for (bytes, kind) in [
-            (data.clone(), Compression::None),
-            (gz, Compression::Gzip),
-            (zs, Compression::Zstd),
-        ] {
+        for (bytes, kind) in [(data.clone(), Compression::None), (gz, Compression::Gzip), (zs, Compression::Zstd)] {
             let (c, mut r) = decompress(&bytes[..]).unwrap();
             assert_eq!(c, kind);
             let mut out = Vec::new();

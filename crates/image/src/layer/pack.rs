@@ -24,10 +24,7 @@ impl<W: Write> TarWriter<W> {
     pub fn new(w: W) -> Self {
         let mut builder = tar::Builder::new(w);
         builder.mode(tar::HeaderMode::Complete);
-        TarWriter {
-            builder,
-            links: HashMap::new(),
-        }
+        TarWriter { builder, links: HashMap::new() }
     }
 
     pub fn finish(self) -> io::Result<W> {
@@ -90,9 +87,7 @@ impl<W: Write> TarWriter<W> {
             let mut h = Self::header_for(meta, tar::EntryType::Directory);
             let mut n = name.as_os_str().as_bytes().to_vec();
             n.push(b'/');
-            return self
-                .builder
-                .append_data(&mut h, OsStr::from_bytes(&n), io::empty());
+            return self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty());
         }
         if ft.is_file() {
             if meta.nlink() > 1 {
@@ -115,14 +110,7 @@ impl<W: Write> TarWriter<W> {
                 buf.resize(meta.len() as usize, 0);
                 return self.builder.append_data(&mut h, name, &buf[..]);
             }
-            return self.builder.append_data(
-                &mut h,
-                name,
-                PadReader {
-                    inner: r,
-                    left: meta.len(),
-                },
-            );
+            return self.builder.append_data(&mut h, name, PadReader { inner: r, left: meta.len() });
         }
         if ft.is_symlink() {
             let target = fs::read_link(path)?;
@@ -184,10 +172,7 @@ impl<W: Write> TarWriter<W> {
             match classify(&path, &name, &meta) {
                 Visit::Skip => continue,
                 Visit::Whiteout => {
-                    let wh = name.with_file_name(format!(
-                        "{WHITEOUT_PREFIX}{}",
-                        e.file_name().to_string_lossy()
-                    ));
+                    let wh = name.with_file_name(format!("{WHITEOUT_PREFIX}{}", e.file_name().to_string_lossy()));
                     self.append_marker(&wh, meta.mtime().max(0) as u64)?;
                     continue;
                 }
@@ -249,11 +234,7 @@ pub fn pack_overlay_diff<W: Write>(upper: &Path, w: W, skip: &[&str]) -> io::Res
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             return Visit::Whiteout;
         }
-        if meta.is_dir()
-            && xattr_get(path, OVERLAY_OPAQUE_XATTR.as_bytes())
-                .map(|v| v == b"y")
-                .unwrap_or(false)
-        {
+        if meta.is_dir() && xattr_get(path, OVERLAY_OPAQUE_XATTR.as_bytes()).map(|v| v == b"y").unwrap_or(false) {
             return Visit::OpaqueDir;
         }
         Visit::Normal
@@ -272,11 +253,7 @@ pub struct Change {
 
 /// Changes recorded in an overlay upper dir; `exists_below` tells whether a path exists in the
 /// image (to tell added from modified).
-pub fn overlay_changes(
-    upper: &Path,
-    exists_below: &dyn Fn(&Path) -> bool,
-    skip: &[&str],
-) -> io::Result<Vec<Change>> {
+pub fn overlay_changes(upper: &Path, exists_below: &dyn Fn(&Path) -> bool, skip: &[&str]) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
     let mut stack = vec![(upper.to_path_buf(), PathBuf::from("/"))];
     while let Some((dir, rel)) = stack.pop() {
@@ -294,10 +271,7 @@ pub fn overlay_changes(
                 continue;
             }
             let kind = if exists_below(&r) { 0 } else { 1 };
-            out.push(Change {
-                path: r.clone(),
-                kind,
-            });
+            out.push(Change { path: r.clone(), kind });
             if meta.is_dir() {
                 stack.push((path, r));
             }
@@ -318,11 +292,7 @@ fn xattr_list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(buf[..n]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect())
+    Ok(buf[..n].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| s.to_vec()).collect())
 }
 
 fn xattr_get(path: &Path, key: &[u8]) -> io::Result<Vec<u8>> {
@@ -368,19 +338,10 @@ pub fn naive_changes(base: &Path, new: &Path, skip: &[&str]) -> io::Result<Vec<C
     Ok(out)
 }
 
-fn naive_walk(
-    base: Option<&Path>,
-    new: &Path,
-    rel: &Path,
-    skip: &[&str],
-    out: &mut Vec<Change>,
-) -> io::Result<bool> {
+fn naive_walk(base: Option<&Path>, new: &Path, rel: &Path, skip: &[&str], out: &mut Vec<Change>) -> io::Result<bool> {
     let mut changed = false;
-    let mut names: Vec<_> = fs::read_dir(new)?
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .map(|e| e.file_name())
-        .collect();
+    let mut names: Vec<_> =
+        fs::read_dir(new)?.collect::<Result<Vec<_>, _>>()?.into_iter().map(|e| e.file_name()).collect();
     names.sort();
     for name in &names {
         let r = rel.join(name);
@@ -393,10 +354,7 @@ fn naive_walk(
         let bm = bp.as_ref().and_then(|p| fs::symlink_metadata(p).ok());
         match bm {
             None => {
-                out.push(Change {
-                    path: r.clone(),
-                    kind: 1,
-                });
+                out.push(Change { path: r.clone(), kind: 1 });
                 changed = true;
                 if nm.is_dir() {
                     naive_walk(None, &np, &r, skip, out)?;
@@ -405,16 +363,9 @@ fn naive_walk(
             Some(bm) => {
                 let bp = bp.expect("base path exists when its metadata does");
                 let this = differs(&nm, &bm, &np, &bp);
-                let below = if nm.is_dir() && bm.is_dir() {
-                    naive_walk(Some(&bp), &np, &r, skip, out)?
-                } else {
-                    false
-                };
+                let below = if nm.is_dir() && bm.is_dir() { naive_walk(Some(&bp), &np, &r, skip, out)? } else { false };
                 if this || below {
-                    out.push(Change {
-                        path: r.clone(),
-                        kind: 0,
-                    });
+                    out.push(Change { path: r.clone(), kind: 0 });
                     changed = true;
                 }
             }
@@ -443,10 +394,7 @@ pub fn pack_naive_diff<W: Write>(base: &Path, new: &Path, w: W, skip: &[&str]) -
     for c in changes {
         let rel = c.path.strip_prefix("/").unwrap_or(&c.path).to_path_buf();
         if c.kind == 2 {
-            let name = rel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             tw.append_marker(&rel.with_file_name(format!("{WHITEOUT_PREFIX}{name}")), 0)?;
         } else {
             let p = new.join(&rel);
@@ -483,15 +431,10 @@ impl<W: Write> TarWriter<W> {
                 if !name.as_os_str().is_empty() {
                     let mut n = name.as_os_str().as_bytes().to_vec();
                     n.push(b'/');
-                    self.builder
-                        .append_data(&mut h, OsStr::from_bytes(&n), io::empty())?;
+                    self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty())?;
                 }
-                let dir = rustix::fs::openat(
-                    fd,
-                    ".",
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )?;
+                let dir =
+                    rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
                 let mut names = Vec::new();
                 {
                     let mut it = rustix::fs::Dir::read_from(&dir)?;
@@ -515,15 +458,9 @@ impl<W: Write> TarWriter<W> {
                         Err(rustix::io::Errno::NOENT) => continue,
                         Err(e) => return Err(e.into()),
                     };
-                    let cst = rustix::fs::statat(
-                        &child,
-                        "",
-                        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
-                    )?;
+                    let cst = rustix::fs::statat(&child, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
                     // Stay on one filesystem, as `docker cp` and export do for mounts below.
-                    if cst.st_dev != st.st_dev
-                        && FileType::from_raw_mode(cst.st_mode) == FileType::Directory
-                    {
+                    if cst.st_dev != st.st_dev && FileType::from_raw_mode(cst.st_mode) == FileType::Directory {
                         continue;
                     }
                     self.append_fd_tree(&child, &name.join(&n))?;
@@ -540,26 +477,19 @@ impl<W: Write> TarWriter<W> {
                     self.links.insert(key, name.to_path_buf());
                 }
                 // Reopen the O_PATH descriptor for reading: same inode, no path lookup.
-                let f = File::open(format!(
-                    "/proc/self/fd/{}",
-                    std::os::fd::AsRawFd::as_raw_fd(fd)
-                ))?;
+                let f = File::open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))?;
                 let mut h = Self::header_for_stat(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);
                 self.builder.append_data(
                     &mut h,
                     name,
-                    PadReader {
-                        inner: io::Read::take(f, st.st_size as u64),
-                        left: st.st_size as u64,
-                    },
+                    PadReader { inner: io::Read::take(f, st.st_size as u64), left: st.st_size as u64 },
                 )
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
                 let mut h = Self::header_for_stat(&st, tar::EntryType::Symlink);
-                self.builder
-                    .append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
+                self.builder.append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
                 let kind = match ft {

@@ -23,11 +23,7 @@ fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
             gnu.name[..name.len()].copy_from_slice(name.as_bytes());
         }
         h.set_entry_type(*kind);
-        h.set_mode(if *kind == tar::EntryType::Directory {
-            0o755
-        } else {
-            0o644
-        });
+        h.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
         h.set_uid(0);
         h.set_gid(0);
         h.set_mtime(1_700_000_000);
@@ -52,10 +48,7 @@ fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
 }
 
 fn opts(mode: WhiteoutMode) -> UnpackOptions {
-    UnpackOptions {
-        whiteouts: mode,
-        ..Default::default()
-    }
+    UnpackOptions { whiteouts: mode, ..Default::default() }
 }
 
 #[test]
@@ -76,28 +69,11 @@ fn unpacks_files_dirs_links() {
     assert_eq!(st.entries, 6);
     let root = dir.path();
     assert_eq!(fs::read(root.join("bin/busybox")).unwrap(), b"ELF");
-    assert_eq!(
-        fs::read_link(root.join("bin/sh")).unwrap(),
-        Path::new("/bin/busybox")
-    );
-    assert_eq!(
-        fs::metadata(root.join("bin/ls")).unwrap().ino(),
-        fs::metadata(root.join("bin/busybox")).unwrap().ino()
-    );
-    assert_eq!(
-        fs::read(root.join("deep/a/b/c.txt")).unwrap(),
-        b"auto parents"
-    );
-    assert!(
-        fs::symlink_metadata(root.join("fifo"))
-            .unwrap()
-            .file_type()
-            .is_fifo()
-    );
-    assert_eq!(
-        fs::metadata(root.join("bin")).unwrap().mtime(),
-        1_700_000_000
-    );
+    assert_eq!(fs::read_link(root.join("bin/sh")).unwrap(), Path::new("/bin/busybox"));
+    assert_eq!(fs::metadata(root.join("bin/ls")).unwrap().ino(), fs::metadata(root.join("bin/busybox")).unwrap().ino());
+    assert_eq!(fs::read(root.join("deep/a/b/c.txt")).unwrap(), b"auto parents");
+    assert!(fs::symlink_metadata(root.join("fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(fs::metadata(root.join("bin")).unwrap().mtime(), 1_700_000_000);
 }
 
 #[test]
@@ -120,15 +96,7 @@ fn rejects_parent_dir_paths() {
 fn absolute_paths_stay_inside() {
     let dir = tempfile::tempdir().unwrap();
     let t = raw_tar(&[("/etc/skiff-test-abs", tar::EntryType::Regular, b"x")]);
-    unpack(
-        &t[..],
-        dir.path(),
-        &UnpackOptions {
-            same_owner: is_root(),
-            ..opts(WhiteoutMode::Overlay)
-        },
-    )
-    .unwrap();
+    unpack(&t[..], dir.path(), &UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) }).unwrap();
     assert!(dir.path().join("etc/skiff-test-abs").exists());
     assert!(!Path::new("/etc/skiff-test-abs").exists());
 }
@@ -142,42 +110,21 @@ fn symlink_parents_cannot_escape() {
     fs::create_dir(&target).unwrap();
     // An absolute symlink is legal, but writing through it must land inside the root.
     let abs = outside.to_str().unwrap().as_bytes().to_vec();
-    let t = raw_tar(&[
-        ("escape", tar::EntryType::Symlink, &abs),
-        ("escape/pwned", tar::EntryType::Regular, b"x"),
-    ]);
-    let o = UnpackOptions {
-        same_owner: is_root(),
-        ..opts(WhiteoutMode::Overlay)
-    };
+    let t = raw_tar(&[("escape", tar::EntryType::Symlink, &abs), ("escape/pwned", tar::EntryType::Regular, b"x")]);
+    let o = UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) };
     // The link dangles inside the root, so the write fails (as it does for Docker)...
     assert!(unpack(&t[..], &target, &o).is_err());
-    assert!(
-        !outside.join("pwned").exists(),
-        "wrote through an absolute symlink"
-    );
+    assert!(!outside.join("pwned").exists(), "wrote through an absolute symlink");
     // ...and once its target exists inside the root, the write lands there.
-    let inner = outside
-        .strip_prefix("/")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
-        + "/";
+    let inner = outside.strip_prefix("/").unwrap().to_str().unwrap().to_string() + "/";
     let t = raw_tar(&[
         (inner.as_str(), tar::EntryType::Directory, b""),
         ("escape", tar::EntryType::Symlink, &abs),
         ("escape/pwned", tar::EntryType::Regular, b"x"),
     ]);
     unpack(&t[..], &target, &o).unwrap();
-    assert!(
-        !outside.join("pwned").exists(),
-        "wrote through an absolute symlink"
-    );
-    assert!(
-        target.join(&inner).join("pwned").exists(),
-        "expected the write to resolve inside the root"
-    );
+    assert!(!outside.join("pwned").exists(), "wrote through an absolute symlink");
+    assert!(target.join(&inner).join("pwned").exists(), "expected the write to resolve inside the root");
 }
 
 #[test]
@@ -188,15 +135,7 @@ fn rejects_escaping_relative_symlinks() {
     assert!(matches!(e, UnpackError::Breakout { .. }), "{e:?}");
     // Within the root is fine.
     let t = raw_tar(&[("a/link", tar::EntryType::Symlink, b"../etc")]);
-    unpack(
-        &t[..],
-        dir.path(),
-        &UnpackOptions {
-            same_owner: is_root(),
-            ..opts(WhiteoutMode::Overlay)
-        },
-    )
-    .unwrap();
+    unpack(&t[..], dir.path(), &UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) }).unwrap();
 }
 
 #[test]
@@ -222,10 +161,7 @@ fn hardlink_through_symlink_stays_inside() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("root");
     fs::create_dir(&target).unwrap();
-    let t = raw_tar(&[
-        ("etc", tar::EntryType::Symlink, b"/etc"),
-        ("stolen", tar::EntryType::Link, b"etc/hostname"),
-    ]);
+    let t = raw_tar(&[("etc", tar::EntryType::Symlink, b"/etc"), ("stolen", tar::EntryType::Link, b"etc/hostname")]);
     assert!(unpack(&t[..], &target, &opts(WhiteoutMode::Overlay)).is_err());
     assert!(!target.join("stolen").exists());
 }
@@ -237,15 +173,7 @@ fn refuses_devices_outside_dev() {
     let e = unpack(&t[..], dir.path(), &opts(WhiteoutMode::Overlay)).unwrap_err();
     assert!(matches!(e, UnpackError::Device(_)), "{e:?}");
     let t = raw_tar(&[("dev/null", tar::EntryType::Char, b"")]);
-    unpack(
-        &t[..],
-        dir.path(),
-        &UnpackOptions {
-            same_owner: is_root(),
-            ..opts(WhiteoutMode::Overlay)
-        },
-    )
-    .unwrap();
+    unpack(&t[..], dir.path(), &UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) }).unwrap();
     assert!(!dir.path().join("dev/null").exists());
 }
 
@@ -292,8 +220,7 @@ fn whiteouts_overlay_and_apply() {
     let m = fs::symlink_metadata(layer.join("gone")).unwrap();
     assert!(m.file_type().is_char_device() && m.rdev() == 0);
     let mut v = [0u8; 4];
-    let n =
-        rustix::fs::lgetxattr(layer.join("d").as_path(), OVERLAY_OPAQUE_XATTR, &mut v[..]).unwrap();
+    let n = rustix::fs::lgetxattr(layer.join("d").as_path(), OVERLAY_OPAQUE_XATTR, &mut v[..]).unwrap();
     assert_eq!(&v[..n], b"y");
     // And back: the overlay dir packs to the same whiteouts.
     let packed = pack_overlay_diff(&layer, Vec::new(), &[]).unwrap();
@@ -323,25 +250,11 @@ fn pack_round_trip_is_deterministic() {
     assert_eq!(one, pack(&src));
     let dst = dir.path().join("dst");
     fs::create_dir(&dst).unwrap();
-    unpack(
-        &one[..],
-        &dst,
-        &UnpackOptions {
-            same_owner: is_root(),
-            ..opts(WhiteoutMode::Apply)
-        },
-    )
-    .unwrap();
+    unpack(&one[..], &dst, &UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Apply) }).unwrap();
     let mut s = String::new();
-    fs::File::open(dst.join("a/h"))
-        .unwrap()
-        .read_to_string(&mut s)
-        .unwrap();
+    fs::File::open(dst.join("a/h")).unwrap().read_to_string(&mut s).unwrap();
     assert_eq!(s, "data");
-    assert_eq!(
-        fs::metadata(dst.join("a/b/f")).unwrap().mode() & 0o7777,
-        0o4755
-    );
+    assert_eq!(fs::metadata(dst.join("a/b/f")).unwrap().mode() & 0o7777, 0o4755);
     assert_eq!(fs::read_link(dst.join("a/l")).unwrap(), Path::new("b/f"));
     assert_eq!(pack(&dst), one);
 }

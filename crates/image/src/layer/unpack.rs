@@ -48,10 +48,7 @@ pub enum UnpackError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(Errno) -> UnpackError + '_ {
-    move |e| UnpackError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
+    move |e| UnpackError::Io { path: path.to_path_buf(), source: e.into() }
 }
 
 /// What to do with whiteout entries.
@@ -109,17 +106,9 @@ pub struct UnpackStats {
 }
 
 /// Unpacks an uncompressed tar stream into `dest` (which must exist).
-pub fn unpack<R: Read>(
-    r: R,
-    dest: &Path,
-    opts: &UnpackOptions,
-) -> Result<UnpackStats, UnpackError> {
-    let root = rustix::fs::open(
-        dest,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(io_at(dest))?;
+pub fn unpack<R: Read>(r: R, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, UnpackError> {
+    let root = rustix::fs::open(dest, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io_at(dest))?;
     let mut u = Unpacker {
         root,
         opts: opts.clone(),
@@ -168,19 +157,12 @@ pub(crate) fn clean_path(p: &Path) -> Result<Option<PathBuf>, UnpackError> {
             }
             Component::CurDir | Component::RootDir => {}
             Component::ParentDir => {
-                return Err(UnpackError::Breakout {
-                    path: p.to_path_buf(),
-                    why: "\"..\" in path".into(),
-                });
+                return Err(UnpackError::Breakout { path: p.to_path_buf(), why: "\"..\" in path".into() });
             }
             Component::Prefix(_) => return Err(UnpackError::BadPath(p.to_path_buf())),
         }
     }
-    Ok(if out.as_os_str().is_empty() {
-        None
-    } else {
-        Some(out)
-    })
+    Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
 }
 
 /// Whether a relative symlink target, seen from `dir` (relative to the root), climbs above it.
@@ -205,25 +187,15 @@ fn symlink_escapes(dir: &Path, target: &Path) -> bool {
 }
 
 fn ts(secs: u64) -> Timestamps {
-    let t = Timespec {
-        tv_sec: secs.min(i64::MAX as u64) as i64,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
+    let t = Timespec { tv_sec: secs.min(i64::MAX as u64) as i64, tv_nsec: 0 };
+    Timestamps { last_access: t, last_modification: t }
 }
 
 impl Unpacker {
     /// Opens `rel` as the root-confined view sees it. Intermediate symlinks (and the last one,
     /// unless `flags` has NOFOLLOW) resolve inside the root, as in a chroot.
     fn open_in_root(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
-        let path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
+        let path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
         rustix::fs::openat2(
             &self.root,
             path,
@@ -238,10 +210,7 @@ impl Unpacker {
     fn parent_dir(&mut self, rel: &Path) -> Result<OwnedFd, UnpackError> {
         if let Some((p, fd)) = &self.cache {
             if p == rel {
-                return fd.try_clone().map_err(|e| UnpackError::Io {
-                    path: rel.into(),
-                    source: e,
-                });
+                return fd.try_clone().map_err(|e| UnpackError::Io { path: rel.into(), source: e });
             }
         }
         let fd = match self.open_in_root(rel, OFlags::PATH | OFlags::DIRECTORY) {
@@ -249,21 +218,14 @@ impl Unpacker {
             Err(Errno::NOENT) => self.make_dirs(rel)?,
             Err(e) => return Err(io_at(rel)(e)),
         };
-        self.cache = Some((
-            rel.to_path_buf(),
-            fd.try_clone().map_err(|e| UnpackError::Io {
-                path: rel.into(),
-                source: e,
-            })?,
-        ));
+        self.cache =
+            Some((rel.to_path_buf(), fd.try_clone().map_err(|e| UnpackError::Io { path: rel.into(), source: e })?));
         Ok(fd)
     }
 
     fn make_dirs(&mut self, rel: &Path) -> Result<OwnedFd, UnpackError> {
         let mut cur = PathBuf::new();
-        let mut fd = self
-            .open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(io_at(rel))?;
+        let mut fd = self.open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(rel))?;
         for c in rel.components() {
             cur.push(c);
             fd = match self.open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY) {
@@ -274,8 +236,7 @@ impl Unpacker {
                         Err(e) => return Err(io_at(&cur)(e)),
                     }
                     self.created.insert(cur.clone());
-                    self.open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY)
-                        .map_err(io_at(&cur))?
+                    self.open_in_root(&cur, OFlags::PATH | OFlags::DIRECTORY).map_err(io_at(&cur))?
                 }
                 Err(e) => return Err(io_at(&cur)(e)),
             };
@@ -319,10 +280,7 @@ impl Unpacker {
             return Ok(());
         };
         self.stats.entries += 1;
-        let name = rel
-            .file_name()
-            .expect("cleaned path has a last component")
-            .to_os_string();
+        let name = rel.file_name().expect("cleaned path has a last component").to_os_string();
         let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
         let name_bytes = name.as_bytes();
 
@@ -330,10 +288,7 @@ impl Unpacker {
         if !literal && name_bytes == WHITEOUT_OPAQUE.as_bytes() {
             return self.opaque(&parent);
         }
-        if let Some(target) = name_bytes
-            .strip_prefix(WHITEOUT_PREFIX.as_bytes())
-            .filter(|_| !literal)
-        {
+        if let Some(target) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()).filter(|_| !literal) {
             if target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
                 return Ok(()); // other aufs metadata (.wh..wh.plnk etc.)
             }
@@ -348,10 +303,7 @@ impl Unpacker {
         let mode = hdr.mode().map_err(UnpackError::Read)? & 0o7777;
         let (uid, gid) = match self.opts.owner {
             Some((u, g)) => (u as u64, g as u64),
-            None => (
-                hdr.uid().map_err(UnpackError::Read)?,
-                hdr.gid().map_err(UnpackError::Read)?,
-            ),
+            None => (hdr.uid().map_err(UnpackError::Read)?, hdr.gid().map_err(UnpackError::Read)?),
         };
         let mtime = hdr.mtime().unwrap_or(0);
         let xattrs = read_xattrs(&mut entry)?;
@@ -374,9 +326,7 @@ impl Unpacker {
                 if is_dir != (kind == tar::EntryType::Directory) {
                     return Err(UnpackError::Io {
                         path: rel,
-                        source: io::Error::other(
-                            "cannot overwrite a directory with a non-directory, or the reverse",
-                        ),
+                        source: io::Error::other("cannot overwrite a directory with a non-directory, or the reverse"),
                     });
                 }
             }
@@ -387,12 +337,10 @@ impl Unpacker {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                     Ok(_) => {
                         self.remove(&dir, &name, &rel)?;
-                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755))
-                            .map_err(io_at(&rel))?;
+                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?;
                     }
                     Err(Errno::NOENT) => {
-                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755))
-                            .map_err(io_at(&rel))?
+                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?
                     }
                     Err(e) => return Err(io_at(&rel)(e)),
                 }
@@ -412,21 +360,13 @@ impl Unpacker {
                 let fd = rustix::fs::openat(
                     &dir,
                     &name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(io_at(&rel))?;
                 let mut file = std::fs::File::from(fd);
-                let n = copy_with(&mut entry, &mut file, &mut self.buf).map_err(|e| {
-                    UnpackError::Io {
-                        path: rel.clone(),
-                        source: e,
-                    }
-                })?;
+                let n = copy_with(&mut entry, &mut file, &mut self.buf)
+                    .map_err(|e| UnpackError::Io { path: rel.clone(), source: e })?;
                 self.stats.bytes += n;
                 let fd = OwnedFd::from(file);
                 self.set_owner_mode(&fd, uid, gid, mode, &rel)?;
@@ -434,70 +374,44 @@ impl Unpacker {
                 rustix::fs::futimens(&fd, &ts(mtime)).map_err(io_at(&rel))?;
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
+                let target =
+                    entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
                 if target.as_os_str().is_empty() || target.as_os_str().as_bytes().contains(&0) {
                     return Err(UnpackError::BadPath(raw));
                 }
                 if symlink_escapes(&parent, &target) {
-                    return Err(UnpackError::Breakout {
-                        path: rel,
-                        why: format!("symlink to {target:?}"),
-                    });
+                    return Err(UnpackError::Breakout { path: rel, why: format!("symlink to {target:?}") });
                 }
                 self.remove(&dir, &name, &rel)?;
                 self.invalidate(&rel);
                 rustix::fs::symlinkat(target.as_os_str(), &dir, &name).map_err(io_at(&rel))?;
                 if self.opts.same_owner || self.opts.owner.is_some() {
-                    rustix::fs::chownat(
-                        &dir,
-                        &name,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_at(&rel))?;
+                    rustix::fs::chownat(&dir, &name, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_at(&rel))?;
                 }
                 let _ = rustix::fs::utimensat(&dir, &name, &ts(mtime), AtFlags::SYMLINK_NOFOLLOW);
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(UnpackError::Read)?
-                    .ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
+                let target =
+                    entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
                 let Some(trel) = clean_path(&target)? else {
-                    return Err(UnpackError::BadHardlink {
-                        path: rel,
-                        target: target.into_owned(),
-                    });
+                    return Err(UnpackError::BadHardlink { path: rel, target: target.into_owned() });
                 };
                 if trel == rel {
                     return Ok(());
                 }
                 let tname = trel.file_name().expect("cleaned").to_os_string();
                 let tdir = self
-                    .open_in_root(
-                        trel.parent().unwrap_or(Path::new("")),
-                        OFlags::PATH | OFlags::DIRECTORY,
-                    )
-                    .map_err(|_| UnpackError::BadHardlink {
-                        path: rel.clone(),
-                        target: trel.clone(),
-                    })?;
+                    .open_in_root(trel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|_| UnpackError::BadHardlink { path: rel.clone(), target: trel.clone() })?;
                 match rustix::fs::statat(&tdir, &tname, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {}
                     _ => {
-                        return Err(UnpackError::BadHardlink {
-                            path: rel,
-                            target: trel,
-                        });
+                        return Err(UnpackError::BadHardlink { path: rel, target: trel });
                     }
                 }
                 self.remove(&dir, &name, &rel)?;
-                rustix::fs::linkat(&tdir, &tname, &dir, &name, AtFlags::empty())
-                    .map_err(io_at(&rel))?;
+                rustix::fs::linkat(&tdir, &tname, &dir, &name, AtFlags::empty()).map_err(io_at(&rel))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let ft = match kind {
@@ -509,20 +423,12 @@ impl Unpacker {
                 let minor = hdr.device_minor().ok().flatten().unwrap_or(0);
                 let dev: Dev = rustix::fs::makedev(major, minor);
                 self.remove(&dir, &name, &rel)?;
-                rustix::fs::mknodat(&dir, &name, ft, Mode::from_raw_mode(mode), dev)
-                    .map_err(io_at(&rel))?;
+                rustix::fs::mknodat(&dir, &name, ft, Mode::from_raw_mode(mode), dev).map_err(io_at(&rel))?;
                 if self.opts.same_owner || self.opts.owner.is_some() {
-                    rustix::fs::chownat(
-                        &dir,
-                        &name,
-                        Some(uid_of(uid)),
-                        Some(gid_of(gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_at(&rel))?;
+                    rustix::fs::chownat(&dir, &name, Some(uid_of(uid)), Some(gid_of(gid)), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_at(&rel))?;
                 }
-                rustix::fs::chmodat(&dir, &name, Mode::from_raw_mode(mode), AtFlags::empty())
-                    .map_err(io_at(&rel))?;
+                rustix::fs::chmodat(&dir, &name, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(io_at(&rel))?;
                 let _ = rustix::fs::utimensat(&dir, &name, &ts(mtime), AtFlags::SYMLINK_NOFOLLOW);
             }
             tar::EntryType::XGlobalHeader
@@ -530,23 +436,13 @@ impl Unpacker {
             | tar::EntryType::GNULongName
             | tar::EntryType::GNULongLink => {}
             other => {
-                return Err(UnpackError::Unsupported {
-                    path: rel,
-                    kind: other.as_byte(),
-                });
+                return Err(UnpackError::Unsupported { path: rel, kind: other.as_byte() });
             }
         }
         Ok(())
     }
 
-    fn set_owner_mode(
-        &self,
-        fd: &OwnedFd,
-        uid: u64,
-        gid: u64,
-        mode: u32,
-        rel: &Path,
-    ) -> Result<(), UnpackError> {
+    fn set_owner_mode(&self, fd: &OwnedFd, uid: u64, gid: u64, mode: u32, rel: &Path) -> Result<(), UnpackError> {
         // chown before chmod: chown clears set-id bits.
         if self.opts.same_owner || self.opts.owner.is_some() {
             rustix::fs::fchown(fd, Some(uid_of(uid)), Some(gid_of(gid))).map_err(io_at(rel))?;
@@ -560,14 +456,8 @@ impl Unpacker {
         match self.opts.whiteouts {
             WhiteoutMode::Overlay => {
                 self.remove(&dir, target, &rel)?;
-                rustix::fs::mknodat(
-                    &dir,
-                    target,
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    rustix::fs::makedev(0, 0),
-                )
-                .map_err(io_at(&rel))?;
+                rustix::fs::mknodat(&dir, target, FileType::CharacterDevice, Mode::empty(), rustix::fs::makedev(0, 0))
+                    .map_err(io_at(&rel))?;
             }
             WhiteoutMode::Apply => self.remove(&dir, target, &rel)?,
             WhiteoutMode::Literal => unreachable!("literal mode has no whiteouts"),
@@ -579,30 +469,17 @@ impl Unpacker {
         let dir = self.parent_dir(parent)?;
         match self.opts.whiteouts {
             WhiteoutMode::Overlay => {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    ".",
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_at(parent))?;
-                rustix::fs::fsetxattr(
-                    &fd,
-                    super::OVERLAY_OPAQUE_XATTR,
-                    b"y",
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .map_err(io_at(parent))?;
+                let fd =
+                    rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(io_at(parent))?;
+                rustix::fs::fsetxattr(&fd, super::OVERLAY_OPAQUE_XATTR, b"y", rustix::fs::XattrFlags::empty())
+                    .map_err(io_at(parent))?;
             }
             WhiteoutMode::Literal => unreachable!("literal mode has no whiteouts"),
             WhiteoutMode::Apply => {
-                let fd = rustix::fs::openat(
-                    &dir,
-                    ".",
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_at(parent))?;
+                let fd =
+                    rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(io_at(parent))?;
                 let mut names = Vec::new();
                 let mut it = rustix::fs::Dir::read_from(&fd).map_err(io_at(parent))?;
                 while let Some(e) = it.next() {
@@ -648,9 +525,7 @@ fn copy_with(r: &mut impl Read, w: &mut std::fs::File, buf: &mut [u8]) -> io::Re
     }
 }
 
-fn read_xattrs<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, UnpackError> {
+fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, UnpackError> {
     let mut out = Vec::new();
     if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Read)? {
         for ext in exts {
@@ -668,9 +543,7 @@ fn read_xattrs<R: Read>(
 
 fn set_xattrs_fd(fd: &OwnedFd, xattrs: &[(Vec<u8>, Vec<u8>)], rel: &Path) {
     for (k, v) in xattrs {
-        if let Err(e) =
-            rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty())
-        {
+        if let Err(e) = rustix::fs::fsetxattr(fd, OsStr::from_bytes(k), v, rustix::fs::XattrFlags::empty()) {
             tracing::debug!(path = ?rel, attr = %String::from_utf8_lossy(k), %e, "xattr not restored");
         }
     }

@@ -99,8 +99,8 @@ impl Extracted {
     }
 }
 
-fn extract(r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
-    let mut ar = tar::Archive::new(r);
+fn extract(mut r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
+    let mut ar = tar::Archive::new(&mut r);
     let mut links = HashMap::new();
     for e in ar.entries().map_err(|e| invalid(e.to_string()))? {
         let mut e = e.map_err(|e| invalid(e.to_string()))?;
@@ -132,6 +132,9 @@ fn extract(r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
             _ => {} // nothing else belongs in an image archive
         }
     }
+    drop(ar);
+    // Padding after the end-of-archive marker: read it so the sender can finish.
+    io::copy(&mut r, &mut io::sink()).map_err(|e| invalid(e.to_string()))?;
     Ok(Extracted { dir: dir.to_path_buf(), links })
 }
 

@@ -24,6 +24,12 @@ pub enum SnapshotError {
         #[source]
         source: io::Error,
     },
+    #[error("unmounting snapshot {key}: {source}")]
+    Unmount {
+        key: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("snapshot {key}: {source}")]
     Io {
         key: String,
@@ -204,8 +210,11 @@ impl Snapshots {
 
     pub fn unmount(&self, key: &str) -> Result<(), SnapshotError> {
         if self.layers.driver() == Driver::Overlay && self.is_mounted(key) {
-            rustix::mount::unmount(&self.rootfs(key), rustix::mount::UnmountFlags::DETACH)
-                .map_err(|e| SnapshotError::Mount { key: key.to_string(), source: e.into() })?;
+            match rustix::mount::unmount(&self.rootfs(key), rustix::mount::UnmountFlags::DETACH) {
+                // Unmounted meanwhile by someone else (exit handling and removal race).
+                Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(SnapshotError::Unmount { key: key.to_string(), source: e.into() }),
+            }
         }
         Ok(())
     }

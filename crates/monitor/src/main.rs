@@ -60,9 +60,13 @@ fn setup(cfg: &MonitorConfig, dir: &MonitorDir) -> std::io::Result<monitor::Moni
     rustix::process::setsid()?;
     sys::become_subreaper()?;
     let sigfd = sys::sigchld_fd()?;
+    // Work in the monitor directory: sockets are bound by their short relative names, so the
+    // directory's path may be longer than a unix socket address allows.
+    std::env::set_current_dir(dir.path())?;
     let sock = dir.socket();
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock)?;
+    let name = sock.file_name().expect("socket has a name");
+    let _ = std::fs::remove_file(name);
+    let listener = UnixListener::bind(name)?;
     listener.set_nonblocking(true)?;
     std::fs::write(dir.pid_file(), std::process::id().to_string())?;
     let m = monitor::Monitor::new(cfg.clone(), dir.clone(), listener, sigfd)?;

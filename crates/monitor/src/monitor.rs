@@ -618,7 +618,10 @@ impl Monitor {
     ) -> Result<(Stdio, Io, Option<UnixStream>), String> {
         if tty && !null {
             let _ = std::fs::remove_file(console);
-            let listener = UnixListener::bind(console).map_err(|e| format!("console socket: {e}"))?;
+            // Bound by relative name (the monitor's cwd is its directory); libcontainer is given
+            // the absolute path and reaches it through a symlink of its own.
+            let name = console.file_name().ok_or("console socket path has no name")?;
+            let listener = UnixListener::bind(name).map_err(|e| format!("console socket: {e}"))?;
             let (mine, theirs) = UnixStream::pair().map_err(io_string)?;
             let stdio = Stdio::Tty { listener, path: console.to_path_buf(), send_to: theirs.into() };
             return Ok((stdio, Io::default(), Some(mine)));

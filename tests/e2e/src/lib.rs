@@ -1,1 +1,391 @@
-//! End-to-end tests live in tests/.
+//! Test harness for end-to-end tests: a private `skiffd` (its own socket, data and exec roots
+//! under a unique /tmp directory), a busybox image imported from Debian's busybox-static, and
+//! helpers that run the real `docker` CLI and `skiff` against it.
+//!
+//! Everything a test made is torn down when its [`Daemon`] drops, even after a failed
+//! assertion: containers are removed, monitors and container processes killed, mounts under
+//! the test directory unmounted, cgroups removed, the directory deleted.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether we can run these tests (root is needed for namespaces, mounts, cgroups).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skips (returns early from) a test when not root, with a message.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipping: end-to-end tests need root");
+            return;
+        }
+    };
+}
+
+/// Where the skiff binaries are: `$SKIFF_BIN_DIR`, else the workspace's release or debug dir.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("SKIFF_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    for profile in ["release", "debug"] {
+        let d = target.join(profile);
+        if d.join("skiffd").exists() && d.join("skiff-monitor").exists() {
+            return d;
+        }
+    }
+    panic!("skiffd not built: run `cargo build --release` first (or set SKIFF_BIN_DIR)");
+}
+
+/// The docker CLI to drive the daemon with (`$DOCKER_CLI`, else the first `docker` on PATH).
+pub fn docker_cli() -> PathBuf {
+    if let Ok(d) = std::env::var("DOCKER_CLI") {
+        return PathBuf::from(d);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("docker");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("no docker CLI on PATH (install Debian's docker.io, or set DOCKER_CLI)");
+}
+
+/// The result of a command.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts success and returns trimmed stdout.
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        assert_eq!(self.code, 0, "command failed: stdout={:?} stderr={:?}", self.stdout, self.stderr);
+        self.stdout.trim().to_string()
+    }
+}
+
+/// A private daemon for one test.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    bins: PathBuf,
+}
+
+fn unique_dir() -> PathBuf {
+    // Short: unix socket paths under it must fit in 108 bytes.
+    let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let p = PathBuf::from(format!("/tmp/ske{:x}{:x}", std::process::id(), n & 0xffffff));
+    std::fs::create_dir_all(&p).expect("create test dir");
+    p
+}
+
+impl Daemon {
+    /// Starts a daemon and imports the busybox image as `busybox`.
+    pub fn start() -> Daemon {
+        let mut d = Daemon::start_bare();
+        d.import_busybox("busybox");
+        d
+    }
+
+    /// Starts a daemon with no images.
+    pub fn start_bare() -> Daemon {
+        let dir = unique_dir();
+        let bins = bin_dir();
+        let mut d = Daemon { socket: dir.join("s.sock"), dir, child: None, bins };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
+        let child = Command::new(self.bins.join("skiffd"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .arg("--data-root")
+            .arg(self.dir.join("data"))
+            .arg("--exec-root")
+            .arg(self.dir.join("run"))
+            .arg("--log-level")
+            .arg("debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start skiffd");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("skiffd did not come up; log:\n{}", self.log());
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL (containers keep running) and starts it again.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        self.spawn();
+    }
+
+    fn cli(&self, bin: &Path, args: &[&str], stdin: Option<&[u8]>) -> Out {
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+        if let Some(data) = stdin {
+            let mut s = child.stdin.take().expect("stdin");
+            s.write_all(data).expect("write stdin");
+        }
+        Out::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// Runs the docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Out {
+        self.cli(&docker_cli(), args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
+        self.cli(&docker_cli(), args, Some(stdin))
+    }
+
+    /// Runs the skiff CLI against this daemon.
+    pub fn skiff(&self, args: &[&str]) -> Out {
+        self.cli(&self.bins.join("skiff"), args, None)
+    }
+
+    pub fn skiff_stdin(&self, args: &[&str], stdin: &[u8]) -> Out {
+        self.cli(&self.bins.join("skiff"), args, Some(stdin))
+    }
+
+    /// Runs a command line under a pseudo-terminal (`script`), with the given window size.
+    pub fn in_pty(&self, cmdline: &str, rows: u16, cols: u16) -> Out {
+        let full = format!("stty rows {rows} cols {cols}; {cmdline}");
+        let o = Command::new("script")
+            .args(["-qec", &full, "/dev/null"])
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("script (bsdutils) is needed for tty tests");
+        Out::from(o)
+    }
+
+    /// Raw HTTP over the daemon's socket: (status, body).
+    pub fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        use std::io::Read;
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        let body = body.unwrap_or("");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).expect("send");
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).expect("read");
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        // Chunked bodies: good enough to strip the size lines for small JSON answers.
+        let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            body.lines().filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()) || l.is_empty()).collect::<Vec<_>>().join("\n")
+        } else {
+            body
+        };
+        (status, body)
+    }
+
+    /// Imports a busybox rootfs (Debian's busybox-static) as `name`.
+    pub fn import_busybox(&mut self, name: &str) {
+        let tar = busybox_tar(&self.dir);
+        let out = self.docker(&["import", tar.to_str().unwrap(), name]);
+        out.ok();
+    }
+
+    /// The data root (for checks of on-disk state).
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn teardown(&mut self) {
+        // Remove containers through the daemon if it is up.
+        if self.child.is_some() {
+            let ids = self.docker(&["ps", "-aq", "--no-trunc"]).stdout;
+            for id in ids.split_whitespace() {
+                let _ = self.docker(&["rm", "-f", "-v", id]);
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Anything left: monitors and container processes (by cgroup), mounts, cgroups.
+        let run = self.dir.join("run/containers");
+        let mut ids = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(&run) {
+            for e in rd.flatten() {
+                ids.push(e.file_name().to_string_lossy().into_owned());
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("monitor.pid")) {
+                    if let Ok(p) = pid.trim().parse::<i32>() {
+                        if let Some(pid) = rustix::process::Pid::from_raw(p) {
+                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        }
+                    }
+                }
+            }
+        }
+        for id in &ids {
+            for sub in ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""] {
+                let cg = Path::new("/sys/fs/cgroup").join(sub).join("skiff").join(id);
+                if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
+                    for p in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                        if let Some(pid) = rustix::process::Pid::from_raw(p) {
+                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        }
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for id in &ids {
+            for sub in ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""] {
+                let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(sub).join("skiff").join(id));
+            }
+        }
+        unmount_below(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- skiffd log ({}) ---\n{}", self.dir.display(), tail(&self.log(), 60));
+        }
+        self.teardown();
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Unmounts every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// Builds a busybox rootfs tar from the host's static busybox, with applet links.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let out = dir.join("busybox.tar");
+    if out.exists() {
+        return out;
+    }
+    let bb = ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists()).expect("busybox-static is needed");
+    let list = Command::new(&bb).arg("--list").output().expect("busybox --list");
+    let mut b = tar::Builder::new(Vec::new());
+    let dir_entry = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32| {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    };
+    for (d, m) in [("bin/", 0o755), ("etc/", 0o755), ("root/", 0o700), ("tmp/", 0o1777), ("proc/", 0o755), ("sys/", 0o755), ("dev/", 0o755), ("var/", 0o755), ("var/www/", 0o755), ("mnt/", 0o755)] {
+        dir_entry(&mut b, d, m);
+    }
+    let data = std::fs::read(&bb).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o755);
+    h.set_size(data.len() as u64);
+    h.set_mtime(1_700_000_000);
+    b.append_data(&mut h, "bin/busybox", &data[..]).unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).split_whitespace() {
+        if applet == "busybox" {
+            continue;
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        b.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+    }
+    for (name, text) in [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, name, text.as_bytes()).unwrap();
+    }
+    std::fs::write(&out, b.into_inner().unwrap()).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    out
+}
+
+/// Polls `f` until it returns true or the timeout passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}

@@ -170,9 +170,12 @@ impl Containers {
             no_overwrite_dir_non_dir,
             ..Default::default()
         };
-        let (_, tar) = layer::decompress(r)?;
-        layer::unpack(tar, &dest, &opts)
+        let (_, mut tar) = layer::decompress(r)?;
+        layer::unpack(&mut tar, &dest, &opts)
             .map_err(|e| EngineError::invalid(skiff_image::layer::UnpackError::to_string(&e)))?;
+        // Read what follows the end-of-archive marker (tar writers pad): a client still
+        // sending would otherwise see the connection close under it.
+        std::io::copy(&mut tar, &mut std::io::sink())?;
         let c = self.get(id)?;
         self.publish_with(&c.record(), "extract-to-dir", &[("path", path.to_string())]);
         Ok(())

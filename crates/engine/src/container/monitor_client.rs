@@ -19,7 +19,12 @@ pub struct Conn {
 }
 
 pub async fn connect(dir: &MonitorDir) -> std::io::Result<Conn> {
-    let stream = UnixStream::connect(dir.socket()).await?;
+    // Connect through a descriptor of the directory: the socket's full path may be longer
+    // than a unix socket address allows (deep --exec-root).
+    let d = std::fs::File::open(dir.path())?;
+    let short = format!("/proc/self/fd/{}/ctl.sock", std::os::fd::AsRawFd::as_raw_fd(&d));
+    let stream = UnixStream::connect(&short).await?;
+    drop(d);
     Ok(Conn { stream, buf: BytesMut::with_capacity(16 << 10) })
 }
 

@@ -637,8 +637,9 @@ impl Containers {
                 }
             };
             if done {
-                let err = if rec.state.error.is_empty() { None } else { Some(rec.state.error.clone()) };
-                return Ok((rec.state.exit_code as i64, err));
+                // A start error is in inspect's State.Error; the wait result carries only the
+                // exit code (the CLI would print the error a second time).
+                return Ok((rec.state.exit_code as i64, None));
             }
             if rx.changed().await.is_err() {
                 let rec = c.record();
@@ -864,6 +865,22 @@ impl Containers {
         let _op = c.ops.lock().await;
         let rec = c.record();
         let mut hc = rec.host_config.clone();
+        // As in Docker, zero (and empty) means "leave as it is": clients send every field.
+        let mut u = u;
+        let nz = |v: Option<i64>| v.filter(|x| *x != 0);
+        u.memory = nz(u.memory);
+        u.memory_swap = nz(u.memory_swap);
+        u.memory_reservation = nz(u.memory_reservation);
+        u.cpu_shares = nz(u.cpu_shares);
+        u.nano_cpus = nz(u.nano_cpus);
+        u.cpu_quota = nz(u.cpu_quota);
+        u.cpu_period = nz(u.cpu_period);
+        u.blkio_weight = u.blkio_weight.filter(|w| *w != 0);
+        u.cpuset_cpus = u.cpuset_cpus.filter(|c| !c.is_empty());
+        u.cpuset_mems = u.cpuset_mems.filter(|c| !c.is_empty());
+        if u.restart_policy.as_ref().is_some_and(|p| matches!(p.name, None | Some(RestartPolicyNameEnum::EMPTY))) {
+            u.restart_policy = None;
+        }
         if let Some(m) = u.memory {
             if m > 0 && m < 6 * 1024 * 1024 {
                 return Err(EngineError::invalid("Minimum memory limit allowed is 6MB"));

@@ -300,12 +300,15 @@ impl Unpacker {
 
         let hdr = entry.header().clone();
         let kind = hdr.entry_type();
-        let mode = hdr.mode().map_err(UnpackError::Read)? & 0o7777;
+        let mode = lenient(hdr.mode().map(u64::from), &hdr.as_bytes()[100..108]).map_err(UnpackError::Read)? as u32 & 0o7777;
         let (uid, gid) = match self.opts.owner {
             Some((u, g)) => (u as u64, g as u64),
-            None => (hdr.uid().map_err(UnpackError::Read)?, hdr.gid().map_err(UnpackError::Read)?),
+            None => (
+                lenient(hdr.uid(), &hdr.as_bytes()[108..116]).map_err(UnpackError::Read)?,
+                lenient(hdr.gid(), &hdr.as_bytes()[116..124]).map_err(UnpackError::Read)?,
+            ),
         };
-        let mtime = hdr.mtime().unwrap_or(0);
+        let mtime = lenient(hdr.mtime(), &hdr.as_bytes()[136..148]).unwrap_or(0);
         let xattrs = read_xattrs(&mut entry)?;
 
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
@@ -500,6 +503,16 @@ impl Unpacker {
             }
         }
         Ok(())
+    }
+}
+
+/// A numeric header field that is entirely NUL or blank reads as 0 (as Go's archive/tar does);
+/// anything else that does not parse is an error.
+fn lenient(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Quickstart for a fresh machine: install what is missing, build skiff, start skiffd, make a
+# busybox image from Debian's busybox-static, and run containers with the real docker CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+cargo build --release --locked --bins
+BIN="$PWD/target/release"
+SOCK=/run/skiff.sock
+export DOCKER_HOST="unix://$SOCK"
+
+if ! curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1; then
+    echo "starting skiffd (log: /var/log/skiffd.log)"
+    nohup "$BIN/skiffd" -H "unix://$SOCK" >/var/log/skiffd.log 2>&1 &
+    for _ in $(seq 100); do
+        curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+fi
+
+if ! docker image inspect busybox >/dev/null 2>&1; then
+    echo "making the busybox image from Debian's busybox-static"
+    root=$(mktemp -d)
+    mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev,var/www}
+    chmod 1777 "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+    tar -C "$root" -c . | docker import --change 'CMD ["sh"]' - busybox
+    rm -rf "$root"
+fi
+
+echo "--- docker run --rm busybox echo hello from skiff"
+docker run --rm busybox echo hello from skiff
+echo "--- a web server in a container, fetched over its loopback"
+docker rm -f quickstart-web >/dev/null 2>&1 || true
+docker run -d --name quickstart-web busybox sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html && httpd -f -p 80 -h /www' >/dev/null
+sleep 0.3
+docker exec quickstart-web sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc 127.0.0.1 80'
+docker rm -f quickstart-web >/dev/null
+echo
+echo "skiffd is running on $SOCK; try: DOCKER_HOST=$DOCKER_HOST docker ps -a"

@@ -89,7 +89,7 @@ async fn handle(router: Router, req: Request<Incoming>) -> Response {
     let req = req.map(Body::new);
     let mut resp = match version::strip(req) {
         Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
-        Err(r) => r,
+        Err(r) => *r,
     };
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     let h = resp.headers_mut();

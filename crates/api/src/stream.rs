@@ -99,10 +99,11 @@ where
                     matched = 0;
                     out.push(b);
                 }
-                if let Some(tx) = &input {
-                    if !out.is_empty() && tx.send(Input::Data(Bytes::from(out))).await.is_err() {
-                        return;
-                    }
+                if let Some(tx) = &input
+                    && !out.is_empty()
+                    && tx.send(Input::Data(Bytes::from(out))).await.is_err()
+                {
+                    return;
                 }
                 continue;
             }

@@ -24,19 +24,19 @@ impl std::fmt::Display for ApiVersion {
 
 /// Splits `/v1.44/containers/json` into (`1.44`, `/containers/json`).
 pub fn split_version(path: &str) -> (Option<&str>, &str) {
-    if let Some(rest) = path.strip_prefix("/v") {
-        if let Some(i) = rest.find('/') {
-            let v = &rest[..i];
-            if v.contains('.') && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                return (Some(v), &rest[i..]);
-            }
+    if let Some(rest) = path.strip_prefix("/v")
+        && let Some(i) = rest.find('/')
+    {
+        let v = &rest[..i];
+        if v.contains('.') && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return (Some(v), &rest[i..]);
         }
     }
     (None, path)
 }
 
 /// Rewrites the URI to the unversioned path, or answers 400 for versions we do not serve.
-pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
+pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>>> {
     let path = req.uri().path().to_string();
     let (v, rest) = split_version(&path);
     let max = ApiVersion::parse(API_VERSION).expect("valid");
@@ -45,21 +45,21 @@ pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Response<Body>> {
         None => max,
         Some(v) => {
             let Some(parsed) = ApiVersion::parse(v) else {
-                return Err(error(StatusCode::BAD_REQUEST, &format!("invalid API version {v:?}")));
+                return Err(Box::new(error(StatusCode::BAD_REQUEST, &format!("invalid API version {v:?}"))));
             };
             if parsed > max {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     &format!("client version {v} is too new. Maximum supported API version is {API_VERSION}"),
-                ));
+                )));
             }
             if parsed < min {
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     &format!(
                         "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
                     ),
-                ));
+                )));
             }
             parsed
         }

@@ -431,7 +431,7 @@ pub fn build_create(
     }
     let mut port_bindings: HashMap<String, Option<Vec<bollard_stubs::models::PortBinding>>> = HashMap::new();
     for p in &o.publish {
-        let (spec, proto) = p.rsplit_once('/').map(|(a, b)| (a, b)).unwrap_or((p.as_str(), "tcp"));
+        let (spec, proto) = p.rsplit_once('/').unwrap_or((p.as_str(), "tcp"));
         let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
         let (cport, hport, hip) = match parts.as_slice() {
             [c] => (*c, "", ""),

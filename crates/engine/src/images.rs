@@ -114,10 +114,10 @@ impl Images {
             if !all && dangling && !self.store.children_of(img.id()).is_empty() {
                 continue; // intermediate image
             }
-            if let Some(d) = f.dangling {
-                if d != dangling {
-                    continue;
-                }
+            if let Some(d) = f.dangling
+                && d != dangling
+            {
+                continue;
             }
             let labels: HashMap<String, String> = img.run_config().labels.unwrap_or_default().into_iter().collect();
             if !f.labels.iter().all(|l| match l.split_once('=') {
@@ -282,20 +282,20 @@ impl Images {
                 return Ok(out);
             }
             // The last reference: removing it deletes the image, unless a container uses it.
-            if let Some(c) = users.first() {
-                if !force {
-                    return Err(EngineError::conflict(format!(
-                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
-                        &c.id[..12]
-                    )));
-                }
+            if let Some(c) = users.first()
+                && !force
+            {
+                return Err(EngineError::conflict(format!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {short}",
+                    &c.id[..12]
+                )));
             }
-            if let Some(c) = running {
-                if force {
-                    untag(&target, &mut out)?;
-                    let _ = c;
-                    return Ok(out);
-                }
+            if let Some(c) = running
+                && force
+            {
+                untag(&target, &mut out)?;
+                let _ = c;
+                return Ok(out);
             }
             untag(&target, &mut out)?;
             if !users.is_empty() {
@@ -313,13 +313,13 @@ impl Images {
                     "conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories"
                 )));
             }
-            if let Some(c) = users.first() {
-                if !force {
-                    return Err(EngineError::conflict(format!(
-                        "conflict: unable to delete {short} (must be forced) - image is being used by stopped container {}",
-                        &c.id[..12]
-                    )));
-                }
+            if let Some(c) = users.first()
+                && !force
+            {
+                return Err(EngineError::conflict(format!(
+                    "conflict: unable to delete {short} (must be forced) - image is being used by stopped container {}",
+                    &c.id[..12]
+                )));
             }
             for r in &refs {
                 untag(r, &mut out)?;

@@ -70,10 +70,8 @@ impl Extracted {
             let mut out = PathBuf::new();
             for c in joined.components() {
                 match c {
-                    std::path::Component::ParentDir => {
-                        if !out.pop() {
-                            return Err(invalid(format!("link {p} leaves the archive")));
-                        }
+                    std::path::Component::ParentDir if !out.pop() => {
+                        return Err(invalid(format!("link {p} leaves the archive")));
                     }
                     std::path::Component::Normal(n) => out.push(n),
                     _ => {}
@@ -132,7 +130,6 @@ fn extract(mut r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
             _ => {} // nothing else belongs in an image archive
         }
     }
-    drop(ar);
     // Padding after the end-of-archive marker: read it so the sender can finish.
     io::copy(&mut r, &mut io::sink()).map_err(|e| invalid(e.to_string()))?;
     Ok(Extracted { dir: dir.to_path_buf(), links })
@@ -185,14 +182,14 @@ fn tag_loaded(store: &ImageStore, img: &Image, tags: &[String], out: &mut LoadRe
     }
     for t in tags {
         let r = Reference::parse_normalized(t)?.with_default_tag();
-        if let Some(old) = store.tag(&r, img.id())? {
-            if old != *img.id() {
-                out.lines.push(format!(
-                    "The image {} already exists, renaming the old one with ID {} to empty string",
-                    r.familiar(),
-                    old
-                ));
-            }
+        if let Some(old) = store.tag(&r, img.id())?
+            && old != *img.id()
+        {
+            out.lines.push(format!(
+                "The image {} already exists, renaming the old one with ID {} to empty string",
+                r.familiar(),
+                old
+            ));
         }
         out.lines.push(format!("Loaded image: {}", r.familiar()));
     }

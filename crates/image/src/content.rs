@@ -157,10 +157,10 @@ impl BlobWriter {
     /// Verifies the digest (if one is expected), syncs and publishes the blob.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<Digest, ContentError> {
         let actual = std::mem::take(&mut self.hasher).finish();
-        if let Some(e) = expected {
-            if *e != actual {
-                return Err(ContentError::DigestMismatch { expected: e.clone(), actual });
-            }
+        if let Some(e) = expected
+            && *e != actual
+        {
+            return Err(ContentError::DigestMismatch { expected: e.clone(), actual });
         }
         let file = self.file.take().expect("blob writer committed once");
         file.sync_all().map_err(ContentError::io(&self.tmp_path))?;

@@ -135,11 +135,11 @@ impl LayerStore {
         let f = self.content.open_blob(&blob.digest)?;
         let reader = io::BufReader::with_capacity(256 << 10, f);
         let (diff_id, size, tmp) = self.unpack_to_tmp(parent, reader)?;
-        if let Some(e) = expected_diff_id {
-            if *e != diff_id {
-                let _ = fsutil::remove_all(&tmp);
-                return Err(LayerError::DiffIdMismatch { expected: e.clone(), actual: diff_id });
-            }
+        if let Some(e) = expected_diff_id
+            && *e != diff_id
+        {
+            let _ = fsutil::remove_all(&tmp);
+            return Err(LayerError::DiffIdMismatch { expected: e.clone(), actual: diff_id });
         }
         self.publish(parent, diff_id, blob.clone(), size, tmp)
     }

@@ -72,10 +72,10 @@ impl Reference {
             }
             None => (name_tag, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(ReferenceError::Tag);
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::Tag);
         }
         let (domain, mut path) = split_domain(name);
         if domain.is_empty() || path.is_empty() {
@@ -251,10 +251,10 @@ fn valid_domain(d: &str) -> bool {
             None => (d, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     !host.is_empty()
         && host.split('.').all(|label| {

@@ -210,7 +210,7 @@ impl Snapshots {
 
     pub fn unmount(&self, key: &str) -> Result<(), SnapshotError> {
         if self.layers.driver() == Driver::Overlay && self.is_mounted(key) {
-            match rustix::mount::unmount(&self.rootfs(key), rustix::mount::UnmountFlags::DETACH) {
+            match rustix::mount::unmount(self.rootfs(key), rustix::mount::UnmountFlags::DETACH) {
                 // Unmounted meanwhile by someone else (exit handling and removal race).
                 Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => return Err(SnapshotError::Unmount { key: key.to_string(), source: e.into() }),

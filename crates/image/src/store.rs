@@ -212,17 +212,17 @@ impl ImageStore {
     /// Finds an image by reference, full ID, or unambiguous ID prefix (Docker's order).
     pub fn resolve(&self, name: &str) -> Result<Arc<Image>, ImageError> {
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if let Ok(d) = Digest::from_hex(hex) {
-            if let Some(img) = self.get(&d) {
-                return Ok(img);
-            }
+        if let Ok(d) = Digest::from_hex(hex)
+            && let Some(img) = self.get(&d)
+        {
+            return Ok(img);
         }
         if let Ok(r) = Reference::parse_normalized(name) {
             let r = r.with_default_tag();
-            if let Some(id) = self.tags.read().expect("tags lock").get(&r.to_string()).cloned() {
-                if let Some(img) = self.get(&id) {
-                    return Ok(img);
-                }
+            if let Some(id) = self.tags.read().expect("tags lock").get(&r.to_string()).cloned()
+                && let Some(img) = self.get(&id)
+            {
+                return Ok(img);
             }
         }
         let is_hex_prefix =
@@ -366,10 +366,10 @@ impl ImageStore {
         if !used_blobs.contains(id) {
             self.content.delete(id)?;
         }
-        if let Some(m) = &img.record.manifest {
-            if !used_blobs.contains(&m.digest) {
-                self.content.delete(&m.digest)?;
-            }
+        if let Some(m) = &img.record.manifest
+            && !used_blobs.contains(&m.digest)
+        {
+            self.content.delete(&m.digest)?;
         }
         Ok(())
     }
@@ -491,10 +491,10 @@ pub fn apply_changes(cfg: &mut RunConfig, changes: &[String]) -> Result<(), Imag
 
 /// `["a","b"]` → exec form; anything else → `/bin/sh -c "…"`.
 fn exec_or_shell(rest: &str) -> Vec<String> {
-    if rest.starts_with('[') {
-        if let Ok(v) = serde_json::from_str::<Vec<String>>(rest) {
-            return v;
-        }
+    if rest.starts_with('[')
+        && let Ok(v) = serde_json::from_str::<Vec<String>>(rest)
+    {
+        return v;
     }
     vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
 }

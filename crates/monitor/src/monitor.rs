@@ -449,25 +449,20 @@ impl Monitor {
                     _ => None,
                 });
                 match role.flatten() {
-                    Some(None) if self.status == Status::Created => {
-                        if self.cfg.open_stdin {
-                            self.early_stdin.extend_from_slice(&payload);
-                        }
+                    Some(None) if self.status == Status::Created && self.cfg.open_stdin => {
+                        self.early_stdin.extend_from_slice(&payload);
                     }
-                    Some(None) => {
-                        if self.io.stdin.is_some() {
-                            self.io.stdin_buf.extend_from_slice(&payload);
-                            flush_stdin(&mut self.io);
-                        }
+                    Some(None) if self.status != Status::Created && self.io.stdin.is_some() => {
+                        self.io.stdin_buf.extend_from_slice(&payload);
+                        flush_stdin(&mut self.io);
                     }
                     Some(Some(eid)) => {
-                        if let Some(e) = self.execs.get_mut(&eid) {
-                            if e.io.stdin.is_some() {
-                                e.io.stdin_buf.extend_from_slice(&payload);
-                                flush_stdin(&mut e.io);
-                            }
+                        if let Some(e) = self.execs.get_mut(&eid).filter(|e| e.io.stdin.is_some()) {
+                            e.io.stdin_buf.extend_from_slice(&payload);
+                            flush_stdin(&mut e.io);
                         }
                     }
+                    Some(None) => {}
                     None => {}
                 }
             }
@@ -786,17 +781,17 @@ impl Monitor {
             }
         };
         let data = &self.buf[..n];
-        if let Some(log) = &mut self.log {
-            if let Err(e) = log.write(stream, data, &timefmt::now()) {
-                eprintln!("skiff-monitor: writing log: {e}");
-            }
+        if let Some(Err(e)) = self.log.as_mut().map(|log| log.write(stream, data, &timefmt::now())) {
+            eprintln!("skiff-monitor: writing log: {e}");
         }
         let kind = if stream == Stream::Stdout { FrameKind::Stdout } else { FrameKind::Stderr };
         for c in self.clients.values_mut() {
-            if let Role::Attach(s) = &c.role {
-                if (stream == Stream::Stdout && s.stdout) || (stream == Stream::Stderr && s.stderr) {
-                    protocol::encode(kind, data, &mut c.outbuf);
-                }
+            let wants = match &c.role {
+                Role::Attach(s) => (stream == Stream::Stdout && s.stdout) || (stream == Stream::Stderr && s.stderr),
+                _ => false,
+            };
+            if wants {
+                protocol::encode(kind, data, &mut c.outbuf);
             }
         }
     }

@@ -207,15 +207,15 @@ impl Layout {
                 {
                     for line in io.lines() {
                         let f: Vec<&str> = line.split_whitespace().collect();
-                        if f.len() == 3 {
-                            if let (Some((maj, min)), Ok(v)) = (f[0].split_once(':'), f[2].parse::<u64>()) {
-                                s.blkio.push(BlkioEntry {
-                                    major: maj.parse().unwrap_or(0),
-                                    minor: min.parse().unwrap_or(0),
-                                    op: f[1].to_string(),
-                                    value: v,
-                                });
-                            }
+                        if f.len() == 3
+                            && let (Some((maj, min)), Ok(v)) = (f[0].split_once(':'), f[2].parse::<u64>())
+                        {
+                            s.blkio.push(BlkioEntry {
+                                major: maj.parse().unwrap_or(0),
+                                minor: min.parse().unwrap_or(0),
+                                op: f[1].to_string(),
+                                value: v,
+                            });
                         }
                     }
                 }

@@ -62,7 +62,10 @@ pub fn encode_json<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
 }
 
 /// Tries to take one complete frame off the front of `buf`. `Ok(None)`: need more bytes.
-pub fn decode(buf: &[u8]) -> Result<Option<(FrameKind, &[u8], usize)>, ProtocolError> {
+/// A decoded frame: its kind, payload, and how many bytes of the buffer it used.
+pub type Decoded<'a> = (FrameKind, &'a [u8], usize);
+
+pub fn decode(buf: &[u8]) -> Result<Option<Decoded<'_>>, ProtocolError> {
     if buf.len() < 5 {
         return Ok(None);
     }

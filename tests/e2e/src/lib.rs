@@ -116,7 +116,8 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
+        let log =
+            std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
         let child = Command::new(self.bins.join("skiffd"))
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
@@ -220,7 +221,10 @@ impl Daemon {
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         // Chunked bodies: good enough to strip the size lines for small JSON answers.
         let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-            body.lines().filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()) || l.is_empty()).collect::<Vec<_>>().join("\n")
+            body.lines()
+                .filter(|l| !l.chars().all(|c| c.is_ascii_hexdigit()) || l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
         } else {
             body
         };
@@ -265,17 +269,18 @@ impl Daemon {
         if let Ok(rd) = std::fs::read_dir(&run) {
             for e in rd.flatten() {
                 ids.push(e.file_name().to_string_lossy().into_owned());
-                if let Ok(pid) = std::fs::read_to_string(e.path().join("monitor.pid")) {
-                    if let Ok(p) = pid.trim().parse::<i32>() {
-                        if let Some(pid) = rustix::process::Pid::from_raw(p) {
-                            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                        }
-                    }
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("monitor.pid"))
+                    && let Ok(p) = pid.trim().parse::<i32>()
+                    && let Some(pid) = rustix::process::Pid::from_raw(p)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
             }
         }
         for id in &ids {
-            for sub in ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""] {
+            for sub in
+                ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""]
+            {
                 let cg = Path::new("/sys/fs/cgroup").join(sub).join("skiff").join(id);
                 if let Ok(procs) = std::fs::read_to_string(cg.join("cgroup.procs")) {
                     for p in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
@@ -288,7 +293,9 @@ impl Daemon {
         }
         std::thread::sleep(Duration::from_millis(50));
         for id in &ids {
-            for sub in ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""] {
+            for sub in
+                ["pids", "memory", "cpu", "cpuacct", "cpuset", "devices", "freezer", "blkio", "systemd", "unified", ""]
+            {
                 let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(sub).join("skiff").join(id));
             }
         }
@@ -314,12 +321,8 @@ fn tail(s: &str, n: usize) -> String {
 /// Unmounts every mount at or below `dir`, deepest first.
 pub fn unmount_below(dir: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
+    let mut points: Vec<PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).filter(|p| p.starts_with(dir)).collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in points {
         let _ = rustix::mount::unmount(&p, rustix::mount::UnmountFlags::DETACH);
@@ -332,7 +335,11 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     if out.exists() {
         return out;
     }
-    let bb = ["/bin/busybox", "/usr/bin/busybox"].iter().map(PathBuf::from).find(|p| p.exists()).expect("busybox-static is needed");
+    let bb = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("busybox-static is needed");
     let list = Command::new(&bb).arg("--list").output().expect("busybox --list");
     let mut b = tar::Builder::new(Vec::new());
     let dir_entry = |b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32| {
@@ -343,7 +350,18 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
         h.set_mtime(1_700_000_000);
         b.append_data(&mut h, name, std::io::empty()).unwrap();
     };
-    for (d, m) in [("bin/", 0o755), ("etc/", 0o755), ("root/", 0o700), ("tmp/", 0o1777), ("proc/", 0o755), ("sys/", 0o755), ("dev/", 0o755), ("var/", 0o755), ("var/www/", 0o755), ("mnt/", 0o755)] {
+    for (d, m) in [
+        ("bin/", 0o755),
+        ("etc/", 0o755),
+        ("root/", 0o700),
+        ("tmp/", 0o1777),
+        ("proc/", 0o755),
+        ("sys/", 0o755),
+        ("dev/", 0o755),
+        ("var/", 0o755),
+        ("var/www/", 0o755),
+        ("mnt/", 0o755),
+    ] {
         dir_entry(&mut b, d, m);
     }
     let data = std::fs::read(&bb).unwrap();

@@ -24,22 +24,39 @@ fn versions_and_errors() {
 fn hostile_bodies_are_rejected() {
     require_root!();
     let d = Daemon::start();
-    for body in ["", "{", "[]", "{\"Image\": 5}", "{\"Image\":\"busybox\",\"HostConfig\":{\"Memory\":\"lots\"}}", &"[".repeat(100_000)] {
+    for body in [
+        "",
+        "{",
+        "[]",
+        "{\"Image\": 5}",
+        "{\"Image\":\"busybox\",\"HostConfig\":{\"Memory\":\"lots\"}}",
+        &"[".repeat(100_000),
+    ] {
         let (s, resp) = d.http("POST", "/containers/create", Some(body));
         assert_eq!(s, 400, "body {:?} gave {s} {resp}", &body[..body.len().min(40)]);
         assert!(resp.contains("message"), "{resp}");
     }
     let (s, resp) = d.http("POST", "/containers/create?name=a/b", Some("{\"Image\":\"busybox\"}"));
     assert_eq!(s, 400, "{resp}");
-    let (s, resp) = d.http("POST", "/containers/create", Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"],\"HostConfig\":{\"Binds\":[\"a:b:c:d\"]}}"));
+    let (s, resp) = d.http(
+        "POST",
+        "/containers/create",
+        Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"],\"HostConfig\":{\"Binds\":[\"a:b:c:d\"]}}"),
+    );
     assert_eq!(s, 400, "{resp}");
     let (s, _) = d.http("POST", "/containers/create", Some("{\"Image\":\"no-such-image\"}"));
     assert_eq!(s, 404);
     let (s, _) = d.http("GET", "/containers/json?filters=%7Bbad", None);
     assert_eq!(s, 400);
     // Name conflicts are 409.
-    assert_eq!(d.http("POST", "/containers/create?name=dup", Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}")).0, 201);
-    assert_eq!(d.http("POST", "/containers/create?name=dup", Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}")).0, 409);
+    assert_eq!(
+        d.http("POST", "/containers/create?name=dup", Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}")).0,
+        201
+    );
+    assert_eq!(
+        d.http("POST", "/containers/create?name=dup", Some("{\"Image\":\"busybox\",\"Cmd\":[\"true\"]}")).0,
+        409
+    );
 }
 
 #[test]
@@ -58,7 +75,7 @@ fn hostile_image_archives_are_refused() {
     h.set_entry_type(tar::EntryType::Regular);
     h.set_cksum();
     raw.extend_from_slice(h.as_bytes());
-    raw.extend_from_slice(&[b'x']);
+    raw.extend_from_slice(b"x");
     raw.extend(std::iter::repeat_n(0u8, 511 + 1024));
     let bad = d.dir.join("bad.tar");
     std::fs::write(&bad, &raw).unwrap();

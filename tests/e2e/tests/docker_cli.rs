@@ -38,7 +38,18 @@ fn run_it_has_a_working_pty() {
 fn detached_logs_exec_stop_rm() {
     require_root!();
     let d = Daemon::start();
-    let id = d.docker(&["run", "-d", "--name", "web1", "busybox", "sh", "-c", "trap 'exit 0' TERM; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done"]).ok();
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web1",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done",
+        ])
+        .ok();
     assert_eq!(id.len(), 64);
     assert!(eventually(Duration::from_secs(5), || d.docker(&["logs", "web1"]).stdout.contains("tick2")));
     // logs -f follows until the container stops.
@@ -73,11 +84,23 @@ fn detached_logs_exec_stop_rm() {
 fn memory_limit_and_oom_kill() {
     require_root!();
     let d = Daemon::start();
-    let limit = d.docker(&["run", "--rm", "--memory", "64m", "busybox", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"]).ok();
+    let limit = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--memory",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max",
+        ])
+        .ok();
     assert_eq!(limit, (64 << 20).to_string());
     // `tail` keeps what it has read of a stream without newlines: as the container's main
     // process it grows until the OOM killer ends it.
-    let o = d.docker(&["run", "--name", "hog", "--memory", "16m", "--memory-swap", "16m", "busybox", "tail", "/dev/zero"]);
+    let o =
+        d.docker(&["run", "--name", "hog", "--memory", "16m", "--memory-swap", "16m", "busybox", "tail", "/dev/zero"]);
     assert_eq!(o.code, 137, "{o:?}");
     assert_eq!(d.docker(&["inspect", "-f", "{{.State.OOMKilled}} {{.State.ExitCode}}", "hog"]).ok(), "true 137");
 }
@@ -86,13 +109,29 @@ fn memory_limit_and_oom_kill() {
 fn pids_limit_and_read_only() {
     require_root!();
     let d = Daemon::start();
-    let o = d.docker(&["run", "--rm", "--pids-limit", "8", "busybox", "sh", "-c", "for i in $(seq 20); do sleep 3 & done 2>&1; wait"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "8",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 20); do sleep 3 & done 2>&1; wait",
+    ]);
     assert!(o.stdout.contains("can't fork") || o.stderr.contains("can't fork"), "{o:?}");
-    assert_eq!(d.docker(&["run", "--rm", "--pids-limit", "8", "busybox", "cat", "/sys/fs/cgroup/pids/pids.max"]).ok(), "8");
+    assert_eq!(
+        d.docker(&["run", "--rm", "--pids-limit", "8", "busybox", "cat", "/sys/fs/cgroup/pids/pids.max"]).ok(),
+        "8"
+    );
     let o = d.docker(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("Read-only file system"), "{o:?}");
-    assert_eq!(d.docker(&["run", "--rm", "--read-only", "--tmpfs", "/tmp", "busybox", "sh", "-c", "touch /tmp/x && echo ok"]).ok(), "ok");
+    assert_eq!(
+        d.docker(&["run", "--rm", "--read-only", "--tmpfs", "/tmp", "busybox", "sh", "-c", "touch /tmp/x && echo ok"])
+            .ok(),
+        "ok"
+    );
 }
 
 #[test]
@@ -160,7 +199,17 @@ fn daemon_crash_keeps_containers() {
     require_root!();
     let mut d = Daemon::start();
     for i in 0..5 {
-        d.docker(&["run", "-d", "--name", &format!("c{i}"), "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do echo up; sleep 0.2; done"]).ok();
+        d.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("c{i}"),
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do echo up; sleep 0.2; done",
+        ])
+        .ok();
     }
     d.crash_and_restart();
     let running = d.docker(&["ps", "--format", "{{.Names}}"]).ok();
@@ -195,9 +244,19 @@ fn security_defaults_and_privileged() {
     let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo 1 > /sys/kernel/profiling"]);
     assert_ne!(o.code, 0, "{o:?}");
     assert!(d.docker(&["run", "--rm", "busybox", "grep", "Seccomp:", "/proc/self/status"]).ok().ends_with('2'));
-    let o = d.docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", "mount -t tmpfs none /mnt && echo mounted"]);
+    let o =
+        d.docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", "mount -t tmpfs none /mnt && echo mounted"]);
     assert_eq!(o.ok(), "mounted");
-    let o = d.docker(&["run", "--rm", "--security-opt", "seccomp=unconfined", "busybox", "grep", "Seccomp:", "/proc/self/status"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "grep",
+        "Seccomp:",
+        "/proc/self/status",
+    ]);
     assert!(o.ok().ends_with('0'));
 }
 
@@ -206,7 +265,11 @@ fn restart_policy_and_kill() {
     require_root!();
     let d = Daemon::start();
     d.docker(&["run", "-d", "--name", "rp", "--restart", "on-failure:2", "busybox", "sh", "-c", "exit 1"]).ok();
-    assert!(eventually(Duration::from_secs(10), || d.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rp"]).stdout.trim() == "2 exited"));
+    assert!(eventually(Duration::from_secs(10), || d
+        .docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rp"])
+        .stdout
+        .trim()
+        == "2 exited"));
     d.docker(&["run", "-d", "--name", "kk", "busybox", "sleep", "60"]).ok();
     d.docker(&["kill", "kk"]).ok();
     assert_eq!(d.docker(&["inspect", "-f", "{{.State.ExitCode}}", "kk"]).ok(), "137");
@@ -239,15 +302,23 @@ fn pause_unpause_rename_top_diff_commit_export() {
 fn system_info_df_events_and_update() {
     require_root!();
     let d = Daemon::start();
-    assert!(d.docker(&["info", "--format", "{{.Driver}}"]).ok().contains("overlay2") || d.docker(&["info", "--format", "{{.Driver}}"]).ok() == "vfs");
+    assert!(
+        d.docker(&["info", "--format", "{{.Driver}}"]).ok().contains("overlay2")
+            || d.docker(&["info", "--format", "{{.Driver}}"]).ok() == "vfs"
+    );
     let v = d.docker(&["version", "--format", "{{.Server.APIVersion}}"]).ok();
     assert!(v.starts_with("1.5"), "{v}");
     assert!(d.docker(&["system", "df"]).ok().contains("Images"));
     d.docker(&["run", "-d", "--name", "upd", "busybox", "sleep", "60"]).ok();
     d.docker(&["update", "--memory", "48m", "--memory-swap", "96m", "upd"]).ok();
-    assert_eq!(d.docker(&["exec", "upd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok(), (48 << 20).to_string());
+    assert_eq!(
+        d.docker(&["exec", "upd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok(),
+        (48 << 20).to_string()
+    );
     // The CLI sends relative times as whole seconds: let the current second pass.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let ev = d.docker(&["events", "--since", "1m", "--until", "0s", "--filter", "container=upd", "--format", "{{.Action}}"]).ok();
+    let ev = d
+        .docker(&["events", "--since", "1m", "--until", "0s", "--filter", "container=upd", "--format", "{{.Action}}"])
+        .ok();
     assert!(ev.contains("create") && ev.contains("start") && ev.contains("update"), "{ev}");
 }

@@ -24,10 +24,26 @@ fn skiff_runs_like_docker() {
 fn skiff_detached_lifecycle() {
     require_root!();
     let d = Daemon::start();
-    let id = d.skiff(&["run", "-d", "--name", "s1", "--memory", "64m", "busybox", "sh", "-c", "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done"]).ok();
+    let id = d
+        .skiff(&[
+            "run",
+            "-d",
+            "--name",
+            "s1",
+            "--memory",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done",
+        ])
+        .ok();
     assert_eq!(id.len(), 64);
     assert!(eventually(Duration::from_secs(5), || d.skiff(&["logs", "s1"]).stdout.contains("tick")));
-    assert_eq!(d.skiff(&["exec", "s1", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok(), (64 << 20).to_string());
+    assert_eq!(
+        d.skiff(&["exec", "s1", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok(),
+        (64 << 20).to_string()
+    );
     assert_eq!(d.skiff(&["exec", "s1", "sh", "-c", "exit 4"]).code, 4);
     let ps = d.skiff(&["ps", "--format", "{{.Names}}\t{{.Image}}"]).ok();
     assert_eq!(ps, "s1\tbusybox");

@@ -255,16 +255,7 @@ pub async fn history(c: &Client, a: HistoryArgs) -> anyhow::Result<u8> {
     let items: Vec<HistoryResponseItem> = c.get_json(&format!("/images/{}/history", a.image)).await?;
     if a.quiet {
         for i in &items {
-            println!(
-                "{}",
-                if a.no_trunc {
-                    i.id.clone()
-                } else if i.id == "<missing>" {
-                    i.id.clone()
-                } else {
-                    short(&i.id)
-                }
-            );
+            println!("{}", if a.no_trunc || i.id == "<missing>" { i.id.clone() } else { short(&i.id) });
         }
         return Ok(0);
     }
@@ -393,10 +384,8 @@ pub async fn pull_ref(c: &Client, image: &str, quiet: bool) -> anyhow::Result<()
         if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
             bail!("{e}");
         }
-        if !quiet {
-            if let Some(s) = v.get("status").and_then(|s| s.as_str()) {
-                println!("{s}");
-            }
+        if !quiet && let Some(s) = v.get("status").and_then(|s| s.as_str()) {
+            println!("{s}");
         }
         Ok(())
     })

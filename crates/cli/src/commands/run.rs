@@ -110,16 +110,15 @@ async fn create_container(c: &Client, a: &RunArgs) -> anyhow::Result<String> {
             Ok(r.id)
         }
         Err(e) => {
-            if let Some(api) = e.downcast_ref::<ApiError>() {
-                if api.status == http::StatusCode::NOT_FOUND
-                    && api.message.starts_with("No such image")
-                    && a.opts.pull != "never"
-                {
-                    eprintln!("Unable to find image '{}' locally", display_ref(&a.image));
-                    super::image::pull_ref(c, &a.image, a.opts.quiet).await?;
-                    let r: ContainerCreateResponse = c.post_json(&path, &body).await?;
-                    return Ok(r.id);
-                }
+            if let Some(api) = e.downcast_ref::<ApiError>()
+                && api.status == http::StatusCode::NOT_FOUND
+                && api.message.starts_with("No such image")
+                && a.opts.pull != "never"
+            {
+                eprintln!("Unable to find image '{}' locally", display_ref(&a.image));
+                super::image::pull_ref(c, &a.image, a.opts.quiet).await?;
+                let r: ContainerCreateResponse = c.post_json(&path, &body).await?;
+                return Ok(r.id);
             }
             Err(e)
         }

@@ -127,7 +127,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
         }
     }
     if let Some(p) = &hc.restart_policy {
-        let name = p.name.clone().unwrap_or(RestartPolicyNameEnum::EMPTY);
+        let name = p.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
         if hc.auto_remove == Some(true) && !matches!(name, RestartPolicyNameEnum::EMPTY | RestartPolicyNameEnum::NO) {
             return Err(EngineError::invalid("can't create 'AutoRemove' container with restart policy"));
         }
@@ -135,9 +135,9 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             return Err(EngineError::invalid("maximum retry count cannot be negative"));
         }
         if p.maximum_retry_count.unwrap_or(0) > 0 && name != RestartPolicyNameEnum::ON_FAILURE {
-            return Err(EngineError::invalid(format!(
-                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
-            )));
+            return Err(EngineError::invalid(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'".to_string(),
+            ));
         }
     }
     for c in hc.cap_add.iter().flatten().chain(hc.cap_drop.iter().flatten()) {

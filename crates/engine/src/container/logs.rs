@@ -36,10 +36,10 @@ pub fn parse_time(s: &str) -> Result<SystemTime> {
     if let Some(t) = skiff_common::timefmt::parse(s) {
         return Ok(t);
     }
-    if let Ok(f) = s.parse::<f64>() {
-        if f >= 0.0 {
-            return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(f));
-        }
+    if let Ok(f) = s.parse::<f64>()
+        && f >= 0.0
+    {
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(f));
     }
     if let Some(d) = parse_duration(s) {
         return Ok(SystemTime::now() - d);
@@ -112,15 +112,15 @@ impl Containers {
                     return false;
                 }
                 let t = skiff_common::timefmt::parse(&e.time);
-                if let (Some(since), Some(t)) = (opts.since, t) {
-                    if t < since {
-                        return false;
-                    }
+                if let (Some(since), Some(t)) = (opts.since, t)
+                    && t < since
+                {
+                    return false;
                 }
-                if let (Some(until), Some(t)) = (opts.until, t) {
-                    if t > until {
-                        return false;
-                    }
+                if let (Some(until), Some(t)) = (opts.until, t)
+                    && t > until
+                {
+                    return false;
                 }
                 true
             };
@@ -128,10 +128,7 @@ impl Containers {
                 tx.blocking_send(LogLine { stream: e.stream, time: e.time, data: Bytes::from(e.log.into_bytes()) })
                     .is_ok()
             };
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => Some(f),
-                Err(_) => None,
-            };
+            let mut file = std::fs::File::open(&path).ok();
             let mut pending = Vec::new();
             // History.
             if let Some(f) = file.as_mut() {
@@ -186,10 +183,10 @@ impl Containers {
                         }
                     }
                     // A file replaced by a new run: start over from its beginning.
-                    if let (Ok(pos), Ok(meta)) = (f.stream_position(), std::fs::metadata(&path)) {
-                        if meta.len() < pos {
-                            let _ = f.seek(SeekFrom::Start(0));
-                        }
+                    if let (Ok(pos), Ok(meta)) = (f.stream_position(), std::fs::metadata(&path))
+                        && meta.len() < pos
+                    {
+                        let _ = f.seek(SeekFrom::Start(0));
                     }
                 }
                 if !running && !grew {

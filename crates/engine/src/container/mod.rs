@@ -290,10 +290,10 @@ impl Containers {
             return Ok(c.clone());
         }
         let name = key.strip_prefix('/').unwrap_or(key);
-        if let Some(id) = self.names.read().expect("names lock").get(name) {
-            if let Some(c) = map.get(id) {
-                return Ok(c.clone());
-            }
+        if let Some(id) = self.names.read().expect("names lock").get(name)
+            && let Some(c) = map.get(id)
+        {
+            return Ok(c.clone());
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
             let hits: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).cloned().collect();
@@ -390,12 +390,12 @@ impl Containers {
 
     fn rename_index(&self, old: &str, new: &str, id: &str) -> Result<()> {
         let mut names = self.names.write().expect("names lock");
-        if let Some(other) = names.get(new) {
-            if other != id {
-                return Err(EngineError::conflict(format!(
-                    "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-                )));
-            }
+        if let Some(other) = names.get(new)
+            && other != id
+        {
+            return Err(EngineError::conflict(format!(
+                "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
+            )));
         }
         names.remove(old);
         names.insert(new.to_string(), id.to_string());
@@ -409,7 +409,9 @@ impl Containers {
         let c = self.get(key)?;
         let old = c.name();
         if old == new {
-            return Err(EngineError::invalid(format!("Renaming a container with the same name as its current name")));
+            return Err(EngineError::invalid(
+                "Renaming a container with the same name as its current name".to_string(),
+            ));
         }
         self.rename_index(&old, new, &c.id)?;
         let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;

@@ -168,12 +168,12 @@ pub fn resolve_user(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<R
         gid = find_group(g)?;
     }
     let mut additional = Vec::new();
-    if g.is_none() {
-        if let Some(n) = &name {
-            for (_, id, members) in &gr {
-                if members.iter().any(|m| m == n) && *id != gid {
-                    additional.push(*id);
-                }
+    if g.is_none()
+        && let Some(n) = &name
+    {
+        for (_, id, members) in &gr {
+            if members.iter().any(|m| m == n) && *id != gid {
+                additional.push(*id);
             }
         }
     }

@@ -720,10 +720,10 @@ impl Containers {
         self.execs.forget_container(&c.id);
         if volumes {
             for m in rec.mounts.iter().filter(|m| m.kind == MountKind::Volume && m.anonymous) {
-                if !self.volumes_in_use().contains(&m.source) {
-                    if let Err(e) = self.volumes.remove(&m.source) {
-                        tracing::warn!(volume = %m.source, error = %e, "removing anonymous volume");
-                    }
+                if !self.volumes_in_use().contains(&m.source)
+                    && let Err(e) = self.volumes.remove(&m.source)
+                {
+                    tracing::warn!(volume = %m.source, error = %e, "removing anonymous volume");
                 }
             }
         }
@@ -791,7 +791,7 @@ impl Containers {
         // Containers with a restart policy of always come back with the daemon.
         for c in self.all() {
             let rec = c.record();
-            let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name.clone());
+            let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);
             let wants = matches!(policy, Some(RestartPolicyNameEnum::ALWAYS))
                 || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED)) && !rec.manually_stopped);
             if wants && rec.state.status == Status::Exited && rec.state.started_at.is_some() {
@@ -826,31 +826,6 @@ fn copy_up(rootfs: &std::path::Path, dest: &str, volume: &std::path::Path) -> Re
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
-        assert_eq!(parse_signal("kill").unwrap(), 9);
-        assert_eq!(parse_signal("10").unwrap(), 10);
-        assert_eq!(parse_signal("RTMIN+1").unwrap(), 35);
-        assert!(parse_signal("SIGFOO").is_err());
-        assert!(parse_signal("0").is_err());
-        assert!(parse_signal("99").is_err());
-    }
-
-    #[test]
-    fn start_errors_read_like_docker() {
-        let (code, msg) =
-            start_error("failed to create container: exec process failed: executable 'nope' not found in $PATH");
-        assert_eq!(code, 127);
-        assert!(msg.contains("exec: \"nope\": executable file not found in $PATH"));
-        assert_eq!(start_error("open /x: permission denied").0, 126);
-    }
 }
 
 impl Containers {
@@ -890,12 +865,10 @@ impl Containers {
         if let Some(s) = u.memory_swap {
             hc.memory_swap = Some(s);
         }
-        if let (Some(m), Some(s)) = (hc.memory.filter(|m| *m > 0), hc.memory_swap.filter(|s| *s > 0)) {
-            if s < m {
-                return Err(EngineError::invalid(
-                    "Minimum memoryswap limit should be larger than memory limit, see usage",
-                ));
-            }
+        if let (Some(m), Some(s)) = (hc.memory.filter(|m| *m > 0), hc.memory_swap.filter(|s| *s > 0))
+            && s < m
+        {
+            return Err(EngineError::invalid("Minimum memoryswap limit should be larger than memory limit, see usage"));
         }
         if u.memory.is_some() && u.memory_swap.is_none() && rec.host_config.memory_swap.unwrap_or(0) > 0 {
             // Docker keeps the ratio sane: a new memory limit above the old swap limit grows swap.
@@ -972,5 +945,30 @@ impl Containers {
         let rec = self.update(&c, Durability::Sync, |r| r.host_config = hc)?;
         self.publish(&rec, "update");
         Ok(vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("kill").unwrap(), 9);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), 35);
+        assert!(parse_signal("SIGFOO").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn start_errors_read_like_docker() {
+        let (code, msg) =
+            start_error("failed to create container: exec process failed: executable 'nope' not found in $PATH");
+        assert_eq!(code, 127);
+        assert!(msg.contains("exec: \"nope\": executable file not found in $PATH"));
+        assert_eq!(start_error("open /x: permission denied").0, 126);
     }
 }

@@ -200,14 +200,13 @@ fn rlimits(hc: &HostConfig, can_raise: bool) -> Result<Option<Vec<PosixRlimit>>>
                 "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
             )));
         }
-        if !can_raise {
-            if let Some(max) = current_hard_limit(t) {
-                if hard > max {
-                    return Err(EngineError::invalid(format!(
-                        "ulimit {name}: hard limit {hard} is above this daemon's own hard limit {max}, which it cannot raise (it lacks CAP_SYS_RESOURCE)"
-                    )));
-                }
-            }
+        if !can_raise
+            && let Some(max) = current_hard_limit(t)
+            && hard > max
+        {
+            return Err(EngineError::invalid(format!(
+                "ulimit {name}: hard limit {hard} is above this daemon's own hard limit {max}, which it cannot raise (it lacks CAP_SYS_RESOURCE)"
+            )));
         }
         let r = PosixRlimitBuilder::default()
             .typ(t)

@@ -130,10 +130,10 @@ impl Profile {
                     continue 'rules;
                 }
             }
-            if let Some(k) = &r.includes.min_kernel {
-                if !kernel_at_least(k) {
-                    continue;
-                }
+            if let Some(k) = &r.includes.min_kernel
+                && !kernel_at_least(k)
+            {
+                continue;
             }
             if r.excludes.arches.iter().any(|a| a == arch_name) || r.excludes.caps.iter().any(|c| caps.contains(c)) {
                 continue;

@@ -437,8 +437,8 @@ impl<W: Write> TarWriter<W> {
                     rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
                 let mut names = Vec::new();
                 {
-                    let mut it = rustix::fs::Dir::read_from(&dir)?;
-                    while let Some(e) = it.next() {
+                    let it = rustix::fs::Dir::read_from(&dir)?;
+                    for e in it {
                         let e = e?;
                         let n = e.file_name().to_bytes();
                         if n != b"." && n != b".." {

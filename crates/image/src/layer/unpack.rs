@@ -208,10 +208,10 @@ impl Unpacker {
     /// Opens (creating as needed) a directory inside the root; symlinks on the way resolve
     /// inside the root.
     fn parent_dir(&mut self, rel: &Path) -> Result<OwnedFd, UnpackError> {
-        if let Some((p, fd)) = &self.cache {
-            if p == rel {
-                return fd.try_clone().map_err(|e| UnpackError::Io { path: rel.into(), source: e });
-            }
+        if let Some((p, fd)) = &self.cache
+            && p == rel
+        {
+            return fd.try_clone().map_err(|e| UnpackError::Io { path: rel.into(), source: e });
         }
         let fd = match self.open_in_root(rel, OFlags::PATH | OFlags::DIRECTORY) {
             Ok(fd) => fd,
@@ -245,10 +245,10 @@ impl Unpacker {
     }
 
     fn invalidate(&mut self, rel: &Path) {
-        if let Some((p, _)) = &self.cache {
-            if p.starts_with(rel) {
-                self.cache = None;
-            }
+        if let Some((p, _)) = &self.cache
+            && p.starts_with(rel)
+        {
+            self.cache = None;
         }
     }
 
@@ -300,7 +300,8 @@ impl Unpacker {
 
         let hdr = entry.header().clone();
         let kind = hdr.entry_type();
-        let mode = lenient(hdr.mode().map(u64::from), &hdr.as_bytes()[100..108]).map_err(UnpackError::Read)? as u32 & 0o7777;
+        let mode =
+            lenient(hdr.mode().map(u64::from), &hdr.as_bytes()[100..108]).map_err(UnpackError::Read)? as u32 & 0o7777;
         let (uid, gid) = match self.opts.owner {
             Some((u, g)) => (u as u64, g as u64),
             None => (
@@ -323,15 +324,15 @@ impl Unpacker {
 
         let dir = self.parent_dir(&parent)?;
         self.created.insert(rel.clone());
-        if self.opts.no_overwrite_dir_non_dir {
-            if let Ok(st) = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
-                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
-                if is_dir != (kind == tar::EntryType::Directory) {
-                    return Err(UnpackError::Io {
-                        path: rel,
-                        source: io::Error::other("cannot overwrite a directory with a non-directory, or the reverse"),
-                    });
-                }
+        if self.opts.no_overwrite_dir_non_dir
+            && let Ok(st) = rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW)
+        {
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            if is_dir != (kind == tar::EntryType::Directory) {
+                return Err(UnpackError::Io {
+                    path: rel,
+                    source: io::Error::other("cannot overwrite a directory with a non-directory, or the reverse"),
+                });
             }
         }
         match kind {
@@ -484,8 +485,8 @@ impl Unpacker {
                     rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
                         .map_err(io_at(parent))?;
                 let mut names = Vec::new();
-                let mut it = rustix::fs::Dir::read_from(&fd).map_err(io_at(parent))?;
-                while let Some(e) = it.next() {
+                let it = rustix::fs::Dir::read_from(&fd).map_err(io_at(parent))?;
+                for e in it {
                     let e = e.map_err(io_at(parent))?;
                     let n = e.file_name().to_bytes();
                     if n == b"." || n == b".." {
@@ -538,7 +539,10 @@ fn copy_with(r: &mut impl Read, w: &mut std::fs::File, buf: &mut [u8]) -> io::Re
     }
 }
 
-fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, UnpackError> {
+/// Extended attributes as (name, value) pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn read_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Xattrs, UnpackError> {
     let mut out = Vec::new();
     if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Read)? {
         for ext in exts {
@@ -566,8 +570,8 @@ fn set_xattrs_fd(fd: &OwnedFd, xattrs: &[(Vec<u8>, Vec<u8>)], rel: &Path) {
 pub(crate) fn remove_contents(dir: &OwnedFd) -> Result<(), Errno> {
     let mut names = Vec::new();
     {
-        let mut it = rustix::fs::Dir::read_from(dir)?;
-        while let Some(e) = it.next() {
+        let it = rustix::fs::Dir::read_from(dir)?;
+        for e in it {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n == b"." || n == b".." {

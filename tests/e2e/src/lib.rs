@@ -88,6 +88,7 @@ pub struct Daemon {
     pub socket: PathBuf,
     child: Option<Child>,
     bins: PathBuf,
+    extra: Vec<String>,
 }
 
 fn unique_dir() -> PathBuf {
@@ -106,11 +107,23 @@ impl Daemon {
         d
     }
 
+    /// Starts a daemon with extra flags, and imports busybox.
+    pub fn start_with(extra: &[&str]) -> Daemon {
+        let mut d = Daemon::bare(extra);
+        d.import_busybox("busybox");
+        d
+    }
+
     /// Starts a daemon with no images.
     pub fn start_bare() -> Daemon {
+        Daemon::bare(&[])
+    }
+
+    fn bare(extra: &[&str]) -> Daemon {
         let dir = unique_dir();
         let bins = bin_dir();
-        let mut d = Daemon { socket: dir.join("s.sock"), dir, child: None, bins };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut d = Daemon { socket: dir.join("s.sock"), dir, child: None, bins, extra };
         d.spawn();
         d
     }
@@ -127,6 +140,7 @@ impl Daemon {
             .arg(self.dir.join("run"))
             .arg("--log-level")
             .arg("debug")
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

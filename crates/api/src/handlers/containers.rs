@@ -253,6 +253,29 @@ pub(crate) async fn hijack(
     r
 }
 
+/// Upgrades the connection only to write an error into it and close it.
+pub(crate) async fn hijack_error(req: Request, message: String, tty: bool) -> Response {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(up) = on_upgrade.await {
+            use tokio::io::AsyncWriteExt;
+            let mut io = hyper_util::rt::TokioIo::new(up);
+            let text = format!("{message}\r\n");
+            let bytes = if tty { bytes::Bytes::from(text) } else { stream::mux(1, text.as_bytes()) };
+            let _ = io.write_all(&bytes).await;
+            let _ = io.shutdown().await;
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
+}
+
 pub async fn attach(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
     let streams =

@@ -29,11 +29,18 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Re
         .as_ref()
         .filter(|s| s.len() == 2 && s[0] > 0)
         .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16));
-    let handle = e.containers.exec_start(&id, detach, cfg.tty, size).await?;
-    let Some(handle) = handle else {
-        return Ok(StatusCode::OK.into_response());
-    };
+    let tty = cfg.tty.or(e.containers.execs.get(&id)?.config.tty).unwrap_or(false);
     let req = Request::from_parts(parts, axum::body::Body::empty());
+    let handle = match e.containers.exec_start(&id, detach, cfg.tty, size).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return Ok(StatusCode::OK.into_response()),
+        // As Docker: once the client asked to hijack, a failure to start is written into the
+        // stream (and the exec's exit code, 126, is what the client reports).
+        Err(err) if !detach && req.headers().get(axum::http::header::UPGRADE).is_some() => {
+            return Ok(super::containers::hijack_error(req, err.message, tty).await);
+        }
+        Err(err) => return Err(err.into()),
+    };
     Ok(super::containers::hijack(req, handle, None).await)
 }
 

@@ -719,6 +719,7 @@ pub async fn cp(c: &Client, a: CpArgs) -> anyhow::Result<u8> {
                 let mut e = entry?;
                 let p = e.path()?.into_owned();
                 let p = match (&rename, p.strip_prefix(&name)) {
+                    (Some(r), Ok(rest)) if rest.as_os_str().is_empty() => std::path::PathBuf::from(r),
                     (Some(r), Ok(rest)) => std::path::Path::new(r).join(rest),
                     _ => p,
                 };

@@ -180,18 +180,16 @@ impl Containers {
             }
             Ok(Some(Response::Error { message })) => {
                 finish(&inst, Some(126));
-                let (code, msg) = if message.contains("not found in $PATH") || message.contains("no such file") {
+                // Docker records 126 for any exec that could not start.
+                let msg = if message.contains("not found in $PATH") || message.contains("no such file") {
                     let exe = inst.config.cmd.as_ref().and_then(|c| c.first()).cloned().unwrap_or_default();
-                    (
-                        127,
-                        format!(
-                            "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{exe}\": executable file not found in $PATH: unknown"
-                        ),
+                    format!(
+                        "OCI runtime exec failed: exec failed: unable to start container process: exec: \"{exe}\": executable file not found in $PATH: unknown"
                     )
                 } else {
-                    (126, format!("OCI runtime exec failed: {message}: unknown"))
+                    format!("OCI runtime exec failed: {message}: unknown")
                 };
-                inst.state.lock().expect("exec state").exit_code = Some(code);
+                inst.state.lock().expect("exec state").exit_code = Some(126);
                 return Err(EngineError::invalid(msg));
             }
             other => {

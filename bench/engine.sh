@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Engine benchmark: `run --rm busybox true` through skiff and the peers, side by side on the same
+# busybox image, plus per-container helper RSS and idle daemon RSS.
+#
+# Usage: bench/engine.sh [RUNS]   (default 20). Prints a Markdown report on stdout.
+# Needs root. Installs Debian's docker.io and podman when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-20}
+BIN="$PWD/target/release"
+[ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
+
+export DEBIAN_FRONTEND=noninteractive
+for pkg in docker.io podman busybox-static; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
+done
+DOCKER_CLI=$(command -v docker)
+
+W=$(mktemp -d /tmp/skb.XXXXXX)
+cleanup() {
+    set +e
+    DOCKER_HOST="unix://$W/skiff.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/skiff.sock" "$DOCKER_CLI" ps -aq) >/dev/null 2>&1
+    DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" ps -aq) >/dev/null 2>&1
+    podman --root "$W/podman" --runroot "$W/podman-run" rm -af >/dev/null 2>&1
+    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
+    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
+    sleep 1
+    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+# The busybox image, the same bytes for everyone.
+root="$W/bbroot"
+mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
+cp /bin/busybox "$root/bin/busybox"
+for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+printf 'root:x:0:\n' > "$root/etc/group"
+tar -C "$root" -cf "$W/busybox.tar" .
+
+# skiffd
+"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
+    --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
+for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
+SK="unix://$W/skiff.sock"
+DOCKER_HOST=$SK "$DOCKER_CLI" import "$W/busybox.tar" busybox >/dev/null
+
+# A private dockerd beside any other, with its own bridge-less default network.
+have_docker=0
+if command -v dockerd >/dev/null; then
+    dockerd -H "unix://$W/docker.sock" --data-root "$W/docker-data" --exec-root "$W/docker-exec" \
+        --pidfile "$W/dockerd.pid" --iptables=false --bridge=none >"$W/dockerd.log" 2>&1 &
+    for _ in $(seq 200); do DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" version >/dev/null 2>&1 && { have_docker=1; break; }; sleep 0.1; done
+    [ $have_docker = 1 ] && DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" import "$W/busybox.tar" busybox >/dev/null
+fi
+DK="unix://$W/docker.sock"
+
+# podman, with rlimits this VM allows.
+have_podman=0
+if command -v podman >/dev/null; then
+    printf '[containers]\ndefault_ulimits = ["nofile=20000:20000","nproc=32768:32768"]\n' > "$W/containers.conf"
+    export CONTAINERS_CONF="$W/containers.conf"
+    # crun refuses the hybrid layout while cgroup2 holds hugetlb.
+    if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null; then
+        mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    fi
+    PODMAN=(podman --root "$W/podman" --runroot "$W/podman-run" --storage-driver overlay)
+    if "${PODMAN[@]}" import "$W/busybox.tar" busybox >/dev/null 2>&1 && "${PODMAN[@]}" run --rm busybox true >/dev/null 2>&1; then
+        have_podman=1
+    fi
+fi
+
+# time_runs LABEL CMD...: RUNS timed runs after one warm-up; prints "LABEL median min max" (seconds).
+time_runs() {
+    local label=$1; shift
+    "$@" >/dev/null 2>&1 || { echo "$label FAILED"; return; }
+    local ts=()
+    for _ in $(seq "$RUNS"); do
+        local s e
+        s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
+        ts+=($(( e - s )))
+    done
+    python3 - "$label" "${ts[@]}" <<'PY'
+import statistics, sys
+label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
+print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
+PY
+}
+
+results=()
+results+=("$(time_runs 'skiff run --rm busybox true' "$BIN/skiff" -H "$SK" run --rm busybox true)")
+results+=("$(time_runs 'docker CLI -> skiffd' env DOCKER_HOST="$SK" "$DOCKER_CLI" run --rm busybox true)")
+if [ $have_docker = 1 ]; then
+    results+=("$(time_runs 'docker CLI -> dockerd 20.10 (runc, --network none)' env DOCKER_HOST="$DK" "$DOCKER_CLI" run --rm --network none busybox true)")
+fi
+if [ $have_podman = 1 ]; then
+    results+=("$(time_runs 'podman (crun)' "${PODMAN[@]}" run --rm busybox true)")
+fi
+
+rss_of() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Per-container helper RSS: 5 running containers each.
+DOCKER_HOST=$SK "$DOCKER_CLI" run -d busybox sleep 300 >/dev/null
+for _ in 1 2 3 4; do DOCKER_HOST=$SK "$DOCKER_CLI" run -d busybox sleep 300 >/dev/null; done
+sleep 1
+mon=$(for p in $(pgrep -f "^$BIN/skiff-monitor $W"); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+shim=0
+if [ $have_docker = 1 ]; then
+    for _ in 1 2 3 4 5; do DOCKER_HOST=$DK "$DOCKER_CLI" run -d --network none busybox sleep 300 >/dev/null; done
+    sleep 1
+    shim=$(for p in $(pgrep -f "containerd-shim.*$W" || pgrep -f containerd-shim); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+fi
+conmon=0
+if [ $have_podman = 1 ]; then
+    for _ in 1 2 3 4 5; do "${PODMAN[@]}" run -d busybox sleep 300 >/dev/null; done
+    sleep 1
+    conmon=$(for p in $(pgrep -f "conmon.*$W"); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+fi
+# Idle daemon RSS (with the containers above running).
+skiffd_rss=$(rss_of "$(cat "$W/skiffd.pid")")
+dockerd_rss=0
+[ $have_docker = 1 ] && dockerd_rss=$(rss_of "$(cat "$W/dockerd.pid")")
+
+python3 - "$RUNS" "$mon" "$shim" "$conmon" "$skiffd_rss" "$dockerd_rss" "${results[@]}" <<'PY'
+import sys
+runs, mon, shim, conmon, sk, dk = sys.argv[1:7]
+rows = [r.split("\t") for r in sys.argv[7:]]
+base = next((float(r[1]) for r in rows if r[0].startswith("skiff run") and len(r) > 1), None)
+print(f"### `run --rm busybox true` (median of {runs}, seconds)\n")
+print("| what | median | min | max | ratio to `skiff run` |")
+print("|---|---|---|---|---|")
+for r in rows:
+    if len(r) < 4:
+        print(f"| {r[0]} | failed | | | |")
+        continue
+    ratio = f"{float(r[1]) / base:.1f}x" if base else ""
+    print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {ratio} |")
+def mb(k): return f"{int(float(k)) / 1024:.1f} MB" if float(k) > 0 else "n/a"
+print("\n### Memory (RSS, median per process)\n")
+print("| what | skiff | Docker 20.10 | Podman |")
+print("|---|---|---|---|")
+print(f"| per-container helper | skiff-monitor {mb(mon)} | containerd-shim {mb(shim)} | conmon {mb(conmon)} |")
+print(f"| daemon, 5 containers running | skiffd {mb(sk)} | dockerd {mb(dk)} | — |")
+PY

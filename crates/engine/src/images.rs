@@ -290,14 +290,8 @@ impl Images {
                     &c.id[..12]
                 )));
             }
-            if let Some(c) = running
-                && force
-            {
-                untag(&target, &mut out)?;
-                let _ = c;
-                return Ok(out);
-            }
             untag(&target, &mut out)?;
+            // Forced while containers use it: the image stays, untagged.
             if !users.is_empty() {
                 return Ok(out);
             }

@@ -105,5 +105,8 @@ impl Engine {
     /// Re-adopts running containers and settles the ones that exited while we were away.
     pub async fn restore(&self) {
         self.containers.restore().await;
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "flushing metadata after restore");
+        }
     }
 }

@@ -95,6 +95,11 @@ impl Db {
         Ok(Db { inner })
     }
 
+    /// Makes every earlier lazy commit durable.
+    pub fn flush(&self) -> Result<(), DbError> {
+        self.batch()?.commit(Durability::Sync)
+    }
+
     pub fn batch(&self) -> Result<Batch<'_>, DbError> {
         Ok(Batch { txn: self.inner.begin_write()?, _db: self })
     }

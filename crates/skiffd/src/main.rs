@@ -96,8 +96,11 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        skiff_api::serve(listener, engine, shutdown).await;
+        skiff_api::serve(listener, engine.clone(), shutdown).await;
         tracing::info!("shutting down; running containers keep running");
+        if let Err(e) = engine.db.flush() {
+            tracing::warn!(error = %e, "flushing metadata");
+        }
         let _ = std::fs::remove_file(&socket);
         if let Some(p) = &args.pidfile {
             let _ = std::fs::remove_file(p);

@@ -448,10 +448,5 @@ impl Containers {
     }
 }
 
-/// Labels as a sorted map (the API uses hash maps).
-pub fn labels_of(r: &ContainerRecord) -> BTreeMap<String, String> {
-    r.config.labels.clone().unwrap_or_default().into_iter().collect()
-}
-
 /// Files the runtime bind-mounts into every container; not part of its changes.
 pub const RUNTIME_FILES: &[&str] = &["etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv"];

@@ -778,7 +778,12 @@ impl Containers {
                     }
                     super::health::spawn(self.clone(), c.clone());
                 }
-                _ if st.is_live() || st == Status::Restarting => {
+                // A start whose record was not flushed before a crash still left the monitor's
+                // exit file behind.
+                _ if st.is_live()
+                    || st == Status::Restarting
+                    || (st == Status::Created && dir.exit_file().exists()) =>
+                {
                     let s = self.exit_from_file(&c.id);
                     self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
                 }

@@ -18,7 +18,7 @@ pub mod run;
 pub mod spec;
 pub mod stats;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 

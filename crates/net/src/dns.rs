@@ -1,0 +1,408 @@
+//! The embedded DNS server of user-defined networks (hickory-server).
+//!
+//! One server per user network, listening (UDP and TCP) on the network's gateway address, port
+//! 53; containers on the network get it as their only `nameserver`. It answers for the names
+//! of that network's containers (names, aliases, short IDs; `A` and reverse `PTR`) and
+//! forwards every other question, unchanged, to upstream resolvers: the querying container's
+//! own `--dns` servers if it has some, otherwise the host's. Forwarding happens from the host's
+//! namespace, so host resolvers on loopback (systemd-resolved, dnsmasq) work.
+//!
+//! A name that exists here but has no record of the asked type gets an empty `NOERROR` answer
+//! (as Docker's resolver does for `AAAA`), so resolvers don't go on to search domains.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Message, Metadata, ResponseCode};
+use hickory_server::proto::rr::rdata::{A, PTR};
+use hickory_server::proto::rr::{Name, RData, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Time to live of our own answers (as Docker's: containers come and go).
+const TTL: u32 = 600;
+/// How long one upstream gets to answer.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The names of one network, shared between the engine (which replaces them as containers
+/// join and leave) and the server.
+#[derive(Clone, Default, Debug)]
+pub struct Zone {
+    inner: Arc<RwLock<Records>>,
+}
+
+#[derive(Default, Debug)]
+struct Records {
+    names: HashMap<String, Vec<Ipv4Addr>>,
+    reverse: HashMap<Ipv4Addr, String>,
+    upstreams_by_client: HashMap<Ipv4Addr, Vec<SocketAddr>>,
+    default_upstreams: Vec<SocketAddr>,
+}
+
+/// One container on the network, as DNS sees it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub ip: Ipv4Addr,
+    /// The first name is the one reverse lookups return.
+    pub names: Vec<String>,
+    /// The container's own `--dns` servers (empty: the host's).
+    pub upstreams: Vec<IpAddr>,
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Zone {
+    pub fn new(default_upstreams: Vec<SocketAddr>) -> Zone {
+        let z = Zone::default();
+        z.inner.write().expect("zone lock").default_upstreams = default_upstreams;
+        z
+    }
+
+    /// Replaces every record.
+    pub fn set(&self, entries: &[Entry]) {
+        let mut r = Records::default();
+        for e in entries {
+            for n in &e.names {
+                let key = normalize(n);
+                if key.is_empty() {
+                    continue;
+                }
+                let ips = r.names.entry(key).or_default();
+                if !ips.contains(&e.ip) {
+                    ips.push(e.ip);
+                }
+            }
+            if let Some(first) = e.names.first() {
+                r.reverse.entry(e.ip).or_insert_with(|| normalize(first));
+            }
+            if !e.upstreams.is_empty() {
+                r.upstreams_by_client.insert(e.ip, e.upstreams.iter().map(|ip| SocketAddr::new(*ip, 53)).collect());
+            }
+        }
+        let mut g = self.inner.write().expect("zone lock");
+        r.default_upstreams = std::mem::take(&mut g.default_upstreams);
+        *g = r;
+    }
+
+    /// Addresses of a name, `None` if the name is not ours.
+    pub fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
+        self.inner.read().expect("zone lock").names.get(&normalize(name)).cloned()
+    }
+
+    pub fn reverse(&self, ip: Ipv4Addr) -> Option<String> {
+        self.inner.read().expect("zone lock").reverse.get(&ip).cloned()
+    }
+
+    fn upstreams_for(&self, client: IpAddr) -> Vec<SocketAddr> {
+        let g = self.inner.read().expect("zone lock");
+        if let IpAddr::V4(v4) = client
+            && let Some(u) = g.upstreams_by_client.get(&v4)
+        {
+            return u.clone();
+        }
+        g.default_upstreams.clone()
+    }
+}
+
+/// `d.c.b.a.in-addr.arpa` → `a.b.c.d`.
+fn parse_arpa(name: &str) -> Option<Ipv4Addr> {
+    let rest = normalize(name);
+    let rest = rest.strip_suffix(".in-addr.arpa")?;
+    let mut octets: Vec<u8> = rest.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    if octets.len() != 4 {
+        return None;
+    }
+    octets.reverse();
+    Some(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
+}
+
+/// The resolvers of a `resolv.conf` text (the host's, for forwarding).
+pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == "nameserver").then(|| it.next()?.split('%').next()?.parse().ok())?
+        })
+        .collect()
+}
+
+struct Handler {
+    zone: Zone,
+}
+
+enum Answer {
+    Local(Vec<Record>),
+    Forwarded(Box<Message>),
+    Fail(ResponseCode),
+}
+
+impl Handler {
+    fn local(&self, request: &Request) -> Option<Vec<Record>> {
+        let query = request.queries.queries().first()?;
+        let qname = query.name().to_string();
+        let name = Name::from(query.name().clone());
+        match query.query_type() {
+            RecordType::PTR => {
+                let ip = parse_arpa(&qname)?;
+                let target = self.zone.reverse(ip)?;
+                let target = Name::from_ascii(format!("{target}.")).ok()?;
+                Some(vec![Record::from_rdata(name, TTL, RData::PTR(PTR(target)))])
+            }
+            t => {
+                let ips = self.zone.lookup(&qname)?;
+                if t == RecordType::A || t == RecordType::ANY {
+                    Some(ips.into_iter().map(|ip| Record::from_rdata(name.clone(), TTL, RData::A(A(ip)))).collect())
+                } else {
+                    Some(Vec::new())
+                }
+            }
+        }
+    }
+
+    async fn forward(&self, request: &Request) -> Answer {
+        let upstreams = self.zone.upstreams_for(request.src().ip());
+        if upstreams.is_empty() {
+            return Answer::Fail(ResponseCode::ServFail);
+        }
+        let tcp = request.protocol() == Protocol::Tcp;
+        for up in upstreams {
+            let r = tokio::time::timeout(UPSTREAM_TIMEOUT, exchange(up, request.as_slice(), tcp)).await;
+            match r {
+                Ok(Ok(bytes)) => match Message::from_vec(&bytes) {
+                    Ok(m) if m.metadata.id == request.metadata.id => return Answer::Forwarded(Box::new(m)),
+                    Ok(_) => tracing::debug!(%up, "upstream answered another query id"),
+                    Err(e) => tracing::debug!(%up, "undecodable upstream answer: {e}"),
+                },
+                Ok(Err(e)) => tracing::debug!(%up, "upstream: {e}"),
+                Err(_) => tracing::debug!(%up, "upstream timed out"),
+            }
+        }
+        Answer::Fail(ResponseCode::ServFail)
+    }
+}
+
+/// One question to one upstream, over the protocol the client used.
+async fn exchange(up: SocketAddr, query: &[u8], tcp: bool) -> std::io::Result<Vec<u8>> {
+    if tcp {
+        let mut s = tokio::net::TcpStream::connect(up).await?;
+        let len = u16::try_from(query.len()).map_err(|_| std::io::Error::other("query too long"))?;
+        let mut buf = Vec::with_capacity(query.len() + 2);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(query);
+        s.write_all(&buf).await?;
+        let n = s.read_u16().await? as usize;
+        let mut out = vec![0u8; n];
+        s.read_exact(&mut out).await?;
+        Ok(out)
+    } else {
+        let bind: SocketAddr = if up.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+        let s = tokio::net::UdpSocket::bind(bind).await?;
+        s.connect(up).await?;
+        s.send(query).await?;
+        let mut out = vec![0u8; 65535];
+        let n = s.recv(&mut out).await?;
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        let answer = match self.local(request) {
+            Some(records) => Answer::Local(records),
+            None if request.queries.queries().is_empty() => Answer::Fail(ResponseCode::FormErr),
+            None => self.forward(request).await,
+        };
+        let builder = MessageResponseBuilder::from_message_request(request);
+        let sent = match &answer {
+            Answer::Local(records) => {
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.authoritative = true;
+                meta.recursion_available = true;
+                response.send_response(builder.build(meta, records.iter(), [], [], [])).await
+            }
+            Answer::Forwarded(m) => {
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.response_code = m.metadata.response_code;
+                meta.recursion_available = m.metadata.recursion_available;
+                meta.authentic_data = m.metadata.authentic_data;
+                meta.truncation = m.metadata.truncation;
+                response
+                    .send_response(builder.build(
+                        meta,
+                        m.answers.iter(),
+                        m.authorities.iter(),
+                        [],
+                        m.additionals.iter(),
+                    ))
+                    .await
+            }
+            Answer::Fail(code) => response.send_response(builder.error_msg(&request.metadata, *code)).await,
+        };
+        match sent {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!("sending a DNS answer: {e}");
+                let mut meta = Metadata::response_from_request(&request.metadata);
+                meta.response_code = ResponseCode::ServFail;
+                hickory_server::proto::op::Header { metadata: meta, counts: Default::default() }.into()
+            }
+        }
+    }
+}
+
+/// A running server; dropping it stops it.
+pub struct DnsServer {
+    server: hickory_server::Server<Handler>,
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Debug for DnsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DnsServer({})", self.addr)
+    }
+}
+
+impl DnsServer {
+    /// Starts answering on `addr` (UDP and TCP) for `zone`.
+    pub async fn start(addr: SocketAddr, zone: Zone) -> std::io::Result<DnsServer> {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        let mut server = hickory_server::Server::new(Handler { zone });
+        server.register_socket(udp);
+        server.register_listener(tcp, Duration::from_secs(10), 64 * 1024);
+        Ok(DnsServer { server, addr })
+    }
+
+    pub async fn stop(mut self) {
+        if let Err(e) = self.server.shutdown_gracefully().await {
+            tracing::debug!("stopping DNS server on {}: {e}", self.addr);
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.server.shutdown_token().cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_server::proto::op::{Message, MessageType, OpCode, Query};
+
+    fn query(name: &str, t: RecordType, id: u16) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.queries.push(Query::query(Name::from_ascii(name).unwrap(), t));
+        m.to_vec().unwrap()
+    }
+
+    async fn ask(server: SocketAddr, bytes: &[u8]) -> Message {
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(bytes, server).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf)).await.unwrap().unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    }
+
+    fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+        m.answers
+            .iter()
+            .filter_map(|r| match r.data {
+                RData::A(A(ip)) => Some(ip),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zone_lookups() {
+        let z = Zone::new(vec![]);
+        z.set(&[
+            Entry { ip: Ipv4Addr::new(10, 0, 0, 2), names: vec!["Web".into(), "www".into()], upstreams: vec![] },
+            Entry { ip: Ipv4Addr::new(10, 0, 0, 3), names: vec!["db".into(), "www".into()], upstreams: vec![] },
+        ]);
+        assert_eq!(z.lookup("web."), Some(vec![Ipv4Addr::new(10, 0, 0, 2)]));
+        assert_eq!(z.lookup("WWW").unwrap().len(), 2);
+        assert_eq!(z.lookup("nope"), None);
+        assert_eq!(z.reverse(Ipv4Addr::new(10, 0, 0, 2)).as_deref(), Some("web"));
+        assert_eq!(parse_arpa("2.0.0.10.in-addr.arpa."), Some(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(parse_arpa("0.10.in-addr.arpa."), None);
+        assert_eq!(parse_arpa("x.0.0.10.in-addr.arpa."), None);
+    }
+
+    #[test]
+    fn resolv_conf_nameservers() {
+        let t = "# c\nnameserver 10.0.0.1\nnameserver fe80::1%eth0\nsearch x\nnameserver\nnameserver junk\n";
+        assert_eq!(nameservers(t), vec!["10.0.0.1".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn answers_local_names_and_forwards_the_rest() {
+        // An "upstream" that answers every A question with 192.0.2.7.
+        let up_zone = Zone::new(vec![]);
+        let upstream = {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = sock.local_addr().unwrap();
+            drop(sock);
+            up_zone.set(&[Entry {
+                ip: Ipv4Addr::new(192, 0, 2, 7),
+                names: vec!["example.test".into()],
+                upstreams: vec![],
+            }]);
+            DnsServer::start(addr, up_zone.clone()).await.unwrap()
+        };
+        let zone = Zone::new(vec![upstream.addr]);
+        zone.set(&[Entry { ip: Ipv4Addr::new(10, 9, 0, 2), names: vec!["web".into()], upstreams: vec![] }]);
+        let addr = {
+            let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.local_addr().unwrap()
+        };
+        let server = DnsServer::start(addr, zone.clone()).await.unwrap();
+
+        let m = ask(addr, &query("web.", RecordType::A, 7)).await;
+        assert_eq!(m.metadata.id, 7);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(10, 9, 0, 2)]);
+
+        let m = ask(addr, &query("web.", RecordType::AAAA, 8)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.answers.is_empty());
+
+        let m = ask(addr, &query("2.0.9.10.in-addr.arpa.", RecordType::PTR, 9)).await;
+        assert_eq!(m.answers.len(), 1);
+
+        let m = ask(addr, &query("example.test.", RecordType::A, 10)).await;
+        assert_eq!(m.metadata.id, 10);
+        assert_eq!(a_records(&m), vec![Ipv4Addr::new(192, 0, 2, 7)], "forwarded to the upstream");
+
+        // The upstream doesn't know it either: its upstream list is empty → SERVFAIL passed on.
+        let m = ask(addr, &query("unknown.test.", RecordType::A, 11)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+
+        // Garbage gets no crash; the server still answers afterwards.
+        let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.send_to(&[0xff; 7], addr).await.unwrap();
+        s.send_to(&[0u8; 512], addr).await.unwrap();
+        let m = ask(addr, &query("web.", RecordType::A, 12)).await;
+        assert_eq!(a_records(&m).len(), 1);
+
+        // Records are replaced as containers come and go.
+        zone.set(&[]);
+        let m = ask(addr, &query("web.", RecordType::A, 13)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        server.stop().await;
+        upstream.stop().await;
+    }
+}

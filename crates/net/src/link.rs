@@ -1,0 +1,285 @@
+//! Links, addresses and routes over netlink (rtnetlink): bridges on the host, veth pairs whose
+//! container end is created directly inside the container's namespace, and the configuration
+//! of that end from a thread inside the namespace. No `ip` commands are run.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::route::RouteAttribute;
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::ipam::Ipv4Net;
+use crate::netns;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("netlink: {context}: {source}")]
+    Netlink {
+        context: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn nl(context: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> LinkError {
+    let context = context.into();
+    move |source| LinkError::Netlink { context, source }
+}
+
+fn is_errno(e: &rtnetlink::Error, code: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -code || m.raw_code() == code)
+}
+
+/// A netlink connection in the host's network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Netlink")
+    }
+}
+
+impl Netlink {
+    /// Opens the connection; its task runs on the current tokio runtime.
+    pub fn new() -> std::io::Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn index_of(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        let mut s = self.handle.link().get().match_name(name.to_string()).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(Some(m.header.index)),
+            Ok(None) => Ok(None),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl(format!("looking up {name}"))(e)),
+        }
+    }
+
+    /// Creates (or reuses) a bridge with `gateway` (address/prefix) on it, up.
+    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Net, mtu: Option<u32>) -> Result<u32, LinkError> {
+        let index = match self.index_of(name).await? {
+            Some(i) => i,
+            None => {
+                let mut b = LinkBridge::new(name);
+                if let Some(m) = mtu {
+                    b = b.mtu(m);
+                }
+                match self.handle.link().add(b.build()).execute().await {
+                    Ok(()) => {}
+                    Err(e) if is_errno(&e, libc::EEXIST) => {}
+                    Err(e) => return Err(nl(format!("creating bridge {name}"))(e)),
+                }
+                self.index_of(name).await?.ok_or_else(|| std::io::Error::other(format!("bridge {name} vanished")))?
+            }
+        };
+        match self.handle.address().add(index, IpAddr::V4(gateway.addr()), gateway.prefix()).execute().await {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(nl(format!("adding {gateway} to {name}"))(e)),
+        }
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("bringing {name} up")))?;
+        Ok(index)
+    }
+
+    pub async fn delete_link(&self, name: &str) -> Result<(), LinkError> {
+        let Some(index) = self.index_of(name).await? else { return Ok(()) };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(()),
+            Err(e) => Err(nl(format!("deleting {name}"))(e)),
+        }
+    }
+
+    /// Creates a veth pair: `host` attached to the bridge, `peer` created inside the namespace
+    /// at `netns` with the given MAC address.
+    pub async fn add_veth(
+        &self,
+        host: &str,
+        bridge: u32,
+        peer: &str,
+        netns: &Path,
+        mac: [u8; 6],
+    ) -> Result<(), LinkError> {
+        let ns = std::fs::File::open(netns)?;
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .address(mac.to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .controller(bridge)
+            .up()
+            .build();
+        self.handle.link().add(msg).execute().await.map_err(nl(format!("creating veth {host}")))?;
+        drop(ns);
+        Ok(())
+    }
+
+    /// IPv4 destinations of the host's routes, and its addresses' networks (to avoid subnets
+    /// that are in use).
+    pub async fn used_networks(&self) -> Result<Vec<Ipv4Net>, LinkError> {
+        let mut out = Vec::new();
+        let mut routes = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+        while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
+            let prefix = r.header.destination_prefix_length;
+            if prefix == 0 {
+                continue;
+            }
+            for a in &r.attributes {
+                if let RouteAttribute::Destination(rtnetlink::packet_route::route::RouteAddress::Inet(ip)) = a
+                    && let Ok(n) = Ipv4Net::new(*ip, prefix)
+                {
+                    out.push(n.trunc());
+                }
+            }
+        }
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+            for attr in &a.attributes {
+                if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr
+                    && let Ok(n) = Ipv4Net::new(*ip, a.header.prefix_len)
+                {
+                    out.push(n.trunc());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of links whose name starts with `prefix` (cleanup of our veths and bridges).
+    pub async fn links_with_prefix(&self, prefix: &str) -> Result<Vec<String>, LinkError> {
+        let mut out = Vec::new();
+        let mut s = self.handle.link().get().execute();
+        while let Some(m) = s.try_next().await.map_err(nl("listing links"))? {
+            for a in &m.attributes {
+                if let LinkAttribute::IfName(n) = a
+                    && n.starts_with(prefix)
+                {
+                    out.push(n.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What to configure on one interface inside a container's namespace.
+#[derive(Debug, Clone)]
+pub struct IfaceConfig {
+    pub name: String,
+    pub addr: Ipv4Net,
+    /// Add the default route through this gateway.
+    pub default_gateway: Option<Ipv4Addr>,
+}
+
+async fn in_ns_connection() -> std::io::Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+async fn index_in(handle: &Handle, name: &str) -> Result<u32, LinkError> {
+    let mut s = handle.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await.map_err(nl(format!("looking up {name}")))? {
+        Some(m) => Ok(m.header.index),
+        None => Err(std::io::Error::other(format!("interface {name} not found")).into()),
+    }
+}
+
+/// Brings up `lo` and configures interfaces inside the namespace at `netns`.
+pub fn configure(netns: &Path, ifaces: Vec<IfaceConfig>) -> Result<(), LinkError> {
+    netns::run_in(netns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        rt.block_on(async move {
+            let h = in_ns_connection().await?;
+            let lo = index_in(&h, "lo").await.map_err(std::io::Error::other)?;
+            h.link().set(LinkUnspec::new_with_index(lo).up().build()).execute().await.map_err(std::io::Error::other)?;
+            for i in ifaces {
+                let idx = index_in(&h, &i.name).await.map_err(std::io::Error::other)?;
+                match h.address().add(idx, IpAddr::V4(i.addr.addr()), i.addr.prefix()).execute().await {
+                    Ok(()) => {}
+                    Err(e) if is_errno(&e, libc::EEXIST) => {}
+                    Err(e) => return Err(std::io::Error::other(format!("adding {} to {}: {e}", i.addr, i.name))),
+                }
+                h.link()
+                    .set(LinkUnspec::new_with_index(idx).up().build())
+                    .execute()
+                    .await
+                    .map_err(|e| std::io::Error::other(format!("bringing {} up: {e}", i.name)))?;
+                if let Some(gw) = i.default_gateway {
+                    let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+                    match h.route().add(route).execute().await {
+                        Ok(()) => {}
+                        Err(e) if is_errno(&e, libc::EEXIST) => {}
+                        Err(e) => return Err(std::io::Error::other(format!("default route via {gw}: {e}"))),
+                    }
+                }
+            }
+            Ok(())
+        })
+    })
+    .map_err(LinkError::from)
+}
+
+/// Removes an interface inside a namespace (disconnecting a running container).
+pub fn remove_in(netns: &Path, name: &str) -> Result<(), LinkError> {
+    let name = name.to_string();
+    netns::run_in(netns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        rt.block_on(async move {
+            let h = in_ns_connection().await?;
+            let idx = index_in(&h, &name).await.map_err(std::io::Error::other)?;
+            h.link().del(idx).execute().await.map_err(std::io::Error::other)
+        })
+    })
+    .map_err(LinkError::from)
+}
+
+/// Names of the interfaces inside a namespace (to pick the next `ethN`).
+pub fn interfaces_in(netns: &Path) -> Result<Vec<String>, LinkError> {
+    netns::run_in(netns, move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+        rt.block_on(async move {
+            let h = in_ns_connection().await?;
+            let mut out = Vec::new();
+            let mut s = h.link().get().execute();
+            while let Some(m) = s.try_next().await.map_err(std::io::Error::other)? {
+                for a in &m.attributes {
+                    if let LinkAttribute::IfName(n) = a {
+                        out.push(n.clone());
+                    }
+                }
+            }
+            Ok(out)
+        })
+    })
+    .map_err(LinkError::from)
+}
+
+/// Sets a sysctl under /proc/sys (e.g. `net/ipv4/ip_forward`).
+pub fn sysctl(key: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(Path::new("/proc/sys").join(key), value)
+}
+
+/// Lets a bridge port send a frame back out of the port it came from (a container reaching
+/// its own published port through the host).
+pub fn set_hairpin(veth: &str) -> std::io::Result<()> {
+    std::fs::write(format!("/sys/class/net/{veth}/brport/hairpin_mode"), "1")
+}

@@ -26,7 +26,7 @@ use skiff_engine::Engine;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
 
-use handlers::{containers as c, exec, images, system, volumes as v};
+use handlers::{containers as c, exec, images, networks as n, system, volumes as v};
 
 async fn not_found() -> Response {
     (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "message": "page not found" }))).into_response()
@@ -73,6 +73,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
         .route("/images/{*rest}", get(images::by_name).post(images::by_name).delete(images::by_name))
+        .route("/networks", get(n::list))
+        .route("/networks/create", post(n::create))
+        .route("/networks/prune", post(n::prune))
+        .route("/networks/{id}", get(n::inspect).delete(n::remove))
+        .route("/networks/{id}/connect", post(n::connect))
+        .route("/networks/{id}/disconnect", post(n::disconnect))
         .route("/volumes", get(v::list))
         .route("/volumes/create", post(v::create))
         .route("/volumes/prune", post(v::prune))

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{container, image, run, system, volume};
+use commands::{container, image, network, run, system, volume};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,6 +106,11 @@ enum Cmd {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+    /// List port mappings or a specific mapping for the container
+    Port(network::PortArgs),
     /// Manage skiff
     #[command(subcommand)]
     System(SystemCmd),
@@ -128,6 +133,7 @@ enum ContainerCmd {
     Logs(container::LogsArgs),
     Inspect(container::InspectArgs),
     Top(container::TopArgs),
+    Port(network::PortArgs),
     Stats(container::StatsArgs),
     Cp(container::CpArgs),
     Rename(container::RenameArgs),
@@ -226,6 +232,8 @@ fn main() -> ExitCode {
             Cmd::Image(ImageCmd::Inspect(a)) => image::inspect(&client, a).await,
             Cmd::Image(ImageCmd::Prune(a)) => image::prune(&client, a).await,
             Cmd::Volume(v) => volume::run(&client, v).await,
+            Cmd::Network(n) => network::run(&client, n).await,
+            Cmd::Port(a) | Cmd::Container(ContainerCmd::Port(a)) => network::port(&client, a).await,
             Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => system::info(&client, a).await,
             Cmd::Version(a) => system::version(&client, a).await,
             Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,

@@ -150,6 +150,21 @@ pub struct RunOpts {
     /// Expose a port or a range of ports
     #[arg(long = "expose")]
     pub expose: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Add link to another container
+    #[arg(long = "link")]
+    pub link: Vec<String>,
     /// Attach to STDIN, STDOUT or STDERR
     #[arg(short = 'a', long = "attach")]
     pub attach: Vec<String>,
@@ -431,19 +446,10 @@ pub fn build_create(
     }
     let mut port_bindings: HashMap<String, Option<Vec<bollard_stubs::models::PortBinding>>> = HashMap::new();
     for p in &o.publish {
-        let (spec, proto) = p.rsplit_once('/').unwrap_or((p.as_str(), "tcp"));
-        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-        let (cport, hport, hip) = match parts.as_slice() {
-            [c] => (*c, "", ""),
-            [c, h] => (*c, *h, ""),
-            [c, h, ip] => (*c, *h, *ip),
-            _ => bail!("invalid publish spec {p}"),
-        };
-        let key = format!("{cport}/{proto}");
-        exposed.insert(key.clone(), HashMap::new());
-        port_bindings.entry(key).or_insert_with(|| Some(vec![])).get_or_insert_with(Vec::new).push(
-            bollard_stubs::models::PortBinding { host_ip: Some(hip.to_string()), host_port: Some(hport.to_string()) },
-        );
+        for (key, binding) in parse_publish(p)? {
+            exposed.insert(key.clone(), HashMap::new());
+            port_bindings.entry(key).or_insert_with(|| Some(vec![])).get_or_insert_with(Vec::new).push(binding);
+        }
     }
     let entrypoint = o.entrypoint.as_ref().map(|e| if e.is_empty() { vec![String::new()] } else { vec![e.clone()] });
     let host_config = HostConfig {
@@ -480,6 +486,8 @@ pub fn build_create(
         dns_search: if o.dns_search.is_empty() { None } else { Some(o.dns_search.clone()) },
         extra_hosts: if o.add_host.is_empty() { None } else { Some(o.add_host.clone()) },
         port_bindings: if port_bindings.is_empty() { None } else { Some(port_bindings) },
+        publish_all_ports: Some(o.publish_all),
+        links: if o.link.is_empty() { None } else { Some(o.link.clone()) },
         log_config,
         group_add: if o.group_add.is_empty() { None } else { Some(o.group_add.clone()) },
         sysctls: if sysctls.is_empty() { None } else { Some(sysctls) },
@@ -507,13 +515,114 @@ pub fn build_create(
         stop_signal: o.stop_signal.clone(),
         stop_timeout: o.stop_timeout,
         host_config: Some(host_config),
+        networking_config: networking_config(o),
         ..Default::default()
     })
+}
+
+/// `--ip`, `--network-alias`, `--mac-address` as the endpoint of the `--network`.
+fn networking_config(o: &RunOpts) -> Option<bollard_stubs::models::NetworkingConfig> {
+    if o.ip.is_none() && o.network_alias.is_empty() && o.mac_address.is_none() {
+        return None;
+    }
+    let ep = bollard_stubs::models::EndpointSettings {
+        ipam_config: o.ip.as_ref().map(|ip| bollard_stubs::models::EndpointIpamConfig {
+            ipv4_address: Some(ip.clone()),
+            ..Default::default()
+        }),
+        aliases: if o.network_alias.is_empty() { None } else { Some(o.network_alias.clone()) },
+        mac_address: o.mac_address.clone(),
+        ..Default::default()
+    };
+    let name = o.network.clone().unwrap_or_else(|| "default".into());
+    Some(bollard_stubs::models::NetworkingConfig { endpoints_config: Some(HashMap::from([(name, ep)])) })
+}
+
+/// One `-p [ip:][hostPort:]containerPort[/proto]` (ranges allowed on both sides) as
+/// `PortBindings` entries, one per container port, as the docker CLI sends them.
+pub fn parse_publish(spec: &str) -> anyhow::Result<Vec<(String, bollard_stubs::models::PortBinding)>> {
+    let (body, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        bail!("invalid proto: {proto}");
+    }
+    // An IPv6 host address comes in brackets: [::1]:8080:80.
+    let (ip, rest) = match body.strip_prefix('[') {
+        Some(b) => {
+            let (ip, rest) = b.split_once("]:").with_context(|| format!("invalid publish spec {spec}"))?;
+            (ip.to_string(), rest.to_string())
+        }
+        None => {
+            let parts: Vec<&str> = body.split(':').collect();
+            match parts.as_slice() {
+                [c] => (String::new(), c.to_string()),
+                [h, c] => (String::new(), format!("{h}:{c}")),
+                [ip, h, c] => (ip.to_string(), format!("{h}:{c}")),
+                _ => bail!("invalid publish spec {spec}"),
+            }
+        }
+    };
+    let (host, container) = match rest.split_once(':') {
+        Some((h, c)) => (h.to_string(), c.to_string()),
+        None => (String::new(), rest),
+    };
+    let range = |s: &str| -> anyhow::Result<(u16, u16)> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let (a, b): (u16, u16) = (
+            a.parse().with_context(|| format!("invalid port {s:?} in {spec}"))?,
+            b.parse().with_context(|| format!("invalid port {s:?} in {spec}"))?,
+        );
+        if a == 0 || b < a {
+            bail!("invalid port range {s:?} in {spec}");
+        }
+        Ok((a, b))
+    };
+    let (clo, chi) = range(&container)?;
+    let hrange = if host.is_empty() { None } else { Some(range(&host)?) };
+    if let Some((hlo, hhi)) = hrange
+        && chi > clo
+        && hhi - hlo != chi - clo
+    {
+        bail!("invalid ranges specified for container and host Ports: {container} and {host}");
+    }
+    let mut out = Vec::new();
+    for (i, cp) in (clo..=chi).enumerate() {
+        let hp = match hrange {
+            None => String::new(),
+            Some((hlo, _)) if chi > clo => (hlo + i as u16).to_string(),
+            Some((hlo, hhi)) if hlo == hhi => hlo.to_string(),
+            Some((hlo, hhi)) => format!("{hlo}-{hhi}"),
+        };
+        out.push((
+            format!("{cp}/{proto}"),
+            bollard_stubs::models::PortBinding { host_ip: Some(ip.clone()), host_port: Some(hp) },
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn publish_specs() {
+        let p = parse_publish("127.0.0.1:8080:80").unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].0, "80/tcp");
+        assert_eq!(p[0].1.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(p[0].1.host_port.as_deref(), Some("8080"));
+        let p = parse_publish("8000-8001:80-81/udp").unwrap();
+        assert_eq!(
+            p.iter().map(|x| (x.0.as_str(), x.1.host_port.clone().unwrap())).collect::<Vec<_>>(),
+            vec![("80/udp", "8000".to_string()), ("81/udp", "8001".to_string())]
+        );
+        assert_eq!(parse_publish("80").unwrap()[0].1.host_port.as_deref(), Some(""));
+        assert_eq!(parse_publish("9000-9010:80").unwrap()[0].1.host_port.as_deref(), Some("9000-9010"));
+        assert_eq!(parse_publish("[::1]:80:80").unwrap()[0].1.host_ip.as_deref(), Some("::1"));
+        for bad in ["80/icmp", "a:b:c:d", "0", "x", "8000-8002:80-81", "90-80"] {
+            assert!(parse_publish(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_and_durations() {

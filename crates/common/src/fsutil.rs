@@ -32,6 +32,19 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Replaces a file atomically (temp file + rename) without forcing it to disk: for runtime
+/// state under the exec root, which must survive the daemon being killed (the page cache
+/// does) but not a reboot (nothing it describes does either).
+pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
+    let tmp = dir.join(format!(".{}", random_name("tmp")));
+    let result = fs::write(&tmp, data).and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Removes a directory tree; a missing path is not an error. Clears immutable-looking
 /// permission bits first where removal fails with EACCES (read-only dirs inside layers).
 pub fn remove_all(path: &Path) -> io::Result<()> {

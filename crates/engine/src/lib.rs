@@ -9,6 +9,7 @@ pub mod container;
 pub mod error;
 pub mod events;
 pub mod images;
+pub mod network;
 pub mod security;
 pub mod system;
 pub mod volumes;
@@ -30,6 +31,7 @@ pub struct EngineConfig {
     pub monitor_bin: PathBuf,
     /// `overlay2` or `vfs`; detected when `None`.
     pub storage_driver: Option<String>,
+    pub net: network::NetConfig,
 }
 
 pub struct Engine {
@@ -40,6 +42,7 @@ pub struct Engine {
     pub events: Arc<events::Events>,
     pub images: images::Images,
     pub volumes: Arc<volumes::Volumes>,
+    pub networks: Arc<network::Networks>,
     pub containers: Arc<container::Containers>,
 }
 
@@ -73,10 +76,13 @@ impl Engine {
         let store = Arc::new(ImageStore::open(image_root, driver, db.clone())?);
         let events = Arc::new(events::Events::default());
         let volumes = Arc::new(volumes::Volumes::open(config.data_root.join("volumes"), db.clone(), events.clone())?);
+        let networks =
+            Arc::new(network::Networks::open(db.clone(), events.clone(), config.net.clone(), &config.exec_root)?);
         let containers = container::Containers::new(
             db.clone(),
             store.clone(),
             volumes.clone(),
+            networks.clone(),
             events.clone(),
             config.data_root.clone(),
             config.exec_root.clone(),
@@ -98,15 +104,28 @@ impl Engine {
             events: events.clone(),
             images: images::Images { store, events },
             volumes,
+            networks,
             containers,
         })
     }
 
     /// Re-adopts running containers and settles the ones that exited while we were away.
     pub async fn restore(&self) {
+        if let Err(e) = self.networks.ensure_builtin().await {
+            tracing::error!(error = %e, "setting up the built-in networks");
+        }
         self.containers.restore().await;
+        self.containers.reconcile_networks().await;
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing metadata after restore");
+        }
+    }
+
+    /// At daemon shutdown (running containers keep running).
+    pub async fn shutdown(&self) {
+        self.networks.shutdown().await;
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "flushing metadata");
         }
     }
 }

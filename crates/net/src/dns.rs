@@ -29,85 +29,124 @@ const TTL: u32 = 600;
 /// How long one upstream gets to answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The names of one network, shared between the engine (which replaces them as containers
-/// join and leave) and the server.
+/// Every user network's names and who asks from where; shared between the engine (which
+/// replaces it whenever containers come, go, connect or disconnect) and the servers.
+///
+/// A question is answered from the networks of the container that asks (found by the network
+/// the server serves and the source address), so a container connected to two networks
+/// resolves the names of both, whichever server it asks.
 #[derive(Clone, Default, Debug)]
-pub struct Zone {
-    inner: Arc<RwLock<Records>>,
+pub struct Directory {
+    inner: Arc<RwLock<Tables>>,
 }
 
 #[derive(Default, Debug)]
-struct Records {
-    names: HashMap<String, Vec<Ipv4Addr>>,
-    reverse: HashMap<Ipv4Addr, String>,
-    upstreams_by_client: HashMap<Ipv4Addr, Vec<SocketAddr>>,
-    default_upstreams: Vec<SocketAddr>,
+struct Tables {
+    nets: HashMap<String, NetTable>,
+    clients: HashMap<(String, Ipv4Addr), Client>,
 }
 
-/// One container on the network, as DNS sees it.
+#[derive(Default, Debug)]
+struct NetTable {
+    names: HashMap<String, Vec<Ipv4Addr>>,
+    reverse: HashMap<Ipv4Addr, String>,
+    upstreams: Vec<SocketAddr>,
+}
+
+/// One container on a network, as DNS sees it.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub ip: Ipv4Addr,
     /// The first name is the one reverse lookups return.
     pub names: Vec<String>,
-    /// The container's own `--dns` servers (empty: the host's).
-    pub upstreams: Vec<IpAddr>,
+}
+
+/// One network's records.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkZone {
+    pub entries: Vec<Entry>,
+    /// Where other names go (empty: nowhere, SERVFAIL — internal networks).
+    pub upstreams: Vec<SocketAddr>,
+}
+
+/// A container that asks: on network `.0` from address `.1`.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Every network of the container (their names resolve), in order.
+    pub networks: Vec<String>,
+    /// The container's own `--dns` servers; `None`: the network's upstreams.
+    pub upstreams: Option<Vec<SocketAddr>>,
 }
 
 fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-impl Zone {
-    pub fn new(default_upstreams: Vec<SocketAddr>) -> Zone {
-        let z = Zone::default();
-        z.inner.write().expect("zone lock").default_upstreams = default_upstreams;
-        z
-    }
-
-    /// Replaces every record.
-    pub fn set(&self, entries: &[Entry]) {
-        let mut r = Records::default();
-        for e in entries {
-            for n in &e.names {
-                let key = normalize(n);
-                if key.is_empty() {
-                    continue;
+impl Directory {
+    /// Replaces everything.
+    pub fn replace(&self, zones: HashMap<String, NetworkZone>, clients: HashMap<(String, Ipv4Addr), Client>) {
+        let mut t = Tables { nets: HashMap::new(), clients };
+        for (id, z) in zones {
+            let mut n = NetTable { upstreams: z.upstreams, ..Default::default() };
+            for e in &z.entries {
+                for name in &e.names {
+                    let key = normalize(name);
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let ips = n.names.entry(key).or_default();
+                    if !ips.contains(&e.ip) {
+                        ips.push(e.ip);
+                    }
                 }
-                let ips = r.names.entry(key).or_default();
-                if !ips.contains(&e.ip) {
-                    ips.push(e.ip);
+                if let Some(first) = e.names.first() {
+                    n.reverse.entry(e.ip).or_insert_with(|| normalize(first));
                 }
             }
-            if let Some(first) = e.names.first() {
-                r.reverse.entry(e.ip).or_insert_with(|| normalize(first));
-            }
-            if !e.upstreams.is_empty() {
-                r.upstreams_by_client.insert(e.ip, e.upstreams.iter().map(|ip| SocketAddr::new(*ip, 53)).collect());
-            }
+            t.nets.insert(id, n);
         }
-        let mut g = self.inner.write().expect("zone lock");
-        r.default_upstreams = std::mem::take(&mut g.default_upstreams);
-        *g = r;
+        *self.inner.write().expect("dns lock") = t;
     }
 
-    /// Addresses of a name, `None` if the name is not ours.
-    pub fn lookup(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
-        self.inner.read().expect("zone lock").names.get(&normalize(name)).cloned()
-    }
-
-    pub fn reverse(&self, ip: Ipv4Addr) -> Option<String> {
-        self.inner.read().expect("zone lock").reverse.get(&ip).cloned()
-    }
-
-    fn upstreams_for(&self, client: IpAddr) -> Vec<SocketAddr> {
-        let g = self.inner.read().expect("zone lock");
+    /// The networks whose names a client sees.
+    fn scope(t: &Tables, net: &str, client: IpAddr) -> Vec<String> {
         if let IpAddr::V4(v4) = client
-            && let Some(u) = g.upstreams_by_client.get(&v4)
+            && let Some(c) = t.clients.get(&(net.to_string(), v4))
         {
-            return u.clone();
+            return c.networks.clone();
         }
-        g.default_upstreams.clone()
+        vec![net.to_string()]
+    }
+
+    /// Addresses of a name for a client asking on `net`; `None` if the name is not ours.
+    pub fn lookup(&self, net: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
+        let t = self.inner.read().expect("dns lock");
+        let key = normalize(name);
+        Self::scope(&t, net, client).iter().find_map(|n| t.nets.get(n)?.names.get(&key).cloned())
+    }
+
+    pub fn reverse(&self, net: &str, client: IpAddr, ip: Ipv4Addr) -> Option<String> {
+        let t = self.inner.read().expect("dns lock");
+        Self::scope(&t, net, client).iter().find_map(|n| t.nets.get(n)?.reverse.get(&ip).cloned())
+    }
+
+    fn upstreams_for(&self, net: &str, client: IpAddr) -> Vec<SocketAddr> {
+        let t = self.inner.read().expect("dns lock");
+        if let IpAddr::V4(v4) = client
+            && let Some(c) = t.clients.get(&(net.to_string(), v4))
+        {
+            if let Some(u) = &c.upstreams {
+                return u.clone();
+            }
+            // The first of the container's networks that forwards at all.
+            return c
+                .networks
+                .iter()
+                .find_map(|n| t.nets.get(n).filter(|x| !x.upstreams.is_empty()))
+                .map(|x| x.upstreams.clone())
+                .unwrap_or_default();
+        }
+        t.nets.get(net).map(|n| n.upstreams.clone()).unwrap_or_default()
     }
 }
 
@@ -135,7 +174,8 @@ pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
 }
 
 struct Handler {
-    zone: Zone,
+    directory: Directory,
+    network: String,
 }
 
 enum Answer {
@@ -152,12 +192,12 @@ impl Handler {
         match query.query_type() {
             RecordType::PTR => {
                 let ip = parse_arpa(&qname)?;
-                let target = self.zone.reverse(ip)?;
+                let target = self.directory.reverse(&self.network, request.src().ip(), ip)?;
                 let target = Name::from_ascii(format!("{target}.")).ok()?;
                 Some(vec![Record::from_rdata(name, TTL, RData::PTR(PTR(target)))])
             }
             t => {
-                let ips = self.zone.lookup(&qname)?;
+                let ips = self.directory.lookup(&self.network, request.src().ip(), &qname)?;
                 if t == RecordType::A || t == RecordType::ANY {
                     Some(ips.into_iter().map(|ip| Record::from_rdata(name.clone(), TTL, RData::A(A(ip)))).collect())
                 } else {
@@ -168,7 +208,7 @@ impl Handler {
     }
 
     async fn forward(&self, request: &Request) -> Answer {
-        let upstreams = self.zone.upstreams_for(request.src().ip());
+        let upstreams = self.directory.upstreams_for(&self.network, request.src().ip());
         if upstreams.is_empty() {
             return Answer::Fail(ResponseCode::ServFail);
         }
@@ -273,11 +313,11 @@ impl std::fmt::Debug for DnsServer {
 }
 
 impl DnsServer {
-    /// Starts answering on `addr` (UDP and TCP) for `zone`.
-    pub async fn start(addr: SocketAddr, zone: Zone) -> std::io::Result<DnsServer> {
+    /// Starts answering on `addr` (UDP and TCP) for the clients on `network`.
+    pub async fn start(addr: SocketAddr, directory: Directory, network: &str) -> std::io::Result<DnsServer> {
         let udp = tokio::net::UdpSocket::bind(addr).await?;
         let tcp = tokio::net::TcpListener::bind(addr).await?;
-        let mut server = hickory_server::Server::new(Handler { zone });
+        let mut server = hickory_server::Server::new(Handler { directory, network: network.to_string() });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(10), 64 * 1024);
         Ok(DnsServer { server, addr })
@@ -326,17 +366,36 @@ mod tests {
             .collect()
     }
 
+    fn entry(ip: [u8; 4], names: &[&str]) -> Entry {
+        Entry { ip: Ipv4Addr::from(ip), names: names.iter().map(|n| n.to_string()).collect() }
+    }
+
     #[test]
-    fn zone_lookups() {
-        let z = Zone::new(vec![]);
-        z.set(&[
-            Entry { ip: Ipv4Addr::new(10, 0, 0, 2), names: vec!["Web".into(), "www".into()], upstreams: vec![] },
-            Entry { ip: Ipv4Addr::new(10, 0, 0, 3), names: vec!["db".into(), "www".into()], upstreams: vec![] },
+    fn lookups_are_scoped_to_the_asking_containers_networks() {
+        let d = Directory::default();
+        let zones = HashMap::from([
+            (
+                "a".to_string(),
+                NetworkZone {
+                    entries: vec![entry([10, 0, 0, 2], &["Web", "www"]), entry([10, 0, 0, 3], &["db", "www"])],
+                    upstreams: vec![],
+                },
+            ),
+            ("b".to_string(), NetworkZone { entries: vec![entry([10, 1, 0, 2], &["cache"])], upstreams: vec![] }),
         ]);
-        assert_eq!(z.lookup("web."), Some(vec![Ipv4Addr::new(10, 0, 0, 2)]));
-        assert_eq!(z.lookup("WWW").unwrap().len(), 2);
-        assert_eq!(z.lookup("nope"), None);
-        assert_eq!(z.reverse(Ipv4Addr::new(10, 0, 0, 2)).as_deref(), Some("web"));
+        // 10.1.0.9 on b is also on a; 10.1.0.2 only on b.
+        let clients = HashMap::from([(
+            ("b".to_string(), Ipv4Addr::new(10, 1, 0, 9)),
+            Client { networks: vec!["b".into(), "a".into()], upstreams: None },
+        )]);
+        d.replace(zones, clients);
+        let on_a: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(d.lookup("a", on_a, "web."), Some(vec![Ipv4Addr::new(10, 0, 0, 2)]));
+        assert_eq!(d.lookup("a", on_a, "WWW").unwrap().len(), 2);
+        assert_eq!(d.lookup("a", on_a, "cache"), None, "b's names are not visible from a");
+        assert_eq!(d.lookup("b", "10.1.0.2".parse().unwrap(), "db"), None);
+        assert_eq!(d.lookup("b", "10.1.0.9".parse().unwrap(), "db"), Some(vec![Ipv4Addr::new(10, 0, 0, 3)]));
+        assert_eq!(d.reverse("a", on_a, Ipv4Addr::new(10, 0, 0, 2)).as_deref(), Some("web"));
         assert_eq!(parse_arpa("2.0.0.10.in-addr.arpa."), Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(parse_arpa("0.10.in-addr.arpa."), None);
         assert_eq!(parse_arpa("x.0.0.10.in-addr.arpa."), None);
@@ -350,26 +409,28 @@ mod tests {
 
     #[tokio::test]
     async fn answers_local_names_and_forwards_the_rest() {
-        // An "upstream" that answers every A question with 192.0.2.7.
-        let up_zone = Zone::new(vec![]);
+        // An "upstream" that knows example.test.
+        let up_dir = Directory::default();
         let upstream = {
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             let addr = sock.local_addr().unwrap();
             drop(sock);
-            up_zone.set(&[Entry {
-                ip: Ipv4Addr::new(192, 0, 2, 7),
-                names: vec!["example.test".into()],
-                upstreams: vec![],
-            }]);
-            DnsServer::start(addr, up_zone.clone()).await.unwrap()
+            let zones = HashMap::from([(
+                "u".to_string(),
+                NetworkZone { entries: vec![entry([192, 0, 2, 7], &["example.test"])], upstreams: vec![] },
+            )]);
+            up_dir.replace(zones, HashMap::new());
+            DnsServer::start(addr, up_dir.clone(), "u").await.unwrap()
         };
-        let zone = Zone::new(vec![upstream.addr]);
-        zone.set(&[Entry { ip: Ipv4Addr::new(10, 9, 0, 2), names: vec!["web".into()], upstreams: vec![] }]);
+        let dir = Directory::default();
+        let up = upstream.addr;
+        let zone = move |entries| HashMap::from([("n".to_string(), NetworkZone { entries, upstreams: vec![up] })]);
+        dir.replace(zone(vec![entry([10, 9, 0, 2], &["web"])]), HashMap::new());
         let addr = {
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.local_addr().unwrap()
         };
-        let server = DnsServer::start(addr, zone.clone()).await.unwrap();
+        let server = DnsServer::start(addr, dir.clone(), "n").await.unwrap();
 
         let m = ask(addr, &query("web.", RecordType::A, 7)).await;
         assert_eq!(m.metadata.id, 7);
@@ -399,7 +460,7 @@ mod tests {
         assert_eq!(a_records(&m).len(), 1);
 
         // Records are replaced as containers come and go.
-        zone.set(&[]);
+        dir.replace(zone(vec![]), HashMap::new());
         let m = ask(addr, &query("web.", RecordType::A, 13)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         server.stop().await;

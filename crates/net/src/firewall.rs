@@ -159,16 +159,11 @@ impl Firewall {
             if !n.internal {
                 let _ = writeln!(s, "-A {post} -s {subnet} ! -o {} -j MASQUERADE", n.bridge);
             }
+            // Connections from the host itself (127.0.0.1 and the host's addresses) to a
+            // published port, and hairpin connections (a container to a published port of its
+            // own network): replies must come back through the host to be un-NATed.
             let _ = writeln!(s, "-A {post} -o {} -m addrtype --src-type LOCAL -j MASQUERADE", n.bridge);
-        }
-        for p in ports {
-            let proto = p.proto.as_str();
-            let _ = writeln!(
-                s,
-                "-A {post} -s {ip}/32 -d {ip}/32 -p {proto} -m {proto} --dport {} -j MASQUERADE",
-                p.container_port,
-                ip = p.container_ip
-            );
+            let _ = writeln!(s, "-A {post} -s {subnet} -o {} -m conntrack --ctstate DNAT -j MASQUERADE", n.bridge);
         }
         let _ = writeln!(s, "COMMIT\n*filter\n:{fwd} - [0:0]");
         for a in nets {
@@ -308,7 +303,7 @@ mod tests {
         assert!(!r.contains("-s 172.31.0.0/16 ! -o br-1 -j MASQUERADE"), "internal networks are not masqueraded");
         assert!(r.contains("-A SKT-FWD -i skt0 -o br-1 -j DROP"));
         assert!(r.contains("-A SKT-FWD -i br-1 -o br-1 -j DROP"));
-        assert!(r.contains("-A SKT-POST -s 172.30.0.2/32 -d 172.30.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"));
+        assert!(r.contains("-A SKT-POST -s 172.30.0.0/16 -o skt0 -m conntrack --ctstate DNAT -j MASQUERADE"));
         assert!(r.ends_with("COMMIT\n"));
     }
 

@@ -70,7 +70,11 @@ impl Netlink {
         let index = match self.index_of(name).await? {
             Some(i) => i,
             None => {
-                let mut b = LinkBridge::new(name);
+                // A fixed random address: otherwise the bridge takes the lowest of its ports'
+                // and changes it as containers come and go (stale ARP entries).
+                let mut mac: [u8; 6] = rand::random();
+                mac[0] = (mac[0] & 0xfe) | 0x02;
+                let mut b = LinkBridge::new(name).address(mac.to_vec());
                 if let Some(m) = mtu {
                     b = b.mtu(m);
                 }

@@ -2,7 +2,10 @@
 //! (`PortBindings`), host port allocation (fixed, ranges, random), and availability checks.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, socket};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,19 +106,31 @@ pub fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-/// Whether nothing on the host holds the port (we publish with DNAT, so no socket of ours
-/// does; a process listening there would lose its traffic).
-pub fn free_on_host(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> bool {
-    let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
-    match proto {
-        Proto::Tcp | Proto::Sctp => TcpListener::bind(addr).is_ok(),
-        Proto::Udp => UdpSocket::bind(addr).is_ok(),
-    }
+/// A host port reserved for a published port: a socket bound to it (TCP: bound, never
+/// listening), so no other program can take the port while it is published. Traffic never
+/// reaches it: DNAT rewrites packets before socket lookup.
+#[derive(Debug)]
+pub struct Hold {
+    _fd: Option<OwnedFd>,
 }
 
-/// Decides host ports. `taken` holds what this daemon already published (any address
-/// conflicts with a specific one on the same port).
-pub fn allocate(requested: &[Requested], taken: &HashSet<(Proto, u16)>) -> Result<Vec<Mapping>, PortError> {
+/// Reserves `port` on `ip` (all addresses when `None`).
+pub fn hold(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> std::io::Result<Hold> {
+    let ty = match proto {
+        Proto::Tcp => SockType::Stream,
+        Proto::Udp => SockType::Datagram,
+        // No SCTP socket without the sctp module: SCTP ports are published unreserved.
+        Proto::Sctp => return Ok(Hold { _fd: None }),
+    };
+    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    let addr = SockaddrIn::from(SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port));
+    bind(fd.as_raw_fd(), &addr)?;
+    Ok(Hold { _fd: Some(fd) })
+}
+
+/// Decides host ports and reserves them. `taken` holds what this daemon already published
+/// (any address conflicts with a specific one on the same port).
+pub fn allocate(requested: &[Requested], taken: &HashSet<(Proto, u16)>) -> Result<Vec<(Mapping, Hold)>, PortError> {
     let mut mine: HashSet<(Proto, u16)> = HashSet::new();
     let mut out = Vec::new();
     for r in requested {
@@ -132,14 +147,17 @@ pub fn allocate(requested: &[Requested], taken: &HashSet<(Proto, u16)>) -> Resul
                 last_err = Some(PortError::Allocated { ip: ip_text.clone(), port: p });
                 continue;
             }
-            if !free_on_host(r.proto, r.host_ip, p) {
-                last_err = Some(PortError::InUse { proto: r.proto.as_str(), ip: ip_text.clone(), port: p });
-                continue;
+            match hold(r.proto, r.host_ip, p) {
+                Ok(h) => {
+                    chosen = Some((p, h));
+                    break;
+                }
+                Err(_) => {
+                    last_err = Some(PortError::InUse { proto: r.proto.as_str(), ip: ip_text.clone(), port: p });
+                }
             }
-            chosen = Some(p);
-            break;
         }
-        let Some(p) = chosen else {
+        let Some((p, h)) = chosen else {
             return Err(if lo == hi {
                 last_err.unwrap_or(PortError::Exhausted(lo, hi))
             } else {
@@ -147,7 +165,7 @@ pub fn allocate(requested: &[Requested], taken: &HashSet<(Proto, u16)>) -> Resul
             });
         };
         mine.insert((r.proto, p));
-        out.push(Mapping { proto: r.proto, container_port: r.container_port, host_ip: r.host_ip, host_port: p });
+        out.push((Mapping { proto: r.proto, container_port: r.container_port, host_ip: r.host_ip, host_port: p }, h));
     }
     Ok(out)
 }
@@ -187,7 +205,7 @@ mod tests {
 
     #[test]
     fn allocates_and_refuses_taken_ports() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let busy = l.local_addr().unwrap().port();
         let req = vec![Requested {
             proto: Proto::Tcp,
@@ -203,7 +221,13 @@ mod tests {
             host_ports: None,
         }];
         let m = allocate(&req, &HashSet::new()).unwrap();
-        assert_ne!(m[0].host_port, 0);
+        let port = m[0].0.host_port;
+        assert_ne!(port, 0);
+        // The port is held while the mapping lives: nobody else can listen there.
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_err());
+        assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_err());
+        drop(m);
+        assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
         let taken: HashSet<_> = [(Proto::Tcp, 40123)].into();
         let req =
             vec![Requested { proto: Proto::Tcp, container_port: 80, host_ip: None, host_ports: Some((40123, 40123)) }];

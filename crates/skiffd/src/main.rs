@@ -33,6 +33,47 @@ struct Args {
     /// The per-container monitor binary (default: skiff-monitor beside skiffd).
     #[arg(long)]
     monitor_path: Option<PathBuf>,
+    /// The default bridge's name (created when needed).
+    #[arg(short = 'b', long = "bridge", default_value = "skiff0")]
+    bridge: String,
+    /// The default bridge's address and prefix, e.g. 172.30.0.1/16 (default: a free subnet).
+    #[arg(long)]
+    bip: Option<String>,
+    /// Where new networks' subnets come from: base=CIDR,size=PREFIX (repeatable).
+    #[arg(long = "default-address-pool")]
+    default_address_pool: Vec<String>,
+    /// Inter-container communication on the default bridge.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    icc: bool,
+    /// Manage firewall rules (NAT, published ports, isolation).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    iptables: bool,
+    /// MTU of the default bridge and its containers' interfaces.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// DNS server for containers that set none (repeatable; default: the host's).
+    #[arg(long)]
+    dns: Vec<std::net::IpAddr>,
+}
+
+fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
+    let mut base = None;
+    let mut size = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("base", v)) => {
+                base = Some(v.parse::<skiff_net::ipam::Ipv4Net>().map_err(|e| anyhow::anyhow!("{e}"))?)
+            }
+            Some(("size", v)) => size = Some(v.parse::<u8>().context("invalid pool size")?),
+            _ => bail!("invalid --default-address-pool {s:?} (want base=CIDR,size=N)"),
+        }
+    }
+    let base = base.context("--default-address-pool needs base=CIDR")?.trunc();
+    let size = size.context("--default-address-pool needs size=N")?;
+    if size < base.prefix() || size > 30 {
+        bail!("invalid --default-address-pool {s:?}: size must be between the base's prefix and 30");
+    }
+    Ok((base, size))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,7 +84,9 @@ fn main() -> anyhow::Result<()> {
         other => bail!("invalid log level {other:?}"),
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,h2=warn")))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{level},hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn"
+        )))
         .with_writer(std::io::stderr)
         .init();
     let socket = match args.host.strip_prefix("unix://") {
@@ -58,11 +101,29 @@ fn main() -> anyhow::Result<()> {
     if !monitor_bin.exists() {
         bail!("monitor binary {} not found", monitor_bin.display());
     }
+    if args.bridge.is_empty() || args.bridge.len() > 15 || args.bridge.contains('/') {
+        bail!("invalid bridge name {:?}", args.bridge);
+    }
+    let mut net = skiff_engine::network::NetConfig {
+        default_bridge: args.bridge.clone(),
+        icc: args.icc,
+        iptables: args.iptables,
+        mtu: args.mtu,
+        dns: args.dns.clone(),
+        ..Default::default()
+    };
+    if let Some(b) = &args.bip {
+        net.bip = Some(b.parse().map_err(|e| anyhow::anyhow!("--bip: {e}"))?);
+    }
+    if !args.default_address_pool.is_empty() {
+        net.pools = args.default_address_pool.iter().map(|p| parse_pool(p)).collect::<anyhow::Result<_>>()?;
+    }
     let config = EngineConfig {
         data_root: args.data_root,
         exec_root: args.exec_root,
         monitor_bin,
         storage_driver: args.storage_driver,
+        net,
     };
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 
@@ -98,9 +159,7 @@ fn main() -> anyhow::Result<()> {
         };
         skiff_api::serve(listener, engine.clone(), shutdown).await;
         tracing::info!("shutting down; running containers keep running");
-        if let Err(e) = engine.db.flush() {
-            tracing::warn!(error = %e, "flushing metadata");
-        }
+        engine.shutdown().await;
         let _ = std::fs::remove_file(&socket);
         if let Some(p) = &args.pidfile {
             let _ = std::fs::remove_file(p);

@@ -89,6 +89,129 @@ pub struct Daemon {
     child: Option<Child>,
     bins: PathBuf,
     extra: Vec<String>,
+    /// This daemon's network slot (see [`NetSlot`]).
+    pub net: NetSlot,
+    /// User networks' bridges seen, removed at teardown if the daemon left them.
+    bridges: Vec<String>,
+}
+
+/// A slot of test networking that no other test daemon uses at the same time: its own
+/// default bridge `sktb<N>` with 10.213.N.0/24, its own pool 10.214.N.0/24 (/28s) for user
+/// networks, and 10.215.N.0/24 for subnets a test picks. Reserved by a lock file holding the
+/// owner's pid (a stale one from a dead test run is taken over).
+#[derive(Debug)]
+pub struct NetSlot {
+    pub n: u8,
+    lock: PathBuf,
+}
+
+impl NetSlot {
+    fn reserve() -> NetSlot {
+        // Tests of one binary run in threads: one reservation at a time in this process; the
+        // lock files (created whole, by a hard link) keep other processes out.
+        static RESERVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _g = RESERVING.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = Path::new("/tmp/skiff-e2e-slots");
+        std::fs::create_dir_all(dir).expect("slot dir");
+        let me = std::process::id();
+        let tmp = dir.join(format!(".tmp-{me}-{:?}", std::thread::current().id()));
+        std::fs::write(&tmp, me.to_string()).expect("slot temp file");
+        for n in 1..=250u8 {
+            let lock = dir.join(n.to_string());
+            let mut taken = std::fs::hard_link(&tmp, &lock).is_ok();
+            if !taken {
+                let pid = std::fs::read_to_string(&lock).ok().and_then(|p| p.trim().parse::<u32>().ok());
+                let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+                if !alive && std::fs::remove_file(&lock).is_ok() {
+                    taken = std::fs::hard_link(&tmp, &lock).is_ok();
+                }
+            }
+            if taken {
+                let _ = std::fs::remove_file(&tmp);
+                let slot = NetSlot { n, lock };
+                // Leftovers of a test that died in this slot.
+                slot.scrub();
+                return slot;
+            }
+        }
+        let _ = std::fs::remove_file(&tmp);
+        panic!("no free network slot for a test daemon");
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("sktb{}", self.n)
+    }
+
+    pub fn bip(&self) -> String {
+        format!("10.213.{}.1/24", self.n)
+    }
+
+    /// A subnet for `network create --subnet` (k < 8): 10.215.N.(32k)/27.
+    pub fn subnet(&self, k: u8) -> String {
+        format!("10.215.{}.{}/27", self.n, k * 32)
+    }
+
+    /// The daemon's firewall chain prefix (as skiffd derives it from the bridge name).
+    pub fn chain_prefix(&self) -> String {
+        format!("SKIFF-{}", self.bridge().to_ascii_uppercase())
+    }
+
+    /// Removes the slot's bridge and firewall chains if present.
+    fn scrub(&self) {
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).stderr(Stdio::null()).status();
+        remove_chains(&self.chain_prefix());
+    }
+}
+
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
+    }
+}
+
+/// Deletes a daemon's firewall chains and the jumps to them (test cleanup).
+pub fn remove_chains(prefix: &str) {
+    let ipt = |args: &[&str]| {
+        Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let dnat = format!("{prefix}-DNAT");
+    let post = format!("{prefix}-POST");
+    let fwd = format!("{prefix}-FWD");
+    let local = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", dnat.as_str()];
+    for chain in ["PREROUTING", "OUTPUT"] {
+        let mut a = vec!["-t", "nat", "-D", chain];
+        a.extend(local);
+        while ipt(&a) {}
+    }
+    while ipt(&["-t", "nat", "-D", "POSTROUTING", "-j", &post]) {}
+    while ipt(&["-t", "filter", "-D", "FORWARD", "-j", &fwd]) {}
+    for (t, c) in [("nat", &dnat), ("nat", &post), ("filter", &fwd)] {
+        if ipt(&["-t", t, "-F", c]) {
+            ipt(&["-t", t, "-X", c]);
+        }
+    }
+}
+
+/// Every line of `iptables-save` (both tables) that mentions `needle`.
+pub fn firewall_lines(needle: &str) -> Vec<String> {
+    let out = Command::new("iptables-save").output().expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(needle)).map(str::to_string).collect()
+}
+
+/// `ip -o link` / `ip -o addr` / `ip route` lines that mention `needle`.
+pub fn ip_lines(needle: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for args in [&["-o", "link"][..], &["-o", "-4", "addr"][..], &["route"][..]] {
+        let out = Command::new("ip").args(args).output().expect("ip");
+        v.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains(needle)).map(str::to_string));
+    }
+    v
 }
 
 fn unique_dir() -> PathBuf {
@@ -122,8 +245,21 @@ impl Daemon {
     fn bare(extra: &[&str]) -> Daemon {
         let dir = unique_dir();
         let bins = bin_dir();
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut d = Daemon { socket: dir.join("s.sock"), dir, child: None, bins, extra };
+        let net = NetSlot::reserve();
+        let mut args: Vec<String> = vec![
+            "-b".into(),
+            net.bridge(),
+            "--bip".into(),
+            net.bip(),
+            "--default-address-pool".into(),
+            format!("base=10.214.{}.0/24,size=28", net.n),
+            // Names no container test resolves may go anywhere but the host's loopback.
+            "--dns".into(),
+            "127.0.0.1".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut d =
+            Daemon { socket: dir.join("s.sock"), dir, child: None, bins, extra: args, net, bridges: Vec::new() };
         d.spawn();
         d
     }
@@ -159,6 +295,22 @@ impl Daemon {
     /// The daemon's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Stops the daemon as a service manager would (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM);
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Kills the daemon with SIGKILL (containers keep running) and starts it again.
@@ -258,25 +410,19 @@ impl Daemon {
     }
 
     fn teardown(&mut self) {
-        // Remove containers through the daemon if it is up.
+        // Remove containers and networks through the daemon if it is up.
         if self.child.is_some() {
             let ids = self.docker(&["ps", "-aq", "--no-trunc"]).stdout;
             for id in ids.split_whitespace() {
                 let _ = self.docker(&["rm", "-f", "-v", id]);
             }
-        }
-        if let Some(mut c) = self.child.take() {
-            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&c), rustix::process::Signal::TERM);
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let nets = self.docker(&["network", "ls", "-q", "--no-trunc", "--filter", "type=custom"]).stdout;
+            for id in nets.split_whitespace() {
+                self.bridges.push(format!("br-{}", &id[..12.min(id.len())]));
+                let _ = self.docker(&["network", "rm", id]);
             }
-            let _ = c.kill();
-            let _ = c.wait();
         }
+        self.stop();
         // Anything left: monitors and container processes (by cgroup), mounts, cgroups.
         let run = self.dir.join("run/containers");
         let mut ids = Vec::new();
@@ -314,6 +460,10 @@ impl Daemon {
             }
         }
         unmount_below(&self.dir);
+        for b in &self.bridges {
+            let _ = Command::new("ip").args(["link", "del", b]).stderr(Stdio::null()).status();
+        }
+        self.net.scrub();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

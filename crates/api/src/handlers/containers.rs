@@ -35,7 +35,7 @@ fn matches_filters(
     f: &BTreeMap<String, Vec<String>>,
 ) -> ApiResult<bool> {
     for (k, vals) in f {
-        let ok = vals.iter().any(|v| match k.as_str() {
+        let test = |v: &String| match k.as_str() {
             "id" => r.id.starts_with(v.as_str()),
             "name" => r.name.contains(v.trim_start_matches('/')),
             "status" => {
@@ -54,12 +54,17 @@ fn matches_filters(
                 r.image_ref == *v || e.images.store.resolve(v).map(|i| i.id() == &r.image_id).unwrap_or(false)
             }
             "volume" => r.mounts.iter().any(|m| m.source == *v || m.destination == *v),
-            "network" => r.host_config.network_mode.as_deref() == Some(v.as_str()),
+            "network" => {
+                r.host_config.network_mode.as_deref() == Some(v.as_str())
+                    || r.networks.iter().any(|n| n.network_name == *v || n.network_id.starts_with(v.as_str()))
+            }
             "health" => r.state.health.as_ref().map(|h| h.status.as_str()).unwrap_or("none") == v,
             "is-task" => v == "false",
             "before" | "since" => true,
             _ => false,
-        });
+        };
+        // Labels must all match; other filters match any of their values.
+        let ok = if k == "label" { vals.iter().all(test) } else { vals.iter().any(test) };
         if !ok {
             return Ok(false);
         }

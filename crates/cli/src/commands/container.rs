@@ -257,6 +257,33 @@ fn short(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
+/// `ps`'s PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp`.
+pub fn ports_text(ports: &[bollard_stubs::models::Port]) -> String {
+    let mut v: Vec<&bollard_stubs::models::Port> = ports.iter().collect();
+    v.sort_by_key(|p| (p.public_port.is_none(), p.private_port, p.public_port));
+    v.iter()
+        .map(|p| {
+            let typ = p.typ.map(|t| t.to_string()).unwrap_or_else(|| "tcp".into());
+            match (p.public_port, p.ip.as_deref()) {
+                (Some(pp), ip) => format!("{}:{pp}->{}/{typ}", ip.unwrap_or("0.0.0.0"), p.private_port),
+                (None, _) => format!("{}/{typ}", p.private_port),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn network_names(c: &ContainerSummary) -> String {
+    let mut n: Vec<String> = c
+        .network_settings
+        .as_ref()
+        .and_then(|s| s.networks.as_ref())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    n.sort();
+    n.join(",")
+}
+
 /// The fields `docker ps --format` knows.
 fn ps_row(c: &ContainerSummary, no_trunc: bool) -> Value {
     let id = c.id.clone().unwrap_or_default();
@@ -289,14 +316,14 @@ fn ps_row(c: &ContainerSummary, no_trunc: bool) -> Value {
         "Command": format!("\"{command}\""),
         "CreatedAt": skiff_common::timefmt::format_unix(created, 0),
         "RunningFor": format::since(created),
-        "Ports": "",
+        "Ports": ports_text(c.ports.as_deref().unwrap_or(&[])),
         "State": c.state.as_ref().map(|s| s.to_string()).unwrap_or_default(),
         "Status": c.status.clone().unwrap_or_default(),
         "Size": size,
         "Names": names.join(","),
         "Labels": label_list.join(","),
         "Mounts": mounts.join(","),
-        "Networks": c.host_config.as_ref().and_then(|h| h.network_mode.clone()).unwrap_or_default(),
+        "Networks": network_names(c),
     })
 }
 

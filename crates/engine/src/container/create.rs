@@ -168,11 +168,6 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             }
         }
     }
-    match hc.network_mode.as_deref() {
-        None | Some("") | Some("default") | Some("bridge") | Some("none") | Some("host") => {}
-        Some(m) if m.starts_with("container:") => {}
-        Some(other) => return Err(EngineError::not_found(format!("network {other} not found"))),
-    }
     for u in hc.ulimits.iter().flatten() {
         let n = u.name.clone().unwrap_or_default();
         if !matches!(
@@ -512,6 +507,16 @@ impl Containers {
                 return Err(EngineError::invalid("cannot join own network"));
             }
         }
+        let networks =
+            self.endpoints_for_create(&mut hc, body.networking_config.as_ref(), body.mac_address.as_deref()).await?;
+        if networks.is_empty() && hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
+            if matches!(super::net::mode_of(&hc), super::net::Mode::Host) {
+                warnings.push("Published ports are discarded when using host network mode".into());
+            }
+            hc.port_bindings = None;
+        }
+        // Bad port specifications fail here, not at start.
+        Self::requested_ports(&hc, &config)?;
         if hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).is_none_or(|t| t.is_empty()) {
             hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
                 typ: Some("json-file".into()),
@@ -553,6 +558,8 @@ impl Containers {
             manually_stopped: false,
             driver: self.images.driver().name().to_string(),
             exec_ids: Vec::new(),
+            networks,
+            sandbox: None,
         };
         let this = self.clone();
         let rec2 = rec.clone();

@@ -5,8 +5,9 @@ use std::time::SystemTime;
 
 use bollard_stubs::models::{
     ContainerInspectResponse, ContainerState, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryHostConfig,
-    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData, EndpointSettings, Health, HealthStatusEnum,
-    HealthcheckResult, MountPoint, MountPointTypeEnum, NetworkSettings,
+    ContainerSummaryNetworkSettings, ContainerSummaryStateEnum, DriverData, EndpointIpamConfig, EndpointSettings,
+    Health, HealthStatusEnum, HealthcheckResult, MountPoint, MountPointTypeEnum, NetworkSettings, Port, PortBinding,
+    PortTypeEnum,
 };
 use skiff_common::timefmt;
 
@@ -108,20 +109,124 @@ fn mount_points(c: &Containers, r: &ContainerRecord) -> Vec<MountPoint> {
         .collect()
 }
 
-fn network_settings(r: &ContainerRecord) -> NetworkSettings {
-    let mode = r.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into());
-    let mut networks = HashMap::new();
-    if !mode.starts_with("container:") {
-        networks.insert(mode.clone(), EndpointSettings::default());
+fn endpoint_settings(r: &ContainerRecord, e: &crate::network::sandbox::Endpoint) -> EndpointSettings {
+    let live = e.live.as_ref();
+    let user_net = e.network_name != "bridge";
+    EndpointSettings {
+        ipam_config: e.ipv4.map(|ip| EndpointIpamConfig {
+            ipv4_address: Some(ip.to_string()),
+            ipv6_address: None,
+            link_local_ips: None,
+        }),
+        links: if e.links.is_empty() { None } else { Some(e.links.clone()) },
+        mac_address: Some(live.map(|s| s.mac.clone()).or(e.mac.clone()).unwrap_or_default()),
+        aliases: if e.aliases.is_empty() { None } else { Some(e.aliases.clone()) },
+        driver_opts: None,
+        gw_priority: Some(0),
+        network_id: Some(e.network_id.clone()),
+        endpoint_id: Some(live.map(|s| s.endpoint_id.clone()).unwrap_or_default()),
+        gateway: Some(live.and_then(|s| s.gateway).map(|g| g.to_string()).unwrap_or_default()),
+        ip_address: Some(live.map(|s| s.ip.to_string()).unwrap_or_default()),
+        ip_prefix_len: Some(live.map(|s| s.prefix as i64).unwrap_or(0)),
+        ipv6_gateway: Some(String::new()),
+        global_ipv6_address: Some(String::new()),
+        global_ipv6_prefix_len: Some(0),
+        dns_names: if user_net { Some(crate::network::sandbox::dns_names(&r.id, &r.name, &e.aliases)) } else { None },
     }
+}
+
+/// `NetworkSettings.Ports`: every exposed or published port, with its host bindings while
+/// the container runs (`null` for ports that are exposed only).
+pub(crate) fn port_map(r: &ContainerRecord) -> HashMap<String, Option<Vec<PortBinding>>> {
+    let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    if r.sandbox.is_none() {
+        return ports;
+    }
+    for k in r.config.exposed_ports.clone().unwrap_or_default().into_keys() {
+        let k = if k.contains('/') { k } else { format!("{k}/tcp") };
+        ports.insert(k, None);
+    }
+    for m in r.sandbox.iter().flat_map(|s| s.ports.iter()) {
+        let k = format!("{}/{}", m.container_port, m.proto.as_str());
+        let b = PortBinding {
+            host_ip: Some(m.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into())),
+            host_port: Some(m.host_port.to_string()),
+        };
+        ports.entry(k).or_insert(None).get_or_insert_with(Vec::new).push(b);
+    }
+    ports
+}
+
+fn network_settings(r: &ContainerRecord) -> NetworkSettings {
+    let mut networks = HashMap::new();
+    for e in &r.networks {
+        networks.insert(e.network_name.clone(), endpoint_settings(r, e));
+    }
+    match super::net::mode_of(&r.host_config) {
+        super::net::Mode::Host => {
+            networks.insert("host".into(), EndpointSettings::default());
+        }
+        super::net::Mode::None => {
+            networks.insert("none".into(), EndpointSettings::default());
+        }
+        _ => {}
+    }
+    // The default bridge's endpoint also fills the deprecated top-level fields.
+    let default = r.networks.iter().find(|e| e.network_name == "bridge").and_then(|e| e.live.as_ref());
+    let sandbox_key = match (&r.sandbox, r.state.pid) {
+        (Some(s), _) => s.path.display().to_string(),
+        (None, pid) if pid > 0 && r.state.status.is_live() => format!("/proc/{pid}/ns/net"),
+        _ => String::new(),
+    };
     NetworkSettings {
         bridge: Some(String::new()),
-        sandbox_id: Some(String::new()),
-        sandbox_key: Some(if r.state.pid > 0 { format!("/proc/{}/ns/net", r.state.pid) } else { String::new() }),
-        ports: Some(HashMap::new()),
+        sandbox_id: Some(if sandbox_key.is_empty() { String::new() } else { r.id.clone() }),
+        sandbox_key: Some(sandbox_key),
+        hairpin_mode: Some(false),
+        link_local_ipv6_address: Some(String::new()),
+        link_local_ipv6_prefix_len: Some(0),
+        ports: Some(port_map(r)),
+        secondary_ip_addresses: None,
+        secondary_ipv6_addresses: None,
+        endpoint_id: Some(default.map(|s| s.endpoint_id.clone()).unwrap_or_default()),
+        gateway: Some(default.and_then(|s| s.gateway).map(|g| g.to_string()).unwrap_or_default()),
+        global_ipv6_address: Some(String::new()),
+        global_ipv6_prefix_len: Some(0),
+        ip_address: Some(default.map(|s| s.ip.to_string()).unwrap_or_default()),
+        ip_prefix_len: Some(default.map(|s| s.prefix as i64).unwrap_or(0)),
+        ipv6_gateway: Some(String::new()),
+        mac_address: Some(default.map(|s| s.mac.clone()).unwrap_or_default()),
         networks: Some(networks),
-        ..Default::default()
     }
+}
+
+/// `ps`'s ports: published ones with their host side, exposed ones without.
+fn summary_ports(r: &ContainerRecord) -> Vec<Port> {
+    let mut out = Vec::new();
+    for (k, bindings) in port_map(r) {
+        let (port, proto) = k.split_once('/').unwrap_or((&k, "tcp"));
+        let Ok(private_port) = port.parse::<u16>() else { continue };
+        let typ = match proto {
+            "udp" => PortTypeEnum::UDP,
+            "sctp" => PortTypeEnum::SCTP,
+            _ => PortTypeEnum::TCP,
+        };
+        match bindings {
+            None => out.push(Port { ip: None, private_port, public_port: None, typ: Some(typ) }),
+            Some(list) => {
+                for b in list {
+                    out.push(Port {
+                        ip: b.host_ip.clone(),
+                        private_port,
+                        public_port: b.host_port.as_deref().and_then(|p| p.parse().ok()),
+                        typ: Some(typ),
+                    });
+                }
+            }
+        }
+    }
+    out.sort_by_key(|p| (p.private_port, p.public_port));
+    out
 }
 
 impl Containers {
@@ -233,7 +338,7 @@ impl Containers {
             image_manifest_descriptor: None,
             command: Some(command),
             created: Some(created),
-            ports: Some(vec![]),
+            ports: Some(summary_ports(r)),
             size_rw,
             size_root_fs: size_root,
             labels: Some(r.config.labels.clone().unwrap_or_default()),

@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod logs;
 pub mod monitor_client;
 pub mod names;
+pub mod net;
 pub mod rootfs;
 pub mod run;
 pub mod spec;
@@ -158,6 +159,13 @@ pub struct ContainerRecord {
     pub driver: String,
     #[serde(default)]
     pub exec_ids: Vec<String>,
+    /// Networks the container is connected to, in order (empty with `--network
+    /// host|none|container:`); while it runs each carries its address.
+    #[serde(default)]
+    pub networks: Vec<crate::network::sandbox::Endpoint>,
+    /// The network namespace and published ports while it runs.
+    #[serde(default)]
+    pub sandbox: Option<crate::network::sandbox::SandboxState>,
 }
 
 /// What waiters are told about.
@@ -229,6 +237,7 @@ pub struct Containers {
     pub db: Arc<Db>,
     pub images: Arc<ImageStore>,
     pub volumes: Arc<Volumes>,
+    pub networks: Arc<crate::network::Networks>,
     pub events: Arc<Events>,
     pub data_root: PathBuf,
     pub exec_root: PathBuf,
@@ -247,6 +256,7 @@ impl Containers {
         db: Arc<Db>,
         images: Arc<ImageStore>,
         volumes: Arc<Volumes>,
+        networks: Arc<crate::network::Networks>,
         events: Arc<Events>,
         data_root: PathBuf,
         exec_root: PathBuf,
@@ -260,6 +270,7 @@ impl Containers {
             db,
             images,
             volumes,
+            networks,
             events,
             data_root,
             exec_root,
@@ -415,6 +426,10 @@ impl Containers {
         }
         self.rename_index(&old, new, &c.id)?;
         let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
+        {
+            let (networks, id, new) = (self.networks.clone(), c.id.clone(), new.to_string());
+            tokio::spawn(async move { networks.rename(&id, &new).await });
+        }
         self.publish_with(&rec, "rename", &[("oldName", format!("/{old}"))]);
         Ok(())
     }

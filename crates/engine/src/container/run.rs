@@ -108,6 +108,16 @@ fn tini() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
+/// The values of `search` / `options` lines of a resolv.conf.
+fn host_lines(text: &str, key: &str) -> Option<Vec<String>> {
+    let v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(key).filter(|r| r.starts_with(char::is_whitespace)))
+        .flat_map(|r| r.split_whitespace().map(str::to_string))
+        .collect();
+    if v.is_empty() { None } else { Some(v) }
+}
+
 fn host_resolv_conf() -> String {
     // The container has its own network namespace: a resolver on the host's loopback is
     // unreachable from it, so such entries are dropped.
@@ -133,70 +143,107 @@ fn host_resolv_conf() -> String {
 }
 
 impl Containers {
-    fn etc_files(&self, c: &super::ContainerRecord, netns: &NetNs) -> Result<Vec<(String, PathBuf)>> {
+    fn etc_files(
+        &self,
+        c: &super::ContainerRecord,
+        netns: &NetNs,
+        host_gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<Vec<(String, PathBuf)>> {
         let dir = self.container_dir(&c.id);
         let hostname = c.config.hostname.clone().unwrap_or_default();
         let mut files = Vec::new();
+        if let super::net::Mode::Container(other) = super::net::mode_of(&c.host_config) {
+            // Sharing another container's network: its view of the network too.
+            let o = self.get(&other)?;
+            let odir = self.container_dir(&o.id);
+            for f in ["hostname", "hosts", "resolv.conf"] {
+                if odir.join(f).exists() {
+                    files.push((format!("/etc/{f}"), odir.join(f)));
+                }
+            }
+            return Ok(files);
+        }
         std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
         files.push(("/etc/hostname".to_string(), dir.join("hostname")));
-        match netns {
-            NetNs::Host => {
-                files.push(("/etc/hosts".to_string(), PathBuf::from("/etc/hosts")));
-                files.push(("/etc/resolv.conf".to_string(), PathBuf::from("/etc/resolv.conf")));
+        if *netns == NetNs::Host {
+            files.push(("/etc/hosts".to_string(), PathBuf::from("/etc/hosts")));
+            files.push(("/etc/resolv.conf".to_string(), PathBuf::from("/etc/resolv.conf")));
+            return Ok(files);
+        }
+        std::fs::write(dir.join("hosts"), self.hosts_file(c, host_gateway))?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut dns = c.host_config.dns.clone().unwrap_or_default();
+        if dns.is_empty() {
+            dns = self.networks.cfg.dns.iter().map(|d| d.to_string()).collect();
+        }
+        let mut resolv = String::new();
+        let mut search: Option<Vec<String>> = c.host_config.dns_search.clone().filter(|s| !s.is_empty());
+        let mut options: Option<Vec<String>> = c.host_config.dns_options.clone().filter(|s| !s.is_empty());
+        if let Some(gw) = self.embedded_dns(c) {
+            // The network's embedded DNS server answers (and forwards to `--dns` servers).
+            resolv.push_str(&format!("nameserver {gw}\n"));
+            if search.is_none() {
+                search = host_lines(&host, "search");
             }
-            _ => {
-                let mut hosts = String::from(
-                    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-                );
-                for h in c.host_config.extra_hosts.clone().unwrap_or_default() {
-                    if let Some((name, ip)) = h.split_once(':') {
-                        hosts.push_str(&format!("{ip}\t{name}\n"));
-                    }
-                }
-                std::fs::write(dir.join("hosts"), hosts)?;
-                let mut resolv = String::new();
-                let dns = c.host_config.dns.clone().unwrap_or_default();
-                if dns.is_empty() {
-                    resolv.push_str(&host_resolv_conf());
-                } else {
-                    for d in dns {
-                        resolv.push_str(&format!("nameserver {d}\n"));
-                    }
-                }
-                if let Some(s) = c.host_config.dns_search.clone().filter(|s| !s.is_empty()) {
-                    resolv.push_str(&format!("search {}\n", s.join(" ")));
-                }
-                if let Some(o) = c.host_config.dns_options.clone().filter(|s| !s.is_empty()) {
-                    resolv.push_str(&format!("options {}\n", o.join(" ")));
-                }
-                std::fs::write(dir.join("resolv.conf"), resolv)?;
-                files.push(("/etc/hosts".to_string(), dir.join("hosts")));
-                files.push(("/etc/resolv.conf".to_string(), dir.join("resolv.conf")));
+            if options.is_none() {
+                options = host_lines(&host, "options");
+            }
+        } else if dns.is_empty() {
+            resolv.push_str(&host_resolv_conf());
+        } else {
+            for d in dns {
+                resolv.push_str(&format!("nameserver {d}\n"));
             }
         }
+        if let Some(s) = search {
+            resolv.push_str(&format!("search {}\n", s.join(" ")));
+        }
+        if let Some(o) = options {
+            resolv.push_str(&format!("options {}\n", o.join(" ")));
+        }
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        files.push(("/etc/hosts".to_string(), dir.join("hosts")));
+        files.push(("/etc/resolv.conf".to_string(), dir.join("resolv.conf")));
         Ok(files)
     }
 
     fn netns_of(&self, c: &super::ContainerRecord) -> Result<NetNs> {
-        Ok(match c.host_config.network_mode.as_deref() {
-            Some("host") => NetNs::Host,
-            Some(m) if m.starts_with("container:") => {
-                let other = self.get(&m["container:".len()..])?;
-                let (status, pid) = other.with(|r| (r.state.status, r.state.pid));
+        Ok(match super::net::mode_of(&c.host_config) {
+            super::net::Mode::Host => NetNs::Host,
+            super::net::Mode::Container(other) => {
+                let other = self.get(&other)?;
+                let (status, pid, sandbox, host) = other.with(|r| {
+                    (
+                        r.state.status,
+                        r.state.pid,
+                        r.sandbox.as_ref().map(|s| s.path.clone()),
+                        super::net::mode_of(&r.host_config) == super::net::Mode::Host,
+                    )
+                });
                 if !status.is_live() || pid <= 0 {
                     return Err(EngineError::conflict(format!(
                         "cannot join network of a non running container: {}",
                         other.id
                     )));
                 }
-                NetNs::Join(PathBuf::from(format!("/proc/{pid}/ns/net")))
+                if host {
+                    NetNs::Host
+                } else {
+                    NetNs::Join(sandbox.unwrap_or_else(|| PathBuf::from(format!("/proc/{pid}/ns/net"))))
+                }
             }
-            _ => NetNs::New,
+            // Replaced by the sandbox once attached.
+            super::net::Mode::Network(_) | super::net::Mode::None => NetNs::New,
         })
     }
 
     /// Step 1 (blocking): everything on disk the monitor needs.
-    fn prepare_run(&self, c: &super::ContainerRecord, netns: NetNs) -> Result<MonitorDir> {
+    fn prepare_run(
+        &self,
+        c: &super::ContainerRecord,
+        netns: NetNs,
+        host_gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<MonitorDir> {
         let rootfs = self.images.snapshots().mount(&c.id, c.top_layer.as_ref())?;
         let mut volume_paths = HashMap::new();
         for m in c.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
@@ -219,7 +266,7 @@ impl Containers {
             }
             rootfs::mkdir_all(&rootfs, std::path::Path::new(wd), user.uid, user.gid)?;
         }
-        let etc = self.etc_files(c, &netns)?;
+        let etc = self.etc_files(c, &netns, host_gateway)?;
         let hc = &c.host_config;
         let privileged = hc.privileged == Some(true);
         let capset = caps::resolve(
@@ -315,17 +362,35 @@ impl Containers {
             }
             _ => {}
         }
-        let netns = self.netns_of(&rec)?;
-        let this = self.clone();
-        let rec2 = rec.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare_run(&rec2, netns))
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))?;
-        let dir = match prepared {
-            Ok(d) => d,
+        let mut netns = match self.netns_of(&rec) {
+            Ok(n) => n,
             Err(e) => return Err(self.start_failed(c, e)),
         };
+        match self.attach_networks(c).await {
+            Ok(Some(a)) => netns = NetNs::Join(a.sandbox.path),
+            Ok(None) => {}
+            Err(e) => return Err(self.start_failed(c, e)),
+        }
+        let rec = c.record();
+        let host_gateway =
+            if rec.host_config.extra_hosts.as_ref().is_some_and(|h| h.iter().any(|x| x.ends_with("host-gateway"))) {
+                self.networks.host_gateway().await
+            } else {
+                None
+            };
+        let this = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare_run(&rec, netns, host_gateway))
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()));
+        let dir = match prepared {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) | Err(e) => {
+                self.detach_networks(c).await;
+                return Err(self.start_failed(c, e));
+            }
+        };
         if let Err(e) = monitor_client::spawn(&self.monitor_bin, &dir).await {
+            self.detach_networks(c).await;
             return Err(self.start_failed(c, e));
         }
         for p in take_pending(c) {
@@ -345,6 +410,7 @@ impl Containers {
         let watcher = match watcher {
             Ok(w) => w,
             Err(e) => {
+                self.detach_networks(c).await;
                 return Err(self.start_failed(c, EngineError::internal(format!("monitor: {e}"))));
             }
         };
@@ -371,9 +437,13 @@ impl Containers {
                 Ok(())
             }
             Ok(other) => {
+                self.detach_networks(c).await;
                 Err(self.start_failed(c, EngineError::internal(format!("unexpected monitor reply {other:?}"))))
             }
-            Err(e) => Err(self.start_failed(c, e)),
+            Err(e) => {
+                self.detach_networks(c).await;
+                Err(self.start_failed(c, e))
+            }
         }
     }
 
@@ -453,6 +523,7 @@ impl Containers {
                 c.record()
             }
         };
+        self.detach_networks(&c).await;
         c.bump(true, false);
         if status.oom_killed {
             self.publish(&rec, "oom");
@@ -702,6 +773,7 @@ impl Containers {
         }
         let rec = self.update(&c, Durability::Lazy, |r| r.state.status = Status::Removing)?;
         take_pending(&c);
+        self.detach_networks(&c).await;
         let this = self.clone();
         let id = c.id.clone();
         let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {

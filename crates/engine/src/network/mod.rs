@@ -1,0 +1,499 @@
+//! Networks: the built-in `bridge`, `host` and `none`, user-defined bridge networks, and the
+//! sandboxes (network namespaces) of running containers attached to them.
+//!
+//! [`Networks`] owns everything network-related the daemon holds: the persisted network
+//! records (with their address allocations, the single source of truth of IPAM), the live
+//! attachments of running containers, their published ports (and the sockets that reserve the
+//! host ports), the embedded DNS servers of user networks and the firewall chains. Containers
+//! keep their own view (which networks they are connected to and, while running, their
+//! addresses) in their records; [`sandbox`] is the interface between the two.
+//!
+//! Every change of state goes through one async lock, so IPAM never hands out an address
+//! twice; allocations are persisted (synchronously) before an address is used, and the
+//! reconciliation at daemon start releases those whose container is gone.
+
+pub mod sandbox;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use skiff_image::db::{Db, Durability};
+use skiff_net::firewall::Firewall;
+use skiff_net::ipam::{self, Ipv4Net};
+use skiff_net::link::Netlink;
+
+use crate::error::{EngineError, Kind, Result};
+use crate::events::{Event, Events};
+
+const TABLE: &str = "networks";
+
+/// Daemon-wide network settings (skiffd flags).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// The default bridge's link name (`-b`).
+    pub default_bridge: String,
+    /// The default bridge's address and prefix (`--bip`).
+    pub bip: Option<Ipv4Net>,
+    /// Where subnets of new networks come from (`--default-address-pool`).
+    pub pools: Vec<(Ipv4Net, u8)>,
+    /// Inter-container communication on the default bridge (`--icc`).
+    pub icc: bool,
+    /// Manage firewall rules (`--iptables`).
+    pub iptables: bool,
+    pub mtu: Option<u32>,
+    /// DNS servers for containers that name none (`--dns`); empty: the host's.
+    pub dns: Vec<std::net::IpAddr>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            default_bridge: "skiff0".into(),
+            bip: None,
+            pools: ipam::default_pools(),
+            icc: true,
+            iptables: true,
+            mtu: None,
+            dns: Vec::new(),
+        }
+    }
+}
+
+impl NetConfig {
+    /// The firewall chains' prefix: `SKIFF` for the default bridge name, otherwise derived
+    /// from it, so that daemons with different bridges never share chains.
+    pub fn chain_prefix(&self) -> String {
+        if self.default_bridge == "skiff0" {
+            "SKIFF".into()
+        } else {
+            format!("SKIFF-{}", self.default_bridge.to_ascii_uppercase())
+        }
+    }
+}
+
+/// A network as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub id: String,
+    pub name: String,
+    /// `bridge`, `host` or `null`.
+    pub driver: String,
+    pub created: String,
+    /// `bridge`, `host`, `none`: cannot be removed.
+    pub builtin: bool,
+    /// The bridge link (bridge driver).
+    #[serde(default)]
+    pub bridge: String,
+    #[serde(default)]
+    pub subnet: Option<Ipv4Net>,
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip_range: Option<Ipv4Net>,
+    /// Reserved addresses (`--aux-address`).
+    #[serde(default)]
+    pub aux: BTreeMap<String, Ipv4Addr>,
+    /// The subnet was chosen by the user.
+    #[serde(default)]
+    pub user_subnet: bool,
+    pub internal: bool,
+    pub attachable: bool,
+    pub icc: bool,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The last address handed out (allocation is serial).
+    #[serde(default)]
+    pub last_ip: Option<Ipv4Addr>,
+    /// Addresses in use: address → container ID.
+    #[serde(default)]
+    pub allocations: BTreeMap<Ipv4Addr, String>,
+}
+
+impl NetworkRecord {
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
+    }
+
+    /// Addresses IPAM must not hand out.
+    fn taken(&self) -> std::collections::BTreeSet<Ipv4Addr> {
+        let mut t: std::collections::BTreeSet<Ipv4Addr> = self.allocations.keys().copied().collect();
+        t.extend(self.gateway);
+        t.extend(self.aux.values().copied());
+        t
+    }
+
+    /// The gateway with the subnet's prefix (the bridge's own address).
+    fn gateway_net(&self) -> Option<Ipv4Net> {
+        Ipv4Net::new(self.gateway?, self.subnet?.prefix()).ok()
+    }
+}
+
+/// Filters of `docker network ls` / `prune`.
+#[derive(Debug, Default, Clone)]
+pub struct NetworkFilters {
+    pub name: Vec<String>,
+    pub id: Vec<String>,
+    pub driver: Vec<String>,
+    /// `key` or `key=value`.
+    pub label: Vec<String>,
+    pub label_not: Vec<String>,
+    /// `custom` or `builtin`.
+    pub typ: Vec<String>,
+    pub dangling: Option<bool>,
+    /// Created before this many seconds since the epoch (prune).
+    pub until: Option<i64>,
+}
+
+/// A request to create a network (the API's body, validated here).
+#[derive(Debug, Default, Clone)]
+pub struct CreateRequest {
+    pub name: String,
+    pub driver: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub aux: BTreeMap<String, String>,
+    pub enable_ipv6: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// A running container on a network, for `network inspect`.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub container_id: String,
+    pub name: String,
+    pub endpoint_id: String,
+    pub mac: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+}
+
+pub struct Networks {
+    db: Arc<Db>,
+    events: Arc<Events>,
+    pub cfg: NetConfig,
+    /// Where sandboxes (pinned network namespaces) live.
+    netns_dir: PathBuf,
+    firewall: Firewall,
+    netlink: tokio::sync::OnceCell<Netlink>,
+    inner: tokio::sync::Mutex<sandbox::Inner>,
+}
+
+fn labels_match(labels: &BTreeMap<String, String>, filter: &str) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+        None => labels.contains_key(filter),
+    }
+}
+
+impl Networks {
+    /// Loads the persisted networks (the built-in ones are created by [`Networks::restore`]).
+    pub fn open(db: Arc<Db>, events: Arc<Events>, cfg: NetConfig, exec_root: &std::path::Path) -> Result<Networks> {
+        let mut nets = BTreeMap::new();
+        for (id, rec) in db.list::<NetworkRecord>(TABLE)? {
+            nets.insert(id, rec);
+        }
+        let netns_dir = exec_root.join("netns");
+        std::fs::create_dir_all(&netns_dir)?;
+        Ok(Networks {
+            db,
+            events,
+            firewall: Firewall::new(&cfg.chain_prefix()),
+            inner: tokio::sync::Mutex::new(sandbox::Inner::new(nets, cfg.dns.clone())),
+            cfg,
+            netns_dir,
+            netlink: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    async fn netlink(&self) -> Result<&Netlink> {
+        self.netlink
+            .get_or_try_init(|| async { Netlink::new().map_err(|e| EngineError::internal(format!("netlink: {e}"))) })
+            .await
+    }
+
+    fn persist(&self, rec: &NetworkRecord) -> Result<()> {
+        self.db.put(TABLE, &rec.id, rec, Durability::Sync)?;
+        Ok(())
+    }
+
+    fn publish(&self, rec: &NetworkRecord, action: &str, extra: &[(&str, String)]) {
+        let mut e = Event::new("network", action, &rec.id).attr("name", &rec.name).attr("type", &rec.driver);
+        for (k, v) in extra {
+            e = e.attr(k, v.clone());
+        }
+        self.events.publish(e);
+    }
+
+    /// Finds a network by ID, name, or unique ID prefix (Docker's order).
+    pub async fn get(&self, key: &str) -> Result<NetworkRecord> {
+        let inner = self.inner.lock().await;
+        find(&inner.nets, key).cloned()
+    }
+
+    /// Every network, with its running members.
+    pub async fn list(&self, f: &NetworkFilters) -> Result<Vec<(NetworkRecord, Vec<MemberView>)>> {
+        let inner = self.inner.lock().await;
+        let mut out = Vec::new();
+        for rec in inner.nets.values() {
+            let members = inner.members(&rec.id);
+            if !f.name.is_empty() && !f.name.iter().any(|n| rec.name.contains(n.as_str())) {
+                continue;
+            }
+            if !f.id.is_empty() && !f.id.iter().any(|i| rec.id.starts_with(i.as_str())) {
+                continue;
+            }
+            if !f.driver.is_empty() && !f.driver.contains(&rec.driver) {
+                continue;
+            }
+            if !f.label.iter().all(|l| labels_match(&rec.labels, l)) {
+                continue;
+            }
+            if f.label_not.iter().any(|l| labels_match(&rec.labels, l)) {
+                continue;
+            }
+            if !f.typ.is_empty() {
+                let t = if rec.builtin { "builtin" } else { "custom" };
+                if !f.typ.iter().any(|x| x == t) {
+                    continue;
+                }
+            }
+            if let Some(d) = f.dangling
+                && (rec.builtin || members.is_empty() != d)
+            {
+                continue;
+            }
+            if let Some(u) = f.until
+                && skiff_common::timefmt::parse(&rec.created)
+                    .map(|t| skiff_common::timefmt::split(t).0 >= u)
+                    .unwrap_or(false)
+            {
+                continue;
+            }
+            out.push((rec.clone(), members));
+        }
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(out)
+    }
+
+    /// `docker network create`.
+    pub async fn create(&self, req: CreateRequest) -> Result<NetworkRecord> {
+        let name = req.name.trim().to_string();
+        if name.is_empty() {
+            return Err(EngineError::invalid("network name cannot be empty"));
+        }
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            return Err(EngineError::invalid(format!(
+                "invalid network name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        match req.driver.as_deref().unwrap_or("bridge") {
+            "bridge" | "" => {}
+            "host" | "null" => {
+                return Err(EngineError::new(
+                    Kind::Forbidden,
+                    format!("only one instance of \"{}\" network is allowed", req.driver.as_deref().unwrap_or("")),
+                ));
+            }
+            other => return Err(EngineError::not_found(format!("plugin \"{other}\" not found"))),
+        }
+        if req.enable_ipv6 {
+            return Err(EngineError::invalid("IPv6 networks are not supported by skiff yet"));
+        }
+        let id = crate::volumes::hex_id();
+        let mut inner = self.inner.lock().await;
+        if inner.nets.values().any(|n| n.name == name) {
+            return Err(EngineError::conflict(format!("network with name {name} already exists")));
+        }
+        let bridge = match req.options.get("com.docker.network.bridge.name") {
+            Some(b) => {
+                if b.is_empty() || b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
+                    return Err(EngineError::invalid(format!("invalid bridge name {b:?}")));
+                }
+                if inner.nets.values().any(|n| &n.bridge == b) {
+                    return Err(EngineError::conflict(format!("bridge name {b} is already in use")));
+                }
+                b.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
+        let icc = match req.options.get("com.docker.network.bridge.enable_icc").map(String::as_str) {
+            None => true,
+            Some("true") | Some("1") => true,
+            Some("false") | Some("0") => false,
+            Some(o) => return Err(EngineError::invalid(format!("invalid enable_icc value {o:?}"))),
+        };
+        let parse_net = |what: &str, s: &str| -> Result<Ipv4Net> {
+            s.parse::<Ipv4Net>().map_err(|_| EngineError::invalid(format!("invalid {what} {s:?}")))
+        };
+        let nl = self.netlink().await?;
+        let (subnet, user_subnet) = match req.subnet.as_deref().filter(|s| !s.is_empty()) {
+            Some(s) => {
+                let n = parse_net("subnet", s)?.trunc();
+                if let Some(other) = inner.nets.values().find(|o| o.subnet.is_some_and(|x| x.overlaps(&n))) {
+                    return Err(EngineError::new(
+                        Kind::Forbidden,
+                        format!(
+                            "invalid pool request: Pool overlaps with other one on this address space ({})",
+                            other.name
+                        ),
+                    ));
+                }
+                (n, true)
+            }
+            None => {
+                if req.gateway.is_some() || req.ip_range.is_some() {
+                    return Err(EngineError::invalid("no matching subnet for gateway or range"));
+                }
+                let mut used = nl.used_networks().await.map_err(|e| EngineError::internal(e.to_string()))?;
+                used.extend(inner.nets.values().filter_map(|n| n.subnet));
+                (
+                    ipam::pick_subnet(&self.cfg.pools, &used)
+                        .map_err(|e| EngineError::new(Kind::Forbidden, e.to_string()))?,
+                    false,
+                )
+            }
+        };
+        let gateway = match req.gateway.as_deref().filter(|s| !s.is_empty()) {
+            Some(g) => {
+                let ip: Ipv4Addr = g.parse().map_err(|_| EngineError::invalid(format!("invalid gateway {g:?}")))?;
+                if !subnet.contains(ip) || ip == subnet.network() || ip == subnet.broadcast() {
+                    return Err(EngineError::invalid(format!("gateway {ip} is not in subnet {subnet}")));
+                }
+                ip
+            }
+            None => subnet.first_host(),
+        };
+        let ip_range = match req.ip_range.as_deref().filter(|s| !s.is_empty()) {
+            Some(r) => {
+                let r = parse_net("ip range", r)?.trunc();
+                if r.prefix() < subnet.prefix() || !subnet.contains(r.network()) {
+                    return Err(EngineError::invalid(format!("ip range {r} is not within subnet {subnet}")));
+                }
+                Some(r)
+            }
+            None => None,
+        };
+        let mut aux = BTreeMap::new();
+        for (k, v) in &req.aux {
+            let ip: Ipv4Addr =
+                v.parse().map_err(|_| EngineError::invalid(format!("invalid auxiliary address {k}={v}")))?;
+            if !subnet.contains(ip) {
+                return Err(EngineError::invalid(format!("auxiliary address {ip} is not in subnet {subnet}")));
+            }
+            aux.insert(k.clone(), ip);
+        }
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name,
+            driver: "bridge".into(),
+            created: skiff_common::timefmt::now(),
+            builtin: false,
+            bridge,
+            subnet: Some(subnet),
+            gateway: Some(gateway),
+            ip_range,
+            aux,
+            user_subnet,
+            internal: req.internal,
+            attachable: req.attachable,
+            icc,
+            labels: req.labels,
+            options: req.options,
+            last_ip: None,
+            allocations: BTreeMap::new(),
+        };
+        self.bring_up(&mut inner, &rec).await?;
+        if let Err(e) = self.persist(&rec) {
+            let _ = nl.delete_link(&rec.bridge).await;
+            return Err(e);
+        }
+        inner.nets.insert(id.clone(), rec.clone());
+        self.start_dns(&mut inner, &rec).await;
+        self.sync_firewall(&mut inner, false).await;
+        drop(inner);
+        self.publish(&rec, "create", &[]);
+        Ok(rec)
+    }
+
+    /// `docker network rm`.
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let rec = find(&inner.nets, key)?.clone();
+        if rec.builtin {
+            return Err(EngineError::new(
+                Kind::Forbidden,
+                format!("{} is a pre-defined network and cannot be removed", rec.name),
+            ));
+        }
+        if !inner.members(&rec.id).is_empty() {
+            return Err(EngineError::new(
+                Kind::Forbidden,
+                format!("error while removing network: network {} id {} has active endpoints", rec.name, rec.id),
+            ));
+        }
+        if let Some(s) = inner.servers.remove(&rec.id) {
+            s.stop().await;
+        }
+        inner.refresh_dns();
+        self.netlink().await?.delete_link(&rec.bridge).await.map_err(|e| EngineError::internal(e.to_string()))?;
+        inner.ready_bridges.remove(&rec.bridge);
+        self.db.delete(TABLE, &rec.id)?;
+        inner.nets.remove(&rec.id);
+        self.sync_firewall(&mut inner, false).await;
+        drop(inner);
+        self.publish(&rec, "destroy", &[]);
+        Ok(())
+    }
+
+    /// `docker network prune`: user networks no running container uses.
+    pub async fn prune(&self, f: &NetworkFilters) -> Result<Vec<String>> {
+        let mut f = f.clone();
+        f.typ = vec!["custom".into()];
+        f.dangling = Some(true);
+        let mut removed = Vec::new();
+        for (rec, _) in self.list(&f).await? {
+            match self.remove(&rec.id).await {
+                Ok(()) => removed.push(rec.name),
+                Err(e) => tracing::debug!(network = %rec.name, error = %e, "prune skipped a network"),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The default bridge network's gateway (`--add-host name:host-gateway`).
+    pub async fn host_gateway(&self) -> Option<Ipv4Addr> {
+        let inner = self.inner.lock().await;
+        inner.nets.values().find(|n| n.builtin && n.name == "bridge").and_then(|n| n.gateway)
+    }
+}
+
+fn find<'a>(nets: &'a BTreeMap<String, NetworkRecord>, key: &str) -> Result<&'a NetworkRecord> {
+    if let Some(n) = nets.get(key) {
+        return Ok(n);
+    }
+    if let Some(n) = nets.values().find(|n| n.name == key) {
+        return Ok(n);
+    }
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hits: Vec<_> = nets.values().filter(|n| n.id.starts_with(key)).collect();
+        match hits.len() {
+            1 => return Ok(hits[0]),
+            0 => {}
+            _ => {
+                return Err(EngineError::invalid(format!("network {key} is ambiguous ({} matches found)", hits.len())));
+            }
+        }
+    }
+    Err(EngineError::not_found(format!("network {key} not found")))
+}

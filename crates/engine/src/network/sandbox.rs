@@ -1,0 +1,872 @@
+//! Sandboxes: the network namespace of a running container, its interfaces on networks, its
+//! published ports; attaching at start, detaching at exit, connecting and disconnecting while
+//! it runs, and re-adopting after a daemon restart.
+//!
+//! The path of one attach (under the networks lock):
+//! 1. IPAM: an address per network (requested or the next free one), recorded in the network
+//! 2. bring up the bridges that are not up yet (once per daemon)
+//! 3. create the namespace, pinned at `<exec-root>/netns/<container>`
+//! 4. a veth pair per network: host end on the bridge, container end created inside the
+//!    namespace as `ethN`
+//! 5. inside the namespace: `lo` up, addresses, default route
+//! 6. host ports reserved (sockets) and the firewall chains rewritten if the rules changed
+//! 7. `<exec-root>/netns/<container>.json` records all of it: a daemon killed at any later
+//!    point finds it at restart, so running containers keep their addresses and nobody else
+//!    gets them
+//!
+//! Any failure undoes what was done.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use skiff_net::dns;
+use skiff_net::firewall::{NetworkRules, PortRule, Proto};
+use skiff_net::ipam;
+use skiff_net::link::{self, IfaceConfig};
+use skiff_net::netns;
+use skiff_net::ports::{self, Mapping};
+
+use super::{MemberView, NetworkRecord, Networks, find};
+use crate::error::{EngineError, Kind, Result};
+
+/// A container's connection to one network, as its record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Endpoint {
+    pub network_id: String,
+    pub network_name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Requested address (`--ip`).
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    /// Requested MAC address (`--mac-address`).
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// Set while the container runs.
+    #[serde(default)]
+    pub live: Option<EndpointState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointState {
+    pub endpoint_id: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: String,
+    /// Inside the container (`eth0`).
+    pub iface: String,
+    /// On the host.
+    pub host_veth: String,
+}
+
+/// What a running container's record keeps of its sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SandboxState {
+    pub path: PathBuf,
+    pub ports: Vec<Mapping>,
+}
+
+/// What `<exec-root>/netns/<id>.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SandboxFile {
+    container_id: String,
+    name: String,
+    endpoints: Vec<Endpoint>,
+    ports: Vec<Mapping>,
+    dns: Vec<IpAddr>,
+}
+
+pub struct AttachRequest {
+    pub container_id: String,
+    /// Container name (DNS).
+    pub name: String,
+    /// In order; the first non-internal one carries the default route and published ports.
+    pub endpoints: Vec<Endpoint>,
+    pub publish: Vec<ports::Requested>,
+    /// The container's `--dns` servers (the embedded DNS forwards to them).
+    pub dns: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub sandbox: SandboxState,
+    pub endpoints: Vec<Endpoint>,
+}
+
+struct Live {
+    name: String,
+    sandbox: PathBuf,
+    endpoints: Vec<Endpoint>,
+    ports: Vec<(Mapping, Option<ports::Hold>)>,
+    dns: Vec<IpAddr>,
+}
+
+impl Live {
+    fn file(&self, id: &str) -> SandboxFile {
+        SandboxFile {
+            container_id: id.to_string(),
+            name: self.name.clone(),
+            endpoints: self.endpoints.clone(),
+            ports: self.ports.iter().map(|(m, _)| m.clone()).collect(),
+            dns: self.dns.clone(),
+        }
+    }
+}
+
+pub(super) struct Inner {
+    pub(super) nets: BTreeMap<String, NetworkRecord>,
+    live: HashMap<String, Live>,
+    /// The embedded DNS servers of user networks, and what they answer.
+    pub(super) servers: HashMap<String, dns::DnsServer>,
+    directory: dns::Directory,
+    /// The daemon's `--dns` (upstreams of the embedded servers when set).
+    pub(super) default_dns: Vec<IpAddr>,
+    /// The firewall rules last applied.
+    applied: Option<String>,
+    /// Bridges known to be up, with their link index.
+    pub(super) ready_bridges: HashMap<String, u32>,
+    host_sysctls_done: bool,
+}
+
+impl Inner {
+    pub(super) fn new(nets: BTreeMap<String, NetworkRecord>, default_dns: Vec<IpAddr>) -> Inner {
+        Inner {
+            nets,
+            live: HashMap::new(),
+            servers: HashMap::new(),
+            directory: dns::Directory::default(),
+            default_dns,
+            applied: None,
+            ready_bridges: HashMap::new(),
+            host_sysctls_done: false,
+        }
+    }
+
+    /// Running containers on a network.
+    pub(super) fn members(&self, net_id: &str) -> Vec<MemberView> {
+        let mut out = Vec::new();
+        for (cid, l) in &self.live {
+            for e in &l.endpoints {
+                if e.network_id == net_id
+                    && let Some(s) = &e.live
+                {
+                    out.push(MemberView {
+                        container_id: cid.clone(),
+                        name: l.name.clone(),
+                        endpoint_id: s.endpoint_id.clone(),
+                        mac: s.mac.clone(),
+                        ip: s.ip,
+                        prefix: s.prefix,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn taken_ports(&self) -> HashSet<(Proto, u16)> {
+        self.live.values().flat_map(|l| l.ports.iter().map(|(m, _)| (m.proto, m.host_port))).collect()
+    }
+
+    /// Rebuilds what the DNS servers answer from the running containers.
+    pub(super) fn refresh_dns(&self) {
+        if self.servers.is_empty() {
+            return;
+        }
+        let host = if self.default_dns.is_empty() {
+            host_upstreams()
+        } else {
+            self.default_dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()
+        };
+        let mut zones: HashMap<String, dns::NetworkZone> = HashMap::new();
+        for n in self.nets.values().filter(|n| !n.builtin && n.is_bridge()) {
+            let upstreams = if n.internal { Vec::new() } else { host.clone() };
+            zones.insert(n.id.clone(), dns::NetworkZone { entries: Vec::new(), upstreams });
+        }
+        let mut clients = HashMap::new();
+        for (cid, l) in &self.live {
+            let networks: Vec<String> = l
+                .endpoints
+                .iter()
+                .filter(|e| zones.contains_key(&e.network_id))
+                .map(|e| e.network_id.clone())
+                .collect();
+            let upstreams =
+                if l.dns.is_empty() { None } else { Some(l.dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()) };
+            for e in &l.endpoints {
+                let (Some(s), Some(z)) = (&e.live, zones.get_mut(&e.network_id)) else { continue };
+                z.entries.push(dns::Entry { ip: s.ip, names: dns_names(cid, &l.name, &e.aliases) });
+                clients.insert(
+                    (e.network_id.clone(), s.ip),
+                    dns::Client { networks: networks.clone(), upstreams: upstreams.clone() },
+                );
+            }
+        }
+        self.directory.replace(zones, clients);
+    }
+}
+
+/// The DNS names a container has on a user network (inspect's `DNSNames`).
+pub fn dns_names(container_id: &str, name: &str, aliases: &[String]) -> Vec<String> {
+    let mut v = vec![name.to_string()];
+    v.extend(aliases.iter().cloned());
+    v.push(container_id[..12].to_string());
+    v
+}
+
+fn host_veth_name(container_id: &str, n: usize) -> String {
+    format!("sk{}{n}", &container_id[..10])
+}
+
+fn io_err(e: impl std::fmt::Display) -> EngineError {
+    EngineError::internal(e.to_string())
+}
+
+fn host_upstreams() -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    dns::nameservers(&text).into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
+}
+
+impl Networks {
+    fn sandbox_path(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(id)
+    }
+
+    fn sandbox_file(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(format!("{id}.json"))
+    }
+
+    /// Host settings every bridge needs: forwarding, and bridged traffic through iptables
+    /// (published ports reached from the same bridge, `--icc=false`).
+    fn host_sysctls(&self, inner: &mut Inner) {
+        if inner.host_sysctls_done {
+            return;
+        }
+        inner.host_sysctls_done = true;
+        if let Err(e) = link::sysctl("net/ipv4/ip_forward", "1") {
+            tracing::warn!("enabling IPv4 forwarding: {e}");
+        }
+        if !Path::new("/proc/sys/net/bridge").exists() {
+            let _ = std::process::Command::new("modprobe")
+                .arg("br_netfilter")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        if let Err(e) = link::sysctl("net/bridge/bridge-nf-call-iptables", "1") {
+            tracing::warn!(
+                "br_netfilter is not available ({e}): containers reaching published ports of their own network and --icc=false may not work"
+            );
+        }
+    }
+
+    /// Creates a network's bridge (if needed) with its gateway address, up.
+    pub(super) async fn bring_up(&self, inner: &mut Inner, rec: &NetworkRecord) -> Result<u32> {
+        if let Some(i) = inner.ready_bridges.get(&rec.bridge) {
+            return Ok(*i);
+        }
+        self.host_sysctls(inner);
+        let gw =
+            rec.gateway_net().ok_or_else(|| EngineError::internal(format!("network {} has no gateway", rec.name)))?;
+        let mtu = rec.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok()).or(self.cfg.mtu);
+        let index = self.netlink().await?.ensure_bridge(&rec.bridge, gw, mtu).await.map_err(io_err)?;
+        // Published ports on 127.0.0.1: DNATed packets keep their loopback source on the way
+        // to the bridge.
+        if let Err(e) = link::sysctl(&format!("net/ipv4/conf/{}/route_localnet", rec.bridge), "1") {
+            tracing::warn!(bridge = %rec.bridge, "route_localnet: {e}");
+        }
+        inner.ready_bridges.insert(rec.bridge.clone(), index);
+        Ok(index)
+    }
+
+    /// Starts the embedded DNS server of a user network.
+    pub(super) async fn start_dns(&self, inner: &mut Inner, rec: &NetworkRecord) {
+        if rec.builtin || !rec.is_bridge() || inner.servers.contains_key(&rec.id) {
+            return;
+        }
+        let Some(gw) = rec.gateway else { return };
+        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), inner.directory.clone(), &rec.id).await {
+            Ok(s) => {
+                inner.servers.insert(rec.id.clone(), s);
+                inner.refresh_dns();
+            }
+            Err(e) => tracing::warn!(network = %rec.name, "embedded DNS server on {gw}:53: {e}"),
+        }
+    }
+
+    /// Rewrites the firewall chains if the rules changed (always when `force`).
+    pub(super) async fn sync_firewall(&self, inner: &mut Inner, force: bool) {
+        if !self.cfg.iptables {
+            return;
+        }
+        let nets: Vec<NetworkRules> = inner
+            .nets
+            .values()
+            .filter(|n| n.is_bridge())
+            .filter_map(|n| {
+                Some(NetworkRules { bridge: n.bridge.clone(), subnet: n.subnet?, internal: n.internal, icc: n.icc })
+            })
+            .collect();
+        let mut rules = Vec::new();
+        let mut ids: Vec<&String> = inner.live.keys().collect();
+        ids.sort();
+        for id in ids {
+            let l = &inner.live[id];
+            let Some((bridge, ip)) = l.endpoints.iter().find_map(|e| {
+                let n = inner.nets.get(&e.network_id)?;
+                (!n.internal).then_some((n.bridge.clone(), e.live.as_ref()?.ip))
+            }) else {
+                continue;
+            };
+            for (m, _) in &l.ports {
+                rules.push(PortRule {
+                    proto: m.proto,
+                    host_ip: m.host_ip,
+                    host_port: m.host_port,
+                    container_ip: ip,
+                    container_port: m.container_port,
+                    bridge: bridge.clone(),
+                });
+            }
+        }
+        let text = self.firewall.render(&nets, &rules);
+        if !force && inner.applied.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let fw = self.firewall.clone();
+        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules)).await;
+        match r {
+            Ok(Ok(())) => inner.applied = Some(text),
+            Ok(Err(e)) => {
+                tracing::error!("applying firewall rules: {e}");
+                inner.applied = None;
+            }
+            Err(e) => tracing::error!("applying firewall rules: {e}"),
+        }
+    }
+
+    /// Releases every address `container_id` holds; persists the networks that changed.
+    fn release_all(&self, inner: &mut Inner, container_id: &str) {
+        for n in inner.nets.values_mut() {
+            let before = n.allocations.len();
+            n.allocations.retain(|_, owner| owner != container_id);
+            if n.allocations.len() != before {
+                let rec = n.clone();
+                if let Err(e) = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy) {
+                    tracing::warn!(network = %rec.name, error = %e, "persisting a release");
+                }
+            }
+        }
+    }
+
+    /// Picks (and records) an address for `container_id` on a network.
+    fn allocate(
+        &self,
+        inner: &mut Inner,
+        net_id: &str,
+        container_id: &str,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr> {
+        let n =
+            inner.nets.get_mut(net_id).ok_or_else(|| EngineError::not_found(format!("network {net_id} not found")))?;
+        let subnet = n.subnet.ok_or_else(|| EngineError::invalid(format!("network {} has no subnet", n.name)))?;
+        let taken = n.taken();
+        let ip = match requested {
+            Some(ip) => {
+                ipam::reserve(&subnet, ip, &taken).map_err(|e| match e {
+                    ipam::IpamError::InUse(_) => {
+                        EngineError::new(Kind::Forbidden, format!("Address already in use: {ip}"))
+                    }
+                    other => EngineError::invalid(other.to_string()),
+                })?;
+                ip
+            }
+            None => {
+                let ip = ipam::allocate(&subnet, n.ip_range.as_ref(), &taken, n.last_ip)
+                    .map_err(|e| EngineError::new(Kind::Forbidden, e.to_string()))?;
+                n.last_ip = Some(ip);
+                ip
+            }
+        };
+        n.allocations.insert(ip, container_id.to_string());
+        let rec = n.clone();
+        // Lazy: a daemon killed before this commit lands finds the address again in the
+        // sandbox file (written before the container runs).
+        self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy)?;
+        Ok(ip)
+    }
+
+    /// Sets up one interface of a sandbox (steps 1, 2, 4 of the module's path).
+    async fn plug(
+        &self,
+        inner: &mut Inner,
+        container_id: &str,
+        sandbox: &Path,
+        ep: &mut Endpoint,
+        n: usize,
+    ) -> Result<(IfaceConfig, bool)> {
+        let rec = find(&inner.nets, &ep.network_id)?.clone();
+        if !rec.is_bridge() {
+            return Err(EngineError::invalid(format!(
+                "container cannot be connected to network {} (driver {})",
+                rec.name, rec.driver
+            )));
+        }
+        ep.network_id = rec.id.clone();
+        ep.network_name = rec.name.clone();
+        let bridge = self.bring_up(inner, &rec).await?;
+        let ip = self.allocate(inner, &rec.id, container_id, ep.ipv4)?;
+        let mac = match ep.mac.as_deref().filter(|m| !m.is_empty()) {
+            Some(m) => ipam::parse_mac(m).ok_or_else(|| EngineError::invalid(format!("invalid MAC address {m}")))?,
+            None => ipam::mac_for(ip),
+        };
+        let subnet = rec.subnet.expect("bridge networks have a subnet");
+        let iface = format!("eth{n}");
+        let host_veth = host_veth_name(container_id, n);
+        let nl = self.netlink().await?;
+        // A veth left by a crash under the same name goes first.
+        let _ = nl.delete_link(&host_veth).await;
+        nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await.map_err(io_err)?;
+        if let Err(e) = link::set_hairpin(&host_veth) {
+            tracing::debug!(veth = %host_veth, "hairpin mode: {e}");
+        }
+        ep.live = Some(EndpointState {
+            endpoint_id: crate::volumes::hex_id(),
+            ip,
+            prefix: subnet.prefix(),
+            gateway: rec.gateway,
+            mac: ipam::mac_string(&mac),
+            iface: iface.clone(),
+            host_veth,
+        });
+        let addr = ipam::Ipv4Net::new(ip, subnet.prefix()).map_err(io_err)?;
+        Ok((IfaceConfig { name: iface, addr, default_gateway: None }, rec.internal))
+    }
+
+    /// Connects a starting container to its networks (see the module's path).
+    pub async fn attach(&self, req: AttachRequest) -> Result<Attached> {
+        let mut inner = self.inner.lock().await;
+        let id = req.container_id.clone();
+        if inner.live.contains_key(&id) {
+            self.detach_locked(&mut inner, &id).await;
+        }
+        let path = self.sandbox_path(&id);
+        let r = self.attach_locked(&mut inner, req, &path).await;
+        match r {
+            Ok(a) => Ok(a),
+            Err(e) => {
+                self.undo(&mut inner, &id, &path).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_locked(&self, inner: &mut Inner, req: AttachRequest, path: &Path) -> Result<Attached> {
+        let id = req.container_id.clone();
+        let _ = netns::remove(path);
+        let p = path.to_path_buf();
+        tokio::task::spawn_blocking(move || netns::create(&p))
+            .await
+            .map_err(io_err)?
+            .map_err(|e| EngineError::internal(format!("creating network namespace: {e}")))?;
+        let mut endpoints = req.endpoints;
+        let mut ifaces = Vec::new();
+        let mut gateway_set = false;
+        for (n, ep) in endpoints.iter_mut().enumerate() {
+            let (mut cfg, internal) = self.plug(inner, &id, path, ep, n).await?;
+            if !internal && !gateway_set {
+                cfg.default_gateway = ep.live.as_ref().and_then(|s| s.gateway);
+                gateway_set = true;
+            }
+            ifaces.push(cfg);
+        }
+        let p = path.to_path_buf();
+        tokio::task::spawn_blocking(move || link::configure(&p, ifaces))
+            .await
+            .map_err(io_err)?
+            .map_err(|e| EngineError::internal(format!("configuring the container's interfaces: {e}")))?;
+        let ports = if req.publish.is_empty() || !gateway_set {
+            Vec::new()
+        } else {
+            ports::allocate(&req.publish, &inner.taken_ports())
+                .map_err(|e| EngineError::internal(format!("driver failed programming external connectivity: {e}")))?
+                .into_iter()
+                .map(|(m, h)| (m, Some(h)))
+                .collect()
+        };
+        let live =
+            Live { name: req.name, sandbox: path.to_path_buf(), endpoints: endpoints.clone(), ports, dns: req.dns };
+        let file = serde_json::to_vec(&live.file(&id)).map_err(io_err)?;
+        skiff_common::fsutil::replace_file(&self.sandbox_file(&id), &file)?;
+        let mappings: Vec<Mapping> = live.ports.iter().map(|(m, _)| m.clone()).collect();
+        inner.live.insert(id.clone(), live);
+        inner.refresh_dns();
+        self.sync_firewall(inner, false).await;
+        for e in &endpoints {
+            if let Some(rec) = inner.nets.get(&e.network_id) {
+                self.publish(rec, "connect", &[("container", id.clone())]);
+            }
+        }
+        Ok(Attached { sandbox: super::sandbox::SandboxState { path: path.to_path_buf(), ports: mappings }, endpoints })
+    }
+
+    /// Undoes a failed attach.
+    async fn undo(&self, inner: &mut Inner, id: &str, path: &Path) {
+        if let Ok(nl) = self.netlink().await {
+            for n in 0..8 {
+                let _ = nl.delete_link(&host_veth_name(id, n)).await;
+            }
+        }
+        let _ = netns::remove(path);
+        let _ = std::fs::remove_file(self.sandbox_file(id));
+        self.release_all(inner, id);
+    }
+
+    /// Disconnects an exited (or removed) container from everything.
+    pub async fn detach(&self, container_id: &str) {
+        let mut inner = self.inner.lock().await;
+        self.detach_locked(&mut inner, container_id).await;
+    }
+
+    async fn detach_locked(&self, inner: &mut Inner, id: &str) {
+        let live = inner.live.remove(id);
+        let endpoints = match &live {
+            Some(l) => l.endpoints.clone(),
+            None => std::fs::read(self.sandbox_file(id))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SandboxFile>(&b).ok())
+                .map(|f| f.endpoints)
+                .unwrap_or_default(),
+        };
+        // The veths go with the namespace: once it is unpinned and its last process is gone,
+        // the kernel deletes both ends (deleting them here costs ~10 ms of RCU waits on the
+        // path of every `run --rm`). A restart that finds a host end still there removes it.
+        if let Err(e) = netns::remove(&self.sandbox_path(id)) {
+            tracing::warn!(container = %id, "removing the network namespace: {e}");
+        }
+        let _ = std::fs::remove_file(self.sandbox_file(id));
+        self.release_all(inner, id);
+        let had_ports = live.as_ref().is_some_and(|l| !l.ports.is_empty());
+        drop(live);
+        inner.refresh_dns();
+        for e in &endpoints {
+            if let Some(rec) = inner.nets.get(&e.network_id) {
+                self.publish(rec, "disconnect", &[("container", id.to_string())]);
+            }
+        }
+        if had_ports {
+            self.sync_firewall(inner, false).await;
+        }
+    }
+
+    /// A running container was renamed: its DNS name follows.
+    pub async fn rename(&self, container_id: &str, name: &str) {
+        let mut inner = self.inner.lock().await;
+        let Some(live) = inner.live.get_mut(container_id) else { return };
+        live.name = name.to_string();
+        if let Ok(file) = serde_json::to_vec(&live.file(container_id)) {
+            let _ = skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file);
+        }
+        inner.refresh_dns();
+    }
+
+    /// `docker network connect` on a running container: a new interface in its sandbox.
+    pub async fn connect_live(&self, container_id: &str, mut ep: Endpoint) -> Result<Endpoint> {
+        let mut inner = self.inner.lock().await;
+        let Some(live) = inner.live.get(container_id) else {
+            return Err(EngineError::conflict(format!("container {container_id} has no network sandbox")));
+        };
+        let net = find(&inner.nets, &ep.network_id)?.clone();
+        if live.endpoints.iter().any(|e| e.network_id == net.id) {
+            return Err(EngineError::new(
+                Kind::Forbidden,
+                format!("endpoint with name {} already exists in network {}", live.name, net.name),
+            ));
+        }
+        let path = live.sandbox.clone();
+        let used: HashSet<usize> =
+            live.endpoints.iter().filter_map(|e| e.live.as_ref()?.iface.strip_prefix("eth")?.parse().ok()).collect();
+        let has_gateway = live.endpoints.iter().any(|e| inner.nets.get(&e.network_id).is_some_and(|n| !n.internal));
+        let n = (0..).find(|i| !used.contains(i)).expect("a free index");
+        let r = self.plug(&mut inner, container_id, &path, &mut ep, n).await;
+        let (mut cfg, internal) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                self.unplug_failed(&mut inner, container_id, &net.id, n).await;
+                return Err(e);
+            }
+        };
+        if !internal && !has_gateway {
+            cfg.default_gateway = ep.live.as_ref().and_then(|s| s.gateway);
+        }
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || link::configure(&p, vec![cfg]))
+            .await
+            .map_err(io_err)
+            .and_then(|r| r.map_err(|e| EngineError::internal(format!("configuring the container's interface: {e}"))));
+        if let Err(e) = r {
+            self.unplug_failed(&mut inner, container_id, &net.id, n).await;
+            return Err(e);
+        }
+        let live = inner.live.get_mut(container_id).expect("checked above");
+        live.endpoints.push(ep.clone());
+        let file = serde_json::to_vec(&live.file(container_id)).map_err(io_err)?;
+        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file)?;
+        inner.refresh_dns();
+        self.sync_firewall(&mut inner, false).await;
+        self.publish(&net, "connect", &[("container", container_id.to_string())]);
+        Ok(ep)
+    }
+
+    async fn unplug_failed(&self, inner: &mut Inner, container_id: &str, net_id: &str, n: usize) {
+        if let Ok(nl) = self.netlink().await {
+            let _ = nl.delete_link(&host_veth_name(container_id, n)).await;
+        }
+        if let Some(net) = inner.nets.get_mut(net_id) {
+            net.allocations.retain(|_, owner| owner != container_id);
+            let rec = net.clone();
+            let _ = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy);
+        }
+    }
+
+    /// `docker network disconnect` on a running container.
+    pub async fn disconnect_live(&self, container_id: &str, net_id: &str) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let Some(live) = inner.live.get_mut(container_id) else {
+            return Err(EngineError::conflict(format!("container {container_id} has no network sandbox")));
+        };
+        let Some(pos) = live.endpoints.iter().position(|e| e.network_id == net_id) else {
+            return Err(EngineError::new(
+                Kind::Forbidden,
+                format!("container {container_id} is not connected to network {net_id}"),
+            ));
+        };
+        let ep = live.endpoints.remove(pos);
+        let path = live.sandbox.clone();
+        let file = serde_json::to_vec(&live.file(container_id)).map_err(io_err)?;
+        if let Some(s) = &ep.live {
+            let iface = s.iface.clone();
+            let p = path.clone();
+            let r = tokio::task::spawn_blocking(move || link::remove_in(&p, &iface)).await.map_err(io_err)?;
+            if let Err(e) = r {
+                tracing::warn!(container = %container_id, "removing {}: {e}", s.iface);
+                let _ = self.netlink().await?.delete_link(&s.host_veth).await;
+            }
+        }
+        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file)?;
+        if let Some(net) = inner.nets.get_mut(net_id) {
+            net.allocations.retain(|_, owner| owner != container_id);
+            let rec = net.clone();
+            self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy)?;
+        }
+        inner.refresh_dns();
+        self.sync_firewall(&mut inner, false).await;
+        if let Some(rec) = inner.nets.get(net_id) {
+            self.publish(rec, "disconnect", &[("container", container_id.to_string())]);
+        }
+        Ok(())
+    }
+
+    /// Creates the built-in networks on first start, and the default bridge's record from
+    /// `--bip` (or a subnet that collides with nothing on the host).
+    pub async fn ensure_builtin(&self) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            if !inner.nets.values().any(|n| n.builtin && n.name == name) {
+                let rec = builtin_record(name, driver);
+                self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync)?;
+                inner.nets.insert(rec.id.clone(), rec);
+            }
+        }
+        let existing = inner.nets.values().find(|n| n.builtin && n.name == "bridge").cloned();
+        let wanted_subnet = match (&existing, self.cfg.bip) {
+            (_, Some(bip)) => Some((bip.trunc(), bip.addr())),
+            (Some(e), None) if e.subnet.is_some() && e.bridge == self.cfg.default_bridge => None,
+            _ => {
+                let nl = self.netlink().await?;
+                let mut used = nl.used_networks().await.map_err(io_err)?;
+                // Our own bridge's route is not a collision.
+                if let Some(e) = &existing
+                    && let Some(s) = e.subnet
+                {
+                    used.retain(|u| *u != s);
+                }
+                used.extend(
+                    inner.nets.values().filter(|n| !(n.builtin && n.name == "bridge")).filter_map(|n| n.subnet),
+                );
+                let s = ipam::pick_subnet(&self.cfg.pools, &used).map_err(io_err)?;
+                Some((s, s.first_host()))
+            }
+        };
+        let mut rec = existing.unwrap_or_else(|| builtin_record("bridge", "bridge"));
+        let before = rec.clone();
+        if let Some((subnet, gw)) = wanted_subnet {
+            rec.subnet = Some(subnet);
+            rec.gateway = Some(gw);
+        }
+        rec.bridge = self.cfg.default_bridge.clone();
+        rec.icc = self.cfg.icc;
+        rec.options = BTreeMap::from([
+            ("com.docker.network.bridge.default_bridge".into(), "true".into()),
+            ("com.docker.network.bridge.enable_icc".into(), self.cfg.icc.to_string()),
+            ("com.docker.network.bridge.enable_ip_masquerade".into(), "true".into()),
+            ("com.docker.network.bridge.host_binding_ipv4".into(), "0.0.0.0".into()),
+            ("com.docker.network.bridge.name".into(), self.cfg.default_bridge.clone()),
+            ("com.docker.network.driver.mtu".into(), self.cfg.mtu.unwrap_or(1500).to_string()),
+        ]);
+        if rec != before {
+            self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync)?;
+        }
+        inner.nets.insert(rec.id.clone(), rec.clone());
+        // Up now (as docker0 is): its route claims the subnet, so another daemon starting
+        // beside us picks a different one.
+        self.bring_up(&mut inner, &rec).await?;
+        Ok(())
+    }
+
+    /// After the containers were re-adopted: takes back the sandboxes of running containers
+    /// (`running` → name), releases everything else (addresses, namespaces, veths), brings up
+    /// the user networks' bridges and DNS servers and rewrites the firewall chains.
+    /// Returns what each running container has, to refresh their records.
+    pub async fn reconcile(&self, running: &HashMap<String, String>) -> HashMap<String, Attached> {
+        let mut inner = self.inner.lock().await;
+        let mut adopted = HashMap::new();
+        let entries: Vec<PathBuf> = std::fs::read_dir(&self.netns_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        let mut seen = HashSet::new();
+        for p in entries {
+            let Some(fname) = p.file_name().and_then(|f| f.to_str()).map(str::to_string) else { continue };
+            if fname.starts_with('.') {
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            let id = fname.strip_suffix(".json").unwrap_or(&fname).to_string();
+            if !seen.insert(id.clone()) || inner.live.contains_key(&id) {
+                continue;
+            }
+            let file =
+                std::fs::read(self.sandbox_file(&id)).ok().and_then(|b| serde_json::from_slice::<SandboxFile>(&b).ok());
+            match (running.get(&id), file) {
+                (Some(name), Some(f)) if self.sandbox_path(&id).exists() => {
+                    let mut ports = Vec::new();
+                    for m in f.ports {
+                        let hold = match ports::hold(m.proto, m.host_ip, m.host_port) {
+                            Ok(h) => Some(h),
+                            Err(e) => {
+                                tracing::warn!(container = %id, port = m.host_port, "re-reserving a published port: {e}");
+                                None
+                            }
+                        };
+                        ports.push((m, hold));
+                    }
+                    for e in &f.endpoints {
+                        if let (Some(s), Some(n)) = (&e.live, inner.nets.get_mut(&e.network_id)) {
+                            n.allocations.insert(s.ip, id.clone());
+                        }
+                    }
+                    let live = Live {
+                        name: name.clone(),
+                        sandbox: self.sandbox_path(&id),
+                        endpoints: f.endpoints,
+                        ports,
+                        dns: f.dns,
+                    };
+                    adopted.insert(
+                        id.clone(),
+                        Attached {
+                            sandbox: SandboxState {
+                                path: live.sandbox.clone(),
+                                ports: live.ports.iter().map(|(m, _)| m.clone()).collect(),
+                            },
+                            endpoints: live.endpoints.clone(),
+                        },
+                    );
+                    inner.live.insert(id, live);
+                }
+                _ => self.detach_locked(&mut inner, &id).await,
+            }
+        }
+        // Addresses whose owner is not running any more.
+        let live_ids: HashSet<String> = inner.live.keys().cloned().collect();
+        let mut changed = Vec::new();
+        for n in inner.nets.values_mut() {
+            let before = n.allocations.len();
+            n.allocations.retain(|_, owner| live_ids.contains(owner));
+            if n.allocations.len() != before {
+                changed.push(n.clone());
+            }
+        }
+        for rec in changed {
+            if let Err(e) = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync) {
+                tracing::warn!(network = %rec.name, error = %e, "persisting released addresses");
+            }
+        }
+        // Bridges: every network's.
+        let mut up: Vec<NetworkRecord> = inner.nets.values().filter(|n| n.is_bridge()).cloned().collect();
+        up.sort_by(|a, b| a.name.cmp(&b.name));
+        for rec in &up {
+            if let Err(e) = self.bring_up(&mut inner, rec).await {
+                tracing::warn!(network = %rec.name, error = %e, "bringing up the bridge");
+            }
+            self.start_dns(&mut inner, rec).await;
+        }
+        self.sync_firewall(&mut inner, true).await;
+        adopted
+    }
+
+    /// At daemon shutdown: stops the DNS servers; with no container running, also removes
+    /// the default bridge and the firewall chains (user networks' bridges stay with their
+    /// networks).
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        for (_, s) in inner.servers.drain() {
+            s.stop().await;
+        }
+        if !inner.live.is_empty() {
+            return;
+        }
+        if let Ok(nl) = self.netlink().await
+            && let Err(e) = nl.delete_link(&self.cfg.default_bridge).await
+        {
+            tracing::warn!("removing {}: {e}", self.cfg.default_bridge);
+        }
+        if self.cfg.iptables {
+            let fw = self.firewall.clone();
+            match tokio::task::spawn_blocking(move || fw.remove_all()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("removing firewall chains: {e}"),
+                Err(e) => tracing::warn!("removing firewall chains: {e}"),
+            }
+        }
+    }
+}
+
+fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
+    NetworkRecord {
+        id: crate::volumes::hex_id(),
+        name: name.into(),
+        driver: driver.into(),
+        created: skiff_common::timefmt::now(),
+        builtin: true,
+        bridge: String::new(),
+        subnet: None,
+        gateway: None,
+        ip_range: None,
+        aux: BTreeMap::new(),
+        user_subnet: false,
+        internal: false,
+        attachable: false,
+        icc: true,
+        labels: BTreeMap::new(),
+        options: BTreeMap::new(),
+        last_ip: None,
+        allocations: BTreeMap::new(),
+    }
+}

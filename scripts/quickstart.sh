@@ -34,11 +34,18 @@ fi
 
 echo "--- docker run --rm busybox echo hello from skiff"
 docker run --rm busybox echo hello from skiff
-echo "--- a web server in a container, fetched over its loopback"
+PORT=${PORT:-18080}
+echo "--- a web server in a container, published on 127.0.0.1:$PORT, fetched with curl"
 docker rm -f quickstart-web >/dev/null 2>&1 || true
-docker run -d --name quickstart-web busybox sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html && httpd -f -p 80 -h /www' >/dev/null
-sleep 0.3
-docker exec quickstart-web sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc 127.0.0.1 80'
+docker run -d --name quickstart-web -p "127.0.0.1:$PORT:80" busybox \
+    sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
+echo "--- and from another container, by name, on a user network"
+docker network rm quickstart-net >/dev/null 2>&1 || true
+docker network create quickstart-net >/dev/null
+docker network connect quickstart-net quickstart-web
+docker run --rm --network quickstart-net busybox wget -qO- http://quickstart-web/
 docker rm -f quickstart-web >/dev/null
+docker network rm quickstart-net >/dev/null
 echo
 echo "skiffd is running on $SOCK; try: DOCKER_HOST=$DOCKER_HOST docker ps -a"

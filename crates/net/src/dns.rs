@@ -151,7 +151,7 @@ impl Directory {
 }
 
 /// `d.c.b.a.in-addr.arpa` → `a.b.c.d`.
-fn parse_arpa(name: &str) -> Option<Ipv4Addr> {
+pub fn parse_arpa(name: &str) -> Option<Ipv4Addr> {
     let rest = normalize(name);
     let rest = rest.strip_suffix(".in-addr.arpa")?;
     let mut octets: Vec<u8> = rest.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;

@@ -114,6 +114,9 @@ enum Cmd {
     /// Manage skiff
     #[command(subcommand)]
     System(SystemCmd),
+    /// Run skiff's OCI registry (standalone, no daemon needed)
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,6 +178,15 @@ enum SystemCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::Registry(r) = cli.cmd {
+        return match commands::registry::run(r) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("skiff registry: {e:#}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -238,6 +250,7 @@ fn main() -> ExitCode {
             Cmd::Version(a) => system::version(&client, a).await,
             Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
             Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
+            Cmd::Registry(_) => unreachable!("handled before the client is built"),
         }
     });
     // A blocking read of stdin may still be pending: do not wait for it.

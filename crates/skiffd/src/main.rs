@@ -54,6 +54,15 @@ struct Args {
     /// DNS server for containers that set none (repeatable; default: the host's).
     #[arg(long)]
     dns: Vec<std::net::IpAddr>,
+    /// Also serve skiff's OCI registry on this address (e.g. 127.0.0.1:5000).
+    #[arg(long)]
+    registry_addr: Option<std::net::SocketAddr>,
+    /// Registry config file (TOML; see `skiff registry serve --help`).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
+    /// Registry storage (default: <data-root>/registry).
+    #[arg(long)]
+    registry_root: Option<PathBuf>,
 }
 
 fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
@@ -118,6 +127,22 @@ fn main() -> anyhow::Result<()> {
     if !args.default_address_pool.is_empty() {
         net.pools = args.default_address_pool.iter().map(|p| parse_pool(p)).collect::<anyhow::Result<_>>()?;
     }
+    let registry = if args.registry_addr.is_some() || args.registry_config.is_some() {
+        let mut c = match &args.registry_config {
+            Some(p) => skiff_registry::Config::from_file(p).map_err(|e| anyhow::anyhow!(e))?,
+            None => skiff_registry::Config { root: args.data_root.join("registry"), ..Default::default() },
+        };
+        if let Some(a) = args.registry_addr {
+            c.addr = a;
+        }
+        if let Some(r) = &args.registry_root {
+            c.root = r.clone();
+        }
+        c.finish();
+        Some(c)
+    } else {
+        None
+    };
     let config = EngineConfig {
         data_root: args.data_root,
         exec_root: args.exec_root,
@@ -145,6 +170,10 @@ fn main() -> anyhow::Result<()> {
         if let Some(p) = &args.pidfile {
             std::fs::write(p, std::process::id().to_string())?;
         }
+        let _registry = match &registry {
+            Some(c) => Some(skiff_registry::bind_and_serve(c).await.map_err(|e| anyhow::anyhow!(e))?.1),
+            None => None,
+        };
         engine.restore().await;
         tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
         let shutdown = async {

@@ -67,6 +67,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/commit", post(c::commit))
+        .route("/auth", post(images::auth))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

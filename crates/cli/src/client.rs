@@ -98,6 +98,29 @@ impl Client {
         Ok(sender.send_request(req).await?)
     }
 
+    /// A request with extra headers (X-Registry-Auth) and a JSON or empty body.
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<http::Response<Incoming>> {
+        let mut sender = self.connect().await?;
+        let mut req = Request::builder().method(method).uri(path).header("Host", "skiff");
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header("Content-Type", "application/json");
+                full(b)
+            }
+            None => empty(),
+        };
+        Self::checked(sender.send_request(req.body(body)?).await?).await
+    }
+
     /// Checks the status; error statuses become [`ApiError`].
     pub async fn checked(resp: http::Response<Incoming>) -> anyhow::Result<http::Response<Incoming>> {
         if resp.status().is_success()

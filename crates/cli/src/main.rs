@@ -91,6 +91,12 @@ enum Cmd {
     Save(image::SaveArgs),
     /// Download an image from a registry
     Pull(image::PullArgs),
+    /// Upload an image to a registry
+    Push(image::PushArgs),
+    /// Authenticate to a registry
+    Login(commands::registry_auth::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::registry_auth::LogoutArgs),
     /// Display system-wide information
     Info(system::InfoArgs),
     /// Show the skiff version information
@@ -163,6 +169,7 @@ enum ImageCmd {
     Load(image::LoadArgs),
     Save(image::SaveArgs),
     Pull(image::PullArgs),
+    Push(image::PushArgs),
     Inspect(image::ImageInspectArgs),
     /// Remove unused images
     Prune(image::ImagePruneArgs),
@@ -241,6 +248,9 @@ fn main() -> ExitCode {
             Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => image::load(&client, a).await,
             Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => image::save(&client, a).await,
             Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => image::pull(&client, a).await,
+            Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => image::push(&client, a).await,
+            Cmd::Login(a) => commands::registry_auth::login(&client, a).await,
+            Cmd::Logout(a) => commands::registry_auth::logout(a).await,
             Cmd::Image(ImageCmd::Inspect(a)) => image::inspect(&client, a).await,
             Cmd::Image(ImageCmd::Prune(a)) => image::prune(&client, a).await,
             Cmd::Volume(v) => volume::run(&client, v).await,

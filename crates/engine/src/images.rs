@@ -14,12 +14,27 @@ use skiff_image::store::{Image, NewImage, apply_changes};
 use skiff_image::{Digest, ImageStore, Reference};
 
 use crate::container::Containers;
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, Kind, Result};
 use crate::events::{Event, Events};
 
 pub struct Images {
     pub store: Arc<ImageStore>,
     pub events: Arc<Events>,
+    pub registries: Arc<skiff_distribution::RegistriesConfig>,
+}
+
+impl From<skiff_distribution::DistError> for EngineError {
+    fn from(e: skiff_distribution::DistError) -> Self {
+        use skiff_distribution::DistError as D;
+        let kind = match &e {
+            D::NotFound(_) => Kind::NotFound,
+            D::Unauthorized(_) => Kind::Unauthorized,
+            D::Invalid(_) | D::Config(_) | D::TooLarge(_) | D::DigestMismatch { .. } => Kind::Invalid,
+            D::Transport(_) | D::Registry { .. } => Kind::Unavailable,
+            D::Store(_) | D::Io { .. } => Kind::Internal,
+        };
+        EngineError::new(kind, e.to_string())
+    }
 }
 
 fn created_secs(img: &Image) -> i64 {
@@ -443,5 +458,61 @@ mod tests {
         assert!(glob("busybox", "busybox"));
         assert!(!glob("busy*", "library/busybox"));
         assert!(glob("*/x", "a/x"));
+    }
+}
+
+/// Registry operations (pull, push, login).
+impl Images {
+    /// Pulls an image; progress goes to `sink`. Emits Docker's `pull` event.
+    pub async fn pull(
+        &self,
+        r: &Reference,
+        platform: Option<&str>,
+        creds: Option<skiff_distribution::Credentials>,
+        sink: skiff_distribution::Sink,
+    ) -> Result<skiff_distribution::pull::PullOutcome> {
+        let platform = match platform.filter(|p| !p.is_empty()) {
+            Some(p) => Some(skiff_distribution::pull::parse_platform(p)?),
+            None => None,
+        };
+        let out =
+            skiff_distribution::pull::pull(self.store.clone(), &self.registries, r, platform, creds, sink).await?;
+        self.events.publish(Event::new("image", "pull", r.familiar()).attr("name", r.familiar()));
+        Ok(out)
+    }
+
+    /// Pushes a repository's tag (every tag when `r` has none). Emits Docker's `push` event.
+    pub async fn push(
+        &self,
+        r: &Reference,
+        creds: Option<skiff_distribution::Credentials>,
+        sink: skiff_distribution::Sink,
+    ) -> Result<Vec<skiff_distribution::push::PushOutcome>> {
+        let out = skiff_distribution::push::push(self.store.clone(), &self.registries, r, creds, sink).await?;
+        self.events.publish(Event::new("image", "push", r.familiar()).attr("name", r.familiar()));
+        Ok(out)
+    }
+
+    /// Checks credentials against a registry (`docker login`).
+    pub async fn login(&self, server: &str, creds: skiff_distribution::Credentials) -> Result<()> {
+        let host = server.trim_start_matches("https://").trim_start_matches("http://");
+        let host = host.split('/').next().unwrap_or(host);
+        let domain = match host {
+            "" | "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io",
+            h => h,
+        };
+        let ep = self
+            .registries
+            .endpoints(domain, "library/x", true)
+            .map_err(EngineError::invalid)?
+            .pop()
+            .ok_or_else(|| EngineError::invalid("no registry endpoint"))?;
+        let reg = skiff_distribution::client::Registry::new(
+            skiff_distribution::client::Transport::shared()?,
+            ep,
+            Some(creds),
+        );
+        reg.login().await?;
+        Ok(())
     }
 }

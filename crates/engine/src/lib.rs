@@ -32,6 +32,8 @@ pub struct EngineConfig {
     /// `overlay2` or `vfs`; detected when `None`.
     pub storage_driver: Option<String>,
     pub net: network::NetConfig,
+    /// Where references' repositories live (mirrors, remaps, insecure registries).
+    pub registries: skiff_distribution::RegistriesConfig,
 }
 
 pub struct Engine {
@@ -97,12 +99,13 @@ impl Engine {
                 id
             }
         };
+        let registries = Arc::new(config.registries.clone());
         Ok(Engine {
             config,
             id,
             db,
             events: events.clone(),
-            images: images::Images { store, events },
+            images: images::Images { store, events, registries },
             volumes,
             networks,
             containers,

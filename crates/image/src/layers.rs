@@ -20,6 +20,8 @@ use crate::spec::Descriptor;
 use skiff_common::fsutil;
 
 const TABLE: &str = "layers";
+/// diff ID → a compressed blob of the same layer made for (or seen in) a registry.
+const DIST: &str = "dist_blobs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -197,6 +199,18 @@ impl LayerStore {
         }
         self.db.put(TABLE, chain_id.hex(), &rec, Durability::Sync)?;
         Ok(rec)
+    }
+
+    /// The compressed blob kept for a layer (made once for a push, or the one it was pulled as).
+    pub fn dist_blob(&self, diff_id: &Digest) -> Result<Option<Descriptor>, LayerError> {
+        let d: Option<Descriptor> = self.db.get(DIST, diff_id.hex())?;
+        Ok(d.filter(|d| self.content.contains(&d.digest)))
+    }
+
+    /// Remembers a compressed blob for a layer (the blob must be in the content store).
+    pub fn set_dist_blob(&self, diff_id: &Digest, blob: &Descriptor) -> Result<(), LayerError> {
+        self.db.put(DIST, diff_id.hex(), blob, Durability::Sync)?;
+        Ok(())
     }
 
     /// Stores a layer tar given as a stream (import, commit, load): the bytes are kept as a blob

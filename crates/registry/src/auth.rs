@@ -152,6 +152,11 @@ pub fn parse_htpasswd(text: &str) -> Result<HashMap<String, String>, String> {
     Ok(users)
 }
 
+/// A bcrypt hash for an htpasswd line.
+pub fn hash_password(pass: &str) -> Result<String, String> {
+    bcrypt::hash(pass, 10).map_err(|e| e.to_string())
+}
+
 fn pattern_matches(pat: &str, name: &str) -> bool {
     match pat.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),

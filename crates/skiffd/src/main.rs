@@ -63,6 +63,15 @@ struct Args {
     /// Registry storage (default: <data-root>/registry).
     #[arg(long)]
     registry_root: Option<PathBuf>,
+    /// Registries configuration for pull and push (TOML: mirrors, prefix remaps, insecure).
+    #[arg(long, default_value = "/etc/skiff/registries.toml")]
+    registries_config: PathBuf,
+    /// A registry that may be reached over plain HTTP or unverified TLS (repeatable).
+    #[arg(long = "insecure-registry")]
+    insecure_registry: Vec<String>,
+    /// A pull-through mirror for docker.io (repeatable).
+    #[arg(long = "registry-mirror")]
+    registry_mirror: Vec<String>,
 }
 
 fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
@@ -143,7 +152,36 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut registries = if args.registries_config.exists() {
+        skiff_distribution::RegistriesConfig::from_file(&args.registries_config).map_err(|e| anyhow::anyhow!(e))?
+    } else {
+        Default::default()
+    };
+    for i in &args.insecure_registry {
+        let host = i.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+        registries.insecure.push(host.to_string());
+    }
+    if !args.registry_mirror.is_empty() {
+        let idx = match registries.registries.iter().position(|r| r.prefix == "docker.io") {
+            Some(i) => i,
+            None => {
+                registries.registries.push(skiff_distribution::config::RegistryEntry {
+                    prefix: "docker.io".into(),
+                    ..Default::default()
+                });
+                registries.registries.len() - 1
+            }
+        };
+        for m in &args.registry_mirror {
+            let insecure = m.starts_with("http://");
+            let loc = m.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+            registries.registries[idx]
+                .mirrors
+                .push(skiff_distribution::config::Mirror { location: loc.to_string(), insecure });
+        }
+    }
     let config = EngineConfig {
+        registries,
         data_root: args.data_root,
         exec_root: args.exec_root,
         monitor_bin,

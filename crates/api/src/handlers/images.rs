@@ -82,10 +82,11 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
         }
         _ => r.with_default_tag(),
     };
-    Err(ApiError(skiff_engine::EngineError::not_found(format!(
-        "pull access denied for {}: this daemon cannot pull from registries yet; load or import the image instead",
-        r.familiar_repository()
-    ))))
+    let creds = registry_auth(req.headers());
+    let platform = p.string("platform");
+    let e2 = e.clone();
+    registry_stream(move |sink| async move { e2.images.pull(&r, platform.as_deref(), creds, sink).await.map(|_| ()) })
+        .await
 }
 
 fn json_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
@@ -154,10 +155,115 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
             e.images.tag(name, &repo, p.get("tag"))?;
             Ok(Response::builder().status(201).body(Body::empty()).map_err(internal)?)
         }
-        (Method::POST, "push") => Err(ApiError(skiff_engine::EngineError::new(
-            skiff_engine::Kind::Unavailable,
-            format!("cannot push {name}: this daemon cannot push to registries yet"),
-        ))),
+        (Method::POST, "push") => {
+            let r =
+                skiff_image::Reference::parse_normalized(name).map_err(|err| ApiError::bad_request(err.to_string()))?;
+            let r = match p.string("tag").filter(|t| !t.is_empty()) {
+                Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
+                None => r,
+            };
+            let creds = registry_auth(req.headers());
+            registry_stream(move |sink| async move { e.images.push(&r, creds, sink).await.map(|_| ()) }).await
+        }
         _ => Err(ApiError(skiff_engine::EngineError::not_found("page not found"))),
     }
+}
+
+/// Credentials the docker CLI sends in `X-Registry-Auth`.
+fn registry_auth(h: &axum::http::HeaderMap) -> Option<skiff_distribution::Credentials> {
+    h.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).and_then(skiff_distribution::Credentials::from_header)
+}
+
+fn progress_bar(cur: u64, total: u64) -> String {
+    let width = 50u64;
+    let filled = if total == 0 { width } else { (cur.min(total) * width / total).min(width) };
+    let mut bar = "=".repeat(filled as usize);
+    if filled < width {
+        bar.push('>');
+        bar.push_str(&" ".repeat((width - filled - 1) as usize));
+    }
+    format!("[{bar}] {}/{}", human_size(cur), human_size(total))
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{n}B") } else { format!("{v:.3}{}", units[i]).replace(".000", "") }
+}
+
+/// Docker's JSON progress message for one event.
+fn progress_json(p: skiff_distribution::Progress) -> serde_json::Value {
+    use skiff_distribution::Progress as P;
+    match p {
+        P::Status(s) => serde_json::json!({ "status": s }),
+        P::Item { id, status, current, total } => match (current, total) {
+            (Some(c), Some(t)) => serde_json::json!({
+                "status": status,
+                "progressDetail": { "current": c, "total": t },
+                "progress": progress_bar(c, t),
+                "id": id,
+            }),
+            _ => serde_json::json!({ "status": status, "progressDetail": {}, "id": id }),
+        },
+        P::Aux(v) => serde_json::json!({ "progressDetail": {}, "aux": v }),
+    }
+}
+
+/// Runs a pull or push and streams its progress as Docker's JSON messages. As in moby, an
+/// error before the first message is an HTTP error; after it, an `errorDetail` message.
+async fn registry_stream<F, Fut>(run: F) -> ApiResult<Response>
+where
+    F: FnOnce(skiff_distribution::Sink) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = skiff_engine::error::Result<()>> + Send + 'static,
+{
+    let (utx, mut urx) = mpsc::unbounded_channel::<serde_json::Value>();
+    let sink: skiff_distribution::Sink = Arc::new(move |p| {
+        let _ = utx.send(progress_json(p));
+    });
+    let mut task = tokio::spawn(run(sink));
+    let first = tokio::select! {
+        m = urx.recv() => m,
+        r = &mut task => {
+            let r = r.map_err(internal)?;
+            r?;
+            urx.recv().await
+        }
+    };
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        if let Some(m) = first
+            && tx.send(m).await.is_err()
+        {
+            return;
+        }
+        while let Some(m) = urx.recv().await {
+            if tx.send(m).await.is_err() {
+                return;
+            }
+        }
+        let r = task.await;
+        let err = match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(m) = err {
+            let _ = tx.send(serde_json::json!({ "errorDetail": { "message": m }, "error": m })).await;
+        }
+    });
+    Ok(json_stream(rx))
+}
+
+/// `POST /auth`: checks credentials against a registry.
+pub async fn auth(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> ApiResult<Response> {
+    let c: skiff_distribution::Credentials =
+        serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid auth config: {err}")))?;
+    let server = c.server_address.clone();
+    e.images.login(&server, c).await?;
+    Ok(json(&serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" })))
 }

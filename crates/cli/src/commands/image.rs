@@ -374,26 +374,92 @@ pub async fn save(c: &Client, a: SaveArgs) -> anyhow::Result<u8> {
 
 /// Pulls through the daemon (used by `pull` and by `run` for a missing image).
 pub async fn pull_ref(c: &Client, image: &str, quiet: bool) -> anyhow::Result<()> {
-    let (repo, tag) = match image.rsplit_once(':') {
+    pull_with(c, image, None, quiet).await
+}
+
+async fn pull_with(c: &Client, image: &str, platform: Option<&str>, quiet: bool) -> anyhow::Result<()> {
+    let (repo, tag) = split_tag(image);
+    let mut q = vec![("fromImage", repo), ("tag", tag)];
+    if let Some(p) = platform {
+        q.push(("platform", p.to_string()));
+    }
+    let auth = super::registry_auth::auth_header_for(image);
+    let resp = c
+        .request_with_headers(Method::POST, &format!("/images/create{}", query(&q)), &[("X-Registry-Auth", auth)], None)
+        .await?;
+    let mut r = super::progress::Renderer::new(quiet);
+    let res = for_each_json(resp, |v| r.message(&v)).await;
+    r.finish();
+    res?;
+    if quiet {
+        println!("{}", full_name(image));
+    }
+    Ok(())
+}
+
+/// `name[:tag|@digest]` → (name, tag or digest); the default tag is latest.
+fn split_tag(image: &str) -> (String, String) {
+    if let Some((r, d)) = image.split_once('@') {
+        return (r.to_string(), d.to_string());
+    }
+    match image.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
         _ => (image.to_string(), "latest".to_string()),
+    }
+}
+
+fn full_name(image: &str) -> String {
+    let (r, t) = split_tag(image);
+    let sep = if t.starts_with("sha256:") { "@" } else { ":" };
+    let r = if super::registry_auth::registry_of(&r) == "docker.io" && !r.starts_with("docker.io/") {
+        if r.contains('/') { format!("docker.io/{r}") } else { format!("docker.io/library/{r}") }
+    } else {
+        r
     };
-    let resp =
-        c.request(Method::POST, &format!("/images/create{}", query(&[("fromImage", repo), ("tag", tag)]))).await?;
-    for_each_json(resp, |v| {
-        if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-            bail!("{e}");
-        }
-        if !quiet && let Some(s) = v.get("status").and_then(|s| s.as_str()) {
-            println!("{s}");
-        }
-        Ok(())
-    })
-    .await
+    format!("{r}{sep}{t}")
 }
 
 pub async fn pull(c: &Client, a: PullArgs) -> anyhow::Result<u8> {
-    pull_ref(c, &a.image, a.quiet).await?;
+    pull_with(c, &a.image, a.platform.as_deref(), a.quiet).await?;
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Push all tags of the repository
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    pub image: String,
+}
+
+pub async fn push(c: &Client, a: PushArgs) -> anyhow::Result<u8> {
+    let (repo, tag) = if a.all_tags {
+        if a.image.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/')) {
+            bail!("tag can't be used with --all-tags/-a");
+        }
+        (a.image.clone(), String::new())
+    } else {
+        split_tag(&a.image)
+    };
+    let auth = super::registry_auth::auth_header_for(&a.image);
+    let resp = c
+        .request_with_headers(
+            Method::POST,
+            &format!("/images/{repo}/push{}", query(&[("tag", tag)])),
+            &[("X-Registry-Auth", auth)],
+            None,
+        )
+        .await?;
+    let mut r = super::progress::Renderer::new(a.quiet);
+    let res = for_each_json(resp, |v| r.message(&v)).await;
+    r.finish();
+    res?;
+    if a.quiet {
+        println!("{}", full_name(&a.image));
+    }
     Ok(0)
 }
 

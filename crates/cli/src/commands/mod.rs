@@ -3,7 +3,9 @@
 pub mod container;
 pub mod image;
 pub mod network;
+pub mod progress;
 pub mod registry;
+pub mod registry_auth;
 pub mod run;
 pub mod system;
 pub mod volume;

@@ -14,6 +14,15 @@ pub enum RegistryCmd {
     Serve(ServeArgs),
     /// Remove blobs no manifest references
     Gc(GcArgs),
+    /// Add or replace a user in an htpasswd file (bcrypt; password from stdin)
+    Htpasswd(HtpasswdArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HtpasswdArgs {
+    /// The htpasswd file (created if missing)
+    file: PathBuf,
+    user: String,
 }
 
 #[derive(Args, Debug)]
@@ -80,7 +89,29 @@ pub fn run(cmd: RegistryCmd) -> anyhow::Result<u8> {
     match cmd {
         RegistryCmd::Serve(a) => serve(a),
         RegistryCmd::Gc(a) => gc(a),
+        RegistryCmd::Htpasswd(a) => htpasswd(a),
     }
+}
+
+fn htpasswd(a: HtpasswdArgs) -> anyhow::Result<u8> {
+    if a.user.is_empty() || a.user.contains(':') || a.user.contains('\n') {
+        anyhow::bail!("invalid user name {:?}", a.user);
+    }
+    let mut pass = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut pass)?;
+    let pass = pass.trim_end_matches(['\n', '\r']);
+    if pass.is_empty() {
+        anyhow::bail!("empty password (give it on stdin)");
+    }
+    let hash = skiff_registry::auth::hash_password(pass).map_err(|e| anyhow!(e))?;
+    let old = std::fs::read_to_string(&a.file).unwrap_or_default();
+    let mut lines: Vec<String> =
+        old.lines().filter(|l| l.split(':').next() != Some(a.user.as_str())).map(str::to_string).collect();
+    lines.push(format!("{}:{hash}", a.user));
+    let text = lines.join("\n") + "\n";
+    skiff_common::fsutil::atomic_write(&a.file, text.as_bytes())
+        .with_context(|| format!("writing {}", a.file.display()))?;
+    Ok(0)
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<u8> {

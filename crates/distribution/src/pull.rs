@@ -355,7 +355,10 @@ async fn download(
                 }
             }
             Err(e) => {
-                err = Some(DistError::Transport(format!("downloading {}: {e}", l.digest)));
+                err = Some(DistError::Transport(format!(
+                    "downloading {}: truncated after {got} of {} bytes: {e}",
+                    l.digest, l.size
+                )));
                 break;
             }
         }

@@ -448,19 +448,6 @@ impl Images {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globbing() {
-        assert!(glob("busy*", "busybox:latest"));
-        assert!(glob("busybox", "busybox"));
-        assert!(!glob("busy*", "library/busybox"));
-        assert!(glob("*/x", "a/x"));
-    }
-}
-
 /// Registry operations (pull, push, login).
 impl Images {
     /// Pulls an image; progress goes to `sink`. Emits Docker's `pull` event.
@@ -514,5 +501,18 @@ impl Images {
         );
         reg.login().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globbing() {
+        assert!(glob("busy*", "busybox:latest"));
+        assert!(glob("busybox", "busybox"));
+        assert!(!glob("busy*", "library/busybox"));
+        assert!(glob("*/x", "a/x"));
     }
 }

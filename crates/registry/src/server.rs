@@ -127,7 +127,7 @@ fn error_response(e: RegError, head: bool) -> Response<Body> {
 
 /// What a request path names.
 #[derive(Debug, PartialEq, Eq)]
-enum Route {
+pub enum Route {
     Base,
     Catalog,
     Tags(String),
@@ -138,7 +138,7 @@ enum Route {
     Token,
 }
 
-fn route(path: &str) -> Option<Route> {
+pub fn route(path: &str) -> Option<Route> {
     if path == "/token" {
         return Some(Route::Token);
     }
@@ -197,7 +197,7 @@ fn header_str(h: &HeaderMap, k: header::HeaderName) -> Option<&str> {
 }
 
 /// `Content-Range: <start>-<end>` (also accepts the `bytes ` prefix some clients send).
-fn parse_content_range(s: &str) -> Option<(u64, u64)> {
+pub fn parse_content_range(s: &str) -> Option<(u64, u64)> {
     let s = s.trim().trim_start_matches("bytes").trim();
     let s = s.split('/').next()?;
     let (a, b) = s.split_once('-')?;
@@ -206,7 +206,7 @@ fn parse_content_range(s: &str) -> Option<(u64, u64)> {
 }
 
 /// `Range: bytes=<start>-[<end>]` against a blob of `size` bytes → (start, end inclusive).
-fn parse_range(s: &str, size: u64) -> Option<(u64, u64)> {
+pub fn parse_range(s: &str, size: u64) -> Option<(u64, u64)> {
     let s = s.trim().strip_prefix("bytes=")?;
     if s.contains(',') {
         return None;

@@ -214,7 +214,7 @@ pub fn ip_lines(needle: &str) -> Vec<String> {
     v
 }
 
-fn unique_dir() -> PathBuf {
+pub fn unique_dir() -> PathBuf {
     // Short: unix socket paths under it must fit in 108 bytes.
     let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let p = PathBuf::from(format!("/tmp/ske{:x}{:x}", std::process::id(), n & 0xffffff));

@@ -176,7 +176,7 @@ fn registry_auth(h: &axum::http::HeaderMap) -> Option<skiff_distribution::Creden
 
 fn progress_bar(cur: u64, total: u64) -> String {
     let width = 50u64;
-    let filled = if total == 0 { width } else { (cur.min(total) * width / total).min(width) };
+    let filled = (cur.min(total) * width).checked_div(total).unwrap_or(width).min(width);
     let mut bar = "=".repeat(filled as usize);
     if filled < width {
         bar.push('>');

@@ -261,6 +261,7 @@ impl Registry {
                     Err(e2) => return Err(DistError::Transport(format!("https: {e}; http: {e2}"))),
                 }
             }
+            Some(e) if e.contains("Connect") || e.contains("timed out") => return Err(DistError::Transport(e)),
             Some(e) => {
                 return Err(DistError::Transport(format!(
                     "{e} (if {} serves plain HTTP, add it to the insecure registries)",

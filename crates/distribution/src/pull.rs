@@ -184,7 +184,10 @@ async fn pull_from(
     let chain = spec::chain_ids(&config.rootfs.diff_ids);
     let existing = store.get(&cfg_digest);
     let mut downloaded = existing.is_none();
-    // Downloads, bounded, each verified into the content store.
+    // Downloads, bounded, each verified into the content store. With overlay every layer
+    // unpacks into its own directory, so a layer unpacks as soon as it has arrived; the copy
+    // driver needs its parent's tree first, so there layers unpack in order afterwards.
+    let concurrent_unpack = store.layers().driver() == skiff_image::layers::Driver::Overlay;
     let sem = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = Vec::new();
     for (i, l) in layers.iter().enumerate() {
@@ -196,19 +199,29 @@ async fn pull_from(
             continue;
         }
         downloaded = true;
-        if store.content().contains(&l.digest) {
-            item(&sink, &id, "Download complete");
-            tasks.push(Some(tokio::spawn(async { Ok::<(), DistError>(()) })));
-            continue;
-        }
-        item(&sink, &id, "Pulling fs layer");
+        let have_blob = store.content().contains(&l.digest);
+        item(&sink, &id, if have_blob { "Download complete" } else { "Pulling fs layer" });
+        let unpack = concurrent_unpack.then(|| Unpack {
+            store: store.clone(),
+            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
+            desc: l.clone(),
+            diff_id: config.rootfs.diff_ids[i].clone(),
+            sink: sink.clone(),
+        });
         let (reg, sem, store, l, sink) = (reg.clone(), sem.clone(), store.clone(), l.clone(), sink.clone());
         tasks.push(Some(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.map_err(|e| DistError::Store(e.to_string()))?;
-            download(&reg, &store, &l, &id, sink).await
+            if !have_blob {
+                let _permit = sem.acquire_owned().await.map_err(|e| DistError::Store(e.to_string()))?;
+                let t0 = std::time::Instant::now();
+                download(&reg, &store, &l, &id, sink).await?;
+                tracing::debug!(blob = %l.digest, bytes = l.size, ms = t0.elapsed().as_millis() as u64, "downloaded");
+            }
+            match unpack {
+                Some(u) => u.run().await,
+                None => Ok(()),
+            }
         })));
     }
-    // Unpack in order as downloads finish.
     let mut first_err = None;
     for (i, t) in tasks.into_iter().enumerate() {
         let Some(t) = t else { continue };
@@ -217,33 +230,18 @@ async fn pull_from(
             first_err.get_or_insert(e);
             continue;
         }
-        if first_err.is_some() {
+        if first_err.is_some() || concurrent_unpack {
             continue;
         }
-        let id = layers[i].digest.short().to_string();
-        item(&sink, &id, "Extracting");
-        let (store2, parent, desc, diff) = (
-            store.clone(),
-            if i == 0 { None } else { Some(chain[i - 1].clone()) },
-            layers[i].clone(),
-            config.rootfs.diff_ids[i].clone(),
-        );
-        let res = blocking(move || {
-            store2
-                .layers()
-                .register(parent.as_ref(), &desc, Some(&diff))
-                .map_err(|e| DistError::Store(format!("layer {}: {e}", desc.digest)))?;
-            if !matches!(desc.media_type.as_str(), media::OCI_LAYER | media::DOCKER_LAYER) {
-                let _ = store2.layers().set_dist_blob(&diff, &desc);
-            }
-            Ok(())
-        })
-        .await;
-        match res {
-            Ok(()) => item(&sink, &id, "Pull complete"),
-            Err(e) => {
-                first_err.get_or_insert(e);
-            }
+        let u = Unpack {
+            store: store.clone(),
+            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
+            desc: layers[i].clone(),
+            diff_id: config.rootfs.diff_ids[i].clone(),
+            sink: sink.clone(),
+        };
+        if let Err(e) = u.run().await {
+            first_err.get_or_insert(e);
         }
     }
     if let Some(e) = first_err {
@@ -279,6 +277,38 @@ async fn pull_from(
         format!("Status: Image is up to date for {name}")
     }));
     Ok(PullOutcome { image, manifest_digest: shown.clone(), downloaded })
+}
+
+/// Unpacks one downloaded layer blob, verifying its diff ID.
+struct Unpack {
+    store: Arc<ImageStore>,
+    parent: Option<Digest>,
+    desc: Descriptor,
+    diff_id: Digest,
+    sink: Sink,
+}
+
+impl Unpack {
+    async fn run(self) -> Result<(), DistError> {
+        let id = self.desc.digest.short().to_string();
+        item(&self.sink, &id, "Extracting");
+        let t0 = std::time::Instant::now();
+        let Unpack { store, parent, desc, diff_id, sink } = self;
+        blocking(move || {
+            store
+                .layers()
+                .register(parent.as_ref(), &desc, Some(&diff_id))
+                .map_err(|e| DistError::Store(format!("layer {}: {e}", desc.digest)))?;
+            if !matches!(desc.media_type.as_str(), media::OCI_LAYER | media::DOCKER_LAYER) {
+                let _ = store.layers().set_dist_blob(&diff_id, &desc);
+            }
+            Ok(())
+        })
+        .await?;
+        tracing::debug!(layer = %id, ms = t0.elapsed().as_millis() as u64, "unpacked");
+        item(&sink, &id, "Pull complete");
+        Ok(())
+    }
 }
 
 fn sniff_media_type(bytes: &[u8]) -> String {

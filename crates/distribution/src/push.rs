@@ -3,7 +3,7 @@
 //! concurrently so both cores work. An image pulled from a registry is pushed with its original
 //! manifest and blobs, so its digest is the same everywhere.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -55,23 +55,17 @@ fn layer_blob(store: &ImageStore, chain_id: &Digest) -> Result<LayerBlob, DistEr
         return Ok(LayerBlob { desc: d });
     }
     // Compress once (gzip, fast level: layers are often already-compressed data) and keep it.
-    let mut tar = store.layers().open_tar(&rec).map_err(store_err)?;
+    let tar = store.layers().open_tar(&rec).map_err(store_err)?;
+    let mut hashing = skiff_image::digest::HashingReader::new(tar);
     let w = store.content().writer().map_err(store_err)?;
-    let mut gz = flate2::write::GzEncoder::new(io::BufWriter::with_capacity(1 << 20, w), flate2::Compression::fast());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hasher = skiff_image::digest::Hasher::new();
-    loop {
-        let n = tar.read(&mut buf).map_err(DistError::io("reading a layer"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        gz.write_all(&buf[..n]).map_err(DistError::io("compressing a layer"))?;
-    }
-    if hasher.finish() != rec.diff_id {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let (w, _) =
+        skiff_image::layer::pgzip::compress(&mut hashing, io::BufWriter::with_capacity(1 << 20, w), 1, threads)
+            .map_err(DistError::io("compressing a layer"))?;
+    let (diff, _) = hashing.finish();
+    if diff != rec.diff_id {
         return Err(store_err(format!("layer {chain_id}: content does not match its diff ID")));
     }
-    let w = gz.finish().map_err(DistError::io("compressing a layer"))?;
     let w = w.into_inner().map_err(|e| store_err(e.error()))?;
     let size = w.len();
     let digest = w.commit(None).map_err(store_err)?;

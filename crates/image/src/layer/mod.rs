@@ -2,6 +2,7 @@
 
 pub mod compress;
 pub mod pack;
+pub mod pgzip;
 pub mod unpack;
 
 pub use compress::{Compression, decompress};

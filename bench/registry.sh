@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Ship benchmark: push and pull of a ~210 MB image (busybox + 4 layers of 50 MB random data) on
+# loopback, skiff (daemon + its registry) side by side with `docker push/pull` (dockerd 20.10)
+# and `skopeo copy`, both against Debian's docker-registry (distribution 2.8).
+#
+#   skiff push (compress)  fresh layers each run: gzip once (kept), upload
+#   skiff push (held)      the same image to a new repository: blobs already compressed
+#   skiff pull             a fresh daemon data root each run: download, verify, unpack
+#   docker push / pull     fresh registry root and dockerd image store each run
+#   skopeo push / pull     docker-archive → registry; registry → dir: (no unpack)
+#
+# Usage: bench/registry.sh [RUNS] (default 5). Prints a Markdown report on stdout. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+BIN="$PWD/target/release"
+[ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
+
+export DEBIAN_FRONTEND=noninteractive
+for pkg in docker.io docker-registry skopeo busybox-static; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
+done
+DOCKER_CLI=$(command -v docker)
+# Debian's docker-registry package starts a service on :5000; it is not ours to use.
+systemctl stop docker-registry >/dev/null 2>&1 || true
+
+W=$(mktemp -d /tmp/skr.XXXXXX)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pids=()
+cleanup() {
+    set +e
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
+    [ -f "$W/puller.pid" ] && kill "$(cat "$W/puller.pid")" 2>/dev/null
+    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
+    [ -f "$W/dist.pid" ] && kill "$(cat "$W/dist.pid")" 2>/dev/null
+    sleep 1
+    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+root="$W/bbroot"
+mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
+cp /bin/busybox "$root/bin/busybox"
+for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+tar -C "$root" -cf "$W/busybox.tar" .
+
+# skiffd with its own registry.
+RP=$(free_port)
+"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
+    -b skrb0 --bip 10.231.0.1/24 --registry-addr "127.0.0.1:$RP" --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
+for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
+SK="unix://$W/skiff.sock"
+sk() { DOCKER_HOST=$SK "$DOCKER_CLI" "$@"; }
+sk import "$W/busybox.tar" busybox >/dev/null
+
+# make_big NAME: busybox + 4 fresh layers of 50 MB random data.
+make_big() {
+    local img=busybox
+    for i in 1 2 3 4; do
+        sk rm -f skrbig >/dev/null 2>&1 || true
+        sk run --name skrbig --network none "$img" sh -c "dd if=/dev/urandom of=/layer$i bs=1M count=50 2>/dev/null" >/dev/null
+        sk commit skrbig "$1-$i" >/dev/null
+        img="$1-$i"
+    done
+    sk rm -f skrbig >/dev/null
+    sk tag "$img" "$1"
+}
+
+now() { date +%s%N; }
+declare -A T
+add() { T[$1]="${T[$1]:-} $2"; }
+
+# Peers: a private dockerd and Debian's distribution.
+have_docker=0
+if [ "${SKIP_PEERS:-0}" != 1 ] && command -v dockerd >/dev/null; then
+    dockerd -H "unix://$W/docker.sock" --data-root "$W/docker-data" --exec-root "$W/docker-exec" \
+        --pidfile "$W/dockerd.pid" --iptables=false --bridge=none >"$W/dockerd.log" 2>&1 &
+    for _ in $(seq 200); do DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" version >/dev/null 2>&1 && { have_docker=1; break; }; sleep 0.1; done
+fi
+dk() { DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" "$@"; }
+have_dist=0
+[ "${SKIP_PEERS:-0}" = 1 ] || { command -v docker-registry >/dev/null && have_dist=1; }
+DP=$(free_port)
+start_dist() {
+    rm -rf "$W/dist-root"
+    cat > "$W/dist.yml" <<EOF
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $W/dist-root
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$DP
+log:
+  level: error
+EOF
+    docker-registry serve "$W/dist.yml" >"$W/dist.log" 2>&1 &
+    echo $! > "$W/dist.pid"
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$DP/v2/" >/dev/null && break; sleep 0.05; done
+}
+stop_dist() { kill "$(cat "$W/dist.pid")" 2>/dev/null || true; wait "$(cat "$W/dist.pid")" 2>/dev/null || true; }
+
+for run in $(seq "$RUNS"); do
+    make_big "big$run"
+    bytes=$(sk image inspect -f '{{.Size}}' "big$run")
+    # skiff push, compressing.
+    sk tag "big$run" "127.0.0.1:$RP/bench/c$run"
+    s=$(now); sk push "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now); add "skiff push (must compress)" "$bytes:$((e - s))"
+    # skiff push, layers already held compressed, to a new repository.
+    sk tag "big$run" "127.0.0.1:$RP/bench/h$run"
+    s=$(now); sk push "127.0.0.1:$RP/bench/h$run" >/dev/null; e=$(now); add "skiff push (held compressed)" "$bytes:$((e - s))"
+    # skiff pull into a fresh daemon.
+    rm -rf "$W/pull-data" "$W/pull-run"
+    "$BIN/skiffd" -H "unix://$W/pull.sock" --data-root "$W/pull-data" --exec-root "$W/pull-run" --log-level warn \
+        -b skrb1 --bip 10.231.1.1/24 --pidfile "$W/puller.pid" 2>"$W/puller.log" &
+    for _ in $(seq 100); do [ -S "$W/pull.sock" ] && break; sleep 0.05; done
+    s=$(now); DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" pull "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now)
+    add "skiff pull (verify + unpack)" "$bytes:$((e - s))"
+    kill "$(cat "$W/puller.pid")"; for _ in $(seq 100); do [ -S "$W/pull.sock" ] || break; sleep 0.05; done
+    rm -f "$W/puller.pid"
+    grep " $W/pull" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+    sk save -o "$W/big.tar" "big$run"
+    if [ $have_dist = 1 ]; then
+        start_dist
+        if [ $have_docker = 1 ]; then
+            dk load -i "$W/big.tar" >/dev/null
+            dk tag "big$run" "127.0.0.1:$DP/bench/d$run"
+            s=$(now); dk push "127.0.0.1:$DP/bench/d$run" >/dev/null; e=$(now); add "docker push -> distribution" "$bytes:$((e - s))"
+            dk rmi -f "big$run" "127.0.0.1:$DP/bench/d$run" >/dev/null
+            dk image prune -af >/dev/null
+            s=$(now); dk pull "127.0.0.1:$DP/bench/d$run" >/dev/null; e=$(now); add "docker pull <- distribution" "$bytes:$((e - s))"
+            dk rmi -f "127.0.0.1:$DP/bench/d$run" >/dev/null; dk image prune -af >/dev/null
+        fi
+        s=$(now); skopeo copy -q --dest-tls-verify=false "docker-archive:$W/big.tar" "docker://127.0.0.1:$DP/bench/s$run" >/dev/null; e=$(now)
+        add "skopeo copy -> distribution" "$bytes:$((e - s))"
+        rm -rf "$W/skopeo-dir"
+        s=$(now); skopeo copy -q --src-tls-verify=false "docker://127.0.0.1:$DP/bench/s$run" "dir:$W/skopeo-dir" >/dev/null; e=$(now)
+        add "skopeo copy <- distribution (no unpack)" "$bytes:$((e - s))"
+        stop_dist
+    fi
+    rm -f "$W/big.tar"
+    sk rmi -f "big$run" "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP/bench/h$run" >/dev/null 2>&1 || true
+    sk image prune -f >/dev/null 2>&1 || true
+done
+
+args=()
+for k in "${!T[@]}"; do args+=("$k=${T[$k]}"); done
+python3 - "$RUNS" "${args[@]}" <<'PY'
+import statistics, sys
+runs = sys.argv[1]
+rows = {}
+for a in sys.argv[2:]:
+    k, v = a.split("=", 1)
+    xs = []
+    for p in v.split():
+        b, ns = p.split(":")
+        xs.append((int(b), int(ns) / 1e9))
+    rows[k] = xs
+order = ["skiff push (must compress)", "docker push -> distribution", "skopeo copy -> distribution",
+         "skiff push (held compressed)", "skiff pull (verify + unpack)", "docker pull <- distribution",
+         "skopeo copy <- distribution (no unpack)"]
+def rate(xs):
+    return [b / 1e6 / t for b, t in xs]
+med = {k: statistics.median(rate(xs)) for k, xs in rows.items()}
+size = statistics.median([b for xs in rows.values() for b, _ in xs]) / 1e6 if rows else 0
+print(f"### Push and pull of a {size:.0f} MB image, loopback (median of {runs}; MB/s of uncompressed image size)\n")
+print("| what | median s | min–max s | MB/s median (min–max) | vs skiff |")
+print("|---|---|---|---|---|")
+for k in order:
+    if k not in rows:
+        continue
+    xs = rows[k]
+    ts = [t for _, t in xs]
+    r = rate(xs)
+    ref = None
+    if "push" in k or "->" in k:
+        ref = med.get("skiff push (must compress)") if "held" not in k else None
+    else:
+        ref = med.get("skiff pull (verify + unpack)")
+    vs = f"skiff {ref / statistics.median(r):.1f}x" if ref and not k.startswith("skiff") else ""
+    print(f"| {k} | {statistics.median(ts):.2f} | {min(ts):.2f}–{max(ts):.2f} | {statistics.median(r):.0f} ({min(r):.0f}–{max(r):.0f}) | {vs} |")
+PY

@@ -28,6 +28,7 @@ W=$(mktemp -d /tmp/skr.XXXXXX)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() {
+    [ -n "${BENCH_RAW:-}" ] && cp "$W/skiffd.log" /tmp/bench-skiffd.log
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
@@ -49,7 +50,7 @@ tar -C "$root" -cf "$W/busybox.tar" .
 
 # skiffd with its own registry.
 RP=$(free_port)
-"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
+"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level "${SKIFFD_LOG:-warn}" \
     -b skrb0 --bip 10.231.0.1/24 --registry-addr "127.0.0.1:$RP" --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"
@@ -106,6 +107,7 @@ stop_dist() { kill "$(cat "$W/dist.pid")" 2>/dev/null || true; wait "$(cat "$W/d
 
 for run in $(seq "$RUNS"); do
     make_big "big$run"
+    sync  # the 200 MB just written must not be flushed during the timed pushes
     bytes=$(sk image inspect -f '{{.Size}}' "big$run")
     # skiff push, compressing.
     sk tag "big$run" "127.0.0.1:$RP/bench/c$run"
@@ -128,6 +130,7 @@ for run in $(seq "$RUNS"); do
         start_dist
         if [ $have_docker = 1 ]; then
             dk load -i "$W/big.tar" >/dev/null
+            sync
             dk tag "big$run" "127.0.0.1:$DP/bench/d$run"
             s=$(now); dk push "127.0.0.1:$DP/bench/d$run" >/dev/null; e=$(now); add "docker push -> distribution" "$bytes:$((e - s))"
             dk rmi -f "big$run" "127.0.0.1:$DP/bench/d$run" >/dev/null
@@ -147,6 +150,7 @@ for run in $(seq "$RUNS"); do
     sk image prune -f >/dev/null 2>&1 || true
 done
 
+[ -n "${BENCH_RAW:-}" ] && for k in "${!T[@]}"; do echo "$k: ${T[$k]}" >&2; done
 args=()
 for k in "${!T[@]}"; do args+=("$k=${T[$k]}"); done
 python3 - "$RUNS" "${args[@]}" <<'PY'

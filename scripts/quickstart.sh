@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Quickstart for a fresh machine: install what is missing, build skiff, start skiffd, make a
-# busybox image from Debian's busybox-static, and run containers with the real docker CLI.
+# Quickstart for a fresh machine: install what is missing, build skiff, start skiffd with its
+# built-in registry (docker.io names mapped to it), make a busybox image from Debian's
+# busybox-static, and run containers with the real docker CLI: ship an image through the
+# registry (push, remove, pull), publish it on a port and fetch the page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,9 +12,15 @@ BIN="$PWD/target/release"
 SOCK=/run/skiff.sock
 export DOCKER_HOST="unix://$SOCK"
 
+REGISTRY=${REGISTRY:-127.0.0.1:5000}
+# No Docker Hub here: names without a registry (docker.io/...) live in skiff's own registry.
+if [ ! -e /etc/skiff/registries.toml ]; then
+    mkdir -p /etc/skiff
+    printf '[[registry]]\nprefix = "docker.io"\nlocation = "%s"\n' "$REGISTRY" > /etc/skiff/registries.toml
+fi
 if ! curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1; then
-    echo "starting skiffd (log: /var/log/skiffd.log)"
-    nohup "$BIN/skiffd" -H "unix://$SOCK" >/var/log/skiffd.log 2>&1 &
+    echo "starting skiffd with its registry on $REGISTRY (log: /var/log/skiffd.log)"
+    nohup "$BIN/skiffd" -H "unix://$SOCK" --registry-addr "$REGISTRY" >/var/log/skiffd.log 2>&1 &
     for _ in $(seq 100); do
         curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1 && break
         sleep 0.1
@@ -35,10 +43,18 @@ fi
 echo "--- docker run --rm busybox echo hello from skiff"
 docker run --rm busybox echo hello from skiff
 PORT=${PORT:-18080}
-echo "--- a web server in a container, published on 127.0.0.1:$PORT, fetched with curl"
+echo "--- an image with a web page, shipped through the registry: push, remove, pull"
+docker rm -f quickstart-build >/dev/null 2>&1 || true
+docker run --name quickstart-build busybox sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html'
+docker commit --change 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]' --change 'EXPOSE 80' \
+    quickstart-build strongjz/example-httpd >/dev/null
+docker rm quickstart-build >/dev/null
+docker push strongjz/example-httpd
+docker rmi strongjz/example-httpd >/dev/null
+docker pull strongjz/example-httpd
+echo "--- the pulled image, published on 127.0.0.1:$PORT, fetched with curl"
 docker rm -f quickstart-web >/dev/null 2>&1 || true
-docker run -d --name quickstart-web -p "127.0.0.1:$PORT:80" busybox \
-    sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html && exec httpd -f -p 80 -h /www' >/dev/null
+docker run -d --name quickstart-web -p "127.0.0.1:$PORT:80" strongjz/example-httpd >/dev/null
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
 echo "--- and from another container, by name, on a user network"
 docker network rm quickstart-net >/dev/null 2>&1 || true

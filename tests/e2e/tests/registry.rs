@@ -608,3 +608,93 @@ fn dockerd_pushes_to_and_pulls_from_skiffs_registry() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn tls_registry_with_a_self_signed_certificate() {
+    require_root!();
+    if run("sh", &["-c", "command -v openssl"]).code != 0 {
+        eprintln!("skipping: openssl not installed");
+        return;
+    }
+    let dir = unique_dir();
+    let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
+    run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    )
+    .ok();
+    let reg = Registry::start(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let url = format!("https://{}/v2/", reg.addr());
+    assert_eq!(curl(&["-o", "/dev/null", "-w", "%{http_code}", "--cacert", cert.to_str().unwrap(), &url]).ok(), "200");
+    // Plain HTTP to a TLS port is refused.
+    assert_ne!(curl(&["-o", "/dev/null", &format!("http://{}/v2/", reg.addr())]).code, 0);
+    // The daemon pushes and pulls over TLS (loopback registries are trusted as Docker does).
+    let d = Daemon::start();
+    let name = format!("{}/tls/bb:1", reg.addr());
+    d.docker(&["tag", "busybox", &name]).ok();
+    d.docker(&["push", &name]).ok();
+    d.docker(&["rmi", &name]).ok();
+    d.docker(&["pull", &name]).ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn two_clients_pushing_the_same_blob_at_once() {
+    require_root!();
+    let reg = Registry::start(&[]);
+    let dir = unique_dir();
+    let blob = dir.join("blob");
+    let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&blob, &data).unwrap();
+    let digest = sha(&data);
+    let url = reg.url(&format!("/v2/same/blobs/uploads/?digest={digest}"));
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new("curl")
+                .args([
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Content-Type: application/octet-stream",
+                    "--data-binary",
+                ])
+                .arg(format!("@{}", blob.display()))
+                .arg(&url)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "201");
+    }
+    let got = Command::new("curl").args(["-s", &reg.url(&format!("/v2/same/blobs/{digest}"))]).output().unwrap().stdout;
+    assert_eq!(sha(&got), digest);
+    // Nothing left in uploads/.
+    assert_eq!(std::fs::read_dir(reg.dir.join("root/uploads")).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}

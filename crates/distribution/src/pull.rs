@@ -216,6 +216,8 @@ async fn pull_from(
                 download(&reg, &store, &l, &id, sink).await?;
                 tracing::debug!(blob = %l.digest, bytes = l.size, ms = t0.elapsed().as_millis() as u64, "downloaded");
             }
+            let src = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
+            let _ = store.layers().add_blob_source(&l.digest, &src);
             match unpack {
                 Some(u) => u.run().await,
                 None => Ok(()),

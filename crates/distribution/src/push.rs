@@ -120,9 +120,24 @@ async fn push_one_blob(
     id: &str,
     sink: &Sink,
 ) -> Result<(), DistError> {
+    let here = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
     if reg.blob_exists(&desc.digest, &reg.push_scope()).await?.is_some() {
+        let _ = store.layers().add_blob_source(&desc.digest, &here);
         item(sink, id, "Layer already exists");
         return Ok(());
+    }
+    // Another repository on the same registry has it: mount instead of uploading.
+    let prefix = format!("{}/", reg.endpoint.host);
+    for src in store.layers().blob_sources(&desc.digest) {
+        let Some(from) = src.strip_prefix(&prefix) else { continue };
+        if from == reg.endpoint.repo {
+            continue;
+        }
+        if reg.mount_blob(&desc.digest, from).await.unwrap_or(false) {
+            let _ = store.layers().add_blob_source(&desc.digest, &here);
+            item(sink, id, &format!("Mounted from {from}"));
+            return Ok(());
+        }
     }
     let path = store.content().path(&desc.digest);
     let meter = Arc::new(Mutex::new(Meter::new(sink.clone(), id, "Pushing", desc.size)));
@@ -133,6 +148,7 @@ async fn push_one_blob(
         file_body(path.clone(), Some(meter.clone()))
     };
     reg.push_blob(&desc.digest, desc.size, &make).await?;
+    let _ = store.layers().add_blob_source(&desc.digest, &here);
     item(sink, id, "Pushed");
     Ok(())
 }

@@ -22,6 +22,8 @@ use skiff_common::fsutil;
 const TABLE: &str = "layers";
 /// diff ID → a compressed blob of the same layer made for (or seen in) a registry.
 const DIST: &str = "dist_blobs";
+/// blob digest → repositories (`host/repo`) known to hold it, for cross-repository mounts.
+const SOURCES: &str = "blob_sources";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
@@ -210,6 +212,24 @@ impl LayerStore {
     /// Remembers a compressed blob for a layer (the blob must be in the content store).
     pub fn set_dist_blob(&self, diff_id: &Digest, blob: &Descriptor) -> Result<(), LayerError> {
         self.db.put(DIST, diff_id.hex(), blob, Durability::Sync)?;
+        Ok(())
+    }
+
+    /// Repositories (`host/repo`) a blob is known to be in.
+    pub fn blob_sources(&self, blob: &Digest) -> Vec<String> {
+        self.db.get::<Vec<String>>(SOURCES, blob.hex()).ok().flatten().unwrap_or_default()
+    }
+
+    /// Remembers that a repository holds a blob (the most recent few are kept).
+    pub fn add_blob_source(&self, blob: &Digest, repo: &str) -> Result<(), LayerError> {
+        let mut v = self.blob_sources(blob);
+        if v.first().map(String::as_str) == Some(repo) {
+            return Ok(());
+        }
+        v.retain(|r| r != repo);
+        v.insert(0, repo.to_string());
+        v.truncate(8);
+        self.db.put(SOURCES, blob.hex(), &v, Durability::Lazy)?;
         Ok(())
     }
 

@@ -152,6 +152,11 @@ fn push_pull_run_through_the_daemons_own_registry() {
     // The skiff CLI too.
     let s = d.skiff(&["push", &name]).ok();
     assert!(s.contains("digest"), "{s}");
+    // Another repository on the same registry: the layer is mounted, not uploaded again.
+    let other = format!("127.0.0.1:{port}/team/copy:v1");
+    d.docker(&["tag", &name, &other]).ok();
+    let m = d.docker(&["push", &other]).ok();
+    assert!(m.contains("Mounted from team/bb"), "{m}");
 }
 
 #[test]

@@ -210,12 +210,22 @@ impl Containers {
         } else {
             (None, None)
         };
-        let relay = spawn_relay(conn, out_tx, in_rx, true, Some(inst.id.clone()));
+        // Output passes through this task so that the exit code is recorded before the client's
+        // stream ends: the docker CLI inspects the exec the moment its stream closes.
+        let (mid_tx, mut mid_rx) = mpsc::channel(64);
+        let relay = spawn_relay(conn, mid_tx, in_rx, true, Some(inst.id.clone()));
         let this = self.clone();
         let inst2 = inst.clone();
         tokio::spawn(async move {
+            let mut client_gone = false;
+            while let Some(m) = mid_rx.recv().await {
+                if !client_gone && out_tx.send(m).await.is_err() {
+                    client_gone = true;
+                }
+            }
             let code = relay.await.ok().flatten();
             finish(&inst2, code);
+            drop(out_tx);
             if let Ok(c) = this.get(&inst2.container_id) {
                 let rec = c.record();
                 this.publish_with(

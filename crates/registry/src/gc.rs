@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use skiff_image::digest::Digest;
+use crate::digest::Digest;
 
 use crate::manifest;
 use crate::storage::Storage;
@@ -72,15 +72,16 @@ pub fn collect(st: &Storage, grace: Duration, dry_run: bool) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::Algo;
     use crate::storage::ManifestRecord;
 
     #[test]
     fn keeps_referenced_and_young() {
         let t = tempfile::tempdir().unwrap();
         let st = Storage::open(t.path()).unwrap();
-        let cfg = st.put_small_blob(b"config").unwrap();
-        let layer = st.put_small_blob(b"layer").unwrap();
-        let orphan = st.put_small_blob(b"orphan").unwrap();
+        let cfg = st.put_small_blob(b"config", Algo::Sha256).unwrap();
+        let layer = st.put_small_blob(b"layer", Algo::Sha256).unwrap();
+        let orphan = st.put_small_blob(b"orphan", Algo::Sha256).unwrap();
         st.link_blob("app", &cfg).unwrap();
         st.link_blob("app", &layer).unwrap();
         st.link_blob("app", &orphan).unwrap();
@@ -95,7 +96,7 @@ mod tests {
             subject: None,
             annotations: None,
         };
-        let md = st.put_manifest("app", m.as_bytes(), &rec, Some("v1")).unwrap();
+        let md = st.put_manifest("app", m.as_bytes(), Algo::Sha256, &rec, Some("v1")).unwrap();
         // young: nothing goes
         let r = collect(&st, Duration::from_secs(3600), false).unwrap();
         assert!(r.removed.is_empty());

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod digest;
 pub mod gc;
 pub mod manifest;
 pub mod names;

@@ -2,8 +2,8 @@
 //! to (which must already be in the repository), its subject and artifact type (for the referrers
 //! API). Parsing is strict about types and lenient about unknown fields, as the image spec asks.
 
+use crate::digest::Digest;
 use serde::Deserialize;
-use skiff_image::digest::Digest;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

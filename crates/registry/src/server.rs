@@ -12,12 +12,12 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::digest::{Algo, Digest, Hasher};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use skiff_image::digest::{Digest, Hasher};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::auth::{Access, Auth, Scope};
@@ -440,7 +440,17 @@ impl Registry {
         let bytes = read_limited(req.into_body(), MAX_MANIFEST).await?;
         let parsed = manifest::parse(&bytes, ct.as_deref())
             .map_err(|m| RegError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m))?;
-        let digest = Digest::of(&bytes);
+        // By digest, the manifest is addressed in the algorithm the client chose; by tag, sha256.
+        // Re-pushing a tag with the very bytes it points at keeps that digest's algorithm.
+        let algo = match (&by_digest, &tag) {
+            (Some(d), _) => d.algo(),
+            (None, Some(t)) => match self.storage.resolve_tag(name, t) {
+                Some(cur) if cur.algo() != Algo::Sha256 && Digest::of(cur.algo(), &bytes) == cur => cur.algo(),
+                _ => Algo::Sha256,
+            },
+            (None, None) => Algo::Sha256,
+        };
+        let digest = Digest::of(algo, &bytes);
         if let Some(d) = &by_digest
             && d != &digest
         {
@@ -467,12 +477,13 @@ impl Registry {
             subject: parsed.subject.clone(),
             annotations: parsed.annotations.clone(),
         };
+        let tags_set = if by_digest.is_some() { extra_tags.clone() } else { Vec::new() };
         let st = self.storage.clone();
         let name2 = name.to_string();
         let d = tokio::task::spawn_blocking(move || -> io::Result<Digest> {
-            let d = st.put_manifest(&name2, &bytes, &rec, tag.as_deref())?;
+            let d = st.put_manifest(&name2, &bytes, algo, &rec, tag.as_deref())?;
             for t in &extra_tags {
-                st.put_manifest(&name2, &bytes, &rec, Some(t))?;
+                st.put_manifest(&name2, &bytes, algo, &rec, Some(t))?;
             }
             Ok(d)
         })
@@ -485,6 +496,9 @@ impl Registry {
             .header(header::CONTENT_LENGTH, 0);
         if let Some(s) = &parsed.subject {
             b = b.header("OCI-Subject", s.to_string());
+        }
+        for t in &tags_set {
+            b = b.header("OCI-Tag", t);
         }
         Ok(b.body(empty()).unwrap())
     }
@@ -612,7 +626,7 @@ impl Registry {
             // Monolithic upload: the body is the whole blob.
             let d = parse_digest(digest)?;
             let (_, path) = self.storage.upload(&id).ok_or_else(upload_unknown)?;
-            let r = self.receive(path, Hasher::new(), req.into_body()).await;
+            let r = self.receive(path, Hasher::new(d.algo()), req.into_body()).await;
             let h = match r {
                 Ok(h) => h,
                 Err(e) => {
@@ -667,7 +681,7 @@ impl Registry {
         if let Some(h) = slot {
             return Ok(h.clone());
         }
-        let h = self.storage.rehash_upload(id).map_err(|_| upload_unknown())?;
+        let h = self.storage.rehash_upload(id, Algo::Sha256).map_err(|_| upload_unknown())?;
         *slot = Some(h.clone());
         Ok(h)
     }
@@ -723,7 +737,18 @@ impl Registry {
     }
 
     async fn commit(&self, name: &str, id: &str, d: &Digest, h: Hasher) -> Result<Response<Body>> {
-        let actual = h.finish();
+        // Sessions hash in sha256 as data arrives; a sha512 digest named only at the end is
+        // checked by hashing the data once more.
+        let actual = if h.algo() == d.algo() {
+            h.finish()
+        } else {
+            let (st, id2, algo) = (self.storage.clone(), id.to_string(), d.algo());
+            tokio::task::spawn_blocking(move || st.rehash_upload(&id2, algo))
+                .await
+                .map_err(|e| io_err(io::Error::other(e)))?
+                .map_err(io_err)?
+                .finish()
+        };
         if &actual != d {
             self.storage.remove_upload(id);
             return Err(digest_invalid(format!("uploaded content has digest {actual}, not {d}")));

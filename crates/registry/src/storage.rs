@@ -20,9 +20,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::digest::{Algo, Digest, Hasher};
 use serde::{Deserialize, Serialize};
 use skiff_common::fsutil;
-use skiff_image::digest::{Digest, Hasher};
 
 /// What we remember about a stored manifest beside its bytes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Storage {
     /// when resumed); temp files of interrupted record writes are removed.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Storage> {
         let root = root.into();
-        for d in ["blobs/sha256", "uploads", "repos"] {
+        for d in ["blobs/sha256", "blobs/sha512", "uploads", "repos"] {
             fs::create_dir_all(root.join(d))?;
         }
         // Interrupted blob renames leave nothing (rename is atomic); stray temp files may exist.
@@ -84,7 +84,7 @@ impl Storage {
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(d.hex())
+        self.root.join("blobs").join(d.algo().name()).join(d.hex())
     }
 
     fn repo(&self, name: &str) -> PathBuf {
@@ -151,10 +151,11 @@ impl Storage {
         Some((repo, dir.join("data")))
     }
 
-    /// Rehashes an upload's data (to resume a session the registry no longer holds in memory).
-    pub fn rehash_upload(&self, id: &str) -> io::Result<Hasher> {
+    /// Rehashes an upload's data (to resume a session the registry no longer holds in memory,
+    /// or to check it against a digest of another algorithm).
+    pub fn rehash_upload(&self, id: &str, algo: Algo) -> io::Result<Hasher> {
         let mut f = File::open(self.upload_dir(id).join("data"))?;
-        let mut h = Hasher::new();
+        let mut h = Hasher::new(algo);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = io::Read::read(&mut f, &mut buf)?;
@@ -203,8 +204,8 @@ impl Storage {
     }
 
     /// Stores a small blob (a manifest) directly.
-    pub fn put_small_blob(&self, bytes: &[u8]) -> io::Result<Digest> {
-        let d = Digest::of(bytes);
+    pub fn put_small_blob(&self, bytes: &[u8], algo: Algo) -> io::Result<Digest> {
+        let d = Digest::of(algo, bytes);
         let dst = self.blob_path(&d);
         if dst.exists() {
             touch(&dst);
@@ -220,10 +221,11 @@ impl Storage {
         &self,
         name: &str,
         bytes: &[u8],
+        algo: Algo,
         rec: &ManifestRecord,
         tag: Option<&str>,
     ) -> io::Result<Digest> {
-        let d = self.put_small_blob(bytes)?;
+        let d = self.put_small_blob(bytes, algo)?;
         let repo = self.repo(name);
         for sub in ["manifests", "tags", "blobs"] {
             fs::create_dir_all(repo.join(sub))?;
@@ -366,9 +368,13 @@ impl Storage {
     /// Every blob in the store with its modification time.
     pub fn all_blobs(&self) -> Vec<(Digest, SystemTime)> {
         let mut out = Vec::new();
-        if let Ok(rd) = fs::read_dir(self.root.join("blobs/sha256")) {
+        for algo in ["sha256", "sha512"] {
+            let Ok(rd) = fs::read_dir(self.root.join("blobs").join(algo)) else { continue };
             for e in rd.flatten() {
                 let Ok(d) = Digest::from_hex(&e.file_name().to_string_lossy()) else { continue };
+                if d.algo().name() != algo {
+                    continue;
+                }
                 let t = e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::now());
                 out.push((d, t));
             }
@@ -436,10 +442,10 @@ mod tests {
         let id = s.new_upload("a/b").unwrap();
         let (repo, path) = s.upload(&id).unwrap();
         assert_eq!(repo, "a/b");
-        let mut sink = BlobSink::open(&path, Hasher::new()).unwrap();
+        let mut sink = BlobSink::open(&path, Hasher::new(Algo::Sha256)).unwrap();
         sink.write(b"hello").unwrap();
         let d = sink.hasher.clone().finish();
-        assert_eq!(s.rehash_upload(&id).unwrap().finish(), d);
+        assert_eq!(s.rehash_upload(&id, Algo::Sha256).unwrap().finish(), d);
         s.commit_upload(&id, &d).unwrap();
         assert!(s.upload(&id).is_none());
         assert_eq!(s.repo_blob("a/b", &d), None);
@@ -458,7 +464,7 @@ mod tests {
     fn manifests_tags_referrers_catalog() {
         let t = tempfile::tempdir().unwrap();
         let s = Storage::open(t.path()).unwrap();
-        let subject = Digest::of(b"subject");
+        let subject = Digest::of(Algo::Sha256, b"subject");
         let rec = |subject: Option<Digest>| ManifestRecord {
             media_type: "application/vnd.oci.image.manifest.v1+json".into(),
             size: 2,
@@ -466,10 +472,10 @@ mod tests {
             subject,
             annotations: None,
         };
-        let d1 = s.put_manifest("r/one", b"{}", &rec(None), Some("v1")).unwrap();
-        s.put_manifest("r/one", b"{}", &rec(None), Some("v2")).unwrap();
-        let d2 = s.put_manifest("r/one", b"{ }", &rec(Some(subject.clone())), None).unwrap();
-        s.put_manifest("two", b"{}", &rec(None), None).unwrap();
+        let d1 = s.put_manifest("r/one", b"{}", Algo::Sha256, &rec(None), Some("v1")).unwrap();
+        s.put_manifest("r/one", b"{}", Algo::Sha256, &rec(None), Some("v2")).unwrap();
+        let d2 = s.put_manifest("r/one", b"{ }", Algo::Sha256, &rec(Some(subject.clone())), None).unwrap();
+        s.put_manifest("two", b"{}", Algo::Sha256, &rec(None), None).unwrap();
         assert_eq!(s.catalog(), vec!["r/one", "two"]);
         assert_eq!(s.tags("r/one").unwrap(), vec!["v1", "v2"]);
         assert_eq!(s.resolve_tag("r/one", "v1"), Some(d1.clone()));

@@ -703,3 +703,42 @@ fn two_clients_pushing_the_same_blob_at_once() {
     assert_eq!(std::fs::read_dir(reg.dir.join("root/uploads")).unwrap().count(), 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sha512_content_is_stored_and_served() {
+    require_root!();
+    let reg = Registry::start(&[]);
+    let data = b"sha512 addressed content";
+    let d512 = format!("sha512:{}", hex::encode(<sha2::Sha512 as sha2::Digest>::digest(data)));
+    let code = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        "sha512 addressed content",
+        &reg.url(&format!("/v2/x/blobs/uploads/?digest={d512}")),
+    ])
+    .ok();
+    assert_eq!(code, "201");
+    let head = curl(&["-I", &reg.url(&format!("/v2/x/blobs/{d512}"))]).ok();
+    assert!(head.to_lowercase().contains(&format!("docker-content-digest: {d512}")), "{head}");
+    assert_eq!(curl(&[&reg.url(&format!("/v2/x/blobs/{d512}"))]).ok().as_bytes(), data);
+    // A wrong sha512 is refused.
+    let bad = format!("sha512:{}", "0".repeat(128));
+    let code = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        "other",
+        &reg.url(&format!("/v2/x/blobs/uploads/?digest={bad}")),
+    ])
+    .ok();
+    assert_eq!(code, "400");
+}

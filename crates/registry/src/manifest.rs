@@ -62,7 +62,7 @@ pub struct Parsed {
 }
 
 fn desc_ref(d: &Desc, manifest: bool) -> Result<Option<Ref>, String> {
-    let digest: Digest = d.digest.parse().map_err(|e: String| e)?;
+    let digest: Digest = d.digest.parse()?;
     if d.size < 0 {
         return Err(format!("negative size for {}", d.digest));
     }

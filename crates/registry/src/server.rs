@@ -181,7 +181,7 @@ fn q1<'a>(q: &'a [(String, String)], k: &str) -> Option<&'a str> {
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {
-    s.parse().map_err(|e| digest_invalid(e))
+    s.parse().map_err(digest_invalid)
 }
 
 fn check_name(n: &str) -> Result<()> {

@@ -112,9 +112,15 @@ for run in $(seq "$RUNS"); do
     # skiff push, compressing.
     sk tag "big$run" "127.0.0.1:$RP/bench/c$run"
     s=$(now); sk push "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now); add "skiff push (must compress)" "$bytes:$((e - s))"
-    # skiff push, layers already held compressed, to a new repository.
-    sk tag "big$run" "127.0.0.1:$RP/bench/h$run"
-    s=$(now); sk push "127.0.0.1:$RP/bench/h$run" >/dev/null; e=$(now); add "skiff push (held compressed)" "$bytes:$((e - s))"
+    # skiff push, layers already held compressed, to another (empty) skiff registry: every blob
+    # is uploaded (on the daemon's own registry the client would mount them from c$run).
+    RP2=$(free_port); rm -rf "$W/reg2"
+    "$BIN/skiff" registry serve --addr "127.0.0.1:$RP2" --root "$W/reg2" --log-level warn 2>"$W/reg2.log" &
+    reg2=$!; pids+=("$reg2")
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$RP2/v2/" >/dev/null && break; sleep 0.05; done
+    sk tag "big$run" "127.0.0.1:$RP2/bench/h$run"
+    s=$(now); sk push "127.0.0.1:$RP2/bench/h$run" >/dev/null; e=$(now); add "skiff push (held compressed)" "$bytes:$((e - s))"
+    kill "$reg2"; wait "$reg2" 2>/dev/null || true
     # skiff pull into a fresh daemon.
     rm -rf "$W/pull-data" "$W/pull-run"
     "$BIN/skiffd" -H "unix://$W/pull.sock" --data-root "$W/pull-data" --exec-root "$W/pull-run" --log-level warn \
@@ -146,7 +152,7 @@ for run in $(seq "$RUNS"); do
         stop_dist
     fi
     rm -f "$W/big.tar"
-    sk rmi -f "big$run" "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP/bench/h$run" >/dev/null 2>&1 || true
+    sk rmi -f "big$run" "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP2/bench/h$run" >/dev/null 2>&1 || true
     sk image prune -f >/dev/null 2>&1 || true
 done
 

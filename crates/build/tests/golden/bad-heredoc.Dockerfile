@@ -1,0 +1,4 @@
+FROM busybox
+RUN echo fine
+COPY <<EOF /x
+never closed

@@ -68,6 +68,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/exec/{id}/json", get(exec::inspect))
         .route("/commit", post(c::commit))
         .route("/auth", post(images::auth))
+        .route("/build", post(handlers::build::build))
+        .route("/build/prune", post(handlers::build::prune))
         .route("/images/json", get(images::list))
         .route("/images/create", post(images::create))
         .route("/images/load", post(images::load))

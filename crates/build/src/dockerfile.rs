@@ -45,12 +45,16 @@ pub struct Dockerfile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located<T> {
     pub line: usize,
+    /// The instruction as written (continuations joined), for progress output.
+    pub text: String,
     pub value: T,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
     pub line: usize,
+    /// The FROM line as written.
+    pub text: String,
     /// The base: an image reference or an earlier stage's name (unexpanded).
     pub image: String,
     pub name: Option<String>,
@@ -234,7 +238,7 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
                 heredocs.push(Heredoc { name, content, expand });
             }
         }
-        let located = |value| Located { line: start, value };
+        let located = |value| Located { line: start, text: text.trim().to_string(), value };
         if kw == "FROM" {
             let (flags, args) = take_flags(rest, &["platform"], &[]).map_err(|m| err(start, m))?;
             let words = split_words(&args);
@@ -256,6 +260,7 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
             }
             out.stages.push(Stage {
                 line: start,
+                text: text.trim().to_string(),
                 image,
                 name: name.map(|n| n.to_ascii_lowercase()),
                 platform: flags.get1("platform"),
@@ -267,9 +272,11 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
         match out.stages.last_mut() {
             Some(s) => s.instructions.push(located(ins)),
             None => match ins {
-                Instruction::Arg(decls) => {
-                    out.global_args.extend(decls.into_iter().map(|d| Located { line: start, value: d }))
-                }
+                Instruction::Arg(decls) => out.global_args.extend(decls.into_iter().map(|d| Located {
+                    line: start,
+                    text: text.trim().to_string(),
+                    value: d,
+                })),
                 _ => return Err(err(start, format!("{kw} before the first FROM: only ARG may come before FROM"))),
             },
         }

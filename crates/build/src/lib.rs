@@ -2,4 +2,5 @@
 //! planner applies with its ARG/ENV state (`shell`). Both are plain data in, plain data out.
 
 pub mod dockerfile;
+pub mod ignore;
 pub mod shell;

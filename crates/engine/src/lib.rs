@@ -5,6 +5,7 @@
 //! [`Engine`]. It never forks containers either: every container is created and supervised by
 //! its own monitor process.
 
+pub mod build;
 pub mod container;
 pub mod error;
 pub mod events;

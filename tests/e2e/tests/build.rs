@@ -1,0 +1,184 @@
+//! `docker build` against skiffd (the docker CLI's classic-builder path): the seed's Dockerfile
+//! shape, multi-stage with COPY --from, heredocs, ARG/ENV, .dockerignore, the cache, and
+//! hostile contexts.
+
+use std::path::Path;
+use std::process::Command;
+
+use skiff_e2e::{Daemon, Out, require_root, unique_dir};
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+fn build(d: &Daemon, ctx: &Path, args: &[&str]) -> Out {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    let ctx = ctx.to_str().unwrap().to_string();
+    a.push(&ctx);
+    d.docker(&a)
+}
+
+/// The steps that were cache hits, by step number.
+fn cached_steps(out: &str) -> Vec<usize> {
+    let mut v = Vec::new();
+    let mut cur = 0;
+    for l in out.lines() {
+        if let Some(r) = l.strip_prefix("Step ") {
+            cur = r.split('/').next().unwrap().parse().unwrap();
+        }
+        if l.contains("Using cache") {
+            v.push(cur);
+        }
+    }
+    v
+}
+
+#[test]
+fn seed_shaped_build_cache_and_run() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(&ctx, "public-html/index.html", "<h1>hello from the seed</h1>\n");
+    write(&ctx, "public-html/about.html", "about\n");
+    write(&ctx, "unrelated.txt", "not copied\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nCOPY ./public-html/ /usr/local/apache2/htdocs/\nRUN ls /usr/local/apache2/htdocs > /list\nCMD [\"cat\", \"/usr/local/apache2/htdocs/index.html\"]\n",
+    );
+    let o = build(&d, &ctx, &["-t", "strongjz/example-httpd"]);
+    let text = o.ok();
+    assert!(text.contains("Successfully tagged strongjz/example-httpd:latest"), "{text}");
+    assert_eq!(d.docker(&["run", "--rm", "strongjz/example-httpd"]).ok(), "<h1>hello from the seed</h1>");
+    assert_eq!(d.docker(&["run", "--rm", "strongjz/example-httpd", "cat", "/list"]).ok(), "about.html\nindex.html");
+    // Nothing changed: every step after FROM is a cache hit, same image.
+    let id1 = d.docker(&["image", "inspect", "-f", "{{.Id}}", "strongjz/example-httpd"]).ok();
+    let again = build(&d, &ctx, &["-t", "strongjz/example-httpd"]).ok();
+    assert_eq!(cached_steps(&again), vec![2, 3, 4], "{again}");
+    assert_eq!(d.docker(&["image", "inspect", "-f", "{{.Id}}", "strongjz/example-httpd"]).ok(), id1);
+    // A file the steps do not read: still all hits. Touching a copied file's time: still hits.
+    write(&ctx, "unrelated.txt", "changed\n");
+    let t = Command::new("touch")
+        .args(["-d", "2001-01-01", ctx.join("public-html/about.html").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(t.success());
+    assert_eq!(cached_steps(&build(&d, &ctx, &[]).ok()), vec![2, 3, 4]);
+    // A mode change of a copied file invalidates the COPY and what follows.
+    let p = ctx.join("public-html/about.html");
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    assert_eq!(cached_steps(&build(&d, &ctx, &[]).ok()), Vec::<usize>::new());
+    // A content change rebuilds from the COPY; --no-cache rebuilds everything.
+    write(&ctx, "public-html/index.html", "<h1>v2</h1>\n");
+    let o = build(&d, &ctx, &["-t", "strongjz/example-httpd"]).ok();
+    assert!(cached_steps(&o).is_empty(), "{o}");
+    assert_eq!(d.docker(&["run", "--rm", "strongjz/example-httpd"]).ok(), "<h1>v2</h1>");
+    assert!(cached_steps(&build(&d, &ctx, &["--no-cache"]).ok()).is_empty());
+    let _ = std::fs::remove_dir_all(&ctx);
+}
+
+#[test]
+fn multistage_heredocs_args_and_dockerignore() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(&ctx, "src/prog.txt", "program source\n");
+    write(&ctx, "secret/key", "do not send\n");
+    write(&ctx, "notes.md", "notes\n");
+    write(&ctx, "README.md", "readme\n");
+    write(&ctx, ".dockerignore", "secret\n*.md\n!README.md\n");
+    write(
+        &ctx,
+        "build.Dockerfile",
+        r#"# syntax=docker/dockerfile:1
+ARG BASE=busybox
+FROM ${BASE} AS compile
+ARG GREETING=hello
+ENV OUT=/out
+WORKDIR /work
+COPY src/ ./src/
+RUN <<EOF
+mkdir -p $OUT
+echo "$GREETING: $(cat src/prog.txt)" > $OUT/result.txt
+EOF
+FROM busybox AS unused
+RUN exit 3
+FROM busybox
+COPY --from=compile /out/result.txt /app/
+COPY <<EOF /app/motd
+motd ${GREETING:-unset}
+EOF
+COPY *.md /docs/
+ENV GREETING=env-wins
+LABEL stage="final stage"
+EXPOSE 80
+WORKDIR app
+CMD ["sh", "-c", "cat /app/result.txt /app/motd; ls /docs; pwd; echo $GREETING"]
+"#,
+    );
+    let df = ctx.join("build.Dockerfile");
+    let df = df.to_str().unwrap();
+    let o = build(&d, &ctx, &["-f", df, "--build-arg", "GREETING=hi", "-t", "sk-multi:1", "-t", "sk-multi:2"]);
+    let text = o.ok();
+    assert!(!text.contains("exit 3"), "the unused stage is not built: {text}");
+    let run = d.docker(&["run", "--rm", "sk-multi:2"]).ok();
+    assert_eq!(run, "hi: program source\nmotd unset\nREADME.md\n/app\nenv-wins");
+    let labels = d
+        .docker(&["image", "inspect", "-f", "{{json .Config.Labels}} {{json .Config.ExposedPorts}}", "sk-multi:1"])
+        .ok();
+    assert!(labels.contains("\"stage\":\"final stage\"") && labels.contains("80/tcp"), "{labels}");
+    // --target builds only what the target needs.
+    let o = build(&d, &ctx, &["-f", df, "--target", "compile", "-t", "sk-compile"]).ok();
+    assert!(o.contains("Successfully tagged sk-compile:latest"), "{o}");
+    assert_eq!(d.docker(&["run", "--rm", "sk-compile", "cat", "/out/result.txt"]).ok(), "hello: program source");
+    // The ignored directory never reached the daemon's context... and cannot be copied.
+    write(&ctx, "Dockerfile", "FROM busybox\nCOPY secret/key /k\n");
+    let o = build(&d, &ctx, &[]);
+    assert_ne!(o.code, 0);
+    let _ = std::fs::remove_dir_all(&ctx);
+}
+
+#[test]
+fn failures_name_the_line_and_contexts_cannot_escape() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(&ctx, "Dockerfile", "FROM busybox\n\nRUN echo out && exit 7\n");
+    let o = build(&d, &ctx, &[]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Dockerfile:3") && o.stderr.contains("returned a non-zero code: 7"), "{}", o.stderr);
+    write(&ctx, "Dockerfile", "FROM busybox\nBOGUS x\n");
+    let o = build(&d, &ctx, &[]);
+    assert!(o.stderr.contains("Dockerfile:2") && o.stderr.contains("unknown instruction"), "{}", o.stderr);
+    // ../ is cleaned to the context root; a symlink pointing out of the context is refused.
+    write(&ctx, "inside.txt", "inside\n");
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("out")).unwrap();
+    write(&ctx, "Dockerfile", "FROM busybox\nCOPY ../../inside.txt /i\nCOPY out /o\n");
+    let o = build(&d, &ctx, &[]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("outside the build context"), "{}", o.stderr);
+    // A symlink in a copied directory is copied as a link, not followed.
+    std::fs::create_dir_all(ctx.join("dir")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("dir/link")).unwrap();
+    write(&ctx, "Dockerfile", "FROM busybox\nCOPY dir/ /d/\nCOPY ../inside.txt /i\n");
+    build(&d, &ctx, &["-t", "sk-links"]).ok();
+    assert_eq!(d.docker(&["run", "--rm", "sk-links", "readlink", "/d/link"]).ok(), "/etc/passwd");
+    assert_eq!(d.docker(&["run", "--rm", "sk-links", "cat", "/i"]).ok(), "inside");
+    // ADD from a URL fails clearly (offline); a local tar is unpacked.
+    let tarball = ctx.join("files.tar");
+    let st = Command::new("tar")
+        .args(["-cf", tarball.to_str().unwrap(), "-C", ctx.to_str().unwrap(), "inside.txt"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    write(&ctx, "Dockerfile", "FROM busybox\nADD files.tar /x/\n");
+    build(&d, &ctx, &["-t", "sk-add"]).ok();
+    assert_eq!(d.docker(&["run", "--rm", "sk-add", "cat", "/x/inside.txt"]).ok(), "inside");
+    write(&ctx, "Dockerfile", "FROM busybox\nADD http://127.0.0.1:9/x /x\n");
+    let o = build(&d, &ctx, &[]);
+    assert!(o.stderr.contains("network access"), "{}", o.stderr);
+    let _ = std::fs::remove_dir_all(&ctx);
+}

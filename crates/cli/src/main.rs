@@ -93,6 +93,8 @@ enum Cmd {
     Pull(image::PullArgs),
     /// Upload an image to a registry
     Push(image::PushArgs),
+    /// Build an image from a Dockerfile
+    Build(commands::build::BuildArgs),
     /// Authenticate to a registry
     Login(commands::registry_auth::LoginArgs),
     /// Log out from a registry
@@ -170,6 +172,7 @@ enum ImageCmd {
     Save(image::SaveArgs),
     Pull(image::PullArgs),
     Push(image::PushArgs),
+    Build(commands::build::BuildArgs),
     Inspect(image::ImageInspectArgs),
     /// Remove unused images
     Prune(image::ImagePruneArgs),
@@ -249,6 +252,7 @@ fn main() -> ExitCode {
             Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => image::save(&client, a).await,
             Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => image::pull(&client, a).await,
             Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => image::push(&client, a).await,
+            Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) => commands::build::build(&client, a).await,
             Cmd::Login(a) => commands::registry_auth::login(&client, a).await,
             Cmd::Logout(a) => commands::registry_auth::logout(a).await,
             Cmd::Image(ImageCmd::Inspect(a)) => image::inspect(&client, a).await,

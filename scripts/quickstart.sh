@@ -43,12 +43,13 @@ fi
 echo "--- docker run --rm busybox echo hello from skiff"
 docker run --rm busybox echo hello from skiff
 PORT=${PORT:-18080}
-echo "--- an image with a web page, shipped through the registry: push, remove, pull"
-docker rm -f quickstart-build >/dev/null 2>&1 || true
-docker run --name quickstart-build busybox sh -c 'mkdir -p /www && echo "<h1>served by skiff</h1>" > /www/index.html'
-docker commit --change 'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]' --change 'EXPOSE 80' \
-    quickstart-build strongjz/example-httpd >/dev/null
-docker rm quickstart-build >/dev/null
+echo "--- build an image with a web page, then ship it through the registry: push, remove, pull"
+ctx=$(mktemp -d)
+mkdir -p "$ctx/public-html"
+echo "<h1>served by skiff</h1>" > "$ctx/public-html/index.html"
+printf 'FROM busybox\nCOPY ./public-html/ /www/\nEXPOSE 80\nCMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n' > "$ctx/Dockerfile"
+docker build "$ctx" -t strongjz/example-httpd
+rm -rf "$ctx"
 docker push strongjz/example-httpd
 docker rmi strongjz/example-httpd >/dev/null
 docker pull strongjz/example-httpd

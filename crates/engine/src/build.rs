@@ -534,7 +534,13 @@ impl Engine {
             Some(i) => say(out, format!(" ---> {}\n", i.id().short())),
             None => say(out, " ---> (scratch)\n"),
         }
-        let run = image.as_ref().map(|i| i.run_config()).unwrap_or_default();
+        let mut run = image.as_ref().map(|i| i.run_config()).unwrap_or_default();
+        // As Docker's builders do: a base without PATH gets the default one.
+        if !run.env.iter().flatten().any(|e| e.starts_with("PATH=")) {
+            let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+            env.extend(run.env.take().unwrap_or_default());
+            run.env = Some(env);
+        }
         let mut st = StageState { image, run, args: BTreeMap::new() };
         // ONBUILD triggers of the base run first.
         let triggers = st.run.on_build.take().unwrap_or_default();
@@ -633,10 +639,13 @@ impl Engine {
         };
         match ins {
             Instruction::Env(kv) => {
-                let mut desc = Vec::new();
+                // Every value sees the environment from before this instruction, as in Docker.
+                let mut pairs = Vec::new();
                 for (k, v) in kv {
-                    let k = st.expand(k, esc)?;
-                    let v = st.expand(v, esc)?;
+                    pairs.push((st.expand(k, esc)?, st.expand(v, esc)?));
+                }
+                let mut desc = Vec::new();
+                for (k, v) in pairs {
                     st.set_env(&k, &v);
                     desc.push(format!("{k}={v}"));
                 }

@@ -182,3 +182,115 @@ fn failures_name_the_line_and_contexts_cannot_escape() {
     assert!(o.stderr.contains("network access"), "{}", o.stderr);
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+/// The same Dockerfile built by Debian's dockerd (classic builder and BuildKit) and by skiffd:
+/// the containers print the same thing and the images have the same Env/WorkingDir/Cmd.
+/// (dockerd 20.10's built-in frontend has no heredocs, so this Dockerfile has none.)
+#[test]
+fn same_results_as_dockerd() {
+    require_root!();
+    if Command::new("sh")
+        .args(["-c", "command -v dockerd && test -x /usr/bin/docker"])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipping: Debian's dockerd not installed");
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(&ctx, "src/prog.txt", "program source\n");
+    write(&ctx, "secret/key", "k\n");
+    write(&ctx, "notes.md", "n\n");
+    write(&ctx, "README.md", "r\n");
+    write(&ctx, ".dockerignore", "secret\n*.md\n!README.md\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        r#"ARG BASE=busybox
+FROM ${BASE} AS compile
+ARG GREETING=hello
+ENV OUT=/out
+WORKDIR /work
+COPY src/ ./src/
+RUN mkdir -p $OUT && echo "$GREETING: $(cat src/prog.txt)" > $OUT/result.txt
+FROM busybox
+COPY --from=compile /out/result.txt /app/
+COPY src/prog.txt /app/motd
+COPY *.md /docs/
+ENV GREETING=env-wins A="two words" B=x\ y C=${GREETING:-x}-${NOPE:-def}
+ARG LATE=late-default
+RUN echo "$LATE" > /late && mkdir -p /w
+WORKDIR app
+CMD ["sh", "-c", "cat /app/result.txt /app/motd /late; ls /docs; pwd; echo $GREETING $A $B $C; ls -ln /app | tail -n +2 | awk '{print $1,$3,$4,$9}'"]
+"#,
+    );
+    let fmt = "{{json .Config.Env}} {{.Config.WorkingDir}} {{json .Config.Cmd}}";
+    // skiff
+    build(&d, &ctx, &["--network=none", "--build-arg", "GREETING=hi", "-t", "cmp"]).ok();
+    let mine = format!(
+        "{}\n{}",
+        d.docker(&["run", "--rm", "--network", "none", "cmp"]).ok(),
+        d.docker(&["image", "inspect", "-f", fmt, "cmp"]).ok()
+    );
+    // dockerd, private
+    let dir = unique_dir();
+    let sock = dir.join("d.sock");
+    let mut dockerd = Command::new("dockerd")
+        .args(["--bridge", "none", "--iptables=false", "--ip-masq=false", "--data-root"])
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", sock.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dockerd.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let dk = |env: &[(&str, &str)], args: &[&str]| -> Out {
+        let o = Command::new("/usr/bin/docker")
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .envs(env.iter().copied())
+            .args(args)
+            .output()
+            .unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    };
+    let t0 = std::time::Instant::now();
+    while dk(&[], &["version"]).code != 0 && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let bb = skiff_e2e::busybox_tar(&dir);
+        dk(&[], &["import", bb.to_str().unwrap(), "busybox"]).ok();
+        for buildkit in ["0", "1"] {
+            let tag = format!("cmp{buildkit}");
+            dk(
+                &[("DOCKER_BUILDKIT", buildkit)],
+                &["build", "--network=none", "--build-arg", "GREETING=hi", "-t", &tag, ctx.to_str().unwrap()],
+            )
+            .ok();
+            let theirs = format!(
+                "{}\n{}",
+                dk(&[], &["run", "--rm", "--network", "none", &tag]).ok(),
+                dk(&[], &["image", "inspect", "-f", fmt, &tag]).ok()
+            );
+            assert_eq!(mine, theirs, "DOCKER_BUILDKIT={buildkit}");
+        }
+    }));
+    let _ = dockerd.kill();
+    let _ = dockerd.wait();
+    skiff_e2e::unmount_below(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&ctx);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -782,9 +782,11 @@ impl Engine {
                 Ok(img)
             }
             Instruction::Run(r) => {
-                if !r.mounts.is_empty() {
-                    return Err(invalid("RUN --mount is not supported by this builder yet"));
+                let mut mounts = Vec::new();
+                for m in &r.mounts {
+                    mounts.push(self.run_mount(req, &st.expand(m, esc)?)?);
                 }
+                let mounts_key: Vec<String> = mounts.iter().map(|m| m.key.clone()).collect();
                 if r.security.is_some() {
                     return Err(invalid("RUN --security is not supported"));
                 }
@@ -816,6 +818,7 @@ impl Engine {
                     &serde_json::to_string(&argv).unwrap_or_default(),
                     &args_seen,
                     &network,
+                    &mounts_key.join("\n"),
                 ]);
                 if !req.no_cache
                     && let Some(img) = self.cached(&key)
@@ -823,7 +826,7 @@ impl Engine {
                     say(out, " ---> Using cache\n");
                     return Ok(img);
                 }
-                let img = self.run_step(st, argv, &network, req.force_rm, out).await?;
+                let img = self.run_step(st, argv, &network, &mounts, req.force_rm, out).await?;
                 self.remember(&key, &img);
                 Ok(img)
             }
@@ -839,6 +842,7 @@ impl Engine {
         st: &StageState,
         argv: Vec<String>,
         network: &str,
+        mounts: &[RunMount],
         force_rm: bool,
         out: &Out,
     ) -> Result<Arc<Image>> {
@@ -861,6 +865,8 @@ impl Engine {
             user: st.run.user.clone(),
             host_config: Some(HostConfig {
                 network_mode: Some(if network == "default" { "bridge".into() } else { network.to_string() }),
+                binds: Some(mounts.iter().filter_map(|m| m.bind.clone()).collect()),
+                tmpfs: Some(mounts.iter().filter_map(|m| m.tmpfs.clone()).collect()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -1157,6 +1163,108 @@ impl Engine {
         let img = tokio::task::spawn_blocking(task).await.map_err(|e| EngineError::internal(e.to_string()))??;
         let _ = descr;
         Ok(img)
+    }
+}
+
+/// A `RUN --mount` turned into what the step's container gets.
+struct RunMount {
+    bind: Option<String>,
+    tmpfs: Option<(String, String)>,
+    /// What the step's cache key must include.
+    key: String,
+}
+
+impl Engine {
+    /// `type=cache|bind|tmpfs,target=…` (BuildKit's syntax). Cache mounts are directories
+    /// under the data root kept across builds (by `id`, default the target); bind mounts come
+    /// from the context, read-only unless `rw`; tmpfs mounts are fresh.
+    fn run_mount(&self, req: &BuildRequest, spec: &str) -> Result<RunMount> {
+        let mut kind = "bind".to_string();
+        let mut opts: BTreeMap<String, String> = BTreeMap::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            match k {
+                "type" => kind = v.to_string(),
+                "target" | "dst" | "destination" => {
+                    opts.insert("target".into(), v.into());
+                }
+                "source" | "src" => {
+                    opts.insert("source".into(), v.into());
+                }
+                "ro" | "readonly" => {
+                    opts.insert("ro".into(), if v.is_empty() { "true".into() } else { v.into() });
+                }
+                "rw" | "readwrite" => {
+                    opts.insert("ro".into(), if v == "false" { "true".into() } else { "false".into() });
+                }
+                "id" | "from" | "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {
+                    opts.insert(k.into(), v.into());
+                }
+                other => return Err(invalid(format!("RUN --mount: unknown option {other:?}"))),
+            }
+        }
+        if kind == "secret" || kind == "ssh" {
+            return Err(invalid(format!(
+                "RUN --mount=type={kind} needs BuildKit's session channel, which the classic builder API does not have"
+            )));
+        }
+        let target =
+            opts.get("target").cloned().ok_or_else(|| invalid(format!("RUN --mount {spec:?}: target is required")))?;
+        if !target.starts_with('/') {
+            return Err(invalid(format!("RUN --mount target must be absolute: {target}")));
+        }
+        match kind.as_str() {
+            "cache" => {
+                let id = opts.get("id").cloned().unwrap_or_else(|| target.clone());
+                let dir = self.config.data_root.join("build-cache-mounts").join(hash_key(&[&id]));
+                std::fs::create_dir_all(&dir)?;
+                if let (Some(u), Some(g)) = (opts.get("uid"), opts.get("gid")) {
+                    let _ = std::os::unix::fs::chown(&dir, u.parse::<u32>().ok(), g.parse::<u32>().ok());
+                }
+                if let Some(m) = opts.get("mode").and_then(|m| u32::from_str_radix(m, 8).ok()) {
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+                }
+                let ro = opts.get("ro").is_some_and(|v| v == "true");
+                Ok(RunMount {
+                    bind: Some(format!("{}:{target}{}", dir.display(), if ro { ":ro" } else { "" })),
+                    tmpfs: None,
+                    key: format!("cache {id} {target} {ro}"),
+                })
+            }
+            "tmpfs" => {
+                let size = opts.get("size").map(|s| format!("size={s}")).unwrap_or_default();
+                Ok(RunMount {
+                    bind: None,
+                    tmpfs: Some((target.clone(), size.clone())),
+                    key: format!("tmpfs {target} {size}"),
+                })
+            }
+            "bind" => {
+                if opts.contains_key("from") {
+                    return Err(invalid("RUN --mount=type=bind,from=… is not supported yet (only the build context)"));
+                }
+                let rel = ignore::clean(opts.get("source").map(String::as_str).unwrap_or("."));
+                let root = std::fs::canonicalize(&req.context)?;
+                let real = std::fs::canonicalize(root.join(&rel))
+                    .map_err(|e| invalid(format!("RUN --mount source {rel:?}: {e}")))?;
+                if !real.starts_with(&root) {
+                    return Err(invalid(format!("RUN --mount source {rel:?} is outside the build context")));
+                }
+                let ro = opts.get("ro").is_none_or(|v| v == "true");
+                // The step depends on what it can read.
+                let mut entries = Vec::new();
+                let relp = real.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
+                walk(&root, &relp, "x", None, &mut entries)?;
+                let plan = CopyPlan { dest_dir: String::new(), entries, inline: Vec::new() };
+                let content = write_tar(&plan, Some((0, 0)), None, std::io::sink())?;
+                Ok(RunMount {
+                    bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
+                    tmpfs: None,
+                    key: format!("bind {rel} {target} {ro} {content}"),
+                })
+            }
+            other => Err(invalid(format!("RUN --mount: unknown type {other:?}"))),
+        }
     }
 }
 

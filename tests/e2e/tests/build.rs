@@ -294,3 +294,35 @@ CMD ["sh", "-c", "cat /app/result.txt /app/motd /late; ls /docs; pwd; echo $GREE
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn run_mounts_cache_bind_tmpfs() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(&ctx, "src/a.txt", "from the context\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nRUN --mount=type=cache,target=/cache,id=counter echo x >> /cache/runs && wc -l < /cache/runs > /count\nRUN --mount=type=bind,source=src,target=/mnt cat /mnt/a.txt > /copied && test ! -w /mnt/a.txt -o \"$(id -u)\" = 0\nRUN --mount=type=tmpfs,target=/scratch touch /scratch/t && test ! -e /t\n",
+    );
+    build(&d, &ctx, &["--no-cache", "-t", "sk-mnt"]).ok();
+    build(&d, &ctx, &["--no-cache", "-t", "sk-mnt"]).ok();
+    assert_eq!(
+        d.docker(&["run", "--rm", "sk-mnt", "cat", "/count"]).ok(),
+        "2",
+        "the cache mount persists across builds"
+    );
+    assert_eq!(d.docker(&["run", "--rm", "sk-mnt", "cat", "/copied"]).ok(), "from the context");
+    assert_ne!(d.docker(&["run", "--rm", "sk-mnt", "ls", "/scratch/t"]).code, 0, "tmpfs content is not in the image");
+    // The bound source is part of the cache key.
+    let again = build(&d, &ctx, &["-t", "sk-mnt"]).ok();
+    assert!(again.matches("Using cache").count() >= 3, "{again}");
+    write(&ctx, "src/a.txt", "changed\n");
+    build(&d, &ctx, &["-t", "sk-mnt"]).ok();
+    assert_eq!(d.docker(&["run", "--rm", "sk-mnt", "cat", "/copied"]).ok(), "changed");
+    write(&ctx, "Dockerfile", "FROM busybox\nRUN --mount=type=secret,id=x cat /run/secrets/x\n");
+    let o = build(&d, &ctx, &[]);
+    assert!(o.stderr.contains("type=secret"), "{}", o.stderr);
+    let _ = std::fs::remove_dir_all(&ctx);
+}

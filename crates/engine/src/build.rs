@@ -427,6 +427,7 @@ impl Engine {
                 .or_else(|| n.parse::<usize>().ok().filter(|i| *i < df.stages.len()))
         };
         let mut needed = vec![false; df.stages.len()];
+        let mut deps: Vec<Vec<usize>> = vec![Vec::new(); df.stages.len()];
         let mut stack = vec![target];
         while let Some(i) = stack.pop() {
             if needed[i] {
@@ -436,6 +437,7 @@ impl Engine {
             let s = &df.stages[i];
             let base = shell::expand(&s.image, esc, &global_lookup).map_err(|e| invalid(e.0))?;
             if let Some(j) = stage_index(&base).filter(|j| *j < i) {
+                deps[i].push(j);
                 stack.push(j);
             }
             for ins in &s.instructions {
@@ -443,37 +445,55 @@ impl Engine {
                     && let Some(f) = &c.from
                     && let Some(j) = stage_index(f).filter(|j| *j < i)
                 {
+                    deps[i].push(j);
                     stack.push(j);
                 }
             }
         }
         let total: usize =
             df.stages.iter().enumerate().filter(|(i, _)| needed[*i]).map(|(_, s)| s.instructions.len() + 1).sum();
-        let mut step = 0usize;
+        // Step numbers are fixed per stage, so output stays readable when stages run together.
+        let mut first_step = vec![0usize; df.stages.len()];
+        let mut n = 1;
+        for (i, st) in df.stages.iter().enumerate() {
+            if needed[i] {
+                first_step[i] = n;
+                n += st.instructions.len() + 1;
+            }
+        }
         let mut results: HashMap<usize, Arc<Image>> = HashMap::new();
         let mut used_args: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for (i, stage) in df.stages.iter().enumerate() {
-            if !needed[i] {
-                continue;
+        // Stages whose dependencies are built run concurrently, wave by wave.
+        let mut done = vec![false; df.stages.len()];
+        loop {
+            let wave: Vec<usize> =
+                (0..df.stages.len()).filter(|&i| needed[i] && !done[i] && deps[i].iter().all(|d| done[*d])).collect();
+            if wave.is_empty() {
+                break;
             }
-            let img = self
-                .build_stage(
+            let futs = wave.iter().map(|&i| {
+                self.build_stage(
                     &req,
                     &df,
-                    stage,
+                    &df.stages[i],
                     i,
                     esc,
                     &global,
                     &global_lookup,
                     &results,
-                    &mut step,
+                    first_step[i],
                     total,
                     ignore.as_ref(),
-                    &mut used_args,
                     &out,
                 )
-                .await?;
-            results.insert(i, img);
+            });
+            let outs = futures_util::future::join_all(futs).await;
+            for (&i, r) in wave.iter().zip(outs) {
+                let (img, used) = r?;
+                used_args.extend(used);
+                results.insert(i, img);
+                done[i] = true;
+            }
         }
         let mut img = results.remove(&target).ok_or_else(|| EngineError::internal("target stage did not build"))?;
         if !req.labels.is_empty() {
@@ -510,13 +530,13 @@ impl Engine {
         global: &BTreeMap<String, Option<String>>,
         global_lookup: &(dyn Fn(&str) -> Option<String> + Sync),
         results: &HashMap<usize, Arc<Image>>,
-        step: &mut usize,
+        first_step: usize,
         total: usize,
         ignore: Option<&ignore::Matcher>,
-        used_args: &mut std::collections::HashSet<String>,
         out: &Out,
-    ) -> Result<Arc<Image>> {
-        *step += 1;
+    ) -> Result<(Arc<Image>, std::collections::HashSet<String>)> {
+        let mut used_args = std::collections::HashSet::new();
+        let mut step = first_step;
         say(out, format!("Step {}/{} : {}\n", step, total, stage.text));
         let base = shell::expand(&stage.image, esc, global_lookup).map_err(|e| invalid(e.0))?;
         let by_stage = df.stages[..index]
@@ -557,10 +577,10 @@ impl Engine {
         instrs.extend(stage.instructions.iter().cloned());
         for (k, ins) in instrs.iter().enumerate() {
             if k >= n_triggers {
-                *step += 1;
+                step += 1;
                 say(out, format!("Step {}/{} : {}\n", step, total, ins.text));
             }
-            let r = self.step(req, &mut st, &ins.value, esc, global, results, df, ignore, used_args, out).await;
+            let r = self.step(req, &mut st, &ins.value, esc, global, results, df, ignore, &mut used_args, out).await;
             let img = r.map_err(|e| {
                 EngineError::new(
                     e.kind,
@@ -575,10 +595,11 @@ impl Engine {
             say(out, format!(" ---> {}\n", img.id().short()));
             st.image = Some(img);
         }
-        match st.image {
-            Some(i) => Ok(i),
-            None => Ok(self.meta_step(&st, "/bin/sh -c #(nop) FROM scratch".into())?),
-        }
+        let img = match st.image {
+            Some(i) => i,
+            None => self.meta_step(&st, "/bin/sh -c #(nop) FROM scratch".into())?,
+        };
+        Ok((img, used_args))
     }
 
     async fn base_image(self: &Arc<Self>, name: &str, pull: bool, out: &Out) -> Result<Arc<Image>> {

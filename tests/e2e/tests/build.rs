@@ -326,3 +326,30 @@ fn run_mounts_cache_bind_tmpfs() {
     assert!(o.stderr.contains("type=secret"), "{}", o.stderr);
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+/// Independent stages build at the same time: each waits (through a shared cache mount) for
+/// the other to have started, which a one-after-the-other builder never satisfies.
+#[test]
+fn independent_stages_build_concurrently() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    let wait_for = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous-{id},target=/s touch /s/{me} && for i in $(seq 100); do [ -e /s/{other} ] && exit 0; sleep 0.05; done; exit 1",
+            id = ctx.file_name().unwrap().to_string_lossy()
+        )
+    };
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM busybox AS a\n{}\nRUN echo a > /a\nFROM busybox AS b\n{}\nRUN echo b > /b\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+            wait_for("a", "b"),
+            wait_for("b", "a")
+        ),
+    );
+    build(&d, &ctx, &["-t", "sk-par"]).ok();
+    assert_eq!(d.docker(&["run", "--rm", "sk-par", "cat", "/a", "/b"]).ok(), "a\nb");
+    let _ = std::fs::remove_dir_all(&ctx);
+}

@@ -353,3 +353,43 @@ fn independent_stages_build_concurrently() {
     assert_eq!(d.docker(&["run", "--rm", "sk-par", "cat", "/a", "/b"]).ok(), "a\nb");
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+/// docker-py's `images.build` (Debian's python3-docker) against skiffd.
+#[test]
+fn docker_py_images_build() {
+    require_root!();
+    let probe = Command::new("/usr/bin/python3").args(["-c", "import docker"]).status();
+    if !probe.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("skipping: python3-docker not installed");
+        return;
+    }
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nARG WHO=nobody\nRUN echo \"hello $WHO\" > /greeting\nCMD [\"cat\", \"/greeting\"]\n",
+    );
+    write(&ctx, "Broken.Dockerfile", "FROM busybox\nRUN exit 4\n");
+    let script = format!(
+        r#"
+import docker
+c = docker.DockerClient(base_url="unix://{sock}")
+img, logs = c.images.build(path="{ctx}", tag="py/built", buildargs={{"WHO": "python"}}, rm=True)
+print(img.tags[0])
+print(c.containers.run("py/built", remove=True).decode().strip())
+try:
+    c.images.build(path="{ctx}", dockerfile="Broken.Dockerfile")
+    print("no error")
+except docker.errors.BuildError as e:
+    print("BuildError", "non-zero code: 4" in str(e))
+"#,
+        sock = d.socket.display(),
+        ctx = ctx.display()
+    );
+    let o = Command::new("/usr/bin/python3").args(["-c", &script]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(out.trim(), "py/built:latest\nhello python\nBuildError True");
+    let _ = std::fs::remove_dir_all(&ctx);
+}

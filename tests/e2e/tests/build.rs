@@ -77,6 +77,17 @@ fn seed_shaped_build_cache_and_run() {
     assert!(cached_steps(&o).is_empty(), "{o}");
     assert_eq!(d.docker(&["run", "--rm", "strongjz/example-httpd"]).ok(), "<h1>v2</h1>");
     assert!(cached_steps(&build(&d, &ctx, &["--no-cache"]).ok()).is_empty());
+    // skiff build -o: the result's filesystem as a directory or a tar.
+    let outdir = unique_dir();
+    let dest = format!("type=local,dest={}", outdir.join("fs").display());
+    d.skiff(&["build", "-q", "-o", &dest, ctx.to_str().unwrap()]).ok();
+    let got = std::fs::read_to_string(outdir.join("fs/usr/local/apache2/htdocs/index.html")).unwrap();
+    assert_eq!(got, "<h1>v2</h1>\n");
+    let tarball = outdir.join("fs.tar");
+    d.skiff(&["build", "-q", "-o", &format!("type=tar,dest={}", tarball.display()), ctx.to_str().unwrap()]).ok();
+    let list = Command::new("tar").args(["-tf", tarball.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("usr/local/apache2/htdocs/about.html"));
+    let _ = std::fs::remove_dir_all(&outdir);
     let _ = std::fs::remove_dir_all(&ctx);
 }
 

@@ -48,7 +48,7 @@ pub struct BuildArgs {
     /// Always remove intermediate containers
     #[arg(long)]
     pub force_rm: bool,
-    /// Output destination (not supported: images go to the image store)
+    /// Also export the result's filesystem: type=local,dest=DIR | type=tar,dest=FILE | DIR | - (tar to stdout)
     #[arg(short = 'o', long)]
     pub output: Option<String>,
     /// The build context directory
@@ -75,9 +75,10 @@ fn kv_json(items: &[String], what: &str) -> anyhow::Result<String> {
 }
 
 pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
-    if a.output.is_some() {
-        bail!("--output is not supported: built images go to the daemon's image store");
-    }
+    let output = match &a.output {
+        Some(o) => Some(parse_output(o)?),
+        None => None,
+    };
     let ctx = std::path::PathBuf::from(&a.path);
     if !ctx.is_dir() {
         bail!("unable to prepare context: path {:?} not found", a.path);
@@ -187,5 +188,71 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
     if let Some(f) = &a.iidfile {
         std::fs::write(f, &id).with_context(|| format!("writing {f}"))?;
     }
+    if let Some(o) = output {
+        export(c, &id, o).await?;
+    }
     Ok(0)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Output {
+    Local(String),
+    Tar(Option<String>),
+}
+
+fn parse_output(s: &str) -> anyhow::Result<Output> {
+    if s == "-" {
+        return Ok(Output::Tar(None));
+    }
+    if !s.contains('=') {
+        return Ok(Output::Local(s.to_string()));
+    }
+    let mut kind = None;
+    let mut dest = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", v)) => kind = Some(v.to_string()),
+            Some(("dest", v)) => dest = Some(v.to_string()),
+            _ => bail!("invalid --output {s:?}"),
+        }
+    }
+    match kind.as_deref() {
+        Some("local") => Ok(Output::Local(dest.ok_or_else(|| anyhow::anyhow!("--output type=local needs dest=DIR"))?)),
+        Some("tar") => Ok(Output::Tar(dest.filter(|d| d != "-"))),
+        Some(other) => bail!("--output type={other} is not supported (local, tar)"),
+        None => bail!("--output needs type=local|tar"),
+    }
+}
+
+/// Writes the built image's filesystem out, through a container that is never started.
+async fn export(c: &Client, id: &str, o: Output) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "Image": id, "Cmd": ["/skiff-export"], "Entrypoint": [] });
+    let created: serde_json::Value = c.post_json("/containers/create", &body).await?;
+    let cid = created.get("Id").and_then(|i| i.as_str()).unwrap_or_default().to_string();
+    let result = async {
+        let resp = c.request(Method::GET, &format!("/containers/{cid}/export")).await?;
+        let tmp = std::env::temp_dir().join(format!("skiff-export-{}.tar", std::process::id()));
+        let mut f = std::fs::File::create(&tmp)?;
+        crate::client::for_each_chunk(resp, |b| Ok(f.write_all(&b)?)).await?;
+        f.flush()?;
+        match &o {
+            Output::Tar(Some(dest)) => {
+                std::fs::copy(&tmp, dest).with_context(|| format!("writing {dest}"))?;
+            }
+            Output::Tar(None) => {
+                std::io::copy(&mut std::fs::File::open(&tmp)?, &mut std::io::stdout())?;
+            }
+            Output::Local(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let mut ar = tar::Archive::new(std::fs::File::open(&tmp)?);
+                ar.set_preserve_permissions(true);
+                ar.unpack(dir).with_context(|| format!("writing into {dir}"))?;
+            }
+        }
+        let _ = std::fs::remove_file(&tmp);
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    let _ = c.request(Method::DELETE, &format!("/containers/{cid}?force=1")).await;
+    result
 }

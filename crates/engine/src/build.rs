@@ -226,10 +226,14 @@ fn glob_sources(root: &Path, pattern: &str, ignore: Option<&ignore::Matcher>) ->
 }
 
 /// Writes the copy plan as a tar (owners and modes applied) and hashes what it copies.
-fn write_tar(plan: &CopyPlan, owner: Option<(u32, u32)>, chmod: Option<u32>, w: impl Write) -> Result<String> {
+/// With `w`, writes the plan as a tar; without, only hashes it.
+fn write_tar<W: Write>(plan: &CopyPlan, owner: Option<(u32, u32)>, chmod: Option<u32>, w: Option<W>) -> Result<String> {
     let mut hash = Sha256::new();
-    let mut b = tar::Builder::new(w);
-    b.follow_symlinks(false);
+    let mut b = w.map(|w| {
+        let mut b = tar::Builder::new(w);
+        b.follow_symlinks(false);
+        b
+    });
     let (uid, gid) = owner.unwrap_or((0, 0));
     for (name, content) in &plan.inline {
         let mode = chmod.unwrap_or(0o644);
@@ -240,7 +244,9 @@ fn write_tar(plan: &CopyPlan, owner: Option<(u32, u32)>, chmod: Option<u32>, w: 
         h.set_gid(gid as u64);
         h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, name, &content[..])?;
+        if let Some(b) = b.as_mut() {
+            b.append_data(&mut h, name, &content[..])?;
+        }
         hash.update(format!("inline {name} {mode:o} {uid}:{gid} {}\n", Digest::of(content)).as_bytes());
     }
     for e in &plan.entries {
@@ -260,13 +266,17 @@ fn write_tar(plan: &CopyPlan, owner: Option<(u32, u32)>, chmod: Option<u32>, w: 
         if ft.is_dir() {
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
-            b.append_data(&mut h, format!("{}/", e.name), std::io::empty())?;
+            if let Some(b) = b.as_mut() {
+                b.append_data(&mut h, format!("{}/", e.name), std::io::empty())?;
+            }
             hash.update(format!("dir {} {mode:o} {u}:{g}\n", e.name).as_bytes());
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&e.src)?;
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_size(0);
-            b.append_link(&mut h, &e.name, &target)?;
+            if let Some(b) = b.as_mut() {
+                b.append_link(&mut h, &e.name, &target)?;
+            }
             hash.update(format!("link {} {} {u}:{g}\n", e.name, target.display()).as_bytes());
         } else if ft.is_file() {
             let mut f = std::fs::File::open(&e.src)?;
@@ -281,12 +291,16 @@ fn write_tar(plan: &CopyPlan, owner: Option<(u32, u32)>, chmod: Option<u32>, w: 
             }
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(e.meta.len());
-            b.append_data(&mut h, &e.name, std::fs::File::open(&e.src)?)?;
+            if let Some(b) = b.as_mut() {
+                b.append_data(&mut h, &e.name, std::fs::File::open(&e.src)?)?;
+            }
             hash.update(format!("file {} {mode:o} {u}:{g} {}\n", e.name, hex::encode(ch.finalize())).as_bytes());
         }
         // Sockets, fifos and devices in a context are skipped, as Docker does.
     }
-    b.finish()?;
+    if let Some(mut b) = b {
+        b.finish()?;
+    }
     Ok(hex::encode(hash.finalize()))
 }
 
@@ -1126,20 +1140,21 @@ impl Engine {
                     inline: plan.inline.into_iter().filter(|(n, _)| !n.starts_with('\0')).collect(),
                     ..plan
                 };
-                let tmp = this.images.store.tmp_dir().join(fsutil::random_name("copy"));
-                let hash = {
-                    let f = std::fs::File::create(&tmp)?;
-                    write_tar(&plan, owner, chmod, std::io::BufWriter::new(f))?
-                };
+                // Hash first (reading sources once); write the tar only on a cache miss.
+                let hash = write_tar(&plan, owner, chmod, None::<std::io::Sink>)?;
                 let mut arch_hash = String::new();
                 for a in &archives {
                     arch_hash.push_str(&Digest::of(&std::fs::read(a)?).to_string());
                 }
                 let key = hash_key(&[&parent, kw, &plan.dest_dir, &hash, &arch_hash, &format!("{owner:?}{chmod:?}")]);
                 if !no_cache && let Some(img) = this.cached(&key) {
-                    let _ = std::fs::remove_file(&tmp);
                     out2(BuildOut::Stream(" ---> Using cache\n".into()));
                     return Ok(img);
+                }
+                let tmp = this.images.store.tmp_dir().join(fsutil::random_name("copy"));
+                {
+                    let f = std::fs::File::create(&tmp)?;
+                    write_tar(&plan, owner, chmod, Some(std::io::BufWriter::new(f)))?;
                 }
                 let st2 = StageState { image: parent_img.clone(), run: run.clone(), args: BTreeMap::new() };
                 let r = this.layer_step(
@@ -1277,7 +1292,7 @@ impl Engine {
                 let relp = real.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
                 walk(&root, &relp, "x", None, &mut entries)?;
                 let plan = CopyPlan { dest_dir: String::new(), entries, inline: Vec::new() };
-                let content = write_tar(&plan, Some((0, 0)), None, std::io::sink())?;
+                let content = write_tar(&plan, Some((0, 0)), None, None::<std::io::Sink>)?;
                 Ok(RunMount {
                     bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
                     tmpfs: None,

@@ -118,6 +118,8 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         if let Some(m) = err {
             let _ = tx.send(serde_json::json!({ "errorDetail": { "message": m }, "error": m })).await;
         }
+        // End the response first; the context goes afterwards.
+        drop(tx);
         let _ = tokio::task::spawn_blocking(move || skiff_image::fsutil::remove_all(&dir)).await;
     });
     let mut r = Response::new(stream::json_lines(rx));

@@ -100,12 +100,13 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let tmp = std::env::temp_dir().join(format!("skiff-build-{}.tar", std::process::id()));
-    {
-        let f = std::fs::File::create(&tmp)?;
-        let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    // The context streams straight from a writer thread into the request (no temp file).
+    let (rd, wr) = rustix::pipe::pipe()?;
+    let ctx2 = ctx.clone();
+    let writer = std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, std::fs::File::from(wr)));
         b.follow_symlinks(false);
-        b.append_dir_all(".", &ctx).with_context(|| format!("reading the context {}", ctx.display()))?;
+        b.append_dir_all(".", &ctx2).with_context(|| format!("reading the context {}", ctx2.display()))?;
         if let Some((name, data)) = &extra {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
@@ -114,11 +115,8 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
             b.append_data(&mut h, name, &data[..])?;
         }
         b.into_inner()?.flush()?;
-    }
-    let size = std::fs::metadata(&tmp)?.len();
-    if !a.quiet {
-        eprintln!("Sending build context to the daemon  {:.1}kB", size as f64 / 1000.0);
-    }
+        Ok(())
+    });
     let mut q = vec![("dockerfile", dockerfile), ("q", a.quiet.to_string()), ("nocache", a.no_cache.to_string())];
     for t in &a.tags {
         q.push(("t", t.clone()));
@@ -140,9 +138,13 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
     if let Some(p) = &a.platform {
         q.push(("platform", p.clone()));
     }
-    let file = tokio::fs::File::open(&tmp).await?;
+    let file = tokio::fs::File::from_std(std::fs::File::from(rd));
     let resp = c.request_stream(Method::POST, &format!("/build{}", query(&q)), file, "application/x-tar").await;
-    let _ = std::fs::remove_file(&tmp);
+    match writer.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => bail!("writing the build context failed"),
+    }
     let resp = resp?;
     let t0 = Instant::now();
     let mut step_start = Instant::now();

@@ -459,9 +459,11 @@ mod tests {
         assert!(a.authorize(&h, &need).is_ok());
         assert!(a.authorize(&h, &[Scope::repo("bob/app", "pull")]).is_err());
         // tampered token
-        let mut bad = tok.to_string();
-        bad.pop();
-        bad.push('A');
+        // A token whose signature is for other bytes: change one character in the middle.
+        let mut bytes = tok.as_bytes().to_vec();
+        let mid = tok.find('.').unwrap() + 5;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bytes).unwrap();
         let mut h2 = HeaderMap::new();
         h2.insert(header::AUTHORIZATION, format!("Bearer {bad}").parse().unwrap());
         assert!(a.authorize(&h2, &need).is_err());

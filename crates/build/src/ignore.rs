@@ -156,6 +156,11 @@ impl Matcher {
         self.rules.is_empty()
     }
 
+    /// Adds another matcher's rules after these (they win where both match).
+    pub fn extend(&mut self, other: &Matcher) {
+        self.rules.extend(other.rules.iter().cloned());
+    }
+
     /// Whether a context-relative path is excluded (it, or a parent directory, matched last by
     /// a non-exception pattern).
     pub fn excluded(&self, path: &str) -> bool {

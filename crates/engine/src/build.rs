@@ -985,9 +985,9 @@ impl Engine {
         ignore: Option<&ignore::Matcher>,
         out: &Out,
     ) -> Result<Arc<Image>> {
-        if c.parents || !c.exclude.is_empty() || c.checksum.is_some() || c.keep_git_dir.is_some() {
+        if c.checksum.is_some() || c.keep_git_dir.is_some() {
             return Err(invalid(
-                "COPY/ADD --parents, --exclude, --checksum and --keep-git-dir are not supported by this builder yet",
+                "ADD --checksum and --keep-git-dir apply to remote sources, which this builder cannot fetch",
             ));
         }
         let dest = st.expand(&c.dest, esc)?;
@@ -1037,6 +1037,12 @@ impl Engine {
             None => None,
         };
         let heredocs = c.heredocs.clone();
+        let parents = c.parents;
+        let mut excl = Vec::new();
+        for e in &c.exclude {
+            excl.push(st.expand(e, esc)?);
+        }
+        let excludes = ignore::Matcher::new(&excl.join("\n"));
         let context = req.context.clone();
         let this = self.clone();
         let parent_img = st.image.clone();
@@ -1057,8 +1063,13 @@ impl Engine {
                 })?),
             };
             let collect = |root: &Path, use_ignore: bool| -> Result<CopyPlan> {
-                let ign = if use_ignore { ignore.as_ref() } else { None };
-                let dir_dest = dest.ends_with('/') || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
+                // .dockerignore (context only) plus --exclude patterns.
+                let mut merged =
+                    if use_ignore { ignore.clone().unwrap_or_default() } else { ignore::Matcher::default() };
+                merged.extend(&excludes);
+                let ign = if merged.is_empty() { None } else { Some(&merged) };
+                let dir_dest =
+                    parents || dest.ends_with('/') || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
                 let mut plan = CopyPlan { dest_dir: dest_abs.clone(), entries: Vec::new(), inline: Vec::new() };
                 let (dest_dir, single_name) = if dir_dest {
                     (dest_abs.clone(), None)
@@ -1114,14 +1125,27 @@ impl Engine {
                         }
                         let rel_real = real.strip_prefix(&real_root).unwrap_or(Path::new("")).to_path_buf();
                         let meta = std::fs::metadata(&real)?;
+                        // --parents keeps the path below the context (or below a `/./` pivot).
+                        let kept = if parents {
+                            let pivot = s.find("/./").map(|p| ignore::clean(&s[..p]));
+                            let kept = match &pivot {
+                                Some(pv) if !pv.is_empty() => {
+                                    rel.strip_prefix(pv.as_str()).unwrap_or(&rel).trim_start_matches('/')
+                                }
+                                _ => rel.as_str(),
+                            };
+                            Some(kept.to_string())
+                        } else {
+                            None
+                        };
                         if meta.is_dir() {
-                            walk(&real_root, &rel_real, "", ign, &mut plan.entries)?;
+                            walk(&real_root, &rel_real, kept.as_deref().unwrap_or(""), ign, &mut plan.entries)?;
                         } else {
                             let base = Path::new(&rel)
                                 .file_name()
                                 .map(|n| n.to_string_lossy().into_owned())
                                 .unwrap_or_default();
-                            let name = single_name.clone().unwrap_or(base);
+                            let name = kept.clone().or_else(|| single_name.clone()).unwrap_or(base);
                             if add && is_archive(&real) {
                                 plan.inline.push((format!("\0archive:{}", real.display()), Vec::new()));
                                 continue;

@@ -404,3 +404,25 @@ except docker.errors.BuildError as e:
     assert_eq!(out.trim(), "py/built:latest\nhello python\nBuildError True");
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+#[test]
+fn copy_exclude_and_parents() {
+    require_root!();
+    let d = Daemon::start();
+    let ctx = unique_dir();
+    for (p, c) in [("a/b/one.txt", "1"), ("a/b/two.md", "2"), ("c/three.txt", "3"), ("home.txt", "4"), ("home.md", "5")]
+    {
+        write(&ctx, p, c);
+    }
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nCOPY --exclude=*.md hom* /x/\nCOPY --parents a/b/one.txt c /p/\nCOPY --parents ./a/./b/ /q/\nCOPY --exclude=**/*.md a /r/\n",
+    );
+    build(&d, &ctx, &["-t", "sk-excl"]).ok();
+    let found = d.docker(&["run", "--rm", "sk-excl", "find", "/x", "/p", "/q", "/r", "-type", "f"]).ok();
+    let mut v: Vec<&str> = found.lines().collect();
+    v.sort();
+    assert_eq!(v, ["/p/a/b/one.txt", "/p/c/three.txt", "/q/b/one.txt", "/q/b/two.md", "/r/b/one.txt", "/x/home.txt"]);
+    let _ = std::fs::remove_dir_all(&ctx);
+}

@@ -48,6 +48,8 @@ pub struct BuildRequest {
     /// Remove intermediate containers of failed steps too.
     pub force_rm: bool,
     pub network: Option<String>,
+    /// Directory of build secrets (`<id>` files), outside the context; never in any layer.
+    pub secrets: Option<PathBuf>,
 }
 
 /// Progress output: text for the `stream` field, or an `aux` object.
@@ -928,6 +930,19 @@ impl Engine {
             if code != 0 {
                 return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" "))));
             }
+            // Mount targets are not content of the step (their mountpoints stay out of the layer).
+            let mut skip: Vec<String> = crate::container::RUNTIME_FILES.iter().map(|s| s.to_string()).collect();
+            for m in mounts {
+                let t = m
+                    .bind
+                    .as_deref()
+                    .and_then(|b| b.split(':').nth(1))
+                    .map(str::to_string)
+                    .or_else(|| m.tmpfs.as_ref().map(|t| t.0.clone()));
+                if let Some(t) = t {
+                    skip.push(t.trim_start_matches('/').to_string());
+                }
+            }
             let this = self.clone();
             let (id2, st2) =
                 (id.clone(), StageState { image: st.image.clone(), run: st.run.clone(), args: BTreeMap::new() });
@@ -944,7 +959,7 @@ impl Engine {
                         &rec.id,
                         rec.top_layer.as_ref(),
                         std::io::BufWriter::new(file),
-                        crate::container::RUNTIME_FILES,
+                        &skip.iter().map(String::as_str).collect::<Vec<_>>(),
                     )?
                     .flush()?;
                 let mut reader = std::io::BufReader::new(std::fs::File::open(&tmp)?);
@@ -1263,10 +1278,32 @@ impl Engine {
                 other => return Err(invalid(format!("RUN --mount: unknown option {other:?}"))),
             }
         }
-        if kind == "secret" || kind == "ssh" {
-            return Err(invalid(format!(
-                "RUN --mount=type={kind} needs BuildKit's session channel, which the classic builder API does not have"
-            )));
+        if kind == "ssh" {
+            return Err(invalid("RUN --mount=type=ssh is not supported (no SSH agent forwarding in this builder)"));
+        }
+        if kind == "secret" {
+            // Secrets come with `skiff build --secret`; a file bind-mounted read-only for the step.
+            let id = opts.get("id").cloned().or_else(|| {
+                opts.get("target").and_then(|t| Path::new(t).file_name()).map(|n| n.to_string_lossy().into_owned())
+            });
+            let id = id.ok_or_else(|| invalid("RUN --mount=type=secret needs id= (or target=)"))?;
+            if id.is_empty() || id.contains('/') || id.starts_with('.') {
+                return Err(invalid(format!("invalid secret id {id:?}")));
+            }
+            let target = opts.get("target").cloned().unwrap_or_else(|| format!("/run/secrets/{id}"));
+            let required = opts.get("required").is_some_and(|v| v.is_empty() || v == "true");
+            let src = req.secrets.as_ref().map(|d| d.join(&id)).filter(|p| p.is_file());
+            return match src {
+                Some(src) => Ok(RunMount {
+                    bind: Some(format!("{}:{target}:ro", src.display())),
+                    tmpfs: None,
+                    key: format!("secret {id} {target}"),
+                }),
+                None if required => Err(invalid(format!(
+                    "secret {id} not found (pass it with `skiff build --secret id={id},src=FILE`; the docker CLI's legacy builder cannot send secrets)"
+                ))),
+                None => Ok(RunMount { bind: None, tmpfs: None, key: format!("secret {id} absent") }),
+            };
         }
         let target =
             opts.get("target").cloned().ok_or_else(|| invalid(format!("RUN --mount {spec:?}: target is required")))?;

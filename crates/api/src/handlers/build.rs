@@ -64,6 +64,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         pull: p.bool("pull", false),
         force_rm: p.bool("forcerm", false),
         network: p.string("networkmode").filter(|n| !n.is_empty() && n != "default"),
+        secrets: None,
     };
     // The context: untrusted tar (maybe compressed), unpacked path-safely into a private dir.
     let dir = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("context"));
@@ -86,7 +87,21 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         let _ = skiff_image::fsutil::remove_all(&dir);
         return Err(ApiError::bad_request(format!("invalid build context: {err}")));
     }
-    let breq = BuildRequest { context: dir.clone(), ..breq };
+    // `skiff build --secret` sends secrets in the context under a reserved directory: move them
+    // out of the context (COPY can never see them) into a private directory.
+    let secrets = {
+        let inside = dir.join(".skiff-build-secrets");
+        if inside.is_dir() {
+            let out = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("secrets"));
+            std::fs::rename(&inside, &out).map_err(|err| ApiError(err.into()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700));
+            Some(out)
+        } else {
+            None
+        }
+    };
+    let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), ..breq };
     let (tx, rx) = mpsc::channel(256);
     let (utx, mut urx) = mpsc::unbounded_channel::<serde_json::Value>();
     let out: skiff_engine::build::Out = Arc::new(move |o| {
@@ -118,9 +133,15 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         if let Some(m) = err {
             let _ = tx.send(serde_json::json!({ "errorDetail": { "message": m }, "error": m })).await;
         }
-        // End the response first; the context goes afterwards.
+        // End the response first; the context (and secrets) go afterwards.
         drop(tx);
-        let _ = tokio::task::spawn_blocking(move || skiff_image::fsutil::remove_all(&dir)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = skiff_image::fsutil::remove_all(&dir);
+            if let Some(s) = secrets {
+                let _ = skiff_image::fsutil::remove_all(&s);
+            }
+        })
+        .await;
     });
     let mut r = Response::new(stream::json_lines(rx));
     r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));

@@ -51,6 +51,9 @@ pub struct BuildArgs {
     /// Also export the result's filesystem: type=local,dest=DIR | type=tar,dest=FILE | DIR | - (tar to stdout)
     #[arg(short = 'o', long)]
     pub output: Option<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR (repeatable)
+    #[arg(long)]
+    pub secret: Vec<String>,
     /// The build context directory
     pub path: String,
 }
@@ -100,6 +103,34 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    // Secrets travel in the context tar under a directory the daemon takes out before the build.
+    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
+    for spec in &a.secret {
+        let mut id = None;
+        let mut data = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => {
+                    data = Some(std::fs::read(v).with_context(|| format!("secret file {v}"))?)
+                }
+                Some(("env", v)) => {
+                    data = Some(std::env::var(v).with_context(|| format!("secret env {v}"))?.into_bytes())
+                }
+                Some(("type", _)) => {}
+                _ => bail!("invalid --secret {spec:?} (want id=ID,src=FILE or id=ID,env=VAR)"),
+            }
+        }
+        let id = id.ok_or_else(|| anyhow::anyhow!("--secret {spec:?} needs id="))?;
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            bail!("invalid secret id {id:?}");
+        }
+        let data = match data {
+            Some(d) => d,
+            None => std::env::var(&id).with_context(|| format!("secret {id}: no src= and no ${id}"))?.into_bytes(),
+        };
+        secrets.push((id, data));
+    }
     // The context streams straight from a writer thread into the request (no temp file).
     let (rd, wr) = rustix::pipe::pipe()?;
     let ctx2 = ctx.clone();
@@ -113,6 +144,13 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
             h.set_mode(0o644);
             h.set_cksum();
             b.append_data(&mut h, name, &data[..])?;
+        }
+        for (id, data) in &secrets {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_cksum();
+            b.append_data(&mut h, format!(".skiff-build-secrets/{id}"), &data[..])?;
         }
         b.into_inner()?.flush()?;
         Ok(())

@@ -173,6 +173,8 @@ enum ImageCmd {
     Pull(image::PullArgs),
     Push(image::PushArgs),
     Build(commands::build::BuildArgs),
+    /// Make base images (busybox, debian:bookworm, httpd:2.4) from Debian's packages
+    Bootstrap(commands::bootstrap::BootstrapArgs),
     Inspect(image::ImageInspectArgs),
     /// Remove unused images
     Prune(image::ImagePruneArgs),
@@ -253,6 +255,7 @@ fn main() -> ExitCode {
             Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => image::pull(&client, a).await,
             Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => image::push(&client, a).await,
             Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) => commands::build::build(&client, a).await,
+            Cmd::Image(ImageCmd::Bootstrap(a)) => commands::bootstrap::bootstrap(&client, a).await,
             Cmd::Login(a) => commands::registry_auth::login(&client, a).await,
             Cmd::Logout(a) => commands::registry_auth::logout(a).await,
             Cmd::Image(ImageCmd::Inspect(a)) => image::inspect(&client, a).await,

@@ -457,12 +457,23 @@ impl Engine {
                 stack.push(j);
             }
             for ins in &s.instructions {
-                if let Instruction::Copy(c) = &ins.value
-                    && let Some(f) = &c.from
-                    && let Some(j) = stage_index(f).filter(|j| *j < i)
-                {
-                    deps[i].push(j);
-                    stack.push(j);
+                let mut froms: Vec<String> = Vec::new();
+                match &ins.value {
+                    Instruction::Copy(c) => froms.extend(c.from.clone()),
+                    Instruction::Run(r) => {
+                        for m in &r.mounts {
+                            froms.extend(
+                                m.split(',').filter_map(|p| p.trim().strip_prefix("from=")).map(str::to_string),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+                for f in froms {
+                    if let Some(j) = stage_index(&f).filter(|j| *j < i) {
+                        deps[i].push(j);
+                        stack.push(j);
+                    }
                 }
             }
         }
@@ -821,7 +832,13 @@ impl Engine {
             Instruction::Run(r) => {
                 let mut mounts = Vec::new();
                 for m in &r.mounts {
-                    mounts.push(self.run_mount(req, &st.expand(m, esc)?)?);
+                    match self.run_mount(req, &st.expand(m, esc)?, df, results) {
+                        Ok(x) => mounts.push(x),
+                        Err(e) => {
+                            self.release_mounts(&mounts);
+                            return Err(e);
+                        }
+                    }
                 }
                 let mounts_key: Vec<String> = mounts.iter().map(|m| m.key.clone()).collect();
                 if r.security.is_some() {
@@ -860,10 +877,13 @@ impl Engine {
                 if !req.no_cache
                     && let Some(img) = self.cached(&key)
                 {
+                    self.release_mounts(&mounts);
                     say(out, " ---> Using cache\n");
                     return Ok(img);
                 }
-                let img = self.run_step(st, argv, &network, &mounts, req.force_rm, out).await?;
+                let r = self.run_step(st, argv, &network, &mounts, req.force_rm, out).await;
+                self.release_mounts(&mounts);
+                let img = r?;
                 self.remember(&key, &img);
                 Ok(img)
             }
@@ -1241,10 +1261,23 @@ impl Engine {
     }
 }
 
+impl Engine {
+    fn release_mounts(&self, mounts: &[RunMount]) {
+        for m in mounts {
+            if let Some(k) = &m.snapshot {
+                let _ = self.images.store.snapshots().unmount(k);
+                let _ = self.images.store.snapshots().remove(k);
+            }
+        }
+    }
+}
+
 /// A `RUN --mount` turned into what the step's container gets.
 struct RunMount {
     bind: Option<String>,
     tmpfs: Option<(String, String)>,
+    /// A snapshot mounted for `type=bind,from=…`, released after the step.
+    snapshot: Option<String>,
     /// What the step's cache key must include.
     key: String,
 }
@@ -1253,7 +1286,13 @@ impl Engine {
     /// `type=cache|bind|tmpfs,target=…` (BuildKit's syntax). Cache mounts are directories
     /// under the data root kept across builds (by `id`, default the target); bind mounts come
     /// from the context, read-only unless `rw`; tmpfs mounts are fresh.
-    fn run_mount(&self, req: &BuildRequest, spec: &str) -> Result<RunMount> {
+    fn run_mount(
+        &self,
+        req: &BuildRequest,
+        spec: &str,
+        df: &dockerfile::Dockerfile,
+        results: &HashMap<usize, Arc<Image>>,
+    ) -> Result<RunMount> {
         let mut kind = "bind".to_string();
         let mut opts: BTreeMap<String, String> = BTreeMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -1297,12 +1336,13 @@ impl Engine {
                 Some(src) => Ok(RunMount {
                     bind: Some(format!("{}:{target}:ro", src.display())),
                     tmpfs: None,
+                    snapshot: None,
                     key: format!("secret {id} {target}"),
                 }),
                 None if required => Err(invalid(format!(
                     "secret {id} not found (pass it with `skiff build --secret id={id},src=FILE`; the docker CLI's legacy builder cannot send secrets)"
                 ))),
-                None => Ok(RunMount { bind: None, tmpfs: None, key: format!("secret {id} absent") }),
+                None => Ok(RunMount { bind: None, tmpfs: None, snapshot: None, key: format!("secret {id} absent") }),
             };
         }
         let target =
@@ -1325,6 +1365,7 @@ impl Engine {
                 Ok(RunMount {
                     bind: Some(format!("{}:{target}{}", dir.display(), if ro { ":ro" } else { "" })),
                     tmpfs: None,
+                    snapshot: None,
                     key: format!("cache {id} {target} {ro}"),
                 })
             }
@@ -1333,12 +1374,42 @@ impl Engine {
                 Ok(RunMount {
                     bind: None,
                     tmpfs: Some((target.clone(), size.clone())),
+                    snapshot: None,
                     key: format!("tmpfs {target} {size}"),
                 })
             }
             "bind" => {
-                if opts.contains_key("from") {
-                    return Err(invalid("RUN --mount=type=bind,from=… is not supported yet (only the build context)"));
+                if let Some(from) = opts.get("from") {
+                    // A stage built before, or a local image: its filesystem, mounted for the step.
+                    let idx = df
+                        .stages
+                        .iter()
+                        .position(|s| s.name.as_deref() == Some(&from.to_ascii_lowercase()))
+                        .or_else(|| from.parse::<usize>().ok());
+                    let img = match idx.and_then(|i| results.get(&i).cloned()) {
+                        Some(i) => i,
+                        None => self.images.store.resolve(from).map_err(|_| {
+                            invalid(format!("RUN --mount from={from}: no such stage built before, or local image"))
+                        })?,
+                    };
+                    let snaps = self.images.store.snapshots();
+                    let key = fsutil::random_name("buildmnt");
+                    snaps.prepare(&key, img.top_layer())?;
+                    let root = snaps.mount(&key, img.top_layer())?;
+                    let src = opts.get("source").map(String::as_str).unwrap_or("/");
+                    let real = rootfs::resolve(&root, Path::new(src))?;
+                    if !real.exists() {
+                        let _ = snaps.unmount(&key);
+                        let _ = snaps.remove(&key);
+                        return Err(invalid(format!("RUN --mount from={from}: {src} not found")));
+                    }
+                    let ro = opts.get("ro").is_none_or(|v| v == "true");
+                    return Ok(RunMount {
+                        bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
+                        tmpfs: None,
+                        snapshot: Some(key),
+                        key: format!("bindfrom {} {src} {target} {ro}", img.id()),
+                    });
                 }
                 let rel = ignore::clean(opts.get("source").map(String::as_str).unwrap_or("."));
                 let root = std::fs::canonicalize(&req.context)?;
@@ -1357,6 +1428,7 @@ impl Engine {
                 Ok(RunMount {
                     bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
                     tmpfs: None,
+                    snapshot: None,
                     key: format!("bind {rel} {target} {ro} {content}"),
                 })
             }

@@ -332,6 +332,14 @@ fn run_mounts_cache_bind_tmpfs() {
     write(&ctx, "src/a.txt", "changed\n");
     build(&d, &ctx, &["-t", "sk-mnt"]).ok();
     assert_eq!(d.docker(&["run", "--rm", "sk-mnt", "cat", "/copied"]).ok(), "changed");
+    // bind from an earlier stage (which the target then needs).
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox AS tools\nRUN echo tool-output > /tool.txt\nFROM busybox\nRUN --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/t cat /mnt/t > /got\n",
+    );
+    build(&d, &ctx, &["-t", "sk-bindfrom"]).ok();
+    assert_eq!(d.docker(&["run", "--rm", "sk-bindfrom", "cat", "/got"]).ok(), "tool-output");
     write(&ctx, "Dockerfile", "FROM busybox\nRUN --mount=type=ssh ls\n");
     let o = build(&d, &ctx, &[]);
     assert!(o.stderr.contains("type=ssh"), "{}", o.stderr);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Quickstart for a fresh machine: install what is missing, build skiff, start skiffd with its
-# built-in registry (docker.io names mapped to it), make a busybox image from Debian's
-# busybox-static, and run containers with the real docker CLI: ship an image through the
-# registry (push, remove, pull), publish it on a port and fetch the page.
+# built-in registry (docker.io names mapped to it), make the base images from Debian's packages,
+# and run the seed's commands as written with the docker CLI — build, push, (remove, pull), run
+# -p 80:80 — then fetch the page from the published port and print it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,42 +27,44 @@ if ! curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1; then
     done
 fi
 
-if ! docker image inspect busybox >/dev/null 2>&1; then
-    echo "making the busybox image from Debian's busybox-static"
-    root=$(mktemp -d)
-    mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev,var/www}
-    chmod 1777 "$root/tmp"
-    cp /bin/busybox "$root/bin/busybox"
-    for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
-    tar -C "$root" -c . | docker import --change 'CMD ["sh"]' - busybox
-    rm -rf "$root"
-fi
+echo "--- base images from Debian's packages (kept once made)"
+"$BIN/skiff" image bootstrap busybox httpd:2.4
 
 echo "--- docker run --rm busybox echo hello from skiff"
 docker run --rm busybox echo hello from skiff
-PORT=${PORT:-18080}
-echo "--- build an image with a web page, then ship it through the registry: push, remove, pull"
-ctx=$(mktemp -d)
-mkdir -p "$ctx/public-html"
-echo "<h1>served by skiff</h1>" > "$ctx/public-html/index.html"
-printf 'FROM busybox\nCOPY ./public-html/ /www/\nEXPOSE 80\nCMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n' > "$ctx/Dockerfile"
-docker build "$ctx" -t strongjz/example-httpd
-rm -rf "$ctx"
+
+# The seed, as written: a Dockerfile, then build, push, run.
+SEED=$(mktemp -d)
+mkdir -p "$SEED/public-html"
+cat > "$SEED/public-html/index.html" <<'HTML'
+<html><body><h1>Hello from skiff</h1><p>Built from the seed's Dockerfile, pushed to skiff's registry, pulled back and run.</p></body></html>
+HTML
+cat > "$SEED/Dockerfile" <<'DOCKERFILE'
+FROM httpd:2.4
+COPY ./public-html/ /usr/local/apache2/htdocs/
+DOCKERFILE
+cd "$SEED"
+echo "--- docker build . -t strongjz/example-httpd"
+docker build . -t strongjz/example-httpd
+echo "--- docker push strongjz/example-httpd"
 docker push strongjz/example-httpd
+echo "--- removing the local image, then pulling it back from the registry"
+docker rm -f quickstart-web >/dev/null 2>&1 || true
 docker rmi strongjz/example-httpd >/dev/null
 docker pull strongjz/example-httpd
-echo "--- the pulled image, published on 127.0.0.1:$PORT, fetched with curl"
-docker rm -f quickstart-web >/dev/null 2>&1 || true
-docker run -d --name quickstart-web -p "127.0.0.1:$PORT:80" strongjz/example-httpd >/dev/null
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$PORT/" && break; sleep 0.1; done
-echo "--- and from another container, by name, on a user network"
-docker network rm quickstart-net >/dev/null 2>&1 || true
-docker network create quickstart-net >/dev/null
-docker network connect quickstart-net quickstart-web
-docker run --rm --network quickstart-net busybox wget -qO- http://quickstart-web/
-docker rm -f quickstart-web >/dev/null
-docker network rm quickstart-net >/dev/null
+PORT=${PORT:-80}
+echo "--- docker run -p $PORT:80 strongjz/example-httpd"
+docker run -d --name quickstart-web -p "$PORT:80" strongjz/example-httpd >/dev/null
+page=""
+for _ in $(seq 100); do
+    page=$(curl -sf "http://127.0.0.1:$PORT/" 2>/dev/null) && break
+    sleep 0.1
+done
+echo "--- the page, from http://127.0.0.1:$PORT/"
+echo "$page"
+cd - >/dev/null
+rm -rf "$SEED"
 echo
-echo "skiffd is running on $SOCK; try: DOCKER_HOST=$DOCKER_HOST docker ps -a"
+echo "skiffd is running on $SOCK with its registry on $REGISTRY; the web server runs as quickstart-web"
+echo "try: DOCKER_HOST=$DOCKER_HOST docker ps"
+[ -n "$page" ]

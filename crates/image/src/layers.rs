@@ -215,6 +215,15 @@ impl LayerStore {
         Ok(())
     }
 
+    /// Forgets the compressed blob kept for a diff ID; returns it (the caller deletes the content).
+    pub fn take_dist_blob(&self, diff_id: &Digest) -> Result<Option<Descriptor>, LayerError> {
+        let d: Option<Descriptor> = self.db.get(DIST, diff_id.hex())?;
+        if d.is_some() {
+            self.db.delete(DIST, diff_id.hex())?;
+        }
+        Ok(d)
+    }
+
     /// Repositories (`host/repo`) a blob is known to be in.
     pub fn blob_sources(&self, blob: &Digest) -> Vec<String> {
         self.db.get::<Vec<String>>(SOURCES, blob.hex()).ok().flatten().unwrap_or_default()

@@ -357,9 +357,19 @@ impl ImageStore {
             }
             if let Some(rec) = self.layers.get(c)? {
                 self.layers.remove(c)?;
-                let blob_used = self.layers.list()?.iter().any(|l| l.blob.digest == rec.blob.digest);
+                let remaining = self.layers.list()?;
+                let blob_used = remaining.iter().any(|l| l.blob.digest == rec.blob.digest);
                 if !blob_used && !used_blobs.contains(&rec.blob.digest) {
                     self.content.delete(&rec.blob.digest)?;
+                }
+                // The compressed copy made for (or pulled with) this content goes with the last
+                // layer that has it.
+                if !remaining.iter().any(|l| l.diff_id == rec.diff_id)
+                    && let Some(d) = self.layers.take_dist_blob(&rec.diff_id)?
+                    && !used_blobs.contains(&d.digest)
+                    && !remaining.iter().any(|l| l.blob.digest == d.digest)
+                {
+                    self.content.delete(&d.digest)?;
                 }
             }
         }

@@ -138,6 +138,9 @@ fn push_pull_run_through_the_daemons_own_registry() {
     let pulled = d.docker(&["pull", &name]).ok();
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
     assert!(pulled.contains("Status: Downloaded newer image"), "{pulled}");
+    // Nothing of it was left locally: the layer really came over the wire.
+    assert!(pulled.contains("Pull complete") && !pulled.contains("Already exists"), "{pulled}");
+    assert!(d.log().contains("downloaded"), "the daemon logged the download");
     assert_eq!(d.docker(&["run", "--rm", &name, "echo", "shipped"]).ok(), "shipped");
     let rd = d.docker(&["inspect", "-f", "{{json .RepoDigests}}", &name]).ok();
     assert!(rd.contains(&format!("127.0.0.1:{port}/team/bb@{digest}")), "{rd}");

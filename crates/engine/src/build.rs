@@ -1086,7 +1086,6 @@ impl Engine {
         let ignore = ignore.cloned();
         let kw = if add { "ADD" } else { "COPY" };
         let out2 = out.clone();
-        let descr = format!("{kw} {} {}", sources.join(" "), dest_abs);
         let parent = parent_img.as_ref().map(|i| i.id().to_string()).unwrap_or_default();
         let task = move || -> Result<Arc<Image>> {
             // Resolve --chown names in the image being built.
@@ -1256,7 +1255,6 @@ impl Engine {
             }
         };
         let img = tokio::task::spawn_blocking(task).await.map_err(|e| EngineError::internal(e.to_string()))??;
-        let _ = descr;
         Ok(img)
     }
 }

@@ -7,6 +7,7 @@
 # Usage: bench/build.sh [RUNS] (default 10). Prints a Markdown report on stdout. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-10}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
@@ -29,10 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 root="$W/bbroot"
-mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
-cp /bin/busybox "$root/bin/busybox"
-for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+busybox_rootfs "$root"
 tar -C "$root" -cf "$W/busybox.tar" .
 
 ctx="$W/ctx"
@@ -55,21 +53,6 @@ if command -v dockerd >/dev/null; then
 fi
 DK="unix://$W/docker.sock"
 
-time_runs() {
-    local label=$1; shift
-    "$@" >/dev/null 2>&1 || { echo "$label FAILED"; return; }
-    local ts=()
-    for _ in $(seq "$RUNS"); do
-        local s e
-        s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
-        ts+=($(( e - s )))
-    done
-    python3 - "$label" "${ts[@]}" <<'PY'
-import statistics, sys
-label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
-print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
-PY
-}
 
 rows=()
 rows+=("$(time_runs 'skiff (docker CLI -> skiffd), cold' env DOCKER_HOST=$SK "$DOCKER_CLI" build --network=none --no-cache -q "$ctx")")

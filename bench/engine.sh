@@ -6,6 +6,7 @@
 # Needs root. Installs Debian's docker.io and podman when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-20}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
@@ -32,11 +33,7 @@ trap cleanup EXIT
 
 # The busybox image, the same bytes for everyone.
 root="$W/bbroot"
-mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
-cp /bin/busybox "$root/bin/busybox"
-for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
-printf 'root:x:0:\n' > "$root/etc/group"
+busybox_rootfs "$root"
 tar -C "$root" -cf "$W/busybox.tar" .
 
 # skiffd
@@ -71,22 +68,6 @@ if command -v podman >/dev/null; then
     fi
 fi
 
-# time_runs LABEL CMD...: RUNS timed runs after one warm-up; prints "LABEL median min max" (seconds).
-time_runs() {
-    local label=$1; shift
-    "$@" >/dev/null 2>&1 || { echo "$label FAILED"; return; }
-    local ts=()
-    for _ in $(seq "$RUNS"); do
-        local s e
-        s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
-        ts+=($(( e - s )))
-    done
-    python3 - "$label" "${ts[@]}" <<'PY'
-import statistics, sys
-label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
-print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
-PY
-}
 
 results=()
 results+=("$(time_runs 'skiff run --rm busybox true' "$BIN/skiff" -H "$SK" run --rm busybox true)")

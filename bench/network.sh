@@ -9,6 +9,7 @@
 # Needs root. Traffic stays on loopback and on the benchmark's own bridges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-20}
 XFERS=${XFERS:-15}
 BIN="$PWD/target/release"
@@ -51,11 +52,8 @@ trap cleanup EXIT
 
 # The busybox image, the same bytes for everyone.
 root="$W/bbroot"
-mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev,www}
-cp /bin/busybox "$root/bin/busybox"
-for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
-printf 'root:x:0:\n' > "$root/etc/group"
+busybox_rootfs "$root"
+mkdir -p "$root/www"
 head -c 100000000 /dev/urandom > "$root/www/big"
 tar -C "$root" -cf "$W/busybox.tar" .
 
@@ -116,22 +114,6 @@ if [ $have_docker = 1 ]; then
     while IFS= read -r line; do xfer+=("$line"); done < <(throughput 'Docker 20.10, published port 127.0.0.1 (docker-proxy)' "http://127.0.0.1:$p/big" 'Docker 20.10, container address (direct)' "http://$dip/big")
 fi
 
-# time_runs LABEL CMD...: RUNS timed runs after one warm-up; prints "LABEL median min max" (seconds).
-time_runs() {
-    local label=$1; shift
-    "$@" >/dev/null 2>&1 || { echo "$label FAILED"; return; }
-    local ts=()
-    for _ in $(seq "$RUNS"); do
-        local s e
-        s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
-        ts+=($(( e - s )))
-    done
-    python3 - "$label" "${ts[@]}" <<'PY'
-import statistics, sys
-label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
-print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
-PY
-}
 
 runs=()
 # Interleaved, so drift on the machine hits both alike.

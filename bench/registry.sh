@@ -12,6 +12,7 @@
 # Usage: bench/registry.sh [RUNS] (default 5). Prints a Markdown report on stdout. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 RUNS=${1:-5}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
@@ -42,10 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 root="$W/bbroot"
-mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
-cp /bin/busybox "$root/bin/busybox"
-for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+busybox_rootfs "$root"
 tar -C "$root" -cf "$W/busybox.tar" .
 
 # skiffd with its own registry.

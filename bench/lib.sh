@@ -1,0 +1,29 @@
+# Shared by the benchmarks (sourced): the busybox root filesystem every engine imports, and timed
+# runs of a command.
+
+# busybox_rootfs DIR: Debian's busybox-static with its applets and a root user and group.
+busybox_rootfs() {
+    local root=$1
+    mkdir -p "$root"/{bin,etc,root,tmp,proc,sys,dev}
+    cp /bin/busybox "$root/bin/busybox"
+    for a in $("$root/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"; done
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
+    printf 'root:x:0:\n' > "$root/etc/group"
+}
+
+# time_runs LABEL CMD...: $RUNS timed runs after one warm-up; prints "LABEL median min max" (seconds).
+time_runs() {
+    local label=$1; shift
+    "$@" >/dev/null 2>&1 || { echo "$label FAILED"; return; }
+    local ts=()
+    for _ in $(seq "$RUNS"); do
+        local s e
+        s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N)
+        ts+=($(( e - s )))
+    done
+    python3 - "$label" "${ts[@]}" <<'PY'
+import statistics, sys
+label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
+print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
+PY
+}

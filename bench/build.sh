@@ -11,10 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-10}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
-export DEBIAN_FRONTEND=noninteractive
-for pkg in docker.io busybox-static; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
-done
+install_peers docker.io busybox-static
 DOCKER_CLI=$(command -v docker)
 DEBIAN_CLI=/usr/bin/docker
 

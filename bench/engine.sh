@@ -3,7 +3,7 @@
 # busybox image, plus per-container helper RSS and idle daemon RSS.
 #
 # Usage: bench/engine.sh [RUNS]   (default 20). Prints a Markdown report on stdout.
-# Needs root. Installs Debian's docker.io and podman when missing.
+# Needs root. Installs Debian's docker.io, crun and podman when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -11,10 +11,7 @@ RUNS=${1:-20}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
 
-export DEBIAN_FRONTEND=noninteractive
-for pkg in docker.io podman busybox-static; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
-done
+install_peers docker.io crun podman busybox-static
 DOCKER_CLI=$(command -v docker)
 
 W=$(mktemp -d /tmp/skb.XXXXXX)
@@ -43,11 +40,19 @@ for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"
 DOCKER_HOST=$SK "$DOCKER_CLI" import "$W/busybox.tar" busybox >/dev/null
 
-# A private dockerd beside any other, with its own bridge-less default network.
+# crun refuses the hybrid layout while cgroup2 holds hugetlb (see ../shared/PEERS.md).
+if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null; then
+    mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
+fi
+
+# A private dockerd beside any other, with its own bridge-less default network; runc by default,
+# crun as a second runtime.
 have_docker=0
 if command -v dockerd >/dev/null; then
+    crun_arg=()
+    command -v crun >/dev/null && crun_arg=(--add-runtime "crun=$(command -v crun)")
     dockerd -H "unix://$W/docker.sock" --data-root "$W/docker-data" --exec-root "$W/docker-exec" \
-        --pidfile "$W/dockerd.pid" --iptables=false --bridge=none >"$W/dockerd.log" 2>&1 &
+        --pidfile "$W/dockerd.pid" --iptables=false --bridge=none "${crun_arg[@]}" >"$W/dockerd.log" 2>&1 &
     for _ in $(seq 200); do DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" version >/dev/null 2>&1 && { have_docker=1; break; }; sleep 0.1; done
     [ $have_docker = 1 ] && DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" import "$W/busybox.tar" busybox >/dev/null
 fi
@@ -58,10 +63,6 @@ have_podman=0
 if command -v podman >/dev/null; then
     printf '[containers]\ndefault_ulimits = ["nofile=20000:20000","nproc=32768:32768"]\n' > "$W/containers.conf"
     export CONTAINERS_CONF="$W/containers.conf"
-    # crun refuses the hybrid layout while cgroup2 holds hugetlb.
-    if [ -d /sys/fs/cgroup/unified ] && ! mountpoint -q /sys/fs/cgroup/hugetlb 2>/dev/null; then
-        mkdir -p /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
-    fi
     PODMAN=(podman --root "$W/podman" --runroot "$W/podman-run" --storage-driver overlay)
     if "${PODMAN[@]}" import "$W/busybox.tar" busybox >/dev/null 2>&1 && "${PODMAN[@]}" run --rm busybox true >/dev/null 2>&1; then
         have_podman=1
@@ -71,12 +72,17 @@ fi
 
 results=()
 results+=("$(time_runs 'skiff run --rm busybox true' "$BIN/skiff" -H "$SK" run --rm busybox true)")
+results+=("$(time_runs 'skiff run --rm --network none busybox true' "$BIN/skiff" -H "$SK" run --rm --network none busybox true)")
 results+=("$(time_runs 'docker CLI -> skiffd' env DOCKER_HOST="$SK" "$DOCKER_CLI" run --rm busybox true)")
 if [ $have_docker = 1 ]; then
     results+=("$(time_runs 'docker CLI -> dockerd 20.10 (runc, --network none)' env DOCKER_HOST="$DK" "$DOCKER_CLI" run --rm --network none busybox true)")
+    if command -v crun >/dev/null; then
+        results+=("$(time_runs 'docker CLI -> dockerd 20.10 (crun, --network none)' env DOCKER_HOST="$DK" "$DOCKER_CLI" run --rm --network none --runtime crun busybox true)")
+    fi
 fi
 if [ $have_podman = 1 ]; then
-    results+=("$(time_runs 'podman (crun)' "${PODMAN[@]}" run --rm busybox true)")
+    results+=("$(time_runs 'podman 4.3 (crun)' "${PODMAN[@]}" run --rm busybox true)")
+    results+=("$(time_runs 'podman 4.3 (crun, --network none)' "${PODMAN[@]}" run --rm --network none busybox true)")
 fi
 
 rss_of() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -107,14 +113,18 @@ python3 - "$RUNS" "$mon" "$shim" "$conmon" "$skiffd_rss" "$dockerd_rss" "${resul
 import sys
 runs, mon, shim, conmon, sk, dk = sys.argv[1:7]
 rows = [r.split("\t") for r in sys.argv[7:]]
-base = next((float(r[1]) for r in rows if r[0].startswith("skiff run") and len(r) > 1), None)
+def skiff_base(none):
+    return next((float(r[1]) for r in rows if r[0].startswith("skiff run") and len(r) > 1
+                 and ("--network none" in r[0]) == none), None)
 print(f"### `run --rm busybox true` (median of {runs}, seconds)\n")
+print("Ratios compare with `skiff run` in the same network mode (default bridge, or `--network none`).\n")
 print("| what | median | min | max | ratio to `skiff run` |")
 print("|---|---|---|---|---|")
 for r in rows:
     if len(r) < 4:
         print(f"| {r[0]} | failed | | | |")
         continue
+    base = skiff_base("--network none" in r[0])
     ratio = f"{float(r[1]) / base:.1f}x" if base else ""
     print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {ratio} |")
 def mb(k): return f"{int(float(k)) / 1024:.1f} MB" if float(k) > 0 else "n/a"

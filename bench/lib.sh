@@ -27,3 +27,20 @@ label, xs = sys.argv[1], [int(x) / 1e9 for x in sys.argv[2:]]
 print(f"{label}\t{statistics.median(xs):.4f}\t{min(xs):.4f}\t{max(xs):.4f}")
 PY
 }
+
+# install_peers PKG...: installs the Debian packages that are missing, without letting their
+# maintainer scripts start services (docker.io would start a system dockerd that rewrites the
+# FORWARD chain; docker-registry would take port 5000). The benchmarks start private instances.
+install_peers() {
+    local missing=() pkg
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    ((${#missing[@]})) || return 0
+    local had_policy=0
+    [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+    [ $had_policy = 1 ] || printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    apt-get update -qq >&2 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+        || echo "could not install some of: ${missing[*]}" >&2
+    [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
+}

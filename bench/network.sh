@@ -15,10 +15,7 @@ XFERS=${XFERS:-15}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
 
-export DEBIAN_FRONTEND=noninteractive
-for pkg in docker.io busybox-static curl iproute2 iptables; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
-done
+install_peers docker.io busybox-static curl iproute2 iptables
 DOCKER_CLI=$(command -v docker)
 
 W=$(mktemp -d /tmp/skn.XXXXXX)

@@ -17,10 +17,7 @@ RUNS=${1:-5}
 BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
 
-export DEBIAN_FRONTEND=noninteractive
-for pkg in docker.io docker-registry skopeo busybox-static; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq >&2 || true; apt-get install -y -qq "$pkg" >/dev/null 2>&1 || echo "could not install $pkg" >&2; }
-done
+install_peers docker.io docker-registry skopeo busybox-static
 DOCKER_CLI=$(command -v docker)
 # Debian's docker-registry package starts a service on :5000; it is not ours to use.
 systemctl stop docker-registry >/dev/null 2>&1 || true

@@ -24,7 +24,7 @@ use skiff_image::digest::Digest;
 use skiff_image::layer::{self, UnpackOptions, WhiteoutMode};
 use skiff_image::spec::{HealthConfig, RunConfig};
 use skiff_image::store::{Image, NewImage};
-use skiff_image::{Reference, fsutil};
+use skiff_image::{NewLayer, Reference, fsutil};
 
 use crate::Engine;
 use crate::container::rootfs;
@@ -337,24 +337,43 @@ impl Engine {
         let r = (|| {
             let root = snaps.mount(&key, top.as_ref())?;
             f(&root)?;
-            let tmp = self.images.store.tmp_dir().join(fsutil::random_name("layer"));
-            let file = std::fs::File::create(&tmp)?;
-            snaps.diff(&key, top.as_ref(), std::io::BufWriter::new(file), &[])?.flush()?;
-            let mut reader = std::io::BufReader::new(std::fs::File::open(&tmp)?);
-            let img = self.images.store.create_image(
-                NewImage {
-                    parent: st.image.as_ref().map(|i| i.id().clone()),
-                    run_config: st.run.clone(),
-                    created_by: Some(created_by),
-                    ..Default::default()
-                },
-                Some(&mut reader),
-            );
-            let _ = std::fs::remove_file(&tmp);
-            Ok(img?)
+            snaps.unmount(&key)?;
+            self.commit_snapshot(&key, top.as_ref(), st, created_by, &[])
         })();
         let _ = snaps.unmount(&key);
         let _ = snaps.remove(&key);
+        r
+    }
+
+    /// Records an unmounted snapshot's changes as a new image on top of the step's image. With
+    /// overlay the upper directory becomes the layer as it is (packed once for its digest);
+    /// otherwise the diff goes through a tar. `skip`: mount points left out.
+    fn commit_snapshot(
+        &self,
+        key: &str,
+        top: Option<&Digest>,
+        st: &StageState,
+        created_by: String,
+        skip: &[&str],
+    ) -> Result<Arc<Image>> {
+        let snaps = self.images.store.snapshots();
+        let new = NewImage {
+            parent: st.image.as_ref().map(|i| i.id().clone()),
+            run_config: st.run.clone(),
+            created_by: Some(created_by),
+            ..Default::default()
+        };
+        if let Some(dir) = snaps.upper_dir(key) {
+            return Ok(self.images.store.create_image(new, Some(NewLayer::Upper { dir: &dir, skip }))?);
+        }
+        let tmp = self.images.store.tmp_dir().join(fsutil::random_name("layer"));
+        let r = (|| -> Result<Arc<Image>> {
+            let file = std::fs::File::create(&tmp)?;
+            snaps.diff(key, top, std::io::BufWriter::new(file), skip)?.flush()?;
+            let mut reader = std::io::BufReader::new(std::fs::File::open(&tmp)?);
+            Ok(self.images.store.create_image(new, Some(NewLayer::Tar(&mut reader)))?)
+        })();
+        let _ = std::fs::remove_file(&tmp);
         r
     }
 
@@ -970,30 +989,11 @@ impl Engine {
             tokio::task::spawn_blocking(move || -> Result<Arc<Image>> {
                 let c = this.containers.get(&id2)?;
                 let rec = c.record();
-                let tmp = this.images.store.tmp_dir().join(fsutil::random_name("layer"));
-                let file = std::fs::File::create(&tmp)?;
-                this.images
-                    .store
-                    .snapshots()
-                    .diff(
-                        &rec.id,
-                        rec.top_layer.as_ref(),
-                        std::io::BufWriter::new(file),
-                        &skip.iter().map(String::as_str).collect::<Vec<_>>(),
-                    )?
-                    .flush()?;
-                let mut reader = std::io::BufReader::new(std::fs::File::open(&tmp)?);
-                let img = this.images.store.create_image(
-                    NewImage {
-                        parent: st2.image.as_ref().map(|i| i.id().clone()),
-                        run_config: st2.run.clone(),
-                        created_by: Some(created_by),
-                        ..Default::default()
-                    },
-                    Some(&mut reader),
-                );
-                let _ = std::fs::remove_file(&tmp);
-                Ok(img?)
+                // The step's processes are gone; its root filesystem may still be mounted
+                // until the exit handling gets to it.
+                this.images.store.snapshots().unmount(&rec.id)?;
+                let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+                this.commit_snapshot(&rec.id, rec.top_layer.as_ref(), &st2, created_by, &skip)
             })
             .await
             .map_err(|e| EngineError::internal(e.to_string()))?
@@ -1209,11 +1209,6 @@ impl Engine {
                     out2(BuildOut::Stream(" ---> Using cache\n".into()));
                     return Ok(img);
                 }
-                let tmp = this.images.store.tmp_dir().join(fsutil::random_name("copy"));
-                {
-                    let f = std::fs::File::create(&tmp)?;
-                    write_tar(&plan, owner, chmod, Some(std::io::BufWriter::new(f)))?;
-                }
                 let st2 = StageState { image: parent_img.clone(), run: run.clone(), args: BTreeMap::new() };
                 let r = this.layer_step(
                     &st2,
@@ -1233,9 +1228,23 @@ impl Engine {
                         let target = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
                         let opts =
                             UnpackOptions { whiteouts: WhiteoutMode::Literal, same_owner: true, ..Default::default() };
-                        let f = std::fs::File::open(&tmp)?;
-                        layer::unpack(std::io::BufReader::new(f), &target, &opts)
-                            .map_err(|e| invalid(e.to_string()))?;
+                        // The sources go through a pipe as a tar (owners, modes, links set as
+                        // the unpacker sets them, every write confined to the image's root).
+                        let (rx, tx) = std::io::pipe()?;
+                        std::thread::scope(|s| -> Result<()> {
+                            let writer = s.spawn(|| {
+                                write_tar(&plan, owner, chmod, Some(std::io::BufWriter::with_capacity(256 << 10, tx)))
+                            });
+                            let unpacked =
+                                layer::unpack(std::io::BufReader::with_capacity(256 << 10, rx), &target, &opts);
+                            let written = writer.join().map_err(|_| EngineError::internal("COPY writer panicked"))?;
+                            match (unpacked, written) {
+                                (Ok(_), w) => w.map(|_| ()),
+                                // The stream ended early because reading a source failed.
+                                (Err(layer::UnpackError::Read(_)), Err(w)) => Err(w),
+                                (Err(e), _) => Err(invalid(e.to_string())),
+                            }
+                        })?;
                         for a in &archives {
                             let (_, r) = layer::decompress(std::fs::File::open(a)?)?;
                             layer::unpack(r, &target, &opts)
@@ -1244,7 +1253,6 @@ impl Engine {
                         Ok(())
                     },
                 );
-                let _ = std::fs::remove_file(&tmp);
                 let img = r?;
                 this.remember(&key, &img);
                 Ok(img)

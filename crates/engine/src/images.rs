@@ -404,7 +404,7 @@ impl Images {
                 created_by: None,
                 extra: Default::default(),
             },
-            Some(r),
+            Some(skiff_image::NewLayer::Tar(r)),
         )?;
         if let Some(r) = &reference {
             self.store.tag(r, img.id())?;

@@ -257,6 +257,56 @@ impl LayerStore {
         self.register(parent, &Descriptor::new(media_type, digest, size), expected.as_ref())
     }
 
+    /// Makes a layer on top of `parent` from an overlay snapshot's upper directory (unmounted,
+    /// nothing writing to it) without unpacking it again: the directory is packed once into an
+    /// uncompressed blob, whose digest is the diff ID, and then moved into place as the layer's
+    /// files — as containerd's overlay snapshotter commits. Entries named in `skip` (mount points
+    /// the runtime made) are left out of both. The directory is consumed either way (moved, or
+    /// left for its snapshot's removal when the layer already exists). Overlay driver only; the
+    /// blob and the directory may differ in what a tar cannot carry (sockets, sub-second times).
+    pub fn create_from_upper(
+        &self,
+        parent: Option<&Digest>,
+        upper: &Path,
+        skip: &[&str],
+    ) -> Result<LayerRecord, LayerError> {
+        if self.driver != Driver::Overlay {
+            return Err(LayerError::Io {
+                path: upper.to_path_buf(),
+                source: io::Error::other("adopting an upper directory needs the overlay driver"),
+            });
+        }
+        let w = io::BufWriter::with_capacity(256 << 10, self.content.writer()?);
+        let w = layer::pack_overlay_diff(upper, w, skip).map_err(io_err(upper))?;
+        let w = w.into_inner().map_err(|e| LayerError::Io { path: upper.to_path_buf(), source: e.into_error() })?;
+        let blob_size = w.len();
+        let diff_id = w.commit(None)?;
+        let blob = Descriptor::new(crate::spec::media::OCI_LAYER, diff_id.clone(), blob_size);
+        if let Some(rec) = self.get(&chain_of(parent, &diff_id))? {
+            return Ok(rec);
+        }
+        for s in skip {
+            let p = upper.join(s);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => fsutil::remove_all(&p).map_err(io_err(&p))?,
+                Ok(_) => fs::remove_file(&p).map_err(io_err(&p))?,
+                Err(_) => {}
+            }
+        }
+        let tmp = self.root.join(fsutil::random_name("tmp"));
+        fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        if let Err(e) = fs::rename(upper, tmp.join("diff")) {
+            let _ = fs::remove_dir(&tmp);
+            if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) {
+                // Another filesystem: unpack the blob just written instead.
+                return self.register(parent, &blob, Some(&diff_id));
+            }
+            return Err(io_err(upper)(e));
+        }
+        let size = fsutil::tree_size(&tmp.join("diff"));
+        self.publish(parent, diff_id, blob, size, tmp)
+    }
+
     /// Opens the layer as an uncompressed tar stream (its diff ID's content).
     pub fn open_tar(&self, rec: &LayerRecord) -> Result<Box<dyn Read + Send>, LayerError> {
         let f = self.content.open_blob(&rec.blob.digest)?;
@@ -355,4 +405,94 @@ fn set_times(p: &Path, m: &fs::Metadata) -> io::Result<()> {
     };
     rustix::fs::utimensat(rustix::fs::CWD, p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> LayerStore {
+        fs::create_dir_all(dir).unwrap();
+        let db = Arc::new(Db::open(&dir.join("meta.redb")).unwrap());
+        let content = ContentStore::open(dir.join("content")).unwrap();
+        LayerStore::open(dir.join("layers"), Driver::Overlay, db, content).unwrap()
+    }
+
+    /// An overlay upper dir as a build step leaves it: a file, an opaque directory, a whiteout
+    /// (root only: device nodes and trusted xattrs), and runtime mount points to leave out.
+    fn make_upper(upper: &Path) -> bool {
+        fs::create_dir_all(upper.join("app")).unwrap();
+        fs::write(upper.join("app/main"), b"program").unwrap();
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::write(upper.join("etc/hosts"), b"").unwrap();
+        fs::write(upper.join(".dockerenv"), b"").unwrap();
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            fs::create_dir_all(upper.join("cache")).unwrap();
+            fs::write(upper.join("cache/new"), b"n").unwrap();
+            rustix::fs::setxattr(
+                upper.join("cache").as_path(),
+                layer::OVERLAY_OPAQUE_XATTR,
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .unwrap();
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                upper.join("gone").as_path(),
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::from_raw_mode(0),
+                0,
+            )
+            .unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn an_upper_dir_becomes_the_layer_its_tar_would_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let skip = ["etc/hosts", ".dockerenv"];
+        let upper = dir.path().join("upper");
+        let root = make_upper(&upper);
+        let tar = layer::pack_overlay_diff(&upper, Vec::new(), &skip).unwrap();
+
+        let s = store(&dir.path().join("a"));
+        let rec = s.create_from_upper(None, &upper, &skip).unwrap();
+        assert_eq!(rec.diff_id, Digest::of(&tar), "the blob is the diff's tar");
+        assert_eq!(rec.blob.digest, rec.diff_id);
+        assert!(s.content.contains(&rec.diff_id));
+        assert!(!upper.exists(), "the directory was moved, not copied");
+        let files = s.dir(&rec.chain_id);
+        assert_eq!(fs::read(files.join("app/main")).unwrap(), b"program");
+        assert!(files.join("etc").is_dir());
+        assert!(!files.join("etc/hosts").exists() && !files.join(".dockerenv").exists());
+        if root {
+            use std::os::unix::fs::FileTypeExt;
+            assert!(fs::symlink_metadata(files.join("gone")).unwrap().file_type().is_char_device());
+        }
+
+        // The same change unpacked from its tar elsewhere: the same layer.
+        let t = store(&dir.path().join("b"));
+        let rec2 = t.create_from_tar(None, &mut &tar[..]).unwrap();
+        assert_eq!((rec2.diff_id, rec2.chain_id), (rec.diff_id.clone(), rec.chain_id.clone()));
+
+        // A second identical change reuses the layer and leaves its directory alone.
+        let again = dir.path().join("again");
+        make_upper(&again);
+        let rec3 = s.create_from_upper(None, &again, &skip).unwrap();
+        assert_eq!(rec3.chain_id, rec.chain_id);
+        assert!(again.join("app/main").exists());
+    }
+
+    #[test]
+    fn a_copying_store_refuses_an_upper_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("meta.redb")).unwrap());
+        let content = ContentStore::open(dir.path().join("content")).unwrap();
+        let s = LayerStore::open(dir.path().join("layers"), Driver::Copy, db, content).unwrap();
+        fs::create_dir_all(dir.path().join("upper")).unwrap();
+        assert!(s.create_from_upper(None, &dir.path().join("upper"), &[]).is_err());
+        assert!(dir.path().join("upper").exists());
+    }
 }

@@ -19,6 +19,6 @@ pub mod store;
 
 pub use digest::Digest;
 pub use reference::Reference;
-pub use store::{Image, ImageError, ImageStore};
+pub use store::{Image, ImageError, ImageStore, NewLayer};
 
 pub use skiff_common::{fsutil, timefmt};

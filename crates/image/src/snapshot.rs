@@ -274,6 +274,12 @@ impl Snapshots {
         }
     }
 
+    /// The overlay upper directory holding the snapshot's changes (none with the copying
+    /// driver). Only to be handed to `NewLayer::Upper` once unmounted.
+    pub fn upper_dir(&self, key: &str) -> Option<PathBuf> {
+        (self.layers.driver() == Driver::Overlay).then(|| self.dir(key).join("upper"))
+    }
+
     /// Bytes the container wrote (Docker's SizeRw).
     pub fn size_rw(&self, key: &str) -> u64 {
         match self.layers.driver() {

@@ -91,6 +91,15 @@ impl Image {
     }
 }
 
+/// The filesystem change of a new image.
+pub enum NewLayer<'a> {
+    /// A layer tar (compressed or not).
+    Tar(&'a mut dyn Read),
+    /// An unmounted overlay upper directory, moved into the layer store (see
+    /// `LayerStore::create_from_upper`); `skip` lists top-level mount points left out.
+    Upper { dir: &'a std::path::Path, skip: &'a [&'a str] },
+}
+
 /// Configuration for a new image made from a parent and one new layer (commit, build, import).
 #[derive(Debug, Clone, Default)]
 pub struct NewImage {
@@ -291,9 +300,9 @@ impl ImageStore {
         Ok(img)
     }
 
-    /// Makes an image from a parent image (or none) plus one layer tar (or none: a
-    /// metadata-only change). Used by import, commit and the builder.
-    pub fn create_image(&self, new: NewImage, layer_tar: Option<&mut dyn Read>) -> Result<Arc<Image>, ImageError> {
+    /// Makes an image from a parent image (or none) plus one layer (or none: a metadata-only
+    /// change). Used by import, commit and the builder.
+    pub fn create_image(&self, new: NewImage, layer: Option<NewLayer<'_>>) -> Result<Arc<Image>, ImageError> {
         let parent = match &new.parent {
             Some(p) => Some(self.get(p).ok_or_else(|| ImageError::NotFound(p.to_string()))?),
             None => None,
@@ -302,8 +311,12 @@ impl ImageStore {
         let mut history = parent.as_ref().map(|p| p.config.history.clone()).unwrap_or_default();
         let created = timefmt::now();
         let mut empty_layer = true;
-        if let Some(tar) = layer_tar {
-            let rec: LayerRecord = self.layers.create_from_tar(parent.as_ref().and_then(|p| p.top_layer()), tar)?;
+        if let Some(layer) = layer {
+            let below = parent.as_ref().and_then(|p| p.top_layer());
+            let rec: LayerRecord = match layer {
+                NewLayer::Tar(tar) => self.layers.create_from_tar(below, tar)?,
+                NewLayer::Upper { dir, skip } => self.layers.create_from_upper(below, dir, skip)?,
+            };
             diff_ids.push(rec.diff_id);
             empty_layer = false;
         }

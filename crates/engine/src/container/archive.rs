@@ -250,7 +250,7 @@ impl Containers {
                     created_by: Some(format!("{} {}", rec2.path, rec2.args.join(" ")).trim().to_string()),
                     extra,
                 },
-                Some(&mut &tar[..]),
+                Some(skiff_image::NewLayer::Tar(&mut &tar[..])),
             )?;
             if let Some(r) = &reference {
                 this.images.tag(r, img.id())?;

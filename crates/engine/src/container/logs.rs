@@ -102,6 +102,8 @@ impl Containers {
         let path = self.log_path(&c.id);
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();
+        let rt = tokio::runtime::Handle::current();
+        let mut changes = c.subscribe();
         tokio::task::spawn_blocking(move || {
             let wanted = |e: &logfile::Entry| -> bool {
                 let stream_ok = match e.stream {
@@ -196,7 +198,13 @@ impl Containers {
                     return;
                 }
                 if !grew {
-                    std::thread::sleep(Duration::from_millis(50));
+                    // New output is polled for; an exit wakes us at once (the monitor reports it
+                    // only once the output is drained into the file), so a follower ends with
+                    // its container rather than up to a poll later.
+                    let woke = rt.block_on(tokio::time::timeout(Duration::from_millis(50), changes.changed()));
+                    if matches!(woke, Ok(Err(_))) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                 }
             }
         });

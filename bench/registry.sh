@@ -3,9 +3,10 @@
 # loopback, skiff (daemon + its registry) side by side with `docker push/pull` (dockerd 20.10)
 # and `skopeo copy`, both against Debian's docker-registry (distribution 2.8).
 #
-#   skiff push (compress)  fresh layers each run: gzip once (kept), upload
-#   skiff push (held)      the same image to a new repository: blobs already compressed
+#   skiff push (compress)  fresh layers each run: gzipped while uploaded (nothing kept locally)
 #   skiff pull             a fresh daemon data root each run: download, verify, unpack
+#   skiff push (held)      the pulled image, from that daemon to an empty registry: its blobs
+#                          are held compressed, uploaded as they are
 #   docker push / pull     fresh registry root and dockerd image store each run
 #   skopeo push / pull     docker-archive → registry; registry → dir: (no unpack)
 #
@@ -107,15 +108,6 @@ for run in $(seq "$RUNS"); do
     # skiff push, compressing.
     sk tag "big$run" "127.0.0.1:$RP/bench/c$run"
     s=$(now); sk push "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now); add "skiff push (must compress)" "$bytes:$((e - s))"
-    # skiff push, layers already held compressed, to another (empty) skiff registry: every blob
-    # is uploaded (on the daemon's own registry the client would mount them from c$run).
-    RP2=$(free_port); rm -rf "$W/reg2"
-    "$BIN/skiff" registry serve --addr "127.0.0.1:$RP2" --root "$W/reg2" --log-level warn 2>"$W/reg2.log" &
-    reg2=$!; pids+=("$reg2")
-    for _ in $(seq 100); do curl -s "http://127.0.0.1:$RP2/v2/" >/dev/null && break; sleep 0.05; done
-    sk tag "big$run" "127.0.0.1:$RP2/bench/h$run"
-    s=$(now); sk push "127.0.0.1:$RP2/bench/h$run" >/dev/null; e=$(now); add "skiff push (held compressed)" "$bytes:$((e - s))"
-    kill "$reg2"; wait "$reg2" 2>/dev/null || true
     # skiff pull into a fresh daemon.
     rm -rf "$W/pull-data" "$W/pull-run"
     "$BIN/skiffd" -H "unix://$W/pull.sock" --data-root "$W/pull-data" --exec-root "$W/pull-run" --log-level warn \
@@ -123,6 +115,17 @@ for run in $(seq "$RUNS"); do
     for _ in $(seq 100); do [ -S "$W/pull.sock" ] && break; sleep 0.05; done
     s=$(now); DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" pull "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now)
     add "skiff pull (verify + unpack)" "$bytes:$((e - s))"
+    # skiff push of layers held compressed (the pulled image's blobs) to another, empty, skiff
+    # registry: every blob is uploaded as it is.
+    RP2=$(free_port); rm -rf "$W/reg2"
+    "$BIN/skiff" registry serve --addr "127.0.0.1:$RP2" --root "$W/reg2" --log-level warn 2>"$W/reg2.log" &
+    reg2=$!; pids+=("$reg2")
+    for _ in $(seq 100); do curl -s "http://127.0.0.1:$RP2/v2/" >/dev/null && break; sleep 0.05; done
+    DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" tag "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP2/bench/h$run"
+    sync
+    s=$(now); DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" push "127.0.0.1:$RP2/bench/h$run" >/dev/null; e=$(now)
+    add "skiff push (held compressed)" "$bytes:$((e - s))"
+    kill "$reg2"; wait "$reg2" 2>/dev/null || true
     kill "$(cat "$W/puller.pid")"; for _ in $(seq 100); do [ -S "$W/pull.sock" ] || break; sleep 0.05; done
     rm -f "$W/puller.pid"
     grep " $W/pull" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
@@ -147,7 +150,7 @@ for run in $(seq "$RUNS"); do
         stop_dist
     fi
     rm -f "$W/big.tar"
-    sk rmi -f "big$run" "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP2/bench/h$run" >/dev/null 2>&1 || true
+    sk rmi -f "big$run" "127.0.0.1:$RP/bench/c$run" >/dev/null 2>&1 || true
     sk image prune -f >/dev/null 2>&1 || true
 done
 

@@ -534,6 +534,62 @@ impl Registry {
         Ok(())
     }
 
+    /// Uploads a blob whose digest is known only once its bytes have all been produced (a layer
+    /// compressed while it is sent): `POST` a session, one `PATCH` with the streamed body (chunked),
+    /// then `PUT ?digest=` with the digest `digest` resolves to. The body cannot be replayed, so a
+    /// failure is reported rather than retried.
+    pub async fn push_blob_streamed(
+        &self,
+        body: Body,
+        digest: impl std::future::Future<Output = Result<Digest, DistError>>,
+    ) -> Result<Digest, DistError> {
+        let scope = self.push_scope();
+        let r = Req::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.endpoint.repo))
+            .header(header::CONTENT_LENGTH, "0");
+        let resp = self.send(r, &scope).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            let status = resp.status();
+            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
+            return Err(self.status_error(status, &b, "starting an upload"));
+        }
+        let location = |resp: &Response<Incoming>| {
+            resp.headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| self.absolute(l))
+                .ok_or_else(|| DistError::Invalid("upload session without Location".into()))
+        };
+        let loc = location(&resp)?;
+        let once = Mutex::new(Some(body));
+        let replay = move || {
+            once.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .ok_or_else(|| DistError::Transport("the registry asked to resend a streamed upload".into()))
+        };
+        let mut r = Req::new(Method::PATCH, loc).header(header::CONTENT_TYPE, "application/octet-stream");
+        r.body = Some(&replay);
+        let resp = self.send(r, &scope).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            let status = resp.status();
+            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
+            return Err(self.status_error(status, &b, "uploading a layer"));
+        }
+        let loc = location(&resp)?;
+        let d = digest.await?;
+        let mut url = loc;
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&form_urlencoded::Serializer::new(String::new()).append_pair("digest", &d.to_string()).finish());
+        let r = Req::new(Method::PUT, url).header(header::CONTENT_LENGTH, "0");
+        let resp = self.send(r, &scope).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
+            return Err(self.status_error(status, &b, &format!("uploading {d}")));
+        }
+        Ok(d)
+    }
+
     pub async fn put_manifest(&self, reference: &str, media_type: &str, bytes: Vec<u8>) -> Result<Digest, DistError> {
         let bytes = Bytes::from(bytes);
         let d = Digest::of(&bytes);

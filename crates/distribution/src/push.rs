@@ -1,6 +1,7 @@
-//! Push: layers (compressed once, the compressed blob kept for the next push), config, then the
-//! manifest. Blobs the registry already has are skipped; layers are compressed and uploaded
-//! concurrently so both cores work. An image pulled from a registry is pushed with its original
+//! Push: layers, config, then the manifest. A layer pulled as a compressed blob is pushed as
+//! that blob; any other is compressed while it is uploaded (nothing written locally, as Docker
+//! does) and its digest remembered, so the next push can skip or mount it. Blobs the registry
+//! already has are skipped; layers go up concurrently so both cores work. An image pulled from a registry is pushed with its original
 //! manifest and blobs, so its digest is the same everywhere.
 
 use std::io::{self, Read};
@@ -10,7 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use skiff_image::digest::Digest;
+use skiff_image::digest::{Digest, Hasher};
+use skiff_image::layers::LayerRecord;
 use skiff_image::spec::{Descriptor, Manifest, media};
 use skiff_image::{Image, ImageStore, Reference};
 use tokio::sync::Semaphore;
@@ -34,14 +36,20 @@ fn store_err(e: impl std::fmt::Display) -> DistError {
     DistError::Store(e.to_string())
 }
 
-/// The blob to push for one layer and the layer's diff ID.
+/// What a layer is pushed as.
 #[derive(Debug, Clone)]
-struct LayerBlob {
-    desc: Descriptor,
+enum LayerSource {
+    /// A compressed blob held in the content store (the one it was pulled as).
+    Held(Descriptor),
+    /// Compressed for an earlier push and not kept: the registry may have it already; if not,
+    /// it is compressed again (the compressor is deterministic, so to the same digest).
+    Known(Descriptor),
+    /// Never compressed: compress while uploading.
+    Compress,
 }
 
-/// Finds or makes a compressed blob for a layer (blocking: may gzip the whole layer).
-fn layer_blob(store: &ImageStore, chain_id: &Digest) -> Result<LayerBlob, DistError> {
+/// Works out how to push a layer (blocking: reads the metadata database).
+fn layer_source(store: &ImageStore, chain_id: &Digest) -> Result<(LayerSource, LayerRecord), DistError> {
     let rec = store
         .layers()
         .get(chain_id)
@@ -49,28 +57,105 @@ fn layer_blob(store: &ImageStore, chain_id: &Digest) -> Result<LayerBlob, DistEr
         .ok_or_else(|| store_err(format!("layer {chain_id} missing")))?;
     let compressed = |mt: &str| matches!(mt, media::OCI_LAYER_GZIP | media::OCI_LAYER_ZSTD | media::DOCKER_LAYER_GZIP);
     if compressed(&rec.blob.media_type) && store.content().contains(&rec.blob.digest) {
-        return Ok(LayerBlob { desc: rec.blob });
+        return Ok((LayerSource::Held(rec.blob.clone()), rec));
     }
     if let Some(d) = store.layers().dist_blob(&rec.diff_id).map_err(store_err)? {
-        return Ok(LayerBlob { desc: d });
+        return Ok((LayerSource::Held(d), rec));
     }
-    // Compress once (gzip, fast level: layers are often already-compressed data) and keep it.
-    // The layer's blob was verified against its digest when it was stored; it is not hashed
-    // again here (the registry verifies what it receives).
-    let t0 = std::time::Instant::now();
-    let tar = store.layers().open_tar(&rec).map_err(store_err)?;
-    let w = store.content().writer().map_err(store_err)?;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let (w, _) = skiff_image::layer::pgzip::compress(tar, io::BufWriter::with_capacity(1 << 20, w), 1, threads)
-        .map_err(DistError::io("compressing a layer"))?;
-    let w = w.into_inner().map_err(|e| store_err(e.error()))?;
-    let size = w.len();
-    let t1 = std::time::Instant::now();
-    let digest = w.commit(None).map_err(store_err)?;
-    tracing::debug!(layer = %rec.diff_id, size, compress_ms = (t1 - t0).as_millis() as u64, commit_ms = t1.elapsed().as_millis() as u64, "compressed a layer");
-    let desc = Descriptor::new(media::DOCKER_LAYER_GZIP, digest, size);
-    store.layers().set_dist_blob(&rec.diff_id, &desc).map_err(store_err)?;
-    Ok(LayerBlob { desc })
+    if let Some(d) = store.layers().dist_digest(&rec.diff_id).map_err(store_err)? {
+        return Ok((LayerSource::Known(d), rec));
+    }
+    Ok((LayerSource::Compress, rec))
+}
+
+/// Compresses a layer (gzip, fast level, on every core: layers are often already-compressed
+/// data) straight into an upload, hashing as it goes; nothing is written locally. The layer's
+/// blob was verified when it was stored and is not hashed again (the registry verifies what it
+/// receives). Remembers the digest for the next push.
+async fn push_compressing(
+    reg: &Registry,
+    store: &Arc<ImageStore>,
+    rec: &LayerRecord,
+    id: &str,
+    sink: &Sink,
+) -> Result<Descriptor, DistError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
+    let (s, r) = (store.clone(), rec.clone());
+    let producer = tokio::task::spawn_blocking(move || -> Result<(Digest, u64), DistError> {
+        let tar = s.layers().open_tar(&r).map_err(store_err)?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let w = ChannelWriter { tx, hasher: Hasher::new(), buf: Vec::with_capacity(CHUNK) };
+        let (w, _) =
+            skiff_image::layer::pgzip::compress(tar, w, 1, threads).map_err(DistError::io("compressing a layer"))?;
+        w.finish().map_err(DistError::io("compressing a layer"))
+    });
+    // The compressed size is not known in advance: the bar runs against the layer's size.
+    let meter = Arc::new(Mutex::new(Meter::new(sink.clone(), id, "Pushing", rec.size)));
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }).map(move |r| {
+            if let Ok(b) = &r {
+                meter.lock().unwrap_or_else(|p| p.into_inner()).add(b.len() as u64);
+            }
+            r.map(Frame::data)
+        });
+    let size = Arc::new(Mutex::new(0u64));
+    let size2 = size.clone();
+    let digest = async move {
+        let (d, n) = producer.await.map_err(store_err)??;
+        *size2.lock().unwrap_or_else(|p| p.into_inner()) = n;
+        Ok(d)
+    };
+    let d = reg.push_blob_streamed(BodyExt::boxed(StreamBody::new(stream)), digest).await?;
+    let n = *size.lock().unwrap_or_else(|p| p.into_inner());
+    let desc = Descriptor::new(media::DOCKER_LAYER_GZIP, d, n);
+    let (s, diff_id, desc2) = (store.clone(), rec.diff_id.clone(), desc.clone());
+    let here = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = s.layers().set_dist_blob(&diff_id, &desc2);
+        let _ = s.layers().add_blob_source(&desc2.digest, &here);
+    })
+    .await;
+    item(sink, id, "Pushed");
+    Ok(desc)
+}
+
+const CHUNK: usize = 256 << 10;
+
+/// Hands a compressor's output to the upload in 256 KiB pieces, hashing it on the way.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    hasher: Hasher,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let b = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(b)).map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "upload ended"))
+    }
+
+    fn finish(mut self) -> io::Result<(Digest, u64)> {
+        self.send()?;
+        let n = self.hasher.len();
+        Ok((std::mem::take(&mut self.hasher).finish(), n))
+    }
+}
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.update(data);
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn file_body(path: std::path::PathBuf, meter: Option<Arc<Mutex<Meter>>>) -> Result<Body, DistError> {
@@ -113,20 +198,21 @@ mod tokio_util_like {
     }
 }
 
-async fn push_one_blob(
+/// Whether the repository has the blob already, or can mount it from another repository of
+/// the same registry that is known to hold it.
+async fn already_there(
     reg: &Registry,
     store: &ImageStore,
     desc: &Descriptor,
     id: &str,
     sink: &Sink,
-) -> Result<(), DistError> {
+) -> Result<bool, DistError> {
     let here = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
     if reg.blob_exists(&desc.digest, &reg.push_scope()).await?.is_some() {
         let _ = store.layers().add_blob_source(&desc.digest, &here);
         item(sink, id, "Layer already exists");
-        return Ok(());
+        return Ok(true);
     }
-    // Another repository on the same registry has it: mount instead of uploading.
     let prefix = format!("{}/", reg.endpoint.host);
     for src in store.layers().blob_sources(&desc.digest) {
         let Some(from) = src.strip_prefix(&prefix) else { continue };
@@ -136,9 +222,23 @@ async fn push_one_blob(
         if reg.mount_blob(&desc.digest, from).await.unwrap_or(false) {
             let _ = store.layers().add_blob_source(&desc.digest, &here);
             item(sink, id, &format!("Mounted from {from}"));
-            return Ok(());
+            return Ok(true);
         }
     }
+    Ok(false)
+}
+
+async fn push_one_blob(
+    reg: &Registry,
+    store: &ImageStore,
+    desc: &Descriptor,
+    id: &str,
+    sink: &Sink,
+) -> Result<(), DistError> {
+    if already_there(reg, store, desc, id, sink).await? {
+        return Ok(());
+    }
+    let here = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
     let path = store.content().path(&desc.digest);
     let meter = Arc::new(Mutex::new(Meter::new(sink.clone(), id, "Pushing", desc.size)));
     let make = move || {
@@ -238,15 +338,21 @@ async fn push_image(
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire_owned().await.map_err(store_err)?;
             let id = diff_id.short().to_string();
-            let lb = match orig_layer {
-                Some(desc) => LayerBlob { desc },
-                None => {
-                    let s = store.clone();
-                    tokio::task::spawn_blocking(move || layer_blob(&s, &chain_id)).await.map_err(store_err)??
+            if let Some(desc) = orig_layer {
+                push_one_blob(&reg, &store, &desc, &id, &sink).await?;
+                return Ok::<Descriptor, DistError>(desc);
+            }
+            let s = store.clone();
+            let (src, rec) =
+                tokio::task::spawn_blocking(move || layer_source(&s, &chain_id)).await.map_err(store_err)??;
+            match src {
+                LayerSource::Held(desc) => {
+                    push_one_blob(&reg, &store, &desc, &id, &sink).await?;
+                    Ok(desc)
                 }
-            };
-            push_one_blob(&reg, &store, &lb.desc, &id, &sink).await?;
-            Ok::<LayerBlob, DistError>(lb)
+                LayerSource::Known(desc) if already_there(&reg, &store, &desc, &id, &sink).await? => Ok(desc),
+                LayerSource::Known(_) | LayerSource::Compress => push_compressing(&reg, &store, &rec, &id, &sink).await,
+            }
         }));
     }
     let mut blobs = Vec::new();
@@ -270,7 +376,7 @@ async fn push_image(
             (desc.media_type, bytes)
         }
         None => {
-            let zstd = blobs.iter().any(|b| b.desc.media_type == media::OCI_LAYER_ZSTD);
+            let zstd = blobs.iter().any(|b| b.media_type == media::OCI_LAYER_ZSTD);
             let (mt, cfg_mt) = if zstd {
                 (media::OCI_MANIFEST, media::OCI_CONFIG)
             } else {
@@ -281,7 +387,7 @@ async fn push_image(
             let layers: Vec<serde_json::Value> = blobs
                 .iter()
                 .map(|b| {
-                    let lmt = match (zstd, b.desc.media_type.as_str()) {
+                    let lmt = match (zstd, b.media_type.as_str()) {
                         (false, _) => media::DOCKER_LAYER_GZIP,
                         (true, m) => {
                             if m == media::DOCKER_LAYER_GZIP {
@@ -291,7 +397,7 @@ async fn push_image(
                             }
                         }
                     };
-                    serde_json::json!({"mediaType": lmt, "size": b.desc.size, "digest": b.desc.digest})
+                    serde_json::json!({"mediaType": lmt, "size": b.size, "digest": b.digest})
                 })
                 .collect();
             let m = serde_json::json!({

@@ -209,7 +209,13 @@ impl LayerStore {
         Ok(d.filter(|d| self.content.contains(&d.digest)))
     }
 
-    /// Remembers a compressed blob for a layer (the blob must be in the content store).
+    /// The compressed blob last pushed for a layer, whether or not its content is kept here
+    /// (a push compresses while uploading and keeps only the digest).
+    pub fn dist_digest(&self, diff_id: &Digest) -> Result<Option<Descriptor>, LayerError> {
+        Ok(self.db.get(DIST, diff_id.hex())?)
+    }
+
+    /// Remembers a compressed blob for a layer (its content may or may not be kept).
     pub fn set_dist_blob(&self, diff_id: &Digest, blob: &Descriptor) -> Result<(), LayerError> {
         self.db.put(DIST, diff_id.hex(), blob, Durability::Sync)?;
         Ok(())

@@ -128,6 +128,14 @@ fn push_pull_run_through_the_daemons_own_registry() {
     let again = d.docker(&["push", &name]).ok();
     assert!(again.contains("Layer already exists"), "{again}");
     assert!(again.contains(&digest), "same digest on re-push: {again}");
+    // Compressed while uploaded, nothing kept: an empty registry gets the layer compressed
+    // again, to the same bytes (the same manifest digest).
+    let reg2 = Registry::start(&[]);
+    let name2 = format!("{}/team/bb:v1", reg2.addr());
+    d.docker(&["tag", &name, &name2]).ok();
+    let out2 = d.docker(&["push", &name2]).ok();
+    assert!(out2.contains("Pushed") && out2.contains(&digest), "{out2}");
+    d.docker(&["rmi", &name2]).ok();
     // The registry lists it.
     let cat = curl(&[&format!("http://127.0.0.1:{port}/v2/_catalog")]).ok();
     assert!(cat.contains("team/bb"), "{cat}");

@@ -237,8 +237,16 @@ impl Containers {
             run.exposed_ports =
                 rec2.config.exposed_ports.clone().map(|p| p.into_keys().map(|k| (k, serde_json::json!({}))).collect());
             apply_changes(&mut run, &changes)?;
-            let mut tar = Vec::new();
-            this.images.snapshots().diff(&rec2.id, rec2.top_layer.as_ref(), &mut tar, RUNTIME_FILES)?;
+            // The diff goes through a temporary file, not memory (a layer may be gigabytes).
+            let tmp = this.images.tmp_dir().join(skiff_image::fsutil::random_name("commit"));
+            let _cleanup = RemoveOnDrop(tmp.clone());
+            {
+                let f = std::fs::File::create(&tmp)?;
+                let w = std::io::BufWriter::with_capacity(256 << 10, f);
+                let mut w = this.images.snapshots().diff(&rec2.id, rec2.top_layer.as_ref(), w, RUNTIME_FILES)?;
+                std::io::Write::flush(&mut w)?;
+            }
+            let mut tar = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&tmp)?);
             let mut extra = std::collections::BTreeMap::new();
             extra.insert("container".to_string(), serde_json::Value::String(rec2.id.clone()));
             let img = this.images.create_image(
@@ -250,7 +258,7 @@ impl Containers {
                     created_by: Some(format!("{} {}", rec2.path, rec2.args.join(" ")).trim().to_string()),
                     extra,
                 },
-                Some(skiff_image::NewLayer::Tar(&mut &tar[..])),
+                Some(skiff_image::NewLayer::Tar(&mut tar)),
             )?;
             if let Some(r) = &reference {
                 this.images.tag(r, img.id())?;
@@ -272,5 +280,14 @@ impl Containers {
 impl From<skiff_image::snapshot::SnapshotError> for EngineError {
     fn from(e: skiff_image::snapshot::SnapshotError) -> Self {
         EngineError::internal(crate::error::error_chain(&e))
+    }
+}
+
+/// Removes a temporary file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

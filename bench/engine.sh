@@ -86,33 +86,42 @@ if [ $have_podman = 1 ]; then
 fi
 
 rss_of() { awk '/VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# PSS: shared pages (the binary, libc) split between the processes mapping them.
+pss_of() { awk '/^Pss:/{print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
+median() { python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)'; }
 
 # Per-container helper RSS: 5 running containers each.
 DOCKER_HOST=$SK "$DOCKER_CLI" run -d busybox sleep 300 >/dev/null
 for _ in 1 2 3 4; do DOCKER_HOST=$SK "$DOCKER_CLI" run -d busybox sleep 300 >/dev/null; done
 sleep 1
-mon=$(for p in $(pgrep -f "^$BIN/skiff-monitor $W"); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+mon=$(for p in $(pgrep -f "^$BIN/skiff-monitor $W"); do rss_of "$p"; done | median)
+mon_pss=$(for p in $(pgrep -f "^$BIN/skiff-monitor $W"); do pss_of "$p"; done | median)
 shim=0
+shim_pss=0
 if [ $have_docker = 1 ]; then
     for _ in 1 2 3 4 5; do DOCKER_HOST=$DK "$DOCKER_CLI" run -d --network none busybox sleep 300 >/dev/null; done
     sleep 1
-    shim=$(for p in $(pgrep -f "containerd-shim.*$W" || pgrep -f containerd-shim); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+    shims=$(pgrep -f "containerd-shim.*$W" || pgrep -f containerd-shim)
+    shim=$(for p in $shims; do rss_of "$p"; done | median)
+    shim_pss=$(for p in $shims; do pss_of "$p"; done | median)
 fi
 conmon=0
+conmon_pss=0
 if [ $have_podman = 1 ]; then
     for _ in 1 2 3 4 5; do "${PODMAN[@]}" run -d busybox sleep 300 >/dev/null; done
     sleep 1
-    conmon=$(for p in $(pgrep -f "conmon.*$W"); do rss_of "$p"; done | python3 -c 'import sys,statistics; xs=[int(x) for x in sys.stdin.read().split()]; print(statistics.median(xs) if xs else 0)')
+    conmon=$(for p in $(pgrep -f "conmon.*$W"); do rss_of "$p"; done | median)
+    conmon_pss=$(for p in $(pgrep -f "conmon.*$W"); do pss_of "$p"; done | median)
 fi
 # Idle daemon RSS (with the containers above running).
 skiffd_rss=$(rss_of "$(cat "$W/skiffd.pid")")
 dockerd_rss=0
 [ $have_docker = 1 ] && dockerd_rss=$(rss_of "$(cat "$W/dockerd.pid")")
 
-python3 - "$RUNS" "$mon" "$shim" "$conmon" "$skiffd_rss" "$dockerd_rss" "${results[@]}" <<'PY'
+python3 - "$RUNS" "$mon" "$shim" "$conmon" "$skiffd_rss" "$dockerd_rss" "$mon_pss" "$shim_pss" "$conmon_pss" "${results[@]}" <<'PY'
 import sys
-runs, mon, shim, conmon, sk, dk = sys.argv[1:7]
-rows = [r.split("\t") for r in sys.argv[7:]]
+runs, mon, shim, conmon, sk, dk, mon_pss, shim_pss, conmon_pss = sys.argv[1:10]
+rows = [r.split("\t") for r in sys.argv[10:]]
 def skiff_base(none):
     return next((float(r[1]) for r in rows if r[0].startswith("skiff run") and len(r) > 1
                  and ("--network none" in r[0]) == none), None)
@@ -128,9 +137,10 @@ for r in rows:
     ratio = f"{float(r[1]) / base:.1f}x" if base else ""
     print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {ratio} |")
 def mb(k): return f"{int(float(k)) / 1024:.1f} MB" if float(k) > 0 else "n/a"
-print("\n### Memory (RSS, median per process)\n")
+print("\n### Memory (median per process; PSS splits pages shared between processes, such as the binary)\n")
 print("| what | skiff | Docker 20.10 | Podman |")
 print("|---|---|---|---|")
-print(f"| per-container helper | skiff-monitor {mb(mon)} | containerd-shim {mb(shim)} | conmon {mb(conmon)} |")
-print(f"| daemon, 5 containers running | skiffd {mb(sk)} | dockerd {mb(dk)} | — |")
+print(f"| per-container helper, RSS | skiff-monitor {mb(mon)} | containerd-shim {mb(shim)} | conmon {mb(conmon)} |")
+print(f"| per-container helper, PSS (5 running) | skiff-monitor {mb(mon_pss)} | containerd-shim {mb(shim_pss)} | conmon {mb(conmon_pss)} |")
+print(f"| daemon RSS, 5 containers running | skiffd {mb(sk)} | dockerd {mb(dk)} | — |")
 PY

@@ -137,7 +137,7 @@ impl Monitor {
     pub fn new(cfg: MonitorConfig, dir: MonitorDir, listener: UnixListener, sigfd: SignalFd) -> io::Result<Monitor> {
         let layout = Layout::detect()?;
         let log = match &cfg.log_path {
-            Some(p) => Some(logfile::Writer::open(p)?),
+            Some(p) => Some(logfile::Writer::open_rotating(p, cfg.log_rotation)?),
             None => None,
         };
         Ok(Monitor {

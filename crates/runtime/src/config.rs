@@ -21,6 +21,9 @@ pub struct MonitorConfig {
     pub state_root: PathBuf,
     /// json-file log; `None` disables logging (`--log-driver none`).
     pub log_path: Option<PathBuf>,
+    /// `--log-opt max-size/max-file`.
+    #[serde(default)]
+    pub log_rotation: crate::logfile::Rotation,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,

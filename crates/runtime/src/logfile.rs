@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,17 +27,80 @@ pub struct Entry {
     pub time: String,
 }
 
+/// Rotation of a json-file log (`--log-opt max-size=… max-file=…`), as Docker's json-file
+/// driver does it: once the file has reached `max_size` bytes, the next write first shifts
+/// `log.1` → `log.2` … (the oldest beyond `max_files - 1` is deleted), renames the log to
+/// `log.1` and starts a new one; with `max_files` 1 the log is truncated instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rotation {
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included (at least 1).
+    pub max_files: u32,
+}
+
+/// The path of the `n`th rotated file (`n` ≥ 1; 0 is the log itself).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return path.to_path_buf();
+    }
+    let mut s = path.as_os_str().to_os_string();
+    s.push(format!(".{n}"));
+    PathBuf::from(s)
+}
+
+/// The files of a log, oldest first (rotated ones that exist, then the log itself).
+pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
+    let mut n = 1;
+    while rotated(path, n).exists() {
+        n += 1;
+    }
+    (0..n).rev().map(|i| rotated(path, i)).collect()
+}
+
 /// Appends entries to a json-file log.
 pub struct Writer {
     file: File,
+    path: PathBuf,
+    size: u64,
+    rotation: Rotation,
     partial: [Vec<u8>; 2],
     buf: Vec<u8>,
 }
 
 impl Writer {
     pub fn open(path: &Path) -> io::Result<Writer> {
+        Self::open_rotating(path, Rotation::default())
+    }
+
+    pub fn open_rotating(path: &Path, rotation: Rotation) -> io::Result<Writer> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(Writer { file, partial: [Vec::new(), Vec::new()], buf: Vec::with_capacity(4096) })
+        let size = file.metadata()?.len();
+        Ok(Writer {
+            file,
+            path: path.to_path_buf(),
+            size,
+            rotation,
+            partial: [Vec::new(), Vec::new()],
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let keep = self.rotation.max_files.max(1);
+        if keep > 1 {
+            let _ = std::fs::remove_file(rotated(&self.path, keep - 1));
+            for n in (1..keep - 1).rev() {
+                let from = rotated(&self.path, n);
+                if from.exists() {
+                    std::fs::rename(&from, rotated(&self.path, n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, rotated(&self.path, 1))?;
+        }
+        drop(File::options().create(true).write(true).truncate(true).open(&self.path)?);
+        self.file = File::options().append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     fn entry(&mut self, stream: Stream, line: &[u8], now: &str) {
@@ -78,10 +141,28 @@ impl Writer {
     }
 
     fn flush_buf(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(max) = self.rotation.max_size else {
             self.file.write_all(&self.buf)?;
             self.buf.clear();
+            return Ok(());
+        };
+        // Entry by entry, so that a rotation falls between entries.
+        let buf = std::mem::take(&mut self.buf);
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            let end = rest.iter().position(|b| *b == b'\n').map(|p| p + 1).unwrap_or(rest.len());
+            if self.size >= max {
+                self.rotate()?;
+            }
+            self.file.write_all(&rest[..end])?;
+            self.size += end as u64;
+            rest = &rest[end..];
         }
+        self.buf = buf;
+        self.buf.clear();
         Ok(())
     }
 }
@@ -110,6 +191,45 @@ mod tests {
         assert_eq!(entries[0], Entry { log: "err\n".into(), stream: Stream::Stderr, time: "T1".into() });
         assert_eq!(entries[1].log, "hello\n");
         assert_eq!(entries[2].log, "wor");
+    }
+
+    #[test]
+    fn rotates_by_size_keeping_max_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(200), max_files: 3 }).unwrap();
+        for i in 0..40 {
+            w.write(Stream::Stdout, format!("line {i:03}\n").as_bytes(), "T").unwrap();
+        }
+        let files = files_oldest_first(&p);
+        assert_eq!(files, vec![rotated(&p, 2), rotated(&p, 1), p.clone()], "three files at most");
+        let mut logs = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            // A file passes max-size by one entry at most.
+            assert!(text.len() < 200 + 60, "{} bytes in {}", text.len(), f.display());
+            logs.extend(text.lines().map(|l| parse_line(l.as_bytes()).unwrap().log));
+        }
+        // The newest lines survive, in order, with nothing lost between files.
+        assert_eq!(logs.last().unwrap(), "line 039\n");
+        let first: usize = logs[0][5..8].parse().unwrap();
+        let expect: Vec<String> = (first..40).map(|i| format!("line {i:03}\n")).collect();
+        assert_eq!(logs, expect);
+        assert!(first > 0, "old lines were dropped");
+    }
+
+    #[test]
+    fn one_file_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(100), max_files: 1 }).unwrap();
+        for i in 0..20 {
+            w.write(Stream::Stderr, format!("e{i}\n").as_bytes(), "T").unwrap();
+        }
+        assert_eq!(files_oldest_first(&p), vec![p.clone()]);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.len() < 160 && text.ends_with("\n"), "{text}");
+        assert!(text.contains("e19"));
     }
 
     #[test]

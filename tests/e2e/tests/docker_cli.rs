@@ -322,3 +322,53 @@ fn system_info_df_events_and_update() {
         .ok();
     assert!(ev.contains("create") && ev.contains("start") && ev.contains("update"), "{ev}");
 }
+
+#[test]
+fn json_file_logs_rotate_with_max_size_and_max_file() {
+    require_root!();
+    let d = Daemon::start();
+    // 400 lines of ~60 bytes of JSON each, 1 kB per file, 3 files: only the newest survive.
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "chatty",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=3",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 400 ]; do echo line$i; i=$((i+1)); done; sleep 1; echo last",
+        ])
+        .ok();
+    // Follow across rotations: everything from the first line still there to "last".
+    let follow = d.docker(&["logs", "-f", "chatty"]);
+    assert_eq!(follow.code, 0, "{}", follow.stderr);
+    assert!(follow.stdout.ends_with("last\n"), "{}", follow.stdout);
+    let logs = d.docker(&["logs", "chatty"]).ok();
+    assert!(!logs.contains("line0\n") && logs.contains("line399"), "old lines rotated away: {logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() < 60, "at most ~3 kB of log kept: {} lines", lines.len());
+    // The kept lines are consecutive (nothing lost between files).
+    let nums: Vec<u32> = lines.iter().filter_map(|l| l.strip_prefix("line")).map(|n| n.parse().unwrap()).collect();
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    assert_eq!(d.docker(&["logs", "--tail", "2", "chatty"]).ok(), "line399\nlast");
+    let dir = d.data_root().join("containers").join(&id);
+    let files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("-json.log"))
+        .count();
+    assert_eq!(files, 3, "the log and two rotated files");
+    // Options checked as Docker checks them.
+    let bad = d.docker(&["run", "--rm", "--log-opt", "max-file=0", "busybox", "true"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("max-file cannot be less than 1"), "{}", bad.stderr);
+    let bad = d.docker(&["run", "--rm", "--log-opt", "max-size=big", "busybox", "true"]);
+    assert!(bad.stderr.contains("invalid size"), "{}", bad.stderr);
+    let bad = d.docker(&["run", "--rm", "--log-opt", "colour=red", "busybox", "true"]);
+    assert!(bad.stderr.contains("unknown log opt 'colour'"), "{}", bad.stderr);
+    d.docker(&["rm", "-f", "chatty"]).ok();
+}

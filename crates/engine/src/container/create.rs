@@ -167,6 +167,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
                 )));
             }
         }
+        log_rotation(hc)?;
     }
     for u in hc.ulimits.iter().flatten() {
         let n = u.name.clone().unwrap_or_default();
@@ -518,9 +519,11 @@ impl Containers {
         // Bad port specifications fail here, not at start.
         Self::requested_ports(&hc, &config)?;
         if hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).is_none_or(|t| t.is_empty()) {
+            // The default driver; options given with it (`--log-opt` alone) are kept.
+            let config = hc.log_config.as_ref().and_then(|l| l.config.clone()).unwrap_or_default();
             hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
                 typ: Some("json-file".into()),
-                config: Some(HashMap::new()),
+                config: Some(config),
             });
         }
         if hc.restart_policy.is_none() {
@@ -647,5 +650,132 @@ mod tests {
     #[test]
     fn env_merge() {
         assert_eq!(merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]), vec!["A=1", "B=3", "C=4"]);
+    }
+}
+
+/// The json-file driver's `--log-opt`s, checked as Docker checks them: `max-size` (a positive
+/// size, decimal units: `10m` is 10 000 000 bytes) and `max-file` (at least 1, default 1).
+/// Options Docker's json-file accepts but skiff does not implement are refused by name.
+pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation> {
+    let mut rot = skiff_runtime::logfile::Rotation { max_size: None, max_files: 1 };
+    let Some(lc) = &hc.log_config else { return Ok(rot) };
+    let driver = lc.typ.as_deref().filter(|t| !t.is_empty()).unwrap_or("json-file");
+    let opts = lc.config.clone().unwrap_or_default();
+    if driver == "none" {
+        return Ok(rot);
+    }
+    // Options of every driver: the delivery mode. The monitor writes the file as output
+    // arrives, so a container never waits on a slow log consumer in either mode.
+    let mode = opts.get("mode").map(String::as_str).unwrap_or("");
+    if !matches!(mode, "" | "blocking" | "non-blocking") {
+        return Err(EngineError::invalid(format!("logger: logging mode not supported: {mode}")));
+    }
+    if let Some(b) = opts.get("max-buffer-size") {
+        if mode != "non-blocking" {
+            return Err(EngineError::invalid(
+                "logger: max-buffer-size option is only supported with 'mode=non-blocking'",
+            ));
+        }
+        from_human_size(b).ok_or_else(|| {
+            EngineError::invalid(format!("error parsing option max-buffer-size: invalid size: '{b}'"))
+        })?;
+    }
+    for (k, v) in &opts {
+        match k.as_str() {
+            "mode" | "max-buffer-size" => {}
+            "max-size" => {
+                let n = from_human_size(v).ok_or_else(|| EngineError::invalid(format!("invalid size: '{v}'")))?;
+                if n == 0 {
+                    return Err(EngineError::invalid("max-size must be a positive number"));
+                }
+                rot.max_size = Some(n);
+            }
+            "max-file" => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| EngineError::invalid(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))?;
+                if n < 1 {
+                    return Err(EngineError::invalid("max-file cannot be less than 1"));
+                }
+                rot.max_files = n.min(u32::MAX as i64) as u32;
+            }
+            "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {
+                return Err(EngineError::invalid(format!(
+                    "log opt '{k}' of the json-file driver is not supported by skiff (max-size and max-file are)"
+                )));
+            }
+            other => return Err(EngineError::invalid(format!("unknown log opt '{other}' for json-file log driver"))),
+        }
+    }
+    Ok(rot)
+}
+
+/// Docker's `units.FromHumanSize`: a number with an optional decimal unit (`k`, `m`, `g`, `t`,
+/// `p`, optionally followed by `i` and/or `b`, any case): `1.5k` is 1500 bytes.
+fn from_human_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    let n: f64 = num.parse().ok()?;
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let mult: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "p" => 1e15,
+        _ => return None,
+    };
+    let v = n * mult;
+    (v.is_finite() && v < u64::MAX as f64).then_some(v as u64)
+}
+
+#[cfg(test)]
+mod log_opt_tests {
+    use super::*;
+
+    fn hc(opts: &[(&str, &str)]) -> HostConfig {
+        HostConfig {
+            log_config: Some(bollard_stubs::models::HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(opts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sizes_as_docker_reads_them() {
+        assert_eq!(from_human_size("10m"), Some(10_000_000));
+        assert_eq!(from_human_size("10MB"), Some(10_000_000));
+        assert_eq!(from_human_size("1.5k"), Some(1500));
+        assert_eq!(from_human_size("2 g"), Some(2_000_000_000));
+        assert_eq!(from_human_size("512"), Some(512));
+        assert_eq!(from_human_size("1Mi"), Some(1_000_000));
+        for bad in ["", "m", "-1m", "1x", "1.m", ".5m", "1e9", "99999999999999999999999p"] {
+            assert_eq!(from_human_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_opts_checked_like_docker() {
+        let r = log_rotation(&hc(&[("max-size", "1m"), ("max-file", "3")])).unwrap();
+        assert_eq!((r.max_size, r.max_files), (Some(1_000_000), 3));
+        assert_eq!(log_rotation(&hc(&[])).unwrap().max_files, 1);
+        let err = |o: &[(&str, &str)]| log_rotation(&hc(o)).unwrap_err().message;
+        assert!(err(&[("max-file", "0")]).contains("cannot be less than 1"));
+        assert!(err(&[("max-size", "0")]).contains("positive"));
+        assert!(err(&[("max-size", "lots")]).contains("invalid size"));
+        assert!(err(&[("color", "blue")]).contains("unknown log opt 'color'"));
+        assert!(log_rotation(&hc(&[("mode", "non-blocking"), ("max-buffer-size", "4m")])).is_ok());
+        assert!(err(&[("mode", "fast")]).contains("mode not supported"));
+        assert!(err(&[("max-buffer-size", "4m")]).contains("only supported with"));
+        assert!(err(&[("compress", "true")]).contains("not supported"));
     }
 }

@@ -130,12 +130,22 @@ impl Containers {
                 tx.blocking_send(LogLine { stream: e.stream, time: e.time, data: Bytes::from(e.log.into_bytes()) })
                     .is_ok()
             };
+            // History: rotated files (`--log-opt max-file`), oldest first, then the log itself.
+            let mut all = Vec::new();
+            for old in logfile::files_oldest_first(&path).iter().filter(|p| **p != path) {
+                if let Ok(mut f) = std::fs::File::open(old) {
+                    let _ = f.read_to_end(&mut all);
+                    if !all.is_empty() && !all.ends_with(b"\n") {
+                        all.push(b'\n');
+                    }
+                }
+            }
             let mut file = std::fs::File::open(&path).ok();
             let mut pending = Vec::new();
-            // History.
-            if let Some(f) = file.as_mut() {
-                let mut all = Vec::new();
-                if f.read_to_end(&mut all).is_err() {
+            if file.is_some() || !all.is_empty() {
+                if let Some(f) = file.as_mut()
+                    && f.read_to_end(&mut all).is_err()
+                {
                     return;
                 }
                 let complete = all.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
@@ -184,11 +194,20 @@ impl Containers {
                             }
                         }
                     }
-                    // A file replaced by a new run: start over from its beginning.
-                    if let (Ok(pos), Ok(meta)) = (f.stream_position(), std::fs::metadata(&path))
-                        && meta.len() < pos
+                    // Rotated (a new file at the path: what was left of the old one has just
+                    // been read), or truncated (one file kept, or a new run): start over from
+                    // the beginning of what is at the path now.
+                    use std::os::unix::fs::MetadataExt;
+                    if let (Ok(pos), Ok(ours), Ok(now)) = (f.stream_position(), f.metadata(), std::fs::metadata(&path))
                     {
-                        let _ = f.seek(SeekFrom::Start(0));
+                        if ours.ino() != now.ino() || ours.dev() != now.dev() {
+                            if !grew {
+                                file = std::fs::File::open(&path).ok();
+                                continue;
+                            }
+                        } else if now.len() < pos {
+                            let _ = f.seek(SeekFrom::Start(0));
+                        }
                     }
                 }
                 if !running && !grew {

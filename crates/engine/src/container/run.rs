@@ -327,6 +327,7 @@ impl Containers {
             bundle: dir.path().to_path_buf(),
             state_root: self.state_root(),
             log_path,
+            log_rotation: super::create::log_rotation(hc)?,
             tty,
             open_stdin: c.config.open_stdin == Some(true),
             stdin_once: c.config.stdin_once == Some(true),

@@ -35,7 +35,7 @@ mkdir -p "$ctx/data"
 for i in $(seq 10); do head -c 1048576 /dev/urandom > "$ctx/data/f$i"; done
 printf 'FROM busybox\nCOPY data/ /data/\nRUN du -s /data > /size\n' > "$ctx/Dockerfile"
 
-"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
+"$BIN/skiffd" --config-file /dev/null -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
     -b skbb0 --bip 10.232.0.1/24 --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"

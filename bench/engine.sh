@@ -34,7 +34,7 @@ busybox_rootfs "$root"
 tar -C "$root" -cf "$W/busybox.tar" .
 
 # skiffd
-"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn -b skeb0 --bip 10.230.0.1/24 \
+"$BIN/skiffd" --config-file /dev/null -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn -b skeb0 --bip 10.230.0.1/24 \
     --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"

@@ -54,7 +54,7 @@ mkdir -p "$root/www"
 head -c 100000000 /dev/urandom > "$root/www/big"
 tar -C "$root" -cf "$W/busybox.tar" .
 
-"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
+"$BIN/skiffd" --config-file /dev/null -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn \
     -b "$SKBR" --bip 10.231.0.1/24 --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"

@@ -46,7 +46,7 @@ tar -C "$root" -cf "$W/busybox.tar" .
 
 # skiffd with its own registry.
 RP=$(free_port)
-"$BIN/skiffd" -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level "${SKIFFD_LOG:-warn}" \
+"$BIN/skiffd" --config-file /dev/null -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level "${SKIFFD_LOG:-warn}" \
     -b skrb0 --bip 10.231.0.1/24 --registry-addr "127.0.0.1:$RP" --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"
@@ -110,7 +110,7 @@ for run in $(seq "$RUNS"); do
     s=$(now); sk push "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now); add "skiff push (must compress)" "$bytes:$((e - s))"
     # skiff pull into a fresh daemon.
     rm -rf "$W/pull-data" "$W/pull-run"
-    "$BIN/skiffd" -H "unix://$W/pull.sock" --data-root "$W/pull-data" --exec-root "$W/pull-run" --log-level warn \
+    "$BIN/skiffd" --config-file /dev/null -H "unix://$W/pull.sock" --data-root "$W/pull-data" --exec-root "$W/pull-run" --log-level warn \
         -b skrb1 --bip 10.231.1.1/24 --pidfile "$W/puller.pid" 2>"$W/puller.log" &
     for _ in $(seq 100); do [ -S "$W/pull.sock" ] && break; sleep 0.05; done
     s=$(now); DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" pull "127.0.0.1:$RP/bench/c$run" >/dev/null; e=$(now)

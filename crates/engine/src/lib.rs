@@ -35,6 +35,9 @@ pub struct EngineConfig {
     pub net: network::NetConfig,
     /// Where references' repositories live (mirrors, remaps, insecure registries).
     pub registries: skiff_distribution::RegistriesConfig,
+    /// The default log driver (`json-file` or `none`) and its options, for containers that
+    /// name none.
+    pub default_log: bollard_stubs::models::HostConfigLogConfig,
 }
 
 pub struct Engine {
@@ -90,6 +93,7 @@ impl Engine {
             config.data_root.clone(),
             config.exec_root.clone(),
             config.monitor_bin.clone(),
+            config.default_log.clone(),
         )?;
         let id_file = config.data_root.join("engine-id");
         let id = match std::fs::read_to_string(&id_file) {

@@ -107,7 +107,9 @@ impl Engine {
             nfd: Some(std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0)),
             n_goroutines: Some(0),
             system_time: Some(skiff_common::timefmt::now()),
-            logging_driver: Some("json-file".into()),
+            logging_driver: Some(
+                self.containers.default_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()),
+            ),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
             cgroup_version: Some(if v2 { SystemInfoCgroupVersionEnum::_2 } else { SystemInfoCgroupVersionEnum::_1 }),
             n_events_listener: Some(0),

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+mod daemon_json;
 use skiff_engine::{Engine, EngineConfig};
 
 #[derive(Parser, Debug)]
@@ -72,6 +75,90 @@ struct Args {
     /// A pull-through mirror for docker.io (repeatable).
     #[arg(long = "registry-mirror")]
     registry_mirror: Vec<String>,
+    /// Default log driver for containers that name none: json-file or none.
+    #[arg(long, default_value = "json-file")]
+    log_driver: String,
+    /// Default log driver option KEY=VALUE (repeatable), e.g. max-size=10m, max-file=3.
+    #[arg(long = "log-opt")]
+    log_opt: Vec<String>,
+    /// Daemon configuration file (JSON with dockerd's daemon.json keys; a missing default file
+    /// is fine).
+    #[arg(long, default_value = "/etc/skiff/daemon.json")]
+    config_file: PathBuf,
+}
+
+/// Applies the configuration file over the flags' defaults (a directive also given as a flag is
+/// an error, as with dockerd).
+fn apply_config_file(args: &mut Args, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let explicit = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let text = match std::fs::read_to_string(&args.config_file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit("config_file") => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.config_file.display())),
+    };
+    let settings = daemon_json::parse(&text).with_context(|| format!("in {}", args.config_file.display()))?;
+    let both: Vec<&str> = settings.iter().filter(|s| explicit(s.id)).map(|s| s.key.as_str()).collect();
+    if !both.is_empty() {
+        bail!(
+            "the following directives are specified both as a flag and in the configuration file ({}): {}",
+            args.config_file.display(),
+            both.join(", ")
+        );
+    }
+    for s in settings {
+        let one = || s.values.first().cloned().unwrap_or_default();
+        let bool_of = |v: String| v == "true";
+        match s.id {
+            "host" => args.host = one(),
+            "data_root" => args.data_root = one().into(),
+            "exec_root" => args.exec_root = one().into(),
+            "log_level" => args.log_level = one(),
+            "storage_driver" => args.storage_driver = Some(one()),
+            "pidfile" => args.pidfile = Some(one().into()),
+            "bridge" => args.bridge = one(),
+            "bip" => args.bip = Some(one()),
+            "log_driver" => args.log_driver = one(),
+            "monitor_path" => args.monitor_path = Some(one().into()),
+            "registry_addr" => {
+                args.registry_addr = Some(one().parse().with_context(|| format!("{}: an address:port", s.key))?)
+            }
+            "registry_config" => args.registry_config = Some(one().into()),
+            "registry_root" => args.registry_root = Some(one().into()),
+            "registries_config" => args.registries_config = one().into(),
+            "mtu" => args.mtu = Some(one().parse().with_context(|| s.key.clone())?),
+            "icc" => args.icc = bool_of(one()),
+            "iptables" => args.iptables = bool_of(one()),
+            "dns" => {
+                args.dns = s
+                    .values
+                    .iter()
+                    .map(|d| d.parse().with_context(|| format!("dns: {d:?} is not an IP address")))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "insecure_registry" => args.insecure_registry = s.values,
+            "registry_mirror" => args.registry_mirror = s.values,
+            "default_address_pool" => args.default_address_pool = s.values,
+            "log_opt" => args.log_opt = s.values,
+            other => bail!("internal: no flag {other}"),
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's default log configuration, checked as a container's would be.
+fn default_log(args: &Args) -> anyhow::Result<bollard_stubs::models::HostConfigLogConfig> {
+    if !matches!(args.log_driver.as_str(), "json-file" | "none") {
+        bail!("--log-driver: no log driver named '{}' is registered (json-file, none)", args.log_driver);
+    }
+    let mut opts = std::collections::HashMap::new();
+    for o in &args.log_opt {
+        let (k, v) = o.split_once('=').with_context(|| format!("--log-opt {o:?}: KEY=VALUE expected"))?;
+        opts.insert(k.to_string(), v.to_string());
+    }
+    let lc = bollard_stubs::models::HostConfigLogConfig { typ: Some(args.log_driver.clone()), config: Some(opts) };
+    let hc = bollard_stubs::models::HostConfig { log_config: Some(lc.clone()), ..Default::default() };
+    skiff_engine::container::create::log_rotation(&hc).map_err(|e| anyhow::anyhow!("--log-opt: {}", e.message))?;
+    Ok(lc)
 }
 
 fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
@@ -95,7 +182,10 @@ fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let mut args = Args::from_arg_matches(&matches)?;
+    apply_config_file(&mut args, &matches)?;
+    let default_log = default_log(&args)?;
     let level = match args.log_level.as_str() {
         "debug" | "info" | "warn" | "error" | "trace" => args.log_level.clone(),
         "fatal" | "panic" => "error".into(),
@@ -187,6 +277,7 @@ fn main() -> anyhow::Result<()> {
         monitor_bin,
         storage_driver: args.storage_driver,
         net,
+        default_log,
     };
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 

@@ -257,6 +257,13 @@ impl Daemon {
             "--dns".into(),
             "127.0.0.1".into(),
         ];
+        // The host's /etc/skiff/daemon.json is none of a test's business.
+        if !extra.contains(&"--config-file") {
+            std::fs::create_dir_all(&dir).expect("test dir");
+            std::fs::write(dir.join("daemon.json"), "{}").expect("daemon.json");
+            args.push("--config-file".into());
+            args.push(dir.join("daemon.json").display().to_string());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut d =
             Daemon { socket: dir.join("s.sock"), dir, child: None, bins, extra: args, net, bridges: Vec::new() };

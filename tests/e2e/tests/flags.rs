@@ -212,3 +212,54 @@ fn vfs_driver_runs_and_commits() {
     assert_eq!(d.docker(&["run", "--rm", "vfs:done", "cat", "/etc/motd"]).ok(), "vfs");
     assert_ne!(d.docker(&["run", "--rm", "vfs:done", "ls", "/etc/group"]).code, 0);
 }
+
+#[test]
+fn daemon_json_sets_defaults_such_as_log_opts() {
+    require_root!();
+    let dir = skiff_e2e::unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("daemon.json");
+    std::fs::write(&conf, r#"{"log-driver": "json-file", "log-opts": {"max-size": "1k", "max-file": "2"}}"#).unwrap();
+    let d = Daemon::start_with(&["--config-file", conf.to_str().unwrap()]);
+    assert_eq!(d.docker(&["info", "-f", "{{.LoggingDriver}}"]).ok(), "json-file");
+    let script = "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done";
+    let id = d.docker(&["run", "-d", "busybox", "sh", "-c", script]).ok();
+    d.docker(&["wait", &id]).ok();
+    let lc = d.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id]).ok();
+    assert!(lc.contains(r#""max-size":"1k""#) && lc.contains(r#""max-file":"2""#), "{lc}");
+    let logs = d.docker(&["logs", &id]).ok();
+    assert!(logs.ends_with("line299") && !logs.contains("line0\n"), "{logs}");
+    let files = |id: &str| {
+        std::fs::read_dir(d.data_root().join("containers").join(id))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("-json.log"))
+            .count()
+    };
+    assert_eq!(files(&id), 2);
+    // A container's own options win; the daemon's fill in the rest.
+    let id2 = d.docker(&["run", "-d", "--log-opt", "max-file=1", "busybox", "sh", "-c", script]).ok();
+    d.docker(&["wait", &id2]).ok();
+    let lc = d.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id2]).ok();
+    assert!(lc.contains(r#""max-size":"1k""#) && lc.contains(r#""max-file":"1""#), "{lc}");
+    assert_eq!(files(&id2), 1);
+    // A directive both in the file and as a flag, or one skiff does not know, stops the daemon.
+    let start = |file: &str, extra: &[&str]| {
+        std::fs::write(&conf, file).unwrap();
+        std::process::Command::new(skiff_e2e::bin_dir().join("skiffd"))
+            .args(["-H", &format!("unix://{}", dir.join("x.sock").display())])
+            .args(["--data-root", dir.join("data").to_str().unwrap(), "--exec-root", dir.join("run").to_str().unwrap()])
+            .args(["--config-file", conf.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = start(r#"{"bridge": "skx0"}"#, &["--bridge", "sky0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("both as a flag and in the configuration file"));
+    let o = start(r#"{"bridge": "skx0", "cluster-store": "x"}"#, &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cluster-store"));
+    let o = start(r#"{"log-opts": {"max-file": "0"}}"#, &[]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("max-file cannot be less than 1"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -518,14 +518,22 @@ impl Containers {
         }
         // Bad port specifications fail here, not at start.
         Self::requested_ports(&hc, &config)?;
-        if hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).is_none_or(|t| t.is_empty()) {
-            // The default driver; options given with it (`--log-opt` alone) are kept.
-            let config = hc.log_config.as_ref().and_then(|l| l.config.clone()).unwrap_or_default();
-            hc.log_config = Some(bollard_stubs::models::HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(config),
-            });
+        // The daemon's default driver and options (`--log-driver`, `--log-opt`, daemon.json),
+        // merged as moby does: a container naming no driver gets the daemon's, and with the
+        // daemon's driver the daemon's options fill in those the container did not set.
+        let mut lc = hc.log_config.clone().unwrap_or_default();
+        if lc.typ.as_deref().is_none_or(str::is_empty) {
+            lc.typ = Some(self.default_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()));
         }
+        let mut opts = lc.config.take().unwrap_or_default();
+        if lc.typ == self.default_log.typ {
+            for (k, v) in self.default_log.config.iter().flatten() {
+                opts.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        lc.config = Some(opts);
+        hc.log_config = Some(lc);
+        log_rotation(&hc)?;
         if hc.restart_policy.is_none() {
             hc.restart_policy = Some(bollard_stubs::models::RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),

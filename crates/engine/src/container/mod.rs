@@ -245,6 +245,8 @@ pub struct Containers {
     pub layout: Layout,
     pub seccomp: Profile,
     pub caps_held: std::collections::BTreeSet<String>,
+    /// The daemon's default log driver and options.
+    pub default_log: bollard_stubs::models::HostConfigLogConfig,
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
     pub execs: exec::ExecStore,
@@ -261,6 +263,7 @@ impl Containers {
         data_root: PathBuf,
         exec_root: PathBuf,
         monitor_bin: PathBuf,
+        default_log: bollard_stubs::models::HostConfigLogConfig,
     ) -> Result<Arc<Containers>> {
         let layout = Layout::detect()?;
         std::fs::create_dir_all(data_root.join("containers"))?;
@@ -278,6 +281,7 @@ impl Containers {
             layout,
             seccomp: Profile::default_profile(),
             caps_held: crate::security::caps::held(),
+            default_log,
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: exec::ExecStore::default(),

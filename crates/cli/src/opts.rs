@@ -476,7 +476,11 @@ pub fn build_create(
         cap_add: if o.cap_add.is_empty() { None } else { Some(o.cap_add.clone()) },
         cap_drop: if o.cap_drop.is_empty() { None } else { Some(o.cap_drop.clone()) },
         privileged: Some(o.privileged),
-        security_opt: if o.security_opt.is_empty() { None } else { Some(o.security_opt.clone()) },
+        security_opt: if o.security_opt.is_empty() {
+            None
+        } else {
+            Some(o.security_opt.iter().map(|x| security_opt(x)).collect::<anyhow::Result<_>>()?)
+        },
         init: if o.init { Some(true) } else { None },
         restart_policy: Some(restart_policy(&o.restart)?),
         auto_remove: Some(o.rm),
@@ -598,6 +602,21 @@ pub fn parse_publish(spec: &str) -> anyhow::Result<Vec<(String, bollard_stubs::m
         ));
     }
     Ok(out)
+}
+
+/// As the docker CLI: `seccomp=PATH` sends the profile's contents (the daemon never reads the
+/// client's files); `seccomp=unconfined`/`builtin` and other options go as they are.
+fn security_opt(o: &str) -> anyhow::Result<String> {
+    let Some(v) = o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")) else {
+        return Ok(o.to_string());
+    };
+    if v == "unconfined" || v == "builtin" {
+        return Ok(o.to_string());
+    }
+    let text = std::fs::read_to_string(v).with_context(|| format!("opening seccomp profile ({v}) failed"))?;
+    let compact: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("decoding seccomp profile ({v}) failed"))?;
+    Ok(format!("seccomp={compact}"))
 }
 
 #[cfg(test)]

@@ -94,3 +94,31 @@ fn skiff_survives_daemon_crash() {
     assert_eq!(d.skiff(&["exec", "keep", "echo", "still"]).ok(), "still");
     assert_eq!(d.skiff(&["rm", "-f", "keep"]).ok(), "keep");
 }
+
+#[test]
+fn seccomp_profile_files_from_either_cli() {
+    require_root!();
+    let d = Daemon::start();
+    let dir = skiff_e2e::unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let prof = dir.join("no-mkdir.json");
+    std::fs::write(
+        &prof,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", prof.display());
+    // The CLI sends the file's contents; the daemon never reads the client's files.
+    for o in [
+        d.skiff(&["run", "--rm", "--security-opt", &opt, "busybox", "mkdir", "/x"]),
+        d.docker(&["run", "--rm", "--security-opt", &opt, "busybox", "mkdir", "/x"]),
+    ] {
+        assert_ne!(o.code, 0);
+        assert!(o.stderr.contains("Operation not permitted"), "{}", o.stderr);
+    }
+    assert_eq!(d.skiff(&["run", "--rm", "--security-opt", &opt, "busybox", "echo", "ok"]).ok(), "ok");
+    let missing = d.skiff(&["run", "--rm", "--security-opt", "seccomp=/nonexistent.json", "busybox", "true"]);
+    assert!(missing.stderr.contains("opening seccomp profile"), "{}", missing.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
-//! The only place that calls libcontainer. Runs in a short-lived helper process forked from the
-//! monitor, never in the monitor itself: libcontainer's code and memory stay out of the
-//! long-lived process, and the helper may change namespaces freely before it exits.
+//! The only place that calls libcontainer: the body of `skiff-create`, the short-lived helper
+//! the monitor forks and execs for each start and exec. libcontainer's code and memory stay out
+//! of the long-lived monitor, and the helper may change namespaces freely before it exits.
 //!
 //! Sequence for a container start (numbers match the monitor's side in `monitor.rs`):
 //! 1. monitor creates the stdio pipes (or a console socket) and a result pipe, forks the helper
@@ -14,28 +14,13 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use crate::sys;
-
-/// Stdio for a process being created.
-pub enum Stdio {
-    Pipes {
-        stdin: OwnedFd,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-    },
-    /// Path of a listening console socket, and where to send the pty master.
-    Tty {
-        listener: UnixListener,
-        path: std::path::PathBuf,
-        send_to: OwnedFd,
-    },
-}
+use skiff_monitor::helper::Stdio;
+use skiff_monitor::sys;
 
 pub struct Plan<'a> {
     pub id: &'a str,

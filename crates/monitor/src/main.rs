@@ -5,14 +5,13 @@
 //! prints `ready <pid>` on stdout for the daemon. From then on it is on its own: it outlives
 //! the daemon, and a restarted daemon reconnects to its socket.
 
-mod create;
 mod monitor;
-mod sys;
 
 use std::io::Write;
 use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
 
+use skiff_monitor::sys;
 use skiff_runtime::config::{MonitorConfig, MonitorDir};
 
 fn main() -> ExitCode {

@@ -25,8 +25,8 @@ use skiff_runtime::protocol::{
     self, ExecSpec, ExecState, ExitStatus, FrameKind, MonitorState, Request, Response, Status, Streams,
 };
 
-use crate::create::{self, Plan, Stdio};
-use crate::sys::{self, Fork};
+use skiff_monitor::helper::{self, Invocation, Job, Stdio};
+use skiff_monitor::sys::{self, Fork};
 
 /// How long output may keep flowing after a process exited before we stop waiting for EOF.
 const DRAIN: Duration = Duration::from_millis(1500);
@@ -106,6 +106,8 @@ enum Token {
 
 pub struct Monitor {
     cfg: MonitorConfig,
+    /// `skiff-create`, beside this binary.
+    helper_bin: std::path::PathBuf,
     dir: MonitorDir,
     layout: Layout,
     listener: UnixListener,
@@ -136,12 +138,17 @@ fn io_string(e: io::Error) -> String {
 impl Monitor {
     pub fn new(cfg: MonitorConfig, dir: MonitorDir, listener: UnixListener, sigfd: SignalFd) -> io::Result<Monitor> {
         let layout = Layout::detect()?;
+        let helper_bin = std::env::current_exe()?
+            .parent()
+            .map(|d| d.join(helper::BINARY))
+            .ok_or_else(|| io::Error::other("the monitor binary has no directory"))?;
         let log = match &cfg.log_path {
             Some(p) => Some(logfile::Writer::open_rotating(p, cfg.log_rotation)?),
             None => None,
         };
         Ok(Monitor {
             cfg,
+            helper_bin,
             dir,
             layout,
             listener,
@@ -645,7 +652,22 @@ impl Monitor {
         Ok((Stdio::Pipes { stdin: child_in, stdout: out_w, stderr: err_w }, io, None))
     }
 
-    /// Runs a helper (already given its plan) to completion: reads its one-line result.
+    /// Forks and execs `skiff-create` for a job; returns its pid and the read end of its
+    /// result pipe.
+    fn run_helper(&self, mut inv: Invocation, stdio: Stdio) -> Result<(i32, OwnedFd), String> {
+        let (res_r, res_w) = sys::pipe().map_err(io_string)?;
+        let (fds, console) = stdio.into_fds();
+        inv.console = console;
+        match sys::fork().map_err(io_string)? {
+            Fork::Child => {
+                drop(res_r);
+                helper::exec(&self.helper_bin, &inv, res_w, fds)
+            }
+            Fork::Parent(pid) => Ok((pid, res_r)),
+        }
+    }
+
+    /// Runs a helper (already given its job) to completion: reads its one-line result.
     fn await_helper(helper: i32, result: OwnedFd) -> Result<i32, String> {
         let mut msg = String::new();
         let _ = std::fs::File::from(result).read_to_string(&mut msg);
@@ -677,15 +699,14 @@ impl Monitor {
         std::fs::create_dir_all(&self.cfg.state_root).map_err(io_string)?;
         let (stdio, mut io, tty_sock) =
             self.make_stdio(self.cfg.tty, self.cfg.open_stdin, false, &self.dir.console_socket())?;
-        let (res_r, res_w) = sys::pipe().map_err(io_string)?;
-        let plan = Plan { id: &self.cfg.id, state_root: &self.cfg.state_root, stdio, result: res_w };
-        let helper = match sys::fork().map_err(io_string)? {
-            Fork::Child => create::start_container(plan, &self.cfg.bundle, self.cfg.loopback, self.cfg.console_size),
-            Fork::Parent(pid) => {
-                drop(plan);
-                pid
-            }
+        let inv = Invocation {
+            id: self.cfg.id.clone(),
+            state_root: self.cfg.state_root.clone(),
+            job: Job::Start { bundle: self.cfg.bundle.clone(), loopback: self.cfg.loopback },
+            size: self.cfg.console_size,
+            console: None,
         };
+        let (helper, res_r) = self.run_helper(inv, stdio)?;
         let pid = Self::await_helper(helper, res_r)?;
         let _ = std::fs::remove_file(self.dir.console_socket());
         if self.cfg.tty {
@@ -729,15 +750,14 @@ impl Monitor {
         self.next += 1;
         let console = self.dir.path().join(format!("e{n}.sock"));
         let (stdio, mut io, tty_sock) = self.make_stdio(spec.tty, spec.stdin, spec.detach, &console)?;
-        let (res_r, res_w) = sys::pipe().map_err(io_string)?;
-        let plan = Plan { id: &self.cfg.id, state_root: &self.cfg.state_root, stdio, result: res_w };
-        let helper = match sys::fork().map_err(io_string)? {
-            Fork::Child => create::exec_process(plan, &proc_path, spec.console_size),
-            Fork::Parent(pid) => {
-                drop(plan);
-                pid
-            }
+        let inv = Invocation {
+            id: self.cfg.id.clone(),
+            state_root: self.cfg.state_root.clone(),
+            job: Job::Exec { process: proc_path.clone() },
+            size: spec.console_size,
+            console: None,
         };
+        let (helper, res_r) = self.run_helper(inv, stdio)?;
         let result = Self::await_helper(helper, res_r);
         let _ = std::fs::remove_file(&console);
         let _ = std::fs::remove_file(&proc_path);

@@ -209,6 +209,10 @@ fn main() -> anyhow::Result<()> {
     if !monitor_bin.exists() {
         bail!("monitor binary {} not found", monitor_bin.display());
     }
+    let helper = monitor_bin.with_file_name("skiff-create");
+    if !helper.exists() {
+        bail!("the monitor's helper {} not found (it must be beside skiff-monitor)", helper.display());
+    }
     if args.bridge.is_empty() || args.bridge.len() > 15 || args.bridge.contains('/') {
         bail!("invalid bridge name {:?}", args.bridge);
     }

@@ -95,6 +95,9 @@ impl Engine {
             config.monitor_bin.clone(),
             config.default_log.clone(),
         )?;
+        // Build contexts and secrets of builds a killed daemon left behind.
+        let scratch = config.data_root.join("tmp");
+        let _ = skiff_common::fsutil::remove_all(&scratch);
         let id_file = config.data_root.join("engine-id");
         let id = match std::fs::read_to_string(&id_file) {
             Ok(s) if !s.trim().is_empty() => s.trim().to_string(),

@@ -230,11 +230,21 @@ impl Snapshots {
         fsutil::remove_all(&trash).map_err(Self::io(key))
     }
 
-    /// Removes leftovers of interrupted prepares and removals.
+    /// Removes leftovers of interrupted prepares and removals, and the builder's throwaway
+    /// snapshots (`build-*`, `buildmnt-*`) of a daemon killed mid-build — unmounted first. Only
+    /// called while nothing else uses the store (at open).
     pub fn clean_tmp(&self) {
         if let Ok(rd) = fs::read_dir(&self.root) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with("tmp-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("build-") || name.starts_with("buildmnt-") {
+                    if self.is_mounted(&name)
+                        && rustix::mount::unmount(e.path().join("merged"), rustix::mount::UnmountFlags::DETACH).is_err()
+                    {
+                        continue;
+                    }
+                    let _ = fsutil::remove_all(&e.path());
+                } else if name.starts_with("tmp-") {
                     let _ = fsutil::remove_all(&e.path());
                 }
             }

@@ -463,3 +463,55 @@ fn build_secrets() {
     let _ = std::fs::remove_file(&secret);
     let _ = std::fs::remove_dir_all(&ctx);
 }
+
+#[test]
+fn a_daemon_killed_mid_build_restarts_clean() {
+    require_root!();
+    let mut d = Daemon::start();
+    let ctx = unique_dir();
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nCOPY . /ctx\nRUN --mount=type=secret,id=tok cat /run/secrets/tok && sleep 3\n",
+    );
+    write(&ctx, "data.txt", "some context");
+    write(&ctx, "tok.txt", "s3cret");
+    let skiff_build = |d: &Daemon| {
+        let mut c = Command::new(skiff_e2e::bin_dir().join("skiff"));
+        c.args(["-H", &format!("unix://{}", d.socket.display()), "build", "-q", "--network=none"])
+            .args(["--secret", &format!("id=tok,src={}", ctx.join("tok.txt").display())])
+            .arg(&ctx);
+        c
+    };
+    let mut b =
+        skiff_build(&d).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let data = d.data_root();
+    let scratch = data.join("tmp");
+    let snaps = data.join("image/snapshots");
+    let building = || {
+        std::fs::read_dir(&snaps).map(|rd| rd.flatten().count()).unwrap_or(0) > 0
+            && std::fs::read_dir(&scratch).map(|rd| rd.flatten().count()).unwrap_or(0) > 0
+    };
+    assert!(skiff_e2e::eventually(std::time::Duration::from_secs(10), building), "the build got going");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    d.crash_and_restart();
+    let _ = b.wait();
+    // Nothing of the build is left: no context or secret files, no builder snapshot, no mount.
+    let left: Vec<String> = std::fs::read_dir(&scratch)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let builder_snaps: Vec<String> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("build"))
+        .collect();
+    assert!(builder_snaps.is_empty(), "{builder_snaps:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.lines().any(|l| l.contains(data.to_str().unwrap()) && l.contains("/build-")), "{mounts}");
+    // And the daemon builds it again.
+    let o = skiff_build(&d).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&ctx);
+}

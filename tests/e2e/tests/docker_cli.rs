@@ -177,6 +177,13 @@ fn stats_no_stream() {
     assert_eq!(f[0], "st", "{o}");
     assert_eq!(f[3], "32MiB", "{o}");
     assert_eq!(f[4], "1", "{o}");
+    // Network counters of the container's interfaces: 100 kB of pings out and back.
+    let gw = d.docker(&["inspect", "-f", "{{.NetworkSettings.Gateway}}", "st"]).ok();
+    d.docker(&["exec", "st", "ping", "-c", "2", "-s", "50000", &gw]).ok();
+    let net = d.docker(&["stats", "--no-stream", "--format", "{{.NetIO}}", "st"]).ok();
+    let (rx, tx) = net.split_once(" / ").unwrap_or(("", ""));
+    let kb = |x: &str| x.ends_with("kB") && x.trim_end_matches("kB").parse::<f64>().unwrap_or(0.0) >= 100.0;
+    assert!(kb(rx) && kb(tx), "{net}");
 }
 
 #[test]

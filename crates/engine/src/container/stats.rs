@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bollard_stubs::models::{
     ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats,
-    ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
+    ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
 };
 use skiff_runtime::cgroups;
 
@@ -33,6 +33,39 @@ pub struct Sample {
     pub stats: cgroups::Stats,
     pub system_ns: u64,
     pub read: String,
+    /// Per interface of the container's network namespace (not `lo`); none with the host's.
+    pub networks: Option<HashMap<String, ContainerNetworkStats>>,
+}
+
+/// Parses `/proc/<pid>/net/dev`: the counters of every interface but `lo`.
+pub fn parse_net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
+    let mut out = HashMap::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else { continue };
+        let name = name.trim();
+        if name.is_empty() || name == "lo" {
+            continue;
+        }
+        let v: Vec<u64> = rest.split_whitespace().map_while(|x| x.parse().ok()).collect();
+        if v.len() < 16 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            ContainerNetworkStats {
+                rx_bytes: Some(v[0]),
+                rx_packets: Some(v[1]),
+                rx_errors: Some(v[2]),
+                rx_dropped: Some(v[3]),
+                tx_bytes: Some(v[8]),
+                tx_packets: Some(v[9]),
+                tx_errors: Some(v[10]),
+                tx_dropped: Some(v[11]),
+                ..Default::default()
+            },
+        );
+    }
+    out
 }
 
 impl Containers {
@@ -46,10 +79,18 @@ impl Containers {
         if !c.status().is_live() {
             return Ok(None);
         }
+        let rec = c.record();
+        let host_net = rec.host_config.network_mode.as_deref() == Some("host");
+        let networks = (!host_net && rec.state.pid > 0)
+            .then(|| std::fs::read_to_string(format!("/proc/{}/net/dev", rec.state.pid)).ok())
+            .flatten()
+            .map(|t| parse_net_dev(&t))
+            .filter(|n| !n.is_empty());
         Ok(Some(Sample {
             stats: self.layout.stats(&self.cgroup_path(&c.id)),
             system_ns: cgroups::system_cpu_ns(),
             read: skiff_common::timefmt::now(),
+            networks,
         }))
     }
 
@@ -115,7 +156,7 @@ impl Containers {
             cpu_stats: Some(cpu(cur)),
             precpu_stats: Some(cpu(pre)),
             memory_stats: memory.or(Some(ContainerMemoryStats::default())),
-            networks: None,
+            networks: cur.and_then(|s| s.networks.clone()),
         })
     }
 
@@ -201,5 +242,31 @@ impl Containers {
             ),
             processes: Some(procs),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net_dev_counters_without_lo() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+  eth0: 104857600   7000    1    2    0     0          0         0   123456    3000    3    4    0     0       0          0
+garbage line
+  eth1: 1 2 3
+";
+        let n = parse_net_dev(text);
+        assert_eq!(n.len(), 1, "{n:?}");
+        let e = &n["eth0"];
+        assert_eq!(
+            (e.rx_bytes, e.rx_packets, e.rx_errors, e.rx_dropped),
+            (Some(104857600), Some(7000), Some(1), Some(2))
+        );
+        assert_eq!((e.tx_bytes, e.tx_packets, e.tx_errors, e.tx_dropped), (Some(123456), Some(3000), Some(3), Some(4)));
+        assert!(parse_net_dev("").is_empty());
+        assert!(parse_net_dev(":::\n\n:: 1 2").is_empty());
     }
 }

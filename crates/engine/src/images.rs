@@ -20,7 +20,8 @@ use crate::events::{Event, Events};
 pub struct Images {
     pub store: Arc<ImageStore>,
     pub events: Arc<Events>,
-    pub registries: Arc<skiff_distribution::RegistriesConfig>,
+    /// Where names' repositories live; replaced whole when the daemon reloads its configuration.
+    pub registries: std::sync::RwLock<Arc<skiff_distribution::RegistriesConfig>>,
 }
 
 impl From<skiff_distribution::DistError> for EngineError {
@@ -99,6 +100,15 @@ fn api_config(img: &Image) -> ApiImageConfig {
 }
 
 impl Images {
+    /// The registries configuration in force.
+    pub fn registries(&self) -> Arc<skiff_distribution::RegistriesConfig> {
+        self.registries.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_registries(&self, r: skiff_distribution::RegistriesConfig) {
+        *self.registries.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+    }
+
     fn tags_of(&self, img: &Image) -> (Vec<String>, Vec<String>) {
         let mut tags = Vec::new();
         let mut digests = img.record.repo_digests.clone();
@@ -463,7 +473,7 @@ impl Images {
             None => None,
         };
         let out =
-            skiff_distribution::pull::pull(self.store.clone(), &self.registries, r, platform, creds, sink).await?;
+            skiff_distribution::pull::pull(self.store.clone(), &self.registries(), r, platform, creds, sink).await?;
         self.events.publish(Event::new("image", "pull", r.familiar()).attr("name", r.familiar()));
         Ok(out)
     }
@@ -475,7 +485,7 @@ impl Images {
         creds: Option<skiff_distribution::Credentials>,
         sink: skiff_distribution::Sink,
     ) -> Result<Vec<skiff_distribution::push::PushOutcome>> {
-        let out = skiff_distribution::push::push(self.store.clone(), &self.registries, r, creds, sink).await?;
+        let out = skiff_distribution::push::push(self.store.clone(), &self.registries(), r, creds, sink).await?;
         self.events.publish(Event::new("image", "push", r.familiar()).attr("name", r.familiar()));
         Ok(out)
     }
@@ -489,7 +499,7 @@ impl Images {
             h => h,
         };
         let ep = self
-            .registries
+            .registries()
             .endpoints(domain, "library/x", true)
             .map_err(EngineError::invalid)?
             .pop()

@@ -107,7 +107,7 @@ impl Engine {
                 id
             }
         };
-        let registries = Arc::new(config.registries.clone());
+        let registries = std::sync::RwLock::new(Arc::new(config.registries.clone()));
         Ok(Engine {
             config,
             id,
@@ -118,6 +118,18 @@ impl Engine {
             networks,
             containers,
         })
+    }
+
+    /// Applies what a configuration reload may change while running: where registries are
+    /// (mirrors, remaps, insecure hosts) and the default log driver and options (for
+    /// containers created from now on).
+    pub fn reload(
+        &self,
+        registries: skiff_distribution::RegistriesConfig,
+        default_log: bollard_stubs::models::HostConfigLogConfig,
+    ) {
+        self.images.set_registries(registries);
+        self.containers.set_default_log(default_log);
     }
 
     /// Re-adopts running containers and settles the ones that exited while we were away.

@@ -108,7 +108,7 @@ impl Engine {
             n_goroutines: Some(0),
             system_time: Some(skiff_common::timefmt::now()),
             logging_driver: Some(
-                self.containers.default_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()),
+                self.containers.default_log().typ.filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()),
             ),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
             cgroup_version: Some(if v2 { SystemInfoCgroupVersionEnum::_2 } else { SystemInfoCgroupVersionEnum::_1 }),
@@ -121,6 +121,7 @@ impl Engine {
             ncpu: Some(std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(1)),
             mem_total: Some(mem_total),
             index_server_address: Some("https://index.docker.io/v1/".into()),
+            registry_config: Some(registry_config(&self.images.registries())),
             name: Some(hostname),
             labels: Some(vec![]),
             experimental_build: Some(false),
@@ -191,5 +192,35 @@ impl Engine {
             volumes: Some(volumes),
             build_cache: Some(vec![]),
         })
+    }
+}
+
+/// `docker info`'s registry section: insecure registries and docker.io's mirrors.
+fn registry_config(r: &skiff_distribution::RegistriesConfig) -> bollard_stubs::models::RegistryServiceConfig {
+    use bollard_stubs::models::IndexInfo;
+    let url = |m: &skiff_distribution::config::Mirror| {
+        format!("{}://{}/", if m.insecure { "http" } else { "https" }, m.location)
+    };
+    let mirrors: Vec<String> =
+        r.registries.iter().filter(|e| e.prefix == "docker.io").flat_map(|e| e.mirrors.iter().map(url)).collect();
+    let mut index = HashMap::from([(
+        "docker.io".to_string(),
+        IndexInfo {
+            name: Some("docker.io".into()),
+            mirrors: Some(mirrors.clone()),
+            secure: Some(true),
+            official: Some(true),
+        },
+    )]);
+    for host in r.insecure.iter().chain(r.registries.iter().filter(|e| e.insecure).map(|e| &e.prefix)) {
+        index.insert(
+            host.clone(),
+            IndexInfo { name: Some(host.clone()), mirrors: Some(vec![]), secure: Some(false), official: Some(false) },
+        );
+    }
+    bollard_stubs::models::RegistryServiceConfig {
+        insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
+        index_configs: Some(index),
+        mirrors: Some(mirrors),
     }
 }

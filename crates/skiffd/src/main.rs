@@ -12,7 +12,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 mod daemon_json;
 use skiff_engine::{Engine, EngineConfig};
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "skiffd", version, about = "skiff daemon: the Docker Engine API, built in Rust")]
 struct Args {
     /// Socket to listen on (unix:///path).
@@ -181,21 +181,88 @@ fn parse_pool(s: &str) -> anyhow::Result<(skiff_net::ipam::Ipv4Net, u8)> {
     Ok((base, size))
 }
 
-fn main() -> anyhow::Result<()> {
-    let matches = Args::command().get_matches();
-    let mut args = Args::from_arg_matches(&matches)?;
-    apply_config_file(&mut args, &matches)?;
+/// What the flags and the configuration file resolve to; a SIGHUP resolves them again.
+struct Loaded {
+    args: Args,
+    default_log: bollard_stubs::models::HostConfigLogConfig,
+    registries: skiff_distribution::RegistriesConfig,
+    level: String,
+}
+
+fn load(matches: &clap::ArgMatches) -> anyhow::Result<Loaded> {
+    let mut args = Args::from_arg_matches(matches)?;
+    apply_config_file(&mut args, matches)?;
     let default_log = default_log(&args)?;
     let level = match args.log_level.as_str() {
         "debug" | "info" | "warn" | "error" | "trace" => args.log_level.clone(),
         "fatal" | "panic" => "error".into(),
         other => bail!("invalid log level {other:?}"),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "{level},hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn"
-        )))
-        .with_writer(std::io::stderr)
+    let registries = registries(&args)?;
+    Ok(Loaded { args, default_log, registries, level })
+}
+
+/// The settings a reload cannot change (they shape state the daemon has already set up).
+fn fixed(a: &Args) -> String {
+    format!(
+        "{:?}",
+        (
+            (&a.host, &a.data_root, &a.exec_root, &a.storage_driver, &a.pidfile, &a.monitor_path),
+            (&a.bridge, &a.bip, &a.default_address_pool, a.icc, a.iptables, a.mtu, &a.dns),
+            (&a.registry_addr, &a.registry_config, &a.registry_root),
+        )
+    )
+}
+
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!(
+        "{level},hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn"
+    ))
+}
+
+/// `registries.toml` plus `--insecure-registry` and `--registry-mirror`.
+fn registries(args: &Args) -> anyhow::Result<skiff_distribution::RegistriesConfig> {
+    let mut registries = if args.registries_config.exists() {
+        skiff_distribution::RegistriesConfig::from_file(&args.registries_config).map_err(|e| anyhow::anyhow!(e))?
+    } else {
+        Default::default()
+    };
+    for i in &args.insecure_registry {
+        let host = i.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+        registries.insecure.push(host.to_string());
+    }
+    if !args.registry_mirror.is_empty() {
+        let idx = match registries.registries.iter().position(|r| r.prefix == "docker.io") {
+            Some(i) => i,
+            None => {
+                registries.registries.push(skiff_distribution::config::RegistryEntry {
+                    prefix: "docker.io".into(),
+                    ..Default::default()
+                });
+                registries.registries.len() - 1
+            }
+        };
+        for m in &args.registry_mirror {
+            let insecure = m.starts_with("http://");
+            let loc = m.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+            registries.registries[idx]
+                .mirrors
+                .push(skiff_distribution::config::Mirror { location: loc.to_string(), insecure });
+        }
+    }
+    Ok(registries)
+}
+
+fn main() -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let matches = Args::command().get_matches();
+    let Loaded { args, default_log, registries, level } = load(&matches)?;
+    let started_with = fixed(&args);
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(log_filter(&level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
     let socket = match args.host.strip_prefix("unix://") {
         Some(p) => PathBuf::from(p),
@@ -246,40 +313,12 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut registries = if args.registries_config.exists() {
-        skiff_distribution::RegistriesConfig::from_file(&args.registries_config).map_err(|e| anyhow::anyhow!(e))?
-    } else {
-        Default::default()
-    };
-    for i in &args.insecure_registry {
-        let host = i.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
-        registries.insecure.push(host.to_string());
-    }
-    if !args.registry_mirror.is_empty() {
-        let idx = match registries.registries.iter().position(|r| r.prefix == "docker.io") {
-            Some(i) => i,
-            None => {
-                registries.registries.push(skiff_distribution::config::RegistryEntry {
-                    prefix: "docker.io".into(),
-                    ..Default::default()
-                });
-                registries.registries.len() - 1
-            }
-        };
-        for m in &args.registry_mirror {
-            let insecure = m.starts_with("http://");
-            let loc = m.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
-            registries.registries[idx]
-                .mirrors
-                .push(skiff_distribution::config::Mirror { location: loc.to_string(), insecure });
-        }
-    }
     let config = EngineConfig {
         registries,
-        data_root: args.data_root,
-        exec_root: args.exec_root,
+        data_root: args.data_root.clone(),
+        exec_root: args.exec_root.clone(),
         monitor_bin,
-        storage_driver: args.storage_driver,
+        storage_driver: args.storage_driver.clone(),
         net,
         default_log,
     };
@@ -308,6 +347,29 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
         engine.restore().await;
+        // SIGHUP: read the flags and the configuration file again and apply what can change
+        // while running (registries and mirrors, default log options, the log level).
+        {
+            let (engine, matches) = (engine.clone(), matches.clone());
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    match load(&matches) {
+                        Ok(new) => {
+                            if fixed(&new.args) != started_with {
+                                tracing::warn!(
+                                    "configuration changes other than registries, log options and the log level take effect at restart"
+                                );
+                            }
+                            engine.reload(new.registries, new.default_log);
+                            let _ = filter_handle.reload(log_filter(&new.level));
+                            tracing::info!("configuration reloaded");
+                        }
+                        Err(e) => tracing::error!("configuration not reloaded: {e:#}"),
+                    }
+                }
+            });
+        }
         tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
         let shutdown = async {
             let mut term =

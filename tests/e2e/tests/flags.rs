@@ -1,5 +1,6 @@
 //! `docker run` flags beyond the basics, checked from inside the container.
 
+use std::process::Command;
 use std::time::Duration;
 
 use skiff_e2e::{Daemon, eventually, require_root};
@@ -220,7 +221,8 @@ fn daemon_json_sets_defaults_such_as_log_opts() {
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("daemon.json");
     std::fs::write(&conf, r#"{"log-driver": "json-file", "log-opts": {"max-size": "1k", "max-file": "2"}}"#).unwrap();
-    let d = Daemon::start_with(&["--config-file", conf.to_str().unwrap()]);
+    let pidfile = dir.join("skiffd.pid");
+    let d = Daemon::start_with(&["--config-file", conf.to_str().unwrap(), "--pidfile", pidfile.to_str().unwrap()]);
     assert_eq!(d.docker(&["info", "-f", "{{.LoggingDriver}}"]).ok(), "json-file");
     let script = "i=0; while [ $i -lt 300 ]; do echo line$i; i=$((i+1)); done";
     let id = d.docker(&["run", "-d", "busybox", "sh", "-c", script]).ok();
@@ -242,10 +244,23 @@ fn daemon_json_sets_defaults_such_as_log_opts() {
     let lc = d.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id2]).ok();
     assert!(lc.contains(r#""max-size":"1k""#) && lc.contains(r#""max-file":"1""#), "{lc}");
     assert_eq!(files(&id2), 1);
+    // SIGHUP reloads registries and log options (for containers created from then on).
+    std::fs::write(&conf, r#"{"log-opts": {"max-size": "2k"}, "registry-mirrors": ["http://10.0.0.9:5000"]}"#).unwrap();
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert!(Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap().success());
+    assert!(
+        eventually(Duration::from_secs(5), || d.docker(&["info"]).stdout.contains("http://10.0.0.9:5000/")),
+        "mirror after reload"
+    );
+    let id3 = d.docker(&["create", "busybox", "true"]).ok();
+    let lc = d.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id3]).ok();
+    assert!(lc.contains(r#""max-size":"2k""#) && !lc.contains("max-file"), "{lc}");
+    let lc = d.docker(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", &id2]).ok();
+    assert!(lc.contains(r#""max-size":"1k""#), "an existing container keeps its options: {lc}");
     // A directive both in the file and as a flag, or one skiff does not know, stops the daemon.
     let start = |file: &str, extra: &[&str]| {
         std::fs::write(&conf, file).unwrap();
-        std::process::Command::new(skiff_e2e::bin_dir().join("skiffd"))
+        Command::new(skiff_e2e::bin_dir().join("skiffd"))
             .args(["-H", &format!("unix://{}", dir.join("x.sock").display())])
             .args(["--data-root", dir.join("data").to_str().unwrap(), "--exec-root", dir.join("run").to_str().unwrap()])
             .args(["--config-file", conf.to_str().unwrap()])

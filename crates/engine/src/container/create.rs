@@ -521,13 +521,14 @@ impl Containers {
         // The daemon's default driver and options (`--log-driver`, `--log-opt`, daemon.json),
         // merged as moby does: a container naming no driver gets the daemon's, and with the
         // daemon's driver the daemon's options fill in those the container did not set.
+        let daemon_log = self.default_log();
         let mut lc = hc.log_config.clone().unwrap_or_default();
         if lc.typ.as_deref().is_none_or(str::is_empty) {
-            lc.typ = Some(self.default_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()));
+            lc.typ = Some(daemon_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()));
         }
         let mut opts = lc.config.take().unwrap_or_default();
-        if lc.typ == self.default_log.typ {
-            for (k, v) in self.default_log.config.iter().flatten() {
+        if lc.typ == daemon_log.typ {
+            for (k, v) in daemon_log.config.iter().flatten() {
                 opts.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }

@@ -245,14 +245,22 @@ pub struct Containers {
     pub layout: Layout,
     pub seccomp: Profile,
     pub caps_held: std::collections::BTreeSet<String>,
-    /// The daemon's default log driver and options.
-    pub default_log: bollard_stubs::models::HostConfigLogConfig,
+    /// The daemon's default log driver and options (replaced by a configuration reload).
+    default_log: RwLock<bollard_stubs::models::HostConfigLogConfig>,
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
     pub execs: exec::ExecStore,
 }
 
 impl Containers {
+    pub fn default_log(&self) -> bollard_stubs::models::HostConfigLogConfig {
+        self.default_log.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_default_log(&self, lc: bollard_stubs::models::HostConfigLogConfig) {
+        *self.default_log.write().unwrap_or_else(|p| p.into_inner()) = lc;
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Arc<Db>,
@@ -281,7 +289,7 @@ impl Containers {
             layout,
             seccomp: Profile::default_profile(),
             caps_held: crate::security::caps::held(),
-            default_log,
+            default_log: RwLock::new(default_log),
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: exec::ExecStore::default(),

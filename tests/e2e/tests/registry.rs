@@ -753,3 +753,80 @@ fn sha512_content_is_stored_and_served() {
     .ok();
     assert_eq!(code, "400");
 }
+
+#[test]
+fn credential_helpers_shared_with_the_docker_cli() {
+    require_root!();
+    let dir = unique_dir();
+    let htp = dir.join("htpasswd");
+    let mut c = Command::new(bin_dir().join("skiff"))
+        .args(["registry", "htpasswd", htp.to_str().unwrap(), "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"s3cret").unwrap();
+    assert!(c.wait().unwrap().success());
+    let reg = Registry::start(&["--htpasswd", htp.to_str().unwrap(), "--token-auth"]);
+    let d = Daemon::start();
+    // A credential helper, as `docker-credential-pass` & co. are: one secret kept in a file.
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-skifftest");
+    std::fs::write(
+        &helper,
+        "#!/bin/sh\nf=\"$(dirname \"$0\")/secret.json\"\ncase \"$1\" in\n\
+         store) cat > \"$f\" ;;\n\
+         get) read -r url; if [ -f \"$f\" ] && grep -q \"\\\"$url\\\"\" \"$f\"; then cat \"$f\"; \
+         else echo 'credentials not found in native keychain'; exit 1; fi ;;\n\
+         erase) rm -f \"$f\" ;;\n\
+         *) exit 1 ;;\nesac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cfg_dir = dir.join("cfg");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(cfg_dir.join("config.json"), r#"{"credsStore": "skifftest"}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let run = |prog: &Path, args: &[&str], stdin: &[u8]| {
+        let mut c = Command::new(prog)
+            .args(args)
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", &cfg_dir)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin).unwrap();
+        let o = c.wait_with_output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let docker = skiff_e2e::docker_cli();
+    let skiff = bin_dir().join("skiff");
+    let name = format!("{}/alice/bb:1", reg.addr());
+    d.docker(&["tag", "busybox", &name]).ok();
+    // The docker CLI logs in through the helper; skiff finds the secret there.
+    run(&docker, &["login", "-u", "alice", "--password-stdin", &reg.addr()], b"s3cret\n").ok();
+    assert!(bin.join("secret.json").exists(), "the helper holds the secret");
+    let cfg = std::fs::read_to_string(cfg_dir.join("config.json")).unwrap();
+    assert!(!cfg.contains("\"auth\""), "no secret in config.json: {cfg}");
+    let o = run(&skiff, &["push", &name], b"").ok();
+    assert!(o.contains("digest"), "{o}");
+    // skiff logs out through the helper; then the registry refuses it.
+    run(&skiff, &["logout", &reg.addr()], b"").ok();
+    assert!(!bin.join("secret.json").exists());
+    let denied = run(&skiff, &["push", &name], b"");
+    assert_ne!(denied.code, 0);
+    // skiff logs in through the helper too, and the docker CLI's push uses it.
+    run(&skiff, &["login", "-u", "alice", "--password-stdin", &reg.addr()], b"s3cret\n").ok();
+    assert!(bin.join("secret.json").exists());
+    run(&docker, &["push", &name], b"").ok();
+    let _ = std::fs::remove_dir_all(&dir);
+}

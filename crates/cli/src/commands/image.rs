@@ -383,7 +383,7 @@ async fn pull_with(c: &Client, image: &str, platform: Option<&str>, quiet: bool)
     if let Some(p) = platform {
         q.push(("platform", p.to_string()));
     }
-    let auth = super::registry_auth::auth_header_for(image);
+    let auth = super::registry_auth::auth_header_for(image)?;
     let resp = c
         .request_with_headers(Method::POST, &format!("/images/create{}", query(&q)), &[("X-Registry-Auth", auth)], None)
         .await?;
@@ -444,7 +444,7 @@ pub async fn push(c: &Client, a: PushArgs) -> anyhow::Result<u8> {
     } else {
         split_tag(&a.image)
     };
-    let auth = super::registry_auth::auth_header_for(&a.image);
+    let auth = super::registry_auth::auth_header_for(&a.image)?;
     let resp = c
         .request_with_headers(
             Method::POST,

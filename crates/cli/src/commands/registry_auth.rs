@@ -1,5 +1,6 @@
-//! `login`, `logout`, and credentials for pull/push: `~/.docker/config.json`'s `auths`, so the
-//! docker CLI and skiff share logins.
+//! `login`, `logout`, and credentials for pull/push from `~/.docker/config.json`, as the docker
+//! CLI keeps them — `auths`, or a credential helper (`credHelpers` per registry, `credsStore`
+//! for all: `docker-credential-<name> get|store|erase` on the PATH) — so both CLIs share logins.
 
 use std::path::PathBuf;
 
@@ -81,20 +82,80 @@ fn key_of(server: &str) -> String {
     }
 }
 
-/// The `X-Registry-Auth` header value for an image's registry (empty credentials if none).
-pub fn auth_header_for(image: &str) -> String {
-    let key = key_of(&registry_of(image));
-    let mut creds = json!({"serveraddress": key});
-    if let Ok(cfg) = load_config()
-        && let Some(a) = cfg.get("auths").and_then(|a| a.get(&key)).and_then(|a| a.get("auth")).and_then(|a| a.as_str())
+/// The credential helper configured for a registry: `credHelpers` by host name (Docker Hub's
+/// is `index.docker.io`), else `credsStore`.
+fn helper_for(cfg: &Value, key: &str) -> Option<String> {
+    let host = key.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    cfg.get("credHelpers")
+        .and_then(|h| h.get(host))
+        .or_else(|| cfg.get("credsStore"))
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+        .map(str::to_string)
+}
+
+/// Runs `docker-credential-<helper> <action>` with `input` on stdin; its stdout, or its message
+/// as the error.
+fn helper_call(helper: &str, action: &str, input: &[u8]) -> anyhow::Result<String> {
+    use std::io::Write;
+    let bin = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&bin)
+        .arg(action)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running the credential helper {bin}"))?;
+    child.stdin.take().context("helper stdin")?.write_all(input)?;
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!("{bin} {action}: {}", if text.is_empty() { err.trim() } else { &text });
+    }
+    Ok(text)
+}
+
+/// Username and password for a registry key, from its helper or `auths`.
+fn credentials(cfg: &Value, key: &str) -> anyhow::Result<Option<(String, String)>> {
+    if let Some(h) = helper_for(cfg, key) {
+        return match helper_call(&h, "get", key.as_bytes()) {
+            Ok(out) => {
+                let v: Value = serde_json::from_str(&out).context("credential helper output")?;
+                let user = v.get("Username").and_then(Value::as_str).unwrap_or_default().to_string();
+                let secret = v.get("Secret").and_then(Value::as_str).unwrap_or_default().to_string();
+                Ok((!secret.is_empty()).then_some((user, secret)))
+            }
+            // Helpers answer "credentials not found" with a failure: not logged in.
+            Err(e) if e.to_string().contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    if let Some(a) = cfg.get("auths").and_then(|a| a.get(key)).and_then(|a| a.get("auth")).and_then(|a| a.as_str())
         && let Ok(raw) = STANDARD.decode(a)
         && let Ok(s) = String::from_utf8(raw)
         && let Some((u, p)) = s.split_once(':')
     {
-        creds["username"] = json!(u);
-        creds["password"] = json!(p);
+        return Ok(Some((u.to_string(), p.to_string())));
     }
-    URL_SAFE.encode(serde_json::to_vec(&creds).unwrap_or_default())
+    Ok(None)
+}
+
+/// The `X-Registry-Auth` header value for an image's registry (empty credentials if none).
+pub fn auth_header_for(image: &str) -> anyhow::Result<String> {
+    let key = key_of(&registry_of(image));
+    let mut creds = json!({"serveraddress": key});
+    if let Some((u, p)) = credentials(&load_config()?, &key)? {
+        if u == "<token>" {
+            // A helper's identity token (OAuth refresh token), passed on as Docker does.
+            creds["identitytoken"] = json!(p);
+        } else {
+            creds["username"] = json!(u);
+            creds["password"] = json!(p);
+        }
+    }
+    Ok(URL_SAFE.encode(serde_json::to_vec(&creds).unwrap_or_default()))
 }
 
 pub async fn login(c: &Client, a: LoginArgs) -> anyhow::Result<u8> {
@@ -128,11 +189,20 @@ pub async fn login(c: &Client, a: LoginArgs) -> anyhow::Result<u8> {
     if !cfg.is_object() {
         cfg = json!({});
     }
+    let helper = helper_for(&cfg, &key);
+    if let Some(h) = &helper {
+        let input = json!({"ServerURL": key, "Username": username, "Secret": password});
+        helper_call(h, "store", &serde_json::to_vec(&input)?)?;
+    }
     let auths = cfg.as_object_mut().expect("object").entry("auths").or_insert_with(|| json!({}));
     if !auths.is_object() {
         *auths = json!({});
     }
-    auths[&key] = json!({"auth": STANDARD.encode(format!("{username}:{password}"))});
+    // With a helper the secret lives there; `auths` only records the login, as Docker does.
+    auths[&key] = match helper {
+        Some(_) => json!({}),
+        None => json!({"auth": STANDARD.encode(format!("{username}:{password}"))}),
+    };
     save_config(&cfg)?;
     println!("Login Succeeded");
     Ok(0)
@@ -141,7 +211,11 @@ pub async fn login(c: &Client, a: LoginArgs) -> anyhow::Result<u8> {
 pub async fn logout(a: LogoutArgs) -> anyhow::Result<u8> {
     let key = key_of(a.server.as_deref().unwrap_or(HUB_KEY));
     let mut cfg = load_config()?;
-    let removed = cfg.get_mut("auths").and_then(|a| a.as_object_mut()).and_then(|a| a.remove(&key)).is_some();
+    let mut removed = false;
+    if let Some(h) = helper_for(&cfg, &key) {
+        removed = helper_call(&h, "erase", key.as_bytes()).is_ok();
+    }
+    removed |= cfg.get_mut("auths").and_then(|a| a.as_object_mut()).and_then(|a| a.remove(&key)).is_some();
     if removed {
         save_config(&cfg)?;
         println!("Removing login credentials for {key}");

@@ -143,7 +143,7 @@ impl Monitor {
             .map(|d| d.join(helper::BINARY))
             .ok_or_else(|| io::Error::other("the monitor binary has no directory"))?;
         let log = match &cfg.log_path {
-            Some(p) => Some(logfile::Writer::open_rotating(p, cfg.log_rotation)?),
+            Some(p) => Some(logfile::Writer::open_rotating(p, cfg.log_rotation)?.with_attrs(cfg.log_attrs.clone())),
             None => None,
         };
         Ok(Monitor {

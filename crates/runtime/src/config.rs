@@ -24,6 +24,9 @@ pub struct MonitorConfig {
     /// `--log-opt max-size/max-file`.
     #[serde(default)]
     pub log_rotation: crate::logfile::Rotation,
+    /// `--log-opt labels/env/tag` attributes written with every log entry.
+    #[serde(default)]
+    pub log_attrs: std::collections::BTreeMap<String, String>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,

@@ -24,6 +24,9 @@ pub enum Stream {
 pub struct Entry {
     pub log: String,
     pub stream: Stream,
+    /// `--log-opt labels/env/tag` values, on every entry (shown by `docker logs --details`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<std::collections::BTreeMap<String, String>>,
     pub time: String,
 }
 
@@ -63,6 +66,7 @@ pub struct Writer {
     path: PathBuf,
     size: u64,
     rotation: Rotation,
+    attrs: Option<std::collections::BTreeMap<String, String>>,
     partial: [Vec<u8>; 2],
     buf: Vec<u8>,
 }
@@ -80,9 +84,16 @@ impl Writer {
             path: path.to_path_buf(),
             size,
             rotation,
+            attrs: None,
             partial: [Vec::new(), Vec::new()],
             buf: Vec::with_capacity(4096),
         })
+    }
+
+    /// Attributes written with every entry (none when empty).
+    pub fn with_attrs(mut self, attrs: std::collections::BTreeMap<String, String>) -> Writer {
+        self.attrs = (!attrs.is_empty()).then_some(attrs);
+        self
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -104,7 +115,12 @@ impl Writer {
     }
 
     fn entry(&mut self, stream: Stream, line: &[u8], now: &str) {
-        let e = Entry { log: String::from_utf8_lossy(line).into_owned(), stream, time: now.to_string() };
+        let e = Entry {
+            log: String::from_utf8_lossy(line).into_owned(),
+            stream,
+            attrs: self.attrs.clone(),
+            time: now.to_string(),
+        };
         serde_json::to_writer(&mut self.buf, &e).expect("log entries serialize");
         self.buf.push(b'\n');
     }
@@ -188,7 +204,7 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         let entries: Vec<Entry> = text.lines().map(|l| parse_line(l.as_bytes()).unwrap()).collect();
         assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0], Entry { log: "err\n".into(), stream: Stream::Stderr, time: "T1".into() });
+        assert_eq!(entries[0], Entry { log: "err\n".into(), stream: Stream::Stderr, attrs: None, time: "T1".into() });
         assert_eq!(entries[1].log, "hello\n");
         assert_eq!(entries[2].log, "wor");
     }
@@ -216,6 +232,19 @@ mod tests {
         let expect: Vec<String> = (first..40).map(|i| format!("line {i:03}\n")).collect();
         assert_eq!(logs, expect);
         assert!(first > 0, "old lines were dropped");
+    }
+
+    #[test]
+    fn attrs_go_on_every_entry_as_docker_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let attrs = std::collections::BTreeMap::from([("tag".to_string(), "web/abc".to_string())]);
+        let mut w = Writer::open(&p).unwrap().with_attrs(attrs.clone());
+        w.write(Stream::Stdout, b"a\nb\n", "T").unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.starts_with(r#"{"log":"a\n","stream":"stdout","attrs":{"tag":"web/abc"},"time":"T"}"#), "{text}");
+        let e = parse_line(text.lines().nth(1).unwrap().as_bytes()).unwrap();
+        assert_eq!(e.attrs, Some(attrs));
     }
 
     #[test]

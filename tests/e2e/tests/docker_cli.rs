@@ -379,3 +379,34 @@ fn json_file_logs_rotate_with_max_size_and_max_file() {
     assert!(bad.stderr.contains("unknown log opt 'colour'"), "{}", bad.stderr);
     d.docker(&["rm", "-f", "chatty"]).ok();
 }
+
+#[test]
+fn log_attributes_and_details() {
+    require_root!();
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "--name",
+        "tagged",
+        "--label",
+        "team=web",
+        "-e",
+        "STAGE=dev",
+        "--log-opt",
+        "labels=team",
+        "--log-opt",
+        "env=STAGE",
+        "--log-opt",
+        "tag={{.Name}}/{{.ImageName}}",
+        "busybox",
+        "echo",
+        "hello",
+    ])
+    .ok();
+    assert_eq!(d.docker(&["logs", "tagged"]).ok(), "hello");
+    // As dockerd prints them: query-escaped, by key, then a space.
+    assert_eq!(d.docker(&["logs", "--details", "tagged"]).ok(), "STAGE=dev,tag=tagged%2Fbusybox,team=web hello");
+    let bad = d.docker(&["run", "--rm", "--log-opt", "tag={{.Secret}}", "busybox", "true"]);
+    assert!(bad.stderr.contains("can't evaluate"), "{}", bad.stderr);
+    d.docker(&["rm", "tagged"]).ok();
+}

@@ -296,16 +296,32 @@ pub async fn attach(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: R
         let (tty, rx) = e
             .containers
             .logs(&id, LogOptions { stdout: streams.stdout, stderr: streams.stderr, ..Default::default() })?;
-        return Ok(log_response(tty, rx, false));
+        return Ok(log_response(tty, rx, false, false));
     }
     let handle = e.containers.attach(&id, streams).await?;
     Ok(hijack(req, handle, detach).await)
+}
+
+/// `docker logs --details`: the entry's attributes as `k=v,k2=v2` (query-escaped, by key) and a
+/// space, as dockerd writes them (just the space when there are none).
+fn details_prefix(attrs: Option<&std::collections::BTreeMap<String, String>>) -> Vec<u8> {
+    let esc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut out = attrs
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{}={}", esc(k), esc(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+        .into_bytes();
+    out.push(b' ');
+    out
 }
 
 fn log_response(
     tty: bool,
     mut rx: mpsc::Receiver<skiff_engine::container::logs::LogLine>,
     timestamps: bool,
+    details: bool,
 ) -> Response {
     let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
@@ -314,6 +330,9 @@ fn log_response(
             if timestamps {
                 data.extend_from_slice(l.time.as_bytes());
                 data.push(b' ');
+            }
+            if details {
+                data.extend_from_slice(&details_prefix(l.attrs.as_ref()));
             }
             data.extend_from_slice(&l.data);
             let chunk = if tty {
@@ -358,7 +377,7 @@ pub async fn logs(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery
         until,
     };
     let (tty, rx) = e.containers.logs(&id, opts)?;
-    Ok(log_response(tty, rx, p.bool("timestamps", false)))
+    Ok(log_response(tty, rx, p.bool("timestamps", false), p.bool("details", false)))
 }
 
 pub async fn resize(

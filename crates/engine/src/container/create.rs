@@ -708,15 +708,85 @@ pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation>
                 }
                 rot.max_files = n.min(u32::MAX as i64) as u32;
             }
-            "compress" | "labels" | "labels-regex" | "env" | "env-regex" | "tag" => {
+            "labels" | "env" => {}
+            "tag" => {
+                render_tag(v, &TagFields::default())?;
+            }
+            "compress" | "labels-regex" | "env-regex" => {
                 return Err(EngineError::invalid(format!(
-                    "log opt '{k}' of the json-file driver is not supported by skiff (max-size and max-file are)"
+                    "log opt '{k}' of the json-file driver is not supported by skiff (max-size, max-file, labels, env and tag are)"
                 )));
             }
             other => return Err(EngineError::invalid(format!("unknown log opt '{other}' for json-file log driver"))),
         }
     }
     Ok(rot)
+}
+
+/// What a log `tag` template may name (Docker's `{{.ID}}`, `{{.Name}}`, …).
+#[derive(Debug, Default)]
+pub struct TagFields {
+    pub id: String,
+    pub name: String,
+    pub image_id: String,
+    pub image_name: String,
+}
+
+/// Renders a `--log-opt tag=` template: `{{.ID}}` (12 characters), `{{.FullID}}`, `{{.Name}}`,
+/// `{{.ImageID}}` (12), `{{.ImageFullID}}`, `{{.ImageName}}`, `{{.DaemonName}}`; anything else
+/// in braces is an error, as Go's template would make it.
+pub fn render_tag(t: &str, f: &TagFields) -> Result<String> {
+    let short = |s: &str| s.trim_start_matches("sha256:").chars().take(12).collect::<String>();
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after
+            .find("}}")
+            .ok_or_else(|| EngineError::invalid(format!("template: tag:1: unclosed action in {t:?}")))?;
+        let value = match after[..j].trim() {
+            ".ID" => short(&f.id),
+            ".FullID" => f.id.clone(),
+            ".Name" => f.name.trim_start_matches('/').to_string(),
+            ".ImageID" => short(&f.image_id),
+            ".ImageFullID" => f.image_id.clone(),
+            ".ImageName" => f.image_name.clone(),
+            ".DaemonName" => "docker".to_string(),
+            other => {
+                return Err(EngineError::invalid(format!("template: tag:1: can't evaluate {other:?} in a log tag")));
+            }
+        };
+        out.push_str(&value);
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The attributes `--log-opt labels=a,b env=X,Y tag=…` put on every log entry.
+pub fn log_attrs(
+    hc: &HostConfig,
+    labels: Option<&HashMap<String, String>>,
+    env: &[String],
+    f: &TagFields,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut attrs = std::collections::BTreeMap::new();
+    let Some(opts) = hc.log_config.as_ref().and_then(|l| l.config.as_ref()) else { return Ok(attrs) };
+    for k in opts.get("labels").map(|l| l.split(',')).into_iter().flatten().filter(|k| !k.is_empty()) {
+        if let Some(v) = labels.and_then(|l| l.get(k)) {
+            attrs.insert(k.to_string(), v.clone());
+        }
+    }
+    for k in opts.get("env").map(|l| l.split(',')).into_iter().flatten().filter(|k| !k.is_empty()) {
+        if let Some(v) = env.iter().rev().find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('='))) {
+            attrs.insert(k.to_string(), v.to_string());
+        }
+    }
+    if let Some(t) = opts.get("tag") {
+        attrs.insert("tag".to_string(), render_tag(t, f)?);
+    }
+    Ok(attrs)
 }
 
 /// Docker's `units.FromHumanSize`: a number with an optional decimal unit (`k`, `m`, `g`, `t`,
@@ -786,5 +856,26 @@ mod log_opt_tests {
         assert!(err(&[("mode", "fast")]).contains("mode not supported"));
         assert!(err(&[("max-buffer-size", "4m")]).contains("only supported with"));
         assert!(err(&[("compress", "true")]).contains("not supported"));
+        assert!(log_rotation(&hc(&[("labels", "a,b"), ("env", "X"), ("tag", "{{.Name}}/{{.ID}}")])).is_ok());
+        assert!(err(&[("tag", "{{.Secret}}")]).contains("can't evaluate"));
+        assert!(err(&[("tag", "{{.Name")]).contains("unclosed"));
+    }
+
+    #[test]
+    fn log_attrs_from_labels_env_and_tag() {
+        let h = hc(&[("labels", "team,missing"), ("env", "STAGE"), ("tag", "{{.ImageName}}|{{.Name}}|{{.ID}}")]);
+        let labels = HashMap::from([("team".to_string(), "web".to_string()), ("other".into(), "x".into())]);
+        let env = vec!["STAGE=dev".to_string(), "STAGED=no".into(), "STAGE=prod".into()];
+        let f = TagFields {
+            id: "0123456789abcdef0123".into(),
+            name: "/api".into(),
+            image_id: "sha256:feedfacefeedface".into(),
+            image_name: "busybox".into(),
+        };
+        let a = log_attrs(&h, Some(&labels), &env, &f).unwrap();
+        assert_eq!(a.get("team").map(String::as_str), Some("web"));
+        assert!(!a.contains_key("missing") && !a.contains_key("other"));
+        assert_eq!(a.get("STAGE").map(String::as_str), Some("prod"), "the last setting wins");
+        assert_eq!(a.get("tag").map(String::as_str), Some("busybox|api|0123456789ab"));
     }
 }

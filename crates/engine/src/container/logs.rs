@@ -29,6 +29,8 @@ pub struct LogLine {
     /// RFC 3339 with nanoseconds.
     pub time: String,
     pub data: Bytes,
+    /// The entry's `--log-opt labels/env/tag` attributes (`docker logs --details`).
+    pub attrs: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Parses `--since`/`--until`: RFC 3339, Unix seconds (with fraction), or a duration (`10m`).
@@ -127,8 +129,13 @@ impl Containers {
                 true
             };
             let send = |e: logfile::Entry| -> bool {
-                tx.blocking_send(LogLine { stream: e.stream, time: e.time, data: Bytes::from(e.log.into_bytes()) })
-                    .is_ok()
+                tx.blocking_send(LogLine {
+                    stream: e.stream,
+                    time: e.time,
+                    data: Bytes::from(e.log.into_bytes()),
+                    attrs: e.attrs,
+                })
+                .is_ok()
             };
             // History: rotated files (`--log-opt max-file`), oldest first, then the log itself.
             let mut all = Vec::new();

@@ -328,6 +328,17 @@ impl Containers {
             state_root: self.state_root(),
             log_path,
             log_rotation: super::create::log_rotation(hc)?,
+            log_attrs: super::create::log_attrs(
+                hc,
+                c.config.labels.as_ref(),
+                c.config.env.as_deref().unwrap_or(&[]),
+                &super::create::TagFields {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    image_id: c.image_id.to_string(),
+                    image_name: c.image_ref.clone(),
+                },
+            )?,
             tty,
             open_stdin: c.config.open_stdin == Some(true),
             stdin_once: c.config.stdin_once == Some(true),

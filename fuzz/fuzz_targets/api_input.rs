@@ -1,4 +1,4 @@
-//! API inputs: query strings, filters, version prefixes, request bodies.
+//! API inputs: query strings, filters, version prefixes, request bodies, log options.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -13,4 +13,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<bollard_stubs::models::ContainerCreateBody>(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ExecConfig>(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ContainerUpdateBody>(data);
+    // `--log-opt`s as a create body carries them: sizes, counts, tag templates.
+    use skiff_engine::container::create::{TagFields, log_attrs, log_rotation, render_tag};
+    let (k, v) = s.split_once('=').unwrap_or(("tag", s));
+    let hc = bollard_stubs::models::HostConfig {
+        log_config: Some(bollard_stubs::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some([(k.to_string(), v.to_string())].into_iter().collect()),
+        }),
+        ..Default::default()
+    };
+    let _ = log_rotation(&hc);
+    let _ = render_tag(s, &TagFields::default());
+    let _ = log_attrs(&hc, None, &[s.to_string()], &TagFields::default());
+    let _ = skiff_engine::container::stats::parse_net_dev(s);
 });

@@ -497,6 +497,34 @@ impl Registry {
     }
 
     /// Uploads a blob: POST for a session, then one streamed PUT with the digest.
+    /// Starts an upload session; its absolute location.
+    async fn start_upload(&self, scope: &str) -> Result<String, DistError> {
+        let r = Req::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.endpoint.repo))
+            .header(header::CONTENT_LENGTH, "0");
+        let resp = self.send(r, scope).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            let status = resp.status();
+            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
+            return Err(self.status_error(status, &b, "starting an upload"));
+        }
+        self.upload_location(&resp)
+    }
+
+    fn upload_location(&self, resp: &Response<Incoming>) -> Result<String, DistError> {
+        resp.headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| self.absolute(l))
+            .ok_or_else(|| DistError::Invalid("upload session without Location".into()))
+    }
+
+    /// An upload location with `digest=` added (the session's final `PUT`).
+    fn with_digest(mut url: String, d: &Digest) -> String {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&form_urlencoded::Serializer::new(String::new()).append_pair("digest", &d.to_string()).finish());
+        url
+    }
+
     pub async fn push_blob(
         &self,
         d: &Digest,
@@ -504,23 +532,7 @@ impl Registry {
         body: &(dyn Fn() -> Result<Body, DistError> + Send + Sync),
     ) -> Result<(), DistError> {
         let scope = self.push_scope();
-        let r = Req::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.endpoint.repo))
-            .header(header::CONTENT_LENGTH, "0");
-        let resp = self.send(r, &scope).await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            let status = resp.status();
-            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
-            return Err(self.status_error(status, &b, "starting an upload"));
-        }
-        let loc = resp
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| DistError::Invalid("upload session without Location".into()))?
-            .to_string();
-        let mut url = self.absolute(&loc);
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&form_urlencoded::Serializer::new(String::new()).append_pair("digest", &d.to_string()).finish());
+        let url = Self::with_digest(self.start_upload(&scope).await?, d);
         let mut r = Req::new(Method::PUT, url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size.to_string());
@@ -544,22 +556,7 @@ impl Registry {
         digest: impl std::future::Future<Output = Result<Digest, DistError>>,
     ) -> Result<Digest, DistError> {
         let scope = self.push_scope();
-        let r = Req::new(Method::POST, format!("/v2/{}/blobs/uploads/", self.endpoint.repo))
-            .header(header::CONTENT_LENGTH, "0");
-        let resp = self.send(r, &scope).await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            let status = resp.status();
-            let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
-            return Err(self.status_error(status, &b, "starting an upload"));
-        }
-        let location = |resp: &Response<Incoming>| {
-            resp.headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(|l| self.absolute(l))
-                .ok_or_else(|| DistError::Invalid("upload session without Location".into()))
-        };
-        let loc = location(&resp)?;
+        let loc = self.start_upload(&scope).await?;
         let once = Mutex::new(Some(body));
         let replay = move || {
             once.lock()
@@ -575,12 +572,9 @@ impl Registry {
             let b = read_body(resp.into_body(), 1 << 20).await.unwrap_or_default();
             return Err(self.status_error(status, &b, "uploading a layer"));
         }
-        let loc = location(&resp)?;
+        let loc = self.upload_location(&resp)?;
         let d = digest.await?;
-        let mut url = loc;
-        url.push(if url.contains('?') { '&' } else { '?' });
-        url.push_str(&form_urlencoded::Serializer::new(String::new()).append_pair("digest", &d.to_string()).finish());
-        let r = Req::new(Method::PUT, url).header(header::CONTENT_LENGTH, "0");
+        let r = Req::new(Method::PUT, Self::with_digest(loc, &d)).header(header::CONTENT_LENGTH, "0");
         let resp = self.send(r, &scope).await?;
         let status = resp.status();
         if !status.is_success() {

@@ -40,8 +40,33 @@ pub fn sigchld_fd() -> io::Result<SignalFd> {
 
 /// Undoes the monitor's signal setup in a forked child, before it creates container processes
 /// (which would otherwise inherit a blocked SIGCHLD).
+/// Unblocks every signal and puts every disposition back to its default. Ignored signals stay
+/// ignored across exec, and a Rust program starts with SIGPIPE ignored: without this a
+/// container's processes would inherit it (`yes | head` would never end, as `yes` would get
+/// EPIPE instead of dying). Called first thing in the helper, whose dispositions the container's
+/// init and exec'd processes inherit.
 pub fn reset_signals() {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // The kernel's sigaction layout; the raw call also reaches the two real-time signals glibc
+    // keeps for itself (32, 33), which its `signal` refuses.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installs the default disposition from a valid struct of the kernel's layout;
+        // no handler code is involved.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null::<u8>(), 8usize)
+        };
+    }
 }
 
 /// The kernel's `pollfd`, for [`poll`].

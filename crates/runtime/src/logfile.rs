@@ -183,6 +183,72 @@ impl Writer {
     }
 }
 
+/// Visits the newline-separated segments of `f`'s first `end` bytes from the last to the first
+/// (the first visited is what follows the last newline, possibly empty), reading backwards in
+/// blocks; stops when `visit` returns false.
+fn rev_segments(f: &mut File, end: u64, visit: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    const BLOCK: u64 = 64 << 10;
+    let mut pos = end;
+    let mut carry = Vec::new();
+    while pos > 0 {
+        let start = pos.saturating_sub(BLOCK);
+        let mut buf = vec![0u8; (pos - start) as usize];
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf)?;
+        buf.extend_from_slice(&carry);
+        let mut cut = buf.len();
+        while let Some(i) = buf[..cut].iter().rposition(|b| *b == b'\n') {
+            if !visit(&buf[i + 1..cut]) {
+                return Ok(());
+            }
+            cut = i;
+        }
+        buf.truncate(cut);
+        carry = buf;
+        pos = start;
+    }
+    visit(&carry);
+    Ok(())
+}
+
+/// The last `n` entries `keep` accepts (oldest first), from the log at `path` — its first `len`
+/// bytes — and then its rotated files, read backwards: the cost follows `n`, not the log's size
+/// (`docker logs --tail`). Also returns where the log's last complete entry ends (an entry being
+/// written may follow).
+pub fn tail(path: &Path, len: u64, n: usize, keep: &dyn Fn(&Entry) -> bool) -> io::Result<(Vec<Entry>, u64)> {
+    let mut out = Vec::new();
+    let mut complete_end = 0;
+    for i in 0.. {
+        let mut f = match File::open(rotated(path, i)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && i == 0 => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+            Err(e) => return Err(e),
+        };
+        let end = if i == 0 { len.min(f.metadata()?.len()) } else { f.metadata()?.len() };
+        let mut first = true;
+        rev_segments(&mut f, end, &mut |seg| {
+            if std::mem::take(&mut first) && i == 0 {
+                // Whatever follows the last newline is an entry still being written.
+                complete_end = end - seg.len() as u64;
+                return n > 0;
+            }
+            if let Some(e) = parse_line(seg)
+                && keep(&e)
+            {
+                out.push(e);
+            }
+            out.len() < n
+        })?;
+        if out.len() >= n {
+            break;
+        }
+    }
+    out.reverse();
+    Ok((out, complete_end))
+}
+
 /// Parses one line of a json-file log.
 pub fn parse_line(line: &[u8]) -> Option<Entry> {
     serde_json::from_slice(line).ok()
@@ -245,6 +311,39 @@ mod tests {
         assert!(text.starts_with(r#"{"log":"a\n","stream":"stdout","attrs":{"tag":"web/abc"},"time":"T"}"#), "{text}");
         let e = parse_line(text.lines().nth(1).unwrap().as_bytes()).unwrap();
         assert_eq!(e.attrs, Some(attrs));
+    }
+
+    #[test]
+    fn tail_reads_backwards_across_rotated_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(60_000), max_files: 3 }).unwrap();
+        for i in 0..5000 {
+            let s = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+            w.write(s, format!("line {i}\n").as_bytes(), "T").unwrap();
+        }
+        // An entry half written at the end.
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"{\"log\":\"half").unwrap();
+        let len = std::fs::metadata(&p).unwrap().len();
+        let all = |_: &Entry| true;
+        let (e, end) = tail(&p, len, 3, &all).unwrap();
+        assert_eq!(e.iter().map(|e| e.log.as_str()).collect::<Vec<_>>(), ["line 4997\n", "line 4998\n", "line 4999\n"]);
+        assert_eq!(len - end, b"{\"log\":\"half".len() as u64);
+        // Across files, filtered by stream, in order.
+        let stdout = |e: &Entry| e.stream == Stream::Stdout;
+        let (e, _) = tail(&p, len, 1000, &stdout).unwrap();
+        assert_eq!(e.len(), 1000);
+        assert!(rotated(&p, 2).exists(), "the entries came from three files");
+        let nums: Vec<u32> = e.iter().map(|e| e.log.trim()[5..].parse().unwrap()).collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 2) && *nums.last().unwrap() == 4998, "{nums:?}");
+        // More than there is: everything kept, oldest first; none asked: none.
+        let (e, _) = tail(&p, len, 1_000_000, &all).unwrap();
+        assert_eq!(e.last().unwrap().log, "line 4999\n");
+        assert!(e.len() < 5000, "the oldest file was dropped by rotation");
+        let (e, end0) = tail(&p, len, 0, &all).unwrap();
+        assert!(e.is_empty() && end0 == end);
+        // A missing log is empty.
+        assert!(tail(&dir.path().join("none.log"), 0, 5, &all).unwrap().0.is_empty());
     }
 
     #[test]

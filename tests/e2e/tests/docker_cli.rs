@@ -410,3 +410,18 @@ fn log_attributes_and_details() {
     assert!(bad.stderr.contains("can't evaluate"), "{}", bad.stderr);
     d.docker(&["rm", "tagged"]).ok();
 }
+
+#[test]
+fn processes_start_with_default_signal_dispositions() {
+    require_root!();
+    let d = Daemon::start();
+    // Nothing ignored or blocked, in the container's first process and in an exec'd one: an
+    // inherited SIGPIPE-ignore (Rust programs start with it) made `yes | head` spin forever.
+    let status = d.docker(&["run", "--rm", "busybox", "grep", "-E", "SigIgn|SigBlk", "/proc/self/status"]).ok();
+    assert_eq!(status, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000", "{status}");
+    let o = d.docker(&["run", "--rm", "busybox", "timeout", "10", "sh", "-c", "yes | head -n 2; echo done"]).ok();
+    assert_eq!(o, "y\ny\ndone");
+    d.docker(&["run", "-d", "--name", "sig", "busybox", "sleep", "30"]).ok();
+    assert_eq!(d.docker(&["exec", "sig", "grep", "SigIgn", "/proc/self/status"]).ok(), "SigIgn:\t0000000000000000");
+    d.docker(&["rm", "-f", "sig"]).ok();
+}

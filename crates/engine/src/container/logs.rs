@@ -137,19 +137,33 @@ impl Containers {
                 })
                 .is_ok()
             };
-            // History: rotated files (`--log-opt max-file`), oldest first, then the log itself.
-            let mut all = Vec::new();
-            for old in logfile::files_oldest_first(&path).iter().filter(|p| **p != path) {
-                if let Ok(mut f) = std::fs::File::open(old) {
-                    let _ = f.read_to_end(&mut all);
-                    if !all.is_empty() && !all.ends_with(b"\n") {
-                        all.push(b'\n');
-                    }
-                }
-            }
             let mut file = std::fs::File::open(&path).ok();
             let mut pending = Vec::new();
-            if file.is_some() || !all.is_empty() {
+            if let Some(n) = opts.tail {
+                // `--tail N`: read backwards from the end, across rotated files, until N entries.
+                let len = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+                let Ok((entries, complete_end)) = logfile::tail(&path, len, n, &wanted) else { return };
+                if let Some(f) = file.as_mut() {
+                    let _ = f.seek(SeekFrom::Start(complete_end));
+                    let _ = f.take(len - complete_end).read_to_end(&mut pending);
+                    let _ = f.seek(SeekFrom::Start(len));
+                }
+                for e in entries {
+                    if !send(e) {
+                        return;
+                    }
+                }
+            } else {
+                // Everything: rotated files (`--log-opt max-file`), oldest first, then the log.
+                let mut all = Vec::new();
+                for old in logfile::files_oldest_first(&path).iter().filter(|p| **p != path) {
+                    if let Ok(mut f) = std::fs::File::open(old) {
+                        let _ = f.read_to_end(&mut all);
+                        if !all.is_empty() && !all.ends_with(b"\n") {
+                            all.push(b'\n');
+                        }
+                    }
+                }
                 if let Some(f) = file.as_mut()
                     && f.read_to_end(&mut all).is_err()
                 {
@@ -157,16 +171,7 @@ impl Containers {
                 }
                 let complete = all.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
                 pending.extend_from_slice(&all[complete..]);
-                let entries: Vec<logfile::Entry> = all[..complete]
-                    .split(|b| *b == b'\n')
-                    .filter_map(logfile::parse_line)
-                    .filter(|e| wanted(e))
-                    .collect();
-                let skip = match opts.tail {
-                    Some(n) => entries.len().saturating_sub(n),
-                    None => 0,
-                };
-                for e in entries.into_iter().skip(skip) {
+                for e in all[..complete].split(|b| *b == b'\n').filter_map(logfile::parse_line).filter(|e| wanted(e)) {
                     if !send(e) {
                         return;
                     }

@@ -154,28 +154,50 @@ impl Containers {
                     }
                 }
             } else {
-                // Everything: rotated files (`--log-opt max-file`), oldest first, then the log.
-                let mut all = Vec::new();
-                for old in logfile::files_oldest_first(&path).iter().filter(|p| **p != path) {
-                    if let Ok(mut f) = std::fs::File::open(old) {
-                        let _ = f.read_to_end(&mut all);
-                        if !all.is_empty() && !all.ends_with(b"\n") {
-                            all.push(b'\n');
+                // Everything: rotated files (`--log-opt max-file`), oldest first, then the log,
+                // read in blocks and sent as they are parsed (a log may be gigabytes).
+                let mut carry = Vec::new();
+                let feed = |block: &[u8], carry: &mut Vec<u8>| -> bool {
+                    carry.extend_from_slice(block);
+                    let Some(last) = carry.iter().rposition(|b| *b == b'\n') else { return true };
+                    for e in carry[..last].split(|b| *b == b'\n').filter_map(logfile::parse_line).filter(|e| wanted(e))
+                    {
+                        if !send(e) {
+                            return false;
                         }
                     }
-                }
-                if let Some(f) = file.as_mut()
-                    && f.read_to_end(&mut all).is_err()
-                {
-                    return;
-                }
-                let complete = all.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
-                pending.extend_from_slice(&all[complete..]);
-                for e in all[..complete].split(|b| *b == b'\n').filter_map(logfile::parse_line).filter(|e| wanted(e)) {
-                    if !send(e) {
+                    carry.drain(..=last);
+                    true
+                };
+                let mut block = vec![0u8; 256 << 10];
+                let files = logfile::files_oldest_first(&path);
+                for name in files.iter().filter(|p| **p != path) {
+                    let Ok(mut f) = std::fs::File::open(name) else { continue };
+                    while let Ok(n @ 1..) = f.read(&mut block) {
+                        if !feed(&block[..n], &mut carry) {
+                            return;
+                        }
+                    }
+                    // A rotated file ends with a whole entry.
+                    if !carry.is_empty() && !feed(b"\n", &mut carry) {
                         return;
                     }
                 }
+                if let Some(f) = file.as_mut() {
+                    loop {
+                        match f.read(&mut block) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                if !feed(&block[..n], &mut carry) {
+                                    return;
+                                }
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                }
+                // What follows the last newline is an entry still being written.
+                pending = carry;
             }
             if !opts.follow {
                 return;

@@ -521,10 +521,9 @@ fn instruction(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instructi
                 Some(v) => v,
                 None => split_words(&args),
             };
-            if words.len() < 2 {
+            let Some((dest, sources)) = words.split_last().filter(|(_, s)| !s.is_empty()) else {
                 return Err(format!("{kw} requires at least two arguments, but only {} provided", words.len()));
-            }
-            let (dest, sources) = words.split_last().expect("two words");
+            };
             let spec = CopySpec {
                 from: f.get1("from"),
                 chown: f.get1("chown"),

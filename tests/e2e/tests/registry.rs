@@ -250,22 +250,26 @@ fn skopeo_copies_both_ways() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An htpasswd file in `dir` with one user, written by `skiff registry htpasswd` (password on stdin).
+fn htpasswd(dir: &Path, user: &str, password: &[u8]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let htp = dir.join("htpasswd");
+    let mut c = Command::new(bin_dir().join("skiff"))
+        .args(["registry", "htpasswd", htp.to_str().unwrap(), user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(password).unwrap();
+    assert!(c.wait().unwrap().success());
+    htp
+}
+
 #[test]
 fn token_auth_login_push_pull() {
     require_root!();
     let dir = unique_dir();
-    let htp = dir.join("htpasswd");
-    let o = Command::new(bin_dir().join("skiff"))
-        .args(["registry", "htpasswd", htp.to_str().unwrap(), "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b"s3cret\n")?;
-            c.wait()
-        })
-        .unwrap();
-    assert!(o.success());
+    let htp = htpasswd(&dir, "alice", b"s3cret\n");
     let reg = Registry::start(&["--htpasswd", htp.to_str().unwrap(), "--token-auth"]);
     let d = Daemon::start();
     let name = format!("{}/alice/bb:1", reg.addr());
@@ -327,14 +331,7 @@ fn basic_auth_with_skopeo_creds() {
         return;
     }
     let dir = unique_dir();
-    let htp = dir.join("htpasswd");
-    let mut c = Command::new(bin_dir().join("skiff"))
-        .args(["registry", "htpasswd", htp.to_str().unwrap(), "bob"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b"pw").unwrap();
-    assert!(c.wait().unwrap().success());
+    let htp = htpasswd(&dir, "bob", b"pw");
     let reg = Registry::start(&["--htpasswd", htp.to_str().unwrap()]);
     let d = Daemon::start();
     let archive = dir.join("bb.tar");
@@ -721,52 +718,24 @@ fn sha512_content_is_stored_and_served() {
     let reg = Registry::start(&[]);
     let data = b"sha512 addressed content";
     let d512 = format!("sha512:{}", hex::encode(<sha2::Sha512 as sha2::Digest>::digest(data)));
-    let code = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        "--data-binary",
-        "sha512 addressed content",
-        &reg.url(&format!("/v2/x/blobs/uploads/?digest={d512}")),
-    ])
-    .ok();
-    assert_eq!(code, "201");
+    let post = |body: &str, digest: &str| {
+        let url = reg.url(&format!("/v2/x/blobs/uploads/?digest={digest}"));
+        curl(&["-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "--data-binary", body, &url]).ok()
+    };
+    assert_eq!(post("sha512 addressed content", &d512), "201");
     let head = curl(&["-I", &reg.url(&format!("/v2/x/blobs/{d512}"))]).ok();
     assert!(head.to_lowercase().contains(&format!("docker-content-digest: {d512}")), "{head}");
     assert_eq!(curl(&[&reg.url(&format!("/v2/x/blobs/{d512}"))]).ok().as_bytes(), data);
     // A wrong sha512 is refused.
     let bad = format!("sha512:{}", "0".repeat(128));
-    let code = curl(&[
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        "--data-binary",
-        "other",
-        &reg.url(&format!("/v2/x/blobs/uploads/?digest={bad}")),
-    ])
-    .ok();
-    assert_eq!(code, "400");
+    assert_eq!(post("other", &bad), "400");
 }
 
 #[test]
 fn credential_helpers_shared_with_the_docker_cli() {
     require_root!();
     let dir = unique_dir();
-    let htp = dir.join("htpasswd");
-    let mut c = Command::new(bin_dir().join("skiff"))
-        .args(["registry", "htpasswd", htp.to_str().unwrap(), "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b"s3cret").unwrap();
-    assert!(c.wait().unwrap().success());
+    let htp = htpasswd(&dir, "alice", b"s3cret");
     let reg = Registry::start(&["--htpasswd", htp.to_str().unwrap(), "--token-auth"]);
     let d = Daemon::start();
     // A credential helper, as `docker-credential-pass` & co. are: one secret kept in a file.

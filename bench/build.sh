@@ -18,17 +18,12 @@ DEBIAN_CLI=/usr/bin/docker
 W=$(mktemp -d /tmp/skbld.XXXXXX)
 cleanup() {
     set +e
-    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
-    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
-    sleep 1
-    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    stop_daemons_and_unmount
     rm -rf "$W"
 }
 trap cleanup EXIT
 
-root="$W/bbroot"
-busybox_rootfs "$root"
-tar -C "$root" -cf "$W/busybox.tar" .
+busybox_image_tar
 
 ctx="$W/ctx"
 mkdir -p "$ctx/data"

@@ -20,18 +20,13 @@ cleanup() {
     DOCKER_HOST="unix://$W/skiff.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/skiff.sock" "$DOCKER_CLI" ps -aq) >/dev/null 2>&1
     DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/docker.sock" "$DOCKER_CLI" ps -aq) >/dev/null 2>&1
     podman --root "$W/podman" --runroot "$W/podman-run" rm -af >/dev/null 2>&1
-    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
-    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
-    sleep 1
-    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    stop_daemons_and_unmount
     rm -rf "$W"
 }
 trap cleanup EXIT
 
 # The busybox image, the same bytes for everyone.
-root="$W/bbroot"
-busybox_rootfs "$root"
-tar -C "$root" -cf "$W/busybox.tar" .
+busybox_image_tar
 
 # skiffd
 "$BIN/skiffd" --config-file /dev/null -H "unix://$W/skiff.sock" --data-root "$W/skiff-data" --exec-root "$W/skiff-run" --log-level warn -b skeb0 --bip 10.230.0.1/24 \

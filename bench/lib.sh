@@ -44,3 +44,19 @@ install_peers() {
         || echo "could not install some of: ${missing[*]}" >&2
     [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
 }
+
+# stop_daemons_and_unmount [SECONDS]: kills every daemon whose pid file is in $W (skiffd,
+# dockerd, …), gives them SECONDS (default 1) to go, and detaches what is still mounted below $W.
+stop_daemons_and_unmount() {
+    local p
+    for p in "$W"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+    sleep "${1:-1}"
+    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    return 0
+}
+
+# busybox_image_tar: the busybox image every engine imports, as $W/busybox.tar.
+busybox_image_tar() {
+    busybox_rootfs "$W/bbroot"
+    tar -C "$W/bbroot" -cf "$W/busybox.tar" .
+}

@@ -26,10 +26,7 @@ cleanup() {
     for s in skiff docker; do
         DOCKER_HOST="unix://$W/$s.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/$s.sock" "$DOCKER_CLI" ps -aq 2>/dev/null) >/dev/null 2>&1
     done
-    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
-    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
-    sleep 2
-    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    stop_daemons_and_unmount 2
     ip link del "$DKBR" 2>/dev/null
     # dockerd leaves its chains and a DROP policy on FORWARD behind: put the host back.
     if [ -f "$W/forward-policy" ]; then

@@ -30,19 +30,12 @@ cleanup() {
     [ -n "${BENCH_RAW:-}" ] && cp "$W/skiffd.log" /tmp/bench-skiffd.log
     set +e
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    [ -f "$W/skiffd.pid" ] && kill "$(cat "$W/skiffd.pid")" 2>/dev/null
-    [ -f "$W/puller.pid" ] && kill "$(cat "$W/puller.pid")" 2>/dev/null
-    [ -f "$W/dockerd.pid" ] && kill "$(cat "$W/dockerd.pid")" 2>/dev/null
-    [ -f "$W/dist.pid" ] && kill "$(cat "$W/dist.pid")" 2>/dev/null
-    sleep 1
-    grep " $W" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    stop_daemons_and_unmount
     rm -rf "$W"
 }
 trap cleanup EXIT
 
-root="$W/bbroot"
-busybox_rootfs "$root"
-tar -C "$root" -cf "$W/busybox.tar" .
+busybox_image_tar
 
 # skiffd with its own registry.
 RP=$(free_port)
@@ -99,7 +92,7 @@ EOF
     echo $! > "$W/dist.pid"
     for _ in $(seq 100); do curl -s "http://127.0.0.1:$DP/v2/" >/dev/null && break; sleep 0.05; done
 }
-stop_dist() { kill "$(cat "$W/dist.pid")" 2>/dev/null || true; wait "$(cat "$W/dist.pid")" 2>/dev/null || true; }
+stop_dist() { kill "$(cat "$W/dist.pid")" 2>/dev/null || true; wait "$(cat "$W/dist.pid")" 2>/dev/null || true; rm -f "$W/dist.pid"; }
 
 for run in $(seq "$RUNS"); do
     make_big "big$run"

@@ -43,8 +43,12 @@ RP=$(free_port)
     -b skrb0 --bip 10.231.0.1/24 --registry-addr "127.0.0.1:$RP" --pidfile "$W/skiffd.pid" 2>"$W/skiffd.log" &
 for _ in $(seq 100); do [ -S "$W/skiff.sock" ] && break; sleep 0.05; done
 SK="unix://$W/skiff.sock"
+# Logins (skiff's registries take pushes only with their generated login) stay in the work dir.
+export DOCKER_CONFIG="$W/docker-config"
 sk() { DOCKER_HOST=$SK "$DOCKER_CLI" "$@"; }
 sk import "$W/busybox.tar" busybox >/dev/null
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$RP/v2/" >/dev/null && break; sleep 0.05; done
+sk login -u skiff --password-stdin "127.0.0.1:$RP" < "$W/skiff-data/registry/auth/password" >/dev/null
 
 # make_big NAME: busybox + 4 fresh layers of 50 MB random data.
 make_big() {
@@ -114,6 +118,7 @@ for run in $(seq "$RUNS"); do
     "$BIN/skiff" registry serve --addr "127.0.0.1:$RP2" --root "$W/reg2" --log-level warn 2>"$W/reg2.log" &
     reg2=$!; pids+=("$reg2")
     for _ in $(seq 100); do curl -s "http://127.0.0.1:$RP2/v2/" >/dev/null && break; sleep 0.05; done
+    DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" login -u skiff --password-stdin "127.0.0.1:$RP2" < "$W/reg2/auth/password" >/dev/null
     DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" tag "127.0.0.1:$RP/bench/c$run" "127.0.0.1:$RP2/bench/h$run"
     sync
     s=$(now); DOCKER_HOST="unix://$W/pull.sock" "$DOCKER_CLI" push "127.0.0.1:$RP2/bench/h$run" >/dev/null; e=$(now)

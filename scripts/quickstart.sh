@@ -27,6 +27,11 @@ if ! curl -sf --unix-socket "$SOCK" http://skiff/_ping >/dev/null 2>&1; then
     done
 fi
 
+# The registry takes pulls from anyone, pushes only with its login (user skiff, a password
+# generated at its first start, readable by root only). docker.io lives there, so log in to it.
+echo "--- docker login (docker.io is skiff's registry here)"
+docker login -u skiff --password-stdin < /var/lib/skiff/registry/auth/password
+
 echo "--- base images from Debian's packages (kept once made)"
 "$BIN/skiff" image bootstrap busybox httpd:2.4
 

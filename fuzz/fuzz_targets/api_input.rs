@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<bollard_stubs::models::ExecConfig>(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ContainerUpdateBody>(data);
     // `--log-opt`s as a create body carries them: sizes, counts, tag templates.
-    use skiff_engine::container::create::{TagFields, log_attrs, log_rotation, render_tag};
+    use skiff_engine::container::logopts::{TagFields, log_attrs, log_rotation, render_tag};
     let (k, v) = s.split_once('=').unwrap_or(("tag", s));
     let hc = bollard_stubs::models::HostConfig {
         log_config: Some(bollard_stubs::models::HostConfigLogConfig {

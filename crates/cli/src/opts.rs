@@ -205,21 +205,9 @@ pub struct RunOpts {
 
 /// `64m`, `1g`, `512k`, `1024` → bytes (binary multipliers, as docker's RAMInBytes).
 pub fn parse_size(s: &str) -> anyhow::Result<i64> {
-    let s = s.trim();
-    let lower = s.to_ascii_lowercase();
-    let num_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
-    let (num, unit) = lower.split_at(num_end);
-    let v: f64 = num.parse().with_context(|| format!("invalid size: '{s}'"))?;
-    let mult: f64 = match unit.trim_end_matches('b').trim_end_matches('i') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024f64.powi(4),
-        "p" => 1024f64.powi(5),
-        _ => bail!("invalid size: '{s}'"),
-    };
-    Ok((v * mult) as i64)
+    skiff_common::units::ram_in_bytes(s)
+        .and_then(|n| i64::try_from(n).ok())
+        .with_context(|| format!("invalid size: '{s}'"))
 }
 
 /// Go durations (`30s`, `1m30s`, `500ms`) → nanoseconds.

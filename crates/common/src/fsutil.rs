@@ -2,7 +2,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// A unique file name with a prefix, for temp files and directories.
@@ -45,45 +44,14 @@ pub fn replace_file(path: &Path, data: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Removes a directory tree; a missing path is not an error. Clears immutable-looking
-/// permission bits first where removal fails with EACCES (read-only dirs inside layers).
+/// Removes a path and everything below it; a missing path is not an error. The walk uses
+/// descriptors only (any depth), never follows symlinks and never enters a mount point.
 pub fn remove_all(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-        Ok(m) if !m.is_dir() => return fs::remove_file(path),
-        Ok(_) => {}
-    }
-    match fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    crate::tree::remove_all(path)
 }
 
 /// Disk usage of a tree in bytes (apparent sizes of regular files and symlinks, each
 /// hard-linked inode counted once), without following symlinks or crossing mounts.
 pub fn tree_size(path: &Path) -> u64 {
-    let mut seen = std::collections::HashSet::new();
-    let dev = match fs::symlink_metadata(path) {
-        Ok(m) => m.dev(),
-        Err(_) => return 0,
-    };
-    let mut total = 0u64;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&p) else { continue };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.nlink() <= 1 || seen.insert(m.ino()) {
-                total += m.len();
-            }
-        }
-    }
-    total
+    crate::tree::tree_size(path)
 }

@@ -4,3 +4,5 @@
 
 pub mod fsutil;
 pub mod timefmt;
+pub mod tree;
+pub mod units;

@@ -50,6 +50,13 @@ pub struct BuildRequest {
     pub network: Option<String>,
     /// Directory of build secrets (`<id>` files), outside the context; never in any layer.
     pub secrets: Option<PathBuf>,
+    /// Cancelled when the client goes away: the build stops at the next step, a running step's
+    /// container is killed and removed.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+fn cancelled() -> EngineError {
+    EngineError::invalid("the build was cancelled (its client went away)")
 }
 
 /// Progress output: text for the `stream` field, or an `aux` object.
@@ -167,18 +174,23 @@ struct CopyPlan {
     inline: Vec<(String, Vec<u8>)>,
 }
 
-/// Collects a source and, if it is a directory, what is below it (not following symlinks).
+/// Collects a source and, if it is a directory, what is below it (not following symlinks),
+/// in sorted depth-first order. An explicit stack: a context's depth is the client's choice.
 fn walk(root: &Path, rel: &Path, name: &str, ignore: Option<&ignore::Matcher>, out: &mut Vec<Entry>) -> Result<()> {
-    let p = root.join(rel);
-    let meta = std::fs::symlink_metadata(&p).map_err(|e| invalid(format!("{}: {e}", rel.display())))?;
-    let is_dir = meta.is_dir();
-    if !name.is_empty() {
-        out.push(Entry { src: p.clone(), name: name.to_string(), meta });
-    }
-    if is_dir {
+    let mut stack = vec![(rel.to_path_buf(), name.to_string())];
+    while let Some((rel, name)) = stack.pop() {
+        let p = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| invalid(format!("{}: {e}", rel.display())))?;
+        let is_dir = meta.is_dir();
+        if !name.is_empty() {
+            out.push(Entry { src: p.clone(), name: name.clone(), meta });
+        }
+        if !is_dir {
+            continue;
+        }
         let mut kids: Vec<_> = std::fs::read_dir(&p)?.flatten().map(|e| e.file_name()).collect();
         kids.sort();
-        for k in kids {
+        for k in kids.into_iter().rev() {
             let krel = rel.join(&k);
             if let Some(m) = ignore
                 && m.excluded(&krel.to_string_lossy())
@@ -186,21 +198,18 @@ fn walk(root: &Path, rel: &Path, name: &str, ignore: Option<&ignore::Matcher>, o
             {
                 continue;
             }
-            let kname = if name.is_empty() {
-                k.to_string_lossy().into_owned()
-            } else {
-                format!("{name}/{}", k.to_string_lossy())
-            };
-            walk(root, &krel, &kname, ignore, out)?;
+            let kname =
+                if name.is_empty() { k.to_string_lossy().into_owned() } else { format!("{name}/{}", k.to_string_lossy()) };
+            stack.push((krel, kname));
         }
-        if let Some(m) = ignore
-            && m.has_exceptions()
-        {
-            out.retain(|e| {
-                let r = e.src.strip_prefix(root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
-                !m.excluded(&r) || e.meta.is_dir()
-            });
-        }
+    }
+    if let Some(m) = ignore
+        && m.has_exceptions()
+    {
+        out.retain(|e| {
+            let r = e.src.strip_prefix(root).map(|r| r.to_string_lossy().into_owned()).unwrap_or_default();
+            !m.excluded(&r) || e.meta.is_dir()
+        });
     }
     Ok(())
 }
@@ -208,19 +217,19 @@ fn walk(root: &Path, rel: &Path, name: &str, ignore: Option<&ignore::Matcher>, o
 /// Lists the context-relative paths matching a glob (files and directories).
 fn glob_sources(root: &Path, pattern: &str, ignore: Option<&ignore::Matcher>) -> Vec<String> {
     let mut all = Vec::new();
-    fn rec(root: &Path, rel: &str, out: &mut Vec<String>) {
-        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-        let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = if rel.is_empty() { root.to_path_buf() } else { root.join(&rel) };
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             let r = if rel.is_empty() { n } else { format!("{rel}/{n}") };
-            out.push(r.clone());
+            all.push(r.clone());
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                rec(root, &r, out);
+                stack.push(r);
             }
         }
     }
-    rec(root, "", &mut all);
     let mut m: Vec<String> =
         all.into_iter().filter(|r| ignore::glob_match(pattern, r) && ignore.is_none_or(|i| !i.excluded(r))).collect();
     m.sort();
@@ -622,6 +631,9 @@ impl Engine {
         let n_triggers = instrs.len();
         instrs.extend(stage.instructions.iter().cloned());
         for (k, ins) in instrs.iter().enumerate() {
+            if req.cancel.is_cancelled() {
+                return Err(cancelled());
+            }
             if k >= n_triggers {
                 step += 1;
                 say(out, format!("Step {}/{} : {}\n", step, total, ins.text));
@@ -900,7 +912,7 @@ impl Engine {
                     say(out, " ---> Using cache\n");
                     return Ok(img);
                 }
-                let r = self.run_step(st, argv, &network, &mounts, req.force_rm, out).await;
+                let r = self.run_step(st, argv, &network, &mounts, req, out).await;
                 self.release_mounts(&mounts);
                 let img = r?;
                 self.remember(&key, &img);
@@ -919,7 +931,7 @@ impl Engine {
         argv: Vec<String>,
         network: &str,
         mounts: &[RunMount],
-        force_rm: bool,
+        req: &BuildRequest,
         out: &Out,
     ) -> Result<Arc<Image>> {
         let image =
@@ -947,11 +959,12 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let (id, _) = self.containers.create(None, body).await?;
+        let (id, _) = self.containers.create_for_build(body).await?;
         say(out, format!(" ---> Running in {}\n", &id[..12]));
         let result = async {
-            self.containers.start(&id).await?;
-            let (_, mut logs) = self.containers.logs(
+            let ran = async {
+                self.containers.start(&id).await?;
+                let (_, mut logs) = self.containers.logs(
                 &id,
                 crate::container::logs::LogOptions {
                     stdout: true,
@@ -962,10 +975,15 @@ impl Engine {
                     until: None,
                 },
             )?;
-            while let Some(l) = logs.recv().await {
-                say(out, String::from_utf8_lossy(&l.data).into_owned());
-            }
-            let (code, _) = self.containers.wait(&id, "not-running").await?;
+                while let Some(l) = logs.recv().await {
+                    say(out, String::from_utf8_lossy(&l.data).into_owned());
+                }
+                self.containers.wait(&id, "not-running").await
+            };
+            let (code, _) = tokio::select! {
+                r = ran => r?,
+                () = req.cancel.cancelled() => return Err(cancelled()),
+            };
             if code != 0 {
                 return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" "))));
             }
@@ -1000,7 +1018,7 @@ impl Engine {
         }
         .await;
         // As Docker's --rm (default) and --force-rm: a failed step's container stays unless forced.
-        if result.is_ok() || force_rm {
+        if result.is_ok() || req.force_rm || req.cancel.is_cancelled() {
             let _ = self.containers.remove(&id, true, true).await;
             say(out, format!(" ---> Removed intermediate container {}\n", &id[..12]));
         }

@@ -38,6 +38,8 @@ pub struct EngineConfig {
     /// The default log driver (`json-file` or `none`) and its options, for containers that
     /// name none.
     pub default_log: bollard_stubs::models::HostConfigLogConfig,
+    /// Bytes of file content one image may unpack to (pull, load, import); none: no limit.
+    pub max_image_size: Option<u64>,
 }
 
 pub struct Engine {
@@ -79,7 +81,7 @@ impl Engine {
             }
         };
         skiff_common::fsutil::atomic_write(&image_root.join("driver"), driver.name().as_bytes())?;
-        let store = Arc::new(ImageStore::open(image_root, driver, db.clone())?);
+        let store = Arc::new(ImageStore::open(image_root, driver, db.clone(), config.max_image_size)?);
         let events = Arc::new(events::Events::default());
         let volumes = Arc::new(volumes::Volumes::open(config.data_root.join("volumes"), db.clone(), events.clone())?);
         let networks =

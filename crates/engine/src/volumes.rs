@@ -26,6 +26,10 @@ pub struct VolumeRecord {
     /// Created for a container's `-v /path` or image VOLUME; removed with `rm -v`.
     #[serde(default)]
     pub anonymous: bool,
+    /// The container whose create made this volume, until that container's record is
+    /// committed: a daemon killed in between finds it at restart and removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_for: Option<String>,
 }
 
 pub struct Volumes {
@@ -62,6 +66,50 @@ impl Volumes {
         Ok(self.db.list::<VolumeRecord>(TABLE)?.into_iter().map(|(_, v)| v).collect())
     }
 
+    /// A new anonymous volume for the container `id` being created (see `pending_for`).
+    pub fn create_anonymous_for(&self, id: &str) -> Result<VolumeRecord> {
+        let labels = BTreeMap::from([("com.docker.volume.anonymous".to_string(), String::new())]);
+        self.create_record(None, labels, Some(id.to_string()))
+    }
+
+    /// The container whose create made `name` is committed: the volume is its from now on.
+    pub fn adopted(&self, name: &str) {
+        let _g = self.lock.lock().expect("volumes lock");
+        if let Ok(Some(mut rec)) = self.get(name)
+            && rec.pending_for.take().is_some()
+            && let Err(e) = self.db.put(TABLE, name, &rec, Durability::Lazy)
+        {
+            tracing::warn!(volume = %name, error = %e, "recording a volume's container");
+        }
+    }
+
+    /// At daemon start: volumes whose container's create never committed are removed (the
+    /// caller says which containers exist), the others adopted; directories with no record
+    /// (a create killed before its record) are removed.
+    pub fn collect(&self, container_exists: &dyn Fn(&str) -> bool) {
+        let Ok(list) = self.list() else { return };
+        for v in &list {
+            match &v.pending_for {
+                Some(c) if container_exists(c) => self.adopted(&v.name),
+                Some(c) => {
+                    tracing::info!(volume = %v.name, container = %c, "removing the volume of an interrupted create");
+                    let _ = self.remove(&v.name);
+                }
+                None => {}
+            }
+        }
+        let known: std::collections::HashSet<&str> = list.iter().map(|v| v.name.as_str()).collect();
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !known.contains(n.as_str()) {
+                    tracing::info!(dir = %e.path().display(), "removing a volume directory with no record");
+                    let _ = fsutil::remove_all(&e.path());
+                }
+            }
+        }
+    }
+
     /// Creates a volume, or returns the existing one of that name (as Docker does).
     pub fn create(
         &self,
@@ -82,6 +130,16 @@ impl Volumes {
         if !options.is_empty() {
             return Err(EngineError::invalid("mount options for the local volume driver are not supported yet"));
         }
+        self.create_record(name, labels, None)
+    }
+
+    fn create_record(
+        &self,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+        pending_for: Option<String>,
+    ) -> Result<VolumeRecord> {
+        let options = BTreeMap::new();
         let anonymous = name.is_none();
         let name = match name {
             Some(n) if !n.is_empty() => n.to_string(),
@@ -107,6 +165,7 @@ impl Volumes {
             labels,
             options,
             anonymous,
+            pending_for,
         };
         self.db.put(TABLE, &name, &rec, Durability::Sync)?;
         self.events.publish(Event::new("volume", "create", &name).attr("driver", "local"));

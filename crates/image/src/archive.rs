@@ -97,8 +97,9 @@ impl Extracted {
     }
 }
 
-fn extract(mut r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
-    let mut ar = tar::Archive::new(&mut r);
+fn extract(mut r: impl Read, dir: &Path, limit: u64) -> Result<Extracted, ImageError> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut ar = tar::Archive::new(crate::layer::TarGuard::new(&mut r));
     let mut links = HashMap::new();
     for e in ar.entries().map_err(|e| invalid(e.to_string()))? {
         let mut e = e.map_err(|e| invalid(e.to_string()))?;
@@ -113,8 +114,18 @@ fn extract(mut r: impl Read, dir: &Path) -> Result<Extracted, ImageError> {
                 if let Some(p) = dest.parent() {
                     fs::create_dir_all(p).map_err(io_ctx("extracting archive"))?;
                 }
-                let mut f = File::create(&dest).map_err(io_ctx("extracting archive"))?;
-                io::copy(&mut e, &mut f).map_err(|e| invalid(e.to_string()))?;
+                let f = File::create(&dest).map_err(io_ctx("extracting archive"))?;
+                // Zeros stay holes; no entry may be larger than a whole image may unpack to.
+                skiff_common::tree::copy_sparse_limited(&mut e, &f, &mut buf, limit).map_err(|err| {
+                    if err.kind() == io::ErrorKind::FileTooLarge {
+                        invalid(format!(
+                            "{} is larger than the daemon's limit on unpacked image size ({limit} bytes)",
+                            rel.display()
+                        ))
+                    } else {
+                        invalid(err.to_string())
+                    }
+                })?;
             }
             tar::EntryType::Symlink | tar::EntryType::Link => {
                 let t =
@@ -140,7 +151,7 @@ pub fn load(store: &ImageStore, r: impl Read) -> Result<LoadResult, ImageError> 
     let dir = store.tmp_dir().join(fsutil::random_name("load"));
     fs::create_dir_all(&dir).map_err(io_ctx("creating load directory"))?;
     let result = (|| {
-        let ex = extract(r, &dir)?;
+        let ex = extract(r, &dir, store.layers().max_image_size().unwrap_or(u64::MAX))?;
         if ex.resolve("manifest.json").map(|p| p.exists()).unwrap_or(false) {
             load_legacy(store, &ex)
         } else if ex.resolve("index.json").map(|p| p.exists()).unwrap_or(false) {

@@ -49,7 +49,7 @@ impl ContentStore {
         fs::create_dir_all(&blobs).map_err(ContentError::io(&blobs))?;
         let ingest = root.join("ingest");
         if ingest.exists() {
-            fs::remove_dir_all(&ingest).map_err(ContentError::io(&ingest))?;
+            fsutil::remove_all(&ingest).map_err(ContentError::io(&ingest))?;
         }
         fs::create_dir_all(&ingest).map_err(ContentError::io(&ingest))?;
         Ok(ContentStore { root })
@@ -100,9 +100,13 @@ impl ContentStore {
     }
 
     /// Stores what a reader yields; if `expected` is given the blob is kept only if it matches.
+    /// Zeros in the stream become holes in the file (a blob of zeros takes no disk).
     pub fn put_reader(&self, r: &mut dyn Read, expected: Option<&Digest>) -> Result<(Digest, u64), ContentError> {
         let mut w = self.writer()?;
-        io::copy(r, &mut w).map_err(ContentError::io(&w.tmp_path))?;
+        let mut tee = HashTee { inner: r, hasher: &mut w.hasher };
+        let file = w.file.as_ref().expect("a new blob writer holds its file");
+        let mut buf = vec![0u8; 256 << 10];
+        skiff_common::tree::copy_sparse(&mut tee, file, &mut buf).map_err(ContentError::io(&w.tmp_path))?;
         let size = w.hasher.len();
         Ok((w.commit(expected)?, size))
     }
@@ -134,6 +138,20 @@ impl ContentStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Hashes what passes through a reader.
+struct HashTee<'a> {
+    inner: &'a mut dyn Read,
+    hasher: &'a mut Hasher,
+}
+
+impl Read for HashTee<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -84,6 +84,8 @@ pub struct LayerStore {
     driver: Driver,
     db: Arc<Db>,
     content: ContentStore,
+    /// Bytes of file content an image's layers may unpack to, all together.
+    max_image_size: Option<u64>,
 }
 
 impl LayerStore {
@@ -95,7 +97,34 @@ impl LayerStore {
             }
         }
         fs::create_dir_all(root.join("empty")).map_err(io_err(&root))?;
-        Ok(LayerStore { root, driver, db, content })
+        Ok(LayerStore { root, driver, db, content, max_image_size: None })
+    }
+
+    /// Limits how many bytes of file content an image's layers may unpack to (a gzip bomb or
+    /// a sparse entry of terabytes is refused, and leaves nothing behind).
+    pub fn with_max_image_size(mut self, max: Option<u64>) -> LayerStore {
+        self.max_image_size = max;
+        self
+    }
+
+    pub fn max_image_size(&self) -> Option<u64> {
+        self.max_image_size
+    }
+
+    /// What a layer on top of `parent` may still unpack to under the image size limit.
+    fn budget(&self, parent: Option<&Digest>) -> Result<Option<u64>, LayerError> {
+        let Some(max) = self.max_image_size else { return Ok(None) };
+        let mut used = 0u64;
+        let mut cur = parent.cloned();
+        while let Some(c) = cur {
+            let rec = self.get(&c)?.ok_or_else(|| LayerError::NotFound(c.clone()))?;
+            used = used.saturating_add(rec.size);
+            cur = rec.parent;
+        }
+        if used > max {
+            return Err(LayerError::Unpack(UnpackError::TooLarge { limit: max }));
+        }
+        Ok(Some(max - used))
     }
 
     pub fn driver(&self) -> Driver {
@@ -164,7 +193,7 @@ impl LayerStore {
             };
             let (_, tar_stream) = layer::decompress(reader).map_err(UnpackError::Read)?;
             let mut hashing = HashingReader::new(tar_stream);
-            let opts = UnpackOptions { whiteouts: mode, ..Default::default() };
+            let opts = UnpackOptions { whiteouts: mode, max_bytes: self.budget(parent)?, ..Default::default() };
             let stats = layer::unpack(&mut hashing, &diff, &opts)?;
             // The tar reader stops at the end-of-archive marker; the diff ID covers every byte.
             io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)?;
@@ -347,69 +376,119 @@ pub fn chain_of(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
 }
 
 /// Copies a tree preserving owners, modes, times, links, devices and hard links (the copying
-/// driver's snapshot).
+/// driver's snapshot, a volume's first content). `dst` must exist. The walk uses descriptors
+/// only, so any depth copies; holes in sparse files stay holes.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    use skiff_common::tree::{self, Event, Walker};
     use std::collections::HashMap;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::ffi::OsStr;
+    use std::os::fd::{AsFd, OwnedFd};
+
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut dirs = Vec::new();
-    let mut stack = vec![(src.to_path_buf(), dst.to_path_buf())];
-    while let Some((s, d)) = stack.pop() {
-        for e in fs::read_dir(&s)? {
-            let e = e?;
-            let sp = e.path();
-            let dp = d.join(e.file_name());
-            let m = fs::symlink_metadata(&sp)?;
-            let ft = m.file_type();
-            if ft.is_dir() {
-                fs::create_dir(&dp)?;
-                stack.push((sp, dp.clone()));
-                dirs.push((dp, m));
-                continue;
-            }
-            if ft.is_file() && m.nlink() > 1 {
-                if let Some(first) = links.get(&(m.dev(), m.ino())) {
-                    fs::hard_link(first, &dp)?;
+    let dst_root = tree::open_dir(dst)?;
+    let mut w = Walker::open(src)?;
+    // The destination directory matching the walk's current one; climbs back are checked.
+    let mut d: OwnedFd = dst_root.try_clone()?;
+    let mut ups: Vec<(u64, u64)> = Vec::new();
+    let mut buf = vec![0u8; 128 << 10];
+    while let Some(ev) = w.next()? {
+        match ev {
+            Event::Entry(e) => {
+                let st = &e.stat;
+                let name = e.name.as_os_str();
+                if st.is_dir() {
+                    if !w.same_fs_dir(&e) {
+                        continue;
+                    }
+                    rustix::fs::mkdirat(&d, name, rustix::fs::Mode::from_raw_mode(0o700))?;
+                    let sub = tree::open_dir_at(&d, name)?;
+                    let here = tree::stat_at(&d, OsStr::new(""))?;
+                    ups.push((here.dev, here.ino));
+                    w.descend()?;
+                    d = sub;
                     continue;
                 }
-                links.insert((m.dev(), m.ino()), dp.clone());
+                if st.is_file() && st.nlink > 1 {
+                    let key = (st.dev, st.ino);
+                    if let Some(first) = links.get(&key) {
+                        rustix::fs::linkat(&dst_root, first, &d, name, rustix::fs::AtFlags::empty())?;
+                        continue;
+                    }
+                    links.insert(key, w.path_of(name));
+                }
+                match st.file_type() {
+                    rustix::fs::FileType::RegularFile => {
+                        let from = rustix::fs::openat(
+                            w.dir(),
+                            name,
+                            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
+                            rustix::fs::Mode::empty(),
+                        )?;
+                        let to = rustix::fs::openat(
+                            &d,
+                            name,
+                            rustix::fs::OFlags::WRONLY
+                                | rustix::fs::OFlags::CREATE
+                                | rustix::fs::OFlags::EXCL
+                                | rustix::fs::OFlags::NOFOLLOW
+                                | rustix::fs::OFlags::CLOEXEC,
+                            rustix::fs::Mode::from_raw_mode(0o600),
+                        )?;
+                        copy_file(from, to, &mut buf)?;
+                    }
+                    rustix::fs::FileType::Symlink => {
+                        let target = rustix::fs::readlinkat(w.dir(), name, Vec::new())?;
+                        rustix::fs::symlinkat(target.as_c_str(), &d, name)?;
+                    }
+                    kind => {
+                        rustix::fs::mknodat(&d, name, kind, rustix::fs::Mode::from_raw_mode(st.perm()), st.rdev)?;
+                    }
+                }
+                set_attrs(d.as_fd(), name, st)?;
             }
-            if ft.is_file() {
-                fs::copy(&sp, &dp)?;
-            } else if ft.is_symlink() {
-                std::os::unix::fs::symlink(fs::read_link(&sp)?, &dp)?;
-            } else {
-                let kind = rustix::fs::FileType::from_raw_mode(m.mode());
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &dp,
-                    kind,
-                    rustix::fs::Mode::from_raw_mode(m.mode() & 0o7777),
-                    m.rdev(),
-                )?;
+            Event::Leave(e) => {
+                let up = tree::open_dir_at(&d, OsStr::new(".."))?;
+                let st = tree::stat_at(&up, OsStr::new(""))?;
+                if Some((st.dev, st.ino)) != ups.pop() {
+                    return Err(io::Error::other("the destination tree changed during the copy"));
+                }
+                d = up;
+                set_attrs(d.as_fd(), &e.name, &e.stat)?;
             }
-            std::os::unix::fs::lchown(&dp, Some(m.uid()), Some(m.gid()))?;
-            if !ft.is_symlink() {
-                fs::set_permissions(&dp, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-            }
-            set_times(&dp, &m)?;
         }
-    }
-    for (dp, m) in dirs.into_iter().rev() {
-        std::os::unix::fs::lchown(&dp, Some(m.uid()), Some(m.gid()))?;
-        fs::set_permissions(&dp, fs::Permissions::from_mode(m.mode() & 0o7777))?;
-        set_times(&dp, &m)?;
     }
     Ok(())
 }
 
-fn set_times(p: &Path, m: &fs::Metadata) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let ts = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: m.atime(), tv_nsec: m.atime_nsec() as _ },
-        last_modification: rustix::fs::Timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() as _ },
+fn copy_file(from: std::os::fd::OwnedFd, to: std::os::fd::OwnedFd, buf: &mut [u8]) -> io::Result<()> {
+    let mut from = fs::File::from(from);
+    let to = fs::File::from(to);
+    skiff_common::tree::copy_sparse(&mut from, &to, buf)?;
+    Ok(())
+}
+
+/// Owner, then mode (chown clears set-id bits), then times, of `name` in `dir`.
+fn set_attrs(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    st: &skiff_common::tree::Stat,
+) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Gid, Mode, Timespec, Timestamps, Uid};
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(st.uid)),
+        Some(Gid::from_raw(st.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    if !st.is_symlink() {
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(st.perm()), AtFlags::empty())?;
+    }
+    let ts = Timestamps {
+        last_access: Timespec { tv_sec: st.atime.0, tv_nsec: st.atime.1 as _ },
+        last_modification: Timespec { tv_sec: st.mtime.0, tv_nsec: st.mtime.1 as _ },
     };
-    rustix::fs::utimensat(rustix::fs::CWD, p, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    rustix::fs::utimensat(dir, name, &ts, AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 

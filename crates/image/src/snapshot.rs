@@ -251,6 +251,15 @@ impl Snapshots {
         }
     }
 
+    /// The keys of the snapshots on disk (not the builder's or temporary ones).
+    pub fn keys(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.root) else { return Vec::new() };
+        rd.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("tmp-") && !n.starts_with("build-") && !n.starts_with("buildmnt-"))
+            .collect()
+    }
+
     pub fn exists(&self, key: &str) -> bool {
         self.dir(key).exists()
     }
@@ -270,10 +279,16 @@ impl Snapshots {
     pub fn changes(&self, key: &str, top: Option<&Digest>, skip: &[&str]) -> Result<Vec<Change>, SnapshotError> {
         match self.layers.driver() {
             Driver::Overlay => {
-                let lowers = self.lower_dirs(top)?;
-                let exists = |p: &Path| {
-                    let rel = p.strip_prefix("/").unwrap_or(p);
-                    lowers.iter().any(|l| fs::symlink_metadata(l.join(rel)).is_ok())
+                let lowers = self
+                    .lower_dirs(top)?
+                    .iter()
+                    .map(|l| skiff_common::tree::open_dir(l))
+                    .collect::<io::Result<Vec<_>>>()
+                    .map_err(Self::io(key))?;
+                // Looked up below each layer's descriptor: the layer directory's own path
+                // would push a deep change past what one call can name.
+                let exists = |rel: &Path| {
+                    lowers.iter().any(|l| rustix::fs::statat(l, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok())
                 };
                 layer::overlay_changes(&self.dir(key).join("upper"), &exists, skip).map_err(Self::io(key))
             }

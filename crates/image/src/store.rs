@@ -132,9 +132,17 @@ impl std::fmt::Debug for ImageStore {
 
 impl ImageStore {
     /// Opens the store under `root` (data-root/image), with the given storage driver.
-    pub fn open(root: PathBuf, driver: Driver, db: Arc<Db>) -> Result<ImageStore, ImageError> {
+    /// Opens the store; `max_image_size` limits the bytes of file content one image's layers
+    /// may unpack to.
+    pub fn open(
+        root: PathBuf,
+        driver: Driver,
+        db: Arc<Db>,
+        max_image_size: Option<u64>,
+    ) -> Result<ImageStore, ImageError> {
         let content = ContentStore::open(root.join("content"))?;
-        let layers = LayerStore::open(root.join("layers"), driver, db.clone(), content.clone())?;
+        let layers = LayerStore::open(root.join("layers"), driver, db.clone(), content.clone())?
+            .with_max_image_size(max_image_size);
         let snapshots = Snapshots::open(root.join("snapshots"), layers.clone())?;
         snapshots.clean_tmp();
         let tmp = root.join("tmp");

@@ -34,6 +34,9 @@ const DRAIN: Duration = Duration::from_millis(1500);
 const LINGER: Duration = Duration::from_secs(5);
 /// Client output buffered beyond this pauses reading from the container.
 const HIGH_WATER: usize = 1 << 20;
+/// A monitor not told to start within this long exits: the daemon that spawned it sends
+/// `Start` within milliseconds, so it died in between (and its restart will not know us).
+const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A process's stdio as the monitor holds it.
 #[derive(Default)]
@@ -128,6 +131,8 @@ pub struct Monitor {
     exec_ids: BTreeMap<u64, String>,
     next: u64,
     done_at: Option<Instant>,
+    /// When the monitor came up (for [`START_DEADLINE`]).
+    came_up: Instant,
     buf: Vec<u8>,
 }
 
@@ -168,6 +173,7 @@ impl Monitor {
             exec_ids: BTreeMap::new(),
             next: 1,
             done_at: None,
+            came_up: Instant::now(),
             buf: vec![0u8; 64 << 10],
         })
     }
@@ -267,6 +273,10 @@ impl Monitor {
                 }
             }
             self.check_exits();
+            if self.never_started() && self.came_up.elapsed() >= START_DEADLINE {
+                eprintln!("skiff-monitor: not told to start within {START_DEADLINE:?}; exiting");
+                self.fail_start();
+            }
             self.clients.retain(|_, c| !(c.dead || (c.close_after_flush && c.outbuf.is_empty())));
             if let Some(done) = self.done_at {
                 let idle = self.clients.values().all(|c| c.outbuf.is_empty() && !matches!(c.role, Role::New));
@@ -291,6 +301,9 @@ impl Monitor {
         }
         if let Some(d) = self.done_at {
             deadlines.push(d + Duration::from_millis(200));
+        }
+        if self.never_started() {
+            deadlines.push(self.came_up + START_DEADLINE);
         }
         match deadlines.into_iter().min() {
             None => -1,
@@ -520,6 +533,15 @@ impl Monitor {
                 };
                 self.reply(id, r, true);
             }
+            Request::Shutdown => {
+                let r = if self.never_started() || self.failed {
+                    self.fail_start();
+                    Response::Ok
+                } else {
+                    Response::Error { message: "the container has started; signal it instead".into() }
+                };
+                self.reply(id, r, true);
+            }
             Request::Attach { streams } => {
                 if let Some(exit) = &self.exit {
                     let r = Response::Exited { status: exit.clone() };
@@ -729,6 +751,11 @@ impl Monitor {
 
     /// A start that failed: clean up what libcontainer may have left, and go away once the
     /// error has been delivered.
+    /// Waiting for a `Start` that has not come (and not failed or shut down either).
+    fn never_started(&self) -> bool {
+        self.status == Status::Created && self.done_at.is_none() && self.pid.is_none()
+    }
+
     fn fail_start(&mut self) {
         self.failed = true;
         let _ = self.layout.remove(&self.cfg.cgroup_path);

@@ -9,6 +9,13 @@
 //!
 //! A name that exists here but has no record of the asked type gets an empty `NOERROR` answer
 //! (as Docker's resolver does for `AAAA`), so resolvers don't go on to search domains.
+//!
+//! Only the network's own containers are answered (dockerd gets the same by answering at
+//! 127.0.0.11 inside each container's namespace): the sockets are bound to the network's
+//! bridge (`SO_BINDTODEVICE`), so a question sent to the gateway address from the host itself or
+//! from another bridge never reaches them, and a question whose source address is not a
+//! container of the network is refused. A container cannot spoof a neighbour's address to get
+//! past the second check: the answer would go to the neighbour.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -108,14 +115,20 @@ impl Directory {
         *self.inner.write().expect("dns lock") = t;
     }
 
-    /// The networks whose names a client sees.
+    /// Whether `client` is a container on `net` (the only ones a network's server answers).
+    pub fn knows(&self, net: &str, client: IpAddr) -> bool {
+        let IpAddr::V4(v4) = client else { return false };
+        self.inner.read().expect("dns lock").clients.contains_key(&(net.to_string(), v4))
+    }
+
+    /// The networks whose names a client sees (none for a stranger).
     fn scope(t: &Tables, net: &str, client: IpAddr) -> Vec<String> {
         if let IpAddr::V4(v4) = client
             && let Some(c) = t.clients.get(&(net.to_string(), v4))
         {
             return c.networks.clone();
         }
-        vec![net.to_string()]
+        Vec::new()
     }
 
     /// Addresses of a name for a client asking on `net`; `None` if the name is not ours.
@@ -146,7 +159,7 @@ impl Directory {
                 .map(|x| x.upstreams.clone())
                 .unwrap_or_default();
         }
-        t.nets.get(net).map(|n| n.upstreams.clone()).unwrap_or_default()
+        Vec::new()
     }
 }
 
@@ -258,6 +271,10 @@ async fn exchange(up: SocketAddr, query: &[u8], tcp: bool) -> std::io::Result<Ve
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
         let answer = match self.local(request) {
+            _ if !self.directory.knows(&self.network, request.src().ip()) => {
+                rate_limited_refusal(&self.network, request.src().ip());
+                Answer::Fail(ResponseCode::Refused)
+            }
             Some(records) => Answer::Local(records),
             None if request.queries.queries().is_empty() => Answer::Fail(ResponseCode::FormErr),
             None => self.forward(request).await,
@@ -312,11 +329,41 @@ impl std::fmt::Debug for DnsServer {
     }
 }
 
+/// Logs a refused stranger at most once a minute (anyone on the host can send questions).
+fn rate_limited_refusal(network: &str, src: IpAddr) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let last = LAST.load(Ordering::Relaxed);
+    if now >= last + 60 && LAST.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+        tracing::info!(%network, %src, "DNS question from outside the network refused (logged once a minute)");
+    }
+}
+
+/// A socket bound to `addr` that only hears what arrives through the link `device`.
+fn bound_socket(addr: SocketAddr, device: &str, ty: socket2::Type) -> std::io::Result<socket2::Socket> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), ty, None)?;
+    s.set_nonblocking(true)?;
+    s.set_cloexec(true)?;
+    s.set_reuse_address(true)?;
+    s.bind_device(Some(device.as_bytes()))?;
+    s.bind(&addr.into())?;
+    Ok(s)
+}
+
 impl DnsServer {
-    /// Starts answering on `addr` (UDP and TCP) for the clients on `network`.
-    pub async fn start(addr: SocketAddr, directory: Directory, network: &str) -> std::io::Result<DnsServer> {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
-        let tcp = tokio::net::TcpListener::bind(addr).await?;
+    /// Starts answering on `addr` (UDP and TCP) for the clients on `network`, whose bridge is
+    /// the link `bridge`: only questions that arrive through it are heard.
+    pub async fn start(
+        addr: SocketAddr,
+        directory: Directory,
+        network: &str,
+        bridge: &str,
+    ) -> std::io::Result<DnsServer> {
+        let udp = tokio::net::UdpSocket::from_std(bound_socket(addr, bridge, socket2::Type::DGRAM)?.into())?;
+        let tcp = bound_socket(addr, bridge, socket2::Type::STREAM)?;
+        tcp.listen(128)?;
+        let tcp = tokio::net::TcpListener::from_std(tcp.into())?;
         let mut server = hickory_server::Server::new(Handler { directory, network: network.to_string() });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(10), 64 * 1024);
@@ -384,16 +431,20 @@ mod tests {
             ("b".to_string(), NetworkZone { entries: vec![entry([10, 1, 0, 2], &["cache"])], upstreams: vec![] }),
         ]);
         // 10.1.0.9 on b is also on a; 10.1.0.2 only on b.
-        let clients = HashMap::from([(
-            ("b".to_string(), Ipv4Addr::new(10, 1, 0, 9)),
-            Client { networks: vec!["b".into(), "a".into()], upstreams: None },
-        )]);
+        let on = |n: &[&str]| Client { networks: n.iter().map(|s| s.to_string()).collect(), upstreams: None };
+        let clients = HashMap::from([
+            (("b".to_string(), Ipv4Addr::new(10, 1, 0, 9)), on(&["b", "a"])),
+            (("a".to_string(), Ipv4Addr::new(10, 0, 0, 2)), on(&["a"])),
+            (("b".to_string(), Ipv4Addr::new(10, 1, 0, 2)), on(&["b"])),
+        ]);
         d.replace(zones, clients);
         let on_a: IpAddr = "10.0.0.2".parse().unwrap();
         assert_eq!(d.lookup("a", on_a, "web."), Some(vec![Ipv4Addr::new(10, 0, 0, 2)]));
         assert_eq!(d.lookup("a", on_a, "WWW").unwrap().len(), 2);
         assert_eq!(d.lookup("a", on_a, "cache"), None, "b's names are not visible from a");
         assert_eq!(d.lookup("b", "10.1.0.2".parse().unwrap(), "db"), None);
+        assert_eq!(d.lookup("a", "10.1.0.2".parse().unwrap(), "web"), None, "strangers see nothing");
+        assert!(!d.knows("a", "10.1.0.2".parse().unwrap()));
         assert_eq!(d.lookup("b", "10.1.0.9".parse().unwrap(), "db"), Some(vec![Ipv4Addr::new(10, 0, 0, 3)]));
         assert_eq!(d.reverse("a", on_a, Ipv4Addr::new(10, 0, 0, 2)).as_deref(), Some("web"));
         assert_eq!(parse_arpa("2.0.0.10.in-addr.arpa."), Some(Ipv4Addr::new(10, 0, 0, 2)));
@@ -419,18 +470,28 @@ mod tests {
                 "u".to_string(),
                 NetworkZone { entries: vec![entry([192, 0, 2, 7], &["example.test"])], upstreams: vec![] },
             )]);
-            up_dir.replace(zones, HashMap::new());
-            DnsServer::start(addr, up_dir.clone(), "u").await.unwrap()
+            up_dir.replace(zones, HashMap::from([(
+                ("u".to_string(), Ipv4Addr::LOCALHOST),
+                Client { networks: vec!["u".into()], upstreams: None },
+            )]));
+            DnsServer::start(addr, up_dir.clone(), "u", "lo").await.unwrap()
         };
         let dir = Directory::default();
         let up = upstream.addr;
         let zone = move |entries| HashMap::from([("n".to_string(), NetworkZone { entries, upstreams: vec![up] })]);
-        dir.replace(zone(vec![entry([10, 9, 0, 2], &["web"])]), HashMap::new());
+        // The asking "container" is 127.0.0.1, on network n.
+        let me = || {
+            HashMap::from([(
+                ("n".to_string(), Ipv4Addr::LOCALHOST),
+                Client { networks: vec!["n".into()], upstreams: None },
+            )])
+        };
+        dir.replace(zone(vec![entry([10, 9, 0, 2], &["web"])]), me());
         let addr = {
             let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             sock.local_addr().unwrap()
         };
-        let server = DnsServer::start(addr, dir.clone(), "n").await.unwrap();
+        let server = DnsServer::start(addr, dir.clone(), "n", "lo").await.unwrap();
 
         let m = ask(addr, &query("web.", RecordType::A, 7)).await;
         assert_eq!(m.metadata.id, 7);
@@ -459,8 +520,18 @@ mod tests {
         let m = ask(addr, &query("web.", RecordType::A, 12)).await;
         assert_eq!(a_records(&m).len(), 1);
 
+        // Anyone else is refused: nothing local, nothing forwarded.
+        let stranger = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        stranger.send_to(&query("web.", RecordType::A, 14), addr).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) =
+            tokio::time::timeout(Duration::from_secs(5), stranger.recv_from(&mut buf)).await.unwrap().unwrap();
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(m.answers.is_empty());
+
         // Records are replaced as containers come and go.
-        dir.replace(zone(vec![]), HashMap::new());
+        dir.replace(zone(vec![]), me());
         let m = ask(addr, &query("web.", RecordType::A, 13)).await;
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         server.stop().await;

@@ -109,6 +109,18 @@ impl Netlink {
         }
     }
 
+    /// Puts an existing link (a container's host-side veth) on a bridge, up. Nothing to do if
+    /// the link is gone (its namespace went with its container).
+    pub async fn attach_to(&self, link: &str, bridge: u32) -> Result<(), LinkError> {
+        let Some(index) = self.index_of(link).await? else { return Ok(()) };
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).controller(bridge).up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("attaching {link} to its bridge")))
+    }
+
     /// Creates a veth pair: `host` attached to the bridge, `peer` created inside the namespace
     /// at `netns` with the given MAC address.
     pub async fn add_veth(

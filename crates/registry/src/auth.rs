@@ -211,6 +211,10 @@ impl Auth {
         let raw = STANDARD.decode(b64.trim()).map_err(|_| ())?;
         let s = String::from_utf8(raw).map_err(|_| ())?;
         let (u, p) = s.split_once(':').ok_or(())?;
+        // Go's clients (skopeo, containerd) send empty Basic credentials when they have none.
+        if u.is_empty() && p.is_empty() {
+            return Ok(None);
+        }
         if self.check_password(u, p) { Ok(Some(u.to_string())) } else { Err(()) }
     }
 

@@ -4,6 +4,7 @@
 //! addr = "127.0.0.1:5000"
 //! root = "/var/lib/skiff/registry"
 //! delete = true                  # allow DELETE of manifests, tags, blobs
+//! anonymous_push = false         # without [auth]: true lets anyone push and delete
 //! max_blob_size = 68719476736    # bytes
 //! [tls]
 //! cert = "/etc/skiff/registry.crt"
@@ -37,7 +38,11 @@ pub struct Config {
     pub max_blob: u64,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `None`: pulls are open to anyone, pushes and deletes need the registry's own login
+    /// (generated at first start, see [`generated_login`]) — unless `anonymous_push`.
     pub auth: Option<AuthConfig>,
+    /// Without `auth`: let anyone push and delete (an explicit choice, never the default).
+    pub anonymous_push: bool,
 }
 
 impl Default for Config {
@@ -50,6 +55,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             auth: None,
+            anonymous_push: false,
         }
     }
 }
@@ -63,6 +69,7 @@ struct FileConfig {
     max_blob_size: Option<u64>,
     tls: Option<FileTls>,
     auth: Option<FileAuth>,
+    anonymous_push: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +115,9 @@ impl Config {
         if let Some(m) = f.max_blob_size {
             c.max_blob = m;
         }
+        if let Some(a) = f.anonymous_push {
+            c.anonymous_push = a;
+        }
         if let Some(t) = f.tls {
             c.tls_cert = Some(t.cert);
             c.tls_key = Some(t.key);
@@ -135,6 +145,16 @@ impl Config {
             && a.token_realm.as_deref() == Some("")
         {
             a.token_realm = Some(format!("{scheme}://{addr}/token"));
+        }
+    }
+
+    /// The auth the registry runs with: the configured one, none when anonymous pushes were
+    /// asked for, otherwise the generated login (writes need it, reads are open).
+    pub fn effective_auth(&self) -> Result<Option<AuthConfig>, String> {
+        match (&self.auth, self.anonymous_push) {
+            (Some(a), _) => Ok(Some(a.clone())),
+            (None, true) => Ok(None),
+            (None, false) => generated_login(&self.root).map(|(_, a)| Some(a)),
         }
     }
 
@@ -171,6 +191,56 @@ impl Config {
     }
 }
 
+/// The user of the generated login.
+pub const LOGIN_USER: &str = "skiff";
+
+/// Where the generated login's password is kept (readable by root only).
+pub fn login_password_file(root: &Path) -> PathBuf {
+    root.join("auth/password")
+}
+
+/// The registry's own login, made at first start: user `skiff`, a random password in
+/// `<root>/auth/password` (mode 0600) and its bcrypt hash in `<root>/auth/htpasswd`. Pulls stay
+/// open; pushes and deletes need the login.
+pub fn generated_login(root: &Path) -> Result<(String, AuthConfig), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = root.join("auth");
+    let pass_file = login_password_file(root);
+    let htpasswd = dir.join("htpasswd");
+    let existing = std::fs::read_to_string(&pass_file).ok().map(|p| p.trim().to_string()).filter(|p| p.len() >= 16);
+    let password = match existing.filter(|_| htpasswd.exists()) {
+        Some(p) => p,
+        None => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            let p: String = {
+                use base64::Engine as _;
+                let raw: [u8; 18] = rand::random();
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+            };
+            let hash = crate::auth::hash_password(&p)?;
+            skiff_common::fsutil::atomic_write(&htpasswd, format!("{LOGIN_USER}:{hash}\n").as_bytes())
+                .map_err(|e| format!("writing {}: {e}", htpasswd.display()))?;
+            skiff_common::fsutil::atomic_write(&pass_file, format!("{p}\n").as_bytes())
+                .map_err(|e| format!("writing {}: {e}", pass_file.display()))?;
+            for f in [&htpasswd, &pass_file] {
+                std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+            }
+            p
+        }
+    };
+    let auth = AuthConfig {
+        htpasswd: Some(htpasswd),
+        token_realm: None,
+        service: "skiff-registry".into(),
+        anonymous_pull: true,
+        rules: Vec::new(),
+    };
+    Ok((password, auth))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +271,28 @@ actions = ["pull"]
         assert!(Config::from_toml("bogus = 1").is_err());
         assert!(Config::from_toml("[auth]\n").is_err());
         assert!(Config::from_toml("addr = \"nope\"").is_err());
+        assert!(Config::from_toml("anonymous_push = true").unwrap().anonymous_push);
+    }
+
+    #[test]
+    fn the_default_is_a_generated_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config { root: dir.path().to_path_buf(), ..Default::default() };
+        let a = c.effective_auth().unwrap().expect("auth by default");
+        assert!(a.anonymous_pull && a.token_realm.is_none());
+        let pass = std::fs::read_to_string(login_password_file(dir.path())).unwrap();
+        let users = crate::auth::parse_htpasswd(&std::fs::read_to_string(a.htpasswd.unwrap()).unwrap()).unwrap();
+        assert!(bcrypt::verify(pass.trim(), &users[LOGIN_USER]).unwrap());
+        // Kept across restarts.
+        let again = Config { root: dir.path().to_path_buf(), ..Default::default() };
+        again.effective_auth().unwrap();
+        assert_eq!(std::fs::read_to_string(login_password_file(dir.path())).unwrap(), pass);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(login_password_file(dir.path())).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let open = Config { root: dir.path().to_path_buf(), anonymous_push: true, ..Default::default() };
+        assert!(open.effective_auth().unwrap().is_none());
     }
 }

@@ -25,10 +25,20 @@ pub use server::Registry;
 /// Opens the registry a config describes.
 pub fn open(cfg: &Config) -> Result<Arc<Registry>, String> {
     let storage = storage::Storage::open(&cfg.root).map_err(|e| format!("opening {}: {e}", cfg.root.display()))?;
-    let auth = match &cfg.auth {
-        Some(a) => Some(auth::Auth::new(a.clone(), &cfg.root)?),
-        None => None,
+    let auth = match cfg.effective_auth()? {
+        Some(a) => Some(auth::Auth::new(a, &cfg.root)?),
+        None => {
+            tracing::warn!(root = %cfg.root.display(), "registry: anyone may push and delete (anonymous_push)");
+            None
+        }
     };
+    if cfg.auth.is_none() && !cfg.anonymous_push {
+        tracing::info!(
+            "registry: pulls are open; pushes and deletes need a login: user {}, password in {}",
+            config::LOGIN_USER,
+            config::login_password_file(&cfg.root).display()
+        );
+    }
     Ok(Arc::new(Registry::new(storage, cfg.settings(), auth)))
 }
 

@@ -250,6 +250,12 @@ impl Registry {
         let head = req.method() == Method::HEAD;
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0");
         let r = self.dispatch(req).await;
         let resp = r.unwrap_or_else(|e| {
             if e.status.is_server_error() {
@@ -257,7 +263,14 @@ impl Registry {
             } else {
                 tracing::debug!(%method, %path, code = e.code, "{}", e.message);
             }
-            error_response(e, head)
+            let mut r = error_response(e, head);
+            if has_body {
+                // Answered before the body was read (a 401 before an upload, a 416): the
+                // connection cannot carry another request, so say so rather than let the
+                // client's next request on it meet a closed socket.
+                r.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            r
         });
         tracing::debug!(%method, %path, status = resp.status().as_u16(), "registry request");
         Ok(resp)

@@ -167,6 +167,9 @@ pub enum Request {
         id: String,
         signal: i32,
     },
+    /// Exit without starting: for a monitor whose container never started (its create was
+    /// interrupted, or the container is being removed). Refused once the container started.
+    Shutdown,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

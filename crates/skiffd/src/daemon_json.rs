@@ -31,6 +31,7 @@ const STRINGS: &[(&str, &str)] = &[
     ("registry-config", "registry_config"),
     ("registry-root", "registry_root"),
     ("registries-config", "registries_config"),
+    ("max-unpacked-image-size", "max_unpacked_image_size"),
 ];
 
 /// Keys taking a list of strings.

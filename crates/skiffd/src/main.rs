@@ -81,6 +81,10 @@ struct Args {
     /// Default log driver option KEY=VALUE (repeatable), e.g. max-size=10m, max-file=3.
     #[arg(long = "log-opt")]
     log_opt: Vec<String>,
+    /// Refuse images whose layers unpack to more than this (e.g. 20g; binary units): a gzip
+    /// bomb or a sparse file of terabytes fails cleanly and leaves nothing behind.
+    #[arg(long = "max-unpacked-image-size", value_parser = parse_image_size)]
+    max_unpacked_image_size: Option<u64>,
     /// Daemon configuration file (JSON with dockerd's daemon.json keys; a missing default file
     /// is fine).
     #[arg(long, default_value = "/etc/skiff/daemon.json")]
@@ -139,10 +143,18 @@ fn apply_config_file(args: &mut Args, matches: &clap::ArgMatches) -> anyhow::Res
             "registry_mirror" => args.registry_mirror = s.values,
             "default_address_pool" => args.default_address_pool = s.values,
             "log_opt" => args.log_opt = s.values,
+            "max_unpacked_image_size" => {
+                args.max_unpacked_image_size =
+                    Some(parse_image_size(&one()).map_err(|e| anyhow::anyhow!("{}: {e}", s.key))?)
+            }
             other => bail!("internal: no flag {other}"),
         }
     }
     Ok(())
+}
+
+fn parse_image_size(s: &str) -> Result<u64, String> {
+    skiff_common::units::ram_in_bytes(s).filter(|n| *n > 0).ok_or_else(|| format!("invalid size {s:?} (e.g. 20g)"))
 }
 
 /// The daemon's default log configuration, checked as a container's would be.
@@ -157,7 +169,7 @@ fn default_log(args: &Args) -> anyhow::Result<bollard_stubs::models::HostConfigL
     }
     let lc = bollard_stubs::models::HostConfigLogConfig { typ: Some(args.log_driver.clone()), config: Some(opts) };
     let hc = bollard_stubs::models::HostConfig { log_config: Some(lc.clone()), ..Default::default() };
-    skiff_engine::container::create::log_rotation(&hc).map_err(|e| anyhow::anyhow!("--log-opt: {}", e.message))?;
+    skiff_engine::container::logopts::log_rotation(&hc).map_err(|e| anyhow::anyhow!("--log-opt: {}", e.message))?;
     Ok(lc)
 }
 
@@ -209,7 +221,7 @@ fn fixed(a: &Args) -> String {
         (
             (&a.host, &a.data_root, &a.exec_root, &a.storage_driver, &a.pidfile, &a.monitor_path),
             (&a.bridge, &a.bip, &a.default_address_pool, a.icc, a.iptables, a.mtu, &a.dns),
-            (&a.registry_addr, &a.registry_config, &a.registry_root),
+            (&a.registry_addr, &a.registry_config, &a.registry_root, a.max_unpacked_image_size),
         )
     )
 }
@@ -321,6 +333,7 @@ fn main() -> anyhow::Result<()> {
         storage_driver: args.storage_driver.clone(),
         net,
         default_log,
+        max_image_size: args.max_unpacked_image_size,
     };
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 

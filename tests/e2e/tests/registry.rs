@@ -84,6 +84,27 @@ impl Registry {
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
+    /// The generated login's password (a registry started without `--htpasswd`).
+    fn password(&self) -> String {
+        login_password(&self.dir.join("root"))
+    }
+    /// `docker login` to this registry with its generated login.
+    fn login(&self, d: &Daemon) {
+        login(d, &self.addr(), &self.password());
+    }
+}
+
+fn login_password(root: &Path) -> String {
+    std::fs::read_to_string(root.join("auth/password")).expect("the registry's generated password").trim().to_string()
+}
+
+fn login(d: &Daemon, server: &str, password: &str) {
+    let mut args = vec!["login", "-u", "skiff", "--password-stdin"];
+    if !server.is_empty() {
+        args.push(server);
+    }
+    let out = d.docker_stdin(&args, password.as_bytes()).ok();
+    assert!(out.contains("Login Succeeded"), "{out}");
 }
 
 impl Drop for Registry {
@@ -120,6 +141,12 @@ fn push_pull_run_through_the_daemons_own_registry() {
     wait_port(port);
     let name = format!("127.0.0.1:{port}/team/bb:v1");
     d.docker(&["tag", "busybox", &name]).ok();
+    // Writes need the registry's login (generated at first start, readable by root only).
+    let anon = d.docker(&["push", &name]);
+    assert_ne!(anon.code, 0, "an anonymous push was accepted: {}", anon.stdout);
+    assert!(anon.stderr.contains("unauthorized") || anon.stderr.contains("authentication required"), "{}", anon.stderr);
+    let pass = login_password(&d.data_root().join("registry"));
+    login(&d, &format!("127.0.0.1:{port}"), &pass);
     let out = d.docker(&["push", &name]).ok();
     assert!(out.contains("Pushed"), "{out}");
     assert!(out.contains("v1: digest: sha256:"), "{out}");
@@ -131,17 +158,19 @@ fn push_pull_run_through_the_daemons_own_registry() {
     // Compressed while uploaded, nothing kept: an empty registry gets the layer compressed
     // again, to the same bytes (the same manifest digest).
     let reg2 = Registry::start(&[]);
+    reg2.login(&d);
     let name2 = format!("{}/team/bb:v1", reg2.addr());
     d.docker(&["tag", &name, &name2]).ok();
     let out2 = d.docker(&["push", &name2]).ok();
     assert!(out2.contains("Pushed") && out2.contains(&digest), "{out2}");
     d.docker(&["rmi", &name2]).ok();
     // The registry lists it.
-    let cat = curl(&[&format!("http://127.0.0.1:{port}/v2/_catalog")]).ok();
+    let cat = curl(&["-u", &format!("skiff:{pass}"), &format!("http://127.0.0.1:{port}/v2/_catalog")]).ok();
     assert!(cat.contains("team/bb"), "{cat}");
     let tags = curl(&[&format!("http://127.0.0.1:{port}/v2/team/bb/tags/list")]).ok();
     assert!(tags.contains("\"v1\""), "{tags}");
-    // Remove every local trace, pull it back, run it.
+    // Remove every local trace, pull it back (anyone may pull), run it.
+    d.docker(&["logout", &format!("127.0.0.1:{port}")]).ok();
     d.docker(&["rmi", &name, "busybox"]).ok();
     let pulled = d.docker(&["pull", &name]).ok();
     assert!(pulled.contains(&format!("Digest: {digest}")), "{pulled}");
@@ -160,7 +189,8 @@ fn push_pull_run_through_the_daemons_own_registry() {
     let miss = d.docker(&["pull", &format!("127.0.0.1:{port}/team/bb:nope")]);
     assert_ne!(miss.code, 0);
     assert!(miss.stderr.contains("not found") || miss.stderr.contains("MANIFEST_UNKNOWN"), "{}", miss.stderr);
-    // The skiff CLI too.
+    // The skiff CLI too (with the same login).
+    login(&d, &format!("127.0.0.1:{port}"), &pass);
     let s = d.skiff(&["push", &name]).ok();
     assert!(s.contains("digest"), "{s}");
     // Another repository on the same registry: the layer is mounted, not uploaded again.
@@ -178,11 +208,13 @@ fn docker_io_names_remapped_to_a_local_registry() {
     let conf = dir.join("registries.toml");
     std::fs::write(&conf, format!("[[registry]]\nprefix = \"docker.io\"\nlocation = \"{}\"\n", reg.addr())).unwrap();
     let d = Daemon::start_with(&["--registries-config", conf.to_str().unwrap()]);
+    // Logging in to docker.io logs in where docker.io now lives.
+    login(&d, "", &reg.password());
     // As the seed writes it: no registry in the name.
     d.docker(&["tag", "busybox", "strongjz/example-httpd"]).ok();
     let out = d.docker(&["push", "strongjz/example-httpd"]).ok();
     assert!(out.contains("docker.io/strongjz/example-httpd"), "{out}");
-    let cat = curl(&[&reg.url("/v2/_catalog")]).ok();
+    let cat = curl(&["-u", &format!("skiff:{}", reg.password()), &reg.url("/v2/_catalog")]).ok();
     assert!(cat.contains("strongjz/example-httpd"), "{cat}");
     d.docker(&["rmi", "strongjz/example-httpd", "busybox"]).ok();
     let miss = d.docker(&["pull", "busybox"]);
@@ -202,6 +234,7 @@ fn skopeo_copies_both_ways() {
         return;
     }
     let reg = Registry::start(&[]);
+    let creds = format!("skiff:{}", reg.password());
     let d = Daemon::start();
     let dir = unique_dir();
     let archive = dir.join("bb.tar");
@@ -212,6 +245,8 @@ fn skopeo_copies_both_ways() {
         &[
             "copy",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
             &format!("docker-archive:{}", archive.display()),
             &format!("docker://{}/sk/bb:1", reg.addr()),
         ],
@@ -239,6 +274,8 @@ fn skopeo_copies_both_ways() {
             "copy",
             "--src-tls-verify=false",
             "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
             &format!("docker://{}/sk/bb:1", reg.addr()),
             &format!("docker://{}/other/bb:2", reg.addr()),
         ],
@@ -347,7 +384,7 @@ fn basic_auth_with_skopeo_creds() {
 #[test]
 fn killed_registry_restarts_clean_and_gc_frees_blobs() {
     require_root!();
-    let mut reg = Registry::start(&[]);
+    let mut reg = Registry::start(&["--anonymous-push"]);
     // A chunked upload half done when the registry dies.
     let hdrs = curl(&["-D", "-", "-o", "/dev/null", "-X", "POST", &reg.url("/v2/r/blobs/uploads/")]).ok();
     let loc = hdrs
@@ -562,6 +599,7 @@ fn dockerd_pushes_to_and_pulls_from_skiffs_registry() {
     }
     let reg = Registry::start(&[]);
     let d = Daemon::start();
+    reg.login(&d);
     let dir = unique_dir();
     let archive = dir.join("bb.tar");
     d.docker(&["save", "-o", archive.to_str().unwrap(), "busybox"]).ok();
@@ -600,6 +638,7 @@ fn dockerd_pushes_to_and_pulls_from_skiffs_registry() {
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         dk(&["load", "-i", archive.to_str().unwrap()]).ok();
+        dk(&["login", "-u", "skiff", "-p", &reg.password(), &reg.addr()]).ok();
         let name = format!("{}/from-dockerd/bb:1", reg.addr());
         dk(&["tag", "busybox", &name]).ok();
         let push = dk(&["push", &name]).ok();
@@ -656,11 +695,19 @@ fn tls_registry_with_a_self_signed_certificate() {
     .ok();
     let reg = Registry::start(&["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
     let url = format!("https://{}/v2/", reg.addr());
-    assert_eq!(curl(&["-o", "/dev/null", "-w", "%{http_code}", "--cacert", cert.to_str().unwrap(), &url]).ok(), "200");
+    let code = |extra: &[&str]| {
+        let mut a = vec!["-o", "/dev/null", "-w", "%{http_code}", "--cacert", cert.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        a.push(&url);
+        curl(&a).ok()
+    };
+    assert_eq!(code(&[]), "401", "the base endpoint asks for the login");
+    assert_eq!(code(&["-u", &format!("skiff:{}", reg.password())]), "200");
     // Plain HTTP to a TLS port is refused.
     assert_ne!(curl(&["-o", "/dev/null", &format!("http://{}/v2/", reg.addr())]).code, 0);
     // The daemon pushes and pulls over TLS (loopback registries are trusted as Docker does).
     let d = Daemon::start();
+    reg.login(&d);
     let name = format!("{}/tls/bb:1", reg.addr());
     d.docker(&["tag", "busybox", &name]).ok();
     d.docker(&["push", &name]).ok();
@@ -672,7 +719,7 @@ fn tls_registry_with_a_self_signed_certificate() {
 #[test]
 fn two_clients_pushing_the_same_blob_at_once() {
     require_root!();
-    let reg = Registry::start(&[]);
+    let reg = Registry::start(&["--anonymous-push"]);
     let dir = unique_dir();
     let blob = dir.join("blob");
     let data: Vec<u8> = (0..8 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
@@ -715,7 +762,7 @@ fn two_clients_pushing_the_same_blob_at_once() {
 #[test]
 fn sha512_content_is_stored_and_served() {
     require_root!();
-    let reg = Registry::start(&[]);
+    let reg = Registry::start(&["--anonymous-push"]);
     let data = b"sha512 addressed content";
     let d512 = format!("sha512:{}", hex::encode(<sha2::Sha512 as sha2::Digest>::digest(data)));
     let post = |body: &str, digest: &str| {

@@ -65,6 +65,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         force_rm: p.bool("forcerm", false),
         network: p.string("networkmode").filter(|n| !n.is_empty() && n != "default"),
         secrets: None,
+        cancel: Default::default(),
     };
     // The context: untrusted tar (maybe compressed), unpacked path-safely into a private dir.
     let dir = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("context"));
@@ -101,7 +102,8 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             None
         }
     };
-    let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), ..breq };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), cancel: cancel.clone(), ..breq };
     let (tx, rx) = mpsc::channel(256);
     let (utx, mut urx) = mpsc::unbounded_channel::<serde_json::Value>();
     let out: skiff_engine::build::Out = Arc::new(move |o| {
@@ -117,10 +119,24 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             let e = e.clone();
             async move { e.build(breq, out).await }
         });
+        // A client that goes away (its response dropped) cancels the build, whether or not
+        // the build is saying anything at the time.
         let fwd = async {
-            while let Some(v) = urx.recv().await {
-                if tx.send(v).await.is_err() {
-                    break;
+            loop {
+                tokio::select! {
+                    v = urx.recv() => match v {
+                        Some(v) => {
+                            if tx.send(v).await.is_err() {
+                                cancel.cancel();
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    () = tx.closed() => {
+                        cancel.cancel();
+                        break;
+                    }
                 }
             }
         };

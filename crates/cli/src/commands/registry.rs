@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Refuse DELETE of manifests, tags and blobs
     #[arg(long)]
     no_delete: bool,
+    /// Without --htpasswd: let anyone push and delete (by default pushes and deletes need the
+    /// registry's generated login, user `skiff`, password in <root>/auth/password)
+    #[arg(long, conflicts_with = "htpasswd")]
+    anonymous_push: bool,
     /// Log level
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -125,6 +129,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<u8> {
     }
     if a.no_delete {
         cfg.delete = false;
+    }
+    if a.anonymous_push {
+        cfg.anonymous_push = true;
     }
     if let Some(h) = a.htpasswd {
         let auth = cfg.auth.get_or_insert_with(|| skiff_registry::auth::AuthConfig {

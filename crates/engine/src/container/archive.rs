@@ -217,7 +217,12 @@ impl Containers {
         let rec = c.record();
         let paused_here = pause && rec.state.status == super::Status::Running;
         if paused_here {
-            self.pause(&rec.id, true).await?;
+            // Recorded first: a daemon killed during the commit resumes the container.
+            self.update(&c, skiff_image::db::Durability::Sync, |r| r.paused_for_commit = true)?;
+            if let Err(e) = self.pause(&rec.id, true).await {
+                let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
+                return Err(e);
+            }
         }
         let this = self.clone();
         let rec2 = rec.clone();
@@ -269,6 +274,7 @@ impl Containers {
         .map_err(|e| EngineError::internal(e.to_string()));
         if paused_here {
             let _ = self.pause(&rec.id, false).await;
+            let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
         }
         let id = result??;
         self.publish(&rec, "commit");

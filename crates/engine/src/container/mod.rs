@@ -8,16 +8,24 @@ pub mod archive;
 pub mod attach;
 pub mod create;
 pub mod exec;
+mod exit;
 pub mod health;
 pub mod inspect;
+pub mod logopts;
 pub mod logs;
+pub mod mounts;
 pub mod monitor_client;
 pub mod names;
 pub mod net;
+mod remove;
+mod restore;
 pub mod rootfs;
-pub mod run;
 pub mod spec;
+pub mod start;
 pub mod stats;
+pub mod stop;
+mod update;
+mod wait;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -166,6 +174,12 @@ pub struct ContainerRecord {
     /// The network namespace and published ports while it runs.
     #[serde(default)]
     pub sandbox: Option<crate::network::sandbox::SandboxState>,
+    /// A builder's RUN step: removed when found after a daemon restart (its build is gone).
+    #[serde(default)]
+    pub builder: bool,
+    /// Paused by `commit` (not by the user): resumed when found after a daemon restart.
+    #[serde(default)]
+    pub paused_for_commit: bool,
 }
 
 /// What waiters are told about.

@@ -297,6 +297,19 @@ fn resources(hc: &HostConfig, privileged: bool) -> Result<LinuxResources> {
 }
 
 /// Builds the spec.
+/// Where a mount destination really is inside the container: its symlinks followed within
+/// the root filesystem (missing components kept as given). Unresolvable: as given.
+fn in_root(rootfs: &Path, dest: &str) -> String {
+    let Ok(rootfs) = rootfs.canonicalize() else { return dest.to_string() };
+    match super::rootfs::resolve(&rootfs, Path::new(dest)) {
+        Ok(host) => match host.strip_prefix(&rootfs) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) => dest.to_string(),
+        },
+        Err(_) => dest.to_string(),
+    }
+}
+
 pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let rec = input.rec;
     let hc = &rec.host_config;
@@ -379,7 +392,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         if user_dests.contains(dest) {
             continue;
         }
-        mounts.push(mount(dest, "bind", &src.to_string_lossy(), &["rbind", "rprivate"]));
+        mounts.push(mount(&in_root(input.rootfs, dest), "bind", &src.to_string_lossy(), &["rbind", "rprivate"]));
     }
     if let Some(init) = &input.init_binary {
         mounts.push(mount("/sbin/docker-init", "bind", &init.to_string_lossy(), &["bind", "ro", "rprivate"]));
@@ -387,16 +400,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let mut user_mounts: Vec<_> = rec.mounts.iter().collect();
     user_mounts.sort_by_key(|m| Path::new(&m.destination).components().count());
     for m in user_mounts {
+        // A destination that is a symlink in the image is followed inside the container's
+        // root, as runc does (the runtime refuses to mount over a symlink).
+        let dest = in_root(input.rootfs, &m.destination);
         let propagation = if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() };
         let rw = if m.rw { "rw" } else { "ro" };
         match m.kind {
-            MountKind::Bind => mounts.push(mount(&m.destination, "bind", &m.source, &["rbind", rw, propagation])),
+            MountKind::Bind => mounts.push(mount(&dest, "bind", &m.source, &["rbind", rw, propagation])),
             MountKind::Volume => {
                 let src = input
                     .volume_paths
                     .get(&m.source)
                     .ok_or_else(|| EngineError::internal(format!("volume {} has no path", m.source)))?;
-                mounts.push(mount(&m.destination, "bind", &src.to_string_lossy(), &["rbind", rw, propagation]));
+                mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &["rbind", rw, propagation]));
             }
             MountKind::Tmpfs => {
                 let mut opts: Vec<&str> = vec![rw];
@@ -414,7 +430,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
                 let extra: Vec<&str> =
                     m.options.iter().map(String::as_str).filter(|o| *o != "rw" && *o != "ro").collect();
                 opts.extend(extra);
-                mounts.push(mount(&m.destination, "tmpfs", "tmpfs", &opts));
+                mounts.push(mount(&dest, "tmpfs", "tmpfs", &opts));
             }
         }
     }

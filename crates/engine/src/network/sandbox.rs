@@ -291,7 +291,9 @@ impl Networks {
             return;
         }
         let Some(gw) = rec.gateway else { return };
-        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), inner.directory.clone(), &rec.id).await {
+        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), inner.directory.clone(), &rec.id, &rec.bridge)
+            .await
+        {
             Ok(s) => {
                 inner.servers.insert(rec.id.clone(), s);
                 inner.refresh_dns();
@@ -816,6 +818,22 @@ impl Networks {
                 tracing::warn!(network = %rec.name, error = %e, "bringing up the bridge");
             }
             self.start_dns(&mut inner, rec).await;
+        }
+        // A bridge deleted while we were away (by hand, or by another daemon using its name)
+        // was made again above: put the running containers' veths back on it.
+        if let Ok(nl) = self.netlink().await {
+            let plugs: Vec<(String, String)> = inner
+                .live
+                .values()
+                .flat_map(|l| l.endpoints.iter())
+                .filter_map(|e| Some((e.live.as_ref()?.host_veth.clone(), inner.nets.get(&e.network_id)?.bridge.clone())))
+                .collect();
+            for (veth, bridge) in plugs {
+                let Some(index) = inner.ready_bridges.get(&bridge).copied() else { continue };
+                if let Err(e) = nl.attach_to(&veth, index).await {
+                    tracing::warn!(%veth, %bridge, error = %e, "re-attaching a veth to its bridge");
+                }
+            }
         }
         self.sync_firewall(&mut inner, true).await;
         adopted

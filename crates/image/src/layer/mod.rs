@@ -1,11 +1,13 @@
 //! Layers: tar streams in and out of directories, with whiteouts and path safety.
 
 pub mod compress;
+pub mod guard;
 pub mod pack;
 pub mod pgzip;
 pub mod unpack;
 
 pub use compress::{Compression, decompress};
+pub use guard::TarGuard;
 pub use pack::{Change, TarWriter, overlay_changes, pack_overlay_diff};
 pub use unpack::{DevicePolicy, UnpackError, UnpackOptions, UnpackStats, WhiteoutMode, unpack};
 

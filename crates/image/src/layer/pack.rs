@@ -5,14 +5,45 @@
 //! names), so packing the same tree twice gives the same diff ID.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File, Metadata};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{FileType, Mode, OFlags};
+use skiff_common::tree::{self, Event, Stat, Walker};
+
 use super::{OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+
+/// The longest path an archive or a change list carries: what one system call can name
+/// (`PATH_MAX` less its terminating NUL). A deeper entry cannot be used by path inside a
+/// container either, and no common tar tool could extract it; walks go deeper (they use
+/// descriptors), but an entry past this fails the archive with a clear error.
+pub const MAX_ARCHIVE_PATH: usize = 4095;
+
+fn check_len(name: &Path) -> io::Result<()> {
+    let n = name.as_os_str().len();
+    if n > MAX_ARCHIVE_PATH {
+        let shown: String = name.to_string_lossy().chars().take(64).collect();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "path {shown}... is {n} bytes long: paths over {MAX_ARCHIVE_PATH} bytes (PATH_MAX) cannot be archived"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A path that names `name` inside the directory `dir` for the calls that only take paths
+/// (extended attributes of any file type), short whatever the depth.
+fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(name);
+    p
+}
 
 /// A tar writer that knows about hard links, xattrs and special files.
 pub struct TarWriter<W: Write> {
@@ -31,28 +62,28 @@ impl<W: Write> TarWriter<W> {
         self.builder.into_inner()
     }
 
-    fn header_for(meta: &Metadata, kind: tar::EntryType) -> tar::Header {
+    fn header_for(st: &Stat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
-        h.set_mode(meta.mode() & 0o7777);
-        h.set_uid(meta.uid() as u64);
-        h.set_gid(meta.gid() as u64);
-        h.set_mtime(meta.mtime().max(0) as u64);
+        h.set_mode(st.perm());
+        h.set_uid(st.uid as u64);
+        h.set_gid(st.gid as u64);
+        h.set_mtime(st.mtime.0.max(0) as u64);
         h.set_size(0);
         h
     }
 
-    fn pax(&mut self, name: &Path, path: &Path) -> io::Result<()> {
+    fn pax(&mut self, name: &Path, xattr_path: &Path) -> io::Result<()> {
         // Only security.capability and user.* are carried, as on unpack.
         let mut records = Vec::new();
-        let Ok(list) = xattr_list(path) else {
+        let Ok(list) = xattr_list(xattr_path) else {
             return Ok(());
         };
         for key in list {
             if !(key.starts_with(b"user.") || key == b"security.capability") {
                 continue;
             }
-            if let Ok(v) = xattr_get(path, &key) {
+            if let Ok(v) = xattr_get(xattr_path, &key) {
                 let mut rec = Vec::new();
                 rec.extend_from_slice(b"SCHILY.xattr.");
                 rec.extend_from_slice(&key);
@@ -79,62 +110,85 @@ impl<W: Write> TarWriter<W> {
         self.builder.append_data(&mut h, pax_name, &records[..])
     }
 
-    /// Appends one filesystem object under the archive name `name`.
-    pub fn append(&mut self, name: &Path, path: &Path, meta: &Metadata) -> io::Result<()> {
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            self.pax(name, path)?;
-            let mut h = Self::header_for(meta, tar::EntryType::Directory);
-            let mut n = name.as_os_str().as_bytes().to_vec();
-            n.push(b'/');
-            return self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty());
-        }
-        if ft.is_file() {
-            if meta.nlink() > 1 {
-                let key = (meta.dev(), meta.ino());
-                if let Some(first) = self.links.get(&key) {
-                    let mut h = Self::header_for(meta, tar::EntryType::Link);
-                    return self.builder.append_link(&mut h, name, first.clone());
+    /// Appends `name` of the directory `dir` under the archive name `arch`.
+    pub fn append_at(&mut self, dir: BorrowedFd<'_>, name: &OsStr, arch: &Path, st: &Stat) -> io::Result<()> {
+        check_len(arch)?;
+        let xattrs = proc_path(dir, name);
+        match st.file_type() {
+            FileType::Directory => {
+                self.pax(arch, &xattrs)?;
+                self.append_dir_header(arch, st)
+            }
+            FileType::RegularFile => {
+                if let Some(()) = self.append_if_linked(arch, st)? {
+                    return Ok(());
                 }
-                self.links.insert(key, name.to_path_buf());
+                self.pax(arch, &xattrs)?;
+                let fd =
+                    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+                self.append_file(arch, st, File::from(fd))
             }
-            self.pax(name, path)?;
-            let mut h = Self::header_for(meta, tar::EntryType::Regular);
-            h.set_size(meta.len());
-            let f = File::open(path)?;
-            // A file that shrinks while read would corrupt the stream: read exactly len bytes.
-            let mut r = io::Read::take(f, meta.len());
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+                let mut h = Self::header_for(st, tar::EntryType::Symlink);
+                self.builder.append_link(&mut h, arch, OsStr::from_bytes(target.as_bytes()))
+            }
+            _ => self.append_special(arch, st),
+        }
+    }
+
+    fn append_dir_header(&mut self, arch: &Path, st: &Stat) -> io::Result<()> {
+        let mut h = Self::header_for(st, tar::EntryType::Directory);
+        let mut n = arch.as_os_str().as_bytes().to_vec();
+        n.push(b'/');
+        self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty())
+    }
+
+    /// A hard link to a file archived before, if this inode was.
+    fn append_if_linked(&mut self, arch: &Path, st: &Stat) -> io::Result<Option<()>> {
+        if st.nlink <= 1 {
+            return Ok(None);
+        }
+        let key = (st.dev, st.ino);
+        if let Some(first) = self.links.get(&key) {
+            let mut h = Self::header_for(st, tar::EntryType::Link);
+            self.builder.append_link(&mut h, arch, first.clone())?;
+            return Ok(Some(()));
+        }
+        self.links.insert(key, arch.to_path_buf());
+        Ok(None)
+    }
+
+    fn append_file(&mut self, arch: &Path, st: &Stat, f: File) -> io::Result<()> {
+        let mut h = Self::header_for(st, tar::EntryType::Regular);
+        h.set_size(st.size);
+        // A file that shrinks while read would corrupt the stream: read exactly len bytes.
+        let mut r = io::Read::take(f, st.size);
+        if st.size <= 1 << 20 {
             let mut buf = Vec::new();
-            if meta.len() <= 1 << 20 {
-                io::Read::read_to_end(&mut r, &mut buf)?;
-                buf.resize(meta.len() as usize, 0);
-                return self.builder.append_data(&mut h, name, &buf[..]);
-            }
-            return self.builder.append_data(&mut h, name, PadReader { inner: r, left: meta.len() });
+            io::Read::read_to_end(&mut r, &mut buf)?;
+            buf.resize(st.size as usize, 0);
+            return self.builder.append_data(&mut h, arch, &buf[..]);
         }
-        if ft.is_symlink() {
-            let target = fs::read_link(path)?;
-            let mut h = Self::header_for(meta, tar::EntryType::Symlink);
-            return self.builder.append_link(&mut h, name, target);
-        }
-        let kind = if ft.is_char_device() {
-            tar::EntryType::Char
-        } else if ft.is_block_device() {
-            tar::EntryType::Block
-        } else if ft.is_fifo() {
-            tar::EntryType::Fifo
-        } else {
-            return Ok(()); // sockets are not archived
+        self.builder.append_data(&mut h, arch, PadReader { inner: r, left: st.size })
+    }
+
+    fn append_special(&mut self, arch: &Path, st: &Stat) -> io::Result<()> {
+        let kind = match st.file_type() {
+            FileType::CharacterDevice => tar::EntryType::Char,
+            FileType::BlockDevice => tar::EntryType::Block,
+            FileType::Fifo => tar::EntryType::Fifo,
+            _ => return Ok(()), // sockets are not archived
         };
-        let mut h = Self::header_for(meta, kind);
-        let rdev = meta.rdev();
-        h.set_device_major(rustix::fs::major(rdev))?;
-        h.set_device_minor(rustix::fs::minor(rdev))?;
-        self.builder.append_data(&mut h, name, io::empty())
+        let mut h = Self::header_for(st, kind);
+        h.set_device_major(rustix::fs::major(st.rdev))?;
+        h.set_device_minor(rustix::fs::minor(st.rdev))?;
+        self.builder.append_data(&mut h, arch, io::empty())
     }
 
     /// An empty regular file, for whiteouts.
     fn append_marker(&mut self, name: &Path, mtime: u64) -> io::Result<()> {
+        check_len(name)?;
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(tar::EntryType::Regular);
         h.set_mode(0o644);
@@ -146,44 +200,45 @@ impl<W: Write> TarWriter<W> {
     /// Appends a whole tree; `prefix` is the archive name of `root` itself (empty: entries at
     /// top level, and no entry for the root).
     pub fn append_tree(&mut self, root: &Path, prefix: &Path) -> io::Result<()> {
-        let meta = fs::symlink_metadata(root)?;
-        if !prefix.as_os_str().is_empty() {
-            self.append(prefix, root, &meta)?;
-        }
-        if meta.is_dir() {
-            self.walk(root, prefix, meta.dev(), &mut |_, _, _| Visit::Normal)?;
-        }
-        Ok(())
+        let fd = rustix::fs::open(root, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        self.append_fd_tree(&fd, prefix)
     }
 
+    /// Walks the tree below the directory `dir`, appending what `classify` lets through; entry
+    /// names are `prefix` joined with their path below `dir`.
     fn walk(
         &mut self,
-        dir: &Path,
+        dir: OwnedFd,
         prefix: &Path,
-        dev: u64,
-        classify: &mut dyn FnMut(&Path, &Path, &Metadata) -> Visit,
+        classify: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, &Path, &Stat) -> Visit,
     ) -> io::Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let name = prefix.join(e.file_name());
-            let meta = fs::symlink_metadata(&path)?;
-            match classify(&path, &name, &meta) {
+        let mut w = Walker::new(dir)?;
+        while let Some(ev) = w.next()? {
+            let Event::Entry(e) = ev else { continue };
+            let rel = w.path_of(&e.name);
+            let name = if prefix.as_os_str().is_empty() { rel } else { prefix.join(rel) };
+            match classify(w.dir(), &e.name, &name, &e.stat) {
                 Visit::Skip => continue,
                 Visit::Whiteout => {
-                    let wh = name.with_file_name(format!("{WHITEOUT_PREFIX}{}", e.file_name().to_string_lossy()));
-                    self.append_marker(&wh, meta.mtime().max(0) as u64)?;
+                    let mut wh = OsString::from(WHITEOUT_PREFIX);
+                    wh.push(&e.name);
+                    self.append_marker(&name.with_file_name(wh), e.stat.mtime.0.max(0) as u64)?;
                     continue;
                 }
                 Visit::OpaqueDir => {
-                    self.append(&name, &path, &meta)?;
-                    self.append_marker(&name.join(WHITEOUT_OPAQUE), meta.mtime().max(0) as u64)?;
+                    self.append_at(w.dir(), &e.name, &name, &e.stat)?;
+                    self.append_marker(&name.join(WHITEOUT_OPAQUE), e.stat.mtime.0.max(0) as u64)?;
                 }
-                Visit::Normal => self.append(&name, &path, &meta)?,
+                Visit::Normal => {
+                    // Stay on one filesystem, as `docker cp` and export do for mounts below.
+                    if e.stat.is_dir() && !w.same_fs_dir(&e) {
+                        continue;
+                    }
+                    self.append_at(w.dir(), &e.name, &name, &e.stat)?
+                }
             }
-            if meta.is_dir() && meta.dev() == dev {
-                self.walk(&path, &name, dev, classify)?;
+            if w.same_fs_dir(&e) {
+                w.descend()?;
             }
         }
         Ok(())
@@ -226,21 +281,24 @@ impl<R: io::Read> io::Read for PadReader<R> {
 /// (mount points the runtime created, such as `/etc/hosts`).
 pub fn pack_overlay_diff<W: Write>(upper: &Path, w: W, skip: &[&str]) -> io::Result<W> {
     let mut tw = TarWriter::new(w);
-    let dev = fs::symlink_metadata(upper)?.dev();
-    let mut classify = |path: &Path, name: &Path, meta: &Metadata| {
-        if skip.iter().any(|s| name == Path::new(s)) {
+    let mut classify = |dir: BorrowedFd<'_>, name: &OsStr, arch: &Path, st: &Stat| {
+        if skip.iter().any(|s| arch == Path::new(s)) {
             return Visit::Skip;
         }
-        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+        if st.file_type() == FileType::CharacterDevice && st.rdev == 0 {
             return Visit::Whiteout;
         }
-        if meta.is_dir() && xattr_get(path, OVERLAY_OPAQUE_XATTR.as_bytes()).map(|v| v == b"y").unwrap_or(false) {
+        if st.is_dir() && is_opaque(dir, name) {
             return Visit::OpaqueDir;
         }
         Visit::Normal
     };
-    tw.walk(upper, Path::new(""), dev, &mut classify)?;
+    tw.walk(tree::open_dir(upper)?, Path::new(""), &mut classify)?;
     tw.finish()
+}
+
+fn is_opaque(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    xattr_get(&proc_path(dir, name), OVERLAY_OPAQUE_XATTR.as_bytes()).map(|v| v == b"y").unwrap_or(false)
 }
 
 /// A change between a container's tree and its image, as `docker diff` shows it.
@@ -251,30 +309,27 @@ pub struct Change {
     pub kind: u8,
 }
 
-/// Changes recorded in an overlay upper dir; `exists_below` tells whether a path exists in the
-/// image (to tell added from modified).
+/// Changes recorded in an overlay upper dir; `exists_below` tells whether a path (relative,
+/// no leading `/`) exists in the image, to tell added from modified.
 pub fn overlay_changes(upper: &Path, exists_below: &dyn Fn(&Path) -> bool, skip: &[&str]) -> io::Result<Vec<Change>> {
     let mut out = Vec::new();
-    let mut stack = vec![(upper.to_path_buf(), PathBuf::from("/"))];
-    while let Some((dir, rel)) = stack.pop() {
-        let mut entries: Vec<_> = fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let path = e.path();
-            let r = rel.join(e.file_name());
-            if skip.iter().any(|s| r == Path::new("/").join(s)) {
-                continue;
-            }
-            let meta = fs::symlink_metadata(&path)?;
-            if meta.file_type().is_char_device() && meta.rdev() == 0 {
-                out.push(Change { path: r, kind: 2 });
-                continue;
-            }
-            let kind = if exists_below(&r) { 0 } else { 1 };
-            out.push(Change { path: r.clone(), kind });
-            if meta.is_dir() {
-                stack.push((path, r));
-            }
+    let mut w = Walker::open(upper)?;
+    while let Some(ev) = w.next()? {
+        let Event::Entry(e) = ev else { continue };
+        let rel = w.path_of(&e.name);
+        if skip.iter().any(|s| rel == Path::new(s)) {
+            continue;
+        }
+        check_len(&rel)?;
+        let path = Path::new("/").join(&rel);
+        if e.stat.file_type() == FileType::CharacterDevice && e.stat.rdev == 0 {
+            out.push(Change { path, kind: 2 });
+            continue;
+        }
+        let kind = if exists_below(&rel) { 0 } else { 1 };
+        out.push(Change { path, kind });
+        if w.same_fs_dir(&e) {
+            w.descend()?;
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -310,199 +365,244 @@ fn xattr_get(path: &Path, key: &[u8]) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Whether two inodes differ in a way a layer must record (the copying driver's diff).
-fn differs(a: &Metadata, b: &Metadata, pa: &Path, pb: &Path) -> bool {
-    if a.file_type() != b.file_type()
-        || a.mode() != b.mode()
-        || a.uid() != b.uid()
-        || a.gid() != b.gid()
-        || a.rdev() != b.rdev()
-    {
+/// Whether two inodes differ in a way a layer must record (the copying driver's diff); the
+/// symlink targets are read only when both are symlinks.
+fn differs(
+    a: &Stat,
+    b: &Stat,
+    link_a: impl FnOnce() -> Option<Vec<u8>>,
+    link_b: impl FnOnce() -> Option<Vec<u8>>,
+) -> bool {
+    if a.file_type() != b.file_type() || a.mode != b.mode || a.uid != b.uid || a.gid != b.gid || a.rdev != b.rdev {
         return true;
     }
     if a.is_dir() {
         return false;
     }
-    if a.file_type().is_symlink() {
-        return fs::read_link(pa).ok() != fs::read_link(pb).ok();
+    if a.is_symlink() {
+        return link_a() != link_b();
     }
-    a.len() != b.len() || a.mtime() != b.mtime() || a.mtime_nsec() != b.mtime_nsec()
+    a.size != b.size || a.mtime != b.mtime
+}
+
+fn read_link_at(dir: BorrowedFd<'_>, name: &OsStr) -> Option<Vec<u8>> {
+    rustix::fs::readlinkat(dir, name, Vec::new()).ok().map(|t| t.into_bytes())
 }
 
 /// Changes between two full trees, sorted by path; unchanged directories that hold changes
 /// are reported as modified (as Docker does).
+///
+/// The walk goes through `new` and keeps a descriptor of the same directory in `base` beside
+/// it (climbing back with `..`, checked like the walker's own climb); below a directory that
+/// `base` lacks, everything is added.
 pub fn naive_changes(base: &Path, new: &Path, skip: &[&str]) -> io::Result<Vec<Change>> {
+    /// What the walk knows of the directory at each level of `new`.
+    enum Level {
+        /// Added: absent from `base`. Holds the base directory of the level above, if there
+        /// was one (there is at most one such descriptor on the stack).
+        Added(Option<OwnedFd>),
+        /// Present in both; whether the directory itself differs, whether anything below did,
+        /// and the identity of the base directory above (to check the climb back).
+        Compared { this: bool, below: bool, up: (u64, u64) },
+    }
     let mut out = Vec::new();
-    naive_walk(Some(base), new, Path::new("/"), skip, &mut out)?;
+    let mut w = Walker::open(new)?;
+    let base_root = tree::open_dir(base)?;
+    let mut levels = vec![Level::Compared { this: false, below: false, up: (0, 0) }];
+    let mut b: Option<OwnedFd> = Some(base_root);
+    deleted_in(b.as_ref().map(|f| f.as_fd()), w.dir(), Path::new(""), skip, &mut out, &mut levels, |l, changed| {
+        if let Level::Compared { below, .. } = l {
+            *below |= changed;
+        }
+    })?;
+    let mark = |levels: &mut Vec<Level>| {
+        if let Some(Level::Compared { below, .. }) = levels.last_mut() {
+            *below = true;
+        }
+    };
+    while let Some(ev) = w.next()? {
+        match ev {
+            Event::Entry(e) => {
+                let rel = w.path_of(&e.name);
+                if skip.iter().any(|s| rel == Path::new(s)) {
+                    continue;
+                }
+                check_len(&rel)?;
+                let path = Path::new("/").join(&rel);
+                let bst = b.as_ref().and_then(|d| tree::stat_at(d, &e.name).ok());
+                let descend = e.stat.is_dir() && w.same_fs_dir(&e);
+                match bst {
+                    None => {
+                        out.push(Change { path, kind: 1 });
+                        mark(&mut levels);
+                        if descend {
+                            let above = b.take();
+                            w.descend()?;
+                            levels.push(Level::Added(above));
+                        }
+                    }
+                    Some(bs) => {
+                        let dir = w.dir();
+                        let this = differs(
+                            &e.stat,
+                            &bs,
+                            || read_link_at(dir, &e.name),
+                            || read_link_at(b.as_ref().expect("a base dir").as_fd(), &e.name),
+                        );
+                        if descend && bs.is_dir() {
+                            let bd = b.as_ref().expect("a base dir");
+                            let up = tree::stat_at(bd, OsStr::new("")).map(|s| (s.dev, s.ino))?;
+                            let sub = tree::open_dir_at(bd, &e.name)?;
+                            w.descend()?;
+                            b = Some(sub);
+                            levels.push(Level::Compared { this, below: false, up });
+                            deleted_in(
+                                b.as_ref().map(|f| f.as_fd()),
+                                w.dir(),
+                                w.path(),
+                                skip,
+                                &mut out,
+                                &mut levels,
+                                |l, changed| {
+                                    if let Level::Compared { below, .. } = l {
+                                        *below |= changed;
+                                    }
+                                },
+                            )?;
+                        } else if this {
+                            out.push(Change { path, kind: 0 });
+                            mark(&mut levels);
+                            if descend {
+                                // A directory where base has something else: all below is new.
+                                let above = b.take();
+                                w.descend()?;
+                                levels.push(Level::Added(above));
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Leave(e) => match levels.pop().expect("a level per directory entered") {
+                Level::Added(above) => b = above,
+                Level::Compared { this, below, up } => {
+                    let bd = b.take().expect("a compared level has a base dir");
+                    let parent = tree::open_dir_at(&bd, OsStr::new(".."))?;
+                    let st = tree::stat_at(&parent, OsStr::new(""))?;
+                    if (st.dev, st.ino) != up {
+                        return Err(io::Error::other("the base tree changed during the comparison"));
+                    }
+                    b = Some(parent);
+                    if this || below {
+                        out.push(Change { path: Path::new("/").join(w.path_of(&e.name)), kind: 0 });
+                        mark(&mut levels);
+                    }
+                }
+            },
+        }
+    }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-fn naive_walk(base: Option<&Path>, new: &Path, rel: &Path, skip: &[&str], out: &mut Vec<Change>) -> io::Result<bool> {
-    let mut changed = false;
-    let mut names: Vec<_> =
-        fs::read_dir(new)?.collect::<Result<Vec<_>, _>>()?.into_iter().map(|e| e.file_name()).collect();
-    names.sort();
-    for name in &names {
-        let r = rel.join(name);
-        if skip.iter().any(|s| r == Path::new("/").join(s)) {
+/// Records as deleted what the base directory `base` holds and `new` does not.
+fn deleted_in<L>(
+    base: Option<BorrowedFd<'_>>,
+    new: BorrowedFd<'_>,
+    rel: &Path,
+    skip: &[&str],
+    out: &mut Vec<Change>,
+    levels: &mut [L],
+    mark: impl Fn(&mut L, bool),
+) -> io::Result<()> {
+    let Some(base) = base else { return Ok(()) };
+    let mut any = false;
+    for n in tree::read_names(base)? {
+        let r = if rel.as_os_str().is_empty() { PathBuf::from(&n) } else { rel.join(&n) };
+        if skip.iter().any(|s| r == Path::new(s)) {
             continue;
         }
-        let np = new.join(name);
-        let nm = fs::symlink_metadata(&np)?;
-        let bp = base.map(|b| b.join(name));
-        let bm = bp.as_ref().and_then(|p| fs::symlink_metadata(p).ok());
-        match bm {
-            None => {
-                out.push(Change { path: r.clone(), kind: 1 });
-                changed = true;
-                if nm.is_dir() {
-                    naive_walk(None, &np, &r, skip, out)?;
-                }
-            }
-            Some(bm) => {
-                let bp = bp.expect("base path exists when its metadata does");
-                let this = differs(&nm, &bm, &np, &bp);
-                let below = if nm.is_dir() && bm.is_dir() { naive_walk(Some(&bp), &np, &r, skip, out)? } else { false };
-                if this || below {
-                    out.push(Change { path: r.clone(), kind: 0 });
-                    changed = true;
-                }
-            }
+        if matches!(tree::stat_at(new, &n), Err(rustix::io::Errno::NOENT)) {
+            check_len(&r)?;
+            out.push(Change { path: Path::new("/").join(r), kind: 2 });
+            any = true;
         }
     }
-    if let Some(b) = base {
-        for e in fs::read_dir(b)? {
-            let e = e?;
-            let r = rel.join(e.file_name());
-            if skip.iter().any(|s| r == Path::new("/").join(s)) {
-                continue;
-            }
-            if !names.contains(&e.file_name()) {
-                out.push(Change { path: r, kind: 2 });
-                changed = true;
-            }
-        }
+    if let Some(l) = levels.last_mut() {
+        mark(l, any);
     }
-    Ok(changed)
+    Ok(())
 }
 
 /// Writes the difference between two full trees as a layer (the copying driver's commit).
 pub fn pack_naive_diff<W: Write>(base: &Path, new: &Path, w: W, skip: &[&str]) -> io::Result<W> {
     let changes = naive_changes(base, new, skip)?;
+    let root = tree::open_dir(new)?;
     let mut tw = TarWriter::new(w);
     for c in changes {
         let rel = c.path.strip_prefix("/").unwrap_or(&c.path).to_path_buf();
+        let name = rel.file_name().unwrap_or_default().to_os_string();
         if c.kind == 2 {
-            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            tw.append_marker(&rel.with_file_name(format!("{WHITEOUT_PREFIX}{name}")), 0)?;
+            let mut wh = OsString::from(WHITEOUT_PREFIX);
+            wh.push(&name);
+            tw.append_marker(&rel.with_file_name(wh), 0)?;
         } else {
-            let p = new.join(&rel);
-            let m = fs::symlink_metadata(&p)?;
-            tw.append(&rel, &p, &m)?;
+            // Every change path fits in one call (`check_len`), and nothing in it is a symlink
+            // that could lead elsewhere: the walk only descended into real directories.
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            let dir = if parent.as_os_str().is_empty() { root.try_clone()? } else { open_beneath(&root, parent)? };
+            let st = tree::stat_at(&dir, &name)?;
+            tw.append_at(dir.as_fd(), &name, &rel, &st)?;
         }
     }
     tw.finish()
 }
 
-impl<W: Write> TarWriter<W> {
-    fn header_for_stat(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(st.st_uid as u64);
-        h.set_gid(st.st_gid as u64);
-        h.set_mtime(st.st_mtime.max(0) as u64);
-        h.set_size(0);
-        h
-    }
+/// Opens a directory below `root` by a relative path with no symlinks on the way.
+fn open_beneath(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+    )?)
+}
 
+impl<W: Write> TarWriter<W> {
     /// Appends the object `fd` refers to (opened `O_PATH | O_NOFOLLOW`) and, for a directory,
     /// everything below it, using only descriptor-relative calls: nothing in the tree can
     /// redirect the walk elsewhere, even while it changes (`docker cp` from a running
-    /// container).
-    pub fn append_fd_tree(&mut self, fd: &std::os::fd::OwnedFd, name: &Path) -> io::Result<()> {
-        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-        let st = rustix::fs::statat(fd, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
-        let ft = FileType::from_raw_mode(st.st_mode);
-        match ft {
+    /// container), and no depth is too deep to walk.
+    pub fn append_fd_tree(&mut self, fd: &OwnedFd, name: &Path) -> io::Result<()> {
+        let st = tree::stat_at(fd, OsStr::new(""))?;
+        match st.file_type() {
             FileType::Directory => {
-                let mut h = Self::header_for_stat(&st, tar::EntryType::Directory);
                 if !name.as_os_str().is_empty() {
-                    let mut n = name.as_os_str().as_bytes().to_vec();
-                    n.push(b'/');
-                    self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty())?;
+                    check_len(name)?;
+                    self.append_dir_header(name, &st)?;
                 }
-                let dir =
-                    rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-                let mut names = Vec::new();
-                {
-                    let it = rustix::fs::Dir::read_from(&dir)?;
-                    for e in it {
-                        let e = e?;
-                        let n = e.file_name().to_bytes();
-                        if n != b"." && n != b".." {
-                            names.push(OsStr::from_bytes(n).to_os_string());
-                        }
-                    }
-                }
-                names.sort();
-                for n in names {
-                    let child = match rustix::fs::openat(
-                        &dir,
-                        &n,
-                        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        Ok(c) => c,
-                        Err(rustix::io::Errno::NOENT) => continue,
-                        Err(e) => return Err(e.into()),
-                    };
-                    let cst = rustix::fs::statat(&child, "", AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
-                    // Stay on one filesystem, as `docker cp` and export do for mounts below.
-                    if cst.st_dev != st.st_dev && FileType::from_raw_mode(cst.st_mode) == FileType::Directory {
-                        continue;
-                    }
-                    self.append_fd_tree(&child, &name.join(&n))?;
-                }
-                Ok(())
+                let dir = tree::open_dir_at(fd, OsStr::new("."))?;
+                self.walk(dir, name, &mut |_, _, _, _| Visit::Normal)
             }
             FileType::RegularFile => {
-                if st.st_nlink > 1 {
-                    let key = (st.st_dev, st.st_ino);
-                    if let Some(first) = self.links.get(&key) {
-                        let mut h = Self::header_for_stat(&st, tar::EntryType::Link);
-                        return self.builder.append_link(&mut h, name, first.clone());
-                    }
-                    self.links.insert(key, name.to_path_buf());
+                check_len(name)?;
+                if let Some(()) = self.append_if_linked(name, &st)? {
+                    return Ok(());
                 }
                 // Reopen the O_PATH descriptor for reading: same inode, no path lookup.
-                let f = File::open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd)))?;
-                let mut h = Self::header_for_stat(&st, tar::EntryType::Regular);
-                h.set_size(st.st_size as u64);
-                self.builder.append_data(
-                    &mut h,
-                    name,
-                    PadReader { inner: io::Read::take(f, st.st_size as u64), left: st.st_size as u64 },
-                )
+                let f = File::open(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+                self.append_file(name, &st, f)
             }
             FileType::Symlink => {
+                check_len(name)?;
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
-                let mut h = Self::header_for_stat(&st, tar::EntryType::Symlink);
+                let mut h = Self::header_for(&st, tar::EntryType::Symlink);
                 self.builder.append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
             }
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                let kind = match ft {
-                    FileType::CharacterDevice => tar::EntryType::Char,
-                    FileType::BlockDevice => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                };
-                let mut h = Self::header_for_stat(&st, kind);
-                h.set_device_major(rustix::fs::major(st.st_rdev))?;
-                h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                self.builder.append_data(&mut h, name, io::empty())
+            _ => {
+                check_len(name)?;
+                self.append_special(name, &st)
             }
-            _ => Ok(()),
         }
     }
 }

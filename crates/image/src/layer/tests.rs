@@ -2,7 +2,7 @@
 //! restoring owners and creating whiteout devices needs it; as non-root they are skipped.
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -128,14 +128,173 @@ fn symlink_parents_cannot_escape() {
 }
 
 #[test]
-fn rejects_escaping_relative_symlinks() {
+fn climbing_relative_symlinks_are_kept_and_resolve_inside() {
     let dir = tempfile::tempdir().unwrap();
-    let t = raw_tar(&[("a/link", tar::EntryType::Symlink, b"../../etc")]);
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let target = dir.path().join("root");
+    fs::create_dir(&target).unwrap();
+    let o = UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) };
+    // Real images ship links like this one (it climbs above the root from a/).
+    let t = raw_tar(&[("a/link", tar::EntryType::Symlink, b"../../outside")]);
+    unpack(&t[..], &target, &o).unwrap();
+    assert_eq!(fs::read_link(target.join("a/link")).unwrap(), Path::new("../../outside"));
+    // Writing through it resolves as in a chroot: `..` stops at the root.
+    let t = raw_tar(&[("outside/", tar::EntryType::Directory, b""), ("a/link/pwned", tar::EntryType::Regular, b"x")]);
+    unpack(&t[..], &target, &o).unwrap();
+    assert!(!outside.join("pwned").exists(), "wrote outside the root");
+    assert!(target.join("outside/pwned").exists());
+}
+
+#[test]
+fn sparse_entries_stay_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A GNU sparse entry: 256 MiB apparent, one 512-byte block of data at 128 MiB.
+    let real: u64 = 256 << 20;
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNUSparse);
+    h.set_path("big").unwrap();
+    h.set_mode(0o644);
+    h.set_size(512);
+    let g = h.as_gnu_mut().unwrap();
+    g.sparse[0].offset = octal12(128 << 20);
+    g.sparse[0].numbytes = octal12(512);
+    g.sparse[1].offset = octal12(real); // the hole runs to the end
+    g.sparse[1].numbytes = octal12(0);
+    g.realsize = octal12(real);
+    h.set_cksum();
+    let mut t = h.as_bytes().to_vec();
+    t.extend_from_slice(&[7u8; 512]);
+    t.extend_from_slice(&[0u8; 1024]);
+    let st = unpack(&t[..], dir.path(), &opts(WhiteoutMode::Overlay)).unwrap();
+    assert_eq!(st.bytes, real);
+    let m = fs::metadata(dir.path().join("big")).unwrap();
+    assert_eq!(m.len(), real);
+    assert!(m.blocks() * 512 < 1 << 20, "holes were written as zeros: {} blocks", m.blocks());
+    // A limit on unpacked bytes refuses it, with the limit in the error.
+    let e = unpack(
+        &t[..],
+        &dir.path().join("limited"),
+        &UnpackOptions { max_bytes: Some(1 << 20), ..opts(WhiteoutMode::Overlay) },
+    );
+    assert!(e.is_err());
+    fs::create_dir(dir.path().join("limited")).unwrap();
+    let e = unpack(
+        &t[..],
+        &dir.path().join("limited"),
+        &UnpackOptions { max_bytes: Some(1 << 20), ..opts(WhiteoutMode::Overlay) },
+    )
+    .unwrap_err();
+    assert!(matches!(e, UnpackError::TooLarge { limit } if limit == 1 << 20), "{e:?}");
+}
+
+fn octal12(v: u64) -> [u8; 12] {
+    let s = format!("{v:011o}\0");
+    s.as_bytes().try_into().unwrap()
+}
+
+#[test]
+fn oversized_metadata_entries_are_refused_without_reading_them() {
+    // A long-name entry that claims 4 GiB, followed by an endless stream: the guard must fail
+    // at the header, not buffer the name.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_size(4 << 30);
+    h.set_cksum();
+    let endless = io::repeat(b'a');
+    let r = io::Read::chain(&h.as_bytes()[..], endless);
+    let dir = tempfile::tempdir().unwrap();
+    let e = unpack(r, dir.path(), &opts(WhiteoutMode::Overlay)).unwrap_err();
+    assert!(e.to_string().contains("metadata") || format!("{e:?}").contains("metadata"), "{e:?}");
+    // The same with a PAX header.
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_path("PaxHeaders/x").unwrap();
+    h.set_size(2 << 20);
+    h.set_cksum();
+    let r = io::Read::chain(&h.as_bytes()[..], io::repeat(b'1'));
+    assert!(unpack(r, dir.path(), &opts(WhiteoutMode::Overlay)).is_err());
+}
+
+#[test]
+fn the_guard_frames_like_the_parser() {
+    // Long names, PAX records (with a size override), hard links and a large file: the guard
+    // passes every byte and the archive reads the same through it.
+    let mut b = tar::Builder::new(Vec::new());
+    let long = format!("{}file", "d/".repeat(150));
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(3);
+    b.append_data(&mut h, &long, &b"abc"[..]).unwrap();
+    b.append_pax_extensions([("size", &b"5"[..]), ("user.x", &b"y"[..])]).unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(0); // the PAX size (5) wins
+    h.set_path("paxsized").unwrap();
+    h.set_cksum();
+    b.append(&h, &b"hello"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_size(1 << 16);
+    b.append_data(&mut h, "big", &vec![9u8; 1 << 16][..]).unwrap();
+    let bytes = b.into_inner().unwrap();
+    let mut through = Vec::new();
+    io::Read::read_to_end(&mut crate::layer::TarGuard::new(&bytes[..]), &mut through).unwrap();
+    assert_eq!(through, bytes);
+    let dir = tempfile::tempdir().unwrap();
+    unpack(&bytes[..], dir.path(), &opts(WhiteoutMode::Overlay)).unwrap();
+    assert_eq!(fs::read(dir.path().join(&long)).unwrap(), b"abc");
+    assert_eq!(fs::read(dir.path().join("paxsized")).unwrap(), b"hello");
+    assert_eq!(fs::read(dir.path().join("big")).unwrap().len(), 1 << 16);
+}
+
+#[test]
+fn paths_longer_than_path_max_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "d/".repeat(2100) + "f";
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &long, &b"x"[..]).unwrap();
+    let t = b.into_inner().unwrap();
     let e = unpack(&t[..], dir.path(), &opts(WhiteoutMode::Overlay)).unwrap_err();
-    assert!(matches!(e, UnpackError::Breakout { .. }), "{e:?}");
-    // Within the root is fine.
-    let t = raw_tar(&[("a/link", tar::EntryType::Symlink, b"../etc")]);
-    unpack(&t[..], dir.path(), &UnpackOptions { same_owner: is_root(), ..opts(WhiteoutMode::Overlay) }).unwrap();
+    assert!(matches!(e, UnpackError::TooLong(n) if n == long.len()), "{e:?}");
+}
+
+#[test]
+fn deep_trees_pack_to_the_path_limit_and_no_further() {
+    use skiff_common::tree;
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("deep");
+    fs::create_dir(&root).unwrap();
+    // 2,047 levels of "d/" stay within 4,095 bytes; the tree goes on to 3,000.
+    let mut fd = tree::open_dir(&root).unwrap();
+    for _ in 0..3000 {
+        rustix::fs::mkdirat(&fd, "d", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+        fd = tree::open_dir_at(&fd, OsStr::new("d")).unwrap();
+    }
+    let e = pack_overlay_diff(&root, Vec::new(), &[]).unwrap_err();
+    assert!(e.to_string().contains("PATH_MAX"), "{e}");
+    let e = overlay_changes(&root, &|_| false, &[]).unwrap_err();
+    assert!(e.to_string().contains("PATH_MAX"), "{e}");
+    // Cut it to 2,000 levels: everything works, and it unpacks back the same.
+    let mut fd = tree::open_dir(&root).unwrap();
+    for _ in 0..2000 {
+        fd = tree::open_dir_at(&fd, OsStr::new("d")).unwrap();
+    }
+    tree::remove_at(&fd, OsStr::new("d")).unwrap();
+    let packed = pack_overlay_diff(&root, Vec::new(), &[]).unwrap();
+    assert_eq!(overlay_changes(&root, &|_| false, &[]).unwrap().len(), 2000);
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    unpack(&packed[..], &out, &opts(WhiteoutMode::Overlay)).unwrap();
+    assert_eq!(pack_overlay_diff(&out, Vec::new(), &[]).unwrap(), packed);
+    tree::remove_all(&root).unwrap();
+    tree::remove_all(&out).unwrap();
 }
 
 #[test]

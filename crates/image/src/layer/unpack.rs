@@ -4,9 +4,11 @@
 //! `openat2(RESOLVE_IN_ROOT)`, i.e. exactly as a process chrooted into the target would see it
 //! (what Docker gets by unpacking inside a chroot). A symlink in the archive, absolute or
 //! relative, can therefore never lead a later entry outside the target. On top of that we reject
-//! what Docker rejects: entry names with `..`, relative symlink targets that climb out of the
-//! target, and hard links whose target is outside it. The final component of each entry is
-//! always handled with `*at` calls that do not follow symlinks.
+//! what Docker rejects: entry names with `..` and hard links whose target is outside it.
+//! Symlinks themselves may point anywhere, `../../..` included (real images ship such links):
+//! they are only ever resolved inside a root, here and in the container. The final component of
+//! each entry is always handled with `*at` calls that do not follow symlinks. Zeros in file
+//! content become holes, so sparse entries stay sparse on disk.
 //!
 //! Whiteouts (`.wh.NAME`, `.wh..wh..opq`) are either turned into overlayfs whiteouts (a 0/0
 //! character device, and the `trusted.overlay.opaque` xattr) when a layer gets its own
@@ -31,6 +33,8 @@ pub enum UnpackError {
     Read(#[source] io::Error),
     #[error("invalid path in layer archive: {0:?}")]
     BadPath(PathBuf),
+    #[error("a path in the layer archive is {0} bytes long (more than {max}, PATH_MAX)", max = super::pack::MAX_ARCHIVE_PATH)]
+    TooLong(usize),
     #[error("path {path:?} in layer archive escapes the target: {why}")]
     Breakout { path: PathBuf, why: String },
     #[error("device node {0:?} in layer archive refused (devices are not allowed here)")]
@@ -39,6 +43,8 @@ pub enum UnpackError {
     Unsupported { path: PathBuf, kind: u8 },
     #[error("hard link {path:?} -> {target:?}: target missing or not a file")]
     BadHardlink { path: PathBuf, target: PathBuf },
+    #[error("the image unpacks to more than {limit} bytes (the daemon's limit on unpacked image size)")]
+    TooLarge { limit: u64 },
     #[error("unpacking {path:?}")]
     Io {
         path: PathBuf,
@@ -83,6 +89,8 @@ pub struct UnpackOptions {
     pub owner: Option<(u32, u32)>,
     /// Refuse to replace a directory with a non-directory or the reverse.
     pub no_overwrite_dir_non_dir: bool,
+    /// Bytes of file content this unpack may write at most (an image's size limit).
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for UnpackOptions {
@@ -94,6 +102,7 @@ impl Default for UnpackOptions {
             same_owner: true,
             owner: None,
             no_overwrite_dir_non_dir: false,
+            max_bytes: None,
         }
     }
 }
@@ -118,7 +127,7 @@ pub fn unpack<R: Read>(r: R, dest: &Path, opts: &UnpackOptions) -> Result<Unpack
         stats: UnpackStats::default(),
         buf: vec![0u8; 128 << 10],
     };
-    let mut ar = tar::Archive::new(r);
+    let mut ar = tar::Archive::new(super::TarGuard::new(r));
     for entry in ar.entries().map_err(UnpackError::Read)? {
         let entry = entry.map_err(UnpackError::Read)?;
         u.entry(entry)?;
@@ -146,6 +155,9 @@ struct Unpacker {
 
 /// Cleans an archive path to a relative path of normal components; `None` for the root itself.
 pub(crate) fn clean_path(p: &Path) -> Result<Option<PathBuf>, UnpackError> {
+    if p.as_os_str().len() > super::pack::MAX_ARCHIVE_PATH {
+        return Err(UnpackError::TooLong(p.as_os_str().len()));
+    }
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -163,27 +175,6 @@ pub(crate) fn clean_path(p: &Path) -> Result<Option<PathBuf>, UnpackError> {
         }
     }
     Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
-}
-
-/// Whether a relative symlink target, seen from `dir` (relative to the root), climbs above it.
-fn symlink_escapes(dir: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false; // resolved against the container root at run time
-    }
-    let mut depth = dir.components().count() as i64;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
-                }
-            }
-            Component::Normal(_) => depth += 1,
-            _ => {}
-        }
-    }
-    false
 }
 
 fn ts(secs: u64) -> Timestamps {
@@ -252,22 +243,15 @@ impl Unpacker {
         }
     }
 
-    /// Removes whatever is at `name` in `dir` (recursively for directories).
+    /// Removes whatever is at `name` in `dir` (a whole tree for a directory, at any depth).
     fn remove(&mut self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> Result<(), UnpackError> {
         match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Err(Errno::NOENT) => return Ok(()),
             Err(e) => return Err(io_at(rel)(e)),
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 self.invalidate(rel);
-                let sub = rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_at(rel))?;
-                remove_contents(&sub).map_err(io_at(rel))?;
-                rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(io_at(rel))?;
+                skiff_common::tree::remove_at(dir, name)
+                    .map_err(|source| UnpackError::Io { path: rel.to_path_buf(), source })?;
             }
             Ok(_) => rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io_at(rel))?,
         }
@@ -368,9 +352,16 @@ impl Unpacker {
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(io_at(&rel))?;
-                let mut file = std::fs::File::from(fd);
-                let n = copy_with(&mut entry, &mut file, &mut self.buf)
-                    .map_err(|e| UnpackError::Io { path: rel.clone(), source: e })?;
+                let file = std::fs::File::from(fd);
+                let budget = self.opts.max_bytes.map_or(u64::MAX, |m| m.saturating_sub(self.stats.bytes));
+                // Zeros become holes: a sparse entry (or a stream of zeros) takes no disk for them.
+                let n =
+                    skiff_common::tree::copy_sparse_limited(&mut entry, &file, &mut self.buf, budget).map_err(|e| {
+                        match (e.kind(), self.opts.max_bytes) {
+                            (io::ErrorKind::FileTooLarge, Some(limit)) => UnpackError::TooLarge { limit },
+                            _ => UnpackError::Io { path: rel.clone(), source: e },
+                        }
+                    })?;
                 self.stats.bytes += n;
                 let fd = OwnedFd::from(file);
                 self.set_owner_mode(&fd, uid, gid, mode, &rel)?;
@@ -382,9 +373,6 @@ impl Unpacker {
                     entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
                 if target.as_os_str().is_empty() || target.as_os_str().as_bytes().contains(&0) {
                     return Err(UnpackError::BadPath(raw));
-                }
-                if symlink_escapes(&parent, &target) {
-                    return Err(UnpackError::Breakout { path: rel, why: format!("symlink to {target:?}") });
                 }
                 self.remove(&dir, &name, &rel)?;
                 self.invalidate(&rel);
@@ -524,21 +512,6 @@ fn gid_of(g: u64) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(g.min(u32::MAX as u64 - 1) as u32)
 }
 
-fn copy_with(r: &mut impl Read, w: &mut std::fs::File, buf: &mut [u8]) -> io::Result<u64> {
-    use std::io::Write;
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        w.write_all(&buf[..n])?;
-        total += n as u64;
-    }
-}
-
 /// Extended attributes as (name, value) pairs.
 type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -564,41 +537,4 @@ fn set_xattrs_fd(fd: &OwnedFd, xattrs: &[(Vec<u8>, Vec<u8>)], rel: &Path) {
             tracing::debug!(path = ?rel, attr = %String::from_utf8_lossy(k), %e, "xattr not restored");
         }
     }
-}
-
-/// Removes everything inside an open directory, never following symlinks.
-pub(crate) fn remove_contents(dir: &OwnedFd) -> Result<(), Errno> {
-    let mut names = Vec::new();
-    {
-        let it = rustix::fs::Dir::read_from(dir)?;
-        for e in it {
-            let e = e?;
-            let n = e.file_name().to_bytes();
-            if n == b"." || n == b".." {
-                continue;
-            }
-            names.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
-        }
-    }
-    for (n, ft) in names {
-        let is_dir = match ft {
-            FileType::Directory => true,
-            FileType::Unknown => rustix::fs::statat(dir, &n, AtFlags::SYMLINK_NOFOLLOW)
-                .map(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)?,
-            _ => false,
-        };
-        if is_dir {
-            let sub = rustix::fs::openat(
-                dir,
-                &n,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            remove_contents(&sub)?;
-            rustix::fs::unlinkat(dir, &n, AtFlags::REMOVEDIR)?;
-        } else {
-            rustix::fs::unlinkat(dir, &n, AtFlags::empty())?;
-        }
-    }
-    Ok(())
 }

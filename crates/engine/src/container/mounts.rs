@@ -1,0 +1,229 @@
+//! `-v`, `--mount` and `--tmpfs` specifications, parsed and checked as dockerd does.
+
+use std::path::Path;
+
+use bollard_stubs::models::MountTypeEnum;
+
+use super::{MountKind, MountSpec};
+use crate::error::{EngineError, Result};
+
+pub(crate) fn clean_dest(d: &str) -> Result<String> {
+    if !d.starts_with('/') {
+        return Err(EngineError::invalid(format!("invalid mount config: mount path must be absolute: {d}")));
+    }
+    let mut out = Vec::new();
+    for c in d.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(format!("/{}", out.join("/")))
+}
+
+/// Parses `-v SRC:DST[:OPTS]` / `-v DST`.
+pub fn parse_bind(spec: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [d] => ("", *d, ""),
+        [s, d] => (*s, *d, ""),
+        [s, d, o] => (*s, *d, *o),
+        _ => {
+            return Err(EngineError::invalid(format!("invalid volume specification: '{spec}'")));
+        }
+    };
+    if dst.is_empty() {
+        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}'")));
+    }
+    let destination = clean_dest(dst)?;
+    if destination == "/" {
+        return Err(EngineError::invalid(format!("invalid volume specification: '{spec}': destination can't be '/'")));
+    }
+    let mut rw = true;
+    let mut propagation = String::new();
+    let mut copy_up = true;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            "z" | "Z" => {}
+            "nocopy" => copy_up = false,
+            "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => propagation = o.to_string(),
+            _ => return Err(EngineError::invalid(format!("invalid mode: {o}"))),
+        }
+    }
+    let kind = if src.is_empty() || !src.starts_with('/') { MountKind::Volume } else { MountKind::Bind };
+    if kind == MountKind::Volume && !src.is_empty() && !crate::volumes::valid_name(src) {
+        return Err(EngineError::invalid(format!(
+            "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+        )));
+    }
+    Ok(MountSpec {
+        kind,
+        source: src.to_string(),
+        destination,
+        rw,
+        mode: opts.to_string(),
+        propagation: if kind == MountKind::Bind && propagation.is_empty() { "rprivate".into() } else { propagation },
+        options: Vec::new(),
+        copy_up,
+        anonymous: src.is_empty(),
+    })
+}
+
+pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
+    let target = m.target.clone().unwrap_or_default();
+    if target.is_empty() {
+        return Err(EngineError::invalid("invalid mount config: Target must not be empty"));
+    }
+    let destination = clean_dest(&target)?;
+    let rw = m.read_only != Some(true);
+    let src = m.source.clone().unwrap_or_default();
+    match m.typ {
+        Some(MountTypeEnum::BIND) => {
+            if src.is_empty() {
+                return Err(EngineError::invalid(
+                    "invalid mount config for type \"bind\": field Source must not be empty",
+                ));
+            }
+            if !Path::new(&src).exists() {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {src}"
+                )));
+            }
+            let propagation = m
+                .bind_options
+                .as_ref()
+                .and_then(|b| b.propagation.as_ref())
+                .map(|p| p.to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "rprivate".into());
+            Ok(MountSpec {
+                kind: MountKind::Bind,
+                source: src,
+                destination,
+                rw,
+                mode: String::new(),
+                propagation,
+                options: vec![],
+                copy_up: false,
+                anonymous: false,
+            })
+        }
+        Some(MountTypeEnum::VOLUME) => {
+            if !src.is_empty() && !crate::volumes::valid_name(&src) {
+                return Err(EngineError::invalid(format!(
+                    "invalid mount config for type \"volume\": invalid volume name {src:?}"
+                )));
+            }
+            let nocopy = m.volume_options.as_ref().and_then(|v| v.no_copy).unwrap_or(false);
+            Ok(MountSpec {
+                kind: MountKind::Volume,
+                anonymous: src.is_empty(),
+                source: src,
+                destination,
+                rw,
+                mode: if rw { "z".into() } else { "ro".into() },
+                propagation: String::new(),
+                options: vec![],
+                copy_up: !nocopy,
+            })
+        }
+        Some(MountTypeEnum::TMPFS) => {
+            if !src.is_empty() {
+                return Err(EngineError::invalid(
+                    "invalid mount config for type \"tmpfs\": field Source must not be specified",
+                ));
+            }
+            let mut options = Vec::new();
+            if let Some(t) = &m.tmpfs_options {
+                if let Some(s) = t.size_bytes.filter(|s| *s > 0) {
+                    options.push(format!("size={s}"));
+                }
+                if let Some(mode) = t.mode.filter(|m| *m > 0) {
+                    options.push(format!("mode={mode:o}"));
+                }
+            }
+            Ok(MountSpec {
+                kind: MountKind::Tmpfs,
+                source: String::new(),
+                destination,
+                rw,
+                mode: String::new(),
+                propagation: String::new(),
+                options,
+                copy_up: false,
+                anonymous: false,
+            })
+        }
+        other => Err(EngineError::invalid(format!("invalid mount config: mount type {other:?} is not supported"))),
+    }
+}
+
+pub fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec> {
+    let destination = clean_dest(dest)?;
+    let mut rw = true;
+    let mut options = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => rw = false,
+            "rw" => rw = true,
+            o if o.starts_with("size=")
+                || o.starts_with("mode=")
+                || o.starts_with("uid=")
+                || o.starts_with("gid=")
+                || o.starts_with("nr_inodes=") =>
+            {
+                options.push(o.to_string())
+            }
+            "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev" | "atime" | "noatime" | "relatime"
+            | "strictatime" | "nodiratime" => options.push(o.to_string()),
+            _ => return Err(EngineError::invalid(format!("invalid tmpfs option {o:?}"))),
+        }
+    }
+    Ok(MountSpec {
+        kind: MountKind::Tmpfs,
+        source: String::new(),
+        destination,
+        rw,
+        mode: opts.to_string(),
+        propagation: String::new(),
+        options,
+        copy_up: false,
+        anonymous: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_parse_like_docker() {
+        let m = parse_bind("/host:/ctr:ro").unwrap();
+        assert_eq!(
+            (m.kind, m.rw, m.source.as_str(), m.destination.as_str()),
+            (MountKind::Bind, false, "/host", "/ctr")
+        );
+        let m = parse_bind("data:/var/lib/data").unwrap();
+        assert_eq!((m.kind, m.rw, m.anonymous), (MountKind::Volume, true, false));
+        let m = parse_bind("/only/dest").unwrap();
+        assert!(m.anonymous && m.kind == MountKind::Volume);
+        assert!(parse_bind("a:b:c:d").is_err());
+        assert!(parse_bind("data:relative").is_err());
+        assert!(parse_bind("/x:/y:bogus").is_err());
+        assert!(parse_bind("../etc:/x").is_err());
+        assert!(parse_bind("/x:/").is_err());
+        assert_eq!(parse_bind("/x:/a/../b/").unwrap().destination, "/b");
+    }
+
+    #[test]
+    fn tmpfs_options() {
+        let m = parse_tmpfs("/run", "rw,size=64m,mode=1777").unwrap();
+        assert_eq!(m.options, vec!["size=64m", "mode=1777"]);
+        assert!(parse_tmpfs("/run", "size=1m,evil=1").is_err());
+    }
+}

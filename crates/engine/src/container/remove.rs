@@ -1,0 +1,94 @@
+//! `docker rm`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_image::db::Durability;
+use skiff_runtime::protocol::Request;
+
+use super::attach::take_pending;
+use super::monitor_client;
+use super::{Container, Containers, MountKind, Status};
+use crate::error::{EngineError, Result};
+
+impl Containers {
+    /// `docker rm`.
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        let st = c.status();
+        if st == Status::Removing {
+            return Err(EngineError::conflict(format!("removal of container {} is already in progress", c.id)));
+        }
+        if st.is_live() || st == Status::Restarting {
+            if !force {
+                let what = if st == Status::Paused { "paused" } else { "running" };
+                return Err(EngineError::conflict(format!(
+                    "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
+                    c.name()
+                )));
+            }
+            self.update(&c, Durability::Lazy, |r| r.manually_stopped = true)?;
+            if st != Status::Restarting {
+                let _ = self.signal(&c, 9).await;
+                if st == Status::Paused {
+                    let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
+                }
+                if !self.wait_stopped(&c, Duration::from_secs(30)).await {
+                    return Err(EngineError::internal(format!("could not kill container {}", c.id)));
+                }
+            }
+        }
+        if st == Status::Created {
+            // A start killed with the daemon may have left a monitor waiting to be told.
+            self.shutdown_monitor(&c.id).await;
+        }
+        let rec = self.update(&c, Durability::Sync, |r| r.state.status = Status::Removing)?;
+        take_pending(&c);
+        self.finish_remove(&c).await?;
+        if volumes {
+            for m in rec.mounts.iter().filter(|m| m.kind == MountKind::Volume && m.anonymous) {
+                if !self.volumes_in_use().contains(&m.source)
+                    && let Err(e) = self.volumes.remove(&m.source)
+                {
+                    tracing::warn!(volume = %m.source, error = %e, "removing anonymous volume");
+                }
+            }
+        }
+        self.publish(&rec, "destroy");
+        Ok(())
+    }
+
+    /// The part of a removal that a restarted daemon finishes for a container found
+    /// `Removing`: its network, snapshot and directories, then its record.
+    pub(super) async fn finish_remove(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        self.detach_networks(c).await;
+        let this = self.clone();
+        let id = c.id.clone();
+        let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {
+            this.images.snapshots().remove(&id)?;
+            skiff_common::fsutil::remove_all(&this.container_dir(&id))?;
+            skiff_common::fsutil::remove_all(this.monitor_dir(&id).path())?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| EngineError::internal(e.to_string()))?;
+        if let Err(e) = cleanup {
+            let _ = self.update(c, Durability::Lazy, |r| r.state.status = Status::Dead);
+            return Err(e);
+        }
+        self.forget(c)?;
+        self.execs.forget_container(&c.id);
+        Ok(())
+    }
+
+    /// Tells a monitor whose container never started to exit (none there is fine).
+    pub(super) async fn shutdown_monitor(&self, id: &str) {
+        let dir = self.monitor_dir(id);
+        if dir.socket().exists()
+            && let Ok(r) = monitor_client::call(&dir, Request::Shutdown).await
+        {
+            tracing::debug!(container = %id, reply = ?r, "monitor told to shut down");
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! `docker start`: the path of one start.
+//!
+//! 1. (blocking pool) mount the snapshot, copy image content into new volumes, resolve the user,
+//!    write /etc/hosts, /etc/hostname, /etc/resolv.conf, build the OCI spec, write the bundle and
+//!    `monitor.json`
+//! 2. spawn `skiff-monitor` and wait for `ready`
+//! 3. connect parked attach streams and a `Wait` watcher to the monitor
+//! 4. send `Start`; the monitor's helper creates and starts the container
+//! 5. record the state; the watcher task handles the exit later (`exit.rs`)
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use skiff_image::db::Durability;
+use skiff_runtime::config::{MonitorConfig, MonitorDir};
+use skiff_runtime::protocol::{Request, Response};
+
+use super::attach::{connect_relay, take_pending};
+use super::monitor_client;
+use super::rootfs;
+use super::spec::{self, NetNs, SpecInput};
+use super::{Container, Containers, MountKind, Status};
+use crate::error::{EngineError, Kind, Result};
+use crate::security::caps;
+
+/// What `docker` exits with when a start fails (the CLI maps messages to 126/127).
+fn start_error(message: &str) -> (i32, String) {
+    if let Some(rest) = message.split("executable '").nth(1) {
+        let exe = rest.split('\'').next().unwrap_or("");
+        return (
+            127,
+            format!(
+                "failed to create task for container: OCI runtime create failed: unable to start container process: exec: \"{exe}\": executable file not found in $PATH: unknown"
+            ),
+        );
+    }
+    let lower = message.to_ascii_lowercase();
+    let code = if lower.contains("no such file or directory") {
+        127
+    } else if lower.contains("permission denied") {
+        126
+    } else {
+        128
+    };
+    (code, format!("failed to create task for container: OCI runtime create failed: {message}: unknown"))
+}
+
+fn tini() -> Option<PathBuf> {
+    ["/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/local/bin/tini-static"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The values of `search` / `options` lines of a resolv.conf.
+fn host_lines(text: &str, key: &str) -> Option<Vec<String>> {
+    let v: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(key).filter(|r| r.starts_with(char::is_whitespace)))
+        .flat_map(|r| r.split_whitespace().map(str::to_string))
+        .collect();
+    if v.is_empty() { None } else { Some(v) }
+}
+
+fn host_resolv_conf() -> String {
+    // The container has its own network namespace: a resolver on the host's loopback is
+    // unreachable from it, so such entries are dropped.
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let t = line.trim();
+        if let Some(ns) = t.strip_prefix("nameserver") {
+            let ns = ns.trim();
+            if ns.starts_with("127.") || ns == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// Copies the image's content at `dest` into a volume that is still empty (Docker's copy-up).
+fn copy_up(rootfs: &std::path::Path, dest: &str, volume: &std::path::Path) -> Result<()> {
+    if std::fs::read_dir(volume)?.next().is_some() {
+        return Ok(());
+    }
+    let src = match rootfs::resolve(rootfs, std::path::Path::new(dest)) {
+        Ok(p) => p,
+        Err(_) => return Ok(()),
+    };
+    if src.is_dir() {
+        skiff_image::layers::copy_tree(&src, volume)?;
+        // The volume root takes the directory's owner and mode.
+        if let Ok(m) = std::fs::metadata(&src) {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let _ = std::os::unix::fs::chown(volume, Some(m.uid()), Some(m.gid()));
+            let _ = std::fs::set_permissions(volume, std::fs::Permissions::from_mode(m.mode() & 0o7777));
+        }
+    }
+    Ok(())
+}
+
+impl Containers {
+    fn etc_files(
+        &self,
+        c: &super::ContainerRecord,
+        netns: &NetNs,
+        host_gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<Vec<(String, PathBuf)>> {
+        let dir = self.container_dir(&c.id);
+        let hostname = c.config.hostname.clone().unwrap_or_default();
+        let mut files = Vec::new();
+        if let super::net::Mode::Container(other) = super::net::mode_of(&c.host_config) {
+            // Sharing another container's network: its view of the network too.
+            let o = self.get(&other)?;
+            let odir = self.container_dir(&o.id);
+            for f in ["hostname", "hosts", "resolv.conf"] {
+                if odir.join(f).exists() {
+                    files.push((format!("/etc/{f}"), odir.join(f)));
+                }
+            }
+            return Ok(files);
+        }
+        std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+        files.push(("/etc/hostname".to_string(), dir.join("hostname")));
+        if *netns == NetNs::Host {
+            files.push(("/etc/hosts".to_string(), PathBuf::from("/etc/hosts")));
+            files.push(("/etc/resolv.conf".to_string(), PathBuf::from("/etc/resolv.conf")));
+            return Ok(files);
+        }
+        std::fs::write(dir.join("hosts"), self.hosts_file(c, host_gateway))?;
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut dns = c.host_config.dns.clone().unwrap_or_default();
+        if dns.is_empty() {
+            dns = self.networks.cfg.dns.iter().map(|d| d.to_string()).collect();
+        }
+        let mut resolv = String::new();
+        let mut search: Option<Vec<String>> = c.host_config.dns_search.clone().filter(|s| !s.is_empty());
+        let mut options: Option<Vec<String>> = c.host_config.dns_options.clone().filter(|s| !s.is_empty());
+        if let Some(gw) = self.embedded_dns(c) {
+            // The network's embedded DNS server answers (and forwards to `--dns` servers).
+            resolv.push_str(&format!("nameserver {gw}\n"));
+            if search.is_none() {
+                search = host_lines(&host, "search");
+            }
+            if options.is_none() {
+                options = host_lines(&host, "options");
+            }
+        } else if dns.is_empty() {
+            resolv.push_str(&host_resolv_conf());
+        } else {
+            for d in dns {
+                resolv.push_str(&format!("nameserver {d}\n"));
+            }
+        }
+        if let Some(s) = search {
+            resolv.push_str(&format!("search {}\n", s.join(" ")));
+        }
+        if let Some(o) = options {
+            resolv.push_str(&format!("options {}\n", o.join(" ")));
+        }
+        std::fs::write(dir.join("resolv.conf"), resolv)?;
+        files.push(("/etc/hosts".to_string(), dir.join("hosts")));
+        files.push(("/etc/resolv.conf".to_string(), dir.join("resolv.conf")));
+        Ok(files)
+    }
+
+    fn netns_of(&self, c: &super::ContainerRecord) -> Result<NetNs> {
+        Ok(match super::net::mode_of(&c.host_config) {
+            super::net::Mode::Host => NetNs::Host,
+            super::net::Mode::Container(other) => {
+                let other = self.get(&other)?;
+                let (status, pid, sandbox, host) = other.with(|r| {
+                    (
+                        r.state.status,
+                        r.state.pid,
+                        r.sandbox.as_ref().map(|s| s.path.clone()),
+                        super::net::mode_of(&r.host_config) == super::net::Mode::Host,
+                    )
+                });
+                if !status.is_live() || pid <= 0 {
+                    return Err(EngineError::conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        other.id
+                    )));
+                }
+                if host {
+                    NetNs::Host
+                } else {
+                    NetNs::Join(sandbox.unwrap_or_else(|| PathBuf::from(format!("/proc/{pid}/ns/net"))))
+                }
+            }
+            // Replaced by the sandbox once attached.
+            super::net::Mode::Network(_) | super::net::Mode::None => NetNs::New,
+        })
+    }
+
+    /// Step 1 (blocking): everything on disk the monitor needs.
+    fn prepare_run(
+        &self,
+        c: &super::ContainerRecord,
+        netns: NetNs,
+        host_gateway: Option<std::net::Ipv4Addr>,
+    ) -> Result<MonitorDir> {
+        let rootfs = self.images.snapshots().mount(&c.id, c.top_layer.as_ref())?;
+        let mut volume_paths = HashMap::new();
+        for m in c.mounts.iter().filter(|m| m.kind == MountKind::Volume) {
+            let v = self.volumes.inspect(&m.source)?;
+            if m.copy_up {
+                copy_up(&rootfs, &m.destination, &v.mountpoint)?;
+            }
+            volume_paths.insert(m.source.clone(), v.mountpoint);
+        }
+        let user = rootfs::resolve_user(
+            &rootfs,
+            c.config.user.as_deref().unwrap_or(""),
+            c.host_config.group_add.as_deref().unwrap_or(&[]),
+        )?;
+        if let Some(wd) = c.config.working_dir.as_deref().filter(|w| !w.is_empty()) {
+            if !wd.starts_with('/') {
+                return Err(EngineError::invalid(format!(
+                    "the working directory '{wd}' is invalid, it needs to be an absolute path"
+                )));
+            }
+            rootfs::mkdir_all(&rootfs, std::path::Path::new(wd), user.uid, user.gid)?;
+        }
+        let etc = self.etc_files(c, &netns, host_gateway)?;
+        let hc = &c.host_config;
+        let privileged = hc.privileged == Some(true);
+        let capset = caps::resolve(
+            privileged,
+            hc.cap_add.as_deref().unwrap_or(&[]),
+            hc.cap_drop.as_deref().unwrap_or(&[]),
+            &self.caps_held,
+        )
+        .map_err(EngineError::invalid)?;
+        let sec_opts = hc.security_opt.clone().unwrap_or_default();
+        let custom_profile =
+            sec_opts.iter().find_map(|o| o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")));
+        let seccomp = match custom_profile {
+            _ if privileged => None,
+            Some("unconfined") => None,
+            Some("builtin") | None => {
+                Some(self.seccomp.resolve(&capset).map_err(|e| EngineError::internal(e.to_string()))?)
+            }
+            Some(json) => {
+                let p =
+                    crate::security::seccomp::Profile::parse(json).map_err(|e| EngineError::invalid(e.to_string()))?;
+                Some(p.resolve(&capset).map_err(|e| EngineError::invalid(e.to_string()))?)
+            }
+        };
+        let hostname = c.config.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
+        let tty = c.config.tty == Some(true);
+        let env = spec::environment(c.config.env.as_deref().unwrap_or(&[]), &hostname, tty);
+        let cgroup_path = format!("/skiff/{}", c.id);
+        let input = SpecInput {
+            rec: c,
+            rootfs: &rootfs,
+            user: &user,
+            caps: &capset,
+            seccomp,
+            volume_paths: &volume_paths,
+            etc_files: &etc,
+            cgroup_path: cgroup_path.clone(),
+            netns: netns.clone(),
+            cgroup_v2: self.layout.is_v2(),
+            hostname,
+            env,
+            init_binary: if hc.init == Some(true) { tini() } else { None },
+            can_raise_rlimits: self.caps_held.contains("CAP_SYS_RESOURCE"),
+        };
+        let oci = spec::build(&input)?;
+        let dir = self.monitor_dir(&c.id);
+        // A fresh monitor directory for every run.
+        skiff_common::fsutil::remove_all(dir.path())?;
+        std::fs::create_dir_all(dir.path())?;
+        let bytes = serde_json::to_vec(&oci).map_err(|e| EngineError::internal(e.to_string()))?;
+        std::fs::write(dir.path().join("config.json"), bytes)?;
+        let log_path = match hc.log_config.as_ref().and_then(|l| l.typ.as_deref()) {
+            Some("none") => None,
+            _ => Some(self.log_path(&c.id)),
+        };
+        let mc = MonitorConfig {
+            id: c.id.clone(),
+            bundle: dir.path().to_path_buf(),
+            state_root: self.state_root(),
+            log_path,
+            log_rotation: super::logopts::log_rotation(hc)?,
+            log_attrs: super::logopts::log_attrs(
+                hc,
+                c.config.labels.as_ref(),
+                c.config.env.as_deref().unwrap_or(&[]),
+                &super::logopts::TagFields {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    image_id: c.image_id.to_string(),
+                    image_name: c.image_ref.clone(),
+                },
+            )?,
+            tty,
+            open_stdin: c.config.open_stdin == Some(true),
+            stdin_once: c.config.stdin_once == Some(true),
+            cgroup_path,
+            loopback: netns == NetNs::New,
+            console_size: hc
+                .console_size
+                .as_ref()
+                .filter(|s| s.len() == 2)
+                .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16)),
+        };
+        std::fs::write(dir.config(), serde_json::to_vec(&mc).map_err(|e| EngineError::internal(e.to_string()))?)?;
+        Ok(dir)
+    }
+
+    /// `docker start`.
+    pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        self.start_locked(&c).await
+    }
+
+    /// Starts a container whose operation lock the caller holds.
+    pub(crate) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let rec = c.record();
+        match rec.state.status {
+            Status::Running | Status::Paused => return Err(EngineError::not_modified()),
+            Status::Removing | Status::Dead => {
+                return Err(EngineError::conflict(format!(
+                    "container {} is marked for removal and cannot be started",
+                    rec.id
+                )));
+            }
+            _ => {}
+        }
+        let mut netns = match self.netns_of(&rec) {
+            Ok(n) => n,
+            Err(e) => return Err(self.start_failed(c, e)),
+        };
+        match self.attach_networks(c).await {
+            Ok(Some(a)) => netns = NetNs::Join(a.sandbox.path),
+            Ok(None) => {}
+            Err(e) => return Err(self.start_failed(c, e)),
+        }
+        let rec = c.record();
+        let host_gateway =
+            if rec.host_config.extra_hosts.as_ref().is_some_and(|h| h.iter().any(|x| x.ends_with("host-gateway"))) {
+                self.networks.host_gateway().await
+            } else {
+                None
+            };
+        let this = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || this.prepare_run(&rec, netns, host_gateway))
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()));
+        let dir = match prepared {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) | Err(e) => {
+                self.detach_networks(c).await;
+                return Err(self.start_failed(c, e));
+            }
+        };
+        if let Err(e) = monitor_client::spawn(&self.monitor_bin, &dir).await {
+            self.detach_networks(c).await;
+            return Err(self.start_failed(c, e));
+        }
+        for p in take_pending(c) {
+            if let Err(e) = connect_relay(&dir, p).await {
+                tracing::warn!(container = %c.id, error = %e, "attach stream lost at start");
+            }
+        }
+        let watcher = async {
+            let mut w = monitor_client::connect(&dir).await?;
+            w.send(&Request::Wait).await?;
+            match w.response().await? {
+                Some(Response::Ok) => Ok(w),
+                other => Err(std::io::Error::other(format!("unexpected monitor reply {other:?}"))),
+            }
+        }
+        .await;
+        let watcher = match watcher {
+            Ok(w) => w,
+            Err(e) => {
+                self.detach_networks(c).await;
+                return Err(self.start_failed(c, EngineError::internal(format!("monitor: {e}"))));
+            }
+        };
+        match monitor_client::call(&dir, Request::Start).await {
+            Ok(Response::Started { pid, started_at }) => {
+                let rec = self.update(c, Durability::Lazy, |r| {
+                    r.state.status = Status::Running;
+                    r.state.pid = pid;
+                    r.state.started_at = Some(started_at);
+                    r.state.exit_code = 0;
+                    r.state.error.clear();
+                    r.state.oom_killed = false;
+                    r.manually_stopped = false;
+                    if r.config.healthcheck.as_ref().is_some_and(|h| {
+                        h.test.as_ref().is_some_and(|t| t.first().map(String::as_str) != Some("NONE") && !t.is_empty())
+                    }) {
+                        r.state.health =
+                            Some(super::HealthState { status: "starting".into(), failing_streak: 0, log: vec![] });
+                    }
+                })?;
+                self.publish(&rec, "start");
+                self.watch_exit(c.clone(), watcher, Instant::now());
+                super::health::spawn(self.clone(), c.clone());
+                Ok(())
+            }
+            Ok(other) => {
+                self.detach_networks(c).await;
+                Err(self.start_failed(c, EngineError::internal(format!("unexpected monitor reply {other:?}"))))
+            }
+            Err(e) => {
+                self.detach_networks(c).await;
+                Err(self.start_failed(c, e))
+            }
+        }
+    }
+
+    fn start_failed(self: &Arc<Self>, c: &Arc<Container>, e: EngineError) -> EngineError {
+        let (code, message) = if e.kind == Kind::Invalid || e.kind == Kind::NotFound {
+            (128, e.message.clone())
+        } else {
+            start_error(&e.message)
+        };
+        let _ = self.update(c, Durability::Lazy, |r| {
+            r.state.exit_code = code;
+            r.state.error = message.clone();
+        });
+        take_pending(c);
+        let rec = c.record();
+        self.publish_with(&rec, "die", &[("exitCode", code.to_string())]);
+        let _ = self.images.snapshots().unmount(&c.id);
+        if rec.host_config.auto_remove == Some(true) {
+            // As Docker does: a `--rm` container that cannot start is removed (the CLI waits
+            // for that).
+            let this = self.clone();
+            let id = c.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.remove(&id, true, true).await {
+                    tracing::warn!(container = %id, error = %e, "auto-remove after a failed start");
+                }
+            });
+        }
+        let kind = if code == 127 || code == 126 { Kind::Invalid } else { e.kind };
+        EngineError::new(kind, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_errors_read_like_docker() {
+        let (code, msg) =
+            start_error("failed to create container: exec process failed: executable 'nope' not found in $PATH");
+        assert_eq!(code, 127);
+        assert!(msg.contains("exec: \"nope\": executable file not found in $PATH"));
+        assert_eq!(start_error("open /x: permission denied").0, 126);
+    }
+}

@@ -1,0 +1,217 @@
+//! Signals: `docker stop` (the stop signal, then SIGKILL), `kill`, `restart`, `pause`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_image::db::Durability;
+use skiff_runtime::protocol::Request;
+
+use super::monitor_client;
+use super::{Container, Containers, Status};
+use crate::error::{EngineError, Kind, Result};
+
+/// Signal numbers by name (`SIGTERM`, `TERM`, `15`).
+pub fn parse_signal(s: &str) -> Result<i32> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(EngineError::invalid(format!("Invalid signal: {s}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "ILL" => 4,
+        "TRAP" => 5,
+        "ABRT" | "IOT" => 6,
+        "BUS" => 7,
+        "FPE" => 8,
+        "KILL" => 9,
+        "USR1" => 10,
+        "SEGV" => 11,
+        "USR2" => 12,
+        "PIPE" => 13,
+        "ALRM" => 14,
+        "TERM" => 15,
+        "STKFLT" => 16,
+        "CHLD" | "CLD" => 17,
+        "CONT" => 18,
+        "STOP" => 19,
+        "TSTP" => 20,
+        "TTIN" => 21,
+        "TTOU" => 22,
+        "URG" => 23,
+        "XCPU" => 24,
+        "XFSZ" => 25,
+        "VTALRM" => 26,
+        "PROF" => 27,
+        "WINCH" => 28,
+        "IO" | "POLL" => 29,
+        "PWR" => 30,
+        "SYS" => 31,
+        n if n.starts_with("RTMIN+") => {
+            34 + n[6..].parse::<i32>().map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))?
+        }
+        _ => return Err(EngineError::invalid(format!("Invalid signal: {s}"))),
+    };
+    Ok(n)
+}
+
+impl Containers {
+    /// Sends a signal through the monitor.
+    pub(super) async fn signal(&self, c: &Container, sig: i32) -> Result<()> {
+        monitor_client::call(&self.monitor_dir(&c.id), Request::Signal { signal: sig }).await.map(|_| ())
+    }
+
+    /// Waits until the container is not running, up to `timeout`. True if it stopped.
+    pub(super) async fn wait_stopped(&self, c: &Container, timeout: Duration) -> bool {
+        let mut rx = c.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if !c.status().is_live() {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return !c.status().is_live(),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    pub async fn stop(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        self.stop_locked(&c, timeout, signal).await
+    }
+
+    pub(crate) async fn stop_locked(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<String>,
+    ) -> Result<()> {
+        let rec = c.record();
+        if rec.state.status == Status::Restarting {
+            self.update(c, Durability::Lazy, |r| {
+                r.manually_stopped = true;
+                r.state.status = Status::Exited;
+            })?;
+            return Ok(());
+        }
+        if !rec.state.status.is_live() {
+            return Err(EngineError::not_modified());
+        }
+        self.update(c, Durability::Sync, |r| r.manually_stopped = true)?;
+        let sig = match signal.or(rec.config.stop_signal.clone()).filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(&s)?,
+            None => 15,
+        };
+        let timeout = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let paused = rec.state.status == Status::Paused;
+        if sig != 9 {
+            if let Err(e) = self.signal(c, sig).await {
+                tracing::debug!(container = %c.id, error = %e, "stop signal not delivered");
+            }
+            if paused {
+                let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
+            }
+            let t =
+                if timeout < 0 { Duration::from_secs(u32::MAX as u64) } else { Duration::from_secs(timeout as u64) };
+            if self.wait_stopped(c, t).await {
+                self.publish(&c.record(), "stop");
+                return Ok(());
+            }
+        }
+        self.publish_with(&c.record(), "kill", &[("signal", "9".into())]);
+        let _ = self.signal(c, 9).await;
+        if paused {
+            let _ = monitor_client::call(&self.monitor_dir(&c.id), Request::Resume).await;
+        }
+        if !self.wait_stopped(c, Duration::from_secs(30)).await {
+            return Err(EngineError::internal(format!("container {} did not stop after SIGKILL", c.id)));
+        }
+        self.publish(&c.record(), "stop");
+        Ok(())
+    }
+
+    /// `docker kill`.
+    pub async fn kill(self: &Arc<Self>, key: &str, signal: Option<String>) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        if !c.status().is_live() {
+            return Err(EngineError::conflict(format!(
+                "Cannot kill container: {}: Container {} is not running",
+                key, c.id
+            )));
+        }
+        let sig = parse_signal(signal.as_deref().filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
+        self.signal(&c, sig).await?;
+        self.publish_with(&c.record(), "kill", &[("signal", sig.to_string())]);
+        if sig == 9 {
+            self.wait_stopped(&c, Duration::from_secs(30)).await;
+        }
+        Ok(())
+    }
+
+    /// `docker restart`.
+    pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        match self.stop_locked(&c, timeout, signal).await {
+            Ok(()) => {}
+            Err(e) if e.kind == Kind::NotModified => {}
+            Err(e) => return Err(e),
+        }
+        self.start_locked(&c).await?;
+        self.update(&c, Durability::Lazy, |r| r.manually_stopped = false)?;
+        self.publish(&c.record(), "restart");
+        Ok(())
+    }
+
+    /// `docker pause` / `unpause`.
+    pub async fn pause(self: &Arc<Self>, key: &str, pause: bool) -> Result<()> {
+        let c = self.get(key)?;
+        let _op = c.ops.lock().await;
+        let st = c.status();
+        match (st, pause) {
+            (Status::Running, true) | (Status::Paused, false) => {}
+            (Status::Paused, true) => {
+                return Err(EngineError::conflict(format!("Container {} is already paused", c.id)));
+            }
+            (Status::Running, false) => {
+                return Err(EngineError::conflict(format!("Container {} is not paused", c.id)));
+            }
+            _ => {
+                return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
+            }
+        }
+        let req = if pause { Request::Pause } else { Request::Resume };
+        monitor_client::call(&self.monitor_dir(&c.id), req).await?;
+        let rec = self
+            .update(&c, Durability::Lazy, |r| r.state.status = if pause { Status::Paused } else { Status::Running })?;
+        self.publish(&rec, if pause { "pause" } else { "unpause" });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("kill").unwrap(), 9);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), 35);
+        assert!(parse_signal("SIGFOO").is_err());
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+}

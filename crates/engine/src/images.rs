@@ -424,6 +424,8 @@ impl Images {
     }
 
     pub fn load(&self, r: impl Read) -> Result<LoadResult> {
+        // As `docker load`: the archive may come gzip- or zstd-compressed.
+        let (_, r) = skiff_image::layer::decompress(r)?;
         let res = archive::load(&self.store, r)?;
         for id in &res.images {
             self.events.publish(Event::new("image", "load", id.to_string()));

@@ -109,7 +109,7 @@ fn extract(mut r: impl Read, dir: &Path, limit: u64) -> Result<Extracted, ImageE
         };
         match e.header().entry_type() {
             tar::EntryType::Directory => fs::create_dir_all(dir.join(&rel)).map_err(io_ctx("extracting archive"))?,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let dest = dir.join(&rel);
                 if let Some(p) = dest.parent() {
                     fs::create_dir_all(p).map_err(io_ctx("extracting archive"))?;

@@ -289,7 +289,15 @@ impl LayerStore {
             layer::Compression::Zstd => crate::spec::media::OCI_LAYER_ZSTD,
         };
         let expected = (c == layer::Compression::None).then(|| digest.clone());
-        self.register(parent, &Descriptor::new(media_type, digest, size), expected.as_ref())
+        let r = self.register(parent, &Descriptor::new(media_type, digest.clone(), size), expected.as_ref());
+        if r.is_err() {
+            // A refused layer leaves nothing: its blob goes unless a layer already holds it.
+            let held = self.list().map(|l| l.iter().any(|rec| rec.blob.digest == digest)).unwrap_or(true);
+            if !held {
+                let _ = self.content.delete(&digest);
+            }
+        }
+        r
     }
 
     /// Makes a layer on top of `parent` from an overlay snapshot's upper directory (unmounted,

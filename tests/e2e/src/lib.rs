@@ -242,6 +242,11 @@ impl Daemon {
         Daemon::bare(&[])
     }
 
+    /// Starts a daemon with extra flags and no images.
+    pub fn start_bare_with(extra: &[&str]) -> Daemon {
+        Daemon::bare(extra)
+    }
+
     fn bare(extra: &[&str]) -> Daemon {
         let dir = unique_dir();
         let bins = bin_dir();
@@ -318,6 +323,32 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops the daemon as a service manager would and starts it again.
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(&self.socket);
+        self.spawn();
+    }
+
+    /// The daemon's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the daemon with SIGKILL and waits for it (then [`Daemon::start_again`]).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts the daemon again after [`Daemon::kill9`].
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// Kills the daemon with SIGKILL (containers keep running) and starts it again.
@@ -471,7 +502,8 @@ impl Daemon {
             let _ = Command::new("ip").args(["link", "del", b]).stderr(Stdio::null()).status();
         }
         self.net.scrub();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Descriptor-relative: a test may leave trees deeper than std's removal can walk.
+        let _ = skiff_common::tree::remove_all(&self.dir);
     }
 }
 
@@ -577,4 +609,48 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A rootfs tar: busybox plus `tool` (a host binary, at `/usr/local/bin/<its name>`) and the
+/// shared libraries it needs (from `ldd`), at their host paths.
+pub fn busybox_with_tool_tar(dir: &Path, tool: &Path) -> PathBuf {
+    let name = tool.file_name().expect("tool has a name").to_string_lossy().into_owned();
+    let out = dir.join(format!("busybox+{name}.tar"));
+    let base = std::fs::read(busybox_tar(dir)).expect("busybox tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(&base[..]);
+    for e in ar.entries().expect("busybox tar entries") {
+        let mut e = e.expect("entry");
+        let mut h = e.header().clone();
+        let path = e.path().expect("path").into_owned();
+        if h.entry_type() == tar::EntryType::Symlink {
+            let target = e.link_name().expect("link").expect("target").into_owned();
+            b.append_link(&mut h, &path, &target).expect("append link");
+        } else {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).expect("read entry");
+            b.append_data(&mut h, &path, &data[..]).expect("append");
+        }
+    }
+    let mut files = vec![(PathBuf::from("usr/local/bin").join(&name), tool.to_path_buf())];
+    let ldd = Command::new("ldd").arg(tool).output().expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let lib = match line.split("=>").nth(1) {
+            Some(rest) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        if let Some(lib) = lib.filter(|l| l.starts_with('/')) {
+            files.push((PathBuf::from(lib.trim_start_matches('/')), PathBuf::from(lib)));
+        }
+    }
+    for (inside, host) in files {
+        let data = std::fs::read(&host).unwrap_or_else(|e| panic!("reading {}: {e}", host.display()));
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, &inside, &data[..]).expect("append tool");
+    }
+    std::fs::write(&out, b.into_inner().expect("tar")).expect("write tool tar");
+    out
 }

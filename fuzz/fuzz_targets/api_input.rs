@@ -1,4 +1,5 @@
-//! API inputs: query strings, filters, version prefixes, request bodies, log options.
+//! API inputs: query strings, filters, version prefixes, request bodies, log options, mount
+//! specifications, sizes.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -27,4 +28,14 @@ fuzz_target!(|data: &[u8]| {
     let _ = render_tag(s, &TagFields::default());
     let _ = log_attrs(&hc, None, &[s.to_string()], &TagFields::default());
     let _ = skiff_engine::container::stats::parse_net_dev(s);
+    // `-v`, `--tmpfs` and `--mount` specifications.
+    use skiff_engine::container::mounts::{parse_bind, parse_mount, parse_tmpfs};
+    let _ = parse_bind(s);
+    let (dest, opts) = s.split_once(':').unwrap_or((s, ""));
+    let _ = parse_tmpfs(dest, opts);
+    if let Ok(m) = serde_json::from_slice::<bollard_stubs::models::Mount>(data) {
+        let _ = parse_mount(&m);
+    }
+    let _ = skiff_common::units::from_human_size(s);
+    let _ = skiff_common::units::ram_in_bytes(s);
 });

@@ -9,12 +9,21 @@ fuzz_target!(|data: &[u8]| {
     let sentinel = dir.path().join("outside");
     std::fs::create_dir(&target).unwrap();
     std::fs::create_dir(&sentinel).unwrap();
-    for mode in [WhiteoutMode::Overlay, WhiteoutMode::Apply] {
+    // The guard under the parser passes bytes through unchanged, or refuses.
+    let mut through = Vec::new();
+    if std::io::Read::read_to_end(&mut layer::TarGuard::new(data), &mut through).is_ok() {
+        assert_eq!(through, data, "the tar guard changed the stream");
+    }
+    for (mode, max) in [(WhiteoutMode::Overlay, None), (WhiteoutMode::Apply, Some(4096))] {
         if let Ok((_, r)) = layer::decompress(data) {
-            let opts = UnpackOptions { whiteouts: mode, devices: DevicePolicy::Reject, ..Default::default() };
+            let opts =
+                UnpackOptions { whiteouts: mode, devices: DevicePolicy::Reject, max_bytes: max, ..Default::default() };
             let _ = layer::unpack(r, &target, &opts);
         }
     }
+    // What was unpacked packs again and lists its changes (the walks) without a panic.
+    let _ = layer::pack_overlay_diff(&target, Vec::new(), &[]);
+    let _ = layer::overlay_changes(&target, &|_| false, &[]);
     let escaped = std::fs::read_dir(&sentinel).unwrap().count();
     assert_eq!(escaped, 0, "an archive wrote outside its target");
     let parent_entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();

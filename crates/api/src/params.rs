@@ -17,8 +17,22 @@ impl Params {
         )
     }
 
+    /// The first value of a key, as Go's `r.FormValue` reads it.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+
+    /// A JSON-encoded parameter (`buildargs`, `labels`, `cachefrom`…): absent, empty or `null`
+    /// is `T`'s default, as for Go's decoder.
+    pub fn json<T: serde::de::DeserializeOwned + Default>(&self, k: &str) -> Result<T, ApiError> {
+        let Some(raw) = self.get(k).filter(|s| !s.trim().is_empty()) else { return Ok(T::default()) };
+        let mut v: serde_json::Value =
+            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))?;
+        crate::handlers::drop_nulls(&mut v);
+        if v.is_null() {
+            return Ok(T::default());
+        }
+        serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))
     }
 
     pub fn all(&self, k: &str) -> Vec<String> {
@@ -56,6 +70,9 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, ApiErro
     }
     let v: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
+    if v.is_null() {
+        return Ok(out);
+    }
     let obj = v.as_object().ok_or_else(|| ApiError::bad_request("invalid filter: expected an object"))?;
     for (k, vals) in obj {
         let list: Vec<String> = match vals {
@@ -92,5 +109,12 @@ mod tests {
         assert!(parse_filters("[1]").is_err());
         assert!(parse_filters(r#"{"a":5}"#).is_err());
         assert!(Params::parse(Some("t=x")).int("t").is_err());
+        // Repeated keys: the first wins, as with Go's FormValue.
+        assert_eq!(Params::parse(Some("dockerfile=a&dockerfile=b")).get("dockerfile"), Some("a"));
+        assert!(parse_filters("null").unwrap().is_empty());
+        let p = Params::parse(Some("buildargs=null&labels=%7B%22a%22%3Anull%2C%22b%22%3A%22c%22%7D"));
+        assert!(p.json::<BTreeMap<String, String>>("buildargs").unwrap().is_empty());
+        assert_eq!(p.json::<BTreeMap<String, String>>("labels").unwrap().len(), 1);
+        assert!(p.json::<BTreeMap<String, String>>("missing").unwrap().is_empty());
     }
 }

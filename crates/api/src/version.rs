@@ -37,7 +37,12 @@ pub fn split_version(path: &str) -> (Option<&str>, &str) {
 
 /// Rewrites the URI to the unversioned path, or answers 400 for versions we do not serve.
 pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>>> {
-    let path = req.uri().path().to_string();
+    // Repeated slashes mean one, as dockerd's router cleans them (`docker rm --link /a/b`
+    // asks for `/containers//a/b`).
+    let mut path = req.uri().path().to_string();
+    while path.contains("//") {
+        path = path.replace("//", "/");
+    }
     let (v, rest) = split_version(&path);
     let max = ApiVersion::parse(API_VERSION).expect("valid");
     let min = ApiVersion::parse(MIN_API_VERSION).expect("valid");
@@ -105,5 +110,6 @@ mod tests {
         assert_eq!(ok.uri().path(), "/containers/json");
         assert_eq!(ok.uri().query(), Some("all=1"));
         assert_eq!(ok.extensions().get::<ApiVersion>(), Some(&ApiVersion(1, 44)));
+        assert_eq!(strip(req("/v1.41/containers//a/b?link=1")).unwrap().uri().path(), "/containers/a/b");
     }
 }

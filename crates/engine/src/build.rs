@@ -53,6 +53,14 @@ pub struct BuildRequest {
     /// Cancelled when the client goes away: the build stops at the next step, a running step's
     /// container is killed and removed.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// `--add-host` entries for RUN steps' /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// Resource limits of RUN steps (`--memory`, `--cpu-shares`, `--shm-size`…), as a host
+    /// config's fields.
+    pub run_limits: bollard_stubs::models::HostConfig,
+    /// `--cache-from`: when set, a cached step is used only if its image is one of these
+    /// images or in their history (as the classic builder limits its cache).
+    pub cache_from: Vec<String>,
 }
 
 fn cancelled() -> EngineError {
@@ -198,8 +206,11 @@ fn walk(root: &Path, rel: &Path, name: &str, ignore: Option<&ignore::Matcher>, o
             {
                 continue;
             }
-            let kname =
-                if name.is_empty() { k.to_string_lossy().into_owned() } else { format!("{name}/{}", k.to_string_lossy()) };
+            let kname = if name.is_empty() {
+                k.to_string_lossy().into_owned()
+            } else {
+                format!("{name}/{}", k.to_string_lossy())
+            };
             stack.push((krel, kname));
         }
     }
@@ -398,9 +409,26 @@ impl Engine {
         )?)
     }
 
-    fn cached(&self, key: &str) -> Option<Arc<Image>> {
+    /// The image a step's cache key found, if any; with `cache_from`, only if it is one of those
+    /// images or in their history.
+    fn cached(&self, key: &str, cache_from: &[String]) -> Option<Arc<Image>> {
         let id: Option<Digest> = self.db.get(CACHE, key).ok().flatten();
-        id.and_then(|id| self.images.store.get(&id))
+        let img = id.and_then(|id| self.images.store.get(&id))?;
+        if cache_from.is_empty() {
+            return Some(img);
+        }
+        for f in cache_from {
+            let Ok(src) = self.images.store.resolve(f) else { continue };
+            let mut cur = Some(src.id().clone());
+            for _ in 0..10_000 {
+                let Some(c) = cur else { break };
+                if &c == img.id() {
+                    return Some(img);
+                }
+                cur = self.images.store.get(&c).and_then(|i| i.record.parent.clone());
+            }
+        }
+        None
     }
 
     fn remember(&self, key: &str, img: &Image) {
@@ -425,6 +453,9 @@ impl Engine {
         let name = if req.dockerfile.is_empty() { "Dockerfile".to_string() } else { req.dockerfile.clone() };
         let text = std::fs::read_to_string(&df_path)
             .map_err(|e| invalid(format!("Cannot locate specified Dockerfile: {name} ({e})")))?;
+        if text.trim().is_empty() {
+            return Err(invalid(format!("the Dockerfile ({name}) cannot be empty")));
+        }
         let df = dockerfile::parse(&text, &name).map_err(|e| invalid(format!("dockerfile parse error {e}")))?;
         let ignore = std::fs::read_to_string(req.context.join(".dockerignore")).ok().map(|t| ignore::Matcher::new(&t));
         let esc = df.directives.escape;
@@ -639,16 +670,14 @@ impl Engine {
                 say(out, format!("Step {}/{} : {}\n", step, total, ins.text));
             }
             let r = self.step(req, &mut st, &ins.value, esc, global, results, df, ignore, &mut used_args, out).await;
-            let img = r.map_err(|e| {
-                EngineError::new(
-                    e.kind,
-                    format!(
-                        "{name}:{line}: {msg}",
-                        name = if req.dockerfile.is_empty() { "Dockerfile" } else { &req.dockerfile },
-                        line = ins.line,
-                        msg = e.message
-                    ),
-                )
+            let img = r.map_err(|e| EngineError {
+                message: format!(
+                    "{name}:{line}: {msg}",
+                    name = if req.dockerfile.is_empty() { "Dockerfile" } else { &req.dockerfile },
+                    line = ins.line,
+                    msg = e.message
+                ),
+                ..e
             })?;
             say(out, format!(" ---> {}\n", img.id().short()));
             st.image = Some(img);
@@ -707,7 +736,7 @@ impl Engine {
             let cfg = serde_json::to_string(&st.run).unwrap_or_default();
             let key = hash_key(&[&parent, &desc, &cfg]);
             if !req.no_cache
-                && let Some(img) = this.cached(&key)
+                && let Some(img) = this.cached(&key, &req.cache_from)
             {
                 say(out, " ---> Using cache\n");
                 return Ok(img);
@@ -842,7 +871,7 @@ impl Engine {
                 st.run.working_dir = Some(abs.clone());
                 let key = hash_key(&[&parent, "WORKDIR", &abs, &serde_json::to_string(&st.run).unwrap_or_default()]);
                 if !req.no_cache
-                    && let Some(img) = self.cached(&key)
+                    && let Some(img) = self.cached(&key, &req.cache_from)
                 {
                     say(out, " ---> Using cache\n");
                     return Ok(img);
@@ -906,7 +935,7 @@ impl Engine {
                     &mounts_key.join("\n"),
                 ]);
                 if !req.no_cache
-                    && let Some(img) = self.cached(&key)
+                    && let Some(img) = self.cached(&key, &req.cache_from)
                 {
                     self.release_mounts(&mounts);
                     say(out, " ---> Using cache\n");
@@ -955,6 +984,14 @@ impl Engine {
                 network_mode: Some(if network == "default" { "bridge".into() } else { network.to_string() }),
                 binds: Some(mounts.iter().filter_map(|m| m.bind.clone()).collect()),
                 tmpfs: Some(mounts.iter().filter_map(|m| m.tmpfs.clone()).collect()),
+                extra_hosts: Some(req.extra_hosts.clone()).filter(|h| !h.is_empty()),
+                memory: req.run_limits.memory,
+                memory_swap: req.run_limits.memory_swap,
+                cpu_shares: req.run_limits.cpu_shares,
+                cpuset_cpus: req.run_limits.cpuset_cpus.clone(),
+                cpu_period: req.run_limits.cpu_period,
+                cpu_quota: req.run_limits.cpu_quota,
+                shm_size: req.run_limits.shm_size,
                 ..Default::default()
             }),
             ..Default::default()
@@ -965,16 +1002,16 @@ impl Engine {
             let ran = async {
                 self.containers.start(&id).await?;
                 let (_, mut logs) = self.containers.logs(
-                &id,
-                crate::container::logs::LogOptions {
-                    stdout: true,
-                    stderr: true,
-                    follow: true,
-                    tail: None,
-                    since: None,
-                    until: None,
-                },
-            )?;
+                    &id,
+                    crate::container::logs::LogOptions {
+                        stdout: true,
+                        stderr: true,
+                        follow: true,
+                        tail: None,
+                        since: None,
+                        until: None,
+                    },
+                )?;
                 while let Some(l) = logs.recv().await {
                     say(out, String::from_utf8_lossy(&l.data).into_owned());
                 }
@@ -985,7 +1022,8 @@ impl Engine {
                 () = req.cancel.cancelled() => return Err(cancelled()),
             };
             if code != 0 {
-                return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" "))));
+                return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" ")))
+                    .with_code(code));
             }
             // Mount targets are not content of the step (their mountpoints stay out of the layer).
             let mut skip: Vec<String> = crate::container::RUNTIME_FILES.iter().map(|s| s.to_string()).collect();
@@ -1101,6 +1139,7 @@ impl Engine {
         let parent_img = st.image.clone();
         let run = st.run.clone();
         let no_cache = req.no_cache;
+        let cache_from = req.cache_from.clone();
         let ignore = ignore.cloned();
         let kw = if add { "ADD" } else { "COPY" };
         let out2 = out.clone();
@@ -1191,6 +1230,11 @@ impl Engine {
                             None
                         };
                         if meta.is_dir() {
+                            // A directory's contents go into the destination, which is a
+                            // directory even without a trailing slash (`COPY . /src`).
+                            if !dir_dest {
+                                plan.dest_dir = dest_abs.clone();
+                            }
                             walk(&real_root, &rel_real, kept.as_deref().unwrap_or(""), ign, &mut plan.entries)?;
                         } else {
                             let base = Path::new(&rel)
@@ -1223,7 +1267,7 @@ impl Engine {
                     arch_hash.push_str(&Digest::of(&std::fs::read(a)?).to_string());
                 }
                 let key = hash_key(&[&parent, kw, &plan.dest_dir, &hash, &arch_hash, &format!("{owner:?}{chmod:?}")]);
-                if !no_cache && let Some(img) = this.cached(&key) {
+                if !no_cache && let Some(img) = this.cached(&key, &cache_from) {
                     out2(BuildOut::Stream(" ---> Using cache\n".into()));
                     return Ok(img);
                 }

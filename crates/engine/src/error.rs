@@ -21,11 +21,14 @@ pub enum Kind {
 pub struct EngineError {
     pub kind: Kind,
     pub message: String,
+    /// A status code the client shows beside the message (a failed RUN step's exit code, which
+    /// the classic builder's `errorDetail.code` carries).
+    pub code: Option<i64>,
 }
 
 impl EngineError {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        EngineError { kind, message: message.into() }
+        EngineError { kind, message: message.into(), code: None }
     }
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(Kind::NotFound, m)
@@ -41,6 +44,11 @@ impl EngineError {
     }
     pub fn not_modified() -> Self {
         Self::new(Kind::NotModified, "")
+    }
+    /// The same error with a status code for the client (see [`EngineError::code`]).
+    pub fn with_code(mut self, code: i64) -> Self {
+        self.code = Some(code);
+        self
     }
     pub fn no_container(name: &str) -> Self {
         Self::not_found(format!("No such container: {name}"))
@@ -65,7 +73,7 @@ impl From<ImageError> for EngineError {
             ImageError::NotFound(n) => format!("No such image: {n}"),
             _ => error_chain(&e),
         };
-        EngineError { kind, message }
+        EngineError { kind, message, code: None }
     }
 }
 

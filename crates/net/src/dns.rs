@@ -470,10 +470,13 @@ mod tests {
                 "u".to_string(),
                 NetworkZone { entries: vec![entry([192, 0, 2, 7], &["example.test"])], upstreams: vec![] },
             )]);
-            up_dir.replace(zones, HashMap::from([(
-                ("u".to_string(), Ipv4Addr::LOCALHOST),
-                Client { networks: vec!["u".into()], upstreams: None },
-            )]));
+            up_dir.replace(
+                zones,
+                HashMap::from([(
+                    ("u".to_string(), Ipv4Addr::LOCALHOST),
+                    Client { networks: vec!["u".into()], upstreams: None },
+                )]),
+            );
             DnsServer::start(addr, up_dir.clone(), "u", "lo").await.unwrap()
         };
         let dir = Directory::default();
@@ -524,8 +527,7 @@ mod tests {
         let stranger = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
         stranger.send_to(&query("web.", RecordType::A, 14), addr).await.unwrap();
         let mut buf = vec![0u8; 4096];
-        let (n, _) =
-            tokio::time::timeout(Duration::from_secs(5), stranger.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), stranger.recv_from(&mut buf)).await.unwrap().unwrap();
         let m = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
         assert!(m.answers.is_empty());

@@ -288,10 +288,7 @@ actions = ["pull"]
         again.effective_auth().unwrap();
         assert_eq!(std::fs::read_to_string(login_password_file(dir.path())).unwrap(), pass);
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(login_password_file(dir.path())).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(login_password_file(dir.path())).unwrap().permissions().mode() & 0o777, 0o600);
         let open = Config { root: dir.path().to_path_buf(), anonymous_push: true, ..Default::default() };
         assert!(open.effective_auth().unwrap().is_none());
     }

@@ -251,11 +251,7 @@ impl Registry {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
-            || req
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim() != "0");
+            || req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
         let r = self.dispatch(req).await;
         let resp = r.unwrap_or_else(|e| {
             if e.status.is_server_error() {

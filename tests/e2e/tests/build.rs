@@ -159,7 +159,8 @@ fn failures_name_the_line_and_contexts_cannot_escape() {
     let ctx = unique_dir();
     write(&ctx, "Dockerfile", "FROM busybox\n\nRUN echo out && exit 7\n");
     let o = build(&d, &ctx, &[]);
-    assert_eq!(o.code, 1);
+    // The step's exit code travels in `errorDetail.code`, and the CLI exits with it (as dockerd).
+    assert_eq!(o.code, 7);
     assert!(o.stderr.contains("Dockerfile:3") && o.stderr.contains("returned a non-zero code: 7"), "{}", o.stderr);
     write(&ctx, "Dockerfile", "FROM busybox\nBOGUS x\n");
     let o = build(&d, &ctx, &[]);

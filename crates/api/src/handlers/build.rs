@@ -1,7 +1,6 @@
 //! `POST /build` (the classic builder's API: a tar context in, JSON messages out) and
 //! `POST /build/prune`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -14,17 +13,6 @@ use super::json;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
-
-fn json_map(p: &Params, k: &str) -> ApiResult<BTreeMap<String, String>> {
-    match p.string(k).filter(|s| !s.is_empty()) {
-        None => Ok(BTreeMap::new()),
-        Some(s) => {
-            let m: BTreeMap<String, Option<String>> =
-                serde_json::from_str(&s).map_err(|e| ApiError::bad_request(format!("invalid {k}: {e}")))?;
-            Ok(m.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
-        }
-    }
-}
 
 pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
@@ -57,8 +45,8 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         context: std::path::PathBuf::new(),
         dockerfile: p.string("dockerfile").unwrap_or_else(|| "Dockerfile".into()),
         tags,
-        build_args: json_map(&p, "buildargs")?,
-        labels: json_map(&p, "labels")?,
+        build_args: p.json("buildargs")?,
+        labels: p.json("labels")?,
         no_cache: p.bool("nocache", false),
         target: p.string("target").filter(|t| !t.is_empty()),
         pull: p.bool("pull", false),
@@ -66,6 +54,24 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         network: p.string("networkmode").filter(|n| !n.is_empty() && n != "default"),
         secrets: None,
         cancel: Default::default(),
+        extra_hosts: p
+            .all("extrahosts")
+            .iter()
+            .flat_map(|h| h.split(','))
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect(),
+        run_limits: bollard_stubs::models::HostConfig {
+            memory: p.int("memory")?.filter(|v| *v != 0),
+            memory_swap: p.int("memswap")?.filter(|v| *v != 0),
+            cpu_shares: p.int("cpushares")?.filter(|v| *v != 0),
+            cpuset_cpus: p.string("cpusetcpus"),
+            cpu_period: p.int("cpuperiod")?.filter(|v| *v != 0),
+            cpu_quota: p.int("cpuquota")?.filter(|v| *v != 0),
+            shm_size: p.int("shmsize")?.filter(|v| *v > 0),
+            ..Default::default()
+        },
+        cache_from: p.json("cachefrom")?,
     };
     // The context: untrusted tar (maybe compressed), unpacked path-safely into a private dir.
     let dir = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("context"));
@@ -78,7 +84,8 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             whiteouts: skiff_image::layer::WhiteoutMode::Literal,
             ..Default::default()
         };
-        skiff_image::layer::unpack(tar, &dir2, &opts).map_err(std::io::Error::other)?;
+        skiff_image::layer::unpack(tar, &dir2, &opts)
+            .map_err(|e| std::io::Error::other(skiff_engine::error::error_chain(&e)))?;
         std::io::copy(&mut reader, &mut std::io::sink())?;
         Ok(())
     })
@@ -106,22 +113,66 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), cancel: cancel.clone(), ..breq };
     let (tx, rx) = mpsc::channel(256);
     let (utx, mut urx) = mpsc::unbounded_channel::<serde_json::Value>();
-    let out: skiff_engine::build::Out = Arc::new(move |o| {
-        let v = match o {
-            BuildOut::Stream(s) if !quiet => serde_json::json!({ "stream": s }),
-            BuildOut::Stream(_) => return,
-            BuildOut::Aux(a) => serde_json::json!({ "aux": a }),
-        };
-        let _ = utx.send(v);
-    });
-    tokio::spawn(async move {
-        let task = tokio::spawn({
-            let e = e.clone();
-            async move { e.build(breq, out).await }
+    // `-q`: the steps' output is held back (and sent only if the build fails); a successful
+    // build says just its image ID, as dockerd does.
+    let held = Arc::new(std::sync::Mutex::new(String::new()));
+    let out: skiff_engine::build::Out = {
+        let held = held.clone();
+        Arc::new(move |o| {
+            let v = match o {
+                BuildOut::Stream(s) if !quiet => serde_json::json!({ "stream": s }),
+                BuildOut::Stream(s) => {
+                    held.lock().unwrap_or_else(|p| p.into_inner()).push_str(&s);
+                    return;
+                }
+                BuildOut::Aux(a) => serde_json::json!({ "aux": a }),
+            };
+            let _ = utx.send(v);
+        })
+    };
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    {
+        let e = e.clone();
+        tokio::spawn(async move {
+            let _ = done_tx.send(e.build(breq, out).await);
         });
+    }
+    let cleanup = move || {
+        let _ = skiff_image::fsutil::remove_all(&dir);
+        if let Some(s) = &secrets {
+            let _ = skiff_image::fsutil::remove_all(s);
+        }
+    };
+    // As dockerd: a build that fails before saying anything (a bad Dockerfile, an unknown
+    // target) is an HTTP error; once output has begun, errors come in the stream.
+    let first = tokio::select! {
+        biased;
+        r = &mut done_rx => match r {
+            Ok(Err(err)) if urx.is_empty() => {
+                let _ = tokio::task::spawn_blocking(cleanup).await;
+                return Err(ApiError(err));
+            }
+            r => {
+                done_rx = {
+                    let (t, rx) = tokio::sync::oneshot::channel();
+                    let _ = t.send(r.unwrap_or_else(|_| Err(skiff_engine::EngineError::internal("the build ended"))));
+                    rx
+                };
+                urx.recv().await
+            }
+        },
+        v = urx.recv() => v,
+    };
+    tokio::spawn(async move {
         // A client that goes away (its response dropped) cancels the build, whether or not
         // the build is saying anything at the time.
         let fwd = async {
+            if let Some(v) = first
+                && tx.send(v).await.is_err()
+            {
+                cancel.cancel();
+                return;
+            }
             loop {
                 tokio::select! {
                     v = urx.recv() => match v {
@@ -140,24 +191,32 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
                 }
             }
         };
-        let (r, _) = tokio::join!(task, fwd);
+        let (r, _) = tokio::join!(done_rx, fwd);
         let err = match r {
-            Ok(Ok(_)) => None,
-            Ok(Err(err)) => Some(err.to_string()),
-            Err(err) => Some(err.to_string()),
+            Ok(Ok(img)) => {
+                if quiet {
+                    let _ = tx.send(serde_json::json!({ "stream": format!("{}\n", img.id()) })).await;
+                }
+                None
+            }
+            Ok(Err(err)) => Some(err),
+            Err(_) => Some(skiff_engine::EngineError::internal("the build ended without a result")),
         };
-        if let Some(m) = err {
-            let _ = tx.send(serde_json::json!({ "errorDetail": { "message": m }, "error": m })).await;
+        if let Some(err) = err {
+            let text = std::mem::take(&mut *held.lock().unwrap_or_else(|p| p.into_inner()));
+            if quiet && !text.is_empty() {
+                let _ = tx.send(serde_json::json!({ "stream": text })).await;
+            }
+            let m = err.message;
+            let detail = match err.code {
+                Some(c) => serde_json::json!({ "code": c, "message": m }),
+                None => serde_json::json!({ "message": m }),
+            };
+            let _ = tx.send(serde_json::json!({ "errorDetail": detail, "error": m })).await;
         }
         // End the response first; the context (and secrets) go afterwards.
         drop(tx);
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = skiff_image::fsutil::remove_all(&dir);
-            if let Some(s) = secrets {
-                let _ = skiff_image::fsutil::remove_all(&s);
-            }
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(cleanup).await;
     });
     let mut r = Response::new(stream::json_lines(rx));
     r.headers_mut().insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));

@@ -182,9 +182,25 @@ pub async fn remove(
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     if p.bool("link", false) {
-        return Err(ApiError::bad_request("legacy links are not supported"));
+        return Err(ApiError::bad_request(format!(
+            "Conflict, cannot remove the default link name of the container /{id}"
+        )));
     }
     e.containers.remove(&id, p.bool("force", false), p.bool("v", false)).await?;
+    Ok(no_content())
+}
+
+/// `DELETE /containers/PARENT/ALIAS?link=1` (`docker rm --link`): a legacy link.
+pub async fn remove_link(
+    State(e): State<Arc<Engine>>,
+    Path((id, link)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    if !p.bool("link", false) || link.contains('/') {
+        return Err(ApiError(skiff_engine::EngineError::no_container(&format!("{id}/{link}"))));
+    }
+    e.containers.remove_link(&id, &link)?;
     Ok(no_content())
 }
 

@@ -261,8 +261,7 @@ where
 
 /// `POST /auth`: checks credentials against a registry.
 pub async fn auth(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let c: skiff_distribution::Credentials =
-        serde_json::from_slice(&body).map_err(|err| ApiError::bad_request(format!("invalid auth config: {err}")))?;
+    let c: skiff_distribution::Credentials = super::json_body(&body)?;
     let server = c.server_address.clone();
     e.images.login(&server, c).await?;
     Ok(json(&serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" })))

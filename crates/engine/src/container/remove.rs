@@ -91,4 +91,32 @@ impl Containers {
             tracing::debug!(container = %id, reply = ?r, "monitor told to shut down");
         }
     }
+
+    /// `docker rm --link /PARENT/ALIAS`: removes a legacy link from its parent (the linked
+    /// container stays).
+    pub fn remove_link(&self, parent: &str, alias: &str) -> Result<()> {
+        let p = self.get(parent).map_err(|_| {
+            EngineError::not_found(format!("Cannot get parent /{parent} for link name /{parent}/{alias}"))
+        })?;
+        let matches = |l: &String| {
+            let (target, a) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            let a = a.rsplit('/').next().unwrap_or(a);
+            a == alias || target.trim_start_matches('/') == alias
+        };
+        let linked = p.with(|r| {
+            r.host_config.links.iter().flatten().any(matches) || r.networks.iter().any(|e| e.links.iter().any(matches))
+        });
+        if !linked {
+            return Err(EngineError::not_found(format!("No such link: /{parent}/{alias}")));
+        }
+        self.update(&p, Durability::Sync, |r| {
+            if let Some(l) = &mut r.host_config.links {
+                l.retain(|x| !matches(x));
+            }
+            for e in &mut r.networks {
+                e.links.retain(|x| !matches(x));
+            }
+        })?;
+        Ok(())
+    }
 }

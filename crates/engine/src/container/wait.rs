@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-
 use super::{Containers, Status};
 use crate::error::{EngineError, Result};
 

@@ -826,7 +826,9 @@ impl Networks {
                 .live
                 .values()
                 .flat_map(|l| l.endpoints.iter())
-                .filter_map(|e| Some((e.live.as_ref()?.host_veth.clone(), inner.nets.get(&e.network_id)?.bridge.clone())))
+                .filter_map(|e| {
+                    Some((e.live.as_ref()?.host_veth.clone(), inner.nets.get(&e.network_id)?.bridge.clone()))
+                })
                 .collect();
             for (veth, bridge) in plugs {
                 let Some(index) = inner.ready_bridges.get(&bridge).copied() else { continue };

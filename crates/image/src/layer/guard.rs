@@ -11,6 +11,11 @@
 //! of the entry it describes, GNU sparse extension blocks after a sparse header — and passes
 //! every byte through unchanged. It only looks; the parser still decides what the bytes mean.
 //! After the end-of-archive marker (or a header the parser would reject) it stops looking.
+//!
+//! It is also as lenient as Go's reader about one thing: a stream that ends right after an
+//! entry's data, without the entry's padding and the end-of-archive marker, ends there (the docker
+//! CLI sends build contexts cut that way when it adds a Dockerfile from outside the context). The
+//! guard supplies the missing zeros; a stream cut inside an entry's data still fails.
 
 use std::io::{self, Read};
 
@@ -24,14 +29,18 @@ pub struct TarGuard<R> {
     inner: R,
     /// Bytes to pass through before the next header: served from `buf` first, then `inner`.
     passthrough: u64,
+    /// How many of the last `passthrough` bytes are padding (zeros after an entry's data).
+    padding: u64,
     buf: Vec<u8>,
     buf_pos: usize,
     /// The size a PAX header set for the next file entry.
     pax_size: Option<u64>,
     /// Extension blocks of a GNU sparse entry still to come (each may announce another).
     sparse_ext: bool,
-    /// The data (padded) of that sparse entry, which follows its last extension block.
+    /// The data (padded) of that sparse entry, which follows its last extension block, and
+    /// its padding.
     pending_data: u64,
+    pending_pad: u64,
     /// Stopped looking (end of archive, or a header the parser rejects).
     done: bool,
 }
@@ -41,11 +50,13 @@ impl<R: Read> TarGuard<R> {
         TarGuard {
             inner,
             passthrough: 0,
+            padding: 0,
             buf: Vec::new(),
             buf_pos: 0,
             pax_size: None,
             sparse_ext: false,
             pending_data: 0,
+            pending_pad: 0,
             done: false,
         }
     }
@@ -80,6 +91,7 @@ impl<R: Read> TarGuard<R> {
             self.sparse_ext = self.buf[504] == 1;
             if !self.sparse_ext {
                 self.passthrough = self.pending_data;
+                self.padding = self.pending_pad;
             }
             return Ok(());
         }
@@ -132,10 +144,12 @@ impl<R: Read> TarGuard<R> {
         if !is_ext && kind.is_gnu_sparse() && h.as_gnu().is_some_and(|g| g.is_extended()) {
             self.sparse_ext = true;
             self.pending_data = padded;
+            self.pending_pad = padded - size;
             self.passthrough = 0;
             return Ok(());
         }
         self.passthrough = padded;
+        self.padding = padded - size;
         Ok(())
     }
 }
@@ -170,6 +184,13 @@ impl<R: Read> Read for TarGuard<R> {
                 let n = self.inner.read(&mut out[..want])?;
                 if n == 0 {
                     self.done = true;
+                    if self.passthrough <= self.padding {
+                        // Cut after the data: the padding and an end-of-archive marker.
+                        self.buf = vec![0u8; self.passthrough as usize + 2 * BLOCK as usize];
+                        self.buf_pos = 0;
+                        self.passthrough = 0;
+                        continue;
+                    }
                     return Ok(0);
                 }
                 self.passthrough -= n as u64;

@@ -417,3 +417,25 @@ fn pack_round_trip_is_deterministic() {
     assert_eq!(fs::read_link(dst.join("a/l")).unwrap(), Path::new("b/f"));
     assert_eq!(pack(&dst), one);
 }
+
+#[test]
+fn a_stream_cut_after_the_last_entrys_data_ends_there_as_with_go() {
+    // What the docker CLI sends when it adds an outside Dockerfile to a build context: the
+    // last entry's padding and the end-of-archive marker are missing.
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [("a", &b"first"[..]), (".dockerignore", &b"Dockerfile\n.dockerignore\n"[..])] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let full = b.into_inner().unwrap();
+    let cut = &full[..512 + 512 + 512 + 26];
+    let dir = tempfile::tempdir().unwrap();
+    unpack(cut, dir.path(), &opts(WhiteoutMode::Literal)).unwrap();
+    assert_eq!(fs::read(dir.path().join(".dockerignore")).unwrap(), b"Dockerfile\n.dockerignore\n");
+    // Cut inside the data, it is still an error (no file is made up).
+    let short = &full[..512 + 512 + 512 + 10];
+    let other = tempfile::tempdir().unwrap();
+    assert!(unpack(short, other.path(), &opts(WhiteoutMode::Literal)).is_err());
+}

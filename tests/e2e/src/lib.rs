@@ -435,6 +435,40 @@ impl Daemon {
         (status, body)
     }
 
+    /// Raw HTTP with a binary body and content type: (status, headers, body); a chunked
+    /// body is de-chunked.
+    pub fn http_raw(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+        use std::io::Read;
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).expect("send");
+        s.write_all(body).expect("send body");
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).expect("read");
+        let split = resp.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4).unwrap_or(resp.len());
+        let headers = String::from_utf8_lossy(&resp[..split]).into_owned();
+        let status = headers.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut body = resp[split..].to_vec();
+        if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while let Some(j) = body[i..].windows(2).position(|w| w == b"\r\n") {
+                let n = usize::from_str_radix(String::from_utf8_lossy(&body[i..i + j]).trim(), 16).unwrap_or(0);
+                i += j + 2;
+                if n == 0 || i + n > body.len() {
+                    break;
+                }
+                out.extend_from_slice(&body[i..i + n]);
+                i += n + 2;
+            }
+            body = out;
+        }
+        (status, headers, body)
+    }
+
     /// Imports a busybox rootfs (Debian's busybox-static) as `name`.
     pub fn import_busybox(&mut self, name: &str) {
         let tar = busybox_tar(&self.dir);

@@ -143,26 +143,36 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             let _ = skiff_image::fsutil::remove_all(s);
         }
     };
+    let mut first_line = None;
     // As dockerd: a build that fails before saying anything (a bad Dockerfile, an unknown
     // target) is an HTTP error; once output has begun, errors come in the stream.
-    let first = tokio::select! {
+    // The build's result if it ended before saying anything (its output channel closes before
+    // the result arrives, so wait for the result then).
+    let early = tokio::select! {
         biased;
-        r = &mut done_rx => match r {
-            Ok(Err(err)) if urx.is_empty() => {
-                let _ = tokio::task::spawn_blocking(cleanup).await;
-                return Err(ApiError(err));
+        r = &mut done_rx => Some(r),
+        v = urx.recv() => match v {
+            Some(v) => {
+                first_line = Some(v);
+                None
             }
-            r => {
-                done_rx = {
-                    let (t, rx) = tokio::sync::oneshot::channel();
-                    let _ = t.send(r.unwrap_or_else(|_| Err(skiff_engine::EngineError::internal("the build ended"))));
-                    rx
-                };
-                urx.recv().await
-            }
+            None => Some((&mut done_rx).await),
         },
-        v = urx.recv() => v,
     };
+    if let Some(r) = early {
+        let r = r.unwrap_or_else(|_| Err(skiff_engine::EngineError::internal("the build ended without a result")));
+        if urx.is_empty()
+            && let Err(err) = r
+        {
+            let _ = tokio::task::spawn_blocking(cleanup).await;
+            return Err(ApiError(err));
+        }
+        let (t, rx) = tokio::sync::oneshot::channel();
+        let _ = t.send(r);
+        done_rx = rx;
+        first_line = urx.recv().await;
+    }
+    let first = first_line;
     tokio::spawn(async move {
         // A client that goes away (its response dropped) cancels the build, whether or not
         // the build is saying anything at the time.

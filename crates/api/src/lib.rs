@@ -8,6 +8,7 @@
 pub mod error;
 pub mod handlers;
 pub mod params;
+pub mod shape;
 pub mod stream;
 pub mod version;
 
@@ -125,20 +126,41 @@ async fn handle(router: Router, req: Request<Incoming>) -> Response {
 }
 
 /// Serves the API on a listening unix socket until `shutdown` resolves.
-pub async fn serve(listener: UnixListener, engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(listeners: Vec<UnixListener>, engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
     let app = router(engine);
     tokio::pin!(shutdown);
+    // One accept loop per socket (dockerd's repeated -H), all feeding the same service.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::net::UnixStream>(64);
+    let mut accepting = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let tx = tx.clone();
+        accepting.spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((s, _)) => {
+                        if tx.send(s).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
     loop {
         let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => return,
             },
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => {
+                accepting.abort_all();
+                return;
+            }
         };
         let app = app.clone();
         tokio::spawn(async move {

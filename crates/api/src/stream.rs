@@ -83,7 +83,7 @@ where
                 Ok(n) => n,
             };
             let mut chunk = &buf[..n];
-            if !keys.is_empty() && tty {
+            if !keys.is_empty() && input.is_some() {
                 // Detach when the whole key sequence arrives; hold back a partial match.
                 let mut out = Vec::with_capacity(n);
                 for &b in chunk {
@@ -134,6 +134,27 @@ where
     let _ = wr.flush().await;
     let _ = wr.shutdown().await;
     reader.abort();
+}
+
+/// The `101 Switching Protocols` answer that hands a connection over to a raw stream.
+pub fn upgraded_response(tty: bool) -> axum::response::Response {
+    use axum::http::{HeaderValue, StatusCode, header};
+    let mut r = axum::response::Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
+}
+
+/// Writes an error into a hijacked stream (as stdout, as dockerd does) and closes it.
+pub async fn write_error<IO: AsyncWrite + Unpin>(mut io: IO, message: &str, tty: bool) {
+    let text = format!("{message}\r\n");
+    let bytes = if tty { Bytes::from(text) } else { mux(1, text.as_bytes()) };
+    let _ = io.write_all(&bytes).await;
+    let _ = io.shutdown().await;
 }
 
 /// The output of an attach as a plain response body (clients that did not ask to upgrade).

@@ -22,6 +22,60 @@ impl std::fmt::Display for ApiVersion {
     }
 }
 
+impl ApiVersion {
+    /// Whether the request speaks an API older than `v` (`"1.40"`).
+    pub fn below(self, v: &str) -> bool {
+        ApiVersion::parse(v).is_some_and(|v| self < v)
+    }
+}
+
+/// The adapters: how answers and requests differ for older clients, kept here rather than as
+/// version checks spread through the handlers.
+pub mod adapt {
+    use super::ApiVersion;
+
+    /// `GET /info`: before 1.25 it named an execution driver.
+    pub fn info(v: ApiVersion, info: &mut serde_json::Value) {
+        if v.below("1.25")
+            && let Some(o) = info.as_object_mut()
+        {
+            o.insert("ExecutionDriver".into(), "<not supported>".into());
+        }
+    }
+
+    /// `GET /containers/{id}/json`: before 1.20 the resources sat in `Config`.
+    pub fn container_inspect(v: ApiVersion, c: &mut serde_json::Value) {
+        if !v.below("1.20") {
+            return;
+        }
+        let hc = c["HostConfig"].clone();
+        if let Some(cfg) = c["Config"].as_object_mut() {
+            for (k, from) in [
+                ("Cpuset", "CpusetCpus"),
+                ("CpuShares", "CpuShares"),
+                ("Memory", "Memory"),
+                ("MemorySwap", "MemorySwap"),
+            ] {
+                cfg.insert(k.into(), hc.get(from).cloned().unwrap_or(serde_json::Value::Null));
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/update`: `PidsLimit` came with 1.40; older clients' value is
+    /// ignored.
+    pub fn container_update(v: ApiVersion, u: &mut bollard_stubs::models::ContainerUpdateBody) {
+        if v.below("1.40") {
+            u.pids_limit = None;
+        }
+    }
+
+    /// `POST /containers/{id}/kill`: before 1.20 killing a container that is not running was
+    /// not an error.
+    pub fn kill_not_running_is_ok(v: ApiVersion) -> bool {
+        v.below("1.20")
+    }
+}
+
 /// Splits `/v1.44/containers/json` into (`1.44`, `/containers/json`).
 pub fn split_version(path: &str) -> (Option<&str>, &str) {
     if let Some(rest) = path.strip_prefix("/v")

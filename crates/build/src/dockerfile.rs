@@ -473,6 +473,21 @@ fn one(rest: &str, what: &str) -> Result<String, String> {
     Ok(rest.to_string())
 }
 
+/// Parses one instruction written on one line, as `docker commit --change` and `docker import
+/// --change` take them (no continuation lines, heredocs or FROM). Errors name the problem.
+pub fn parse_line(line: &str) -> Result<Instruction, String> {
+    let line = line.trim();
+    let (kw, rest) = match line.find(|c: char| c.is_whitespace()) {
+        Some(p) => (&line[..p], line[p..].trim()),
+        None => (line, ""),
+    };
+    let kw = kw.to_ascii_uppercase();
+    if kw == "FROM" {
+        return Err("FROM is not an instruction that changes an image's configuration".into());
+    }
+    instruction(&kw, rest, Vec::new())
+}
+
 fn instruction(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instruction, String> {
     Ok(match kw {
         "RUN" => {

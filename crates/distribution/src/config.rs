@@ -67,14 +67,44 @@ pub struct Endpoint {
 
 /// Loopback registries need no opt-in, as with Docker.
 pub fn is_loopback_host(host: &str) -> bool {
-    let h = match host.strip_prefix('[') {
+    let h = host_part(host);
+    h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host[:port]` or `[v6]:port` without the port.
+fn host_part(host: &str) -> &str {
+    match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
         None => host
             .rsplit_once(':')
             .map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
             .unwrap_or(host),
+    }
+}
+
+/// An insecure-registry entry written as a CIDR (`10.0.0.0/8`), as dockerd's
+/// `--insecure-registry` accepts: (network, prefix length).
+pub fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = s.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (len <= max).then_some((ip, len))
+}
+
+fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    let bits = |ip: IpAddr| -> (u128, u32) {
+        match ip {
+            IpAddr::V4(a) => (u32::from(a) as u128, 32),
+            IpAddr::V6(a) => (u128::from(a), 128),
+        }
     };
-    h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let ((a, wa), (b, wb)) = (bits(ip), bits(net));
+    if wa != wb {
+        return false;
+    }
+    let shift = wa - len as u32;
+    shift >= wa || (a >> shift) == (b >> shift)
 }
 
 impl RegistriesConfig {
@@ -99,7 +129,12 @@ impl RegistriesConfig {
     }
 
     fn host_insecure(&self, host: &str) -> bool {
-        is_loopback_host(host) || self.insecure.iter().any(|i| i == host)
+        let ip = host_part(host).parse::<IpAddr>().ok();
+        is_loopback_host(host)
+            || self
+                .insecure
+                .iter()
+                .any(|i| i == host || matches!((ip, parse_cidr(i)), (Some(ip), Some(net)) if in_cidr(ip, net)))
     }
 
     /// The endpoints for a repository `domain/path`, mirrors first (pull) then the location.
@@ -208,6 +243,19 @@ location = "10.1.1.1:5000/quay"
         for h in ["example.com", "10.0.0.1:5000", "localhost.evil.com"] {
             assert!(!is_loopback_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn insecure_cidrs() {
+        let c = RegistriesConfig { insecure: vec!["10.20.0.0/16".into(), "fd00::/8".into()], ..Default::default() };
+        assert!(c.host_insecure("10.20.3.4:5000"));
+        assert!(c.host_insecure("10.20.255.1"));
+        assert!(!c.host_insecure("10.21.0.1:5000"));
+        assert!(c.host_insecure("[fd12::1]:5000"));
+        assert!(!c.host_insecure("registry.example:5000"), "names are not in networks");
+        assert!(RegistriesConfig { insecure: vec!["0.0.0.0/0".into()], ..Default::default() }.host_insecure("8.8.8.8"));
+        assert_eq!(parse_cidr("10.0.0.0/33"), None);
+        assert_eq!(parse_cidr("host:5000"), None);
     }
 
     #[test]

@@ -27,25 +27,13 @@ pub struct PullOutcome {
     pub downloaded: bool,
 }
 
-/// Parses `os/arch[/variant]`.
+/// Parses a platform specifier (`os[/arch[/variant]]`, as Docker's tools write it).
 pub fn parse_platform(s: &str) -> Result<Platform, DistError> {
-    let parts: Vec<&str> = s.split('/').collect();
-    let bad = || DistError::Invalid(format!("invalid platform {s:?} (want os/arch[/variant])"));
-    if parts.len() < 2 || parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err(bad());
-    }
-    Ok(Platform {
-        os: parts[0].to_string(),
-        architecture: parts[1].to_string(),
-        variant: parts.get(2).map(|v| v.to_string()),
-        os_version: None,
-    })
+    Platform::parse(s).map_err(DistError::Invalid)
 }
 
 fn platform_matches(want: &Platform, have: &Platform) -> bool {
-    want.os == have.os
-        && want.architecture == have.architecture
-        && (want.variant.is_none() || have.variant.is_none() || want.variant == have.variant)
+    want.matches(have)
 }
 
 async fn blocking<T: Send + 'static>(

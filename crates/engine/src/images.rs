@@ -10,7 +10,7 @@ use bollard_stubs::models::{
     ImagePruneResponse, ImageSummary,
 };
 use skiff_image::archive::{self, LoadResult, SaveItem};
-use skiff_image::store::{Image, NewImage, apply_changes};
+use skiff_image::store::{Image, NewImage};
 use skiff_image::{Digest, ImageStore, Reference};
 
 use crate::container::Containers;
@@ -70,6 +70,16 @@ fn glob(pat: &str, s: &str) -> bool {
         }
     }
     go(&p, &t)
+}
+
+/// A `reference=` pattern against a familiar reference (`name:tag` or `name@digest`): the whole
+/// of it or its name alone, as dockerd matches.
+fn reference_matches(pattern: &str, r: &str) -> bool {
+    let name_end = r.find('@').unwrap_or_else(|| match r.rfind(':') {
+        Some(i) if !r[i..].contains('/') => i,
+        _ => r.len(),
+    });
+    glob(pattern, r) || glob(pattern, &r[..name_end])
 }
 
 fn api_config(img: &Image) -> ApiImageConfig {
@@ -134,7 +144,15 @@ impl Images {
         let since = f.since.as_deref().map(|b| self.store.resolve(b)).transpose()?.map(|i| created_secs(&i));
         let mut out = Vec::new();
         for img in self.store.list() {
-            let (tags, digests) = self.tags_of(&img);
+            let (mut tags, mut digests) = self.tags_of(&img);
+            if !f.references.is_empty() {
+                // Only the references that match are listed (and an image with none is not).
+                tags.retain(|t| f.references.iter().any(|p| reference_matches(p, t)));
+                digests.retain(|t| f.references.iter().any(|p| reference_matches(p, t)));
+                if tags.is_empty() && digests.is_empty() {
+                    continue;
+                }
+            }
             let dangling = tags.is_empty() && digests.is_empty();
             if !all && dangling && !self.store.children_of(img.id()).is_empty() {
                 continue; // intermediate image
@@ -149,14 +167,6 @@ impl Images {
                 Some((k, v)) => labels.get(k).map(|x| x == v).unwrap_or(false),
                 None => labels.contains_key(l),
             }) {
-                continue;
-            }
-            if !f.references.is_empty()
-                && !f
-                    .references
-                    .iter()
-                    .any(|p| tags.iter().any(|t| glob(p, t) || glob(p, t.split(':').next().unwrap_or(""))))
-            {
                 continue;
             }
             let created = created_secs(&img);
@@ -404,7 +414,7 @@ impl Images {
         message: Option<String>,
     ) -> Result<String> {
         let mut run = skiff_image::spec::RunConfig::default();
-        apply_changes(&mut run, changes)?;
+        crate::build::changes::apply(&mut run, changes)?;
         let img = self.store.create_image(
             NewImage {
                 parent: None,
@@ -526,5 +536,15 @@ mod tests {
         assert!(glob("busybox", "busybox"));
         assert!(!glob("busy*", "library/busybox"));
         assert!(glob("*/x", "a/x"));
+    }
+
+    #[test]
+    fn references_match_whole_or_by_name() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busybox:v1", "busybox:v1"));
+        assert!(!reference_matches("busybox:v1", "busybox:v2"));
+        assert!(reference_matches("localhost:5000/app", "localhost:5000/app:1"));
+        assert!(!reference_matches("localhost", "localhost:5000/app:1"));
+        assert!(reference_matches("app", "app@sha256:abc"));
     }
 }

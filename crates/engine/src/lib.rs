@@ -40,6 +40,11 @@ pub struct EngineConfig {
     pub default_log: bollard_stubs::models::HostConfigLogConfig,
     /// Bytes of file content one image may unpack to (pull, load, import); none: no limit.
     pub max_image_size: Option<u64>,
+    /// IPC and cgroup namespace modes for containers that name none.
+    pub container_defaults: container::Defaults,
+    /// What `docker info` reports as Debug and Experimental.
+    pub debug: bool,
+    pub experimental: bool,
 }
 
 pub struct Engine {
@@ -58,6 +63,7 @@ impl Engine {
     /// Opens (creating if needed) the daemon's state. Call [`Engine::restore`] next, inside the
     /// async runtime.
     pub fn open(config: EngineConfig) -> Result<Engine> {
+        config.container_defaults.validate()?;
         std::fs::create_dir_all(&config.data_root)?;
         std::fs::create_dir_all(&config.exec_root)?;
         let db = Arc::new(Db::open(&config.data_root.join("metadata.redb"))?);
@@ -96,6 +102,7 @@ impl Engine {
             config.exec_root.clone(),
             config.monitor_bin.clone(),
             config.default_log.clone(),
+            config.container_defaults.clone(),
         )?;
         // Build contexts and secrets of builds a killed daemon left behind.
         let scratch = config.data_root.join("tmp");
@@ -146,8 +153,11 @@ impl Engine {
         }
     }
 
-    /// At daemon shutdown (running containers keep running).
+    /// At daemon shutdown: running containers keep running, unless live restore is off.
     pub async fn shutdown(&self) {
+        if !self.config.container_defaults.live_restore {
+            self.containers.stop_all().await;
+        }
         self.networks.shutdown().await;
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing metadata");

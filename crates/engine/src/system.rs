@@ -12,7 +12,7 @@ use crate::container::Status;
 
 /// The newest Engine API version we serve, and the oldest.
 pub const API_VERSION: &str = "1.50";
-pub const MIN_API_VERSION: &str = "1.24";
+pub const MIN_API_VERSION: &str = "1.12";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn kernel() -> String {
@@ -61,7 +61,7 @@ impl Engine {
             os: Some("linux".into()),
             arch: Some(go_arch()),
             kernel_version: Some(kernel()),
-            experimental: Some(false),
+            experimental: Some(self.config.experimental),
             build_time: None,
         }
     }
@@ -103,7 +103,7 @@ impl Engine {
             pids_limit: Some(true),
             oom_kill_disable: Some(!v2),
             bridge_nf_iptables: Some(false),
-            debug: Some(false),
+            debug: Some(self.config.debug),
             nfd: Some(std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0)),
             n_goroutines: Some(0),
             system_time: Some(skiff_common::timefmt::now()),
@@ -134,7 +134,7 @@ impl Engine {
                 },
             )])),
             default_runtime: Some("skiff".into()),
-            live_restore_enabled: Some(true),
+            live_restore_enabled: Some(self.config.container_defaults.live_restore),
             init_binary: Some("tini".into()),
             security_options: Some(vec!["name=seccomp,profile=builtin".into()]),
             warnings: Some(vec![]),
@@ -212,14 +212,21 @@ fn registry_config(r: &skiff_distribution::RegistriesConfig) -> bollard_stubs::m
             official: Some(true),
         },
     )]);
+    let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
     for host in r.insecure.iter().chain(r.registries.iter().filter(|e| e.insecure).map(|e| &e.prefix)) {
+        if skiff_distribution::config::parse_cidr(host).is_some() {
+            if !cidrs.contains(host) {
+                cidrs.push(host.clone());
+            }
+            continue;
+        }
         index.insert(
             host.clone(),
             IndexInfo { name: Some(host.clone()), mirrors: Some(vec![]), secure: Some(false), official: Some(false) },
         );
     }
     bollard_stubs::models::RegistryServiceConfig {
-        insecure_registry_cidrs: Some(vec!["127.0.0.0/8".into(), "::1/128".into()]),
+        insecure_registry_cidrs: Some(cidrs),
         index_configs: Some(index),
         mirrors: Some(mirrors),
     }

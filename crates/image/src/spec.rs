@@ -94,6 +94,104 @@ impl Platform {
             os_version: None,
         }
     }
+
+    /// Parses a platform specifier as Docker's tools do: `os`, `arch`, `os/arch` or
+    /// `os/arch/variant`, normalized (`x86_64` → `amd64`, `aarch64` → `arm64`, `macos` →
+    /// `darwin`). A single word must name a known OS or architecture.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        const OSES: &[&str] = &[
+            "aix",
+            "android",
+            "darwin",
+            "dragonfly",
+            "freebsd",
+            "hurd",
+            "illumos",
+            "ios",
+            "js",
+            "linux",
+            "nacl",
+            "netbsd",
+            "openbsd",
+            "plan9",
+            "solaris",
+            "windows",
+            "zos",
+        ];
+        const ARCHES: &[&str] = &[
+            "386",
+            "amd64",
+            "amd64p32",
+            "arm",
+            "armbe",
+            "arm64",
+            "arm64be",
+            "loong64",
+            "mips",
+            "mipsle",
+            "mips64",
+            "mips64le",
+            "mips64p32",
+            "mips64p32le",
+            "ppc",
+            "ppc64",
+            "ppc64le",
+            "riscv",
+            "riscv64",
+            "s390",
+            "s390x",
+            "sparc",
+            "sparc64",
+            "wasm",
+        ];
+        if s.is_empty() {
+            return Err("invalid platform \"\": an empty specifier".into());
+        }
+        let parts: Vec<String> = s.split('/').map(|p| p.to_ascii_lowercase()).collect();
+        for p in &parts {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                return Err(format!(
+                    "{p:?} is an invalid component of {s:?}: platform specifier component must match \"^[A-Za-z0-9_-]+$\""
+                ));
+            }
+        }
+        let os = |o: &str| if o == "macos" { "darwin".to_string() } else { o.to_string() };
+        let arch = |a: &str, v: Option<&str>| -> (String, Option<String>) {
+            let (a, v) = match (a, v) {
+                ("i386", _) => ("386", None),
+                ("x86_64" | "x86-64" | "amd64", _) => ("amd64", v),
+                ("aarch64" | "arm64", Some("8" | "v8")) | ("aarch64" | "arm64", None) => ("arm64", None),
+                ("aarch64", v) => ("arm64", v),
+                ("armhf", _) => ("arm", Some("v7")),
+                ("armel", _) => ("arm", Some("v6")),
+                ("arm", Some(v)) if v.len() == 1 => return ("arm".into(), Some(format!("v{v}"))),
+                ("arm", None) => ("arm", Some("v7")),
+                (a, v) => (a, v),
+            };
+            (a.to_string(), v.map(str::to_string))
+        };
+        let host = Platform::host();
+        let (os, (architecture, variant)) = match parts.as_slice() {
+            [one] if OSES.contains(&os(one).as_str()) => (os(one), (host.architecture.clone(), host.variant.clone())),
+            [one] if ARCHES.contains(&arch(one, None).0.as_str()) => ("linux".into(), arch(one, None)),
+            [_] => return Err(format!("{s:?}: unknown operating system or architecture: invalid argument")),
+            [o, a] => (os(o), arch(a, None)),
+            [o, a, v] => (os(o), arch(a, Some(v))),
+            _ => return Err(format!("{s:?}: cannot parse platform specifier: invalid argument")),
+        };
+        // arm/v7 is arm's default variant: written without it, as containerd does.
+        let variant =
+            if architecture == "arm" && variant.as_deref() == Some("v7") && parts.len() < 3 { None } else { variant };
+        Ok(Platform { architecture, os, variant, os_version: None })
+    }
+
+    /// Whether an image made for `have` runs where `self` is wanted (a variant left out on
+    /// either side matches any).
+    pub fn matches(&self, have: &Platform) -> bool {
+        self.os == have.os
+            && self.architecture == have.architecture
+            && (self.variant.is_none() || have.variant.is_none() || self.variant == have.variant)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,6 +412,27 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_specifiers() {
+        let p = |s: &str| Platform::parse(s).map(|p| (p.os, p.architecture, p.variant));
+        let host = Platform::host();
+        assert_eq!(p("linux/amd64").unwrap(), ("linux".into(), "amd64".into(), None));
+        assert_eq!(p("Linux/x86_64").unwrap(), ("linux".into(), "amd64".into(), None));
+        assert_eq!(p("linux/aarch64").unwrap(), ("linux".into(), "arm64".into(), None));
+        assert_eq!(p("linux/arm/v6").unwrap(), ("linux".into(), "arm".into(), Some("v6".into())));
+        assert_eq!(p("linux/arm").unwrap(), ("linux".into(), "arm".into(), None));
+        assert_eq!(p("arm64").unwrap(), ("linux".into(), "arm64".into(), None));
+        assert_eq!(p("windows").unwrap(), ("windows".into(), host.architecture, host.variant));
+        assert_eq!(p("macos/arm64").unwrap().0, "darwin");
+        for bad in ["foobar", "", "linux/", "/amd64", "linux/amd64/v1/x", "linux/am d64", "linux/../x"] {
+            assert!(Platform::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(p("foobar").unwrap_err().contains("unknown operating system or architecture"));
+        let want = Platform::parse("linux/arm64").unwrap();
+        assert!(want.matches(&Platform { variant: Some("v8".into()), ..want.clone() }));
+        assert!(!want.matches(&Platform::parse("linux/amd64").unwrap()));
+    }
 
     #[test]
     fn chain_ids_follow_the_spec() {

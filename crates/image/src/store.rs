@@ -260,6 +260,12 @@ impl ImageStore {
 
     /// Points a reference at an image (replacing what it pointed at).
     pub fn tag(&self, r: &Reference, id: &Digest) -> Result<Option<Digest>, ImageError> {
+        if r.familiar_repository() == "sha256" {
+            // `sha256:<tag>` would read as an image ID.
+            return Err(ImageError::Invalid(
+                "refusing to create an ambiguous tag using digest algorithm as name".into(),
+            ));
+        }
         let _w = self.write.lock().expect("write lock");
         if self.get(id).is_none() {
             return Err(ImageError::NotFound(id.to_string()));
@@ -444,163 +450,5 @@ impl ImageStore {
             .filter_map(|c| self.layers.get(c).ok().flatten())
             .map(|r| r.size)
             .sum()
-    }
-}
-
-/// Parses `--change` lines (Dockerfile instructions allowed by `docker import`/`commit`) onto a
-/// run config.
-pub fn apply_changes(cfg: &mut RunConfig, changes: &[String]) -> Result<(), ImageError> {
-    for line in changes {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let (instr, rest) = match line.split_once(|c: char| c.is_whitespace()) {
-            Some((i, r)) => (i.to_ascii_uppercase(), r.trim()),
-            None => (line.to_ascii_uppercase(), ""),
-        };
-        let bad = |why: &str| ImageError::Invalid(format!("{instr}: {why}"));
-        match instr.as_str() {
-            "CMD" => cfg.cmd = Some(exec_or_shell(rest)),
-            "ENTRYPOINT" => cfg.entrypoint = Some(exec_or_shell(rest)),
-            "ENV" => {
-                let env = cfg.env.get_or_insert_with(Vec::new);
-                for (k, v) in parse_kv(rest, true).map_err(|e| bad(&e))? {
-                    env.retain(|e| e.split('=').next() != Some(k.as_str()));
-                    env.push(format!("{k}={v}"));
-                }
-            }
-            "LABEL" => {
-                let labels = cfg.labels.get_or_insert_with(BTreeMap::new);
-                for (k, v) in parse_kv(rest, false).map_err(|e| bad(&e))? {
-                    labels.insert(k, v);
-                }
-            }
-            "EXPOSE" => {
-                let ports = cfg.exposed_ports.get_or_insert_with(BTreeMap::new);
-                for p in rest.split_whitespace() {
-                    let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
-                    let (num, proto) = p.split_once('/').expect("has a slash");
-                    if num.parse::<u16>().is_err() || !matches!(proto, "tcp" | "udp" | "sctp") {
-                        return Err(bad(&format!("invalid port {p}")));
-                    }
-                    ports.insert(p, serde_json::json!({}));
-                }
-            }
-            "USER" => cfg.user = Some(rest.to_string()),
-            "WORKDIR" => {
-                if rest.is_empty() {
-                    return Err(bad("needs a path"));
-                }
-                let base = cfg.working_dir.clone().unwrap_or_else(|| "/".into());
-                cfg.working_dir = Some(if rest.starts_with('/') {
-                    rest.to_string()
-                } else {
-                    format!("{}/{}", base.trim_end_matches('/'), rest)
-                });
-            }
-            "VOLUME" => {
-                let vols = cfg.volumes.get_or_insert_with(BTreeMap::new);
-                let list: Vec<String> = if rest.starts_with('[') {
-                    serde_json::from_str(rest).map_err(|e| bad(&e.to_string()))?
-                } else {
-                    rest.split_whitespace().map(str::to_string).collect()
-                };
-                for v in list {
-                    vols.insert(v, serde_json::json!({}));
-                }
-            }
-            "STOPSIGNAL" => cfg.stop_signal = Some(rest.to_string()),
-            "ONBUILD" => cfg.on_build.get_or_insert_with(Vec::new).push(rest.to_string()),
-            _ => {
-                return Err(ImageError::Invalid(format!("{instr} is not a valid change command")));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `["a","b"]` → exec form; anything else → `/bin/sh -c "…"`.
-fn exec_or_shell(rest: &str) -> Vec<String> {
-    if rest.starts_with('[')
-        && let Ok(v) = serde_json::from_str::<Vec<String>>(rest)
-    {
-        return v;
-    }
-    vec!["/bin/sh".into(), "-c".into(), rest.to_string()]
-}
-
-/// `K=V K2="v 2"` (or the legacy `K V` form when `legacy` and there is no `=`).
-fn parse_kv(s: &str, legacy: bool) -> Result<Vec<(String, String)>, String> {
-    if legacy && !s.split_whitespace().next().unwrap_or("").contains('=') {
-        let (k, v) = s.split_once(char::is_whitespace).ok_or("needs a value")?;
-        return Ok(vec![(k.to_string(), v.trim().to_string())]);
-    }
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.peek().is_none() {
-            break;
-        }
-        let mut word = String::new();
-        let mut quote: Option<char> = None;
-        while let Some(&c) = chars.peek() {
-            chars.next();
-            match (quote, c) {
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                (None, '\\') => {
-                    if let Some(n) = chars.next() {
-                        word.push(n)
-                    }
-                }
-                (None, c) if c.is_whitespace() => break,
-                (_, c) => word.push(c),
-            }
-        }
-        if quote.is_some() {
-            return Err("unterminated quote".into());
-        }
-        let (k, v) = word.split_once('=').ok_or_else(|| format!("{word:?} is not KEY=VALUE"))?;
-        if k.is_empty() {
-            return Err("empty key".into());
-        }
-        out.push((k.to_string(), v.to_string()));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_apply_like_docker() {
-        let mut c = RunConfig::default();
-        apply_changes(
-            &mut c,
-            &[
-                "CMD [\"/bin/sh\"]".into(),
-                "ENV A=1 B=\"two words\"".into(),
-                "ENV C 3".into(),
-                "EXPOSE 80 53/udp".into(),
-                "WORKDIR /srv".into(),
-                "WORKDIR www".into(),
-                "LABEL k=v".into(),
-                "ENTRYPOINT echo hi".into(),
-            ],
-        )
-        .unwrap();
-        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh"]);
-        assert_eq!(c.env.unwrap(), vec!["A=1", "B=two words", "C=3"]);
-        assert!(c.exposed_ports.unwrap().contains_key("80/tcp"));
-        assert_eq!(c.working_dir.as_deref(), Some("/srv/www"));
-        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
-        assert!(apply_changes(&mut RunConfig::default(), &["RUN rm -rf /".into()]).is_err());
-        assert!(apply_changes(&mut RunConfig::default(), &["EXPOSE 99999".into()]).is_err());
-        assert!(apply_changes(&mut RunConfig::default(), &["ENV A=\"x".into()]).is_err());
     }
 }

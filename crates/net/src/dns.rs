@@ -83,6 +83,8 @@ pub struct Client {
     pub networks: Vec<String>,
     /// The container's own `--dns` servers; `None`: the network's upstreams.
     pub upstreams: Option<Vec<SocketAddr>>,
+    /// Its hostname, which resolves (for it) to its own address.
+    pub hostname: Option<String>,
 }
 
 fn normalize(name: &str) -> String {
@@ -135,6 +137,12 @@ impl Directory {
     pub fn lookup(&self, net: &str, client: IpAddr, name: &str) -> Option<Vec<Ipv4Addr>> {
         let t = self.inner.read().expect("dns lock");
         let key = normalize(name);
+        if let IpAddr::V4(v4) = client
+            && let Some(c) = t.clients.get(&(net.to_string(), v4))
+            && c.hostname.as_deref().is_some_and(|h| normalize(h) == key)
+        {
+            return Some(vec![v4]);
+        }
         Self::scope(&t, net, client).iter().find_map(|n| t.nets.get(n)?.names.get(&key).cloned())
     }
 
@@ -431,7 +439,11 @@ mod tests {
             ("b".to_string(), NetworkZone { entries: vec![entry([10, 1, 0, 2], &["cache"])], upstreams: vec![] }),
         ]);
         // 10.1.0.9 on b is also on a; 10.1.0.2 only on b.
-        let on = |n: &[&str]| Client { networks: n.iter().map(|s| s.to_string()).collect(), upstreams: None };
+        let on = |n: &[&str]| Client {
+            networks: n.iter().map(|s| s.to_string()).collect(),
+            upstreams: None,
+            hostname: None,
+        };
         let clients = HashMap::from([
             (("b".to_string(), Ipv4Addr::new(10, 1, 0, 9)), on(&["b", "a"])),
             (("a".to_string(), Ipv4Addr::new(10, 0, 0, 2)), on(&["a"])),
@@ -474,7 +486,7 @@ mod tests {
                 zones,
                 HashMap::from([(
                     ("u".to_string(), Ipv4Addr::LOCALHOST),
-                    Client { networks: vec!["u".into()], upstreams: None },
+                    Client { networks: vec!["u".into()], upstreams: None, hostname: None },
                 )]),
             );
             DnsServer::start(addr, up_dir.clone(), "u", "lo").await.unwrap()
@@ -486,7 +498,7 @@ mod tests {
         let me = || {
             HashMap::from([(
                 ("n".to_string(), Ipv4Addr::LOCALHOST),
-                Client { networks: vec!["n".into()], upstreams: None },
+                Client { networks: vec!["n".into()], upstreams: None, hostname: None },
             )])
         };
         dir.replace(zone(vec![entry([10, 9, 0, 2], &["web"])]), me());

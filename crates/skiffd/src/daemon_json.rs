@@ -32,6 +32,9 @@ const STRINGS: &[(&str, &str)] = &[
     ("registry-root", "registry_root"),
     ("registries-config", "registries_config"),
     ("max-unpacked-image-size", "max_unpacked_image_size"),
+    ("default-ipc-mode", "default_ipc_mode"),
+    ("default-cgroupns-mode", "default_cgroupns_mode"),
+    ("host-gateway-ip", "host_gateway_ip"),
 ];
 
 /// Keys taking a list of strings.
@@ -60,31 +63,21 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Setting>> {
             continue;
         }
         match key.as_str() {
-            "hosts" => {
-                let h = strings(val).ok_or_else(|| wrong("a list of strings"))?;
-                if h.len() != 1 {
-                    bail!("hosts: skiffd listens on exactly one socket ({} given)", h.len());
-                }
-                out.push(set("host", h));
-            }
+            "hosts" => out.push(set("host", strings(val).ok_or_else(|| wrong("a list of strings"))?)),
             "mtu" => {
                 let n = val.as_u64().filter(|n| *n <= u32::MAX as u64).ok_or_else(|| wrong("a number"))?;
                 out.push(set("mtu", vec![n.to_string()]));
             }
-            "icc" | "iptables" => {
+            "icc" | "iptables" | "live-restore" | "debug" | "experimental" => {
                 let b = val.as_bool().ok_or_else(|| wrong("true or false"))?;
-                out.push(set(if key == "icc" { "icc" } else { "iptables" }, vec![b.to_string()]));
-            }
-            "live-restore" => {
-                // Always on: containers outlive the daemon (each has its own monitor).
-                if !val.as_bool().ok_or_else(|| wrong("true or false"))? {
-                    bail!("live-restore: skiff always keeps containers running across daemon restarts");
-                }
-            }
-            "debug" => {
-                if val.as_bool().ok_or_else(|| wrong("true or false"))? {
-                    out.push(set("log_level", vec!["debug".into()]));
-                }
+                let id = match key.as_str() {
+                    "icc" => "icc",
+                    "iptables" => "iptables",
+                    "live-restore" => "live_restore",
+                    "debug" => "debug",
+                    _ => "experimental",
+                };
+                out.push(set(id, vec![b.to_string()]));
             }
             "default-address-pools" => {
                 let pools = val.as_array().ok_or_else(|| wrong("a list of {\"base\", \"size\"}"))?;
@@ -129,7 +122,7 @@ mod tests {
     fn dockerd_keys_become_flags() {
         let s = parse(
             r#"{"data-root": "/srv/skiff", "hosts": ["unix:///run/x.sock"], "mtu": 1400, "icc": false,
-                "debug": true, "dns": ["10.0.0.2"], "registry-mirrors": ["http://m:5000"],
+                "debug": true, "live-restore": false, "default-ipc-mode": "shareable", "dns": ["10.0.0.2"], "registry-mirrors": ["http://m:5000"],
                 "default-address-pools": [{"base": "10.10.0.0/16", "size": 24}],
                 "log-driver": "json-file", "log-opts": {"max-size": "10m", "max-file": "3"}}"#,
         )
@@ -139,8 +132,10 @@ mod tests {
         assert_eq!(get("host"), ["unix:///run/x.sock"]);
         assert_eq!(get("mtu"), ["1400"]);
         assert_eq!(get("icc"), ["false"]);
-        assert_eq!(get("log_level"), ["debug"]);
+        assert_eq!(get("debug"), ["true"]);
         assert_eq!(get("registry_mirror"), ["http://m:5000"]);
+        assert_eq!(get("live_restore"), ["false"]);
+        assert_eq!(get("default_ipc_mode"), ["shareable"]);
         assert_eq!(get("default_address_pool"), ["base=10.10.0.0/16,size=24"]);
         let mut opts = get("log_opt");
         opts.sort();
@@ -151,10 +146,9 @@ mod tests {
     fn bad_files_are_refused_by_key() {
         let err = |t: &str| parse(t).unwrap_err().to_string();
         assert!(err(r#"{"data-root": "/x", "experimental-turbo": true}"#).contains("experimental-turbo"));
-        assert!(parse(r#"{"live-restore": true}"#).unwrap().is_empty());
-        assert!(err(r#"{"live-restore": false}"#).contains("always"));
+        assert!(err(r#"{"live-restore": "no"}"#).contains("live-restore: true or false"));
         assert!(err(r#"{"mtu": "big"}"#).contains("mtu: a number"));
-        assert!(err(r#"{"hosts": ["unix:///a", "tcp://0.0.0.0:2375"]}"#).contains("exactly one"));
+        assert!(err(r#"{"hosts": "unix:///a"}"#).contains("hosts: a list"));
         assert!(err(r#"{"log-opts": {"max-size": 10}}"#).contains("log-opts"));
         assert!(err(r#"{"default-address-pools": [{"base": "10.0.0.0/8"}]}"#).contains("default-address-pools"));
         assert!(err("[1, 2]").contains("JSON object"));

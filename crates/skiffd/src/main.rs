@@ -15,9 +15,9 @@ use skiff_engine::{Engine, EngineConfig};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "skiffd", version, about = "skiff daemon: the Docker Engine API, built in Rust")]
 struct Args {
-    /// Socket to listen on (unix:///path).
-    #[arg(short = 'H', long = "host", default_value = "unix:///run/skiff.sock")]
-    host: String,
+    /// Socket to listen on (unix:///path; repeatable; default unix:///run/skiff.sock).
+    #[arg(short = 'H', long = "host")]
+    host: Vec<String>,
     /// Root of persistent state.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_root: PathBuf,
@@ -27,6 +27,26 @@ struct Args {
     /// Log level: debug, info, warn, error.
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
+    /// Debug mode: the log level debug, and `docker info` says so.
+    #[arg(short = 'D', long)]
+    debug: bool,
+    /// Accepted as dockerd does; `docker info` reports it (skiff has no experimental features).
+    #[arg(long)]
+    experimental: bool,
+    /// Keep containers running when the daemon stops (`--live-restore=false`: stop them at
+    /// shutdown, as dockerd does by default, and stop any found running at start).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    live_restore: bool,
+    /// IPC mode of containers that name none: private or shareable.
+    #[arg(long, default_value = "private")]
+    default_ipc_mode: String,
+    /// Cgroup namespace mode of containers that name none: host or private (default: private
+    /// on cgroup v2, host on v1).
+    #[arg(long)]
+    default_cgroupns_mode: Option<String>,
+    /// The address `host-gateway` in --add-host stands for (default: the default bridge's).
+    #[arg(long)]
+    host_gateway_ip: Option<std::net::Ipv4Addr>,
     /// Storage driver: overlay2 or vfs (default: overlay2 where it works).
     #[arg(short = 's', long)]
     storage_driver: Option<String>,
@@ -113,7 +133,16 @@ fn apply_config_file(args: &mut Args, matches: &clap::ArgMatches) -> anyhow::Res
         let one = || s.values.first().cloned().unwrap_or_default();
         let bool_of = |v: String| v == "true";
         match s.id {
-            "host" => args.host = one(),
+            "host" => args.host = s.values,
+            "debug" => args.debug = bool_of(one()),
+            "experimental" => args.experimental = bool_of(one()),
+            "live_restore" => args.live_restore = bool_of(one()),
+            "default_ipc_mode" => args.default_ipc_mode = one(),
+            "default_cgroupns_mode" => args.default_cgroupns_mode = Some(one()),
+            "host_gateway_ip" => {
+                args.host_gateway_ip =
+                    Some(one().parse().with_context(|| format!("{}: {:?} is not an IPv4 address", s.key, one()))?)
+            }
             "data_root" => args.data_root = one().into(),
             "exec_root" => args.exec_root = one().into(),
             "log_level" => args.log_level = one(),
@@ -204,6 +233,12 @@ struct Loaded {
 fn load(matches: &clap::ArgMatches) -> anyhow::Result<Loaded> {
     let mut args = Args::from_arg_matches(matches)?;
     apply_config_file(&mut args, matches)?;
+    if args.host.is_empty() {
+        args.host.push("unix:///run/skiff.sock".into());
+    }
+    if args.debug {
+        args.log_level = "debug".into();
+    }
     let default_log = default_log(&args)?;
     let level = match args.log_level.as_str() {
         "debug" | "info" | "warn" | "error" | "trace" => args.log_level.clone(),
@@ -220,6 +255,7 @@ fn fixed(a: &Args) -> String {
         "{:?}",
         (
             (&a.host, &a.data_root, &a.exec_root, &a.storage_driver, &a.pidfile, &a.monitor_path),
+            (a.live_restore, &a.default_ipc_mode, &a.default_cgroupns_mode, &a.host_gateway_ip, a.experimental),
             (&a.bridge, &a.bip, &a.default_address_pool, a.icc, a.iptables, a.mtu, &a.dns),
             (&a.registry_addr, &a.registry_config, &a.registry_root, a.max_unpacked_image_size),
         )
@@ -276,11 +312,15 @@ fn main() -> anyhow::Result<()> {
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
-    let socket = match args.host.strip_prefix("unix://") {
-        Some(p) => PathBuf::from(p),
-        None if args.host.starts_with('/') => PathBuf::from(&args.host),
-        None => bail!("only unix sockets are supported (-H unix:///path), got {:?}", args.host),
-    };
+    let sockets = args
+        .host
+        .iter()
+        .map(|h| match h.strip_prefix("unix://") {
+            Some(p) => Ok(PathBuf::from(p)),
+            None if h.starts_with('/') => Ok(PathBuf::from(h)),
+            None => bail!("only unix sockets are supported (-H unix:///path), got {h:?}"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let monitor_bin = match args.monitor_path {
         Some(p) => p,
         None => std::env::current_exe()?.parent().context("skiffd has no directory")?.join("skiff-monitor"),
@@ -301,6 +341,7 @@ fn main() -> anyhow::Result<()> {
         iptables: args.iptables,
         mtu: args.mtu,
         dns: args.dns.clone(),
+        host_gateway_ip: args.host_gateway_ip,
         ..Default::default()
     };
     if let Some(b) = &args.bip {
@@ -334,24 +375,35 @@ fn main() -> anyhow::Result<()> {
         net,
         default_log,
         max_image_size: args.max_unpacked_image_size,
+        container_defaults: skiff_engine::container::Defaults {
+            ipc_mode: args.default_ipc_mode.clone(),
+            cgroupns_mode: args.default_cgroupns_mode.clone().unwrap_or_default(),
+            live_restore: args.live_restore,
+        },
+        debug: args.debug,
+        experimental: args.experimental,
     };
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        if let Some(parent) = socket.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        if socket.exists() {
-            // A live daemon on this socket is an error; a stale socket file is not.
-            if tokio::net::UnixStream::connect(&socket).await.is_ok() {
-                bail!("another daemon is listening on {}", socket.display());
+        let mut listeners = Vec::new();
+        for socket in &sockets {
+            if let Some(parent) = socket.parent() {
+                std::fs::create_dir_all(parent)?;
             }
-            std::fs::remove_file(&socket)?;
+            if socket.exists() {
+                // A live daemon on this socket is an error; a stale socket file is not.
+                if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                    bail!("another daemon is listening on {}", socket.display());
+                }
+                std::fs::remove_file(socket)?;
+            }
+            let listener =
+                tokio::net::UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+            std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+            listeners.push(listener);
         }
-        let listener =
-            tokio::net::UnixListener::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
         if let Some(p) = &args.pidfile {
             std::fs::write(p, std::process::id().to_string())?;
         }
@@ -383,7 +435,9 @@ fn main() -> anyhow::Result<()> {
                 }
             });
         }
-        tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
+        for socket in &sockets {
+            tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
+        }
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
@@ -394,10 +448,16 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        skiff_api::serve(listener, engine.clone(), shutdown).await;
-        tracing::info!("shutting down; running containers keep running");
+        skiff_api::serve(listeners, engine.clone(), shutdown).await;
+        if args.live_restore {
+            tracing::info!("shutting down; running containers keep running");
+        } else {
+            tracing::info!("shutting down; stopping running containers (live restore is off)");
+        }
         engine.shutdown().await;
-        let _ = std::fs::remove_file(&socket);
+        for socket in &sockets {
+            let _ = std::fs::remove_file(socket);
+        }
         if let Some(p) = &args.pidfile {
             let _ = std::fs::remove_file(p);
         }

@@ -2,9 +2,12 @@
 //! the Go SDK sends, docker-py, the docker CLI's less common paths). Each test was written
 //! against a gap found with moby's integration tests or docker-py, and failed before its fix.
 
+use std::time::Duration;
+
 use skiff_e2e::{Daemon, require_root, unique_dir};
 
-/// A build context tar with the given files.
+/// A build context tar with the given files (names written as given, `..` included, as Go's
+/// tar writer lets a client write them).
 fn context(files: &[(&str, &str)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, text) in files {
@@ -12,7 +15,11 @@ fn context(files: &[(&str, &str)]) -> Vec<u8> {
         h.set_mode(0o644);
         h.set_size(text.len() as u64);
         h.set_mtime(1_700_000_000);
-        b.append_data(&mut h, name, text.as_bytes()).unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        let field = &mut h.as_old_mut().name;
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, text.as_bytes()).unwrap();
     }
     b.into_inner().unwrap()
 }
@@ -138,7 +145,7 @@ fn classic_builder_answers_as_dockerd() {
     let err = lines(&body).into_iter().find(|l| l.get("errorDetail").is_some()).expect("an error line");
     assert_eq!(err["errorDetail"]["code"], 5, "{err}");
     // An empty Dockerfile, or none where named, is a 400 before any output.
-    let ctx = context(&[("Dockerfile", "\n")]);
+    let ctx = context(&[("Dockerfile", "")]);
     let (s, _, body) = d.http_raw("POST", "/v1.41/build", "application/x-tar", &ctx);
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("cannot be empty"));
@@ -161,4 +168,207 @@ fn classic_builder_answers_as_dockerd() {
     assert!(!miss.contains("Using cache"), "{miss}");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&other);
+}
+
+#[test]
+fn builds_report_every_stage_and_keep_containers_as_asked() {
+    require_root!();
+    let d = Daemon::start();
+    // Every stage up to the target builds and reports its image ID (moby's
+    // TestBuildMultiStageOnBuild counts three), ONBUILD triggers included.
+    let df = "FROM busybox AS stage1\nONBUILD RUN echo foo >somefile\nONBUILD ENV bar=baz\n\n\
+              FROM stage1\nRUN cat somefile\n\nFROM stage1\nRUN cat somefile\n";
+    let (s, _, body) =
+        d.http_raw("POST", "/v1.41/build?rm=1&forcerm=1", "application/x-tar", &context(&[("Dockerfile", df)]));
+    assert_eq!(s, 200);
+    let ids: Vec<String> = lines(&body).iter().filter_map(|l| l["aux"]["ID"].as_str().map(str::to_string)).collect();
+    assert_eq!(ids.len(), 3, "{}", String::from_utf8_lossy(&body));
+    let env = d.docker(&["inspect", "-f", "{{json .Config.Env}}", &ids[2]]).ok();
+    assert!(env.contains("bar=baz"), "{env}");
+    // rm=0 keeps each RUN step's container; a failed step's stays unless forcerm.
+    let running_in = |body: &[u8]| -> Vec<String> {
+        lines(body)
+            .iter()
+            .filter_map(|l| l["stream"].as_str()?.strip_prefix(" ---> Running in ").map(|s| s.trim().to_string()))
+            .collect()
+    };
+    let exists = |id: &str| d.docker(&["inspect", id]).code == 0;
+    for (query, df, kept) in [
+        ("rm=0&nocache=1", "FROM busybox\nRUN exit 0\nRUN exit 0\n", 2),
+        ("rm=1&nocache=1", "FROM busybox\nRUN exit 0\nRUN exit 0\n", 0),
+        ("rm=1&nocache=1", "FROM busybox\nRUN exit 0\nRUN exit 1\n", 1),
+        ("rm=1&forcerm=1&nocache=1", "FROM busybox\nRUN exit 0\nRUN exit 1\n", 0),
+    ] {
+        let (_, _, body) =
+            d.http_raw("POST", &format!("/v1.41/build?{query}"), "application/x-tar", &context(&[("Dockerfile", df)]));
+        let ids = running_in(&body);
+        assert_eq!(ids.len(), 2, "{query}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(ids.iter().filter(|i| exists(i)).count(), kept, "{query} {df:?}");
+    }
+    // Kept containers are containers like any other: a restarted daemon keeps them.
+    let mut d = d;
+    let before = d.docker(&["ps", "-aq"]).ok();
+    d.restart();
+    assert_eq!(d.docker(&["ps", "-aq"]).ok(), before);
+    // Names that climb out of the context are cleaned as dockerd's chrooted extraction does,
+    // and new content is no cache hit.
+    for content in ["0", "1"] {
+        let df = "FROM scratch\nCOPY foo /\nFROM scratch\nCOPY bar /\n";
+        let ctx = context(&[("Dockerfile", df), ("../foo", content), ("/bar", content)]);
+        let (s, _, body) = d.http_raw("POST", "/v1.41/build", "application/x-tar", &ctx);
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(s, 200, "{text}");
+        assert!(text.contains("Successfully built") && !text.contains("Using cache"), "{text}");
+    }
+    // Blank or comment-only Dockerfiles: dockerd's words.
+    for df in ["\n\n  \n", "# just a comment"] {
+        let (s, _, body) = d.http_raw("POST", "/v1.41/build", "application/x-tar", &context(&[("Dockerfile", df)]));
+        assert_eq!(s, 400);
+        assert!(String::from_utf8_lossy(&body).contains("file with no instructions"), "{df:?}");
+    }
+}
+
+#[test]
+fn commit_changes_see_the_environment_and_configs_merge() {
+    require_root!();
+    let d = Daemon::start();
+    // moby's TestCommitInheritsEnv: $PATH in a change is the container's PATH.
+    d.docker(&["create", "--name", "env1", "-e", "PATH=/bin", "busybox", "true"]).ok();
+    let i1 = d.docker(&["commit", "-c", "ENV PATH=/bin", "env1", "envimg1"]).ok();
+    d.docker(&["create", "--name", "env2", &i1, "true"]).ok();
+    let i2 = d.docker(&["commit", "-c", "ENV PATH=/usr/bin:$PATH", "env2", "envimg2"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{json .Config.Env}}", &i2]).ok(), r#"["PATH=/usr/bin:/bin"]"#);
+    // Variables reach WORKDIR and LABEL too; EXPOSE ranges expand; RUN is no change.
+    let i3 =
+        d.docker(&["commit", "-c", "ENV DIR=/data", "-c", "WORKDIR $DIR/app", "-c", "EXPOSE 7000-7001", "env2"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.Config.WorkingDir}}", &i3]).ok(), "/data/app");
+    let ports = d.docker(&["inspect", "-f", "{{json .Config.ExposedPorts}}", &i3]).ok();
+    assert!(ports.contains("7000/tcp") && ports.contains("7001/tcp"), "{ports}");
+    let bad = d.docker(&["commit", "-c", "RUN rm -rf /", "env2"]);
+    assert!(bad.stderr.contains("RUN is not a valid change command"), "{}", bad.stderr);
+    // A config in the body is the base; what it leaves out comes from the container.
+    let (s, b) =
+        d.http("POST", "/v1.41/commit?container=env2&repo=envimg4", Some(r#"{"Env":["A=1"],"Cmd":["echo","hi"]}"#));
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{json .Config.Env}} {{json .Config.Cmd}}", "envimg4"]).ok(),
+        r#"["A=1","PATH=/bin"] ["echo","hi"]"#
+    );
+}
+
+#[test]
+fn platforms_enums_and_references_answer_as_dockerd() {
+    require_root!();
+    let d = Daemon::start();
+    let create = |q: &str, body: &str| d.http("POST", &format!("/v1.41/containers/create{q}"), Some(body));
+    // An image for another platform is not there (moby's TestCreateDifferentPlatform).
+    let (s, b) = create("?platform=windows/amd64", r#"{"Image":"busybox","Cmd":["true"]}"#);
+    assert_eq!(s, 404, "{b}");
+    let host = d.docker(&["version", "-f", "{{.Server.Os}}/{{.Server.Arch}}"]).ok();
+    let (s, b) = create(&format!("?platform={host}"), r#"{"Image":"busybox","Cmd":["true"]}"#);
+    assert_eq!(s, 201, "{b}");
+    for (m, p) in [
+        ("POST", "/v1.41/containers/create?platform=foobar"),
+        ("POST", "/v1.41/images/create?fromImage=busybox&platform=foobar"),
+    ] {
+        let (s, b) = d.http(m, p, Some(r#"{"Image":"busybox"}"#));
+        assert_eq!(s, 400, "{p}: {b}");
+        assert!(b.contains("unknown operating system or architecture"), "{p}: {b}");
+    }
+    // Enumerated HostConfig values get dockerd's messages, not a decoder's.
+    let (s, b) = create("", r#"{"Image":"busybox","HostConfig":{"CgroupnsMode":"invalid"}}"#);
+    assert_eq!((s, b.contains("invalid cgroup namespace mode: invalid")), (400, true), "{b}");
+    let (s, b) = create("", r#"{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#);
+    assert_eq!((s, b.contains("invalid restart policy")), (400, true), "{b}");
+    // sha256 is no repository name; reference filters list only the matching tags.
+    let bad = d.docker(&["tag", "busybox", "sha256:sometag"]);
+    assert!(bad.stderr.contains("refusing to create an ambiguous tag"), "{}", bad.stderr);
+    for t in ["multi:v1", "multi:v2", "multi:v3"] {
+        d.docker(&["tag", "busybox", t]).ok();
+    }
+    let (_, b) = d.http(
+        "GET",
+        "/v1.41/images/json?filters=%7B%22reference%22%3A%5B%22multi%3Av1%22%2C%22multi%3Av2%22%5D%7D",
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    let mut tags: Vec<String> =
+        v[0]["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    tags.sort();
+    assert_eq!((v.as_array().unwrap().len(), tags), (1, vec!["multi:v1".to_string(), "multi:v2".to_string()]));
+}
+
+#[test]
+fn daemon_flags_dockerd_tests_use() {
+    require_root!();
+    let dir = unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("daemon.json");
+    std::fs::write(&cfg, r#"{"default-ipc-mode": "shareable", "live-restore": false, "debug": true}"#).unwrap();
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let sock2 = dir.join("second.sock");
+    let host2 = format!("unix://{}", sock2.display());
+    let mut d = Daemon::start_with(&[
+        "--config-file",
+        &cfg_s,
+        "--insecure-registry",
+        "10.123.0.0/16",
+        "--insecure-registry",
+        "insecure.test:5000",
+        "--host-gateway-ip",
+        "10.1.2.3",
+        "-H",
+        &host2,
+    ]);
+    // Info tells what the daemon was started with.
+    let info = d
+        .docker(&["info", "-f", "{{.Debug}} {{.LiveRestoreEnabled}} {{json .RegistryConfig.InsecureRegistryCIDRs}}"])
+        .ok();
+    assert!(info.starts_with("true false "), "{info}");
+    assert!(info.contains("10.123.0.0/16") && info.contains("127.0.0.0/8"), "{info}");
+    let idx = d.docker(&["info", "-f", "{{json .RegistryConfig.IndexConfigs}}"]).ok();
+    assert!(idx.contains("insecure.test:5000") && !idx.contains("10.123.0.0/16"), "{idx}");
+    // A second -H socket serves the same daemon.
+    let out = std::process::Command::new(skiff_e2e::docker_cli())
+        .args(["-H", &host2, "version", "-f", "{{.Server.Version}}"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Defaults from the configuration file; host-gateway is the configured address.
+    d.docker(&["create", "--name", "ipc", "--add-host", "gw:host-gateway", "busybox", "true"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "ipc"]).ok(), "shareable");
+    let hosts = d.docker(&["run", "--rm", "--add-host", "gw:host-gateway", "busybox", "grep", "gw", "/etc/hosts"]).ok();
+    assert!(hosts.starts_with("10.1.2.3"), "{hosts}");
+    d.docker(&["start", "-a", "ipc"]).ok();
+    // Live restore off: a daemon killed with its containers running stops them when it
+    // starts again, and restart policies bring back those that ask for it.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    d.docker(&["run", "-d", "--name", "plain", "--stop-timeout", "1", "busybox", "sleep", "600"]).ok();
+    d.kill9();
+    d.start_again();
+    assert!(skiff_e2e::eventually(Duration::from_secs(20), || {
+        d.docker(&["inspect", "-f", "{{.State.Running}}", "always"]).ok() == "true"
+    }));
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", "plain"]).ok(), "false");
+    // And it stops them when it stops.
+    let pid = d.docker(&["inspect", "-f", "{{.State.Pid}}", "always"]).ok();
+    d.stop();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the container outlived a daemon without live restore"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,8 +26,8 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     }
     if let Some(pl) = p.string("platform").filter(|s| !s.is_empty()) {
         let host = skiff_image::spec::Platform::host();
-        let want = pl.to_ascii_lowercase();
-        if want != format!("{}/{}", host.os, host.architecture) && want != host.os {
+        let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;
+        if !want.matches(&host) {
             return Err(ApiError::bad_request(format!(
                 "only the host platform ({}/{}) can be built, not {pl}",
                 host.os, host.architecture
@@ -51,6 +51,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         target: p.string("target").filter(|t| !t.is_empty()),
         pull: p.bool("pull", false),
         force_rm: p.bool("forcerm", false),
+        remove: p.bool("rm", true) || p.bool("forcerm", false),
         network: p.string("networkmode").filter(|n| !n.is_empty() && n != "default"),
         secrets: None,
         cancel: Default::default(),
@@ -82,6 +83,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         let (_, tar) = skiff_image::layer::decompress(&mut reader)?;
         let opts = skiff_image::layer::UnpackOptions {
             whiteouts: skiff_image::layer::WhiteoutMode::Literal,
+            rooted_dotdot: true,
             ..Default::default()
         };
         skiff_image::layer::unpack(tar, &dir2, &opts)

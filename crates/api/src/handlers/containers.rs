@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Extension, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -17,16 +17,67 @@ use skiff_runtime::logfile::Stream;
 use skiff_runtime::protocol::Streams;
 use tokio::sync::mpsc;
 
-use super::{json, json_body, no_content};
+use super::{from_json_value, json, json_body, json_value, no_content};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
+use crate::version::{ApiVersion, adapt};
 
 pub async fn create(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let req: ContainerCreateBody = json_body(&body)?;
+    let v = json_value(&body)?;
+    if let Some(hc) = v.get("HostConfig") {
+        check_host_config_enums(hc)?;
+    }
+    let req: ContainerCreateBody = from_json_value(v)?;
+    if let Some(pl) = p.string("platform").filter(|s| !s.is_empty()) {
+        // An image for another platform is not the image asked for (dockerd: not found).
+        let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;
+        let image = req.image.clone().unwrap_or_default();
+        if let Ok(img) = e.images.store.resolve(&image) {
+            let have = skiff_image::spec::Platform {
+                os: img.config.os.clone(),
+                architecture: img.config.architecture.clone(),
+                variant: img.config.variant.clone(),
+                os_version: None,
+            };
+            if !want.matches(&have) {
+                return Err(skiff_engine::EngineError::not_found(format!(
+                    "No such image: {image} (it is for {}/{}, not {pl})",
+                    have.os, have.architecture
+                ))
+                .into());
+            }
+        }
+    }
     let (id, warnings) = e.containers.create(p.string("name"), req).await?;
     Ok((StatusCode::CREATED, axum::Json(ContainerCreateResponse { id, warnings })).into_response())
+}
+
+/// HostConfig's enumerated values checked before decoding, so that a wrong one gets dockerd's
+/// message rather than a decoder's.
+fn check_host_config_enums(hc: &serde_json::Value) -> ApiResult<()> {
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_string);
+    if let Some(m) = text(hc.get("CgroupnsMode"))
+        && !matches!(m.as_str(), "" | "host" | "private")
+    {
+        return Err(ApiError::bad_request(format!("invalid cgroup namespace mode: {m}")));
+    }
+    if let Some(n) = text(hc.get("RestartPolicy").and_then(|r| r.get("Name")))
+        && !matches!(n.as_str(), "" | "no" | "always" | "unless-stopped" | "on-failure")
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid restart policy: unknown policy '{n}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        )));
+    }
+    for m in hc.get("Mounts").and_then(|m| m.as_array()).into_iter().flatten() {
+        if let Some(t) = text(m.get("Type"))
+            && !matches!(t.as_str(), "bind" | "volume" | "tmpfs" | "npipe" | "cluster")
+        {
+            return Err(ApiError::bad_request(format!("invalid mount config for type \"{t}\": mount type unknown")));
+        }
+    }
+    Ok(())
 }
 
 fn matches_filters(
@@ -132,10 +183,16 @@ pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRes
 pub async fn inspect(
     State(e): State<Arc<Engine>>,
     Path(id): Path<String>,
+    Extension(v): Extension<ApiVersion>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    Ok(json(&e.containers.inspect(&id, p.bool("size", false))?))
+    let api = v;
+    let mut doc = serde_json::to_value(e.containers.inspect(&id, p.bool("size", false))?)
+        .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))?;
+    crate::shape::container_inspect(&mut doc);
+    adapt::container_inspect(api, &mut doc);
+    Ok(json(&doc))
 }
 
 pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
@@ -159,9 +216,17 @@ pub async fn restart(
     Ok(no_content())
 }
 
-pub async fn kill(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn kill(
+    State(e): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Extension(v): Extension<ApiVersion>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    e.containers.kill(&id, p.string("signal")).await?;
+    match e.containers.kill(&id, p.string("signal")).await {
+        Err(err) if err.kind == skiff_engine::Kind::Conflict && adapt::kill_not_running_is_ok(v) => {}
+        r => r?,
+    }
     Ok(no_content())
 }
 
@@ -251,6 +316,7 @@ pub(crate) async fn hijack(
     detach: Option<Vec<u8>>,
 ) -> Response {
     let wants_upgrade = req.headers().get(header::UPGRADE).is_some();
+    let handle_tty = handle.tty;
     let content_type =
         if handle.tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     if !wants_upgrade {
@@ -265,36 +331,7 @@ pub(crate) async fn hijack(
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
     });
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    r
-}
-
-/// Upgrades the connection only to write an error into it and close it.
-pub(crate) async fn hijack_error(req: Request, message: String, tty: bool) -> Response {
-    let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
-        if let Ok(up) = on_upgrade.await {
-            use tokio::io::AsyncWriteExt;
-            let mut io = hyper_util::rt::TokioIo::new(up);
-            let text = format!("{message}\r\n");
-            let bytes = if tty { bytes::Bytes::from(text) } else { stream::mux(1, text.as_bytes()) };
-            let _ = io.write_all(&bytes).await;
-            let _ = io.shutdown().await;
-        }
-    });
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    h.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    r
+    stream::upgraded_response(handle_tty)
 }
 
 pub async fn attach(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
@@ -404,16 +441,7 @@ pub async fn resize(
     let p = Params::parse(q.as_deref());
     let h = p.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     let w = p.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    let c = e.containers.get(&id)?;
-    if !c.status().is_live() {
-        return Err(ApiError(skiff_engine::EngineError::conflict(format!("Container {} is not running", c.id))));
-    }
-    let dir = e.containers.monitor_dir(&c.id);
-    skiff_engine::container::monitor_client::call(
-        &dir,
-        skiff_runtime::protocol::Request::Resize { height: h, width: w },
-    )
-    .await?;
+    e.containers.resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -469,8 +497,14 @@ pub async fn stats(State(e): State<Arc<Engine>>, Path(id): Path<String>, RawQuer
     Ok(r)
 }
 
-pub async fn update(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
-    let req: ContainerUpdateBody = json_body(&body)?;
+pub async fn update(
+    State(e): State<Arc<Engine>>,
+    Path(id): Path<String>,
+    Extension(v): Extension<ApiVersion>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let mut req: ContainerUpdateBody = json_body(&body)?;
+    adapt::container_update(v, &mut req);
     let warnings = e.containers.update_resources(&id, req).await?;
     Ok(json(&serde_json::json!({ "Warnings": warnings })))
 }
@@ -572,20 +606,23 @@ pub async fn commit(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery, body: B
         }
         None => None,
     };
-    if !body.is_empty() {
-        // The body may carry a container config to apply; we only validate it.
-        let _: serde_json::Value = json_body(&body)?;
-    }
-    let id = e
-        .containers
-        .commit(
-            &container,
-            reference,
-            p.string("author"),
-            p.string("comment"),
-            p.all("changes").into_iter().filter(|c| !c.is_empty()).collect(),
-            p.bool("pause", true),
-        )
-        .await?;
+    // The body may carry a config (null or empty: the container's own).
+    let config: Option<bollard_stubs::models::ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match json_value(&body)? {
+            serde_json::Value::Null => None,
+            v => Some(from_json_value(v)?),
+        }
+    };
+    let opts = skiff_engine::container::commit::CommitOptions {
+        reference,
+        author: p.string("author"),
+        comment: p.string("comment"),
+        changes: p.all("changes").into_iter().filter(|c| !c.is_empty()).collect(),
+        config,
+        pause: p.bool("pause", true),
+    };
+    let id = e.containers.commit(&container, opts).await?;
     Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": id }))).into_response())
 }

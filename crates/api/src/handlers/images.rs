@@ -84,6 +84,10 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
     };
     let creds = registry_auth(req.headers());
     let platform = p.string("platform");
+    if let Some(pl) = platform.as_deref().filter(|p| !p.is_empty()) {
+        // A malformed platform is the request's fault, before any progress is streamed.
+        skiff_image::spec::Platform::parse(pl).map_err(ApiError::bad_request)?;
+    }
     let e2 = e.clone();
     registry_stream(move |sink| async move { e2.images.pull(&r, platform.as_deref(), creds, sink).await.map(|_| ()) })
         .await

@@ -34,13 +34,51 @@ pub fn no_content() -> Response {
 /// leaving it out (Go SDKs send `"Labels": null`, `"Binds": null` for every unset map and list).
 /// So nulls are dropped before the typed parse, for every body of every endpoint.
 pub fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::bad_request("invalid JSON: request body is empty"));
+    from_json_value(json_value(body)?)
+}
+
+/// A request body as a JSON value, nulls dropped (see [`json_body`]).
+pub fn json_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("invalid JSON: got EOF while reading request body"));
     }
-    let mut v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let mut v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {}", go_json_error(body, &e))))?;
     drop_nulls(&mut v);
+    Ok(v)
+}
+
+pub fn from_json_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// A JSON syntax error worded as Go's decoder words it (clients and tests match on
+/// "invalid character 'i' looking for beginning of object key string").
+fn go_json_error(body: &[u8], e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Eof => return "unexpected EOF".into(),
+        serde_json::error::Category::Syntax => {}
+        _ => return e.to_string(),
+    }
+    let msg = e.to_string();
+    let context = [
+        ("key must be a string", "looking for beginning of object key string"),
+        ("expected value", "looking for beginning of value"),
+        ("expected `:`", "after object key"),
+        ("expected `,` or `}`", "after object key:value pair"),
+        ("expected `,` or `]`", "after array element"),
+        ("trailing characters", "after top-level value"),
+    ]
+    .iter()
+    .find(|(serde, _)| msg.contains(serde))
+    .map(|(_, go)| *go);
+    // The byte at the error's line and column (1-based).
+    let line_start = body.split(|b| *b == b'\n').take(e.line().saturating_sub(1)).map(|l| l.len() + 1).sum::<usize>();
+    let at = body.get(line_start + e.column().saturating_sub(1)).copied();
+    match (context, at) {
+        (Some(ctx), Some(c)) if c.is_ascii_graphic() || c == b' ' => format!("invalid character '{}' {ctx}", c as char),
+        _ => msg,
+    }
 }
 
 /// Removes object members whose value is `null`, at every depth (iteratively: a body's depth is
@@ -70,45 +108,10 @@ mod tests {
     fn nulls_read_as_absent_in_every_body() {
         /// Every member the type knows (asked of its `Deserialize` impl), each `null`.
         fn all_null<T: serde::de::DeserializeOwned>() -> Vec<u8> {
-            struct Fields(std::cell::Cell<&'static [&'static str]>);
-            #[derive(Debug)]
-            struct Stop;
-            impl std::fmt::Display for Stop {
-                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("stop")
-                }
-            }
-            impl std::error::Error for Stop {}
-            impl serde::de::Error for Stop {
-                fn custom<M: std::fmt::Display>(_: M) -> Self {
-                    Stop
-                }
-            }
-            impl<'de> serde::Deserializer<'de> for &Fields {
-                type Error = Stop;
-                fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
-                    Err(Stop)
-                }
-                fn deserialize_struct<V: serde::de::Visitor<'de>>(
-                    self,
-                    _: &'static str,
-                    fields: &'static [&'static str],
-                    _: V,
-                ) -> Result<V::Value, Stop> {
-                    self.0.set(fields);
-                    Err(Stop)
-                }
-                serde::forward_to_deserialize_any! {
-                    bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-                    option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-                    ignored_any
-                }
-            }
-            let f = Fields(std::cell::Cell::new(&[]));
-            let _ = T::deserialize(&f);
-            assert!(!f.0.get().is_empty(), "{} has no fields?", std::any::type_name::<T>());
+            let names = crate::shape::field_names::<T>();
+            assert!(!names.is_empty(), "{} has no fields?", std::any::type_name::<T>());
             let o: serde_json::Map<String, serde_json::Value> =
-                f.0.get().iter().map(|k| (k.to_string(), serde_json::Value::Null)).collect();
+                names.iter().map(|k| (k.to_string(), serde_json::Value::Null)).collect();
             serde_json::to_vec(&o).unwrap()
         }
         json_body::<m::ContainerCreateBody>(&all_null::<m::ContainerCreateBody>()).unwrap();
@@ -133,8 +136,11 @@ mod tests {
         json_body::<m::NetworkDisconnectRequest>(br#"{"Container":"c","Force":null}"#).unwrap();
         json_body::<m::VolumeCreateOptions>(&all_null::<m::VolumeCreateOptions>()).unwrap();
         json_body::<m::ExecStartConfig>(&all_null::<m::ExecStartConfig>()).unwrap();
-        assert!(json_body::<m::ContainerCreateBody>(b"").is_err());
-        assert!(json_body::<m::ContainerCreateBody>(b"{").is_err());
+        let msg = |b: &[u8]| json_body::<m::ContainerCreateBody>(b).unwrap_err().0.message;
+        assert!(msg(b"").contains("got EOF while reading request body"));
+        assert!(msg(b"{").contains("unexpected EOF"));
+        assert!(msg(b"{invalid json").contains("invalid character 'i' looking for beginning of object key string"));
+        assert!(msg(b"{\"Image\" 1}").contains("invalid character '1' after object key"), "{}", msg(b"{\"Image\" 1}"));
         let mut deep = serde_json::json!({"a": {"b": [{"c": null, "d": 1}, null]}, "e": null});
         drop_nulls(&mut deep);
         assert_eq!(deep, serde_json::json!({"a": {"b": [{"d": 1}, null]}}));

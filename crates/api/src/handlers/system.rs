@@ -33,8 +33,13 @@ pub async fn version(State(e): State<Arc<Engine>>) -> Response {
     json(&e.version())
 }
 
-pub async fn info(State(e): State<Arc<Engine>>) -> Response {
-    json(&e.info())
+pub async fn info(
+    State(e): State<Arc<Engine>>,
+    axum::extract::Extension(v): axum::extract::Extension<crate::version::ApiVersion>,
+) -> Response {
+    let mut doc = serde_json::to_value(e.info()).unwrap_or_default();
+    crate::version::adapt::info(v, &mut doc);
+    json(&doc)
 }
 
 pub async fn df(State(e): State<Arc<Engine>>) -> ApiResult<Response> {

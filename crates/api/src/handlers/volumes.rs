@@ -31,7 +31,7 @@ fn api(v: &VolumeRecord) -> Volume {
 }
 
 pub async fn create(State(e): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
-    let req: VolumeCreateOptions = if body.is_empty() { Default::default() } else { json_body(&body)? };
+    let req: VolumeCreateOptions = json_body(&body)?;
     let labels: BTreeMap<String, String> = req.labels.unwrap_or_default().into_iter().collect();
     let opts: BTreeMap<String, String> = req.driver_opts.unwrap_or_default().into_iter().collect();
     let v = e.volumes.create(req.name.as_deref().filter(|n| !n.is_empty()), req.driver.as_deref(), labels, opts)?;

@@ -1,4 +1,4 @@
-//! Files in and out of containers: `docker cp` (both ways), `export`, `diff`, `commit`.
+//! Files in and out of containers: `docker cp` (both ways), `export`, `diff`.
 //!
 //! Paths are resolved as the container sees them. For a running container that is its root
 //! (`/proc/<pid>/root`, which shows its volumes and tmpfs mounts); for a stopped one, its
@@ -8,16 +8,13 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, OFlags};
 use serde::Serialize;
 use skiff_image::layer::{self, Change, TarWriter, UnpackOptions, WhiteoutMode};
-use skiff_image::store::{NewImage, apply_changes};
 
 use super::{Containers, MountKind, RUNTIME_FILES, rootfs};
 use crate::error::{EngineError, Result};
-use crate::events::Event;
 
 /// The `X-Docker-Container-Path-Stat` object (mode in Go's `os.FileMode` bits).
 #[derive(Debug, Clone, Serialize)]
@@ -134,6 +131,13 @@ impl Containers {
 
     /// `HEAD /containers/{id}/archive`.
     pub fn stat_path(&self, id: &str, path: &str) -> Result<PathStat> {
+        // A trailing slash asks for a directory (following a symlink to one).
+        if path.ends_with('/') || path.ends_with("/.") {
+            let st = self.open_located(id, path, true)?.1;
+            if st.mode & (1 << 31) == 0 {
+                return Err(EngineError::invalid(format!("lstat {path}: not a directory")));
+            }
+        }
         Ok(self.open_located(id, path, false)?.1)
     }
 
@@ -142,6 +146,9 @@ impl Containers {
         // "dir/." copies the directory's contents; a trailing "/" follows a symlinked dir.
         let follow = path.ends_with('/') || path.ends_with("/.");
         let (fd, stat) = self.open_located(id, path, follow)?;
+        if follow && stat.mode & (1 << 31) == 0 {
+            return Err(EngineError::invalid(format!("lstat {path}: not a directory")));
+        }
         let name = if path.ends_with("/.") { PathBuf::new() } else { PathBuf::from(&stat.name) };
         let mut tw = TarWriter::new(w);
         tw.append_fd_tree(&fd, &name)?;
@@ -202,98 +209,10 @@ impl Containers {
         let rec = c.record();
         Ok(self.images.snapshots().changes(&rec.id, rec.top_layer.as_ref(), RUNTIME_FILES)?)
     }
-
-    /// `docker commit`: the container's changes as a new image.
-    pub async fn commit(
-        self: &Arc<Self>,
-        id: &str,
-        reference: Option<skiff_image::Reference>,
-        author: Option<String>,
-        comment: Option<String>,
-        changes: Vec<String>,
-        pause: bool,
-    ) -> Result<String> {
-        let c = self.get(id)?;
-        let rec = c.record();
-        let paused_here = pause && rec.state.status == super::Status::Running;
-        if paused_here {
-            // Recorded first: a daemon killed during the commit resumes the container.
-            self.update(&c, skiff_image::db::Durability::Sync, |r| r.paused_for_commit = true)?;
-            if let Err(e) = self.pause(&rec.id, true).await {
-                let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
-                return Err(e);
-            }
-        }
-        let this = self.clone();
-        let rec2 = rec.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<String> {
-            let image = this
-                .images
-                .get(&rec2.image_id)
-                .ok_or_else(|| EngineError::not_found(format!("No such image: {}", rec2.image_id)))?;
-            let mut run = image.run_config();
-            // The container's own settings become the new image's defaults.
-            run.cmd = rec2.config.cmd.clone();
-            run.entrypoint = rec2.config.entrypoint.clone();
-            run.env = rec2.config.env.clone();
-            run.working_dir = rec2.config.working_dir.clone().filter(|w| !w.is_empty());
-            run.user = rec2.config.user.clone().filter(|u| !u.is_empty());
-            run.labels = rec2.config.labels.clone().map(|l| l.into_iter().collect());
-            run.exposed_ports =
-                rec2.config.exposed_ports.clone().map(|p| p.into_keys().map(|k| (k, serde_json::json!({}))).collect());
-            apply_changes(&mut run, &changes)?;
-            // The diff goes through a temporary file, not memory (a layer may be gigabytes).
-            let tmp = this.images.tmp_dir().join(skiff_image::fsutil::random_name("commit"));
-            let _cleanup = RemoveOnDrop(tmp.clone());
-            {
-                let f = std::fs::File::create(&tmp)?;
-                let w = std::io::BufWriter::with_capacity(256 << 10, f);
-                let mut w = this.images.snapshots().diff(&rec2.id, rec2.top_layer.as_ref(), w, RUNTIME_FILES)?;
-                std::io::Write::flush(&mut w)?;
-            }
-            let mut tar = std::io::BufReader::with_capacity(256 << 10, std::fs::File::open(&tmp)?);
-            let mut extra = std::collections::BTreeMap::new();
-            extra.insert("container".to_string(), serde_json::Value::String(rec2.id.clone()));
-            let img = this.images.create_image(
-                NewImage {
-                    parent: Some(rec2.image_id.clone()),
-                    run_config: run,
-                    author,
-                    comment,
-                    created_by: Some(format!("{} {}", rec2.path, rec2.args.join(" ")).trim().to_string()),
-                    extra,
-                },
-                Some(skiff_image::NewLayer::Tar(&mut tar)),
-            )?;
-            if let Some(r) = &reference {
-                this.images.tag(r, img.id())?;
-            }
-            Ok(img.id().to_string())
-        })
-        .await
-        .map_err(|e| EngineError::internal(e.to_string()));
-        if paused_here {
-            let _ = self.pause(&rec.id, false).await;
-            let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
-        }
-        let id = result??;
-        self.publish(&rec, "commit");
-        self.events.publish(Event::new("image", "commit", &id));
-        Ok(id)
-    }
 }
 
 impl From<skiff_image::snapshot::SnapshotError> for EngineError {
     fn from(e: skiff_image::snapshot::SnapshotError) -> Self {
         EngineError::internal(crate::error::error_chain(&e))
-    }
-}
-
-/// Removes a temporary file when dropped.
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

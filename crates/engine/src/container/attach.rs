@@ -162,6 +162,22 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// `POST /containers/{id}/resize`: the container's terminal; without one there is nothing
+    /// to resize, which is not an error (as with dockerd).
+    pub async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        let c = self.get(key)?;
+        if !c.status().is_live() {
+            return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
+        }
+        if c.with(|r| r.config.tty != Some(true)) {
+            return Ok(());
+        }
+        monitor_client::call(&self.monitor_dir(&c.id), Request::Resize { height, width }).await?;
+        Ok(())
+    }
+}
+
 fn park(c: &Container, p: PendingAttach) {
     c.pending_attach.lock().expect("attach lock").push(p);
 }

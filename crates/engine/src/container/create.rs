@@ -101,6 +101,36 @@ fn merge_config(body: &ContainerCreateBody, image: &Image) -> ContainerConfig {
     }
 }
 
+/// What dockerd checks of the request's container config: environment entries and
+/// healthcheck durations (Docker's minimum is 1 ms).
+fn validate_config(body: &ContainerCreateBody) -> Result<()> {
+    for e in body.env.iter().flatten() {
+        if e.is_empty() || e.starts_with('=') {
+            return Err(EngineError::invalid(format!("invalid environment variable: {e}")));
+        }
+    }
+    if let Some(h) = &body.healthcheck {
+        const MIN: i64 = 1_000_000;
+        let too_short = |v: Option<i64>| v.is_some_and(|v| v != 0 && v < MIN);
+        if too_short(h.interval) || h.interval.is_some_and(|v| v < 0) {
+            return Err(EngineError::invalid("Interval in Healthcheck cannot be less than 1ms"));
+        }
+        if too_short(h.timeout) || h.timeout.is_some_and(|v| v < 0) {
+            return Err(EngineError::invalid("Timeout in Healthcheck cannot be less than 1ms"));
+        }
+        if h.retries.is_some_and(|r| r < 0) {
+            return Err(EngineError::invalid("Retries in Healthcheck cannot be negative"));
+        }
+        if too_short(h.start_period) || h.start_period.is_some_and(|v| v < 0) {
+            return Err(EngineError::invalid("StartPeriod in Healthcheck cannot be less than 1ms"));
+        }
+        if too_short(h.start_interval) || h.start_interval.is_some_and(|v| v < 0) {
+            return Err(EngineError::invalid("StartInterval in Healthcheck cannot be less than 1ms"));
+        }
+    }
+    Ok(())
+}
+
 fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     let mem = hc.memory.unwrap_or(0);
@@ -152,7 +182,8 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             || o.starts_with("apparmor=")
             || o.starts_with("apparmor:")
             || o.starts_with("label=")
-            || o.starts_with("label:");
+            || o.starts_with("label:")
+            || o == "systempaths=unconfined";
         if !ok {
             return Err(EngineError::invalid(format!("invalid --security-opt 2: {o:?}")));
         }
@@ -213,6 +244,14 @@ impl Containers {
         self.create_as(None, body, true).await
     }
 
+    /// A builder's RUN container the build keeps (`rm=false`, or a failed step without
+    /// `forcerm`): no longer marked, so a restarted daemon keeps it as dockerd does.
+    pub(crate) fn keep_build_container(&self, id: &str) {
+        if let Ok(c) = self.get(id) {
+            let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.builder = false);
+        }
+    }
+
     async fn create_as(
         self: &Arc<Self>,
         name: Option<String>,
@@ -254,6 +293,7 @@ impl Containers {
             other => other.into(),
         })?;
         let mut hc = body.host_config.clone().unwrap_or_default();
+        validate_config(&body)?;
         let mut warnings = validate_host_config(&hc)?;
         let mut config = merge_config(&body, &image);
         let entrypoint = config.entrypoint.clone().unwrap_or_default();
@@ -279,7 +319,39 @@ impl Containers {
         };
         let id = hex_id();
         if config.hostname.is_none() {
-            config.hostname = Some(id[..12].to_string());
+            // On the host's network a container is named as the host (as with dockerd).
+            let host_net = hc.network_mode.as_deref() == Some("host");
+            config.hostname = Some(match rustix::system::uname().nodename().to_str() {
+                Ok(h) if host_net && !h.is_empty() => h.to_string(),
+                _ => id[..12].to_string(),
+            });
+        }
+        if hc.security_opt.iter().flatten().any(|o| o == "systempaths=unconfined") {
+            hc.masked_paths = Some(Vec::new());
+            hc.readonly_paths = Some(Vec::new());
+        }
+        // As dockerd: the defaults are written into the host config (inspect shows them).
+        if hc.privileged != Some(true) {
+            if hc.masked_paths.is_none() {
+                hc.masked_paths = Some(crate::security::MASKED_PATHS.iter().map(|s| s.to_string()).collect());
+            }
+            if hc.readonly_paths.is_none() {
+                hc.readonly_paths = Some(crate::security::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+            }
+        }
+        match hc.ipc_mode.as_deref().unwrap_or("") {
+            "" => {
+                let d = self.defaults.ipc_mode.as_str();
+                hc.ipc_mode = Some(if d.is_empty() { "private" } else { d }.into())
+            }
+            "private" | "none" | "host" | "shareable" => {}
+            m if m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) => {}
+            m => return Err(EngineError::invalid(format!("invalid IPC mode: {m}"))),
+        }
+        match hc.runtime.as_deref() {
+            None | Some("") => hc.runtime = Some("runc".into()),
+            Some("runc") => {}
+            Some(other) => return Err(EngineError::invalid(format!("Unknown runtime specified {other}"))),
         }
 
         // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
@@ -293,10 +365,29 @@ impl Containers {
         for (d, o) in hc.tmpfs.clone().unwrap_or_default() {
             mounts.push(parse_tmpfs(&d, &o)?);
         }
+        for m in &mounts {
+            super::mounts::check_daemon_root(m, &self.data_root)?;
+        }
         let mut seen = std::collections::HashSet::new();
         for m in &mounts {
             if !seen.insert(m.destination.clone()) {
                 return Err(EngineError::invalid(format!("Duplicate mount point: {}", m.destination)));
+            }
+        }
+        // `--volumes-from C[:ro|rw]`: C's volumes and binds, where nothing else is mounted.
+        for vf in hc.volumes_from.clone().unwrap_or_default() {
+            let (name, mode) = match vf.rsplit_once(':') {
+                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m == "rw")),
+                _ => (vf.as_str(), None),
+            };
+            let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
+            for m in donor.with(|r| r.mounts.clone()) {
+                if m.kind == MountKind::Tmpfs || seen.contains(&m.destination) {
+                    continue;
+                }
+                seen.insert(m.destination.clone());
+                let rw = mode.unwrap_or(m.rw);
+                mounts.push(MountSpec { rw, copy_up: false, anonymous: false, ..m });
             }
         }
         let mut image_vols: Vec<String> = config.volumes.clone().unwrap_or_default().into_keys().collect();
@@ -352,6 +443,9 @@ impl Containers {
                 return Err(EngineError::invalid("cannot join own network"));
             }
         }
+        if let Some(l) = hc.links.clone().filter(|l| !l.is_empty()) {
+            hc.links = Some(self.normalize_links(&name, &l)?);
+        }
         let networks =
             self.endpoints_for_create(&mut hc, body.networking_config.as_ref(), body.mac_address.as_deref()).await?;
         if networks.is_empty() && hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) {
@@ -386,7 +480,11 @@ impl Containers {
             });
         }
         if hc.cgroupns_mode.is_none() {
-            hc.cgroupns_mode = Some(if self.layout.is_v2() {
+            hc.cgroupns_mode = Some(if self.defaults.cgroupns_mode == "private" {
+                bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE
+            } else if self.defaults.cgroupns_mode == "host" {
+                bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST
+            } else if self.layout.is_v2() {
                 bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE
             } else {
                 bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST

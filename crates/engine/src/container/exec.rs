@@ -138,6 +138,20 @@ impl Containers {
         serde_json::to_value(&process).map_err(|e| EngineError::internal(e.to_string()))
     }
 
+    /// Whether an exec could start now (it exists, has not run, its container runs): the
+    /// API answers these before it hands the connection over to the stream.
+    pub fn exec_startable(&self, id: &str) -> Result<()> {
+        let inst = self.execs.get(id)?;
+        if inst.state.lock().expect("exec state").started {
+            return Err(EngineError::conflict(format!("Error: Exec command {id} has already run")));
+        }
+        let c = self.get(&inst.container_id)?;
+        if c.status() != Status::Running {
+            return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
+        }
+        Ok(())
+    }
+
     /// `POST /exec/{id}/start`. With `detach`, returns `None` once the process runs.
     pub async fn exec_start(
         self: &Arc<Self>,
@@ -257,7 +271,7 @@ impl Containers {
         let cmd = inst.config.cmd.clone().unwrap_or_default();
         Ok(ExecInspectResponse {
             can_remove: Some(false),
-            detach_keys: Some(String::new()),
+            detach_keys: Some(inst.config.detach_keys.clone().unwrap_or_default()),
             id: Some(inst.id.clone()),
             running: Some(s.running),
             exit_code: s.exit_code,

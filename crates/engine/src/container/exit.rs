@@ -41,10 +41,22 @@ impl Containers {
         })
     }
 
-    /// The container's process is gone: record it, then restart or auto-remove.
+    /// The container's process is gone: record it, then restart or auto-remove. A container
+    /// that will restart goes straight to `restarting` (never seen `exited` in between).
     pub(crate) async fn on_exit(self: &Arc<Self>, c: Arc<Container>, status: ExitStatus, ran: Duration) {
+        let before = c.record();
+        let restart = restart_after(
+            before.host_config.restart_policy.as_ref(),
+            status.code,
+            before.restart_count,
+            before.manually_stopped || self.shutting_down.load(std::sync::atomic::Ordering::SeqCst),
+            ran,
+        );
         let rec = match self.update(&c, Durability::Lazy, |r| {
-            r.state.status = Status::Exited;
+            r.state.status = if restart.is_some() { Status::Restarting } else { Status::Exited };
+            if restart.is_some() {
+                r.restart_count += 1;
+            }
             r.state.pid = 0;
             r.state.exit_code = status.code;
             r.state.finished_at = Some(status.finished_at.clone());
@@ -67,25 +79,13 @@ impl Containers {
         self.publish_with(&rec, "die", &[("exitCode", status.code.to_string())]);
         let this = self.clone();
         let id = c.id.clone();
-        let _ = tokio::task::spawn_blocking(move || this.images.snapshots().unmount(&id)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            this.release_shm(&id);
+            this.images.snapshots().unmount(&id)
+        })
+        .await;
 
-        let policy = rec.host_config.restart_policy.clone().unwrap_or_default();
-        let name = policy.name.unwrap_or(RestartPolicyNameEnum::NO);
-        let max = policy.maximum_retry_count.unwrap_or(0);
-        let restart = !rec.manually_stopped
-            && match name {
-                RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => true,
-                RestartPolicyNameEnum::ON_FAILURE => status.code != 0 && (max == 0 || rec.restart_count < max),
-                _ => false,
-            };
-        if restart {
-            // Docker's back-off: 100 ms doubling, reset when the container ran for 10 s.
-            let attempt = if ran > Duration::from_secs(10) { 0 } else { rec.restart_count.min(12) };
-            let delay = Duration::from_millis(100u64 << attempt).min(Duration::from_secs(60));
-            let _ = self.update(&c, Durability::Lazy, |r| {
-                r.state.status = Status::Restarting;
-                r.restart_count += 1;
-            });
+        if let Some(delay) = restart {
             let this = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
@@ -93,10 +93,11 @@ impl Containers {
                 if c.status() != Status::Restarting {
                     return;
                 }
-                let _ = this.update(&c, Durability::Lazy, |r| r.state.status = Status::Exited);
                 if let Err(e) = this.start_locked(&c).await {
                     tracing::warn!(container = %c.id, error = %e, "restart failed");
                     let _ = this.update(&c, Durability::Lazy, |r| r.state.status = Status::Exited);
+                    c.bump(false, false);
+                    return;
                 }
                 let rec = c.record();
                 this.publish(&rec, "restart");
@@ -111,5 +112,71 @@ impl Containers {
                 }
             });
         }
+    }
+}
+
+/// Whether an exited container restarts and after how long: Docker's policies (`always`,
+/// `unless-stopped`, `on-failure[:N]`; never after `docker stop`), and its back-off (100 ms,
+/// doubling per restart, back to 100 ms once the container ran 10 s; at most a minute).
+pub(crate) fn restart_after(
+    policy: Option<&bollard_stubs::models::RestartPolicy>,
+    exit_code: i32,
+    restarts_so_far: i64,
+    manually_stopped: bool,
+    ran: Duration,
+) -> Option<Duration> {
+    if manually_stopped {
+        return None;
+    }
+    let name = policy.and_then(|p| p.name).unwrap_or(RestartPolicyNameEnum::NO);
+    let max = policy.and_then(|p| p.maximum_retry_count).unwrap_or(0);
+    let restart = match name {
+        RestartPolicyNameEnum::ALWAYS | RestartPolicyNameEnum::UNLESS_STOPPED => true,
+        RestartPolicyNameEnum::ON_FAILURE => exit_code != 0 && (max == 0 || restarts_so_far < max),
+        _ => false,
+    };
+    if !restart {
+        return None;
+    }
+    let attempt = if ran > Duration::from_secs(10) { 0 } else { restarts_so_far.clamp(0, 12) as u32 };
+    Some(Duration::from_millis(100u64 << attempt).min(Duration::from_secs(60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard_stubs::models::RestartPolicy;
+
+    fn p(name: RestartPolicyNameEnum, max: i64) -> RestartPolicy {
+        RestartPolicy { name: Some(name), maximum_retry_count: Some(max) }
+    }
+
+    #[test]
+    fn restart_policies_as_docker_applies_them() {
+        let short = Duration::from_secs(1);
+        assert_eq!(restart_after(None, 1, 0, false, short), None);
+        assert_eq!(restart_after(Some(&p(RestartPolicyNameEnum::NO, 0)), 1, 0, false, short), None);
+        let always = p(RestartPolicyNameEnum::ALWAYS, 0);
+        assert_eq!(restart_after(Some(&always), 0, 0, false, short), Some(Duration::from_millis(100)));
+        assert_eq!(restart_after(Some(&always), 0, 0, true, short), None, "docker stop ends it");
+        let unless = p(RestartPolicyNameEnum::UNLESS_STOPPED, 0);
+        assert!(restart_after(Some(&unless), 0, 3, false, short).is_some());
+        let onf = p(RestartPolicyNameEnum::ON_FAILURE, 3);
+        assert_eq!(restart_after(Some(&onf), 0, 0, false, short), None, "success is not a failure");
+        assert!(restart_after(Some(&onf), 2, 2, false, short).is_some());
+        assert_eq!(restart_after(Some(&onf), 2, 3, false, short), None, "three restarts, no more");
+        let unlimited = p(RestartPolicyNameEnum::ON_FAILURE, 0);
+        assert!(restart_after(Some(&unlimited), 1, 1000, false, short).is_some());
+    }
+
+    #[test]
+    fn back_off_doubles_and_resets_after_a_long_run() {
+        let always = p(RestartPolicyNameEnum::ALWAYS, 0);
+        let d = |n, ran| restart_after(Some(&always), 0, n, false, ran).unwrap();
+        assert_eq!(d(0, Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(d(1, Duration::from_secs(1)), Duration::from_millis(200));
+        assert_eq!(d(4, Duration::from_secs(1)), Duration::from_millis(1600));
+        assert_eq!(d(50, Duration::from_secs(1)), Duration::from_secs(60), "capped");
+        assert_eq!(d(9, Duration::from_secs(11)), Duration::from_millis(100), "reset after 10 s of running");
     }
 }

@@ -72,8 +72,17 @@ pub fn status_line(r: &ContainerRecord) -> String {
 }
 
 fn mount_points(c: &Containers, r: &ContainerRecord) -> Vec<MountPoint> {
+    // `--tmpfs` (HostConfig.Tmpfs) mounts are not listed, as dockerd does not list them.
+    let legacy_tmpfs = |m: &&super::MountSpec| {
+        m.kind == MountKind::Tmpfs
+            && r.host_config
+                .tmpfs
+                .as_ref()
+                .is_some_and(|t| t.keys().any(|d| super::mounts::clean_dest(d).is_ok_and(|d| d == m.destination)))
+    };
     r.mounts
         .iter()
+        .filter(|m| !legacy_tmpfs(m))
         .map(|m| match m.kind {
             MountKind::Bind => MountPoint {
                 typ: Some(MountPointTypeEnum::BIND),
@@ -83,7 +92,7 @@ fn mount_points(c: &Containers, r: &ContainerRecord) -> Vec<MountPoint> {
                 driver: None,
                 mode: Some(m.mode.clone()),
                 rw: Some(m.rw),
-                propagation: Some(m.propagation.clone()),
+                propagation: Some(super::mounts::effective_propagation(m, &c.data_root).to_string()),
             },
             MountKind::Volume => MountPoint {
                 typ: Some(MountPointTypeEnum::VOLUME),
@@ -332,7 +341,7 @@ impl Containers {
         };
         ContainerSummary {
             id: Some(r.id.clone()),
-            names: Some(vec![format!("/{}", r.name)]),
+            names: Some(std::iter::once(format!("/{}", r.name)).chain(self.link_names(r)).collect()),
             image: Some(r.image_ref.clone()),
             image_id: Some(r.image_id.to_string()),
             image_manifest_descriptor: None,

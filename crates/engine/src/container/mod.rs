@@ -6,11 +6,13 @@
 
 pub mod archive;
 pub mod attach;
+pub mod commit;
 pub mod create;
 pub mod exec;
 mod exit;
 pub mod health;
 pub mod inspect;
+pub mod links;
 pub mod logopts;
 pub mod logs;
 pub mod monitor_client;
@@ -247,6 +249,39 @@ impl Container {
 }
 
 /// Everything container operations need, and the set of containers.
+/// The daemon's defaults for what a container's HostConfig leaves empty (dockerd's
+/// `--default-ipc-mode` and `--default-cgroupns-mode`).
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    /// `private` or `shareable`; empty: `private`.
+    pub ipc_mode: String,
+    /// `host` or `private`; empty: `private` on cgroup v2, `host` on v1 (as dockerd).
+    pub cgroupns_mode: String,
+    /// Containers keep running across daemon restarts. When false (dockerd's default), the
+    /// daemon stops them at shutdown and stops any it finds running at start; restart policies
+    /// then bring back those that ask for it.
+    pub live_restore: bool,
+}
+
+impl Defaults {
+    /// Checks the values as dockerd does at start.
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.ipc_mode.as_str(), "" | "private" | "shareable") {
+            return Err(EngineError::invalid(format!(
+                "invalid default IPC mode: {} (private or shareable)",
+                self.ipc_mode
+            )));
+        }
+        if !matches!(self.cgroupns_mode.as_str(), "" | "host" | "private") {
+            return Err(EngineError::invalid(format!(
+                "invalid default cgroup namespace mode: {} (host or private)",
+                self.cgroupns_mode
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub struct Containers {
     pub db: Arc<Db>,
     pub images: Arc<ImageStore>,
@@ -261,6 +296,11 @@ pub struct Containers {
     pub caps_held: std::collections::BTreeSet<String>,
     /// The daemon's default log driver and options (replaced by a configuration reload).
     default_log: RwLock<bollard_stubs::models::HostConfigLogConfig>,
+    /// IPC and cgroup namespace modes for containers that name none.
+    pub defaults: Defaults,
+    /// Set while the daemon stops its containers (live restore off): their exits do not count
+    /// for restart policies and do not mark them stopped by hand.
+    shutting_down: std::sync::atomic::AtomicBool,
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
     pub execs: exec::ExecStore,
@@ -286,6 +326,7 @@ impl Containers {
         exec_root: PathBuf,
         monitor_bin: PathBuf,
         default_log: bollard_stubs::models::HostConfigLogConfig,
+        defaults: Defaults,
     ) -> Result<Arc<Containers>> {
         let layout = Layout::detect()?;
         std::fs::create_dir_all(data_root.join("containers"))?;
@@ -304,6 +345,8 @@ impl Containers {
             seccomp: Profile::default_profile(),
             caps_held: crate::security::caps::held(),
             default_log: RwLock::new(default_log),
+            defaults,
+            shutting_down: Default::default(),
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: exec::ExecStore::default(),
@@ -331,6 +374,24 @@ impl Containers {
             && let Some(c) = map.get(id)
         {
             return Ok(c.clone());
+        }
+        // A legacy link's name, `PARENT/ALIAS`, names the linked container.
+        if let Some((parent, alias)) = name.rsplit_once('/')
+            && let Some(pid) = self.names.read().expect("names lock").get(parent.trim_start_matches('/'))
+            && let Some(p) = map.get(pid)
+        {
+            let target = p.with(|r| {
+                r.host_config.links.iter().flatten().find_map(|l| {
+                    let (t, a) = links::split(l);
+                    (a == alias).then(|| t.to_string())
+                })
+            });
+            if let Some(t) = target
+                && let Some(id) = self.names.read().expect("names lock").get(&t)
+                && let Some(c) = map.get(id)
+            {
+                return Ok(c.clone());
+            }
         }
         if !key.is_empty() && key.bytes().all(|b| b.is_ascii_hexdigit()) {
             let hits: Vec<_> = map.values().filter(|c| c.id.starts_with(key)).cloned().collect();
@@ -440,7 +501,7 @@ impl Containers {
     }
 
     /// `docker rename`.
-    pub fn rename(&self, key: &str, new: &str) -> Result<()> {
+    pub fn rename(self: &Arc<Self>, key: &str, new: &str) -> Result<()> {
         let new = new.strip_prefix('/').unwrap_or(new);
         names::validate(new)?;
         let c = self.get(key)?;
@@ -451,6 +512,7 @@ impl Containers {
             ));
         }
         self.rename_index(&old, new, &c.id)?;
+        self.rename_links(&old, new);
         let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
         {
             let (networks, id, new) = (self.networks.clone(), c.id.clone(), new.to_string());

@@ -7,6 +7,91 @@ use bollard_stubs::models::MountTypeEnum;
 use super::{MountKind, MountSpec};
 use crate::error::{EngineError, Result};
 
+/// The propagation a mount gets: as asked, else `rprivate` — or `rslave` for a bind from
+/// inside the daemon's data root, so mounts the daemon makes there later reach the container
+/// (as dockerd does).
+pub fn effective_propagation<'a>(m: &'a MountSpec, daemon_root: &std::path::Path) -> &'a str {
+    if !m.propagation.is_empty() {
+        return &m.propagation;
+    }
+    if m.kind == MountKind::Bind && within_daemon_root(&m.source, daemon_root) {
+        return "rslave";
+    }
+    "rprivate"
+}
+
+/// A bind source inside the daemon's root, or holding it.
+fn within_daemon_root(source: &str, daemon_root: &std::path::Path) -> bool {
+    let s = Path::new(source);
+    s.starts_with(daemon_root) || daemon_root.starts_with(s)
+}
+
+/// As dockerd: a bind of (or around) the daemon's root must propagate mounts from it (the
+/// daemon unmounts container filesystems there; a private copy would hold them).
+pub fn check_daemon_root(m: &MountSpec, daemon_root: &std::path::Path) -> Result<()> {
+    if m.kind != MountKind::Bind
+        || !within_daemon_root(&m.source, daemon_root)
+        || matches!(m.propagation.as_str(), "" | "rslave" | "rshared")
+    {
+        return Ok(());
+    }
+    Err(EngineError::invalid(format!(
+        "invalid mount config: must use either propagation mode \"rslave\" or \"rshared\" when mount source is within the daemon root, daemon root: {:?}, bind mount source: {:?}, propagation: {:?}",
+        daemon_root.display().to_string(),
+        m.source,
+        m.propagation
+    )))
+}
+
+/// As dockerd at start: a bind asked to be shared (or slave) needs its source on a shared (or
+/// shared or slave) mount of the host, or nothing would propagate.
+pub fn check_source_propagation(m: &MountSpec) -> Result<()> {
+    let want_shared = matches!(m.propagation.as_str(), "shared" | "rshared");
+    let want_slave = matches!(m.propagation.as_str(), "slave" | "rslave");
+    if m.kind != MountKind::Bind || !(want_shared || want_slave) {
+        return Ok(());
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let Some((point, shared, slave)) = containing_mount(&info, Path::new(&m.source)) else { return Ok(()) };
+    if want_shared && !shared {
+        return Err(EngineError::invalid(format!(
+            "path {} is mounted on {point} but it is not a shared mount",
+            m.source
+        )));
+    }
+    if want_slave && !shared && !slave {
+        return Err(EngineError::invalid(format!(
+            "path {} is mounted on {point} but it is not a shared or slave mount",
+            m.source
+        )));
+    }
+    Ok(())
+}
+
+/// The mount point holding `path` (the longest one that is a prefix; the last mounted of equal
+/// ones), and whether it is shared and whether it is a slave.
+fn containing_mount(mountinfo: &str, path: &Path) -> Option<(String, bool, bool)> {
+    let mut best: Option<(String, bool, bool)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4) else { continue };
+        let point = point.replace("\\040", " ");
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let optional = fields.iter().skip(6).take_while(|f| **f != "-");
+        let (mut shared, mut slave) = (false, false);
+        for o in optional {
+            shared |= o.starts_with("shared:");
+            slave |= o.starts_with("master:");
+        }
+        if best.as_ref().is_none_or(|(b, _, _)| point.len() >= b.len()) {
+            best = Some((point, shared, slave));
+        }
+    }
+    best
+}
+
 pub(crate) fn clean_dest(d: &str) -> Result<String> {
     if !d.starts_with('/') {
         return Err(EngineError::invalid(format!("invalid mount config: mount path must be absolute: {d}")));
@@ -67,7 +152,8 @@ pub fn parse_bind(spec: &str) -> Result<MountSpec> {
         destination,
         rw,
         mode: opts.to_string(),
-        propagation: if kind == MountKind::Bind && propagation.is_empty() { "rprivate".into() } else { propagation },
+        // Empty: decided at start (rprivate, or rslave for a source inside the daemon's root).
+        propagation,
         options: Vec::new(),
         copy_up,
         anonymous: src.is_empty(),
@@ -100,7 +186,8 @@ pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                 .and_then(|b| b.propagation.as_ref())
                 .map(|p| p.to_string())
                 .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "rprivate".into());
+                .unwrap_or_default();
+            let non_recursive = m.bind_options.as_ref().and_then(|b| b.non_recursive).unwrap_or(false);
             Ok(MountSpec {
                 kind: MountKind::Bind,
                 source: src,
@@ -108,7 +195,7 @@ pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                 rw,
                 mode: String::new(),
                 propagation,
-                options: vec![],
+                options: if non_recursive { vec!["nonrecursive".into()] } else { vec![] },
                 copy_up: false,
                 anonymous: false,
             })
@@ -165,6 +252,9 @@ pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
 
 pub fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec> {
     let destination = clean_dest(dest)?;
+    if destination == "/" {
+        return Err(EngineError::invalid(format!("invalid tmpfs mount {dest:?}: destination can't be '/'")));
+    }
     let mut rw = true;
     let mut options = Vec::new();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
@@ -199,6 +289,18 @@ pub fn parse_tmpfs(dest: &str, opts: &str) -> Result<MountSpec> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_mount_holding_a_path_and_its_propagation() {
+        let info = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                    40 27 0:50 / /tmp/shr rw shared:12 - tmpfs tmp rw\n\
+                    41 27 0:51 / /tmp/sl rw master:12 - tmpfs tmp rw\n";
+        let at = |p: &str| containing_mount(info, Path::new(p)).unwrap();
+        assert_eq!(at("/tmp/xx"), ("/".to_string(), false, false));
+        assert_eq!(at("/tmp/shr/a"), ("/tmp/shr".to_string(), true, false));
+        assert_eq!(at("/tmp/sl"), ("/tmp/sl".to_string(), false, true));
+        assert_eq!(at("/tmp/shrx"), ("/".to_string(), false, false), "a prefix by components, not by bytes");
+    }
     use super::*;
 
     #[test]

@@ -83,6 +83,10 @@ impl Containers {
             }
             return Ok(Vec::new());
         };
+        if primary == "bridge" && self.networks.cfg.bridge_disabled() {
+            // `-b none`: the default network is loopback only.
+            return Ok(Vec::new());
+        }
         let net = self.networks.get(&primary).await?;
         if !net.is_bridge() {
             // `--network <id of host or none>`.
@@ -200,6 +204,7 @@ impl Containers {
             endpoints: rec.networks.iter().map(|e| Endpoint { live: None, ..e.clone() }).collect(),
             publish: Self::requested_ports(&rec.host_config, &rec.config)?,
             dns,
+            hostname: rec.config.hostname.clone().unwrap_or_default(),
         };
         let attached = self.networks.attach(req).await?;
         let a = attached.clone();

@@ -22,10 +22,11 @@ impl Containers {
         }
         if st.is_live() || st == Status::Restarting {
             if !force {
+                // dockerd 20.10's words (clients match on "cannot remove a running container").
                 let what = if st == Status::Paused { "paused" } else { "running" };
                 return Err(EngineError::conflict(format!(
-                    "cannot remove container \"/{}\": container is {what}: stop the container before removing or force remove",
-                    c.name()
+                    "You cannot remove a {what} container {}. Stop the container before attempting removal or force remove",
+                    c.id
                 )));
             }
             self.update(&c, Durability::Lazy, |r| r.manually_stopped = true)?;
@@ -66,6 +67,7 @@ impl Containers {
         let this = self.clone();
         let id = c.id.clone();
         let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {
+            this.release_shm(&id);
             this.images.snapshots().remove(&id)?;
             skiff_common::fsutil::remove_all(&this.container_dir(&id))?;
             skiff_common::fsutil::remove_all(this.monitor_dir(&id).path())?;

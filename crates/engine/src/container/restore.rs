@@ -103,6 +103,11 @@ impl Containers {
                 _ => {}
             }
         }
+        if !self.defaults.live_restore {
+            // Live restore off: what outlived the daemon stops now (restart policies below bring
+            // back the containers that ask for it).
+            self.stop_all().await;
+        }
         for c in self.all() {
             let rec = c.record();
             if rec.builder {
@@ -125,8 +130,9 @@ impl Containers {
                 });
             }
             if !rec.state.status.is_live() {
-                // A root filesystem a crash left mounted.
+                // A root filesystem (or a shareable /dev/shm) a crash left mounted.
                 let _ = self.images.snapshots().unmount(&c.id);
+                self.release_shm(&c.id);
             }
         }
         // Containers with a restart policy of always come back with the daemon.
@@ -155,6 +161,7 @@ impl Containers {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if !ids.contains(&n) {
+                    self.release_shm(&n);
                     tracing::info!(dir = %e.path().display(), "removing a container directory with no record");
                     let _ = skiff_common::fsutil::remove_all(&e.path());
                 }

@@ -27,6 +27,22 @@ pub enum NetNs {
     Join(PathBuf),
 }
 
+/// The IPC namespace and `/dev/shm` of a container (`--ipc`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ipc {
+    /// Its own namespace and `/dev/shm` (`private`, the default).
+    Private,
+    /// Its own namespace, no `/dev/shm` (`none`).
+    None,
+    /// The host's namespace and `/dev/shm` (`host`).
+    Host,
+    /// Its own namespace; `/dev/shm` is the given host directory (a tmpfs the daemon mounted),
+    /// so other containers can share it (`shareable`).
+    Shareable(PathBuf),
+    /// Another container's namespace and `/dev/shm` (`container:X`).
+    Join { ns: PathBuf, shm: PathBuf },
+}
+
 pub struct SpecInput<'a> {
     pub rec: &'a ContainerRecord,
     pub rootfs: &'a Path,
@@ -47,6 +63,9 @@ pub struct SpecInput<'a> {
     pub init_binary: Option<PathBuf>,
     /// Whether the daemon can raise hard rlimits.
     pub can_raise_rlimits: bool,
+    pub ipc: Ipc,
+    /// The daemon's data root (binds from inside it default to rslave).
+    pub daemon_root: &'a Path,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
@@ -384,8 +403,17 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", ro_sys]),
         mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", ro_sys]),
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt]),
     ];
+    match &input.ipc {
+        Ipc::Private => {
+            mounts.push(mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", &shm_opt]))
+        }
+        Ipc::None => {}
+        Ipc::Host => mounts.push(mount("/dev/shm", "bind", "/dev/shm", &["rbind", "rprivate"])),
+        Ipc::Shareable(dir) | Ipc::Join { shm: dir, .. } => {
+            mounts.push(mount("/dev/shm", "bind", &dir.to_string_lossy(), &["rbind", "rprivate"]))
+        }
+    }
     let user_dests: BTreeSet<String> =
         rec.mounts.iter().map(|m| m.destination.trim_end_matches('/').to_string()).collect();
     for (dest, src) in input.etc_files {
@@ -403,10 +431,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         // A destination that is a symlink in the image is followed inside the container's
         // root, as runc does (the runtime refuses to mount over a symlink).
         let dest = in_root(input.rootfs, &m.destination);
-        let propagation = if m.propagation.is_empty() { "rprivate" } else { m.propagation.as_str() };
+        let propagation = super::mounts::effective_propagation(m, input.daemon_root);
         let rw = if m.rw { "rw" } else { "ro" };
         match m.kind {
-            MountKind::Bind => mounts.push(mount(&dest, "bind", &m.source, &["rbind", rw, propagation])),
+            MountKind::Bind => {
+                let recursive = if m.options.iter().any(|o| o == "nonrecursive") { "bind" } else { "rbind" };
+                mounts.push(mount(&dest, "bind", &m.source, &[recursive, rw, propagation]))
+            }
             MountKind::Volume => {
                 let src = input
                     .volume_paths
@@ -443,7 +474,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
         namespaces.push(n);
     };
     ns(LinuxNamespaceType::Pid, None);
-    ns(LinuxNamespaceType::Ipc, None);
+    match &input.ipc {
+        Ipc::Host => {}
+        Ipc::Join { ns: path, .. } => ns(LinuxNamespaceType::Ipc, Some(path.clone())),
+        _ => ns(LinuxNamespaceType::Ipc, None),
+    }
     ns(LinuxNamespaceType::Uts, None);
     ns(LinuxNamespaceType::Mount, None);
     match &input.netns {
@@ -466,17 +501,40 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     linux.set_resources(Some(resources(hc, privileged)?));
     linux.set_devices(if privileged { Some(host_devices()) } else { None });
     linux.set_seccomp(input.seccomp.clone());
-    linux.set_sysctl(hc.sysctls.clone().filter(|s| !s.is_empty()));
+    // As dockerd: in a network namespace of its own, a container may ping (ICMP echo sockets)
+    // and bind ports below 1024 without privileges, unless it set these itself.
+    let mut sysctls = hc.sysctls.clone().unwrap_or_default();
+    if input.netns != NetNs::Host {
+        sysctls.entry("net.ipv4.ping_group_range".into()).or_insert_with(|| "0 2147483647".into());
+        sysctls.entry("net.ipv4.ip_unprivileged_port_start".into()).or_insert_with(|| "0".into());
+    }
+    linux.set_sysctl(if sysctls.is_empty() { None } else { Some(sysctls) });
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     if privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
     } else {
-        linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
-        linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+        // The request's lists replace the defaults (an empty list: none, as with
+        // `--security-opt systempaths=unconfined`).
+        linux.set_masked_paths(Some(
+            hc.masked_paths.clone().unwrap_or_else(|| MASKED_PATHS.iter().map(|s| s.to_string()).collect()),
+        ));
+        linux.set_readonly_paths(Some(
+            hc.readonly_paths.clone().unwrap_or_else(|| READONLY_PATHS.iter().map(|s| s.to_string()).collect()),
+        ));
     }
-    linux.set_rootfs_propagation(None);
+    // Shared or slave mounts need the root's propagation to match (as runc is told by dockerd).
+    // The OCI spec's values: the runtime applies them recursively.
+    let props: Vec<&str> =
+        rec.mounts.iter().map(|m| super::mounts::effective_propagation(m, input.daemon_root)).collect();
+    linux.set_rootfs_propagation(if props.iter().any(|p| matches!(*p, "shared" | "rshared")) {
+        Some("shared".into())
+    } else if props.iter().any(|p| matches!(*p, "slave" | "rslave")) {
+        Some("slave".into())
+    } else {
+        None
+    });
 
     let mut spec = Spec::default();
     spec.set_version("1.0.2".to_string());

@@ -204,6 +204,67 @@ impl Containers {
         })
     }
 
+    /// The IPC namespace and /dev/shm a starting container gets (`--ipc`); a shareable one's
+    /// /dev/shm is a tmpfs the daemon mounts at `<container dir>/shm` (unmounted at exit).
+    fn ipc_for(&self, c: &super::ContainerRecord) -> Result<spec::Ipc> {
+        let hc = &c.host_config;
+        let mode = hc.ipc_mode.as_deref().filter(|m| !m.is_empty()).unwrap_or("private");
+        Ok(match mode {
+            "private" => spec::Ipc::Private,
+            "none" => spec::Ipc::None,
+            "host" => spec::Ipc::Host,
+            "shareable" => {
+                let shm = self.container_dir(&c.id).join("shm");
+                std::fs::create_dir_all(&shm)?;
+                if !is_mount_point(&shm) {
+                    let size = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
+                    let opts = std::ffi::CString::new(format!("mode=1777,size={size}")).expect("no NUL");
+                    rustix::mount::mount(
+                        "shm",
+                        &shm,
+                        "tmpfs",
+                        rustix::mount::MountFlags::NOSUID
+                            | rustix::mount::MountFlags::NODEV
+                            | rustix::mount::MountFlags::NOEXEC,
+                        Some(opts.as_c_str()),
+                    )
+                    .map_err(|e| EngineError::internal(format!("mounting the shareable /dev/shm: {e}")))?;
+                }
+                spec::Ipc::Shareable(shm)
+            }
+            m => {
+                let donor = m.strip_prefix("container:").unwrap_or("");
+                let d = self.get(donor)?;
+                let (status, pid, dmode, did) = d.with(|r| {
+                    (r.state.status, r.state.pid, r.host_config.ipc_mode.clone().unwrap_or_default(), r.id.clone())
+                });
+                if !status.is_live() || pid <= 0 {
+                    return Err(EngineError::conflict(format!("cannot join IPC of a non running container: {donor}")));
+                }
+                match dmode.as_str() {
+                    "host" => spec::Ipc::Host,
+                    "shareable" => spec::Ipc::Join {
+                        ns: PathBuf::from(format!("/proc/{pid}/ns/ipc")),
+                        shm: self.container_dir(&did).join("shm"),
+                    },
+                    _ => {
+                        return Err(EngineError::invalid(format!(
+                            "non-shareable IPC (hint: use IpcMode:shareable for the donor container {donor})"
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Unmounts a shareable /dev/shm (at exit and removal).
+    pub(super) fn release_shm(&self, id: &str) {
+        let shm = self.container_dir(id).join("shm");
+        if is_mount_point(&shm) {
+            let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+
     /// Step 1 (blocking): everything on disk the monitor needs.
     fn prepare_run(
         &self,
@@ -258,10 +319,17 @@ impl Containers {
                 Some(p.resolve(&capset).map_err(|e| EngineError::invalid(e.to_string()))?)
             }
         };
+        for m in &c.mounts {
+            super::mounts::check_source_propagation(m)?;
+        }
         let hostname = c.config.hostname.clone().unwrap_or_else(|| c.id[..12].to_string());
         let tty = c.config.tty == Some(true);
-        let env = spec::environment(c.config.env.as_deref().unwrap_or(&[]), &hostname, tty);
+        // Legacy links' variables first: the container's own environment wins over them.
+        let mut env_in = self.link_env(c);
+        env_in.extend(c.config.env.clone().unwrap_or_default());
+        let env = spec::environment(&env_in, &hostname, tty);
         let cgroup_path = format!("/skiff/{}", c.id);
+        let input_cgroup_path = cgroup_path.clone();
         let input = SpecInput {
             rec: c,
             rootfs: &rootfs,
@@ -277,11 +345,17 @@ impl Containers {
             env,
             init_binary: if hc.init == Some(true) { tini() } else { None },
             can_raise_rlimits: self.caps_held.contains("CAP_SYS_RESOURCE"),
+            ipc: self.ipc_for(c)?,
+            daemon_root: &self.data_root,
         };
         let oci = spec::build(&input)?;
         let dir = self.monitor_dir(&c.id);
-        // A fresh monitor directory for every run.
+        // A fresh monitor directory for every run. A monitor killed with its container while
+        // the daemon was down left libcontainer's state and the cgroup behind, and libcontainer
+        // would refuse to create the container again over them.
         skiff_common::fsutil::remove_all(dir.path())?;
+        let _ = skiff_common::fsutil::remove_all(&self.state_root().join(&c.id));
+        let _ = self.layout.remove(&input_cgroup_path);
         std::fs::create_dir_all(dir.path())?;
         let bytes = serde_json::to_vec(&oci).map_err(|e| EngineError::internal(e.to_string()))?;
         std::fs::write(dir.path().join("config.json"), bytes)?;
@@ -454,6 +528,11 @@ impl Containers {
         let kind = if code == 127 || code == 126 { Kind::Invalid } else { e.kind };
         EngineError::new(kind, message)
     }
+}
+
+/// Whether a directory is the root of a mount.
+fn is_mount_point(p: &std::path::Path) -> bool {
+    skiff_common::tree::stat_at(rustix::fs::CWD, p.as_os_str()).is_ok_and(|s| s.mount_root)
 }
 
 #[cfg(test)]

@@ -96,10 +96,42 @@ impl Containers {
         timeout: Option<i64>,
         signal: Option<String>,
     ) -> Result<()> {
+        self.stop_inner(c, timeout, signal, true).await
+    }
+
+    /// Stops every running container at once, as the daemon does when it stops (or finds
+    /// containers running at start) with live restore off: not "by hand", so restart policies
+    /// bring them back with the daemon.
+    pub async fn stop_all(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in self.all().into_iter().filter(|c| c.status().is_live()) {
+            let this = self.clone();
+            tasks.spawn(async move {
+                let _op = c.ops.lock().await;
+                match this.stop_inner(&c, None, None, false).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind == Kind::NotModified => {}
+                    Err(e) => tracing::warn!(container = %c.id, error = %e, "stopping at daemon shutdown"),
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        self.shutting_down.store(false, Ordering::SeqCst);
+    }
+
+    async fn stop_inner(
+        self: &Arc<Self>,
+        c: &Arc<Container>,
+        timeout: Option<i64>,
+        signal: Option<String>,
+        by_hand: bool,
+    ) -> Result<()> {
         let rec = c.record();
         if rec.state.status == Status::Restarting {
             self.update(c, Durability::Lazy, |r| {
-                r.manually_stopped = true;
+                r.manually_stopped = by_hand;
                 r.state.status = Status::Exited;
             })?;
             return Ok(());
@@ -107,7 +139,9 @@ impl Containers {
         if !rec.state.status.is_live() {
             return Err(EngineError::not_modified());
         }
-        self.update(c, Durability::Sync, |r| r.manually_stopped = true)?;
+        if by_hand {
+            self.update(c, Durability::Sync, |r| r.manually_stopped = true)?;
+        }
         let sig = match signal.or(rec.config.stop_signal.clone()).filter(|s| !s.is_empty()) {
             Some(s) => parse_signal(&s)?,
             None => 15,
@@ -151,6 +185,17 @@ impl Containers {
             )));
         }
         let sig = parse_signal(signal.as_deref().filter(|s| !s.is_empty()).unwrap_or("KILL"))?;
+        // The container's own stop signal asks it to stop: its restart policy does not bring it
+        // back (as dockerd's ExitOnNext).
+        let stop_signal = c
+            .with(|r| r.config.stop_signal.clone())
+            .filter(|s| !s.is_empty())
+            .map(|s| parse_signal(&s))
+            .transpose()?
+            .unwrap_or(15);
+        if sig == stop_signal {
+            self.update(&c, Durability::Lazy, |r| r.manually_stopped = true)?;
+        }
         self.signal(&c, sig).await?;
         self.publish_with(&c.record(), "kill", &[("signal", sig.to_string())]);
         if sig == 9 {

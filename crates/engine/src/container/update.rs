@@ -78,7 +78,8 @@ impl Containers {
             hc.cpuset_mems = Some(v);
         }
         if let Some(v) = u.pids_limit {
-            hc.pids_limit = Some(v);
+            // 0 and any negative value mean "unlimited", recorded as 0 (as dockerd does).
+            hc.pids_limit = Some(v.max(0));
         }
         if let Some(v) = u.blkio_weight {
             hc.blkio_weight = Some(v);

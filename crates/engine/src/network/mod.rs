@@ -46,6 +46,9 @@ pub struct NetConfig {
     pub mtu: Option<u32>,
     /// DNS servers for containers that name none (`--dns`); empty: the host's.
     pub dns: Vec<std::net::IpAddr>,
+    /// What `host-gateway` in `--add-host` means (`--host-gateway-ip`); default: the default
+    /// bridge's gateway.
+    pub host_gateway_ip: Option<Ipv4Addr>,
 }
 
 impl Default for NetConfig {
@@ -58,11 +61,17 @@ impl Default for NetConfig {
             iptables: true,
             mtu: None,
             dns: Vec::new(),
+            host_gateway_ip: None,
         }
     }
 }
 
 impl NetConfig {
+    /// `-b none`: no default bridge; containers on the default network get only loopback.
+    pub fn bridge_disabled(&self) -> bool {
+        self.default_bridge == "none"
+    }
+
     /// The firewall chains' prefix: `SKIFF` for the default bridge name, otherwise derived
     /// from it, so that daemons with different bridges never share chains.
     pub fn chain_prefix(&self) -> String {
@@ -473,6 +482,9 @@ impl Networks {
 
     /// The default bridge network's gateway (`--add-host name:host-gateway`).
     pub async fn host_gateway(&self) -> Option<Ipv4Addr> {
+        if let Some(ip) = self.cfg.host_gateway_ip {
+            return Some(ip);
+        }
         let inner = self.inner.lock().await;
         inner.nets.values().find(|n| n.builtin && n.name == "bridge").and_then(|n| n.gateway)
     }

@@ -79,6 +79,9 @@ struct SandboxFile {
     endpoints: Vec<Endpoint>,
     ports: Vec<Mapping>,
     dns: Vec<IpAddr>,
+    /// The container's hostname (it resolves to itself through the embedded DNS).
+    #[serde(default)]
+    hostname: String,
 }
 
 pub struct AttachRequest {
@@ -90,6 +93,7 @@ pub struct AttachRequest {
     pub publish: Vec<ports::Requested>,
     /// The container's `--dns` servers (the embedded DNS forwards to them).
     pub dns: Vec<IpAddr>,
+    pub hostname: String,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +108,7 @@ struct Live {
     endpoints: Vec<Endpoint>,
     ports: Vec<(Mapping, Option<ports::Hold>)>,
     dns: Vec<IpAddr>,
+    hostname: String,
 }
 
 impl Live {
@@ -114,6 +119,7 @@ impl Live {
             endpoints: self.endpoints.clone(),
             ports: self.ports.iter().map(|(m, _)| m.clone()).collect(),
             dns: self.dns.clone(),
+            hostname: self.hostname.clone(),
         }
     }
 }
@@ -204,7 +210,11 @@ impl Inner {
                 z.entries.push(dns::Entry { ip: s.ip, names: dns_names(cid, &l.name, &e.aliases) });
                 clients.insert(
                     (e.network_id.clone(), s.ip),
-                    dns::Client { networks: networks.clone(), upstreams: upstreams.clone() },
+                    dns::Client {
+                        networks: networks.clone(),
+                        upstreams: upstreams.clone(),
+                        hostname: Some(l.hostname.clone()).filter(|h| !h.is_empty()),
+                    },
                 );
             }
         }
@@ -502,8 +512,14 @@ impl Networks {
                 .map(|(m, h)| (m, Some(h)))
                 .collect()
         };
-        let live =
-            Live { name: req.name, sandbox: path.to_path_buf(), endpoints: endpoints.clone(), ports, dns: req.dns };
+        let live = Live {
+            name: req.name,
+            sandbox: path.to_path_buf(),
+            endpoints: endpoints.clone(),
+            ports,
+            dns: req.dns,
+            hostname: req.hostname,
+        };
         let file = serde_json::to_vec(&live.file(&id)).map_err(io_err)?;
         skiff_common::fsutil::replace_file(&self.sandbox_file(&id), &file)?;
         let mappings: Vec<Mapping> = live.ports.iter().map(|(m, _)| m.clone()).collect();
@@ -686,6 +702,12 @@ impl Networks {
                 inner.nets.insert(rec.id.clone(), rec);
             }
         }
+        if self.cfg.bridge_disabled() {
+            // `-b none`: no "bridge" network while so started (its record stays on disk for a
+            // later start with a bridge).
+            inner.nets.retain(|_, n| !(n.builtin && n.name == "bridge"));
+            return Ok(());
+        }
         let existing = inner.nets.values().find(|n| n.builtin && n.name == "bridge").cloned();
         let wanted_subnet = match (&existing, self.cfg.bip) {
             (_, Some(bip)) => Some((bip.trunc(), bip.addr())),
@@ -779,6 +801,7 @@ impl Networks {
                         endpoints: f.endpoints,
                         ports,
                         dns: f.dns,
+                        hostname: f.hostname,
                     };
                     adopted.insert(
                         id.clone(),

@@ -62,6 +62,59 @@ impl<W: Write> TarWriter<W> {
         self.builder.into_inner()
     }
 
+    /// Appends an entry. Relative names go through the tar crate (whose bytes layer digests
+    /// depend on); a name with a leading `/` (`docker cp ctr:/ -` names its entries `/foo`, as
+    /// dockerd does) is written by hand, with a GNU long-name entry when it needs one.
+    fn put(&mut self, h: &mut tar::Header, name: &OsStr, data: impl io::Read) -> io::Result<()> {
+        if !name.as_bytes().starts_with(b"/") {
+            return self.builder.append_data(h, name, data);
+        }
+        self.raw_names(h, name.as_bytes(), None)?;
+        self.builder.append(h, data)
+    }
+
+    fn put_link(&mut self, h: &mut tar::Header, name: &OsStr, target: &OsStr) -> io::Result<()> {
+        if !name.as_bytes().starts_with(b"/") {
+            return self.builder.append_link(h, name, target);
+        }
+        self.raw_names(h, name.as_bytes(), Some(target.as_bytes()))?;
+        self.builder.append(h, io::empty())
+    }
+
+    /// Puts names into a header as they are, preceded by GNU `L`/`K` entries for long ones.
+    fn raw_names(&mut self, h: &mut tar::Header, name: &[u8], link: Option<&[u8]>) -> io::Result<()> {
+        let mut long = |kind: tar::EntryType, value: &[u8]| -> io::Result<()> {
+            let mut l = tar::Header::new_gnu();
+            l.as_gnu_mut().expect("a GNU header").name[..13].copy_from_slice(b"././@LongLink");
+            l.set_entry_type(kind);
+            l.set_mode(0o644);
+            l.set_size(value.len() as u64 + 1);
+            l.set_cksum();
+            let mut v = value.to_vec();
+            v.push(0);
+            self.builder.append(&l, &v[..])
+        };
+        if name.len() > 100 {
+            long(tar::EntryType::GNULongName, name)?;
+        }
+        if let Some(t) = link
+            && t.len() > 100
+        {
+            long(tar::EntryType::GNULongLink, t)?;
+        }
+        let old = h.as_old_mut();
+        let n = name.len().min(100);
+        old.name = [0; 100];
+        old.name[..n].copy_from_slice(&name[..n]);
+        if let Some(t) = link {
+            let k = t.len().min(100);
+            old.linkname = [0; 100];
+            old.linkname[..k].copy_from_slice(&t[..k]);
+        }
+        h.set_cksum();
+        Ok(())
+    }
+
     fn header_for(st: &Stat, kind: tar::EntryType) -> tar::Header {
         let mut h = tar::Header::new_ustar();
         h.set_entry_type(kind);
@@ -107,7 +160,7 @@ impl<W: Write> TarWriter<W> {
         h.set_mode(0o644);
         h.set_size(records.len() as u64);
         let pax_name = Path::new("PaxHeaders.0").join(name.file_name().unwrap_or(OsStr::new("x")));
-        self.builder.append_data(&mut h, pax_name, &records[..])
+        self.put(&mut h, pax_name.as_os_str(), &records[..])
     }
 
     /// Appends `name` of the directory `dir` under the archive name `arch`.
@@ -131,7 +184,7 @@ impl<W: Write> TarWriter<W> {
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
                 let mut h = Self::header_for(st, tar::EntryType::Symlink);
-                self.builder.append_link(&mut h, arch, OsStr::from_bytes(target.as_bytes()))
+                self.put_link(&mut h, arch.as_os_str(), OsStr::from_bytes(target.as_bytes()))
             }
             _ => self.append_special(arch, st),
         }
@@ -140,8 +193,10 @@ impl<W: Write> TarWriter<W> {
     fn append_dir_header(&mut self, arch: &Path, st: &Stat) -> io::Result<()> {
         let mut h = Self::header_for(st, tar::EntryType::Directory);
         let mut n = arch.as_os_str().as_bytes().to_vec();
-        n.push(b'/');
-        self.builder.append_data(&mut h, OsStr::from_bytes(&n), io::empty())
+        if !n.ends_with(b"/") {
+            n.push(b'/');
+        }
+        self.put(&mut h, OsStr::from_bytes(&n), io::empty())
     }
 
     /// A hard link to a file archived before, if this inode was.
@@ -152,7 +207,7 @@ impl<W: Write> TarWriter<W> {
         let key = (st.dev, st.ino);
         if let Some(first) = self.links.get(&key) {
             let mut h = Self::header_for(st, tar::EntryType::Link);
-            self.builder.append_link(&mut h, arch, first.clone())?;
+            self.put_link(&mut h, arch.as_os_str(), first.clone().as_os_str())?;
             return Ok(Some(()));
         }
         self.links.insert(key, arch.to_path_buf());
@@ -168,9 +223,9 @@ impl<W: Write> TarWriter<W> {
             let mut buf = Vec::new();
             io::Read::read_to_end(&mut r, &mut buf)?;
             buf.resize(st.size as usize, 0);
-            return self.builder.append_data(&mut h, arch, &buf[..]);
+            return self.put(&mut h, arch.as_os_str(), &buf[..]);
         }
-        self.builder.append_data(&mut h, arch, PadReader { inner: r, left: st.size })
+        self.put(&mut h, arch.as_os_str(), PadReader { inner: r, left: st.size })
     }
 
     fn append_special(&mut self, arch: &Path, st: &Stat) -> io::Result<()> {
@@ -183,7 +238,7 @@ impl<W: Write> TarWriter<W> {
         let mut h = Self::header_for(st, kind);
         h.set_device_major(rustix::fs::major(st.rdev))?;
         h.set_device_minor(rustix::fs::minor(st.rdev))?;
-        self.builder.append_data(&mut h, arch, io::empty())
+        self.put(&mut h, arch.as_os_str(), io::empty())
     }
 
     /// An empty regular file, for whiteouts.
@@ -194,7 +249,7 @@ impl<W: Write> TarWriter<W> {
         h.set_mode(0o644);
         h.set_size(0);
         h.set_mtime(mtime);
-        self.builder.append_data(&mut h, name, io::empty())
+        self.put(&mut h, name.as_os_str(), io::empty())
     }
 
     /// Appends a whole tree; `prefix` is the archive name of `root` itself (empty: entries at
@@ -333,7 +388,23 @@ pub fn overlay_changes(upper: &Path, exists_below: &dyn Fn(&Path) -> bool, skip:
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    drop_runtime_parents(&mut out, skip);
     Ok(out)
+}
+
+/// Drops the directories that are listed only because a skipped runtime path (a mount point
+/// such as `etc/hosts`) was made inside them: dockerd keeps those in a layer below the
+/// container's, so `docker diff` never shows `C /etc` for them.
+fn drop_runtime_parents(out: &mut Vec<Change>, skip: &[&str]) {
+    let parents: Vec<PathBuf> = skip
+        .iter()
+        .flat_map(|s| Path::new("/").join(s).ancestors().skip(1).map(Path::to_path_buf).collect::<Vec<_>>())
+        .filter(|p| p != Path::new("/"))
+        .collect();
+    let listed: Vec<PathBuf> = out.iter().map(|c| c.path.clone()).collect();
+    out.retain(|c| {
+        !(c.kind == 0 && parents.contains(&c.path) && !listed.iter().any(|p| p != &c.path && p.starts_with(&c.path)))
+    });
 }
 
 fn xattr_list(path: &Path) -> io::Result<Vec<Vec<u8>>> {
@@ -501,6 +572,7 @@ pub fn naive_changes(base: &Path, new: &Path, skip: &[&str]) -> io::Result<Vec<C
         }
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    drop_runtime_parents(&mut out, skip);
     Ok(out)
 }
 
@@ -597,7 +669,7 @@ impl<W: Write> TarWriter<W> {
                 check_len(name)?;
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())?;
                 let mut h = Self::header_for(&st, tar::EntryType::Symlink);
-                self.builder.append_link(&mut h, name, OsStr::from_bytes(target.as_bytes()))
+                self.put_link(&mut h, name.as_os_str(), OsStr::from_bytes(target.as_bytes()))
             }
             _ => {
                 check_len(name)?;

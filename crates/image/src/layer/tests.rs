@@ -93,6 +93,28 @@ fn rejects_parent_dir_paths() {
 }
 
 #[test]
+fn rooted_dotdot_stays_inside() {
+    // A build context's `../foo` is `foo`, as extracting inside a chroot makes it.
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let target = dir.path().join("root");
+    fs::create_dir(&target).unwrap();
+    let t = raw_tar(&[
+        ("../outside/pwned", tar::EntryType::Regular, b"x"),
+        ("a/../../../b", tar::EntryType::Regular, b"y"),
+        ("/c", tar::EntryType::Regular, b"z"),
+        ("l", tar::EntryType::Link, b"../../c"),
+    ]);
+    let o = UnpackOptions { rooted_dotdot: true, same_owner: false, ..opts(WhiteoutMode::Literal) };
+    unpack(&t[..], &target, &o).unwrap();
+    assert!(!outside.join("pwned").exists());
+    assert_eq!(fs::read(target.join("outside/pwned")).unwrap(), b"x");
+    assert_eq!(fs::read(target.join("b")).unwrap(), b"y");
+    assert_eq!(fs::read(target.join("l")).unwrap(), b"z");
+}
+
+#[test]
 fn absolute_paths_stay_inside() {
     let dir = tempfile::tempdir().unwrap();
     let t = raw_tar(&[("/etc/skiff-test-abs", tar::EntryType::Regular, b"x")]);

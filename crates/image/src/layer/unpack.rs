@@ -91,6 +91,10 @@ pub struct UnpackOptions {
     pub no_overwrite_dir_non_dir: bool,
     /// Bytes of file content this unpack may write at most (an image's size limit).
     pub max_bytes: Option<u64>,
+    /// `..` in entry names resolves lexically against the root (`../foo` is `foo`), as
+    /// extracting inside a chroot does; dockerd treats build contexts so. Otherwise `..` is
+    /// refused.
+    pub rooted_dotdot: bool,
 }
 
 impl Default for UnpackOptions {
@@ -103,6 +107,7 @@ impl Default for UnpackOptions {
             owner: None,
             no_overwrite_dir_non_dir: false,
             max_bytes: None,
+            rooted_dotdot: false,
         }
     }
 }
@@ -155,6 +160,11 @@ struct Unpacker {
 
 /// Cleans an archive path to a relative path of normal components; `None` for the root itself.
 pub(crate) fn clean_path(p: &Path) -> Result<Option<PathBuf>, UnpackError> {
+    clean_path_with(p, false)
+}
+
+/// As [`clean_path`]; with `rooted_dotdot`, `..` pops a component (and stays at the root).
+fn clean_path_with(p: &Path, rooted_dotdot: bool) -> Result<Option<PathBuf>, UnpackError> {
     if p.as_os_str().len() > super::pack::MAX_ARCHIVE_PATH {
         return Err(UnpackError::TooLong(p.as_os_str().len()));
     }
@@ -168,6 +178,9 @@ pub(crate) fn clean_path(p: &Path) -> Result<Option<PathBuf>, UnpackError> {
                 out.push(n)
             }
             Component::CurDir | Component::RootDir => {}
+            Component::ParentDir if rooted_dotdot => {
+                out.pop();
+            }
             Component::ParentDir => {
                 return Err(UnpackError::Breakout { path: p.to_path_buf(), why: "\"..\" in path".into() });
             }
@@ -260,7 +273,7 @@ impl Unpacker {
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
         let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
-        let Some(rel) = clean_path(&raw)? else {
+        let Some(rel) = clean_path_with(&raw, self.opts.rooted_dotdot)? else {
             return Ok(());
         };
         self.stats.entries += 1;
@@ -386,7 +399,7 @@ impl Unpacker {
             tar::EntryType::Link => {
                 let target =
                     entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
-                let Some(trel) = clean_path(&target)? else {
+                let Some(trel) = clean_path_with(&target, self.opts.rooted_dotdot)? else {
                     return Err(UnpackError::BadHardlink { path: rel, target: target.into_owned() });
                 };
                 if trel == rel {

@@ -1,0 +1,295 @@
+//! RUN: a container of the step's image, its diff the next layer; RUN --mount.
+
+use super::*;
+
+impl Engine {
+    pub(super) async fn run_step(
+        self: &Arc<Self>,
+        st: &StageState,
+        argv: Vec<String>,
+        network: &str,
+        mounts: &[RunMount],
+        req: &BuildRequest,
+        out: &Out,
+    ) -> Result<Arc<Image>> {
+        let image =
+            st.image.clone().ok_or_else(|| invalid("RUN needs a base image with a shell (FROM scratch has none)"))?;
+        let mut env = st.env();
+        for (k, v) in &st.args {
+            if let Some(v) = v
+                && !env.iter().any(|e| e.split_once('=').map(|(a, _)| a) == Some(k))
+            {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        let body = ContainerCreateBody {
+            image: Some(image.id().to_string()),
+            cmd: Some(argv.clone()),
+            entrypoint: Some(vec![]),
+            env: Some(env),
+            working_dir: st.run.working_dir.clone(),
+            user: st.run.user.clone(),
+            host_config: Some(HostConfig {
+                network_mode: Some(if network == "default" { "bridge".into() } else { network.to_string() }),
+                binds: Some(mounts.iter().filter_map(|m| m.bind.clone()).collect()),
+                tmpfs: Some(mounts.iter().filter_map(|m| m.tmpfs.clone()).collect()),
+                extra_hosts: Some(req.extra_hosts.clone()).filter(|h| !h.is_empty()),
+                memory: req.run_limits.memory,
+                memory_swap: req.run_limits.memory_swap,
+                cpu_shares: req.run_limits.cpu_shares,
+                cpuset_cpus: req.run_limits.cpuset_cpus.clone(),
+                cpu_period: req.run_limits.cpu_period,
+                cpu_quota: req.run_limits.cpu_quota,
+                shm_size: req.run_limits.shm_size,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (id, _) = self.containers.create_for_build(body).await?;
+        say(out, format!(" ---> Running in {}\n", &id[..12]));
+        let result = async {
+            let ran = async {
+                self.containers.start(&id).await?;
+                let (_, mut logs) = self.containers.logs(
+                    &id,
+                    crate::container::logs::LogOptions {
+                        stdout: true,
+                        stderr: true,
+                        follow: true,
+                        tail: None,
+                        since: None,
+                        until: None,
+                    },
+                )?;
+                while let Some(l) = logs.recv().await {
+                    say(out, String::from_utf8_lossy(&l.data).into_owned());
+                }
+                self.containers.wait(&id, "not-running").await
+            };
+            let (code, _) = tokio::select! {
+                r = ran => r?,
+                () = req.cancel.cancelled() => return Err(cancelled()),
+            };
+            if code != 0 {
+                return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" ")))
+                    .with_code(code));
+            }
+            // Mount targets are not content of the step (their mountpoints stay out of the layer).
+            let mut skip: Vec<String> = crate::container::RUNTIME_FILES.iter().map(|s| s.to_string()).collect();
+            for m in mounts {
+                let t = m
+                    .bind
+                    .as_deref()
+                    .and_then(|b| b.split(':').nth(1))
+                    .map(str::to_string)
+                    .or_else(|| m.tmpfs.as_ref().map(|t| t.0.clone()));
+                if let Some(t) = t {
+                    skip.push(t.trim_start_matches('/').to_string());
+                }
+            }
+            let this = self.clone();
+            let (id2, st2) =
+                (id.clone(), StageState { image: st.image.clone(), run: st.run.clone(), args: BTreeMap::new() });
+            let created_by = argv.join(" ");
+            tokio::task::spawn_blocking(move || -> Result<Arc<Image>> {
+                let c = this.containers.get(&id2)?;
+                let rec = c.record();
+                // The step's processes are gone; its root filesystem may still be mounted
+                // until the exit handling gets to it.
+                this.images.store.snapshots().unmount(&rec.id)?;
+                let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+                this.commit_snapshot(&rec.id, rec.top_layer.as_ref(), &st2, created_by, &skip)
+            })
+            .await
+            .map_err(|e| EngineError::internal(e.to_string()))?
+        }
+        .await;
+        // As Docker's --rm (default) and --force-rm: a failed step's container stays unless
+        // forced, and with --rm=false every step's container stays (a container like any other
+        // from then on: a restarted daemon keeps it).
+        let remove = if result.is_ok() { req.remove } else { req.force_rm };
+        if remove || req.cancel.is_cancelled() {
+            let _ = self.containers.remove(&id, true, true).await;
+            say(out, format!(" ---> Removed intermediate container {}\n", &id[..12]));
+        } else {
+            self.containers.keep_build_container(&id);
+        }
+        result
+    }
+}
+
+impl Engine {
+    pub(super) fn release_mounts(&self, mounts: &[RunMount]) {
+        for m in mounts {
+            if let Some(k) = &m.snapshot {
+                let _ = self.images.store.snapshots().unmount(k);
+                let _ = self.images.store.snapshots().remove(k);
+            }
+        }
+    }
+}
+
+/// A `RUN --mount` turned into what the step's container gets.
+pub(super) struct RunMount {
+    pub(super) bind: Option<String>,
+    pub(super) tmpfs: Option<(String, String)>,
+    /// A snapshot mounted for `type=bind,from=…`, released after the step.
+    pub(super) snapshot: Option<String>,
+    /// What the step's cache key must include.
+    pub(super) key: String,
+}
+
+impl Engine {
+    /// `type=cache|bind|tmpfs,target=…` (BuildKit's syntax). Cache mounts are directories
+    /// under the data root kept across builds (by `id`, default the target); bind mounts come
+    /// from the context, read-only unless `rw`; tmpfs mounts are fresh.
+    pub(super) fn run_mount(
+        &self,
+        req: &BuildRequest,
+        spec: &str,
+        df: &dockerfile::Dockerfile,
+        results: &HashMap<usize, Arc<Image>>,
+    ) -> Result<RunMount> {
+        let mut kind = "bind".to_string();
+        let mut opts: BTreeMap<String, String> = BTreeMap::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            match k {
+                "type" => kind = v.to_string(),
+                "target" | "dst" | "destination" => {
+                    opts.insert("target".into(), v.into());
+                }
+                "source" | "src" => {
+                    opts.insert("source".into(), v.into());
+                }
+                "ro" | "readonly" => {
+                    opts.insert("ro".into(), if v.is_empty() { "true".into() } else { v.into() });
+                }
+                "rw" | "readwrite" => {
+                    opts.insert("ro".into(), if v == "false" { "true".into() } else { "false".into() });
+                }
+                "id" | "from" | "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {
+                    opts.insert(k.into(), v.into());
+                }
+                other => return Err(invalid(format!("RUN --mount: unknown option {other:?}"))),
+            }
+        }
+        if kind == "ssh" {
+            return Err(invalid("RUN --mount=type=ssh is not supported (no SSH agent forwarding in this builder)"));
+        }
+        if kind == "secret" {
+            // Secrets come with `skiff build --secret`; a file bind-mounted read-only for the step.
+            let id = opts.get("id").cloned().or_else(|| {
+                opts.get("target").and_then(|t| Path::new(t).file_name()).map(|n| n.to_string_lossy().into_owned())
+            });
+            let id = id.ok_or_else(|| invalid("RUN --mount=type=secret needs id= (or target=)"))?;
+            if id.is_empty() || id.contains('/') || id.starts_with('.') {
+                return Err(invalid(format!("invalid secret id {id:?}")));
+            }
+            let target = opts.get("target").cloned().unwrap_or_else(|| format!("/run/secrets/{id}"));
+            let required = opts.get("required").is_some_and(|v| v.is_empty() || v == "true");
+            let src = req.secrets.as_ref().map(|d| d.join(&id)).filter(|p| p.is_file());
+            return match src {
+                Some(src) => Ok(RunMount {
+                    bind: Some(format!("{}:{target}:ro", src.display())),
+                    tmpfs: None,
+                    snapshot: None,
+                    key: format!("secret {id} {target}"),
+                }),
+                None if required => Err(invalid(format!(
+                    "secret {id} not found (pass it with `skiff build --secret id={id},src=FILE`; the docker CLI's legacy builder cannot send secrets)"
+                ))),
+                None => Ok(RunMount { bind: None, tmpfs: None, snapshot: None, key: format!("secret {id} absent") }),
+            };
+        }
+        let target =
+            opts.get("target").cloned().ok_or_else(|| invalid(format!("RUN --mount {spec:?}: target is required")))?;
+        if !target.starts_with('/') {
+            return Err(invalid(format!("RUN --mount target must be absolute: {target}")));
+        }
+        match kind.as_str() {
+            "cache" => {
+                let id = opts.get("id").cloned().unwrap_or_else(|| target.clone());
+                let dir = self.config.data_root.join("build-cache-mounts").join(hash_key(&[&id]));
+                std::fs::create_dir_all(&dir)?;
+                if let (Some(u), Some(g)) = (opts.get("uid"), opts.get("gid")) {
+                    let _ = std::os::unix::fs::chown(&dir, u.parse::<u32>().ok(), g.parse::<u32>().ok());
+                }
+                if let Some(m) = opts.get("mode").and_then(|m| u32::from_str_radix(m, 8).ok()) {
+                    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+                }
+                let ro = opts.get("ro").is_some_and(|v| v == "true");
+                Ok(RunMount {
+                    bind: Some(format!("{}:{target}{}", dir.display(), if ro { ":ro" } else { "" })),
+                    tmpfs: None,
+                    snapshot: None,
+                    key: format!("cache {id} {target} {ro}"),
+                })
+            }
+            "tmpfs" => {
+                let size = opts.get("size").map(|s| format!("size={s}")).unwrap_or_default();
+                Ok(RunMount {
+                    bind: None,
+                    tmpfs: Some((target.clone(), size.clone())),
+                    snapshot: None,
+                    key: format!("tmpfs {target} {size}"),
+                })
+            }
+            "bind" => {
+                if let Some(from) = opts.get("from") {
+                    // A stage built before, or a local image: its filesystem, mounted for the step.
+                    let idx = df
+                        .stages
+                        .iter()
+                        .position(|s| s.name.as_deref() == Some(&from.to_ascii_lowercase()))
+                        .or_else(|| from.parse::<usize>().ok());
+                    let img = match idx.and_then(|i| results.get(&i).cloned()) {
+                        Some(i) => i,
+                        None => self.images.store.resolve(from).map_err(|_| {
+                            invalid(format!("RUN --mount from={from}: no such stage built before, or local image"))
+                        })?,
+                    };
+                    let snaps = self.images.store.snapshots();
+                    let key = fsutil::random_name("buildmnt");
+                    snaps.prepare(&key, img.top_layer())?;
+                    let root = snaps.mount(&key, img.top_layer())?;
+                    let src = opts.get("source").map(String::as_str).unwrap_or("/");
+                    let real = rootfs::resolve(&root, Path::new(src))?;
+                    if !real.exists() {
+                        let _ = snaps.unmount(&key);
+                        let _ = snaps.remove(&key);
+                        return Err(invalid(format!("RUN --mount from={from}: {src} not found")));
+                    }
+                    let ro = opts.get("ro").is_none_or(|v| v == "true");
+                    return Ok(RunMount {
+                        bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
+                        tmpfs: None,
+                        snapshot: Some(key),
+                        key: format!("bindfrom {} {src} {target} {ro}", img.id()),
+                    });
+                }
+                let rel = ignore::clean(opts.get("source").map(String::as_str).unwrap_or("."));
+                let root = std::fs::canonicalize(&req.context)?;
+                let real = std::fs::canonicalize(root.join(&rel))
+                    .map_err(|e| invalid(format!("RUN --mount source {rel:?}: {e}")))?;
+                if !real.starts_with(&root) {
+                    return Err(invalid(format!("RUN --mount source {rel:?} is outside the build context")));
+                }
+                let ro = opts.get("ro").is_none_or(|v| v == "true");
+                // The step depends on what it can read.
+                let mut entries = Vec::new();
+                let relp = real.strip_prefix(&root).unwrap_or(Path::new("")).to_path_buf();
+                walk(&root, &relp, "x", None, &mut entries)?;
+                let plan = CopyPlan { dest_dir: String::new(), entries, inline: Vec::new() };
+                let content = write_tar(&plan, Some((0, 0)), None, None::<std::io::Sink>)?;
+                Ok(RunMount {
+                    bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
+                    tmpfs: None,
+                    snapshot: None,
+                    key: format!("bind {rel} {target} {ro} {content}"),
+                })
+            }
+            other => Err(invalid(format!("RUN --mount: unknown type {other:?}"))),
+        }
+    }
+}

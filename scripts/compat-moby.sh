@@ -42,7 +42,12 @@ SKIP_TESTS='TestInspectNetwork|TestService.*|TestInfoAPIWarnings'   # top-level 
 DK_BRIDGE=dkcmp0   DK_BIP=10.241.0.1/24      # main dockerd's default bridge (we create it)
 SK_BRIDGE=skcmp0   SK_BIP=10.242.0.1/24      # main skiffd's default bridge (skiffd creates it)
 SK_POOL=base=10.243.0.0/16,size=24
-SK_TEST_BRIDGE=skcmpt0                       # default bridge of skiffds that tests start themselves
+# Bridges that existed before we started are never touched (by name, below).
+LINKS_BEFORE=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1)
+# Default bridge of the skiffds that tests start: docker0 like dockerd's (some tests delete or
+# inspect "docker0" by name), unless the machine already has a docker0 that is not ours.
+SK_TEST_BRIDGE=docker0
+grep -qx docker0 <<<"$LINKS_BEFORE" && SK_TEST_BRIDGE=skcmpt0
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -50,11 +55,10 @@ die() { log "ERROR: $*"; exit 1; }
 
 mkdir -p "$WORK" "$OUT"
 # Each run's results replace the previous ones; the build cache in $WORK stays.
-rm -rf "$OUT/raw" "$OUT/results" "$OUT/summary.txt" "$OUT/failures.txt" "$OUT/timings.txt"
+rm -rf "$OUT/raw" "$OUT/results" "$OUT/test-daemons" "$OUT/summary.txt" "$OUT/failures.txt" "$OUT/timings.txt"
 mkdir -p "$OUT/raw" "$OUT/results"
 STARTED_PIDS=()     # daemons we started (pids), stopped in cleanup
 MADE_LINKS=()       # bridges that did not exist before we ran, removed in cleanup
-DOCKER0_EXISTED=0; ip link show docker0 >/dev/null 2>&1 && DOCKER0_EXISTED=1
 POLICY_RC_MADE=0
 
 # ---------------------------------------------------------------------------------------------
@@ -78,6 +82,64 @@ stop_pid() {   # $1 = pid; SIGTERM, wait up to 30s, then SIGKILL
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+kill_monitors() {   # $1 = regex on the monitor's argument (its container dir)
+    # skiffd keeps containers running when it stops (each under its own skiff-monitor), so the
+    # containers of a skiffd that a test stopped live on. Kill those monitors of our skiffd copy
+    # (matched by binary path) and their containers.
+    local pid exe args
+    for pid in $(pgrep -x skiff-monitor); do
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+        [ "${exe% (deleted)}" = "$WORK/skiff-bin/skiff-monitor" ] || continue
+        args=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || continue
+        [[ $args =~ $1 ]] || continue
+        pkill -KILL -P "$pid" || true; kill -KILL "$pid" 2>/dev/null || true
+    done
+    sleep 1
+    return 0
+}
+
+unmount_ours() {   # mounts left by dead daemons/containers: only under our dirs, deepest first
+    findmnt -rn -o TARGET | grep -E "^(${1:-$WORK|/tmp/dxr|/tmp/docker-integration})/" | sort -r |
+        while read -r m; do umount -l "$m" 2>/dev/null; done || true   # nothing mounted is fine
+}
+
+sweep_links() {   # $1 = "tests" (between packages: the main daemons are up) or "all" (at exit)
+    # Bridges left by daemons that tests started and stopped (dockerd and skiffd both leave a
+    # network's bridge when they stop): only bridges that are new since we started AND either
+    # carry a name from our list or are br-<id> of a network recorded in one of our daemons'
+    # network stores (dockerd: network/files/local-kv.db; skiffd: metadata.redb).
+    local l ours hits roots=("$WORK/dest") names=("$SK_TEST_BRIDGE" docker0 hostIPv4Bridge)
+    if [ "$1" = all ]; then roots+=("$WORK/docker-data" "$WORK/skiff-data"); names+=("$SK_BRIDGE"); fi
+    for l in $(ip -o link show type bridge | awk -F': ' '{print $2}' | cut -d@ -f1); do
+        grep -qxF "$l" <<<"$LINKS_BEFORE" && continue
+        ours=0
+        case "$l" in
+            br-*) hits=$(find "${roots[@]}" -xdev -type f \( -name local-kv.db -o -name metadata.redb \) \
+                      -exec grep -qaF "${l#br-}" {} \; -print 2>/dev/null || true)
+                  [ -n "$hits" ] && ours=1 ;;
+            *) printf '%s\n' "${names[@]}" | grep -qxF "$l" && ours=1 ;;
+        esac
+        [ "$ours" = 1 ] || continue
+        ip link del "$l" 2>/dev/null || true
+    done
+    return 0
+}
+
+drop_skiff_chains() {
+    # skiffd names its chains after its default bridge (SKIFF-<BRIDGE>-...); drop those of ours.
+    local br t ch up
+    for br in "$SK_BRIDGE" "$SK_TEST_BRIDGE"; do
+        up=$(echo "$br" | tr a-z A-Z)
+        for t in filter nat; do
+            iptables -t $t -S 2>/dev/null | grep -E -- "-j SKIFF-$up-" | sed 's/^-A/-D/' |
+                while read -r rule; do eval iptables -t $t "$rule"; done
+            for ch in $(iptables -t $t -S 2>/dev/null | awk -v p="SKIFF-$up-" '$1=="-N" && index($2,p)==1 {print $2}'); do
+                iptables -t $t -F "$ch"; iptables -t $t -X "$ch"
+            done
+        done
+    done
+}
+
 stop_test_daemons() {
     # Daemons that tests started through the shims and left running (a test that panicked or
     # timed out): their pidfiles are under the per-run daemon dirs we gave the tests. Only a
@@ -89,6 +151,8 @@ stop_test_daemons() {
         exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
         case "${exe% (deleted)}" in "$DOCKERD_REAL"|"$SKIFFD") stop_pid "$pid" ;; esac
     done
+    kill_monitors '^/tmp/dxr/'   # containers of those daemons (exec roots under /tmp/dxr)
+    return 0
 }
 
 cleanup() {
@@ -99,28 +163,12 @@ cleanup() {
     api_cleanup "$WORK/skiff.sock"
     stop_test_daemons
     for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-    # Mounts left by dead daemons/containers: only under our own dirs, deepest first.
-    findmnt -rn -o TARGET | grep -E "^($WORK|/tmp/dxr|/tmp/docker-integration)/" | sort -r |
-        while read -r m; do umount -l "$m" 2>/dev/null; done
-    # Bridges: the ones we made or our daemons made under names only we use.
+    kill_monitors .   # containers of our skiffds that outlived them
+    unmount_ours
     local br
-    for br in "${MADE_LINKS[@]}" "$SK_BRIDGE" "$SK_TEST_BRIDGE"; do
-        ip link show "$br" >/dev/null 2>&1 && ip link del "$br"
-    done
-    # docker0 is made by dockerds that tests start without -b; remove it only if it is new.
-    if [ "$DOCKER0_EXISTED" = 0 ] && ip link show docker0 >/dev/null 2>&1; then ip link del docker0; fi
-    # skiffd names its chains after its bridge (SKIFF-<BRIDGE>-...); drop any left for ours.
-    local t ch up
-    for br in "$SK_BRIDGE" "$SK_TEST_BRIDGE"; do
-        up=$(echo "$br" | tr a-z A-Z)
-        for t in filter nat; do
-            iptables -t $t -S 2>/dev/null | grep -E -- "-j SKIFF-$up-" | sed 's/^-A/-D/' |
-                while read -r rule; do eval iptables -t $t "$rule"; done
-            for ch in $(iptables -t $t -S 2>/dev/null | awk -v p="SKIFF-$up-" '$1=="-N" && index($2,p)==1 {print $2}'); do
-                iptables -t $t -F "$ch"; iptables -t $t -X "$ch"
-            done
-        done
-    done
+    for br in "${MADE_LINKS[@]}"; do ip link del "$br" 2>/dev/null; done
+    sweep_links all
+    drop_skiff_chains
     [ "$POLICY_RC_MADE" = 1 ] && rm -f /usr/sbin/policy-rc.d
     log "cleanup done (exit $rc)"
     exit $rc
@@ -262,8 +310,10 @@ make_rootfs_tar
 #    - for dockerd: point --containerd at our private dockerd's containerd (the tests assume the
 #      system one at /var/run/docker/...), keep the test daemons off iptables and off non-loopback
 #      addresses like the main one, unless a test asks for those flags itself.
-#    - for skiffd: translate dockerd's flags to skiffd's, drop those it lacks (logged), and give
-#      it its own default bridge name so it never collides with another skiffd on the machine.
+#    - for skiffd: translate dockerd's flags to skiffd's, drop those it lacks (logged in
+#      $WORK/shim-skiffd.log and the test daemon's log), default the bridge to docker0 like
+#      dockerd (never skiff0, which another skiffd on the machine may use), and never read the
+#      machine's /etc/skiff/daemon.json.
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$WORK/shim/dockerd" "$WORK/shim/skiffd"
 cat > "$WORK/shim/dockerd/dockerd" <<EOF
@@ -290,19 +340,22 @@ cat > "$WORK/shim/skiffd/dockerd" <<EOF
 # dockerd's command line as started by moby's testutil/daemon, translated to skiffd's.
 SKIFFD="$SKIFFD"
 SHIM_LOG="$WORK/shim-skiffd.log"
+SK_TEST_BRIDGE="$SK_TEST_BRIDGE"
 EOF
 cat >> "$WORK/shim/skiffd/dockerd" <<'EOF'
-args=() dropped=() have_bridge=0 have_config=0
+args=() dropped=() have_bridge=0 have_config=0 have_live_restore=0
 # skiffd options that take a value, under dockerd's spelling (same spelling in skiffd).
-valued='^(-H|--host|--data-root|--exec-root|-p|--pidfile|-l|--log-level|-s|--storage-driver|-b|--bridge|--bip|--default-address-pool|--mtu|--dns|--insecure-registry|--registry-mirror|--log-driver|--log-opt|--config-file)$'
+valued='^(-H|--host|--data-root|--exec-root|-p|--pidfile|-l|--log-level|-s|--storage-driver|-b|--bridge|--bip|--default-address-pool|--mtu|--dns|--insecure-registry|--registry-mirror|--log-driver|--log-opt|--config-file|--default-ipc-mode|--default-cgroupns-mode|--host-gateway-ip|--ip)$'
 # dockerd options that take a value but skiffd lacks (so the value is dropped with them).
-valued_dropped='^(--containerd|--containerd-namespace|--containerd-plugins-namespace|--userns-remap|--default-cgroupns-mode|--label|--exec-opt|--storage-opt|--cgroup-parent|--default-runtime|--add-runtime|--authorization-plugin|--default-ulimit|--default-shm-size|--default-ipc-mode|--fixed-cidr|--fixed-cidr-v6|--default-gateway|--default-gateway-v6|--ip|--max-concurrent-downloads|--max-concurrent-uploads|--max-download-attempts|--shutdown-timeout|--swarm-default-advertise-addr|--seccomp-profile|--tlscacert|--tlscert|--tlskey|--oom-score-adjust|--network-control-plane-mtu|--dns-opt|--dns-search|--allow-nondistributable-artifacts|--node-generic-resource|-G|--group|--init-path|--log-format|--metrics-addr|--userland-proxy-path|--cpu-rt-period|--cpu-rt-runtime|--exec-root-opt|--cluster-store|--cluster-advertise|--cluster-store-opt|-g|--graph)$'
+valued_dropped='^(--containerd|--containerd-namespace|--containerd-plugins-namespace|--userns-remap|--label|--exec-opt|--storage-opt|--cgroup-parent|--default-runtime|--add-runtime|--authorization-plugin|--default-ulimit|--default-shm-size|--fixed-cidr|--fixed-cidr-v6|--default-gateway|--default-gateway-v6|--max-concurrent-downloads|--max-concurrent-uploads|--max-download-attempts|--shutdown-timeout|--swarm-default-advertise-addr|--seccomp-profile|--tlscacert|--tlscert|--tlskey|--oom-score-adjust|--network-control-plane-mtu|--dns-opt|--dns-search|--allow-nondistributable-artifacts|--node-generic-resource|-G|--group|--init-path|--log-format|--metrics-addr|--userland-proxy-path|--host-gateway-ip|--cpu-rt-period|--cpu-rt-runtime|--exec-root-opt|--cluster-store|--cluster-advertise|--cluster-store-opt|-g|--graph)$'
 while (($#)); do
     a=${1//0.0.0.0:/127.0.0.1:}; shift   # listen on loopback, never on all addresses
     name=${a%%=*}
     case "$name" in
-        -D|--debug)
-            [ "$a" = "$name" ] || [ "${a#*=}" = true ] && args+=(--log-level debug); continue ;;
+        -D|--debug|--experimental)   # bare or =true/=false, as skiffd takes them
+            if [ "$a" = "$name" ] || [ "${a#*=}" = true ]; then args+=("$name"); fi; continue ;;
+        --live-restore)
+            have_live_restore=1; args+=("$a"); continue ;;
         --icc|--iptables)   # dockerd bools: bare, or =true/=false
             if [ "$a" = "$name" ]; then args+=("$name" true); else args+=("$a"); fi; continue ;;
         -b|--bridge) have_bridge=1 ;;
@@ -316,8 +369,10 @@ while (($#)); do
         dropped+=("$a")   # a boolean flag skiffd lacks (--userland-proxy, --experimental, --init...)
     fi
 done
-((have_bridge)) || args+=(-b skcmpt0)
+((have_bridge)) || args+=(-b $SK_TEST_BRIDGE)
 ((have_config)) || args+=(--config-file /dev/null)   # never read the machine's /etc/skiff/daemon.json
+# dockerd's default is live restore off (containers stop with the daemon); skiffd's is on.
+((have_live_restore)) || args+=(--live-restore=false)
 msg="compat-moby shim: skiffd ${args[*]} (dropped: ${dropped[*]:-none})"
 echo "$msg" >&2
 echo "$(date +%T) $msg" >> "$SHIM_LOG"
@@ -407,6 +462,11 @@ for pkg in $PACKAGES; do
             "start_$d"; import_images "${SOCK[$d]}"
         fi
         dest="$WORK/dest/$d/$pkg"; wipe_dir "$dest"; mkdir -p "$dest"
+        # A machine with Docker has a docker0, and tests delete it by name: give each package
+        # run one (when docker0 is ours to make; cleanup removes it).
+        if [ "$SK_TEST_BRIDGE" = docker0 ] && ! ip link show docker0 >/dev/null 2>&1; then
+            ip link add docker0 type bridge
+        fi
         skip="^($SKIP_TESTS)\$"
         t0=$SECONDS
         for attempt in $(seq 10); do
@@ -425,12 +485,17 @@ for pkg in $PACKAGES; do
             # that a test started and did not stop.
             api_cleanup "${SOCK[$d]}"
             stop_test_daemons
+            unmount_ours "$WORK/dest|/tmp/dxr"   # the tests' daemons' only, not the main ones'
+            sweep_links tests
             [ "$rc" = 2 ] || break
             started=$(cat "$OUT/raw/$d-$pkg".*log | sed -n 's/^=== RUN   \([^/]*\).*/\1/p' | sort -u | paste -sd'|')
             [ -n "$started" ] || break
             skip="^($SKIP_TESTS|$started)\$"
         done
         echo "run $pkg $d $((SECONDS - t0))s exit=$rc runs=$attempt" >> "$OUT/timings.txt"
+        # Keep the logs of the daemons the tests started (dest/<Test>/<id>/docker.log).
+        mkdir -p "$OUT/test-daemons/$d/$pkg"
+        (cd "$dest" && find . -name docker.log -exec cp --parents {} "$OUT/test-daemons/$d/$pkg/" \;) || true
     done
 done
 
@@ -530,4 +595,4 @@ open(f"{out}/failures.txt", "w").write("\n".join(fl) + "\n")
 open(f"{out}/summary.txt", "w").write(summary + "\n")
 print(summary)
 PY
-log "per-test results: $OUT/results/, failure messages: $OUT/failures.txt, raw logs: $OUT/raw/, timings: $OUT/timings.txt"
+log "per-test results: $OUT/results/, failure messages: $OUT/failures.txt, raw logs: $OUT/raw/, logs of daemons the tests started: $OUT/test-daemons/, timings: $OUT/timings.txt"

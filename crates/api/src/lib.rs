@@ -29,7 +29,10 @@ use tower::ServiceExt;
 
 use handlers::{containers as c, exec, images, networks as n, system, volumes as v};
 
-async fn not_found() -> Response {
+async fn not_found(body: Body) -> Response {
+    // Read what the client sends (up to 1 MiB) before answering: a client still writing its
+    // body to a closed connection sees a broken pipe instead of the 404.
+    let _ = axum::body::to_bytes(body, 1 << 20).await;
     (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({ "message": "page not found" }))).into_response()
 }
 

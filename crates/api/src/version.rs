@@ -69,6 +69,14 @@ pub mod adapt {
         }
     }
 
+    /// `POST /containers/create`: before 1.40 a container that names no IPC mode got a
+    /// shareable /dev/shm (dockerd's default then).
+    pub fn container_create(v: ApiVersion, hc: &mut bollard_stubs::models::HostConfig) {
+        if v.below("1.40") && hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+            hc.ipc_mode = Some("shareable".into());
+        }
+    }
+
     /// `POST /containers/{id}/kill`: before 1.20 killing a container that is not running was
     /// not an error.
     pub fn kill_not_running_is_ok(v: ApiVersion) -> bool {
@@ -123,6 +131,7 @@ pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>
             parsed
         }
     };
+    let rest = if req.method() == axum::http::Method::DELETE { rest.to_string() } else { escape_container_key(rest) };
     let new_uri = match req.uri().query() {
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_string(),
@@ -132,6 +141,47 @@ pub fn strip(mut req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>
     }
     req.extensions_mut().insert(version);
     Ok(req)
+}
+
+/// What follows a container's key in its routes.
+const CONTAINER_ACTIONS: &[&str] = &[
+    "json",
+    "top",
+    "logs",
+    "changes",
+    "export",
+    "stats",
+    "resize",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "update",
+    "rename",
+    "pause",
+    "unpause",
+    "attach",
+    "attach/ws",
+    "wait",
+    "archive",
+    "exec",
+    "copy",
+];
+
+/// `/containers/PARENT/ALIAS/json` names the container a legacy link calls `PARENT/ALIAS`
+/// (dockerd's routes take names with slashes): the key's slashes are escaped so that the
+/// route's `{id}` holds all of it.
+fn escape_container_key(path: &str) -> String {
+    let Some(rest) = path.strip_prefix("/containers/") else { return path.to_string() };
+    for action in CONTAINER_ACTIONS {
+        if let Some(key) = rest.strip_suffix(action).and_then(|k| k.strip_suffix('/'))
+            && key.contains('/')
+            && !key.is_empty()
+        {
+            return format!("/containers/{}/{action}", key.replace('/', "%2F"));
+        }
+    }
+    path.to_string()
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<Body> {
@@ -145,6 +195,16 @@ fn error(status: StatusCode, msg: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_names_in_container_paths() {
+        assert_eq!(escape_container_key("/containers/app/db/json"), "/containers/app%2Fdb/json");
+        assert_eq!(escape_container_key("/containers/app/db/attach/ws"), "/containers/app%2Fdb/attach/ws");
+        assert_eq!(escape_container_key("/containers/app/json"), "/containers/app/json");
+        assert_eq!(escape_container_key("/containers/json"), "/containers/json");
+        assert_eq!(escape_container_key("/containers/create"), "/containers/create");
+        assert_eq!(escape_container_key("/images/a/b/json"), "/images/a/b/json");
+    }
 
     #[test]
     fn splits_versions() {

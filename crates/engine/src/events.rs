@@ -63,6 +63,11 @@ impl Events {
     }
 
     /// Past events (oldest first) and a receiver for new ones, taken atomically.
+    /// Clients following the events now (`docker events`).
+    pub fn listeners(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     pub fn subscribe(&self) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
         let h = self.history.lock().expect("events lock");
         let rx = self.tx.subscribe();

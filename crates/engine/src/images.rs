@@ -446,15 +446,7 @@ impl Images {
     /// `docker save`: names are references or IDs.
     pub fn save<W: Write>(&self, names: &[String], w: W) -> Result<W> {
         let mut items: Vec<SaveItem> = Vec::new();
-        for n in names {
-            let img = self.store.resolve(n)?;
-            let refs: Vec<Reference> = match Reference::parse_normalized(n) {
-                Ok(r) if !img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n)) => {
-                    let r = r.with_default_tag();
-                    if r.tag().is_some() { vec![r] } else { vec![] }
-                }
-                _ => self.store.refs_of(img.id()).into_iter().filter(|r| r.tag().is_some()).collect(),
-            };
+        let mut add = |img: Arc<Image>, refs: Vec<Reference>| {
             if let Some(existing) = items.iter_mut().find(|i| i.image.id() == img.id()) {
                 for r in refs {
                     if !existing.refs.contains(&r) {
@@ -462,9 +454,34 @@ impl Images {
                     }
                 }
             } else {
-                items.push(SaveItem { image: img.clone(), refs });
+                items.push(SaveItem { image: img, refs });
             }
+        };
+        for n in names {
+            let img = self.store.resolve(n)?;
             self.events.publish(Event::new("image", "save", img.id().to_string()));
+            // As dockerd: an ID saves no names; `name:tag` that tag; a bare name every tag of
+            // that repository (each with its own image).
+            let by_id = img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n));
+            match Reference::parse_normalized(n) {
+                Ok(r) if !by_id && r.tag().is_none() && r.digest().is_none() => {
+                    let repo = r.repository();
+                    let mut tagged: Vec<(Reference, Digest)> = self
+                        .store
+                        .all_refs()
+                        .into_iter()
+                        .filter(|(t, _)| t.tag().is_some() && t.repository() == repo)
+                        .collect();
+                    tagged.sort_by_key(|(r, _)| r.to_string());
+                    for (t, id) in tagged {
+                        if let Some(i) = self.store.get(&id) {
+                            add(i, vec![t]);
+                        }
+                    }
+                }
+                Ok(r) if !by_id && r.tag().is_some() => add(img, vec![r]),
+                _ => add(img, vec![]),
+            }
         }
         Ok(archive::save(&self.store, &items, w)?)
     }

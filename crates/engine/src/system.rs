@@ -105,14 +105,17 @@ impl Engine {
             bridge_nf_iptables: Some(false),
             debug: Some(self.config.debug),
             nfd: Some(std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0)),
-            n_goroutines: Some(0),
+            // The daemon's live tasks stand for dockerd's goroutines.
+            n_goroutines: Some(
+                tokio::runtime::Handle::try_current().map(|h| h.metrics().num_alive_tasks() as i64).unwrap_or(0),
+            ),
             system_time: Some(skiff_common::timefmt::now()),
             logging_driver: Some(
                 self.containers.default_log().typ.filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()),
             ),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
             cgroup_version: Some(if v2 { SystemInfoCgroupVersionEnum::_2 } else { SystemInfoCgroupVersionEnum::_1 }),
-            n_events_listener: Some(0),
+            n_events_listener: Some(self.events.listeners() as i64),
             kernel_version: Some(kernel()),
             operating_system: Some(os),
             os_version: Some(os_version),
@@ -212,7 +215,8 @@ fn registry_config(r: &skiff_distribution::RegistriesConfig) -> bollard_stubs::m
             official: Some(true),
         },
     )]);
-    let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
+    // As dockerd: loopback is always insecure (::1 too, though only 127.0.0.0/8 is listed).
+    let mut cidrs = vec!["127.0.0.0/8".to_string()];
     for host in r.insecure.iter().chain(r.registries.iter().filter(|e| e.insecure).map(|e| &e.prefix)) {
         if skiff_distribution::config::parse_cidr(host).is_some() {
             if !cidrs.contains(host) {

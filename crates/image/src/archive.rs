@@ -379,7 +379,7 @@ pub fn save<W: Write>(store: &ImageStore, items: &[SaveItem], w: W) -> Result<W,
         }
         legacy.push(LegacyManifestEntry {
             config: blob_path(img.id()),
-            repo_tags: Some(tags.iter().map(|r| r.familiar()).collect()),
+            repo_tags: (!tags.is_empty()).then(|| tags.iter().map(|r| r.familiar()).collect()),
             layers: layer_paths,
         });
     }

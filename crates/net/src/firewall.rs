@@ -54,6 +54,18 @@ pub struct NetworkRules {
     pub internal: bool,
     /// Inter-container communication on this bridge.
     pub icc: bool,
+    /// Outgoing traffic: masqueraded (the default), sent from this address
+    /// (`com.docker.network.host_ipv4`), or neither (`enable_ip_masquerade=false`).
+    pub outgoing: Outgoing,
+}
+
+/// How a network's traffic leaving the host is addressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outgoing {
+    #[default]
+    Masquerade,
+    Snat(Ipv4Addr),
+    AsIs,
 }
 
 /// One published port.
@@ -156,8 +168,15 @@ impl Firewall {
         }
         for n in nets {
             let subnet = n.subnet.trunc();
-            if !n.internal {
-                let _ = writeln!(s, "-A {post} -s {subnet} ! -o {} -j MASQUERADE", n.bridge);
+            match n.outgoing {
+                _ if n.internal => {}
+                Outgoing::Masquerade => {
+                    let _ = writeln!(s, "-A {post} -s {subnet} ! -o {} -j MASQUERADE", n.bridge);
+                }
+                Outgoing::Snat(ip) => {
+                    let _ = writeln!(s, "-A {post} -s {subnet} ! -o {} -j SNAT --to-source {ip}", n.bridge);
+                }
+                Outgoing::AsIs => {}
             }
             // Connections from the host itself (127.0.0.1 and the host's addresses) to a
             // published port, and hairpin connections (a container to a published port of its
@@ -279,12 +298,21 @@ mod tests {
                 subnet: "172.30.0.1/16".parse().unwrap(),
                 internal: false,
                 icc: true,
+                outgoing: Outgoing::Masquerade,
             },
             NetworkRules {
                 bridge: "br-1".into(),
                 subnet: "172.31.0.0/16".parse().unwrap(),
                 internal: true,
                 icc: false,
+                outgoing: Outgoing::Masquerade,
+            },
+            NetworkRules {
+                bridge: "br-2".into(),
+                subnet: "172.32.0.0/16".parse().unwrap(),
+                internal: false,
+                icc: true,
+                outgoing: Outgoing::Snat(Ipv4Addr::new(10, 0, 0, 9)),
             },
         ];
         let ports = vec![PortRule {
@@ -301,6 +329,8 @@ mod tests {
         );
         assert!(r.contains("-A SKT-POST -s 172.30.0.0/16 ! -o skt0 -j MASQUERADE"));
         assert!(!r.contains("-s 172.31.0.0/16 ! -o br-1 -j MASQUERADE"), "internal networks are not masqueraded");
+        assert!(r.contains("-A SKT-POST -s 172.32.0.0/16 ! -o br-2 -j SNAT --to-source 10.0.0.9"));
+        assert!(!r.contains("-s 172.32.0.0/16 ! -o br-2 -j MASQUERADE"));
         assert!(r.contains("-A SKT-FWD -i skt0 -o br-1 -j DROP"));
         assert!(r.contains("-A SKT-FWD -i br-1 -o br-1 -j DROP"));
         assert!(r.contains("-A SKT-POST -s 172.30.0.0/16 -o skt0 -m conntrack --ctstate DNAT -j MASQUERADE"));

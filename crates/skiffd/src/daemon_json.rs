@@ -35,6 +35,7 @@ const STRINGS: &[(&str, &str)] = &[
     ("default-ipc-mode", "default_ipc_mode"),
     ("default-cgroupns-mode", "default_cgroupns_mode"),
     ("host-gateway-ip", "host_gateway_ip"),
+    ("ip", "ip"),
 ];
 
 /// Keys taking a list of strings.

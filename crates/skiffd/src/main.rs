@@ -47,6 +47,9 @@ struct Args {
     /// The address `host-gateway` in --add-host stands for (default: the default bridge's).
     #[arg(long)]
     host_gateway_ip: Option<std::net::Ipv4Addr>,
+    /// The host address published ports bind to when they name none (default: every address).
+    #[arg(long = "ip")]
+    ip: Option<std::net::Ipv4Addr>,
     /// Storage driver: overlay2 or vfs (default: overlay2 where it works).
     #[arg(short = 's', long)]
     storage_driver: Option<String>,
@@ -139,6 +142,9 @@ fn apply_config_file(args: &mut Args, matches: &clap::ArgMatches) -> anyhow::Res
             "live_restore" => args.live_restore = bool_of(one()),
             "default_ipc_mode" => args.default_ipc_mode = one(),
             "default_cgroupns_mode" => args.default_cgroupns_mode = Some(one()),
+            "ip" => {
+                args.ip = Some(one().parse().with_context(|| format!("{}: {:?} is not an IPv4 address", s.key, one()))?)
+            }
             "host_gateway_ip" => {
                 args.host_gateway_ip =
                     Some(one().parse().with_context(|| format!("{}: {:?} is not an IPv4 address", s.key, one()))?)
@@ -255,7 +261,7 @@ fn fixed(a: &Args) -> String {
         "{:?}",
         (
             (&a.host, &a.data_root, &a.exec_root, &a.storage_driver, &a.pidfile, &a.monitor_path),
-            (a.live_restore, &a.default_ipc_mode, &a.default_cgroupns_mode, &a.host_gateway_ip, a.experimental),
+            (a.live_restore, &a.default_ipc_mode, &a.default_cgroupns_mode, &a.host_gateway_ip, a.experimental, a.ip),
             (&a.bridge, &a.bip, &a.default_address_pool, a.icc, a.iptables, a.mtu, &a.dns),
             (&a.registry_addr, &a.registry_config, &a.registry_root, a.max_unpacked_image_size),
         )
@@ -342,6 +348,7 @@ fn main() -> anyhow::Result<()> {
         mtu: args.mtu,
         dns: args.dns.clone(),
         host_gateway_ip: args.host_gateway_ip,
+        default_bind_ip: args.ip,
         ..Default::default()
     };
     if let Some(b) = &args.bip {

@@ -296,6 +296,26 @@ fn platforms_enums_and_references_answer_as_dockerd() {
         v[0]["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     tags.sort();
     assert_eq!((v.as_array().unwrap().len(), tags), (1, vec!["multi:v1".to_string(), "multi:v2".to_string()]));
+    // docker save: by ID no names, by bare name every tag of the repository.
+    let manifest_tags = |name: &str| -> serde_json::Value {
+        let (s, _, body) = d.http_raw("GET", &format!("/v1.41/images/get?names={name}"), "", &[]);
+        assert_eq!(s, 200);
+        let mut a = tar::Archive::new(&body[..]);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some("manifest.json") {
+                let v: serde_json::Value = serde_json::from_reader(&mut e).unwrap();
+                return v[0]["RepoTags"].clone();
+            }
+        }
+        panic!("no manifest.json");
+    };
+    let id = d.docker(&["inspect", "-f", "{{.Id}}", "multi:v1"]).ok();
+    assert!(manifest_tags(&id).as_array().is_none_or(|a| a.is_empty()), "{}", manifest_tags(&id));
+    let all = manifest_tags("multi");
+    for t in ["multi:v1", "multi:v2", "multi:v3"] {
+        assert!(all.to_string().contains(t), "{all}");
+    }
 }
 
 #[test]
@@ -370,5 +390,81 @@ fn daemon_flags_dockerd_tests_use() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the container outlived a daemon without live restore"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn copy_destinations_link_paths_and_old_clients() {
+    require_root!();
+    let d = Daemon::start();
+    // COPY to `.` under a WORKDIR, or to a directory the image has, copies into it (moby's
+    // TestBuildMultiStageLayerLeak); a new name without a slash is a file.
+    let df = "FROM busybox\nWORKDIR /foo\nCOPY foo .\nFROM busybox\nWORKDIR /foo\nCOPY bar .\n\
+              RUN [ -f bar ]\nRUN [ ! -f foo ]\nCOPY bar /etc\nRUN [ -f /etc/bar ]\n\
+              COPY foo /newname\nRUN [ -f /newname ]\n";
+    let ctx = context(&[("Dockerfile", df), ("foo", "0"), ("bar", "1")]);
+    let (s, _, body) = d.http_raw("POST", "/v1.41/build", "application/x-tar", &ctx);
+    let text = String::from_utf8_lossy(&body);
+    assert!(s == 200 && text.contains("Successfully built") && !text.contains("errorDetail"), "{text}");
+    // A legacy link's name PARENT/ALIAS in a path names the target, also after a rename of
+    // the parent (moby's TestRenameContainerWithLinkedContainer).
+    d.docker(&["run", "-d", "--name", "linkdb", "busybox", "sleep", "600"]).ok();
+    d.docker(&["create", "--name", "linkapp1", "--link", "linkdb:/mysql", "busybox", "true"]).ok();
+    d.docker(&["rename", "linkapp1", "linkapp2"]).ok();
+    let id = d.docker(&["inspect", "-f", "{{.Id}}", "linkdb"]).ok();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.Id}}", "linkapp2/mysql"]).ok(), id);
+    let links = d.docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "linkapp2"]).ok();
+    assert_eq!(links, r#"["/linkdb:/linkapp2/mysql"]"#);
+    // Clients before API 1.40 got shareable IPC by default.
+    let (s, b) = d.http("POST", "/v1.39/containers/create?name=oldipc", Some(r#"{"Image":"busybox","Cmd":["true"]}"#));
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "oldipc"]).ok(), "shareable");
+    let (s, b) = d.http("POST", "/v1.41/containers/create?name=newipc", Some(r#"{"Image":"busybox","Cmd":["true"]}"#));
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "newipc"]).ok(), "private");
+    // Squash is refused, not ignored.
+    let (s, _, body) = d.http_raw("POST", "/v1.41/build?squash=1", "application/x-tar", &ctx);
+    assert_eq!(s, 400);
+    assert!(String::from_utf8_lossy(&body).contains("experimental"));
+    // An unknown path's body is read before the 404 (a client still sending sees the answer,
+    // not a broken pipe).
+    let big = vec![b'{'; 200_000];
+    let (s, _, _) = d.http_raw("POST", "/v1.41/containers/nope/copy", "application/json", &big);
+    assert_eq!(s, 404);
+}
+
+#[test]
+fn published_addresses_outgoing_snat_and_propagation_sources() {
+    require_root!();
+    let d = Daemon::start_with(&["--ip", "127.0.0.1"]);
+    // --ip: published ports that name no address bind there.
+    d.docker(&["run", "-d", "--name", "web", "-p", "80", "busybox", "sleep", "600"]).ok();
+    let port = d.docker(&["port", "web", "80"]).ok();
+    assert!(port.starts_with("127.0.0.1:"), "{port}");
+    // com.docker.network.host_ipv4: the network's traffic leaves from that address.
+    let name = format!("snat{}", std::process::id());
+    d.docker(&["network", "create", "-o", "com.docker.network.host_ipv4=10.99.0.1", &name]).ok();
+    let subnet = d.docker(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", &name]).ok();
+    let rules = skiff_e2e::firewall_lines(&format!("-s {subnet} "));
+    assert!(rules.iter().any(|r| r.contains("-j SNAT --to-source 10.99.0.1")), "{rules:?}");
+    assert!(!rules.iter().any(|r| r.contains("! -o") && r.contains("MASQUERADE")), "{rules:?}");
+    let bad = d.docker(&["network", "create", "-o", "com.docker.network.host_ipv4=nope", "badsnat"]);
+    assert_ne!(bad.code, 0);
+    d.docker(&["network", "rm", &name]).ok();
+    // A bind asked to be a slave of a private host mount: dockerd's error, before the runtime.
+    let dir = unique_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let private = !std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.get(4) == Some(&"/") && l.contains("shared:")
+    });
+    if private {
+        let o = d.docker(&["run", "--rm", "-v", &format!("{}:/x:rslave", dir.display()), "busybox", "true"]);
+        assert!(o.stderr.contains("is not a shared or slave mount"), "{}", o.stderr);
+    }
+    // A bind from inside the daemon's root (rslave by default) starts.
+    let inside = d.data_root().join("bindsrc");
+    std::fs::create_dir_all(&inside).unwrap();
+    d.docker(&["run", "--rm", "-v", &format!("{}:/x", inside.display()), "busybox", "true"]).ok();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,6 +19,14 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     if p.string("version").as_deref() == Some("2") {
         return Err(ApiError::bad_request("BuildKit (version=2) is not supported; use the classic builder API"));
     }
+    if p.bool("squash", false) {
+        // dockerd's answer without experimental mode; skiff has no squashing builder at all.
+        return Err(ApiError::bad_request(if e.config.experimental {
+            "squash is not supported by skiff's builder (build without --squash, or squash with a multi-stage COPY --from)"
+        } else {
+            "squash is only supported with experimental mode"
+        }));
+    }
     if let Some(r) = p.string("remote").filter(|r| !r.is_empty()) {
         return Err(ApiError::bad_request(format!(
             "remote build contexts ({r}) need network access; send a context tar"

@@ -23,13 +23,19 @@ use crate::params::Params;
 use crate::stream;
 use crate::version::{ApiVersion, adapt};
 
-pub async fn create(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult<Response> {
+pub async fn create(
+    State(e): State<Arc<Engine>>,
+    Extension(v): Extension<ApiVersion>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let v = json_value(&body)?;
-    if let Some(hc) = v.get("HostConfig") {
+    let value = json_value(&body)?;
+    if let Some(hc) = value.get("HostConfig") {
         check_host_config_enums(hc)?;
     }
-    let req: ContainerCreateBody = from_json_value(v)?;
+    let mut req: ContainerCreateBody = from_json_value(value)?;
+    crate::version::adapt::container_create(v, req.host_config.get_or_insert_with(Default::default));
     if let Some(pl) = p.string("platform").filter(|s| !s.is_empty()) {
         // An image for another platform is not the image asked for (dockerd: not found).
         let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;

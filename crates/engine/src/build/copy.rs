@@ -266,14 +266,31 @@ impl Engine {
                     Ok((u.uid, u.gid))
                 })?),
             };
+            // A destination that is a directory (`.`, `..`, or one that exists as a directory in
+            // the image) takes sources by their names, as Docker's builder copies.
+            let dest_is_dir = dest.ends_with('/')
+                || Path::new(&dest).file_name().is_none()
+                || dest.ends_with("/.")
+                || dest == "."
+                || (parent_img.is_some()
+                    && !parents
+                    && sources.len() == 1
+                    && !ignore::has_glob(&sources[0])
+                    && this.with_snapshot(parent_img.as_ref(), |root| {
+                        Ok(rootfs::open_in(
+                            root,
+                            Path::new(&dest_abs),
+                            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+                        )
+                        .is_ok())
+                    })?);
             let collect = |root: &Path, use_ignore: bool| -> Result<CopyPlan> {
                 // .dockerignore (context only) plus --exclude patterns.
                 let mut merged =
                     if use_ignore { ignore.clone().unwrap_or_default() } else { ignore::Matcher::default() };
                 merged.extend(&excludes);
                 let ign = if merged.is_empty() { None } else { Some(&merged) };
-                let dir_dest =
-                    parents || dest.ends_with('/') || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
+                let dir_dest = parents || dest_is_dir || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
                 let mut plan = CopyPlan { dest_dir: dest_abs.clone(), entries: Vec::new(), inline: Vec::new() };
                 let (dest_dir, single_name) = if dir_dest {
                     (dest_abs.clone(), None)

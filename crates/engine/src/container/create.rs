@@ -479,16 +479,21 @@ impl Containers {
                 maximum_retry_count: Some(0),
             });
         }
-        if hc.cgroupns_mode.is_none() {
-            hc.cgroupns_mode = Some(if self.defaults.cgroupns_mode == "private" {
-                bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE
-            } else if self.defaults.cgroupns_mode == "host" {
-                bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST
-            } else if self.layout.is_v2() {
-                bollard_stubs::models::HostConfigCgroupnsModeEnum::PRIVATE
-            } else {
-                bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST
-            });
+        {
+            // As dockerd: a container that names no cgroup namespace gets the daemon's default
+            // (private on cgroup v2, host on v1, or --default-cgroupns-mode) — but a privileged
+            // one on v1 stays in the host's.
+            use bollard_stubs::models::HostConfigCgroupnsModeEnum as Ns;
+            if matches!(hc.cgroupns_mode, None | Some(Ns::EMPTY)) {
+                let privileged = hc.privileged == Some(true);
+                hc.cgroupns_mode = Some(match self.defaults.cgroupns_mode.as_str() {
+                    _ if privileged && !self.layout.is_v2() => Ns::HOST,
+                    "private" => Ns::PRIVATE,
+                    "host" => Ns::HOST,
+                    _ if self.layout.is_v2() => Ns::PRIVATE,
+                    _ => Ns::HOST,
+                });
+            }
         }
         if hc.memory.unwrap_or(0) > 0 && !self.layout_has("memory") {
             warnings.push("Your kernel does not support memory limit capabilities. Limitation discarded.".into());

@@ -512,8 +512,9 @@ impl Containers {
             ));
         }
         self.rename_index(&old, new, &c.id)?;
-        self.rename_links(&old, new);
         let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
+        // After the record: the renamed container's own links take its new name as parent.
+        self.rename_links(&old, new);
         {
             let (networks, id, new) = (self.networks.clone(), c.id.clone(), new.to_string());
             tokio::spawn(async move { networks.rename(&id, &new).await });

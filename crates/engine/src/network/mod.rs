@@ -49,6 +49,9 @@ pub struct NetConfig {
     /// What `host-gateway` in `--add-host` means (`--host-gateway-ip`); default: the default
     /// bridge's gateway.
     pub host_gateway_ip: Option<Ipv4Addr>,
+    /// Where published ports without a host address bind on the default bridge (dockerd's
+    /// `--ip`); none: every address.
+    pub default_bind_ip: Option<Ipv4Addr>,
 }
 
 impl Default for NetConfig {
@@ -62,6 +65,7 @@ impl Default for NetConfig {
             mtu: None,
             dns: Vec::new(),
             host_gateway_ip: None,
+            default_bind_ip: None,
         }
     }
 }
@@ -342,6 +346,21 @@ impl Networks {
             Some("false") | Some("0") => false,
             Some(o) => return Err(EngineError::invalid(format!("invalid enable_icc value {o:?}"))),
         };
+        if let Some(ip) = req.options.get("com.docker.network.host_ipv4")
+            && ip.parse::<Ipv4Addr>().is_err()
+        {
+            return Err(EngineError::invalid(format!("invalid com.docker.network.host_ipv4 {ip:?}: an IPv4 address")));
+        }
+        if let Some(v) = req.options.get("com.docker.network.bridge.enable_ip_masquerade")
+            && !matches!(v.as_str(), "true" | "false")
+        {
+            return Err(EngineError::invalid(format!("invalid enable_ip_masquerade value {v:?}")));
+        }
+        if let Some(ip) = req.options.get("com.docker.network.bridge.host_binding_ipv4")
+            && ip.parse::<Ipv4Addr>().is_err()
+        {
+            return Err(EngineError::invalid(format!("invalid host_binding_ipv4 {ip:?}: an IPv4 address")));
+        }
         let parse_net = |what: &str, s: &str| -> Result<Ipv4Net> {
             s.parse::<Ipv4Net>().map_err(|_| EngineError::invalid(format!("invalid {what} {s:?}")))
         };

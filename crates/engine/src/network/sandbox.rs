@@ -322,7 +322,13 @@ impl Networks {
             .values()
             .filter(|n| n.is_bridge())
             .filter_map(|n| {
-                Some(NetworkRules { bridge: n.bridge.clone(), subnet: n.subnet?, internal: n.internal, icc: n.icc })
+                Some(NetworkRules {
+                    bridge: n.bridge.clone(),
+                    subnet: n.subnet?,
+                    internal: n.internal,
+                    icc: n.icc,
+                    outgoing: outgoing_of(&n.options),
+                })
             })
             .collect();
         let mut rules = Vec::new();
@@ -444,7 +450,15 @@ impl Networks {
         let nl = self.netlink().await?;
         // A veth left by a crash under the same name goes first.
         let _ = nl.delete_link(&host_veth).await;
-        nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await.map_err(io_err)?;
+        if let Err(e) = nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await {
+            // The bridge may have been deleted (by hand, or by another daemon using its name)
+            // since we cached its index: make it again and retry once.
+            tracing::warn!(bridge = %rec.bridge, error = %e, "creating a veth failed; checking the bridge");
+            inner.ready_bridges.remove(&rec.bridge);
+            let bridge = self.bring_up(inner, &rec).await?;
+            let _ = nl.delete_link(&host_veth).await;
+            nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await.map_err(io_err)?;
+        }
         if let Err(e) = link::set_hairpin(&host_veth) {
             tracing::debug!(veth = %host_veth, "hairpin mode: {e}");
         }
@@ -490,23 +504,38 @@ impl Networks {
         let mut endpoints = req.endpoints;
         let mut ifaces = Vec::new();
         let mut gateway_set = false;
+        // Published ports without a host address bind where the network that carries them
+        // says (`com.docker.network.bridge.host_binding_ipv4`, the default bridge's from --ip).
+        let mut binding_ip = None;
         for (n, ep) in endpoints.iter_mut().enumerate() {
             let (mut cfg, internal) = self.plug(inner, &id, path, ep, n).await?;
             if !internal && !gateway_set {
                 cfg.default_gateway = ep.live.as_ref().and_then(|s| s.gateway);
                 gateway_set = true;
+                binding_ip = inner
+                    .nets
+                    .get(&ep.network_id)
+                    .and_then(|n| n.options.get("com.docker.network.bridge.host_binding_ipv4"))
+                    .and_then(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+                    .filter(|ip| !ip.is_unspecified());
             }
             ifaces.push(cfg);
+        }
+        let mut publish = req.publish;
+        for r in &mut publish {
+            if r.host_ip.is_none() {
+                r.host_ip = binding_ip;
+            }
         }
         let p = path.to_path_buf();
         tokio::task::spawn_blocking(move || link::configure(&p, ifaces))
             .await
             .map_err(io_err)?
             .map_err(|e| EngineError::internal(format!("configuring the container's interfaces: {e}")))?;
-        let ports = if req.publish.is_empty() || !gateway_set {
+        let ports = if publish.is_empty() || !gateway_set {
             Vec::new()
         } else {
-            ports::allocate(&req.publish, &inner.taken_ports())
+            ports::allocate(&publish, &inner.taken_ports())
                 .map_err(|e| EngineError::internal(format!("driver failed programming external connectivity: {e}")))?
                 .into_iter()
                 .map(|(m, h)| (m, Some(h)))
@@ -740,7 +769,10 @@ impl Networks {
             ("com.docker.network.bridge.default_bridge".into(), "true".into()),
             ("com.docker.network.bridge.enable_icc".into(), self.cfg.icc.to_string()),
             ("com.docker.network.bridge.enable_ip_masquerade".into(), "true".into()),
-            ("com.docker.network.bridge.host_binding_ipv4".into(), "0.0.0.0".into()),
+            (
+                "com.docker.network.bridge.host_binding_ipv4".into(),
+                self.cfg.default_bind_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+            ),
             ("com.docker.network.bridge.name".into(), self.cfg.default_bridge.clone()),
             ("com.docker.network.driver.mtu".into(), self.cfg.mtu.unwrap_or(1500).to_string()),
         ]);
@@ -911,5 +943,17 @@ fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
         options: BTreeMap::new(),
         last_ip: None,
         allocations: BTreeMap::new(),
+    }
+}
+
+/// A network's outgoing addressing from its driver options (dockerd's names).
+fn outgoing_of(options: &BTreeMap<String, String>) -> skiff_net::firewall::Outgoing {
+    use skiff_net::firewall::Outgoing;
+    if options.get("com.docker.network.bridge.enable_ip_masquerade").is_some_and(|v| v == "false") {
+        return Outgoing::AsIs;
+    }
+    match options.get("com.docker.network.host_ipv4").and_then(|ip| ip.parse().ok()) {
+        Some(ip) => Outgoing::Snat(ip),
+        None => Outgoing::Masquerade,
     }
 }

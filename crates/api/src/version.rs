@@ -71,9 +71,24 @@ pub mod adapt {
 
     /// `POST /containers/create`: before 1.40 a container that names no IPC mode got a
     /// shareable /dev/shm (dockerd's default then).
-    pub fn container_create(v: ApiVersion, hc: &mut bollard_stubs::models::HostConfig) {
-        if v.below("1.40") && hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
-            hc.ipc_mode = Some("shareable".into());
+    /// Before 1.40 `BindOptions.NonRecursive` did not exist (ignored). Before 1.41 on cgroup v1
+    /// the default cgroup namespace was the host's, whatever the daemon's default.
+    pub fn container_create(v: ApiVersion, hc: &mut bollard_stubs::models::HostConfig, cgroup_v2: bool) {
+        if v.below("1.40") {
+            if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
+                hc.ipc_mode = Some("shareable".into());
+            }
+            for m in hc.mounts.iter_mut().flatten() {
+                if let Some(b) = &mut m.bind_options {
+                    b.non_recursive = None;
+                }
+            }
+        }
+        if v.below("1.41") && !cgroup_v2 {
+            use bollard_stubs::models::HostConfigCgroupnsModeEnum as Ns;
+            if matches!(hc.cgroupns_mode, None | Some(Ns::EMPTY)) {
+                hc.cgroupns_mode = Some(Ns::HOST);
+            }
         }
     }
 

@@ -445,6 +445,18 @@ impl Images {
 
     /// `docker save`: names are references or IDs.
     pub fn save<W: Write>(&self, names: &[String], w: W) -> Result<W> {
+        let items = self.save_items(names)?;
+        self.write_save(&items, w)
+    }
+
+    /// Writes what [`Images::save_items`] chose as a docker-archive.
+    pub fn write_save<W: Write>(&self, items: &[SaveItem], w: W) -> Result<W> {
+        Ok(archive::save(&self.store, items, w)?)
+    }
+
+    /// What `docker save NAMES…` saves: the images and the names each carries (an unknown
+    /// name is an error before anything is written).
+    pub fn save_items(&self, names: &[String]) -> Result<Vec<SaveItem>> {
         let mut items: Vec<SaveItem> = Vec::new();
         let mut add = |img: Arc<Image>, refs: Vec<Reference>| {
             if let Some(existing) = items.iter_mut().find(|i| i.image.id() == img.id()) {
@@ -458,32 +470,39 @@ impl Images {
             }
         };
         for n in names {
-            let img = self.store.resolve(n)?;
-            self.events.publish(Event::new("image", "save", img.id().to_string()));
-            // As dockerd: an ID saves no names; `name:tag` that tag; a bare name every tag of
-            // that repository (each with its own image).
-            let by_id = img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n));
-            match Reference::parse_normalized(n) {
-                Ok(r) if !by_id && r.tag().is_none() && r.digest().is_none() => {
-                    let repo = r.repository();
-                    let mut tagged: Vec<(Reference, Digest)> = self
-                        .store
-                        .all_refs()
-                        .into_iter()
-                        .filter(|(t, _)| t.tag().is_some() && t.repository() == repo)
-                        .collect();
-                    tagged.sort_by_key(|(r, _)| r.to_string());
+            // As dockerd: a bare name saves every tag of that repository (each with its own
+            // image); `name:tag` that tag; an ID (or a prefix) no names.
+            if let Ok(r) = Reference::parse_normalized(n)
+                && r.tag().is_none()
+                && r.digest().is_none()
+            {
+                let repo = r.repository();
+                let mut tagged: Vec<(Reference, Digest)> = self
+                    .store
+                    .all_refs()
+                    .into_iter()
+                    .filter(|(t, _)| t.tag().is_some() && t.repository() == repo)
+                    .collect();
+                tagged.sort_by_key(|(r, _)| r.to_string());
+                if !tagged.is_empty() {
                     for (t, id) in tagged {
                         if let Some(i) = self.store.get(&id) {
+                            self.events.publish(Event::new("image", "save", i.id().to_string()));
                             add(i, vec![t]);
                         }
                     }
+                    continue;
                 }
+            }
+            let img = self.store.resolve(n)?;
+            self.events.publish(Event::new("image", "save", img.id().to_string()));
+            let by_id = img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n));
+            match Reference::parse_normalized(n) {
                 Ok(r) if !by_id && r.tag().is_some() => add(img, vec![r]),
                 _ => add(img, vec![]),
             }
         }
-        Ok(archive::save(&self.store, &items, w)?)
+        Ok(items)
     }
 }
 

@@ -294,10 +294,20 @@ impl Daemon {
             .spawn()
             .expect("start skiffd");
         self.child = Some(child);
+        // Up means answering: the socket is bound before the daemon has re-adopted its
+        // containers and reconciled networking, and serves only after that.
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(20) {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&self.socket) {
+                use std::io::Read;
+                let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut resp = [0u8; 12];
+                if c.write_all(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n").is_ok()
+                    && c.read_exact(&mut resp).is_ok()
+                    && resp.starts_with(b"HTTP/1.1 200")
+                {
+                    return;
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }

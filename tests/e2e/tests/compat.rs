@@ -299,7 +299,7 @@ fn platforms_enums_and_references_answer_as_dockerd() {
     // docker save: by ID no names, by bare name every tag of the repository.
     let manifest_tags = |name: &str| -> serde_json::Value {
         let (s, _, body) = d.http_raw("GET", &format!("/v1.41/images/get?names={name}"), "", &[]);
-        assert_eq!(s, 200);
+        assert_eq!(s, 200, "{name}: {}", String::from_utf8_lossy(&body));
         let mut a = tar::Archive::new(&body[..]);
         for e in a.entries().unwrap() {
             let mut e = e.unwrap();
@@ -419,6 +419,10 @@ fn copy_destinations_link_paths_and_old_clients() {
     let (s, b) = d.http("POST", "/v1.39/containers/create?name=oldipc", Some(r#"{"Image":"busybox","Cmd":["true"]}"#));
     assert_eq!(s, 201, "{b}");
     assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "oldipc"]).ok(), "shareable");
+    // ... and before 1.41 on cgroup v1 the host's cgroup namespace.
+    if d.docker(&["info", "-f", "{{.CgroupVersion}}"]).ok() == "1" {
+        assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.CgroupnsMode}}", "oldipc"]).ok(), "host");
+    }
     let (s, b) = d.http("POST", "/v1.41/containers/create?name=newipc", Some(r#"{"Image":"busybox","Cmd":["true"]}"#));
     assert_eq!(s, 201, "{b}");
     assert_eq!(d.docker(&["inspect", "-f", "{{.HostConfig.IpcMode}}", "newipc"]).ok(), "private");

@@ -582,6 +582,22 @@ fn kill9_at_any_point_leaves_only_what_the_records_describe() {
     std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo one > /one\nRUN sleep 0.2\nCOPY Dockerfile /\n")
         .unwrap();
     let docker = skiff_e2e::docker_cli();
+    // A registry that outlives the kills, for push and pull to be interrupted against.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let reg_root = d.dir.join("registry");
+    let _registry = KillOnDrop(
+        Command::new(skiff_e2e::bin_dir().join("skiff"))
+            .args(["registry", "serve", "--anonymous-push", "--addr", &format!("127.0.0.1:{port}"), "--root"])
+            .arg(&reg_root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()));
+    let repo = format!("127.0.0.1:{port}/crash/img");
+    d.docker(&["tag", "busybox", &repo]).ok();
+    d.docker(&["push", &repo]).ok();
     let t0 = Instant::now();
     let mut rounds = 0;
     while rounds < 10 && t0.elapsed() < Duration::from_secs(120) {
@@ -595,6 +611,9 @@ fn kill9_at_any_point_leaves_only_what_the_records_describe() {
             format!("docker build -q --force-rm --no-cache {} >/dev/null", ctx.display()),
             "c=$(docker run -d busybox sh -c 'echo x > /x; sleep 600') && docker commit $c >/dev/null && docker exec $c true && docker rm -f $c >/dev/null".to_string(),
             "c=$(docker create busybox sleep 600) && docker start $c >/dev/null && docker stop -t 0 $c >/dev/null && docker rm $c >/dev/null".to_string(),
+            // A new image each time (a RUN layer), pushed; then pulled back after removing it.
+            format!("i=$(docker build -q --no-cache {}) && docker tag $i {repo}:b && docker push -q {repo}:b >/dev/null", ctx.display()),
+            format!("docker rmi -f {repo}:b >/dev/null 2>&1; docker pull -q {repo}:b >/dev/null"),
         ];
         // The loops whose containers stay: what they printed must exist after the restart.
         let keeps = [0, 2];
@@ -649,9 +668,23 @@ fn kill9_at_any_point_leaves_only_what_the_records_describe() {
         }
     }
     assert!(rounds >= 4, "only {rounds} rounds ran");
-    // Every image still runs.
+    // Every image still runs; what was pushed last pulls and runs.
     for img in d.docker(&["images", "-q"]).ok().lines() {
         d.docker(&["run", "--rm", img, "true"]).ok();
+    }
+    d.docker(&["rmi", "-f", &format!("{repo}:b")]);
+    if d.docker(&["pull", &format!("{repo}:b")]).code == 0 {
+        d.docker(&["run", "--rm", &format!("{repo}:b"), "cat", "/one"]).ok();
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

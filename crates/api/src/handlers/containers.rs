@@ -35,7 +35,7 @@ pub async fn create(
         check_host_config_enums(hc)?;
     }
     let mut req: ContainerCreateBody = from_json_value(value)?;
-    crate::version::adapt::container_create(v, req.host_config.get_or_insert_with(Default::default));
+    adapt::container_create(v, req.host_config.get_or_insert_with(Default::default), e.containers.layout.is_v2());
     if let Some(pl) = p.string("platform").filter(|s| !s.is_empty()) {
         // An image for another platform is not the image asked for (dockerd: not found).
         let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;

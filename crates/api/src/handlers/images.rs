@@ -117,10 +117,8 @@ fn save_response(e: Arc<Engine>, names: Vec<String>) -> ApiResult<Response> {
     if names.is_empty() {
         return Err(ApiError::bad_request("no image names given"));
     }
-    for n in &names {
-        e.images.store.resolve(n).map_err(|err| ApiError(err.into()))?;
-    }
-    let body = stream::blocking_body(move |w| e.images.save(&names, w).map(|_| ()));
+    let items = e.images.save_items(&names)?;
+    let body = stream::blocking_body(move |w| e.images.write_save(&items, w).map(|_| ()));
     let mut r = Response::new(body);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(r)

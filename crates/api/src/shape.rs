@@ -70,6 +70,17 @@ pub fn container_inspect(v: &mut serde_json::Value) {
     }
 }
 
+/// An image's inspect document in dockerd's shape: its configs carry every member (`OnBuild`,
+/// `Labels`... as `null` when unset), as Go's encoder writes them.
+pub fn image_inspect(v: &mut serde_json::Value) {
+    use bollard_stubs::models as m;
+    for k in ["Config", "ContainerConfig"] {
+        if v.get(k).is_some_and(|c| c.is_object()) {
+            complete::<m::ImageConfig>(&mut v[k]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +100,14 @@ mod tests {
         assert_eq!(ep["IPAddress"], "10.0.0.2");
         assert!(v["HostConfig"].get("Binds").is_some_and(|b| b.is_null()));
         assert_eq!(v["HostConfig"]["NetworkMode"], "bridge");
+    }
+
+    #[test]
+    fn image_configs_carry_every_member() {
+        let mut v = serde_json::json!({"Id": "sha256:x", "Config": {"Cmd": ["sh"]}});
+        image_inspect(&mut v);
+        assert!(v["Config"].get("OnBuild").is_some_and(|x| x.is_null()));
+        assert_eq!(v["Config"]["Cmd"][0], "sh");
+        assert!(v.get("ContainerConfig").is_none());
     }
 }

@@ -149,6 +149,26 @@ pub fn upgraded_response(tty: bool) -> axum::response::Response {
     r
 }
 
+/// Writes a container's log into a hijacked stream (framed unless `tty`) and closes it.
+pub async fn write_log_and_close<IO: AsyncWrite + Unpin>(
+    mut io: IO,
+    tty: bool,
+    mut rx: tokio::sync::mpsc::Receiver<skiff_engine::container::logs::LogLine>,
+) {
+    while let Some(l) = rx.recv().await {
+        let bytes = if tty {
+            l.data
+        } else {
+            mux(if l.stream == skiff_runtime::logfile::Stream::Stdout { 1 } else { 2 }, &l.data)
+        };
+        if io.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    let _ = io.flush().await;
+    let _ = io.shutdown().await;
+}
+
 /// Writes an error into a hijacked stream (as stdout, as dockerd does) and closes it.
 pub async fn write_error<IO: AsyncWrite + Unpin>(mut io: IO, message: &str, tty: bool) {
     let text = format!("{message}\r\n");

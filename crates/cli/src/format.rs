@@ -393,26 +393,7 @@ pub fn render_list(
 
 /// Decimal sizes with three significant digits, as `docker images` prints them.
 pub fn human_size(bytes: f64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = bytes;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    let s = format!(
-        "{:.*}",
-        if v >= 100.0 {
-            0
-        } else if v >= 10.0 {
-            1
-        } else {
-            2
-        },
-        v
-    );
-    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    format!("{s}{}", units[i])
+    skiff_common::units::human_size(bytes, 3)
 }
 
 /// Binary sizes (`docker stats`): 1.5MiB.

@@ -3,6 +3,8 @@
 //! the monitor binary stays small.
 
 pub mod fsutil;
+pub mod rootfs;
+pub mod signal;
 pub mod timefmt;
 pub mod tree;
 pub mod units;

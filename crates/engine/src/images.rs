@@ -414,7 +414,7 @@ impl Images {
         message: Option<String>,
     ) -> Result<String> {
         let mut run = skiff_image::spec::RunConfig::default();
-        crate::build::changes::apply(&mut run, changes)?;
+        crate::build::apply_changes(&mut run, changes)?;
         let img = self.store.create_image(
             NewImage {
                 parent: None,

@@ -85,6 +85,9 @@ pub struct Client {
     pub upstreams: Option<Vec<SocketAddr>>,
     /// Its hostname, which resolves (for it) to its own address.
     pub hostname: Option<String>,
+    /// Its legacy links on this network (`--link target:alias` with a user network): the
+    /// alias resolves, for it alone, to what the target's name resolves to.
+    pub links: HashMap<String, String>,
 }
 
 fn normalize(name: &str) -> String {
@@ -143,7 +146,18 @@ impl Directory {
         {
             return Some(vec![v4]);
         }
-        Self::scope(&t, net, client).iter().find_map(|n| t.nets.get(n)?.names.get(&key).cloned())
+        let scope = Self::scope(&t, net, client);
+        let found = scope.iter().find_map(|n| t.nets.get(n)?.names.get(&key).cloned());
+        if found.is_some() {
+            return found;
+        }
+        let target = match client {
+            IpAddr::V4(v4) => {
+                t.clients.get(&(net.to_string(), v4)).and_then(|c| c.links.get(&key)).map(|n| normalize(n))
+            }
+            IpAddr::V6(_) => None,
+        }?;
+        scope.iter().find_map(|n| t.nets.get(n)?.names.get(&target).cloned())
     }
 
     pub fn reverse(&self, net: &str, client: IpAddr, ip: Ipv4Addr) -> Option<String> {
@@ -443,8 +457,11 @@ mod tests {
             networks: n.iter().map(|s| s.to_string()).collect(),
             upstreams: None,
             hostname: None,
+            links: HashMap::new(),
         };
+        let linked = Client { links: HashMap::from([("up".to_string(), "DB".to_string())]), ..on(&["a"]) };
         let clients = HashMap::from([
+            (("a".to_string(), Ipv4Addr::new(10, 0, 0, 4)), linked),
             (("b".to_string(), Ipv4Addr::new(10, 1, 0, 9)), on(&["b", "a"])),
             (("a".to_string(), Ipv4Addr::new(10, 0, 0, 2)), on(&["a"])),
             (("b".to_string(), Ipv4Addr::new(10, 1, 0, 2)), on(&["b"])),
@@ -458,6 +475,9 @@ mod tests {
         assert_eq!(d.lookup("a", "10.1.0.2".parse().unwrap(), "web"), None, "strangers see nothing");
         assert!(!d.knows("a", "10.1.0.2".parse().unwrap()));
         assert_eq!(d.lookup("b", "10.1.0.9".parse().unwrap(), "db"), Some(vec![Ipv4Addr::new(10, 0, 0, 3)]));
+        // A link's alias resolves for the container that has the link, and only for it.
+        assert_eq!(d.lookup("a", "10.0.0.4".parse().unwrap(), "Up."), Some(vec![Ipv4Addr::new(10, 0, 0, 3)]));
+        assert_eq!(d.lookup("a", on_a, "up"), None);
         assert_eq!(d.reverse("a", on_a, Ipv4Addr::new(10, 0, 0, 2)).as_deref(), Some("web"));
         assert_eq!(parse_arpa("2.0.0.10.in-addr.arpa."), Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(parse_arpa("0.10.in-addr.arpa."), None);
@@ -486,7 +506,7 @@ mod tests {
                 zones,
                 HashMap::from([(
                     ("u".to_string(), Ipv4Addr::LOCALHOST),
-                    Client { networks: vec!["u".into()], upstreams: None, hostname: None },
+                    Client { networks: vec!["u".into()], upstreams: None, hostname: None, links: HashMap::new() },
                 )]),
             );
             DnsServer::start(addr, up_dir.clone(), "u", "lo").await.unwrap()
@@ -498,7 +518,7 @@ mod tests {
         let me = || {
             HashMap::from([(
                 ("n".to_string(), Ipv4Addr::LOCALHOST),
-                Client { networks: vec!["n".into()], upstreams: None, hostname: None },
+                Client { networks: vec!["n".into()], upstreams: None, hostname: None, links: HashMap::new() },
             )])
         };
         dir.replace(zone(vec![entry([10, 9, 0, 2], &["web"])]), me());

@@ -472,3 +472,172 @@ fn published_addresses_outgoing_snat_and_propagation_sources() {
     d.docker(&["run", "--rm", "-v", &format!("{}:/x", inside.display()), "busybox", "true"]).ok();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A request that asks to upgrade to a raw stream (as docker-py's attach and exec do), with
+/// `input` written after the request; everything the daemon sends until it closes, or until
+/// `limit` passes (then `None`).
+fn upgraded(d: &Daemon, path: &str, body: &str, input: &[u8], limit: Duration) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for b in input {
+        let _ = s.write_all(&[*b]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+fn json(d: &Daemon, method: &str, path: &str, body: Option<&str>) -> serde_json::Value {
+    let (s, b) = d.http(method, path, body);
+    assert!(s < 300, "{method} {path}: {s} {b}");
+    serde_json::from_str(b.trim()).unwrap_or_else(|e| panic!("{method} {path}: {e}: {b}"))
+}
+
+/// What docker-py's own integration tests found (scripts/compat-dockerpy.sh), each failing on
+/// skiffd before its fix and passing on dockerd 20.10.
+#[test]
+fn docker_py_finds() {
+    require_root!();
+    let d = Daemon::start();
+    // `wait` returns when a container with a restart policy exits, though it comes back.
+    let id = json(
+        &d,
+        "POST",
+        "/v1.41/containers/create",
+        Some(r#"{"Image":"busybox","Cmd":["sleep","1"],"HostConfig":{"RestartPolicy":{"Name":"always"},"NetworkMode":"none"}}"#),
+    )["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    d.http("POST", &format!("/v1.41/containers/{id}/start"), None);
+    let t0 = std::time::Instant::now();
+    let w = json(&d, "POST", &format!("/v1.41/containers/{id}/wait"), None);
+    assert_eq!(w["StatusCode"], 0, "{w}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    let (s, b) = d.http("DELETE", &format!("/v1.41/containers/{id}"), None);
+    assert_eq!(s, 409, "{b}");
+    assert!(b.to_lowercase().contains("stop the container before"), "{b}");
+    d.http("DELETE", &format!("/v1.41/containers/{id}?force=1"), None);
+
+    // attach?logs=1&stream=0 on an upgraded connection: the log, then the connection closes.
+    let id = d.docker(&["run", "-d", "busybox", "echo", "hello"]).ok();
+    d.docker(&["wait", &id]).ok();
+    let out = upgraded(
+        &d,
+        &format!("/v1.41/containers/{id}/attach?logs=1&stream=0&stdout=1&stderr=1"),
+        "",
+        b"",
+        Duration::from_secs(10),
+    )
+    .expect("the daemon closes the connection after the log");
+    assert!(out.ends_with(b"hello\n"), "{:?}", String::from_utf8_lossy(&out));
+
+    // An exec created with Tty has its terminal (CRLF) even when started with Tty false, as
+    // docker-py starts it; its output then comes framed. Lower-case keys match as in Go.
+    let c = d.docker(&["run", "-d", "-i", "busybox", "cat"]).ok();
+    let e = json(
+        &d,
+        "POST",
+        &format!("/v1.41/containers/{c}/exec"),
+        Some(r#"{"cmd":["echo","hi"],"Tty":true,"AttachStdout":true}"#),
+    )["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, _, body) =
+        d.http_raw("POST", &format!("/v1.41/exec/{e}/start"), "application/json", br#"{"Tty":false,"Detach":false}"#);
+    // Every frame is stdout's (a terminal has one stream), and the text has the CRLF.
+    let (mut i, mut text) = (0, Vec::new());
+    while i + 8 <= body.len() {
+        assert_eq!(body[i], 1, "{body:?}");
+        let n = u32::from_be_bytes([body[i + 4], body[i + 5], body[i + 6], body[i + 7]]) as usize;
+        text.extend_from_slice(&body[i + 8..(i + 8 + n).min(body.len())]);
+        i += 8 + n;
+    }
+    assert_eq!(text, b"hi\r\n", "{body:?}");
+    let e = json(
+        &d,
+        "POST",
+        &format!("/v1.41/containers/{c}/exec"),
+        Some(r#"{"cmd":["cat"],"Tty":true,"AttachStdin":true,"AttachStdout":true,"detachKeys":"ctrl-p"}"#),
+    )["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    upgraded(&d, &format!("/v1.41/exec/{e}/start"), r#"{"Tty":true}"#, &[16], Duration::from_secs(10))
+        .expect("ctrl-p (the exec's detachKeys) detaches");
+
+    // commit?pause=1 of a container that has already exited.
+    let x = d.docker(&["run", "-d", "busybox", "touch", "/test"]).ok();
+    d.docker(&["wait", &x]).ok();
+    let (s, b) = d.http("POST", &format!("/v1.41/commit?container={x}&pause=1"), None);
+    assert_eq!(s, 201, "{b}");
+
+    // An unknown log driver reads as dockerd 20.10 words it.
+    let (s, b) = d.http(
+        "POST",
+        "/v1.41/containers/create",
+        Some(r#"{"Image":"busybox","HostConfig":{"LogConfig":{"Type":"asdf"}}}"#),
+    );
+    assert_eq!(s, 400);
+    assert!(b.contains("\"logger: no log driver named 'asdf' is registered\""), "{b}");
+
+    // Image configs carry every member (OnBuild: null), as Go writes them.
+    let img = json(&d, "GET", "/v1.41/images/busybox/json", None);
+    assert!(img["Config"].get("OnBuild").is_some_and(|v| v.is_null()), "{}", img["Config"]);
+
+    // A RUN's stderr comes in red, as from the classic builder.
+    let ctx = context(&[("Dockerfile", "FROM busybox\nRUN sh -c '>&2 echo oops'\n")]);
+    let (s, _, body) = d.http_raw("POST", "/v1.41/build?nocache=1", "application/x-tar", &ctx);
+    assert_eq!(s, 200);
+    assert!(lines(&body).iter().any(|l| l["stream"] == "\x1b[91moops\n\x1b[0m"), "{}", String::from_utf8_lossy(&body));
+
+    // Network names with spaces; IPAM options null when none were given; an endpoint's
+    // link-local addresses and driver options kept; a link on a user network resolves.
+    let n = json(&d, "POST", "/v1.41/networks/create", Some(r#"{"Name":"dpy test 01"}"#));
+    let nid = n["Id"].as_str().unwrap().to_string();
+    let ni = json(&d, "GET", &format!("/v1.41/networks/{nid}"), None);
+    assert_eq!(ni["Name"], "dpy test 01");
+    assert!(ni["IPAM"].get("Options").is_none_or(|o| o.is_null()), "{}", ni["IPAM"]);
+    d.http("DELETE", &format!("/v1.41/networks/{nid}"), None);
+    let body = r#"{"Image":"busybox","Cmd":["sleep","600"],"HostConfig":{"NetworkMode":"bridge"},
+        "NetworkingConfig":{"EndpointsConfig":{"bridge":{"IPAMConfig":{"LinkLocalIPs":["169.254.8.8"]},
+        "DriverOpts":{"com.docker-py.setting":"on"}}}}}"#;
+    let c2 = json(&d, "POST", "/v1.41/containers/create", Some(body))["Id"].as_str().unwrap().to_string();
+    d.http("POST", &format!("/v1.41/containers/{c2}/start"), None);
+    let ep =
+        json(&d, "GET", &format!("/v1.41/containers/{c2}/json"), None)["NetworkSettings"]["Networks"]["bridge"].clone();
+    assert_eq!(ep["IPAMConfig"]["LinkLocalIPs"][0], "169.254.8.8", "{ep}");
+    assert_eq!(ep["DriverOpts"]["com.docker-py.setting"], "on", "{ep}");
+    d.docker(&["network", "create", "dpylinks"]).ok();
+    let body = r#"{"Image":"busybox","Cmd":["sleep","600"],"HostConfig":{"NetworkMode":"dpylinks"},
+        "NetworkingConfig":{"EndpointsConfig":{"dpylinks":{"Links":["dpy-upstream:bar"]}}}}"#;
+    let l =
+        json(&d, "POST", "/v1.41/containers/create?name=dpy-linker", Some(body))["Id"].as_str().unwrap().to_string();
+    d.http("POST", &format!("/v1.41/containers/{l}/start"), None);
+    d.docker(&["run", "-d", "--name", "dpy-upstream", "--network", "dpylinks", "busybox", "sleep", "600"]).ok();
+    let r = d.docker(&["exec", "dpy-linker", "nslookup", "bar"]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let r = d.docker(&["exec", "dpy-upstream", "nslookup", "bar"]);
+    assert_ne!(r.code, 0, "the alias is the linking container's alone: {}", r.stdout);
+
+    // A load that fails says so in its JSON stream, as dockerd does (docker-py's ImageLoadError).
+    let (s, _, body) = d.http_raw("POST", "/v1.41/images/load", "application/x-tar", b"abc");
+    assert_eq!(s, 200);
+    assert!(lines(&body).iter().any(|l| l["error"].is_string()), "{}", String::from_utf8_lossy(&body));
+    assert_ne!(d.docker(&["load", "-i", "/dev/null"]).code, 0);
+}

@@ -70,7 +70,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             .filter(|h| !h.is_empty())
             .map(str::to_string)
             .collect(),
-        run_limits: bollard_stubs::models::HostConfig {
+        run_limits: skiff_engine::build::RunLimits {
             memory: p.int("memory")?.filter(|v| *v != 0),
             memory_swap: p.int("memswap")?.filter(|v| *v != 0),
             cpu_shares: p.int("cpushares")?.filter(|v| *v != 0),
@@ -78,7 +78,6 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             cpu_period: p.int("cpuperiod")?.filter(|v| *v != 0),
             cpu_quota: p.int("cpuquota")?.filter(|v| *v != 0),
             shm_size: p.int("shmsize")?.filter(|v| *v > 0),
-            ..Default::default()
         },
         cache_from: p.json("cachefrom")?,
     };
@@ -215,7 +214,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         let err = match r {
             Ok(Ok(img)) => {
                 if quiet {
-                    let _ = tx.send(serde_json::json!({ "stream": format!("{}\n", img.id()) })).await;
+                    let _ = tx.send(serde_json::json!({ "stream": format!("{}\n", img.id) })).await;
                 }
                 None
             }

@@ -355,7 +355,18 @@ pub async fn attach(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: R
         let (tty, rx) = e
             .containers
             .logs(&id, LogOptions { stdout: streams.stdout, stderr: streams.stderr, ..Default::default() })?;
-        return Ok(log_response(tty, rx, false, false));
+        if req.headers().get(header::UPGRADE).is_none() {
+            return Ok(log_response(tty, rx, false, false));
+        }
+        // A client that asked to upgrade reads the raw connection until it closes (as from
+        // dockerd's hijacked connection): the log, unframed by HTTP, then the end.
+        let on_upgrade = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            if let Ok(up) = on_upgrade.await {
+                stream::write_log_and_close(hyper_util::rt::TokioIo::new(up), tty, rx).await;
+            }
+        });
+        return Ok(stream::upgraded_response(tty));
     }
     let handle = e.containers.attach(&id, streams).await?;
     Ok(hijack(req, handle, detach).await)

@@ -103,10 +103,16 @@ pub async fn load(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Respo
     let p = Params::parse(req.uri().query());
     let quiet = p.bool("quiet", false);
     let reader = stream::BodyReader::new(req.into_body());
-    let res = tokio::task::spawn_blocking(move || e.images.load(reader)).await.map_err(internal)??;
-    let (tx, rx) = mpsc::channel(res.lines.len().max(1));
-    for l in res.lines {
-        let _ = tx.try_send(serde_json::json!({ "stream": format!("{l}\n") }));
+    let res = tokio::task::spawn_blocking(move || e.images.load(reader)).await.map_err(internal)?;
+    // As dockerd: the answer is a JSON stream whatever happens, an archive that cannot be
+    // loaded ends it with an error message (docker-py raises ImageLoadError on it).
+    let lines: Vec<serde_json::Value> = match res {
+        Ok(res) => res.lines.into_iter().map(|l| serde_json::json!({ "stream": format!("{l}\n") })).collect(),
+        Err(err) => vec![serde_json::json!({ "errorDetail": { "message": err.message }, "error": err.message })],
+    };
+    let (tx, rx) = mpsc::channel(lines.len().max(1));
+    for l in lines {
+        let _ = tx.try_send(l);
     }
     drop(tx);
     let _ = quiet;
@@ -147,7 +153,11 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
     let (name, action) =
         rest.rsplit_once('/').ok_or_else(|| ApiError(skiff_engine::EngineError::not_found("page not found")))?;
     match (method, action) {
-        (Method::GET, "json") => Ok(json(&e.images.inspect(name)?)),
+        (Method::GET, "json") => {
+            let mut doc = serde_json::to_value(e.images.inspect(name)?).unwrap_or_default();
+            crate::shape::image_inspect(&mut doc);
+            Ok(json(&doc))
+        }
         (Method::GET, "history") => Ok(json(&e.images.history(name)?)),
         (Method::GET, "get") => save_response(e, vec![name.to_string()]),
         (Method::POST, "tag") => {
@@ -187,15 +197,9 @@ fn progress_bar(cur: u64, total: u64) -> String {
     format!("[{bar}] {}/{}", human_size(cur), human_size(total))
 }
 
+/// Progress bars' sizes, as Docker's (`units.HumanSize`: four significant digits).
 fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{n}B") } else { format!("{v:.3}{}", units[i]).replace(".000", "") }
+    skiff_common::units::human_size(n as f64, 4)
 }
 
 /// Docker's JSON progress message for one event.

@@ -48,8 +48,26 @@ pub fn json_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     Ok(v)
 }
 
-pub fn from_json_value<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ApiError> {
+pub fn from_json_value<T: DeserializeOwned>(mut v: serde_json::Value) -> Result<T, ApiError> {
+    canonical_keys::<T>(&mut v);
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))
+}
+
+/// Go's decoder matches object keys to fields case-insensitively (docker-py sends
+/// `detachKeys` for `DetachKeys`): a top-level key that is not a field of `T` but matches
+/// one ignoring case is renamed to it (an exact key wins, as in Go).
+fn canonical_keys<T: DeserializeOwned>(v: &mut serde_json::Value) {
+    let serde_json::Value::Object(m) = v else { return };
+    let names = crate::shape::field_names::<T>();
+    let wrong: Vec<String> = m.keys().filter(|k| !names.contains(&k.as_str())).cloned().collect();
+    for k in wrong {
+        if let Some(n) = names.iter().find(|n| n.eq_ignore_ascii_case(&k))
+            && !m.contains_key(*n)
+            && let Some(val) = m.remove(&k)
+        {
+            m.insert(n.to_string(), val);
+        }
+    }
 }
 
 /// A JSON syntax error worded as Go's decoder words it (clients and tests match on
@@ -101,6 +119,17 @@ pub fn drop_nulls(v: &mut serde_json::Value) {
 mod tests {
     use super::*;
     use bollard_stubs::models as m;
+
+    #[test]
+    fn keys_match_fields_ignoring_case_as_in_go() {
+        let c: m::ExecConfig = json_body(br#"{"detachKeys":"ctrl-p","cmd":["true"],"Tty":true}"#).unwrap();
+        assert_eq!(c.detach_keys.as_deref(), Some("ctrl-p"));
+        assert_eq!(c.cmd, Some(vec!["true".to_string()]));
+        assert_eq!(c.tty, Some(true));
+        // The exact key wins over one that differs in case.
+        let c: m::ExecConfig = json_body(br#"{"tty":false,"Tty":true}"#).unwrap();
+        assert_eq!(c.tty, Some(true));
+    }
 
     /// Every optional member of every request body, sent as `null` the way Go SDKs send them,
     /// parses as if it were absent.

@@ -59,7 +59,9 @@ fn api(n: &NetworkRecord, members: &[MemberView], with_members: bool) -> Network
         driver: Some(n.driver.clone()),
         enable_ipv4: Some(n.driver == "bridge"),
         enable_ipv6: Some(false),
-        ipam: Some(Ipam { driver: Some("default".into()), config: Some(config), options: Some(HashMap::new()) }),
+        // IPAM driver options are not kept (only the default IPAM driver exists): null, as dockerd shows
+        // a network created without them.
+        ipam: Some(Ipam { driver: Some("default".into()), config: Some(config), options: None }),
         internal: Some(n.internal),
         attachable: Some(n.attachable),
         ingress: Some(false),

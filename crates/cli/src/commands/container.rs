@@ -254,7 +254,7 @@ pub fn filters_json(filters: &[String]) -> anyhow::Result<String> {
 }
 
 fn short(id: &str) -> String {
-    id.trim_start_matches("sha256:").chars().take(12).collect()
+    skiff_common::units::short_id(id).to_string()
 }
 
 /// `ps`'s PORTS column: `127.0.0.1:8080->80/tcp, 443/tcp`.

@@ -138,7 +138,7 @@ pub struct ImagePruneArgs {
 }
 
 fn short(id: &str) -> String {
-    id.trim_start_matches("sha256:").chars().take(12).collect()
+    skiff_common::units::short_id(id).to_string()
 }
 
 pub async fn images(c: &Client, a: ImagesArgs) -> anyhow::Result<u8> {

@@ -146,7 +146,7 @@ fn kv(list: &[String]) -> serde_json::Map<String, Value> {
 }
 
 fn short(id: &str) -> String {
-    id.chars().take(12).collect()
+    skiff_common::units::short_id(id).to_string()
 }
 
 pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<u8> {

@@ -30,13 +30,17 @@ impl Containers {
         let CommitOptions { reference, author, comment, changes, config, pause } = opts;
         let c = self.get(id)?;
         let rec = c.record();
-        let paused_here = pause && rec.state.status == super::Status::Running;
+        let mut paused_here = pause && rec.state.status == super::Status::Running;
         if paused_here {
             // Recorded first: a daemon killed during the commit resumes the container.
             self.update(&c, skiff_image::db::Durability::Sync, |r| r.paused_for_commit = true)?;
             if let Err(e) = self.pause(&rec.id, true).await {
                 let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
-                return Err(e);
+                // A container that exited since we looked needs no pause (dockerd commits it).
+                if c.status() == super::Status::Running {
+                    return Err(e);
+                }
+                paused_here = false;
             }
         }
         let this = self.clone();
@@ -59,10 +63,10 @@ impl Containers {
             // A config sent with the commit is the base the changes apply to; what it leaves
             // out comes from the container (as dockerd merges them).
             match config {
-                None => crate::build::changes::apply(&mut run, &changes)?,
+                None => crate::build::apply_changes(&mut run, &changes)?,
                 Some(user) => {
                     let mut mine = run_config_of(&user);
-                    crate::build::changes::apply(&mut mine, &changes)?;
+                    crate::build::apply_changes(&mut mine, &changes)?;
                     merge(&mut mine, &run);
                     run = mine;
                 }

@@ -195,9 +195,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
         match lc.typ.as_deref() {
             None | Some("") | Some("json-file") | Some("none") => {}
             Some(other) => {
-                return Err(EngineError::invalid(format!(
-                    "failed to create logger: logger: no log driver named '{other}' is registered"
-                )));
+                return Err(EngineError::invalid(format!("logger: no log driver named '{other}' is registered")));
             }
         }
         log_rotation(hc)?;

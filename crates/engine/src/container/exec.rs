@@ -172,7 +172,12 @@ impl Containers {
         if c.status() != Status::Running {
             return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
         }
-        let tty = tty.or(inst.config.tty).unwrap_or(false);
+        // As dockerd: the exec's own config decides whether it gets a terminal; the start's
+        // `Tty` only decides whether its output is sent raw or framed (docker-py starts every
+        // exec with `Tty: false`, and still gets its terminal's CRLFs, framed).
+        let pty = inst.config.tty.unwrap_or(false);
+        let raw_output = tty.unwrap_or(pty);
+        let tty = pty;
         let stdin = !detach && inst.config.attach_stdin == Some(true);
         let process = self.exec_process(&c.id, &inst.config, tty)?;
         let dir = self.monitor_dir(&c.id);
@@ -252,7 +257,7 @@ impl Containers {
         if detach {
             return Ok(None);
         }
-        Ok(Some(AttachHandle { output: out_rx, input: in_tx, tty }))
+        Ok(Some(AttachHandle { output: out_rx, input: in_tx, tty: raw_output }))
     }
 
     pub async fn exec_resize(&self, id: &str, height: u16, width: u16) -> Result<()> {

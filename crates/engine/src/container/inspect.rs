@@ -122,15 +122,16 @@ fn endpoint_settings(r: &ContainerRecord, e: &crate::network::sandbox::Endpoint)
     let live = e.live.as_ref();
     let user_net = e.network_name != "bridge";
     EndpointSettings {
-        ipam_config: e.ipv4.map(|ip| EndpointIpamConfig {
-            ipv4_address: Some(ip.to_string()),
+        ipam_config: (e.ipv4.is_some() || !e.link_local_ips.is_empty()).then(|| EndpointIpamConfig {
+            ipv4_address: e.ipv4.map(|ip| ip.to_string()),
             ipv6_address: None,
-            link_local_ips: None,
+            link_local_ips: Some(e.link_local_ips.clone()).filter(|l| !l.is_empty()),
         }),
         links: if e.links.is_empty() { None } else { Some(e.links.clone()) },
         mac_address: Some(live.map(|s| s.mac.clone()).or(e.mac.clone()).unwrap_or_default()),
         aliases: if e.aliases.is_empty() { None } else { Some(e.aliases.clone()) },
-        driver_opts: None,
+        driver_opts: Some(e.driver_opts.clone().into_iter().collect())
+            .filter(|d: &HashMap<String, String>| !d.is_empty()),
         gw_priority: Some(0),
         network_id: Some(e.network_id.clone()),
         endpoint_id: Some(live.map(|s| s.endpoint_id.clone()).unwrap_or_default()),

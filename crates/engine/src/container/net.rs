@@ -47,6 +47,11 @@ fn endpoint_from(settings: Option<&EndpointSettings>, legacy_mac: Option<&str>) 
             return Err(EngineError::invalid("IPv6 addresses are not supported by skiff yet"));
         }
         ep.mac = s.mac_address.clone().filter(|m| !m.is_empty());
+        for ip in s.ipam_config.as_ref().and_then(|c| c.link_local_ips.clone()).unwrap_or_default() {
+            ip.parse::<std::net::IpAddr>().map_err(|_| EngineError::invalid(format!("invalid link-local IP: {ip}")))?;
+            ep.link_local_ips.push(ip);
+        }
+        ep.driver_opts = s.driver_opts.clone().unwrap_or_default().into_iter().collect();
     }
     if ep.mac.is_none() {
         ep.mac = legacy_mac.filter(|m| !m.is_empty()).map(str::to_string);

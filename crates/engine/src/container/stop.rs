@@ -10,55 +10,9 @@ use super::monitor_client;
 use super::{Container, Containers, Status};
 use crate::error::{EngineError, Kind, Result};
 
-/// Signal numbers by name (`SIGTERM`, `TERM`, `15`).
+/// Signal numbers by name (`SIGTERM`, `TERM`, `15`); see [`skiff_common::signal::parse`].
 pub fn parse_signal(s: &str) -> Result<i32> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(EngineError::invalid(format!("Invalid signal: {s}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    let n = match name {
-        "HUP" => 1,
-        "INT" => 2,
-        "QUIT" => 3,
-        "ILL" => 4,
-        "TRAP" => 5,
-        "ABRT" | "IOT" => 6,
-        "BUS" => 7,
-        "FPE" => 8,
-        "KILL" => 9,
-        "USR1" => 10,
-        "SEGV" => 11,
-        "USR2" => 12,
-        "PIPE" => 13,
-        "ALRM" => 14,
-        "TERM" => 15,
-        "STKFLT" => 16,
-        "CHLD" | "CLD" => 17,
-        "CONT" => 18,
-        "STOP" => 19,
-        "TSTP" => 20,
-        "TTIN" => 21,
-        "TTOU" => 22,
-        "URG" => 23,
-        "XCPU" => 24,
-        "XFSZ" => 25,
-        "VTALRM" => 26,
-        "PROF" => 27,
-        "WINCH" => 28,
-        "IO" | "POLL" => 29,
-        "PWR" => 30,
-        "SYS" => 31,
-        n if n.starts_with("RTMIN+") => {
-            34 + n[6..].parse::<i32>().map_err(|_| EngineError::invalid(format!("Invalid signal: {s}")))?
-        }
-        _ => return Err(EngineError::invalid(format!("Invalid signal: {s}"))),
-    };
-    Ok(n)
+    skiff_common::signal::parse(s).map_err(|e| EngineError::invalid(e.to_string()))
 }
 
 impl Containers {

@@ -17,8 +17,13 @@ impl Containers {
             let done = match condition {
                 "next-exit" => g.exits > start.exits || g.removed,
                 "removed" => g.removed,
+                // As dockerd: a container that exits while we wait ends the wait even when its
+                // restart policy brings it back (Restarting); one already restarting when the
+                // wait begins counts as running until its next exit.
                 "" | "not-running" => {
-                    !rec.state.status.is_live() && rec.state.status != Status::Restarting || g.removed
+                    !rec.state.status.is_live() && rec.state.status != Status::Restarting
+                        || g.exits > start.exits
+                        || g.removed
                 }
                 other => {
                     return Err(EngineError::invalid(format!("invalid condition: {other:?}")));

@@ -303,11 +303,11 @@ impl Networks {
         if name.is_empty() {
             return Err(EngineError::invalid("network name cannot be empty"));
         }
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-            || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        {
+        // dockerd takes any name that is not blank (spaces included); control characters and
+        // '/' (which could never be named in a URL path) are refused.
+        if name.chars().any(|c| c.is_control() || c == '/') {
             return Err(EngineError::invalid(format!(
-                "invalid network name \"{name}\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                "invalid network name {name:?}: control characters and '/' are not allowed"
             )));
         }
         match req.driver.as_deref().unwrap_or("bridge") {

@@ -46,6 +46,12 @@ pub struct Endpoint {
     pub mac: Option<String>,
     #[serde(default)]
     pub links: Vec<String>,
+    /// Requested link-local addresses (`--link-local-ip`): kept and shown as dockerd shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<String>,
+    /// Driver options of the endpoint (`--driver-opt` of `network connect`): kept and shown.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub driver_opts: std::collections::BTreeMap<String, String>,
     /// Set while the container runs.
     #[serde(default)]
     pub live: Option<EndpointState>,
@@ -214,12 +220,27 @@ impl Inner {
                         networks: networks.clone(),
                         upstreams: upstreams.clone(),
                         hostname: Some(l.hostname.clone()).filter(|h| !h.is_empty()),
+                        links: link_aliases(&e.links),
                     },
                 );
             }
         }
         self.directory.replace(zones, clients);
     }
+}
+
+/// An endpoint's `target[:alias]` links as alias → target (lower case; the alias defaults to
+/// the target's name).
+fn link_aliases(links: &[String]) -> HashMap<String, String> {
+    links
+        .iter()
+        .filter_map(|l| {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            let target = target.trim_start_matches('/');
+            let alias = alias.rsplit('/').next().unwrap_or(alias);
+            (!target.is_empty() && !alias.is_empty()).then(|| (alias.to_ascii_lowercase(), target.to_string()))
+        })
+        .collect()
 }
 
 /// The DNS names a container has on a user network (inspect's `DNSNames`).

@@ -4,7 +4,7 @@ use super::*;
 
 /// The state of one stage while it builds.
 pub(super) struct StageState {
-    pub(super) image: Option<Arc<Image>>,
+    pub(super) image: Option<ImageInfo>,
     pub(super) run: RunConfig,
     /// Declared ARGs in scope with their values.
     pub(super) args: BTreeMap<String, Option<String>>,
@@ -29,7 +29,7 @@ impl StageState {
 }
 
 /// A variable of a config's environment (the last definition wins).
-pub(crate) fn env_lookup(run: &RunConfig, k: &str) -> Option<String> {
+pub(super) fn env_lookup(run: &RunConfig, k: &str) -> Option<String> {
     run.env.iter().flatten().rev().find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string))
 }
 
@@ -45,7 +45,7 @@ fn set_env(run: &mut RunConfig, k: &str, v: &str) {
 /// the stage's shell for CMD and ENTRYPOINT in shell form; `expand` substitutes variables in a
 /// word, seeing the config as it is before the instruction. The builder and `docker commit`/
 /// `docker import --change` share it.
-pub(crate) fn apply_meta(
+pub fn apply_meta(
     run: &mut RunConfig,
     ins: &Instruction,
     shell: &[String],
@@ -117,7 +117,7 @@ pub(crate) fn apply_meta(
         }
         Instruction::StopSignal(s) => {
             let sig = expand(run, s)?;
-            crate::container::stop::parse_signal(&sig)?;
+            skiff_common::signal::parse(&sig).map_err(|e| invalid(e.to_string()))?;
             run.stop_signal = Some(sig);
             format!("STOPSIGNAL {s}")
         }

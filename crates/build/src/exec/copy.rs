@@ -175,20 +175,16 @@ pub(super) fn write_tar<W: Write>(
     Ok(hex::encode(hash.finalize()))
 }
 
-impl Engine {
-    #[allow(clippy::too_many_arguments)]
+impl<W: Worker> Builder<W> {
     pub(super) async fn copy_step(
-        self: &Arc<Self>,
-        req: &BuildRequest,
+        &self,
+        cx: &StageCtx<'_>,
         st: &mut StageState,
         c: &dockerfile::CopySpec,
         add: bool,
-        esc: char,
-        results: &HashMap<usize, Arc<Image>>,
-        df: &dockerfile::Dockerfile,
-        ignore: Option<&ignore::Matcher>,
-        out: &Out,
-    ) -> Result<Arc<Image>> {
+    ) -> Result<ImageInfo> {
+        let (req, df, results, ignore, out) = (cx.req, cx.df, cx.results, cx.ignore, cx.out);
+        let esc = df.directives.escape;
         if c.checksum.is_some() || c.keep_git_dir.is_some() {
             return Err(invalid(
                 "ADD --checksum and --keep-git-dir apply to remote sources, which this builder cannot fetch",
@@ -219,7 +215,7 @@ impl Engine {
                     None if idx.is_some() => {
                         return Err(invalid(format!("COPY --from={f}: that stage has not been built before this one")));
                     }
-                    None => Some(self.base_image(&f, false, out).await?),
+                    None => Some(self.worker.base_image(&f, false, out).await?),
                 }
             }
         };
@@ -256,13 +252,13 @@ impl Engine {
         let ignore = ignore.cloned();
         let kw = if add { "ADD" } else { "COPY" };
         let out2 = out.clone();
-        let parent = parent_img.as_ref().map(|i| i.id().to_string()).unwrap_or_default();
-        let task = move || -> Result<Arc<Image>> {
+        let parent = parent_img.as_ref().map(|i| i.id.clone()).unwrap_or_default();
+        let task = move || -> Result<ImageInfo> {
             // Resolve --chown names in the image being built.
             let owner = match &chown {
                 None => None,
-                Some(spec) => Some(this.with_snapshot(parent_img.as_ref(), |root| {
-                    let u = rootfs::resolve_user(root, spec, &[])?;
+                Some(spec) => Some(inspect_rootfs(&*this.worker, parent_img.as_ref(), |root| {
+                    let u = rootfs::resolve_user(root, spec, &[]).map_err(|e| invalid(e.0))?;
                     Ok((u.uid, u.gid))
                 })?),
             };
@@ -276,7 +272,7 @@ impl Engine {
                     && !parents
                     && sources.len() == 1
                     && !ignore::has_glob(&sources[0])
-                    && this.with_snapshot(parent_img.as_ref(), |root| {
+                    && inspect_rootfs(&*this.worker, parent_img.as_ref(), |root| {
                         Ok(rootfs::open_in(
                             root,
                             Path::new(&dest_abs),
@@ -382,7 +378,7 @@ impl Engine {
                 }
                 Ok(plan)
             };
-            let build = |root: &Path, use_ignore: bool| -> Result<Arc<Image>> {
+            let build = |root: &Path, use_ignore: bool| -> Result<ImageInfo> {
                 let plan = collect(root, use_ignore)?;
                 let archives: Vec<PathBuf> =
                     plan.inline.iter().filter_map(|(n, _)| n.strip_prefix("\0archive:").map(PathBuf::from)).collect();
@@ -401,16 +397,16 @@ impl Engine {
                     out2(BuildOut::Stream(" ---> Using cache\n".into()));
                     return Ok(img);
                 }
-                let st2 = StageState { image: parent_img.clone(), run: run.clone(), args: BTreeMap::new() };
-                let r = this.layer_step(
-                    &st2,
+                let r = this.worker.commit_change(
+                    parent_img.as_ref(),
+                    &run,
                     format!(
                         "/bin/sh -c #(nop) {kw} {}:{} in {} ",
                         if plan.entries.len() == 1 { "file" } else { "dir" },
                         &hash[..16],
                         plan.dest_dir
                     ),
-                    |img_root| {
+                    &mut |img_root| {
                         rootfs::mkdir_all(img_root, Path::new(&plan.dest_dir), 0, 0)?;
                         let fd = rootfs::open_in(
                             img_root,
@@ -429,7 +425,7 @@ impl Engine {
                             });
                             let unpacked =
                                 layer::unpack(std::io::BufReader::with_capacity(256 << 10, rx), &target, &opts);
-                            let written = writer.join().map_err(|_| EngineError::internal("COPY writer panicked"))?;
+                            let written = writer.join().map_err(|_| BuildError::internal("COPY writer panicked"))?;
                             match (unpacked, written) {
                                 (Ok(_), w) => w.map(|_| ()),
                                 // The stream ended early because reading a source failed.
@@ -451,10 +447,10 @@ impl Engine {
             };
             match &from_image {
                 None => build(&context, true),
-                Some(img) => this.with_snapshot(Some(img), |root| build(root, false)),
+                Some(img) => inspect_rootfs(&*this.worker, Some(img), |root| build(root, false)),
             }
         };
-        let img = tokio::task::spawn_blocking(task).await.map_err(|e| EngineError::internal(e.to_string()))??;
+        let img = tokio::task::spawn_blocking(task).await.map_err(|e| BuildError::internal(e.to_string()))??;
         Ok(img)
     }
 }

@@ -1,17 +1,93 @@
 //! RUN: a container of the step's image, its diff the next layer; RUN --mount.
 
 use super::*;
+use crate::frontend::dockerfile::Run as RunInstruction;
+use crate::worker::RunSpec;
 
-impl Engine {
-    pub(super) async fn run_step(
-        self: &Arc<Self>,
+impl<W: Worker> Builder<W> {
+    pub(super) async fn run_instruction(
+        &self,
+        cx: &StageCtx<'_>,
+        st: &StageState,
+        r: &RunInstruction,
+        parent: &str,
+    ) -> Result<ImageInfo> {
+        let (req, out) = (cx.req, cx.out);
+        let esc = cx.df.directives.escape;
+        let args_seen: String = st
+            .args
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            match st.expand(m, esc).and_then(|m| self.run_mount(cx, &m)) {
+                Ok(x) => mounts.push(x),
+                Err(e) => {
+                    self.release_mounts(&mounts);
+                    return Err(e);
+                }
+            }
+        }
+        let mounts_key: Vec<String> = mounts.iter().map(|m| m.key.clone()).collect();
+        if r.security.is_some() {
+            self.release_mounts(&mounts);
+            return Err(invalid("RUN --security is not supported"));
+        }
+        let argv = match &r.command {
+            Command::Exec(v) => v.clone(),
+            Command::Shell(s) => {
+                let mut v = st.shell();
+                let t = s.trim();
+                if r.heredocs.len() == 1
+                    && (t == format!("<<{}", r.heredocs[0].name) || t == format!("<<-{}", r.heredocs[0].name))
+                {
+                    v.push(r.heredocs[0].content.clone());
+                } else {
+                    let mut script = s.clone();
+                    for h in &r.heredocs {
+                        script.push('\n');
+                        script.push_str(&h.content);
+                        script.push_str(&h.name);
+                    }
+                    v.push(script);
+                }
+                v
+            }
+        };
+        let network = r.network.clone().or_else(|| req.network.clone()).unwrap_or_else(|| "default".into());
+        let key = hash_key(&[
+            parent,
+            "RUN",
+            &serde_json::to_string(&argv).unwrap_or_default(),
+            &args_seen,
+            &network,
+            &mounts_key.join("\n"),
+        ]);
+        if !req.no_cache
+            && let Some(img) = self.cached(&key, &req.cache_from)
+        {
+            self.release_mounts(&mounts);
+            say(out, " ---> Using cache\n");
+            return Ok(img);
+        }
+        let r = self.run_step(st, argv, network, &mounts, req, out).await;
+        self.release_mounts(&mounts);
+        let img = r?;
+        self.remember(&key, &img);
+        Ok(img)
+    }
+
+    async fn run_step(
+        &self,
         st: &StageState,
         argv: Vec<String>,
-        network: &str,
+        network: String,
         mounts: &[RunMount],
         req: &BuildRequest,
         out: &Out,
-    ) -> Result<Arc<Image>> {
+    ) -> Result<ImageInfo> {
         let image =
             st.image.clone().ok_or_else(|| invalid("RUN needs a base image with a shell (FROM scratch has none)"))?;
         let mut env = st.env();
@@ -22,60 +98,32 @@ impl Engine {
                 env.push(format!("{k}={v}"));
             }
         }
-        let body = ContainerCreateBody {
-            image: Some(image.id().to_string()),
-            cmd: Some(argv.clone()),
-            entrypoint: Some(vec![]),
-            env: Some(env),
+        let spec = RunSpec {
+            image: image.clone(),
+            argv: argv.clone(),
+            env,
             working_dir: st.run.working_dir.clone(),
             user: st.run.user.clone(),
-            host_config: Some(HostConfig {
-                network_mode: Some(if network == "default" { "bridge".into() } else { network.to_string() }),
-                binds: Some(mounts.iter().filter_map(|m| m.bind.clone()).collect()),
-                tmpfs: Some(mounts.iter().filter_map(|m| m.tmpfs.clone()).collect()),
-                extra_hosts: Some(req.extra_hosts.clone()).filter(|h| !h.is_empty()),
-                memory: req.run_limits.memory,
-                memory_swap: req.run_limits.memory_swap,
-                cpu_shares: req.run_limits.cpu_shares,
-                cpuset_cpus: req.run_limits.cpuset_cpus.clone(),
-                cpu_period: req.run_limits.cpu_period,
-                cpu_quota: req.run_limits.cpu_quota,
-                shm_size: req.run_limits.shm_size,
-                ..Default::default()
-            }),
-            ..Default::default()
+            network,
+            binds: mounts.iter().filter_map(|m| m.bind.clone()).collect(),
+            tmpfs: mounts.iter().filter_map(|m| m.tmpfs.clone()).collect(),
+            extra_hosts: req.extra_hosts.clone(),
+            limits: req.run_limits.clone(),
         };
-        let (id, _) = self.containers.create_for_build(body).await?;
-        say(out, format!(" ---> Running in {}\n", &id[..12]));
+        let id = self.worker.create_container(spec).await?;
+        say(out, format!(" ---> Running in {}\n", &id[..id.len().min(12)]));
         let result = async {
-            let ran = async {
-                self.containers.start(&id).await?;
-                let (_, mut logs) = self.containers.logs(
-                    &id,
-                    crate::container::logs::LogOptions {
-                        stdout: true,
-                        stderr: true,
-                        follow: true,
-                        tail: None,
-                        since: None,
-                        until: None,
-                    },
-                )?;
-                while let Some(l) = logs.recv().await {
-                    say(out, String::from_utf8_lossy(&l.data).into_owned());
-                }
-                self.containers.wait(&id, "not-running").await
-            };
-            let (code, _) = tokio::select! {
-                r = ran => r?,
-                () = req.cancel.cancelled() => return Err(cancelled()),
+            let code = tokio::select! {
+                r = self.worker.run_container(&id, out) => r?,
+                () = req.cancel.cancelled() => return Err(BuildError::cancelled()),
             };
             if code != 0 {
                 return Err(invalid(format!("The command '{}' returned a non-zero code: {code}", argv.join(" ")))
                     .with_code(code));
             }
-            // Mount targets are not content of the step (their mountpoints stay out of the layer).
-            let mut skip: Vec<String> = crate::container::RUNTIME_FILES.iter().map(|s| s.to_string()).collect();
+            // Mount targets are not content of the step (their mountpoints stay out of the layer;
+            // the worker leaves out the files its runtime adds).
+            let mut skip: Vec<String> = Vec::new();
             for m in mounts {
                 let t = m
                     .bind
@@ -87,21 +135,9 @@ impl Engine {
                     skip.push(t.trim_start_matches('/').to_string());
                 }
             }
-            let this = self.clone();
-            let (id2, st2) =
-                (id.clone(), StageState { image: st.image.clone(), run: st.run.clone(), args: BTreeMap::new() });
+            let (id2, run) = (id.clone(), st.run.clone());
             let created_by = argv.join(" ");
-            tokio::task::spawn_blocking(move || -> Result<Arc<Image>> {
-                let c = this.containers.get(&id2)?;
-                let rec = c.record();
-                // The step's processes are gone; its root filesystem may still be mounted
-                // until the exit handling gets to it.
-                this.images.store.snapshots().unmount(&rec.id)?;
-                let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
-                this.commit_snapshot(&rec.id, rec.top_layer.as_ref(), &st2, created_by, &skip)
-            })
-            .await
-            .map_err(|e| EngineError::internal(e.to_string()))?
+            self.blocking(move |b| b.worker.commit_container(&id2, &image, &run, created_by, &skip)).await
         }
         .await;
         // As Docker's --rm (default) and --force-rm: a failed step's container stays unless
@@ -109,21 +145,18 @@ impl Engine {
         // from then on: a restarted daemon keeps it).
         let remove = if result.is_ok() { req.remove } else { req.force_rm };
         if remove || req.cancel.is_cancelled() {
-            let _ = self.containers.remove(&id, true, true).await;
-            say(out, format!(" ---> Removed intermediate container {}\n", &id[..12]));
+            self.worker.remove_container(&id).await;
+            say(out, format!(" ---> Removed intermediate container {}\n", &id[..id.len().min(12)]));
         } else {
-            self.containers.keep_build_container(&id);
+            self.worker.keep_container(&id);
         }
         result
     }
-}
 
-impl Engine {
-    pub(super) fn release_mounts(&self, mounts: &[RunMount]) {
+    fn release_mounts(&self, mounts: &[RunMount]) {
         for m in mounts {
             if let Some(k) = &m.snapshot {
-                let _ = self.images.store.snapshots().unmount(k);
-                let _ = self.images.store.snapshots().remove(k);
+                self.worker.unmount_image(k);
             }
         }
     }
@@ -139,17 +172,12 @@ pub(super) struct RunMount {
     pub(super) key: String,
 }
 
-impl Engine {
+impl<W: Worker> Builder<W> {
     /// `type=cache|bind|tmpfs,target=…` (BuildKit's syntax). Cache mounts are directories
     /// under the data root kept across builds (by `id`, default the target); bind mounts come
     /// from the context, read-only unless `rw`; tmpfs mounts are fresh.
-    pub(super) fn run_mount(
-        &self,
-        req: &BuildRequest,
-        spec: &str,
-        df: &dockerfile::Dockerfile,
-        results: &HashMap<usize, Arc<Image>>,
-    ) -> Result<RunMount> {
+    fn run_mount(&self, cx: &StageCtx<'_>, spec: &str) -> Result<RunMount> {
+        let (req, df, results) = (cx.req, cx.df, cx.results);
         let mut kind = "bind".to_string();
         let mut opts: BTreeMap<String, String> = BTreeMap::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -210,7 +238,7 @@ impl Engine {
         match kind.as_str() {
             "cache" => {
                 let id = opts.get("id").cloned().unwrap_or_else(|| target.clone());
-                let dir = self.config.data_root.join("build-cache-mounts").join(hash_key(&[&id]));
+                let dir = self.worker.cache_mount_dir().join(hash_key(&[&id]));
                 std::fs::create_dir_all(&dir)?;
                 if let (Some(u), Some(g)) = (opts.get("uid"), opts.get("gid")) {
                     let _ = std::os::unix::fs::chown(&dir, u.parse::<u32>().ok(), g.parse::<u32>().ok());
@@ -245,27 +273,26 @@ impl Engine {
                         .or_else(|| from.parse::<usize>().ok());
                     let img = match idx.and_then(|i| results.get(&i).cloned()) {
                         Some(i) => i,
-                        None => self.images.store.resolve(from).map_err(|_| {
+                        None => self.worker.local_image(from).map_err(|_| {
                             invalid(format!("RUN --mount from={from}: no such stage built before, or local image"))
                         })?,
                     };
-                    let snaps = self.images.store.snapshots();
-                    let key = fsutil::random_name("buildmnt");
-                    snaps.prepare(&key, img.top_layer())?;
-                    let root = snaps.mount(&key, img.top_layer())?;
+                    let m = self.worker.mount_image(&img)?;
                     let src = opts.get("source").map(String::as_str).unwrap_or("/");
-                    let real = rootfs::resolve(&root, Path::new(src))?;
-                    if !real.exists() {
-                        let _ = snaps.unmount(&key);
-                        let _ = snaps.remove(&key);
-                        return Err(invalid(format!("RUN --mount from={from}: {src} not found")));
-                    }
+                    let real = match rootfs::resolve(&m.root, Path::new(src)) {
+                        Ok(r) if r.exists() => r,
+                        r => {
+                            self.worker.unmount_image(&m.key);
+                            r?;
+                            return Err(invalid(format!("RUN --mount from={from}: {src} not found")));
+                        }
+                    };
                     let ro = opts.get("ro").is_none_or(|v| v == "true");
                     return Ok(RunMount {
                         bind: Some(format!("{}:{target}{}", real.display(), if ro { ":ro" } else { "" })),
                         tmpfs: None,
-                        snapshot: Some(key),
-                        key: format!("bindfrom {} {src} {target} {ro}", img.id()),
+                        snapshot: Some(m.key),
+                        key: format!("bindfrom {} {src} {target} {ro}", img.id),
                     });
                 }
                 let rel = ignore::clean(opts.get("source").map(String::as_str).unwrap_or("."));

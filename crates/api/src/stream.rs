@@ -155,6 +155,10 @@ pub async fn write_log_and_close<IO: AsyncWrite + Unpin>(
     tty: bool,
     mut rx: tokio::sync::mpsc::Receiver<skiff_engine::container::logs::LogLine>,
 ) {
+    // Clients read the 101's headers through a buffered reader and then the raw socket
+    // (docker-py): bytes that arrive with the headers land in that buffer and are lost. A
+    // moment's pause lets the headers go alone, as dockerd's log reader happens to.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     while let Some(l) = rx.recv().await {
         let bytes = if tty {
             l.data

@@ -43,8 +43,21 @@ pub mod adapt {
         }
     }
 
-    /// `GET /containers/{id}/json`: before 1.20 the resources sat in `Config`.
+    /// `GET /containers/{id}/json`: before 1.45 a user network's `Aliases` also listed the
+    /// container's short ID (now only in `DNSNames`); before 1.20 the resources sat in `Config`.
     pub fn container_inspect(v: ApiVersion, c: &mut serde_json::Value) {
+        if v.below("1.45") {
+            let short: String = c["Id"].as_str().unwrap_or("").chars().take(12).collect();
+            if let Some(nets) = c["NetworkSettings"]["Networks"].as_object_mut() {
+                for ep in nets.values_mut().filter(|ep| ep["DNSNames"].is_array()) {
+                    let mut aliases = ep["Aliases"].as_array().cloned().unwrap_or_default();
+                    if !short.is_empty() && !aliases.iter().any(|a| a == short.as_str()) {
+                        aliases.push(short.clone().into());
+                    }
+                    ep["Aliases"] = aliases.into();
+                }
+            }
+        }
         if !v.below("1.20") {
             return;
         }

@@ -630,6 +630,14 @@ fn docker_py_finds() {
         json(&d, "POST", "/v1.41/containers/create?name=dpy-linker", Some(body))["Id"].as_str().unwrap().to_string();
     d.http("POST", &format!("/v1.41/containers/{l}/start"), None);
     d.docker(&["run", "-d", "--name", "dpy-upstream", "--network", "dpylinks", "busybox", "sleep", "600"]).ok();
+    // Before API 1.45 a user network's Aliases also list the short ID (docker-py checks).
+    let aliases = |v: &str| {
+        json(&d, "GET", &format!("/{v}/containers/{l}/json"), None)["NetworkSettings"]["Networks"]
+        ["dpylinks"]["Aliases"]
+        .clone()
+    };
+    assert!(aliases("v1.41").as_array().is_some_and(|a| a.iter().any(|x| x == &l[..12])), "{}", aliases("v1.41"));
+    assert!(!aliases("v1.45").to_string().contains(&l[..12]), "{}", aliases("v1.45"));
     let r = d.docker(&["exec", "dpy-linker", "nslookup", "bar"]);
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
     let r = d.docker(&["exec", "dpy-upstream", "nslookup", "bar"]);

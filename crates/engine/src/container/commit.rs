@@ -36,8 +36,9 @@ impl Containers {
             self.update(&c, skiff_image::db::Durability::Sync, |r| r.paused_for_commit = true)?;
             if let Err(e) = self.pause(&rec.id, true).await {
                 let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);
-                // A container that exited since we looked needs no pause (dockerd commits it).
-                if c.status() == super::Status::Running {
+                // A container that exits as we pause it (its monitor already gone) needs no
+                // pause: dockerd commits it as it is.
+                if !self.wait_stopped(&c, std::time::Duration::from_secs(2)).await {
                     return Err(e);
                 }
                 paused_here = false;

@@ -26,7 +26,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::server::RegError;
+use crate::error::RegError;
 
 /// What a request needs: `repository:<name>:<action>` or `registry:catalog:*`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

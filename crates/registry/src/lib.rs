@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod digest;
+pub mod error;
 pub mod gc;
 pub mod manifest;
 pub mod names;

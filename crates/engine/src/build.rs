@@ -33,7 +33,7 @@ impl From<EngineError> for BuildError {
             Kind::Unavailable => ErrorKind::Unavailable,
             Kind::NotModified | Kind::Internal => ErrorKind::Internal,
         };
-        BuildError { kind, message: e.message, code: e.code, source: None }
+        BuildError { kind, message: e.message, code: e.code, source: e.source }
     }
 }
 
@@ -48,7 +48,7 @@ impl From<BuildError> for EngineError {
             ErrorKind::Unavailable => Kind::Unavailable,
             ErrorKind::Internal => Kind::Internal,
         };
-        EngineError { kind, message: e.message, code: e.code }
+        EngineError { kind, message: e.message, code: e.code, source: e.source }
     }
 }
 

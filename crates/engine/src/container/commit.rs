@@ -101,7 +101,7 @@ impl Containers {
             Ok(img.id().to_string())
         })
         .await
-        .map_err(|e| EngineError::internal(e.to_string()));
+        .map_err(EngineError::from_cause);
         if paused_here {
             let _ = self.pause(&rec.id, false).await;
             let _ = self.update(&c, skiff_image::db::Durability::Lazy, |r| r.paused_for_commit = false);

@@ -528,7 +528,7 @@ impl Containers {
             Ok(())
         })
         .await
-        .map_err(|e| EngineError::internal(e.to_string()))?;
+        .map_err(EngineError::from_cause)?;
         if let Err(e) = prepared {
             self.release_name(&name);
             let _ = self.images.snapshots().remove(&id);

@@ -135,7 +135,7 @@ impl Containers {
             caps.set_permitted(Some(set));
             process.set_capabilities(Some(caps));
         }
-        serde_json::to_value(&process).map_err(|e| EngineError::internal(e.to_string()))
+        serde_json::to_value(&process).map_err(EngineError::from_cause)
     }
 
     /// Whether an exec could start now (it exists, has not run, its container runs): the

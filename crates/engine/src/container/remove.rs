@@ -74,7 +74,7 @@ impl Containers {
             Ok(())
         })
         .await
-        .map_err(|e| EngineError::internal(e.to_string()))?;
+        .map_err(EngineError::from_cause)?;
         if let Err(e) = cleanup {
             let _ = self.update(c, Durability::Lazy, |r| r.state.status = Status::Dead);
             return Err(e);

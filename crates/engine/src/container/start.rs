@@ -310,9 +310,7 @@ impl Containers {
         let seccomp = match custom_profile {
             _ if privileged => None,
             Some("unconfined") => None,
-            Some("builtin") | None => {
-                Some(self.seccomp.resolve(&capset).map_err(|e| EngineError::internal(e.to_string()))?)
-            }
+            Some("builtin") | None => Some(self.seccomp.resolve(&capset).map_err(EngineError::from_cause)?),
             Some(json) => {
                 let p =
                     crate::security::seccomp::Profile::parse(json).map_err(|e| EngineError::invalid(e.to_string()))?;
@@ -357,7 +355,7 @@ impl Containers {
         let _ = skiff_common::fsutil::remove_all(&self.state_root().join(&c.id));
         let _ = self.layout.remove(&input_cgroup_path);
         std::fs::create_dir_all(dir.path())?;
-        let bytes = serde_json::to_vec(&oci).map_err(|e| EngineError::internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(&oci).map_err(EngineError::from_cause)?;
         std::fs::write(dir.path().join("config.json"), bytes)?;
         let log_path = match hc.log_config.as_ref().and_then(|l| l.typ.as_deref()) {
             Some("none") => None,
@@ -391,7 +389,7 @@ impl Containers {
                 .filter(|s| s.len() == 2)
                 .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16)),
         };
-        std::fs::write(dir.config(), serde_json::to_vec(&mc).map_err(|e| EngineError::internal(e.to_string()))?)?;
+        std::fs::write(dir.config(), serde_json::to_vec(&mc).map_err(EngineError::from_cause)?)?;
         Ok(dir)
     }
 
@@ -434,7 +432,7 @@ impl Containers {
         let this = self.clone();
         let prepared = tokio::task::spawn_blocking(move || this.prepare_run(&rec, netns, host_gateway))
             .await
-            .map_err(|e| EngineError::internal(e.to_string()));
+            .map_err(EngineError::from_cause);
         let dir = match prepared {
             Ok(Ok(d)) => d,
             Ok(Err(e)) | Err(e) => {

@@ -383,7 +383,7 @@ impl Networks {
                 if req.gateway.is_some() || req.ip_range.is_some() {
                     return Err(EngineError::invalid("no matching subnet for gateway or range"));
                 }
-                let mut used = nl.used_networks().await.map_err(|e| EngineError::internal(e.to_string()))?;
+                let mut used = nl.used_networks().await.map_err(EngineError::from_cause)?;
                 used.extend(inner.nets.values().filter_map(|n| n.subnet));
                 (
                     ipam::pick_subnet(&self.cfg.pools, &used)
@@ -474,7 +474,7 @@ impl Networks {
             s.stop().await;
         }
         inner.refresh_dns();
-        self.netlink().await?.delete_link(&rec.bridge).await.map_err(|e| EngineError::internal(e.to_string()))?;
+        self.netlink().await?.delete_link(&rec.bridge).await.map_err(EngineError::from_cause)?;
         inner.ready_bridges.remove(&rec.bridge);
         self.db.delete(TABLE, &rec.id)?;
         inner.nets.remove(&rec.id);

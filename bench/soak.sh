@@ -14,7 +14,12 @@ BIN=$PWD/target/release
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
 DOCKER_CLI=${DOCKER_CLI:-$(command -v docker)}
 W=$(mktemp -d /tmp/skiff-soak.XXXXXX)
-cleanup() { stop_daemons_and_unmount 2; rm -rf "$W"; }
+cleanup() {
+    stop_daemons_and_unmount 2
+    # skiffd may still be writing its last records: wait for it before removing its roots.
+    for _ in $(seq 50); do kill -0 "${PID:-0}" 2>/dev/null || break; sleep 0.2; done
+    rm -rf "$W"
+}
 trap cleanup EXIT
 busybox_image_tar
 

@@ -693,3 +693,25 @@ fn rand_u64() -> u64 {
     std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut b).unwrap();
     u64::from_le_bytes(b)
 }
+
+/// Interactive execs and attaches leave nothing running in the daemon once they end: the task
+/// holding their input side goes with the output side (it used to wait forever, one per
+/// session, holding the monitor connection's write half).
+#[test]
+fn interactive_sessions_leave_no_tasks_behind() {
+    require_root!();
+    let d = Daemon::start();
+    let c = d.docker(&["run", "-d", "-i", "busybox", "cat"]).ok();
+    let tasks = || d.docker(&["info", "--format", "{{.NGoroutines}}"]).ok().parse::<i64>().unwrap();
+    let out = d.docker_stdin(&["exec", "-i", &c, "cat"], b"warm\n");
+    assert_eq!(out.stdout, "warm\n", "{}", out.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = tasks();
+    for i in 0..20 {
+        let out = d.docker_stdin(&["exec", "-i", &c, "cat"], format!("line {i}\n").as_bytes());
+        assert_eq!(out.stdout, format!("line {i}\n"), "{}", out.stderr);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = tasks();
+    assert!(after < before + 10, "tasks grew from {before} to {after} over 20 interactive execs");
+}

@@ -79,8 +79,9 @@ pub(crate) fn spawn_relay(
     // Dropping a write half shuts the socket down for writing, which the monitor reads as the
     // client leaving: the reader task holds it when there is no input to forward.
     let mut keep_writer = None;
+    let mut input_task = None;
     if let Some(mut input) = input {
-        tokio::spawn(async move {
+        input_task = Some(tokio::spawn(async move {
             while let Some(msg) = input.recv().await {
                 let r = match msg {
                     Input::Data(b) => write_frame(&mut writer, FrameKind::Stdin, &b).await,
@@ -102,14 +103,26 @@ pub(crate) fn spawn_relay(
                 let _ = write_frame(&mut writer, FrameKind::StdinClose, &[]).await;
             }
             // Keep the write half open until the reader is done (dropping it here would
-            // half-close the socket, which the monitor reads as the client leaving).
+            // half-close the socket, which the monitor reads as the client leaving); the
+            // reader ends this task when it ends.
             std::future::pending::<()>().await;
-        });
+        }));
     } else {
         keep_writer = Some(writer);
     }
     tokio::spawn(async move {
         let _writer = keep_writer;
+        // The input side lives as long as the output side, not longer: once the relay ends,
+        // its write half (and the task holding it) go too.
+        struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                if let Some(t) = &self.0 {
+                    t.abort();
+                }
+            }
+        }
+        let _input = AbortOnDrop(input_task);
         loop {
             match reader.frame().await {
                 Ok(Some((FrameKind::Stdout, b))) => {

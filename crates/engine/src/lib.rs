@@ -158,6 +158,10 @@ impl Engine {
         if !self.config.container_defaults.live_restore {
             self.containers.stop_all().await;
         }
+        let left = self.containers.shutdown_tasks(std::time::Duration::from_secs(10)).await;
+        if left > 0 {
+            tracing::warn!(tasks = left, "container tasks still running at shutdown");
+        }
         self.networks.shutdown().await;
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing metadata");

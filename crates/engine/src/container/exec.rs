@@ -235,7 +235,8 @@ impl Containers {
         let relay = spawn_relay(conn, mid_tx, in_rx, true, Some(inst.id.clone()));
         let this = self.clone();
         let inst2 = inst.clone();
-        tokio::spawn(async move {
+        // Cancellable: a session still open when the daemon stops must not hold the shutdown.
+        self.spawn_cancellable(async move {
             let mut client_gone = false;
             while let Some(m) = mid_rx.recv().await {
                 if !client_gone && out_tx.send(m).await.is_err() {

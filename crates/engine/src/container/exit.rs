@@ -15,13 +15,21 @@ impl Containers {
     /// Step 5: the watcher waits for the monitor's `Exited`.
     pub(super) fn watch_exit(self: &Arc<Self>, c: Arc<Container>, mut conn: monitor_client::Conn, started: Instant) {
         let this = self.clone();
-        tokio::spawn(async move {
-            let status = loop {
-                match conn.response().await {
-                    Ok(Some(Response::Exited { status })) => break Some(status),
-                    Ok(Some(_)) => continue,
-                    _ => break None,
+        self.spawn_owned(async move {
+            // Waiting is cancelled at shutdown (the container outlives the daemon with live
+            // restore, and the next daemon re-adopts it); recording an exit that came is not.
+            let wait = async {
+                loop {
+                    match conn.response().await {
+                        Ok(Some(Response::Exited { status })) => return Some(status),
+                        Ok(Some(_)) => continue,
+                        _ => return None,
+                    }
                 }
+            };
+            let status = tokio::select! {
+                s = wait => s,
+                () = this.cancelled() => return,
             };
             let status = match status {
                 Some(s) => s,
@@ -87,7 +95,7 @@ impl Containers {
 
         if let Some(delay) = restart {
             let this = self.clone();
-            tokio::spawn(async move {
+            self.spawn_cancellable(async move {
                 tokio::time::sleep(delay).await;
                 let _op = c.ops.lock().await;
                 if c.status() != Status::Restarting {
@@ -106,7 +114,7 @@ impl Containers {
         }
         if rec.host_config.auto_remove == Some(true) {
             let this = self.clone();
-            tokio::spawn(async move {
+            self.spawn_owned(async move {
                 if let Err(e) = this.remove(&c.id, true, true).await {
                     tracing::warn!(container = %c.id, error = %e, "auto-remove failed");
                 }

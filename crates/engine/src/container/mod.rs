@@ -304,9 +304,52 @@ pub struct Containers {
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
     pub execs: exec::ExecStore,
+    /// Every task a container operation leaves running (exit watchers, restart timers,
+    /// health checks, auto-removals, exec relays, restarts at daemon start): owned here, so
+    /// the daemon's shutdown cancels the ones that wait and waits for the ones that finish
+    /// work ([`Containers::shutdown_tasks`]).
+    tasks: tokio_util::task::TaskTracker,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Containers {
+    /// Runs `f` as a task the engine owns; at shutdown it is waited for (bounded).
+    pub(crate) fn spawn_owned<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(f);
+    }
+
+    /// Runs `f` as a task the engine owns that is dropped at shutdown (a timer, a loop, a
+    /// wait on a monitor that outlives the daemon).
+    pub(crate) fn spawn_cancellable<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = f => {}
+            }
+        });
+    }
+
+    /// Whether the daemon is shutting down its tasks.
+    pub(crate) fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// At daemon shutdown: cancels the tasks that wait, then waits up to `limit` for the rest
+    /// (an exit being recorded, a removal); returns how many were still running then.
+    pub async fn shutdown_tasks(&self, limit: std::time::Duration) -> usize {
+        self.cancel.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+        self.tasks.len()
+    }
+
     pub fn default_log(&self) -> bollard_stubs::models::HostConfigLogConfig {
         self.default_log.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -350,6 +393,8 @@ impl Containers {
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             execs: exec::ExecStore::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            cancel: tokio_util::sync::CancellationToken::new(),
         };
         for (_, rec) in c.db.list::<ContainerRecord>(TABLE)? {
             c.insert(Container::new(rec));

@@ -649,3 +649,60 @@ fn docker_py_finds() {
     assert!(lines(&body).iter().any(|l| l["error"].is_string()), "{}", String::from_utf8_lossy(&body));
     assert_ne!(d.docker(&["load", "-i", "/dev/null"]).code, 0);
 }
+
+/// A pull that fails before any progress (no such registry, repository or tag) is an HTTP
+/// error, every time, as dockerd answers it (moby v25's TestImagePullNonExisting); it used to
+/// be a 200 with the error in the stream about half the time (the progress channel closing
+/// raced the pull's result).
+#[test]
+fn pull_errors_before_progress_are_http_errors() {
+    require_root!();
+    let d = Daemon::start();
+    for _ in 0..20 {
+        let (s, b) = d.http("POST", "/v1.44/images/create?fromImage=127.0.0.1:1/nope&tag=x", None);
+        assert!(s >= 400, "{s}: {b}");
+        assert!(b.contains("\"message\""), "{b}");
+    }
+}
+
+/// A container re-adopted after the daemon went (crash or restart) has its health checks
+/// start over from `starting`, as dockerd does (moby v25's TestDaemonRestartKillContainers
+/// read a missing `State.Health` after a crash: the record's last health had not reached the
+/// disk).
+#[test]
+fn health_starts_over_when_a_container_is_re_adopted() {
+    require_root!();
+    let mut d = Daemon::start();
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--restart",
+            "always",
+            "--health-cmd",
+            "! test -f /tmp/unhealthy",
+            "--health-interval",
+            "60s",
+            "--health-start-period",
+            "60s",
+            "--health-start-interval",
+            "1s",
+            "busybox",
+            "top",
+        ])
+        .ok();
+    let health = |d: &Daemon| d.docker(&["inspect", "-f", "{{.State.Health.Status}}", &id]).ok();
+    let t0 = std::time::Instant::now();
+    while health(&d) != "healthy" {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never healthy: {}", health(&d));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.crash_and_restart();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", &id]).ok(), "true");
+    assert_eq!(health(&d), "starting");
+    let t0 = std::time::Instant::now();
+    while health(&d) != "healthy" {
+        assert!(t0.elapsed() < Duration::from_secs(30), "checks did not resume: {}", health(&d));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -232,13 +232,24 @@ where
         let _ = utx.send(progress_json(p));
     });
     let mut task = tokio::spawn(run(sink));
+    // The task's end closes the progress channel (it drops the sink) a moment before its
+    // result is ready: a closed channel means "wait for the result", never "stream".
+    let mut finished = false;
     let first = tokio::select! {
-        m = urx.recv() => m,
+        biased;
         r = &mut task => {
-            let r = r.map_err(internal)?;
-            r?;
+            r.map_err(internal)??;
+            finished = true;
             urx.recv().await
         }
+        m = urx.recv() => match m {
+            Some(m) => Some(m),
+            None => {
+                (&mut task).await.map_err(internal)??;
+                finished = true;
+                None
+            }
+        },
     };
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -252,11 +263,14 @@ where
                 return;
             }
         }
-        let r = task.await;
-        let err = match r {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
+        let err = if finished {
+            None
+        } else {
+            match task.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            }
         };
         if let Some(m) = err {
             let _ = tx.send(serde_json::json!({ "errorDetail": { "message": m }, "error": m })).await;

@@ -22,6 +22,18 @@ fn dur(ns: Option<i64>, default: Duration) -> Duration {
     }
 }
 
+/// Whether a container's config asks for health checks (a test other than `NONE`).
+pub(crate) fn has_check(config: &bollard_stubs::models::ContainerConfig) -> bool {
+    config.healthcheck.as_ref().is_some_and(|h| {
+        h.test.as_ref().is_some_and(|t| !t.is_empty() && t.first().map(String::as_str) != Some("NONE"))
+    })
+}
+
+/// The health a container has when its checks (re)start: `starting`, no streak, no log.
+pub(crate) fn starting() -> super::HealthState {
+    super::HealthState { status: "starting".into(), failing_streak: 0, log: vec![] }
+}
+
 /// Starts the healthcheck loop of a container that has one.
 pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
     let (hc, started) = c.with(|r| (r.config.healthcheck.clone(), r.state.started_at.clone()));
@@ -40,7 +52,8 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
     let start_period = dur(hc.start_period, Duration::ZERO);
     let start_interval = dur(hc.start_interval, DEFAULT_START_INTERVAL);
     let retries = hc.retries.filter(|r| *r > 0).unwrap_or(DEFAULT_RETRIES);
-    tokio::spawn(async move {
+    let owner = containers.clone();
+    owner.spawn_cancellable(async move {
         let t0 = Instant::now();
         loop {
             let in_start = t0.elapsed() < start_period;

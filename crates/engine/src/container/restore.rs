@@ -45,6 +45,12 @@ impl Containers {
                         if let Some(s) = &state.started_at {
                             r.state.started_at = Some(s.clone());
                         }
+                        // As dockerd: a re-adopted container's checks start over, from
+                        // `starting` (the last result before the daemon went may not even
+                        // have reached the disk).
+                        if super::health::has_check(&r.config) {
+                            r.state.health = Some(super::health::starting());
+                        }
                     });
                     let watcher = async {
                         let mut w = monitor_client::connect(&dir).await?;
@@ -143,7 +149,7 @@ impl Containers {
                 || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED)) && !rec.manually_stopped);
             if wants && rec.state.status == Status::Exited && rec.state.started_at.is_some() {
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.spawn_cancellable(async move {
                     let _op = c.ops.lock().await;
                     if let Err(e) = this.start_locked(&c).await {
                         tracing::warn!(container = %c.id, error = %e, "restart at daemon start failed");

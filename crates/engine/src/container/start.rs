@@ -475,11 +475,8 @@ impl Containers {
                     r.state.error.clear();
                     r.state.oom_killed = false;
                     r.manually_stopped = false;
-                    if r.config.healthcheck.as_ref().is_some_and(|h| {
-                        h.test.as_ref().is_some_and(|t| t.first().map(String::as_str) != Some("NONE") && !t.is_empty())
-                    }) {
-                        r.state.health =
-                            Some(super::HealthState { status: "starting".into(), failing_streak: 0, log: vec![] });
+                    if super::health::has_check(&r.config) {
+                        r.state.health = Some(super::health::starting());
                     }
                 })?;
                 self.publish(&rec, "start");
@@ -517,7 +514,7 @@ impl Containers {
             // for that).
             let this = self.clone();
             let id = c.id.clone();
-            tokio::spawn(async move {
+            self.spawn_owned(async move {
                 if let Err(e) = this.remove(&id, true, true).await {
                     tracing::warn!(container = %id, error = %e, "auto-remove after a failed start");
                 }

@@ -55,6 +55,8 @@ pub struct ImageFilters {
     pub references: Vec<String>,
     pub before: Option<String>,
     pub since: Option<String>,
+    /// `until=`: images created before a time (RFC 3339, Unix seconds, or a duration ago).
+    pub until: Option<String>,
 }
 
 /// Glob match for `reference=` filters (`*` and `?`).
@@ -142,6 +144,15 @@ impl Images {
         }
         let before = f.before.as_deref().map(|b| self.store.resolve(b)).transpose()?.map(|i| created_secs(&i));
         let since = f.since.as_deref().map(|b| self.store.resolve(b)).transpose()?.map(|i| created_secs(&i));
+        let until = f
+            .until
+            .as_deref()
+            .map(|u| {
+                crate::container::logs::parse_time(u)
+                    .map(|t| skiff_common::timefmt::split(t).0)
+                    .map_err(|_| EngineError::invalid(format!("invalid filter 'until={u}'")))
+            })
+            .transpose()?;
         let mut out = Vec::new();
         for img in self.store.list() {
             let (mut tags, mut digests) = self.tags_of(&img);
@@ -170,7 +181,10 @@ impl Images {
                 continue;
             }
             let created = created_secs(&img);
-            if before.is_some_and(|b| created >= b) || since.is_some_and(|s| created <= s) {
+            if before.is_some_and(|b| created >= b)
+                || since.is_some_and(|s| created <= s)
+                || until.is_some_and(|u| created >= u)
+            {
                 continue;
             }
             out.push(ImageSummary {

@@ -102,6 +102,18 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Setting>> {
                 }
                 out.push(set("log_opt", v));
             }
+            // dockerd's feature switches (`{"features": {"buildkit": false, "cdi": true}}`):
+            // none changes what skiffd does (it has one builder, no CDI devices); accepted, as
+            // dockerd accepts names it does not know, and checked for their shape.
+            "features" => {
+                let m = val.as_object().ok_or_else(|| wrong("an object of true/false"))?;
+                if m.values().any(|v| !v.is_boolean()) {
+                    return Err(wrong("an object of true/false"));
+                }
+                for (name, on) in m {
+                    tracing::info!(feature = %name, enabled = %on, "daemon.json feature switch accepted; skiffd has no use for it");
+                }
+            }
             _ => unknown.push(key.clone()),
         }
     }
@@ -118,6 +130,13 @@ fn strings(v: &Value) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_switches_are_accepted_and_checked() {
+        assert!(parse(r#"{"features": {"buildkit": false, "cdi": true}}"#).unwrap().is_empty());
+        assert!(parse(r#"{"features": {"cdi": "yes"}}"#).is_err());
+        assert!(parse(r#"{"features": true}"#).is_err());
+    }
 
     #[test]
     fn dockerd_keys_become_flags() {

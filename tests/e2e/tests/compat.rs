@@ -706,3 +706,23 @@ fn health_starts_over_when_a_container_is_re_adopted() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `images?filters={"until":…}` (newer clients' `docker images --filter until=`): a time or a
+/// duration ago; a bad value is refused.
+#[test]
+fn images_filter_until() {
+    require_root!();
+    let d = Daemon::start();
+    let list = |f: &str| {
+        let q: String = form_urlencoded::byte_serialize(f.as_bytes()).collect();
+        d.http("GET", &format!("/v1.44/images/json?filters={q}"), None)
+    };
+    let (s, b) = list(r#"{"until":["2999-01-01T00:00:00Z"]}"#);
+    assert_eq!(s, 200, "{b}");
+    assert!(b.contains("busybox:latest"), "{b}");
+    let (s, b) = list(r#"{"until":["24h"]}"#);
+    assert_eq!(s, 200, "{b}");
+    assert!(!b.contains("busybox:latest"), "imported just now, not a day ago: {b}");
+    let (s, b) = list(r#"{"until":["yesterday-ish"]}"#);
+    assert_eq!(s, 400, "{b}");
+}

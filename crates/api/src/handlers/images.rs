@@ -29,9 +29,10 @@ pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRes
         references: f.get("reference").cloned().unwrap_or_default(),
         before: f.get("before").and_then(|v| v.first().cloned()),
         since: f.get("since").and_then(|v| v.first().cloned()),
+        until: f.get("until").and_then(|v| v.first().cloned()),
     };
     for k in f.keys() {
-        if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since") {
+        if !matches!(k.as_str(), "dangling" | "label" | "reference" | "before" | "since" | "until") {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
     }

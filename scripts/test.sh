@@ -6,6 +6,18 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 cargo fmt --all --check
+# Boundaries: the API crate talks to the engine's public surface only — no filesystem, image
+# store, database or layer access of its own (docs/ARCHITECTURE.md); skiff-build never needs the
+# engine.
+if grep -rnE 'std::fs::|\.store\b|\.db\b|skiff_image::(layer|layers|store|db|snapshot|fsutil|content)' crates/api/src; then
+    echo "crates/api reaches below the engine (see above)" >&2
+    exit 1
+fi
+build_deps=$(cargo tree --locked -p skiff-build -e normal)
+if grep -q skiff-engine <<<"$build_deps"; then
+    echo "skiff-build depends on skiff-engine" >&2
+    exit 1
+fi
 cargo build --release --locked --bins
 # Unit tests (the release profile reuses the build above).
 cargo test --release --locked --workspace --exclude skiff-e2e

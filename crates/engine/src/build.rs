@@ -309,7 +309,69 @@ impl Worker for EngineWorker {
     }
 }
 
+/// A build's context, unpacked under the data root; [`BuildContext::remove`] takes it (and
+/// its secrets) away when the build is over.
+#[derive(Debug)]
+pub struct BuildContext {
+    pub dir: PathBuf,
+    /// `skiff build --secret`'s files, moved out of the context (no COPY can see them).
+    pub secrets: Option<PathBuf>,
+}
+
+impl BuildContext {
+    /// Removes the context and its secrets (blocking).
+    pub fn remove(&self) {
+        let _ = fsutil::remove_all(&self.dir);
+        if let Some(s) = &self.secrets {
+            let _ = fsutil::remove_all(s);
+        }
+    }
+}
+
+/// Where the skiff CLI puts build secrets inside the context tar.
+const SECRETS_IN_CONTEXT: &str = ".skiff-build-secrets";
+
 impl Engine {
+    /// Unpacks an untrusted build context (a tar, maybe compressed) path-safely into a private
+    /// directory: names with `..` resolve against the context's root (as dockerd's chrooted
+    /// extraction makes them), whiteout names are plain files, what follows the archive is read
+    /// and dropped. Blocking. A context that cannot be unpacked is the request's fault and
+    /// leaves nothing behind.
+    pub fn unpack_build_context(&self, mut reader: impl std::io::Read) -> Result<BuildContext> {
+        let tmp = self.config.data_root.join("tmp");
+        let dir = tmp.join(fsutil::random_name("context"));
+        std::fs::create_dir_all(&dir)?;
+        let unpacked = (|| -> std::result::Result<(), String> {
+            let (_, tar) = skiff_image::layer::decompress(&mut reader).map_err(|e| e.to_string())?;
+            let opts = skiff_image::layer::UnpackOptions {
+                whiteouts: skiff_image::layer::WhiteoutMode::Literal,
+                rooted_dotdot: true,
+                ..Default::default()
+            };
+            skiff_image::layer::unpack(tar, &dir, &opts).map_err(|e| crate::error::error_chain(&e))?;
+            std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| e.to_string())?;
+            Ok(())
+        })();
+        if let Err(e) = unpacked {
+            let _ = fsutil::remove_all(&dir);
+            return Err(EngineError::invalid(format!("invalid build context: {e}")));
+        }
+        let inside = dir.join(SECRETS_IN_CONTEXT);
+        let secrets = if inside.is_dir() {
+            use std::os::unix::fs::PermissionsExt;
+            let out = tmp.join(fsutil::random_name("secrets"));
+            if let Err(e) = std::fs::rename(&inside, &out) {
+                let _ = fsutil::remove_all(&dir);
+                return Err(EngineError::from_cause(e));
+            }
+            let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700));
+            Some(out)
+        } else {
+            None
+        };
+        Ok(BuildContext { dir, secrets })
+    }
+
     /// Runs a build; returns the final image.
     pub async fn build(self: &Arc<Self>, req: BuildRequest, out: Out) -> Result<ImageInfo> {
         Ok(Builder::new(Arc::new(EngineWorker(self.clone()))).build(req, out).await?)

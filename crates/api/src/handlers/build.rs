@@ -81,43 +81,14 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         },
         cache_from: p.json("cachefrom")?,
     };
-    // The context: untrusted tar (maybe compressed), unpacked path-safely into a private dir.
-    let dir = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("context"));
-    std::fs::create_dir_all(&dir).map_err(|err| ApiError(err.into()))?;
-    let mut reader = stream::BodyReader::new(req.into_body());
-    let dir2 = dir.clone();
-    let unpacked = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        let (_, tar) = skiff_image::layer::decompress(&mut reader)?;
-        let opts = skiff_image::layer::UnpackOptions {
-            whiteouts: skiff_image::layer::WhiteoutMode::Literal,
-            rooted_dotdot: true,
-            ..Default::default()
-        };
-        skiff_image::layer::unpack(tar, &dir2, &opts)
-            .map_err(|e| std::io::Error::other(skiff_engine::error::error_chain(&e)))?;
-        std::io::copy(&mut reader, &mut std::io::sink())?;
-        Ok(())
-    })
-    .await
-    .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))?;
-    if let Err(err) = unpacked {
-        let _ = skiff_image::fsutil::remove_all(&dir);
-        return Err(ApiError::bad_request(format!("invalid build context: {err}")));
-    }
-    // `skiff build --secret` sends secrets in the context under a reserved directory: move them
-    // out of the context (COPY can never see them) into a private directory.
-    let secrets = {
-        let inside = dir.join(".skiff-build-secrets");
-        if inside.is_dir() {
-            let out = e.config.data_root.join("tmp").join(skiff_image::fsutil::random_name("secrets"));
-            std::fs::rename(&inside, &out).map_err(|err| ApiError(err.into()))?;
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700));
-            Some(out)
-        } else {
-            None
-        }
-    };
+    // The context: untrusted tar (maybe compressed), unpacked by the engine path-safely into a
+    // private directory (with `skiff build --secret`'s secrets moved out of it).
+    let reader = stream::BodyReader::new(req.into_body());
+    let e2 = e.clone();
+    let ctx = tokio::task::spawn_blocking(move || e2.unpack_build_context(reader))
+        .await
+        .map_err(|err| ApiError(skiff_engine::EngineError::from_cause(err)))??;
+    let (dir, secrets) = (ctx.dir.clone(), ctx.secrets.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), cancel: cancel.clone(), ..breq };
     let (tx, rx) = mpsc::channel(256);
@@ -146,12 +117,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             let _ = done_tx.send(e.build(breq, out).await);
         });
     }
-    let cleanup = move || {
-        let _ = skiff_image::fsutil::remove_all(&dir);
-        if let Some(s) = &secrets {
-            let _ = skiff_image::fsutil::remove_all(s);
-        }
-    };
+    let cleanup = move || ctx.remove();
     let mut first_line = None;
     // As dockerd: a build that fails before saying anything (a bad Dockerfile, an unknown
     // target) is an HTTP error; once output has begun, errors come in the stream.

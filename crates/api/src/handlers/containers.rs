@@ -40,20 +40,14 @@ pub async fn create(
         // An image for another platform is not the image asked for (dockerd: not found).
         let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;
         let image = req.image.clone().unwrap_or_default();
-        if let Ok(img) = e.images.store.resolve(&image) {
-            let have = skiff_image::spec::Platform {
-                os: img.config.os.clone(),
-                architecture: img.config.architecture.clone(),
-                variant: img.config.variant.clone(),
-                os_version: None,
-            };
-            if !want.matches(&have) {
-                return Err(skiff_engine::EngineError::not_found(format!(
-                    "No such image: {image} (it is for {}/{}, not {pl})",
-                    have.os, have.architecture
-                ))
-                .into());
-            }
+        if let Some(have) = e.images.platform_of(&image)
+            && !want.matches(&have)
+        {
+            return Err(skiff_engine::EngineError::not_found(format!(
+                "No such image: {image} (it is for {}/{}, not {pl})",
+                have.os, have.architecture
+            ))
+            .into());
         }
     }
     let (id, warnings) = e.containers.create(p.string("name"), req).await?;
@@ -107,9 +101,7 @@ fn matches_filters(
                     None => labels.contains_key(v.as_str()),
                 }
             }
-            "ancestor" => {
-                r.image_ref == *v || e.images.store.resolve(v).map(|i| i.id() == &r.image_id).unwrap_or(false)
-            }
+            "ancestor" => r.image_ref == *v || e.images.id_of(v).is_some_and(|id| id == r.image_id.to_string()),
             "volume" => r.mounts.iter().any(|m| m.source == *v || m.destination == *v),
             "network" => {
                 r.host_config.network_mode.as_deref() == Some(v.as_str())
@@ -600,7 +592,7 @@ pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRe
                 continue;
             }
         }
-        let size = e.images.store.snapshots().size_rw(&r.id) as i64;
+        let size = e.containers.size_rw(&r.id) as i64;
         if e.containers.remove(&r.id, false, false).await.is_ok() {
             deleted.push(r.id.clone());
             reclaimed += size;

@@ -350,6 +350,11 @@ impl Containers {
         self.tasks.len()
     }
 
+    /// The size of a container's writable layer, in bytes (0 if it has none).
+    pub fn size_rw(&self, id: &str) -> u64 {
+        self.images.snapshots().size_rw(id)
+    }
+
     pub fn default_log(&self) -> bollard_stubs::models::HostConfigLogConfig {
         self.default_log.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

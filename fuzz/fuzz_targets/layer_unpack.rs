@@ -9,10 +9,13 @@ fuzz_target!(|data: &[u8]| {
     let sentinel = dir.path().join("outside");
     std::fs::create_dir(&target).unwrap();
     std::fs::create_dir(&sentinel).unwrap();
-    // The guard under the parser passes bytes through unchanged, or refuses.
+    // The guard under the parser passes bytes through unchanged, or refuses; the one thing it
+    // adds is the zeros of a stream cut right after an entry's data (padding and end marker, as
+    // Go's reader tolerates).
     let mut through = Vec::new();
     if std::io::Read::read_to_end(&mut layer::TarGuard::new(data), &mut through).is_ok() {
-        assert_eq!(through, data, "the tar guard changed the stream");
+        assert!(through.starts_with(data), "the tar guard changed the stream");
+        assert!(through[data.len()..].iter().all(|b| *b == 0), "the tar guard added more than zeros");
     }
     for (mode, max) in [(WhiteoutMode::Overlay, None), (WhiteoutMode::Apply, Some(4096))] {
         if let Ok((_, r)) = layer::decompress(data) {

@@ -297,8 +297,11 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+        // Three octal digits naming a byte (at most \377; anything larger is left as written).
+        let octal = (b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
+            .then(|| b[i + 1..i + 4].iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(v) = octal {
             out.push(v);
             i += 4;
         } else {
@@ -439,6 +442,8 @@ mod tests {
     #[test]
     fn unescapes_mount_points() {
         assert_eq!(unescape("/a\\040b"), "/a b");
+        // Not a byte: kept as written (it overflowed before; the fuzzer found it).
+        assert_eq!(unescape("/x\\777y\\400"), "/x\\777y\\400");
         assert_eq!(unescape("/plain"), "/plain");
     }
 }

@@ -17,7 +17,7 @@
 //! Any failure undoes what was done.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,9 @@ use skiff_net::ports::{self, Mapping};
 
 use super::{MemberView, NetworkRecord, Networks, find};
 use crate::error::{EngineError, Kind, Result};
+
+mod resolver;
+pub use resolver::dns_names;
 
 /// A container's connection to one network, as its record keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -185,70 +188,6 @@ impl Inner {
     fn taken_ports(&self) -> HashSet<(Proto, u16)> {
         self.live.values().flat_map(|l| l.ports.iter().map(|(m, _)| (m.proto, m.host_port))).collect()
     }
-
-    /// Rebuilds what the DNS servers answer from the running containers.
-    pub(super) fn refresh_dns(&self) {
-        if self.servers.is_empty() {
-            return;
-        }
-        let host = if self.default_dns.is_empty() {
-            host_upstreams()
-        } else {
-            self.default_dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()
-        };
-        let mut zones: HashMap<String, dns::NetworkZone> = HashMap::new();
-        for n in self.nets.values().filter(|n| !n.builtin && n.is_bridge()) {
-            let upstreams = if n.internal { Vec::new() } else { host.clone() };
-            zones.insert(n.id.clone(), dns::NetworkZone { entries: Vec::new(), upstreams });
-        }
-        let mut clients = HashMap::new();
-        for (cid, l) in &self.live {
-            let networks: Vec<String> = l
-                .endpoints
-                .iter()
-                .filter(|e| zones.contains_key(&e.network_id))
-                .map(|e| e.network_id.clone())
-                .collect();
-            let upstreams =
-                if l.dns.is_empty() { None } else { Some(l.dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()) };
-            for e in &l.endpoints {
-                let (Some(s), Some(z)) = (&e.live, zones.get_mut(&e.network_id)) else { continue };
-                z.entries.push(dns::Entry { ip: s.ip, names: dns_names(cid, &l.name, &e.aliases) });
-                clients.insert(
-                    (e.network_id.clone(), s.ip),
-                    dns::Client {
-                        networks: networks.clone(),
-                        upstreams: upstreams.clone(),
-                        hostname: Some(l.hostname.clone()).filter(|h| !h.is_empty()),
-                        links: link_aliases(&e.links),
-                    },
-                );
-            }
-        }
-        self.directory.replace(zones, clients);
-    }
-}
-
-/// An endpoint's `target[:alias]` links as alias → target (lower case; the alias defaults to
-/// the target's name).
-fn link_aliases(links: &[String]) -> HashMap<String, String> {
-    links
-        .iter()
-        .filter_map(|l| {
-            let (target, alias) = l.split_once(':').unwrap_or((l, l));
-            let target = target.trim_start_matches('/');
-            let alias = alias.rsplit('/').next().unwrap_or(alias);
-            (!target.is_empty() && !alias.is_empty()).then(|| (alias.to_ascii_lowercase(), target.to_string()))
-        })
-        .collect()
-}
-
-/// The DNS names a container has on a user network (inspect's `DNSNames`).
-pub fn dns_names(container_id: &str, name: &str, aliases: &[String]) -> Vec<String> {
-    let mut v = vec![name.to_string()];
-    v.extend(aliases.iter().cloned());
-    v.push(container_id[..12].to_string());
-    v
 }
 
 fn host_veth_name(container_id: &str, n: usize) -> String {
@@ -257,11 +196,6 @@ fn host_veth_name(container_id: &str, n: usize) -> String {
 
 fn io_err(e: impl std::fmt::Display) -> EngineError {
     EngineError::internal(e.to_string())
-}
-
-fn host_upstreams() -> Vec<SocketAddr> {
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    dns::nameservers(&text).into_iter().map(|ip| SocketAddr::new(ip, 53)).collect()
 }
 
 impl Networks {
@@ -314,23 +248,6 @@ impl Networks {
         }
         inner.ready_bridges.insert(rec.bridge.clone(), index);
         Ok(index)
-    }
-
-    /// Starts the embedded DNS server of a user network.
-    pub(super) async fn start_dns(&self, inner: &mut Inner, rec: &NetworkRecord) {
-        if rec.builtin || !rec.is_bridge() || inner.servers.contains_key(&rec.id) {
-            return;
-        }
-        let Some(gw) = rec.gateway else { return };
-        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), inner.directory.clone(), &rec.id, &rec.bridge)
-            .await
-        {
-            Ok(s) => {
-                inner.servers.insert(rec.id.clone(), s);
-                inner.refresh_dns();
-            }
-            Err(e) => tracing::warn!(network = %rec.name, "embedded DNS server on {gw}:53: {e}"),
-        }
     }
 
     /// Rewrites the firewall chains if the rules changed (always when `force`).

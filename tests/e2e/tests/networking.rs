@@ -452,3 +452,56 @@ services:
     assert_eq!(d.docker(&["ps", "-aq"]).ok(), "");
     assert!(!d.docker(&["network", "ls"]).ok().contains("skt_default"));
 }
+
+/// Deletes the named links when dropped (test cleanup, also when an assertion fails).
+struct Links(Vec<String>);
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = Command::new("ip").args(["link", "del", l]).stderr(std::process::Stdio::null()).status();
+        }
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Command::new("ip").args(["link", "show", name]).output().unwrap().status.success()
+}
+
+#[test]
+fn bridges_made_by_someone_else_are_used_and_left_in_place() {
+    require_root!();
+    let mut d = Daemon::start();
+    let (made, theirs) = (format!("skxm{}", d.net.n), format!("skxt{}", d.net.n));
+    let _cleanup = Links(vec![made.clone(), theirs.clone(), d.net.bridge()]);
+    assert!(Command::new("ip").args(["link", "add", &theirs, "type", "bridge"]).status().unwrap().success());
+    for (net, bridge, k) in [("made", &made, 1), ("theirs", &theirs, 2)] {
+        d.docker(&[
+            "network",
+            "create",
+            "--subnet",
+            &d.net.subnet(k),
+            "-o",
+            &format!("com.docker.network.bridge.name={bridge}"),
+            net,
+        ])
+        .ok();
+        assert_eq!(d.docker(&["run", "--rm", "--network", net, "busybox", "true"]).code, 0);
+    }
+    d.docker(&["network", "rm", "made", "theirs"]).ok();
+    assert!(!link_exists(&made), "the bridge skiffd made goes with its network");
+    assert!(link_exists(&theirs), "a bridge that was there before the network stays");
+
+    // The default bridge: skiffd's own goes at shutdown; one made by the administrator stays.
+    d.stop();
+    assert!(!link_exists(&d.net.bridge()), "skiffd removes the default bridge it made");
+    assert!(Command::new("ip").args(["link", "add", &d.net.bridge(), "type", "bridge"]).status().unwrap().success());
+    d.start_again();
+    let gw = d.net.bip();
+    let gw = gw.split('/').next().unwrap();
+    let ping = d.docker(&["run", "--rm", "busybox", "ping", "-c", "1", "-W", "2", gw]);
+    assert_eq!(ping.code, 0, "the default network works on the administrator's bridge: {}", ping.stderr);
+    d.stop();
+    assert!(link_exists(&d.net.bridge()), "the administrator's default bridge is left in place");
+    d.start_again();
+}

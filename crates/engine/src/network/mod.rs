@@ -100,6 +100,12 @@ pub struct NetworkRecord {
     /// The bridge link (bridge driver).
     #[serde(default)]
     pub bridge: String,
+    /// skiffd made the bridge link, so it removes it (at `network rm`, and the default bridge at
+    /// shutdown). A bridge that existed before (made by the administrator, `-b br0` or
+    /// `com.docker.network.bridge.name`) is used and left in place, as dockerd leaves it.
+    /// Records written before this field existed were always made by skiffd.
+    #[serde(default = "made_by_us")]
+    pub own_bridge: bool,
     #[serde(default)]
     pub subnet: Option<Ipv4Net>,
     #[serde(default)]
@@ -125,6 +131,10 @@ pub struct NetworkRecord {
     /// Addresses in use: address → container ID.
     #[serde(default)]
     pub allocations: BTreeMap<Ipv4Addr, String>,
+}
+
+fn made_by_us() -> bool {
+    true
 }
 
 impl NetworkRecord {
@@ -421,6 +431,7 @@ impl Networks {
             }
             aux.insert(k.clone(), ip);
         }
+        let own_bridge = nl.index_of(&bridge).await.map_err(EngineError::from_cause)?.is_none();
         let rec = NetworkRecord {
             id: id.clone(),
             name,
@@ -428,6 +439,7 @@ impl Networks {
             created: skiff_common::timefmt::now(),
             builtin: false,
             bridge,
+            own_bridge,
             subnet: Some(subnet),
             gateway: Some(gateway),
             ip_range,
@@ -443,7 +455,9 @@ impl Networks {
         };
         self.bring_up(&mut inner, &rec).await?;
         if let Err(e) = self.persist(&rec) {
-            let _ = nl.delete_link(&rec.bridge).await;
+            if rec.own_bridge {
+                let _ = nl.delete_link(&rec.bridge).await;
+            }
             return Err(e);
         }
         inner.nets.insert(id.clone(), rec.clone());
@@ -474,7 +488,9 @@ impl Networks {
             s.stop().await;
         }
         inner.refresh_dns();
-        self.netlink().await?.delete_link(&rec.bridge).await.map_err(EngineError::from_cause)?;
+        if rec.own_bridge {
+            self.netlink().await?.delete_link(&rec.bridge).await.map_err(EngineError::from_cause)?;
+        }
         inner.ready_bridges.remove(&rec.bridge);
         self.db.delete(TABLE, &rec.id)?;
         inner.nets.remove(&rec.id);

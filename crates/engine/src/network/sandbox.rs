@@ -240,7 +240,17 @@ impl Networks {
         let gw =
             rec.gateway_net().ok_or_else(|| EngineError::internal(format!("network {} has no gateway", rec.name)))?;
         let mtu = rec.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok()).or(self.cfg.mtu);
-        let index = self.netlink().await?.ensure_bridge(&rec.bridge, gw, mtu).await.map_err(io_err)?;
+        let nl = self.netlink().await?;
+        if !rec.own_bridge
+            && nl.index_of(&rec.bridge).await.map_err(io_err)?.is_none()
+            && let Some(known) = inner.nets.get_mut(&rec.id)
+        {
+            // Not there (any more): the bridge we make is ours to remove. Recorded before it
+            // is made, so a crash in between cannot leave a bridge nobody removes.
+            known.own_bridge = true;
+            self.db.put(super::TABLE, &known.id, &*known, skiff_image::db::Durability::Sync)?;
+        }
+        let index = nl.ensure_bridge(&rec.bridge, gw, mtu).await.map_err(io_err)?;
         // Published ports on 127.0.0.1: DNATed packets keep their loopback source on the way
         // to the bridge.
         if let Err(e) = link::sysctl(&format!("net/ipv4/conf/{}/route_localnet", rec.bridge), "1") {
@@ -701,6 +711,11 @@ impl Networks {
             rec.subnet = Some(subnet);
             rec.gateway = Some(gw);
         }
+        if rec.bridge != self.cfg.default_bridge {
+            // Another link than the one we may have made before: ours only if we make it
+            // (bring_up below decides).
+            rec.own_bridge = false;
+        }
         rec.bridge = self.cfg.default_bridge.clone();
         rec.icc = self.cfg.icc;
         rec.options = BTreeMap::from([
@@ -845,10 +860,22 @@ impl Networks {
         if !inner.live.is_empty() {
             return;
         }
-        if let Ok(nl) = self.netlink().await
-            && let Err(e) = nl.delete_link(&self.cfg.default_bridge).await
+        // Only a bridge we made: one that was there before us (the administrator's, or
+        // another daemon's) stays, as dockerd leaves it.
+        if let Some(rec) = inner.nets.values_mut().find(|n| n.builtin && n.name == "bridge" && n.own_bridge)
+            && let Ok(nl) = self.netlink().await
         {
-            tracing::warn!("removing {}: {e}", self.cfg.default_bridge);
+            match nl.delete_link(&rec.bridge).await {
+                // Gone: a link of that name found at the next start is someone else's unless
+                // we make it then.
+                Ok(()) => {
+                    rec.own_bridge = false;
+                    if let Err(e) = self.db.put(super::TABLE, &rec.id, &*rec, skiff_image::db::Durability::Sync) {
+                        tracing::warn!("recording the removal of {}: {e}", rec.bridge);
+                    }
+                }
+                Err(e) => tracing::warn!("removing {}: {e}", rec.bridge),
+            }
         }
         if self.cfg.iptables {
             let fw = self.firewall.clone();
@@ -868,6 +895,7 @@ fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
         driver: driver.into(),
         created: skiff_common::timefmt::now(),
         builtin: true,
+        own_bridge: false,
         bridge: String::new(),
         subnet: None,
         gateway: None,

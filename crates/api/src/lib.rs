@@ -5,6 +5,7 @@
 //! mapped to a status in [`error`]) becomes the response. Attach and exec streams hijack the
 //! connection ([`stream`]).
 
+pub mod backend;
 pub mod error;
 pub mod handlers;
 pub mod params;
@@ -20,7 +21,7 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, head, post};
+use axum::routing::{get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use skiff_engine::Engine;
@@ -29,7 +30,7 @@ use tower::ServiceExt;
 
 use handlers::{containers as c, exec, images, networks as n, system, volumes as v};
 
-async fn not_found(body: Body) -> Response {
+pub(crate) async fn not_found(body: Body) -> Response {
     // Read what the client sends (up to 1 MiB) before answering: a client still writing its
     // body to a closed connection sees a broken pipe instead of the 404.
     let _ = axum::body::to_bytes(body, 1 << 20).await;
@@ -44,33 +45,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
-        .route("/containers/create", post(c::create))
-        .route("/containers/json", get(c::list))
-        .route("/containers/prune", post(c::prune))
-        .route("/containers/{id}", delete(c::remove))
-        .route("/containers/{id}/json", get(c::inspect))
-        .route("/containers/{id}/start", post(c::start))
-        .route("/containers/{id}/stop", post(c::stop))
-        .route("/containers/{id}/restart", post(c::restart))
-        .route("/containers/{id}/kill", post(c::kill))
-        .route("/containers/{id}/pause", post(c::pause))
-        .route("/containers/{id}/unpause", post(c::unpause))
-        .route("/containers/{id}/rename", post(c::rename))
-        .route("/containers/{id}/wait", post(c::wait))
-        .route("/containers/{id}/attach", post(c::attach))
-        .route("/containers/{id}/logs", get(c::logs))
-        .route("/containers/{id}/resize", post(c::resize))
-        .route("/containers/{id}/top", get(c::top))
-        .route("/containers/{id}/changes", get(c::changes))
-        .route("/containers/{id}/export", get(c::export))
-        .route("/containers/{id}/stats", get(c::stats))
-        .route("/containers/{id}/update", post(c::update))
-        .route("/containers/{id}/archive", head(c::archive_head).get(c::archive_get).put(c::archive_put))
         .route("/containers/{id}/exec", post(exec::create))
         .route("/exec/{id}/start", post(exec::start))
         .route("/exec/{id}/resize", post(exec::resize))
         .route("/exec/{id}/json", get(exec::inspect))
-        .route("/commit", post(c::commit))
         .route("/auth", post(images::auth))
         .route("/build", post(handlers::build::build))
         .route("/build/prune", post(handlers::build::prune))
@@ -91,7 +69,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/prune", post(v::prune))
         .route("/volumes/{name}", get(v::inspect).delete(v::remove))
         .route("/networks/", get(n::list))
-        .route("/containers/{id}/{*link}", delete(c::remove_link).fallback(not_found))
         .route("/plugins", get(handlers::swarm::plugins))
         .route("/swarm", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/swarm/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
@@ -106,8 +83,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/configs", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/configs/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
         .fallback(not_found)
+        .with_state(engine.clone())
+        .merge(c::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
-        .with_state(engine)
 }
 
 /// Handles one request: version check, route, common headers.

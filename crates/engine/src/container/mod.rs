@@ -13,6 +13,7 @@ mod exit;
 pub mod health;
 pub mod inspect;
 pub mod links;
+pub mod list;
 pub mod logopts;
 pub mod logs;
 pub mod monitor_client;

@@ -1,0 +1,177 @@
+//! The backends on the real engine: one call (or a few) per method, nothing else.
+
+use std::collections::BTreeMap;
+
+use bollard_stubs::models::{
+    ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
+    ContainerTopResponse, ContainerUpdateBody, FilesystemChange,
+};
+use skiff_engine::container::archive::PathStat;
+use skiff_engine::container::attach::AttachHandle;
+use skiff_engine::container::commit::CommitOptions;
+use skiff_engine::container::list::{ListOptions, PruneReport};
+use skiff_engine::container::logs::{LogLine, LogOptions};
+use skiff_engine::container::stats::Sample;
+use skiff_engine::{Engine, EngineError, Result};
+use skiff_runtime::protocol::Streams;
+use tokio::sync::mpsc;
+
+use super::{ArchiveReader, ArchiveWriter, ContainerBackend};
+
+/// Runs blocking work (walking a container's filesystem) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(EngineError::from_cause)?
+}
+
+impl ContainerBackend for Engine {
+    fn cgroup_v2(&self) -> bool {
+        self.containers.layout.is_v2()
+    }
+
+    async fn create(
+        &self,
+        name: Option<String>,
+        body: ContainerCreateBody,
+        platform: Option<String>,
+    ) -> Result<(String, Vec<String>)> {
+        if let Some(pl) = platform {
+            // An image for another platform is not the image asked for (dockerd: not found).
+            let want = skiff_image::spec::Platform::parse(&pl).map_err(EngineError::invalid)?;
+            let image = body.image.clone().unwrap_or_default();
+            if let Some(have) = self.images.platform_of(&image)
+                && !want.matches(&have)
+            {
+                return Err(EngineError::not_found(format!(
+                    "No such image: {image} (it is for {}/{}, not {pl})",
+                    have.os, have.architecture
+                )));
+            }
+        }
+        self.containers.create(name, body).await
+    }
+
+    fn list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>> {
+        self.containers.list(&opts)
+    }
+
+    fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspectResponse> {
+        self.containers.inspect(key, size)
+    }
+
+    fn exists(&self, key: &str) -> Result<()> {
+        self.containers.get(key).map(|_| ())
+    }
+
+    async fn start(&self, key: &str) -> Result<()> {
+        self.containers.start(key).await
+    }
+
+    async fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
+        self.containers.stop(key, timeout, signal).await
+    }
+
+    async fn restart(&self, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
+        self.containers.restart(key, timeout, signal).await
+    }
+
+    async fn kill(&self, key: &str, signal: Option<String>) -> Result<()> {
+        self.containers.kill(key, signal).await
+    }
+
+    async fn pause(&self, key: &str, pause: bool) -> Result<()> {
+        self.containers.pause(key, pause).await
+    }
+
+    async fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
+        self.containers.remove(key, force, volumes).await
+    }
+
+    fn remove_link(&self, parent: &str, alias: &str) -> Result<()> {
+        self.containers.remove_link(parent, alias)
+    }
+
+    fn rename(&self, key: &str, name: &str) -> Result<()> {
+        self.containers.rename(key, name)
+    }
+
+    async fn wait(&self, key: &str, condition: &str) -> Result<(i64, Option<String>)> {
+        self.containers.wait(key, condition).await
+    }
+
+    async fn attach(&self, key: &str, streams: Streams) -> Result<AttachHandle> {
+        self.containers.attach(key, streams).await
+    }
+
+    fn logs(&self, key: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogLine>)> {
+        self.containers.logs(key, opts)
+    }
+
+    async fn resize(&self, key: &str, height: u16, width: u16) -> Result<()> {
+        self.containers.resize(key, height, width).await
+    }
+
+    fn top(&self, key: &str) -> Result<ContainerTopResponse> {
+        self.containers.top(key)
+    }
+
+    async fn changes(&self, key: &str) -> Result<Vec<FilesystemChange>> {
+        let (containers, key) = (self.containers.clone(), key.to_string());
+        let changes = blocking(move || containers.changes(&key)).await?;
+        Ok(changes
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path.display().to_string(),
+                kind: match c.kind {
+                    1 => ChangeType::_1,
+                    2 => ChangeType::_2,
+                    _ => ChangeType::_0,
+                },
+            })
+            .collect())
+    }
+
+    fn export(&self, key: &str, w: ArchiveWriter<'_>) -> Result<()> {
+        self.containers.export(key, w)
+    }
+
+    fn sample(&self, key: &str) -> Result<Option<Sample>> {
+        self.containers.sample(key)
+    }
+
+    fn stats(&self, key: &str, cur: Option<&Sample>, pre: Option<&Sample>) -> Result<ContainerStatsResponse> {
+        self.containers.stats_response(key, cur, pre)
+    }
+
+    async fn update(&self, key: &str, body: ContainerUpdateBody) -> Result<Vec<String>> {
+        self.containers.update_resources(key, body).await
+    }
+
+    async fn stat_path(&self, key: &str, path: &str) -> Result<PathStat> {
+        let (containers, key, path) = (self.containers.clone(), key.to_string(), path.to_string());
+        blocking(move || containers.stat_path(&key, &path)).await
+    }
+
+    fn archive_path(&self, key: &str, path: &str, w: ArchiveWriter<'_>) -> Result<PathStat> {
+        self.containers.archive_path(key, path, w)
+    }
+
+    async fn extract_to(
+        &self,
+        key: &str,
+        path: &str,
+        r: ArchiveReader,
+        copy_uid_gid: bool,
+        no_overwrite_dir_non_dir: bool,
+    ) -> Result<()> {
+        let (containers, key, path) = (self.containers.clone(), key.to_string(), path.to_string());
+        blocking(move || containers.extract_to(&key, &path, r, copy_uid_gid, no_overwrite_dir_non_dir)).await
+    }
+
+    async fn prune(&self, filters: BTreeMap<String, Vec<String>>) -> Result<PruneReport> {
+        self.containers.prune(&filters).await
+    }
+
+    async fn commit(&self, key: &str, opts: CommitOptions) -> Result<String> {
+        self.containers.commit(key, opts).await
+    }
+}

@@ -1,0 +1,91 @@
+//! What the routers need from the daemon, one narrow trait per router (as moby's routers each
+//! declare their backend). Handlers see only these traits: [`engine`] implements them on
+//! [`skiff_engine::Engine`], and the handlers' unit tests implement them with fakes.
+
+pub mod engine;
+
+use std::future::Future;
+use std::io::{Read, Write};
+
+use bollard_stubs::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, ContainerTopResponse,
+    ContainerUpdateBody, FilesystemChange,
+};
+use skiff_engine::Result;
+use skiff_engine::container::archive::PathStat;
+use skiff_engine::container::attach::AttachHandle;
+use skiff_engine::container::commit::CommitOptions;
+use skiff_engine::container::list::{ListOptions, PruneReport};
+use skiff_engine::container::logs::{LogLine, LogOptions};
+use skiff_engine::container::stats::Sample;
+use skiff_runtime::protocol::Streams;
+use tokio::sync::mpsc;
+
+/// A writer the backend streams an archive into (the response body's pipe).
+pub type ArchiveWriter<'a> = &'a mut (dyn Write + Send);
+/// A reader the backend extracts an archive from: the request body, whose reads block (read it
+/// off the async workers).
+pub type ArchiveReader = Box<dyn Read + Send>;
+
+/// `/containers/...` and `/commit`. Keys are what the client wrote: an ID, a unique ID prefix
+/// or a name. Methods that touch the disk may block: the router calls them off the async
+/// workers (see `stream::blocking_body`) or they are async.
+pub trait ContainerBackend: Send + Sync + 'static {
+    /// Whether containers get cgroup v2 resources (API adaptations of HostConfig differ).
+    fn cgroup_v2(&self) -> bool;
+    /// `platform`: the create's `?platform=`; an image for another platform is not found.
+    fn create(
+        &self,
+        name: Option<String>,
+        body: ContainerCreateBody,
+        platform: Option<String>,
+    ) -> impl Future<Output = Result<(String, Vec<String>)>> + Send;
+    fn list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>>;
+    fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspectResponse>;
+    /// Resolves a key (a 404 before a streaming answer starts).
+    fn exists(&self, key: &str) -> Result<()>;
+    fn start(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    fn stop(&self, key: &str, timeout: Option<i64>, signal: Option<String>) -> impl Future<Output = Result<()>> + Send;
+    fn restart(
+        &self,
+        key: &str,
+        timeout: Option<i64>,
+        signal: Option<String>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn kill(&self, key: &str, signal: Option<String>) -> impl Future<Output = Result<()>> + Send;
+    /// Pauses (`true`) or unpauses.
+    fn pause(&self, key: &str, pause: bool) -> impl Future<Output = Result<()>> + Send;
+    fn remove(&self, key: &str, force: bool, volumes: bool) -> impl Future<Output = Result<()>> + Send;
+    fn remove_link(&self, parent: &str, alias: &str) -> Result<()>;
+    fn rename(&self, key: &str, name: &str) -> Result<()>;
+    /// Waits for `condition` (`""`, `not-running`, `next-exit`, `removed`): exit code and error.
+    fn wait(&self, key: &str, condition: &str) -> impl Future<Output = Result<(i64, Option<String>)>> + Send;
+    fn attach(&self, key: &str, streams: Streams) -> impl Future<Output = Result<AttachHandle>> + Send;
+    /// Whether the container has a terminal, and its log lines.
+    fn logs(&self, key: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogLine>)>;
+    fn resize(&self, key: &str, height: u16, width: u16) -> impl Future<Output = Result<()>> + Send;
+    fn top(&self, key: &str) -> Result<ContainerTopResponse>;
+    fn changes(&self, key: &str) -> impl Future<Output = Result<Vec<FilesystemChange>>> + Send;
+    /// Blocking: the whole filesystem as a tar stream.
+    fn export(&self, key: &str, w: ArchiveWriter<'_>) -> Result<()>;
+    /// One reading of the container's counters (`None` when it is not running).
+    fn sample(&self, key: &str) -> Result<Option<Sample>>;
+    fn stats(&self, key: &str, cur: Option<&Sample>, pre: Option<&Sample>) -> Result<ContainerStatsResponse>;
+    fn update(&self, key: &str, body: ContainerUpdateBody) -> impl Future<Output = Result<Vec<String>>> + Send;
+    fn stat_path(&self, key: &str, path: &str) -> impl Future<Output = Result<PathStat>> + Send;
+    /// Blocking: `path` as a tar stream.
+    fn archive_path(&self, key: &str, path: &str, w: ArchiveWriter<'_>) -> Result<PathStat>;
+    fn extract_to(
+        &self,
+        key: &str,
+        path: &str,
+        r: ArchiveReader,
+        copy_uid_gid: bool,
+        no_overwrite_dir_non_dir: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn prune(
+        &self,
+        filters: std::collections::BTreeMap<String, Vec<String>>,
+    ) -> impl Future<Output = Result<PruneReport>> + Send;
+    fn commit(&self, key: &str, opts: CommitOptions) -> impl Future<Output = Result<String>> + Send;
+}

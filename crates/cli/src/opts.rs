@@ -212,41 +212,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
 
 /// Go durations (`30s`, `1m30s`, `500ms`) → nanoseconds.
 pub fn parse_duration_ns(s: &str) -> anyhow::Result<i64> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
-        num.clear();
-        total += v * match unit.as_str() {
-            "ns" => 1.0,
-            "us" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => bail!("invalid duration {s:?}"),
-        };
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        bail!("invalid duration {s:?}: missing unit");
-    }
-    Ok(total as i64)
+    Ok(skiff_common::units::parse_go_duration(s)?)
 }
 
 fn parse_env_file(path: &str) -> anyhow::Result<Vec<String>> {

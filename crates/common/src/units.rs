@@ -71,6 +71,78 @@ pub fn short_id(id: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
 }
 
+/// Why a duration did not parse (Go's `time.ParseDuration` wording).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("time: invalid duration {0:?}")]
+    Invalid(String),
+    #[error("time: missing unit in duration {0:?}")]
+    MissingUnit(String),
+    #[error("time: unknown unit {unit:?} in duration {text:?}")]
+    UnknownUnit { unit: String, text: String },
+}
+
+/// Parses a duration as Go's `time.ParseDuration` does (`1h30m`, `1.5s`, `-100ms`, `0`), into
+/// nanoseconds: what Docker's flags and API fields (healthcheck intervals, `--since 10m`) use.
+pub fn parse_go_duration(s: &str) -> Result<i64, DurationError> {
+    let invalid = || DurationError::Invalid(s.to_string());
+    let (neg, rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: i128 = 0;
+    let mut i = 0;
+    let b = rest.as_bytes();
+    while i < b.len() {
+        // A number: digits, optionally a fraction.
+        let start = i;
+        while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        let num = &rest[start..i];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return Err(invalid());
+        }
+        let ustart = i;
+        while i < b.len() && !(b[i].is_ascii_digit() || b[i] == b'.') {
+            i += 1;
+        }
+        let unit = &rest[ustart..i];
+        let scale: i128 = match unit {
+            "" => return Err(DurationError::MissingUnit(s.to_string())),
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(DurationError::UnknownUnit { unit: unit.to_string(), text: s.to_string() }),
+        };
+        let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| invalid())? };
+        let mut part = whole.checked_mul(scale).ok_or_else(invalid)?;
+        // The fraction, digit by digit, to the nanosecond (as Go: truncated).
+        let mut place = scale;
+        for d in frac.bytes() {
+            place /= 10;
+            if place == 0 {
+                break;
+            }
+            part += i128::from(d - b'0') * place;
+        }
+        total = total.checked_add(part).filter(|t| *t <= i128::from(i64::MAX)).ok_or_else(invalid)?;
+    }
+    let total = total as i64;
+    Ok(if neg { -total } else { total })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +176,25 @@ mod tests {
             assert_eq!(from_human_size(bad), None, "{bad}");
             assert_eq!(ram_in_bytes(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn go_durations() {
+        let ns = |s: &str| parse_go_duration(s);
+        assert_eq!(ns("0"), Ok(0));
+        assert_eq!(ns("5s"), Ok(5_000_000_000));
+        assert_eq!(ns("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(ns("1.5s"), Ok(1_500_000_000));
+        assert_eq!(ns(".5ms"), Ok(500_000));
+        assert_eq!(ns("-100ms"), Ok(-100_000_000));
+        assert_eq!(ns("+2us"), Ok(2_000));
+        assert_eq!(ns("3\u{b5}s"), Ok(3_000));
+        assert_eq!(ns("1.0000000001s"), Ok(1_000_000_000), "below a nanosecond is truncated");
+        assert_eq!(ns("10"), Err(DurationError::MissingUnit("10".into())));
+        assert!(matches!(ns("5x"), Err(DurationError::UnknownUnit { .. })));
+        for bad in ["", "-", "s", ".s", "1..2s", "1.2.3s", "99999999999999999999h", "3000000h"] {
+            assert!(ns(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ns("2562047h"), Ok(2_562_047 * 3_600_000_000_000), "just below i64::MAX");
     }
 }

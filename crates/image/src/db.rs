@@ -135,6 +135,18 @@ impl Db {
 
     /// Every record of a table, in key order.
     pub fn list<T: DeserializeOwned>(&self, table: &'static str) -> Result<Vec<(String, T)>, DbError> {
+        self.list_raw(table)?
+            .into_iter()
+            .map(|(key, bytes)| match serde_json::from_slice(&bytes) {
+                Ok(v) => Ok((key, v)),
+                Err(source) => Err(DbError::Corrupt { table, key, source }),
+            })
+            .collect()
+    }
+
+    /// Every record of a table as stored, in key order (for callers that decode each record
+    /// themselves, and keep going past one they cannot read).
+    pub fn list_raw(&self, table: &'static str) -> Result<Vec<(String, Vec<u8>)>, DbError> {
         let txn = self.inner.begin_read()?;
         let t = match txn.open_table(def(table)) {
             Ok(t) => t,
@@ -144,13 +156,7 @@ impl Db {
         let mut out = Vec::new();
         for row in t.iter()? {
             let (k, v) = row?;
-            let key = k.value().to_string();
-            let val = serde_json::from_slice(v.value()).map_err(|source| DbError::Corrupt {
-                table,
-                key: key.clone(),
-                source,
-            })?;
-            out.push((key, val));
+            out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
     }

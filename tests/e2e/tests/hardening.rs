@@ -715,3 +715,52 @@ fn interactive_sessions_leave_no_tasks_behind() {
     let after = tasks();
     assert!(after < before + 10, "tasks grew from {before} to {after} over 20 interactive execs");
 }
+
+/// Replaces one container's stored record (the daemon must be stopped); returns the old bytes.
+fn swap_record(d: &Daemon, id: &str, bytes: &[u8]) -> Vec<u8> {
+    use redb::ReadableTable as _;
+    let table: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("containers");
+    let db = redb::Database::open(d.data_root().join("metadata.redb")).expect("open the metadata database");
+    let txn = db.begin_write().unwrap();
+    let old = {
+        let mut t = txn.open_table(table).unwrap();
+        let old = t.get(id).unwrap().expect("the container's record").value().to_vec();
+        t.insert(id, bytes).unwrap();
+        old
+    };
+    txn.commit().unwrap();
+    old
+}
+
+#[test]
+fn a_record_the_daemon_cannot_read_costs_only_that_container() {
+    require_root!();
+    let mut d = Daemon::start();
+    let keep = d.docker(&["run", "-d", "--name", "keep", "busybox", "sleep", "600"]).ok();
+    let odd = d.docker(&["run", "-d", "--name", "odd", "-v", "/data", "busybox", "sleep", "600"]).ok();
+    d.docker(&["exec", "odd", "sh", "-c", "echo precious > /data/f && echo mine > /root-file"]).ok();
+    let odd_pid = d.docker(&["inspect", "-f", "{{.State.Pid}}", "odd"]).ok();
+    d.stop();
+    // Damaged, then written by a newer daemon: either way, unreadable here.
+    let original = swap_record(&d, &odd, b"{\"id\": \"half a rec");
+    d.start_again();
+    alive(&d);
+    assert_eq!(d.docker(&["ps", "-q", "--no-trunc"]).ok(), keep, "the other container is managed as before");
+    assert!(d.log().contains("container record left unread"), "the daemon says why:\n{}", d.log());
+    assert!(Path::new(&format!("/proc/{odd_pid}")).exists(), "the unreadable container was left running");
+    assert_eq!(d.docker(&["volume", "ls", "-q"]).ok().lines().count(), 1, "its volume is not collected");
+    d.stop();
+    let mut newer: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    newer["schema"] = 99.into();
+    swap_record(&d, &odd, &serde_json::to_vec(&newer).unwrap());
+    d.start_again();
+    assert!(d.log().contains("written by a newer skiffd"), "{}", d.log());
+    assert!(Path::new(&format!("/proc/{odd_pid}")).exists());
+    // Once readable again (the newer daemon back, or the record repaired), all of it is there.
+    d.stop();
+    swap_record(&d, &odd, &original);
+    d.start_again();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Status}}", "odd"]).ok(), "running");
+    assert_eq!(d.docker(&["exec", "odd", "cat", "/data/f", "/root-file"]).ok(), "precious\nmine");
+    d.docker(&["rm", "-f", "-v", "odd", "keep"]).ok();
+}

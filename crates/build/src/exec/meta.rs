@@ -186,37 +186,7 @@ pub fn apply_meta(
 
 /// `5s`, `1m30s`, `100ms` → nanoseconds.
 pub(super) fn parse_duration(s: &str) -> Result<i64> {
-    let mut total: f64 = 0.0;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            unit.push(chars.next().unwrap_or('s'));
-        }
-        if (c == 'u' || c == 'n') && chars.peek() == Some(&'s') {
-            unit.push(chars.next().unwrap_or('s'));
-        }
-        let v: f64 = num.parse().map_err(|_| invalid(format!("invalid duration {s:?}")))?;
-        num.clear();
-        total += v * match unit.as_str() {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" => 1e3,
-            "ns" => 1.0,
-            _ => return Err(invalid(format!("invalid duration {s:?}"))),
-        };
-    }
-    if !num.is_empty() {
-        return Err(invalid(format!("invalid duration {s:?}: missing unit")));
-    }
-    Ok(total as i64)
+    skiff_common::units::parse_go_duration(s).map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -499,6 +499,7 @@ impl Containers {
 
         self.reserve_name(&name, &id)?;
         let rec = ContainerRecord {
+            schema: super::record::SCHEMA,
             id: id.clone(),
             name: name.clone(),
             created: skiff_common::timefmt::now(),

@@ -70,7 +70,7 @@ impl Containers {
             r.state.finished_at = Some(status.finished_at.clone());
             r.state.oom_killed = status.oom_killed;
             if let Some(h) = &mut r.state.health {
-                h.status = "unhealthy".into();
+                h.status = super::HealthStatus::Unhealthy;
             }
         }) {
             Ok(r) => r,

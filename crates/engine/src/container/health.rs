@@ -31,7 +31,7 @@ pub(crate) fn has_check(config: &bollard_stubs::models::ContainerConfig) -> bool
 
 /// The health a container has when its checks (re)start: `starting`, no streak, no log.
 pub(crate) fn starting() -> super::HealthState {
-    super::HealthState { status: "starting".into(), failing_streak: 0, log: vec![] }
+    super::HealthState { status: super::HealthStatus::Starting, failing_streak: 0, log: vec![] }
 }
 
 /// Starts the healthcheck loop of a container that has one.
@@ -76,7 +76,7 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
             let mut changed = None;
             let _ = containers.update(&c, Durability::Lazy, |r| {
                 let h = r.state.health.get_or_insert(HealthState {
-                    status: "starting".into(),
+                    status: super::HealthStatus::Starting,
                     failing_streak: 0,
                     log: vec![],
                 });
@@ -84,18 +84,18 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
                 if h.log.len() > KEEP_LOGS {
                     h.log.remove(0);
                 }
-                let old = h.status.clone();
+                let old = h.status;
                 if code == 0 {
                     h.failing_streak = 0;
-                    h.status = "healthy".into();
-                } else if !in_start || h.status != "starting" {
+                    h.status = super::HealthStatus::Healthy;
+                } else if !in_start || h.status != super::HealthStatus::Starting {
                     h.failing_streak += 1;
                     if h.failing_streak >= retries {
-                        h.status = "unhealthy".into();
+                        h.status = super::HealthStatus::Unhealthy;
                     }
                 }
                 if h.status != old {
-                    changed = Some(h.status.clone());
+                    changed = Some(h.status);
                 }
             });
             if let Some(s) = changed {

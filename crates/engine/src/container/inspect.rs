@@ -246,10 +246,10 @@ impl Containers {
         let s = &r.state;
         let dir = self.container_dir(&r.id);
         let health = s.health.as_ref().map(|h| Health {
-            status: Some(match h.status.as_str() {
-                "healthy" => HealthStatusEnum::HEALTHY,
-                "unhealthy" => HealthStatusEnum::UNHEALTHY,
-                _ => HealthStatusEnum::STARTING,
+            status: Some(match h.status {
+                super::HealthStatus::Healthy => HealthStatusEnum::HEALTHY,
+                super::HealthStatus::Unhealthy => HealthStatusEnum::UNHEALTHY,
+                super::HealthStatus::Starting => HealthStatusEnum::STARTING,
             }),
             failing_streak: Some(h.failing_streak),
             log: Some(

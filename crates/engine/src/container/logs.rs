@@ -51,42 +51,8 @@ pub fn parse_time(s: &str) -> Result<SystemTime> {
 
 /// Go-style durations: `1h2m3s`, `500ms`, `10m`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() || n == 'µ' {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().ok()?;
-        num.clear();
-        let mult = match unit.as_str() {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += v * mult;
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return None;
-    }
-    Some(Duration::from_secs_f64(total))
+    let ns = skiff_common::units::parse_go_duration(s).ok()?;
+    Some(Duration::from_nanos(u64::try_from(ns).ok()?))
 }
 
 impl Containers {

@@ -20,6 +20,7 @@ pub mod monitor_client;
 pub mod mounts;
 pub mod names;
 pub mod net;
+pub mod record;
 mod remove;
 mod restore;
 pub mod rootfs;
@@ -34,8 +35,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use bollard_stubs::models::{ContainerConfig, HostConfig};
-use serde::{Deserialize, Serialize};
 use skiff_image::db::{Db, Durability};
 use skiff_image::{Digest, ImageStore};
 use skiff_runtime::cgroups::Layout;
@@ -47,143 +46,9 @@ use crate::events::{Event, Events};
 use crate::security::seccomp::Profile;
 use crate::volumes::Volumes;
 
+pub use record::{ContainerRecord, HealthLog, HealthState, HealthStatus, MountKind, MountSpec, State, Status};
+
 const TABLE: &str = "containers";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Created,
-    Running,
-    Paused,
-    Restarting,
-    Removing,
-    Exited,
-    Dead,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Restarting => "restarting",
-            Status::Removing => "removing",
-            Status::Exited => "exited",
-            Status::Dead => "dead",
-        }
-    }
-    /// Whether a process of the container exists.
-    pub fn is_live(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HealthLog {
-    pub start: String,
-    pub end: String,
-    pub exit_code: i64,
-    pub output: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HealthState {
-    /// `starting`, `healthy`, `unhealthy`.
-    pub status: String,
-    pub failing_streak: i64,
-    pub log: Vec<HealthLog>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    pub status: Status,
-    pub pid: i32,
-    pub exit_code: i32,
-    pub error: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub oom_killed: bool,
-    pub health: Option<HealthState>,
-}
-
-impl Default for State {
-    fn default() -> Self {
-        State {
-            status: Status::Created,
-            pid: 0,
-            exit_code: 0,
-            error: String::new(),
-            started_at: None,
-            finished_at: None,
-            oom_killed: false,
-            health: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MountKind {
-    Bind,
-    Volume,
-    Tmpfs,
-}
-
-/// A mount resolved at create time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MountSpec {
-    pub kind: MountKind,
-    /// Host path (bind), volume name (volume), empty (tmpfs).
-    pub source: String,
-    pub destination: String,
-    pub rw: bool,
-    /// The mode string as given (`ro`, `rw,z`, …) for inspect.
-    pub mode: String,
-    pub propagation: String,
-    /// Extra mount options (tmpfs size, mode, …).
-    pub options: Vec<String>,
-    /// Copy the image's content at `destination` into an empty volume on first use.
-    pub copy_up: bool,
-    pub anonymous: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerRecord {
-    pub id: String,
-    /// Without the leading `/`.
-    pub name: String,
-    pub created: String,
-    /// `Config.Image` as the user wrote it.
-    pub image_ref: String,
-    pub image_id: Digest,
-    pub top_layer: Option<Digest>,
-    pub config: ContainerConfig,
-    pub host_config: HostConfig,
-    pub path: String,
-    pub args: Vec<String>,
-    pub mounts: Vec<MountSpec>,
-    pub state: State,
-    pub restart_count: i64,
-    /// `docker stop` was used: restart policies other than `always` leave it down.
-    pub manually_stopped: bool,
-    pub driver: String,
-    #[serde(default)]
-    pub exec_ids: Vec<String>,
-    /// Networks the container is connected to, in order (empty with `--network
-    /// host|none|container:`); while it runs each carries its address.
-    #[serde(default)]
-    pub networks: Vec<crate::network::sandbox::Endpoint>,
-    /// The network namespace and published ports while it runs.
-    #[serde(default)]
-    pub sandbox: Option<crate::network::sandbox::SandboxState>,
-    /// A builder's RUN step: removed when found after a daemon restart (its build is gone).
-    #[serde(default)]
-    pub builder: bool,
-    /// Paused by `commit` (not by the user): resumed when found after a daemon restart.
-    #[serde(default)]
-    pub paused_for_commit: bool,
-}
 
 /// What waiters are told about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -304,6 +169,10 @@ pub struct Containers {
     shutting_down: std::sync::atomic::AtomicBool,
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
+    /// Records found at start that this daemon cannot read (damaged, or written by a newer
+    /// skiffd): left as they are, and so are their directories, snapshots, volumes and
+    /// monitors, for a daemon that can read them.
+    pub(crate) unreadable: HashSet<String>,
     pub execs: exec::ExecStore,
     /// Every task a container operation leaves running (exit watchers, restart timers,
     /// health checks, auto-removals, exec relays, restarts at daemon start): owned here, so
@@ -381,7 +250,7 @@ impl Containers {
         std::fs::create_dir_all(data_root.join("containers"))?;
         std::fs::create_dir_all(exec_root.join("containers"))?;
         std::fs::create_dir_all(exec_root.join("runtime"))?;
-        let c = Containers {
+        let mut c = Containers {
             db,
             images,
             volumes,
@@ -398,14 +267,31 @@ impl Containers {
             shutting_down: Default::default(),
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
+            unreadable: HashSet::new(),
             execs: exec::ExecStore::default(),
             tasks: tokio_util::task::TaskTracker::new(),
             cancel: tokio_util::sync::CancellationToken::new(),
         };
-        for (_, rec) in c.db.list::<ContainerRecord>(TABLE)? {
-            c.insert(Container::new(rec));
+        for (id, bytes) in c.db.list_raw(TABLE)? {
+            // One record that cannot be read must not keep the daemon (and every other
+            // container) down.
+            match record::decode(&bytes) {
+                Ok(rec) => c.insert(Container::new(rec)),
+                Err(e) => {
+                    tracing::error!(container = %id, error = %e, "container record left unread; the container is not managed");
+                    c.unreadable.insert(id);
+                }
+            }
         }
         Ok(Arc::new(c))
+    }
+
+    /// IDs of every container this daemon knows of, managed or not ([`Containers::unreadable`]):
+    /// what must not be collected as an orphan.
+    fn known_ids(&self) -> HashSet<String> {
+        let mut ids: HashSet<String> = self.all().iter().map(|c| c.id.clone()).collect();
+        ids.extend(self.unreadable.iter().cloned());
+        ids
     }
 
     fn insert(&self, c: Arc<Container>) {

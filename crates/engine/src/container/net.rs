@@ -242,7 +242,7 @@ impl Containers {
     pub(crate) async fn reconcile_networks(&self) {
         let running: HashMap<String, String> =
             self.all().into_iter().filter(|c| c.status().is_live()).map(|c| (c.id.clone(), c.name())).collect();
-        let adopted = self.networks.reconcile(&running).await;
+        let adopted = self.networks.reconcile(&running, &self.unreadable).await;
         for c in self.all() {
             let a = adopted.get(&c.id).cloned();
             let stale = c.with(|r| r.sandbox.is_some() || r.networks.iter().any(|e| e.live.is_some()));

@@ -161,7 +161,7 @@ impl Containers {
 
     /// Removes container directories and snapshots that no record describes (blocking).
     fn collect_orphans(&self) {
-        let ids: std::collections::HashSet<String> = self.all().iter().map(|c| c.id.clone()).collect();
+        let ids = self.known_ids();
         let is_id = |n: &str| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit());
         if let Ok(rd) = std::fs::read_dir(self.data_root.join("containers")) {
             for e in rd.flatten() {
@@ -186,7 +186,7 @@ impl Containers {
 
     /// Monitor directories with no container record.
     fn orphan_monitors(&self) -> Vec<String> {
-        let ids: std::collections::HashSet<String> = self.all().iter().map(|c| c.id.clone()).collect();
+        let ids = self.known_ids();
         let mut out = Vec::new();
         if let Ok(rd) = std::fs::read_dir(self.exec_root.join("containers")) {
             for e in rd.flatten() {

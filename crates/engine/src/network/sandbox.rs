@@ -743,7 +743,14 @@ impl Networks {
     /// (`running` → name), releases everything else (addresses, namespaces, veths), brings up
     /// the user networks' bridges and DNS servers and rewrites the firewall chains.
     /// Returns what each running container has, to refresh their records.
-    pub async fn reconcile(&self, running: &HashMap<String, String>) -> HashMap<String, Attached> {
+    ///
+    /// `unmanaged`: containers whose records this daemon cannot read; their sandboxes are
+    /// kept as they are (the container may still run, with its address and ports).
+    pub async fn reconcile(
+        &self,
+        running: &HashMap<String, String>,
+        unmanaged: &HashSet<String>,
+    ) -> HashMap<String, Attached> {
         let mut inner = self.inner.lock().await;
         let mut adopted = HashMap::new();
         let entries: Vec<PathBuf> = std::fs::read_dir(&self.netns_dir)
@@ -762,7 +769,11 @@ impl Networks {
             }
             let file =
                 std::fs::read(self.sandbox_file(&id)).ok().and_then(|b| serde_json::from_slice::<SandboxFile>(&b).ok());
-            match (running.get(&id), file) {
+            let name = running
+                .get(&id)
+                .cloned()
+                .or_else(|| unmanaged.contains(&id).then(|| file.as_ref().map(|f| f.name.clone()).unwrap_or_default()));
+            match (name, file) {
                 (Some(name), Some(f)) if self.sandbox_path(&id).exists() => {
                     let mut ports = Vec::new();
                     for m in f.ports {
@@ -781,7 +792,7 @@ impl Networks {
                         }
                     }
                     let live = Live {
-                        name: name.clone(),
+                        name,
                         sandbox: self.sandbox_path(&id),
                         endpoints: f.endpoints,
                         ports,

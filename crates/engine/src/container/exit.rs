@@ -61,16 +61,9 @@ impl Containers {
             ran,
         );
         let rec = match self.update(&c, Durability::Lazy, |r| {
-            r.state.status = if restart.is_some() { Status::Restarting } else { Status::Exited };
+            r.state.exited(status.code, status.finished_at.clone(), status.oom_killed, restart.is_some());
             if restart.is_some() {
                 r.restart_count += 1;
-            }
-            r.state.pid = 0;
-            r.state.exit_code = status.code;
-            r.state.finished_at = Some(status.finished_at.clone());
-            r.state.oom_killed = status.oom_killed;
-            if let Some(h) = &mut r.state.health {
-                h.status = super::HealthStatus::Unhealthy;
             }
         }) {
             Ok(r) => r,

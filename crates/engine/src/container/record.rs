@@ -131,6 +131,50 @@ impl Default for State {
     }
 }
 
+/// The state changes of a container's life, as methods: each sets every field the change
+/// implies, so no caller forgets one (a restart that keeps an old exit code, a stop that keeps
+/// a pid).
+impl State {
+    /// The process runs (`pid`, started at `started_at`); a healthcheck, if any, starts over.
+    pub fn started(&mut self, pid: i32, started_at: String, health: Option<HealthState>) {
+        self.status = Status::Running;
+        self.pid = pid;
+        self.started_at = Some(started_at);
+        self.exit_code = 0;
+        self.error.clear();
+        self.oom_killed = false;
+        self.health = health;
+    }
+
+    /// The process ended; `restarting` when a restart policy brings it back (it goes straight
+    /// to `restarting`, never seen `exited` in between). Its health is `unhealthy` from now.
+    pub fn exited(&mut self, code: i32, finished_at: String, oom_killed: bool, restarting: bool) {
+        self.status = if restarting { Status::Restarting } else { Status::Exited };
+        self.pid = 0;
+        self.exit_code = code;
+        self.finished_at = Some(finished_at);
+        self.oom_killed = oom_killed;
+        if let Some(h) = &mut self.health {
+            h.status = HealthStatus::Unhealthy;
+        }
+    }
+
+    /// Whether `pause` (or unpause, when false) may happen now; the error is dockerd's words.
+    pub fn check_pause(&self, id: &str, pause: bool) -> Result<(), String> {
+        match (self.status, pause) {
+            (Status::Running, true) | (Status::Paused, false) => Ok(()),
+            (Status::Paused, true) => Err(format!("Container {id} is already paused")),
+            (Status::Running, false) => Err(format!("Container {id} is not paused")),
+            _ => Err(format!("Container {id} is not running")),
+        }
+    }
+
+    /// Paused (`true`) or running again.
+    pub fn paused(&mut self, pause: bool) {
+        self.status = if pause { Status::Paused } else { Status::Running };
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MountKind {
@@ -294,5 +338,41 @@ mod tests {
         let mut wrong = value(STORED);
         wrong["state"]["health"]["status"] = "so-so".into();
         assert!(decode(&serde_json::to_vec(&wrong).unwrap()).is_err());
+    }
+
+    #[test]
+    fn state_changes_set_everything_they_imply() {
+        let mut s = State::default();
+        s.started(
+            42,
+            "t1".into(),
+            Some(HealthState { status: HealthStatus::Starting, failing_streak: 0, log: vec![] }),
+        );
+        assert_eq!((s.status, s.pid, s.started_at.as_deref()), (Status::Running, 42, Some("t1")));
+        s.exited(137, "t2".into(), true, true);
+        assert_eq!((s.status, s.pid, s.exit_code, s.oom_killed), (Status::Restarting, 0, 137, true));
+        assert_eq!(s.health.as_ref().unwrap().status, HealthStatus::Unhealthy);
+        s.error = "boom".into();
+        s.started(43, "t3".into(), None);
+        assert_eq!((s.exit_code, s.error.as_str(), s.oom_killed), (0, "", false), "a start forgets the last exit");
+        assert!(s.health.is_none());
+        s.exited(0, "t4".into(), false, false);
+        assert_eq!(s.status, Status::Exited);
+        assert_eq!(s.finished_at.as_deref(), Some("t4"));
+    }
+
+    #[test]
+    fn pausing_follows_dockerds_rules() {
+        let mut s = State::default();
+        assert_eq!(s.check_pause("c", true), Err("Container c is not running".into()));
+        s.started(1, "t".into(), None);
+        assert_eq!(s.check_pause("c", false), Err("Container c is not paused".into()));
+        assert_eq!(s.check_pause("c", true), Ok(()));
+        s.paused(true);
+        assert_eq!(s.status, Status::Paused);
+        assert_eq!(s.check_pause("c", true), Err("Container c is already paused".into()));
+        assert_eq!(s.check_pause("c", false), Ok(()));
+        s.paused(false);
+        assert_eq!(s.status, Status::Running);
     }
 }

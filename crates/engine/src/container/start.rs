@@ -468,16 +468,9 @@ impl Containers {
         match monitor_client::call(&dir, Request::Start).await {
             Ok(Response::Started { pid, started_at }) => {
                 let rec = self.update(c, Durability::Lazy, |r| {
-                    r.state.status = Status::Running;
-                    r.state.pid = pid;
-                    r.state.started_at = Some(started_at);
-                    r.state.exit_code = 0;
-                    r.state.error.clear();
-                    r.state.oom_killed = false;
+                    let health = super::health::has_check(&r.config).then(super::health::starting);
+                    r.state.started(pid, started_at, health);
                     r.manually_stopped = false;
-                    if super::health::has_check(&r.config) {
-                        r.state.health = Some(super::health::starting());
-                    }
                 })?;
                 self.publish(&rec, "start");
                 self.watch_exit(c.clone(), watcher, Instant::now());

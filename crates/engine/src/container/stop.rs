@@ -177,23 +177,10 @@ impl Containers {
     pub async fn pause(self: &Arc<Self>, key: &str, pause: bool) -> Result<()> {
         let c = self.get(key)?;
         let _op = c.ops.lock().await;
-        let st = c.status();
-        match (st, pause) {
-            (Status::Running, true) | (Status::Paused, false) => {}
-            (Status::Paused, true) => {
-                return Err(EngineError::conflict(format!("Container {} is already paused", c.id)));
-            }
-            (Status::Running, false) => {
-                return Err(EngineError::conflict(format!("Container {} is not paused", c.id)));
-            }
-            _ => {
-                return Err(EngineError::conflict(format!("Container {} is not running", c.id)));
-            }
-        }
+        c.with(|r| r.state.check_pause(&c.id, pause)).map_err(EngineError::conflict)?;
         let req = if pause { Request::Pause } else { Request::Resume };
         monitor_client::call(&self.monitor_dir(&c.id), req).await?;
-        let rec = self
-            .update(&c, Durability::Lazy, |r| r.state.status = if pause { Status::Paused } else { Status::Running })?;
+        let rec = self.update(&c, Durability::Lazy, |r| r.state.paused(pause))?;
         self.publish(&rec, if pause { "pause" } else { "unpause" });
         Ok(())
     }

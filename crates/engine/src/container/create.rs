@@ -227,6 +227,65 @@ fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// What a create decided ([`Containers::plan_create`]), before anything is made.
+struct CreatePlan {
+    id: String,
+    name: String,
+    image_ref: String,
+    image: Arc<Image>,
+    config: ContainerConfig,
+    hc: HostConfig,
+    path: String,
+    argv: Vec<String>,
+    /// Anonymous volumes have no name yet.
+    mounts: Vec<MountSpec>,
+    networks: Vec<crate::network::sandbox::Endpoint>,
+    warnings: Vec<String>,
+    builder: bool,
+}
+
+/// One thing a create made, and how to take it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    AnonymousVolume(String),
+    Name(String),
+    /// The snapshot and the container directory of this ID.
+    Snapshot(String),
+}
+
+/// What a create made so far, undone in reverse order if a later step fails.
+#[derive(Debug, Default)]
+struct Undo(Vec<Step>);
+
+impl Undo {
+    fn anonymous_volumes(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|s| match s {
+                Step::AnonymousVolume(v) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn run(self, c: &Containers) {
+        for step in self.0.into_iter().rev() {
+            match step {
+                Step::AnonymousVolume(v) => {
+                    if let Err(e) = c.volumes.remove(&v) {
+                        tracing::warn!(volume = %v, error = %e, "removing the volume of a failed create");
+                    }
+                }
+                Step::Name(n) => c.release_name(&n),
+                Step::Snapshot(id) => {
+                    let _ = c.images.snapshots().remove(&id);
+                    let _ = skiff_common::fsutil::remove_all(&c.container_dir(&id));
+                }
+            }
+        }
+    }
+}
+
 impl Containers {
     /// Creates a container; returns its ID and warnings.
     pub async fn create(
@@ -256,26 +315,13 @@ impl Containers {
         body: ContainerCreateBody,
         builder: bool,
     ) -> Result<(String, Vec<String>)> {
-        let mut made: Vec<String> = Vec::new();
-        let r = self.create_inner(name, body, builder, &mut made).await;
-        if r.is_err() {
-            // Undo: the anonymous volumes this create made (named ones may be shared).
-            for v in made {
-                if let Err(e) = self.volumes.remove(&v) {
-                    tracing::warn!(volume = %v, error = %e, "removing the volume of a failed create");
-                }
-            }
-        }
-        r
+        let plan = self.plan_create(name, body, builder).await?;
+        self.commit_create(plan).await
     }
 
-    async fn create_inner(
-        self: &Arc<Self>,
-        name: Option<String>,
-        body: ContainerCreateBody,
-        builder: bool,
-        made: &mut Vec<String>,
-    ) -> Result<(String, Vec<String>)> {
+    /// Everything a create decides, with nothing made yet: a request that fails here leaves
+    /// no trace.
+    async fn plan_create(&self, name: Option<String>, body: ContainerCreateBody, builder: bool) -> Result<CreatePlan> {
         let image_ref = body
             .image
             .clone()
@@ -324,114 +370,9 @@ impl Containers {
                 _ => id[..12].to_string(),
             });
         }
-        if hc.security_opt.iter().flatten().any(|o| o == "systempaths=unconfined") {
-            hc.masked_paths = Some(Vec::new());
-            hc.readonly_paths = Some(Vec::new());
-        }
-        // As dockerd: the defaults are written into the host config (inspect shows them).
-        if hc.privileged != Some(true) {
-            if hc.masked_paths.is_none() {
-                hc.masked_paths = Some(crate::security::MASKED_PATHS.iter().map(|s| s.to_string()).collect());
-            }
-            if hc.readonly_paths.is_none() {
-                hc.readonly_paths = Some(crate::security::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
-            }
-        }
-        match hc.ipc_mode.as_deref().unwrap_or("") {
-            "" => {
-                let d = self.defaults.ipc_mode.as_str();
-                hc.ipc_mode = Some(if d.is_empty() { "private" } else { d }.into())
-            }
-            "private" | "none" | "host" | "shareable" => {}
-            m if m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) => {}
-            m => return Err(EngineError::invalid(format!("invalid IPC mode: {m}"))),
-        }
-        match hc.runtime.as_deref() {
-            None | Some("") => hc.runtime = Some("runc".into()),
-            Some("runc") => {}
-            Some(other) => return Err(EngineError::invalid(format!("Unknown runtime specified {other}"))),
-        }
+        self.host_defaults(&mut hc)?;
 
-        // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
-        let mut mounts: Vec<MountSpec> = Vec::new();
-        for b in hc.binds.clone().unwrap_or_default() {
-            mounts.push(parse_bind(&b)?);
-        }
-        for m in hc.mounts.clone().unwrap_or_default() {
-            mounts.push(parse_mount(&m)?);
-        }
-        for (d, o) in hc.tmpfs.clone().unwrap_or_default() {
-            mounts.push(parse_tmpfs(&d, &o)?);
-        }
-        for m in &mounts {
-            super::mounts::check_daemon_root(m, &self.data_root)?;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for m in &mounts {
-            if !seen.insert(m.destination.clone()) {
-                return Err(EngineError::invalid(format!("Duplicate mount point: {}", m.destination)));
-            }
-        }
-        // `--volumes-from C[:ro|rw]`: C's volumes and binds, where nothing else is mounted.
-        for vf in hc.volumes_from.clone().unwrap_or_default() {
-            let (name, mode) = match vf.rsplit_once(':') {
-                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m == "rw")),
-                _ => (vf.as_str(), None),
-            };
-            let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
-            for m in donor.with(|r| r.mounts.clone()) {
-                if m.kind == MountKind::Tmpfs || seen.contains(&m.destination) {
-                    continue;
-                }
-                seen.insert(m.destination.clone());
-                let rw = mode.unwrap_or(m.rw);
-                mounts.push(MountSpec { rw, copy_up: false, anonymous: false, ..m });
-            }
-        }
-        let mut image_vols: Vec<String> = config.volumes.clone().unwrap_or_default().into_keys().collect();
-        image_vols.sort();
-        for v in image_vols {
-            let d = clean_dest(&v)?;
-            if !seen.contains(&d) {
-                seen.insert(d.clone());
-                mounts.push(MountSpec {
-                    kind: MountKind::Volume,
-                    source: String::new(),
-                    destination: d,
-                    rw: true,
-                    mode: String::new(),
-                    propagation: String::new(),
-                    options: vec![],
-                    copy_up: true,
-                    anonymous: true,
-                });
-            }
-        }
-        // Create volumes (named ones may exist; anonymous ones get a fresh name).
-        for m in mounts.iter_mut() {
-            match m.kind {
-                MountKind::Volume if m.anonymous => {
-                    // Marked as made for this container until its record is committed, so a
-                    // daemon killed in between removes it at restart.
-                    let v = self.volumes.create_anonymous_for(&id)?;
-                    made.push(v.name.clone());
-                    m.source = v.name;
-                }
-                MountKind::Volume => {
-                    let v = self.volumes.create(Some(&m.source), None, BTreeMap::new(), BTreeMap::new())?;
-                    m.source = v.name;
-                }
-                MountKind::Bind => {
-                    if !Path::new(&m.source).exists() {
-                        // `-v /host/path:/x` creates a missing host directory, as Docker does.
-                        std::fs::create_dir_all(&m.source).map_err(|e| {
-                            EngineError::invalid(format!("error while creating mount source path '{}': {e}", m.source))
-                        })?;
-                    }
-                }
-                MountKind::Tmpfs => {}
-            }
-        }
+        let mounts = self.plan_mounts(&hc, &config)?;
         if hc.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "default") {
             hc.network_mode = Some("bridge".into());
         }
@@ -497,7 +438,25 @@ impl Containers {
             warnings.push("Your kernel does not support memory limit capabilities. Limitation discarded.".into());
         }
 
-        self.reserve_name(&name, &id)?;
+        Ok(CreatePlan { id, name, image_ref, image, config, hc, path, argv, mounts, networks, warnings, builder })
+    }
+
+    /// Makes what the plan says — volumes, the name, the snapshot, the record — undoing what
+    /// was made if a later step fails.
+    async fn commit_create(self: &Arc<Self>, plan: CreatePlan) -> Result<(String, Vec<String>)> {
+        let CreatePlan { id, name, image_ref, image, config, hc, path, argv, mut mounts, networks, warnings, builder } =
+            plan;
+        let mut undo = Undo::default();
+        let made = self.make_mounts(&id, &mut mounts, &mut undo);
+        if let Err(e) = made {
+            undo.run(self);
+            return Err(e);
+        }
+        if let Err(e) = self.reserve_name(&name, &id) {
+            undo.run(self);
+            return Err(e);
+        }
+        undo.0.push(Step::Name(name.clone()));
         let rec = ContainerRecord {
             schema: super::record::SCHEMA,
             id: id.clone(),
@@ -523,33 +482,152 @@ impl Containers {
         };
         let this = self.clone();
         let rec2 = rec.clone();
+        undo.0.push(Step::Snapshot(id.clone()));
         let prepared = tokio::task::spawn_blocking(move || -> Result<()> {
             std::fs::create_dir_all(this.container_dir(&rec2.id))?;
             this.images.snapshots().prepare(&rec2.id, rec2.top_layer.as_ref())?;
             Ok(())
         })
         .await
-        .map_err(EngineError::from_cause)?;
+        .map_err(EngineError::from_cause)
+        .and_then(|r| r)
+        .and_then(|()| Ok(self.db.put(super::TABLE, &id, &rec, Durability::Sync)?));
         if let Err(e) = prepared {
-            self.release_name(&name);
-            let _ = self.images.snapshots().remove(&id);
-            let _ = skiff_common::fsutil::remove_all(&self.container_dir(&id));
+            undo.run(self);
             return Err(e);
         }
-        if let Err(e) = self.db.put(super::TABLE, &id, &rec, Durability::Sync) {
-            self.release_name(&name);
-            let _ = self.images.snapshots().remove(&id);
-            let _ = skiff_common::fsutil::remove_all(&self.container_dir(&id));
-            return Err(e.into());
-        }
         // The record holds the volumes now.
-        for v in made.drain(..) {
+        for v in undo.anonymous_volumes() {
             self.volumes.adopted(&v);
         }
         let c = Container::new(rec.clone());
         self.map.write().expect("map lock").insert(id.clone(), c);
         self.publish(&rec, "create");
         Ok((id, warnings))
+    }
+
+    /// Fills in what dockerd writes into a host config that leaves it out (inspect shows it):
+    /// masked and read-only paths, the IPC mode, the runtime.
+    fn host_defaults(&self, hc: &mut HostConfig) -> Result<()> {
+        if hc.security_opt.iter().flatten().any(|o| o == "systempaths=unconfined") {
+            hc.masked_paths = Some(Vec::new());
+            hc.readonly_paths = Some(Vec::new());
+        }
+        // As dockerd: the defaults are written into the host config (inspect shows them).
+        if hc.privileged != Some(true) {
+            if hc.masked_paths.is_none() {
+                hc.masked_paths = Some(crate::security::MASKED_PATHS.iter().map(|s| s.to_string()).collect());
+            }
+            if hc.readonly_paths.is_none() {
+                hc.readonly_paths = Some(crate::security::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
+            }
+        }
+        match hc.ipc_mode.as_deref().unwrap_or("") {
+            "" => {
+                let d = self.defaults.ipc_mode.as_str();
+                hc.ipc_mode = Some(if d.is_empty() { "private" } else { d }.into())
+            }
+            "private" | "none" | "host" | "shareable" => {}
+            m if m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) => {}
+            m => return Err(EngineError::invalid(format!("invalid IPC mode: {m}"))),
+        }
+        match hc.runtime.as_deref() {
+            None | Some("") => hc.runtime = Some("runc".into()),
+            Some("runc") => {}
+            Some(other) => return Err(EngineError::invalid(format!("Unknown runtime specified {other}"))),
+        }
+        Ok(())
+    }
+
+    /// The container's mounts: `-v`, `--mount`, `--tmpfs`, `--volumes-from`, then the image's
+    /// VOLUMEs not covered by them (anonymous volumes, named when the create commits).
+    fn plan_mounts(&self, hc: &HostConfig, config: &ContainerConfig) -> Result<Vec<MountSpec>> {
+        // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
+        let mut mounts: Vec<MountSpec> = Vec::new();
+        for b in hc.binds.clone().unwrap_or_default() {
+            mounts.push(parse_bind(&b)?);
+        }
+        for m in hc.mounts.clone().unwrap_or_default() {
+            mounts.push(parse_mount(&m)?);
+        }
+        for (d, o) in hc.tmpfs.clone().unwrap_or_default() {
+            mounts.push(parse_tmpfs(&d, &o)?);
+        }
+        for m in &mounts {
+            super::mounts::check_daemon_root(m, &self.data_root)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in &mounts {
+            if !seen.insert(m.destination.clone()) {
+                return Err(EngineError::invalid(format!("Duplicate mount point: {}", m.destination)));
+            }
+        }
+        // `--volumes-from C[:ro|rw]`: C's volumes and binds, where nothing else is mounted.
+        for vf in hc.volumes_from.clone().unwrap_or_default() {
+            let (name, mode) = match vf.rsplit_once(':') {
+                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m == "rw")),
+                _ => (vf.as_str(), None),
+            };
+            let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
+            for m in donor.with(|r| r.mounts.clone()) {
+                if m.kind == MountKind::Tmpfs || seen.contains(&m.destination) {
+                    continue;
+                }
+                seen.insert(m.destination.clone());
+                let rw = mode.unwrap_or(m.rw);
+                mounts.push(MountSpec { rw, copy_up: false, anonymous: false, ..m });
+            }
+        }
+        let mut image_vols: Vec<String> = config.volumes.clone().unwrap_or_default().into_keys().collect();
+        image_vols.sort();
+        for v in image_vols {
+            let d = clean_dest(&v)?;
+            if !seen.contains(&d) {
+                seen.insert(d.clone());
+                mounts.push(MountSpec {
+                    kind: MountKind::Volume,
+                    source: String::new(),
+                    destination: d,
+                    rw: true,
+                    mode: String::new(),
+                    propagation: String::new(),
+                    options: vec![],
+                    copy_up: true,
+                    anonymous: true,
+                });
+            }
+        }
+        Ok(mounts)
+    }
+
+    /// Creates the plan's volumes (anonymous ones named now) and missing bind sources.
+    fn make_mounts(&self, id: &str, mounts: &mut [MountSpec], undo: &mut Undo) -> Result<()> {
+        for m in mounts.iter_mut() {
+            match m.kind {
+                MountKind::Volume if m.anonymous => {
+                    // Marked as made for this container until its record is committed, so a
+                    // daemon killed in between removes it at restart.
+                    let v = self.volumes.create_anonymous_for(id)?;
+                    undo.0.push(Step::AnonymousVolume(v.name.clone()));
+                    m.source = v.name;
+                }
+                MountKind::Volume => {
+                    // Named volumes may be shared: made if missing, never undone (as dockerd).
+                    let v = self.volumes.create(Some(&m.source), None, BTreeMap::new(), BTreeMap::new())?;
+                    m.source = v.name;
+                }
+                MountKind::Bind => {
+                    if !Path::new(&m.source).exists() {
+                        // `-v /host/path:/x` creates a missing host directory, as Docker does.
+                        std::fs::create_dir_all(&m.source).map_err(|e| {
+                            EngineError::invalid(format!("error while creating mount source path '{}': {e}", m.source))
+                        })?;
+                    }
+                }
+                MountKind::Tmpfs => {}
+            }
+        }
+        Ok(())
     }
 
     fn layout_has(&self, subsystem: &str) -> bool {

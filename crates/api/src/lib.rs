@@ -13,6 +13,9 @@ pub mod shape;
 pub mod stream;
 pub mod version;
 
+#[cfg(test)]
+mod test_support;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -58,17 +61,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/images/get", get(images::save_many))
         .route("/images/prune", post(images::prune))
         .route("/images/{*rest}", get(images::by_name).post(images::by_name).delete(images::by_name))
-        .route("/networks", get(n::list))
-        .route("/networks/create", post(n::create))
-        .route("/networks/prune", post(n::prune))
-        .route("/networks/{id}", get(n::inspect).delete(n::remove))
-        .route("/networks/{id}/connect", post(n::connect))
-        .route("/networks/{id}/disconnect", post(n::disconnect))
-        .route("/volumes", get(v::list))
-        .route("/volumes/create", post(v::create))
-        .route("/volumes/prune", post(v::prune))
-        .route("/volumes/{name}", get(v::inspect).delete(v::remove))
-        .route("/networks/", get(n::list))
         .route("/plugins", get(handlers::swarm::plugins))
         .route("/swarm", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/swarm/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
@@ -84,7 +76,9 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/configs/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
         .fallback(not_found)
         .with_state(engine.clone())
-        .merge(c::routes(engine))
+        .merge(c::routes(engine.clone()))
+        .merge(n::routes(engine.clone()))
+        .merge(v::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 

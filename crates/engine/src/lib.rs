@@ -13,6 +13,7 @@ pub mod images;
 pub mod network;
 pub mod security;
 pub mod system;
+pub mod volume_ops;
 pub mod volumes;
 
 use std::path::PathBuf;

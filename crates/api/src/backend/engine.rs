@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
-    ContainerTopResponse, ContainerUpdateBody, FilesystemChange,
+    ContainerTopResponse, ContainerUpdateBody, EndpointSettings, FilesystemChange,
 };
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
@@ -12,11 +12,14 @@ use skiff_engine::container::commit::CommitOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
+use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
+use skiff_engine::volume_ops::VolumePruneReport;
+use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
 use skiff_runtime::protocol::Streams;
 use tokio::sync::mpsc;
 
-use super::{ArchiveReader, ArchiveWriter, ContainerBackend};
+use super::{ArchiveReader, ArchiveWriter, ContainerBackend, NetworkBackend, VolumeBackend};
 
 /// Runs blocking work (walking a container's filesystem) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -173,5 +176,70 @@ impl ContainerBackend for Engine {
 
     async fn commit(&self, key: &str, opts: CommitOptions) -> Result<String> {
         self.containers.commit(key, opts).await
+    }
+}
+
+impl VolumeBackend for Engine {
+    fn create(
+        &self,
+        name: Option<&str>,
+        driver: Option<&str>,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<VolumeRecord> {
+        self.volumes.create(name, driver, labels, options)
+    }
+
+    fn list(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<Vec<VolumeRecord>> {
+        self.list_volumes(filters)
+    }
+
+    fn inspect(&self, name: &str) -> Result<VolumeRecord> {
+        self.volumes.inspect(name)
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        self.remove_volume(name)
+    }
+
+    fn prune(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<VolumePruneReport> {
+        self.prune_volumes(filters)
+    }
+}
+
+impl NetworkBackend for Engine {
+    async fn list(&self, filters: &NetworkFilters) -> Result<Vec<(NetworkRecord, Vec<MemberView>)>> {
+        self.networks.list(filters).await
+    }
+
+    async fn inspect(&self, key: &str) -> Result<(NetworkRecord, Vec<MemberView>)> {
+        let rec = self.networks.get(key).await?;
+        let only = NetworkFilters { id: vec![rec.id.clone()], ..Default::default() };
+        self.networks
+            .list(&only)
+            .await?
+            .into_iter()
+            .find(|(n, _)| n.id == rec.id)
+            .ok_or_else(|| EngineError::not_found(format!("network {key} not found")))
+    }
+
+    async fn create(&self, req: CreateRequest) -> Result<NetworkRecord> {
+        self.networks.create(req).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<()> {
+        self.networks.remove(key).await
+    }
+
+    async fn prune(&self, filters: &NetworkFilters) -> Result<Vec<String>> {
+        self.networks.prune(filters).await
+    }
+
+    async fn connect(&self, network: &str, container: &str, settings: Option<EndpointSettings>) -> Result<()> {
+        self.containers.connect(network, container, settings).await
+    }
+
+    async fn disconnect(&self, network: &str, container: &str, force: bool) -> Result<()> {
+        self.containers.disconnect(network, container, force).await
     }
 }

@@ -4,12 +4,13 @@
 
 pub mod engine;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{Read, Write};
 
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, ContainerTopResponse,
-    ContainerUpdateBody, FilesystemChange,
+    ContainerUpdateBody, EndpointSettings, FilesystemChange,
 };
 use skiff_engine::Result;
 use skiff_engine::container::archive::PathStat;
@@ -18,6 +19,9 @@ use skiff_engine::container::commit::CommitOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
+use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
+use skiff_engine::volume_ops::VolumePruneReport;
+use skiff_engine::volumes::VolumeRecord;
 use skiff_runtime::protocol::Streams;
 use tokio::sync::mpsc;
 
@@ -88,4 +92,42 @@ pub trait ContainerBackend: Send + Sync + 'static {
         filters: std::collections::BTreeMap<String, Vec<String>>,
     ) -> impl Future<Output = Result<PruneReport>> + Send;
     fn commit(&self, key: &str, opts: CommitOptions) -> impl Future<Output = Result<String>> + Send;
+}
+
+/// `/volumes/...`.
+pub trait VolumeBackend: Send + Sync + 'static {
+    fn create(
+        &self,
+        name: Option<&str>,
+        driver: Option<&str>,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<VolumeRecord>;
+    /// `filters`: `name`, `driver`, `dangling`, `label` (an unknown one is an error).
+    fn list(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<Vec<VolumeRecord>>;
+    fn inspect(&self, name: &str) -> Result<VolumeRecord>;
+    /// Refused (conflict) while a container mounts it.
+    fn remove(&self, name: &str) -> Result<()>;
+    fn prune(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<VolumePruneReport>;
+}
+
+/// `/networks/...`.
+pub trait NetworkBackend: Send + Sync + 'static {
+    /// Networks with the containers attached to each.
+    fn list(
+        &self,
+        filters: &NetworkFilters,
+    ) -> impl Future<Output = Result<Vec<(NetworkRecord, Vec<MemberView>)>>> + Send;
+    fn inspect(&self, key: &str) -> impl Future<Output = Result<(NetworkRecord, Vec<MemberView>)>> + Send;
+    fn create(&self, req: CreateRequest) -> impl Future<Output = Result<NetworkRecord>> + Send;
+    fn remove(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Names of the networks removed.
+    fn prune(&self, filters: &NetworkFilters) -> impl Future<Output = Result<Vec<String>>> + Send;
+    fn connect(
+        &self,
+        network: &str,
+        container: &str,
+        settings: Option<EndpointSettings>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn disconnect(&self, network: &str, container: &str, force: bool) -> impl Future<Output = Result<()>> + Send;
 }

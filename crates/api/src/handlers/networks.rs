@@ -3,18 +3,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use bollard_stubs::models::{
     ConfigReference, Ipam, IpamConfig, Network, NetworkConnectRequest, NetworkContainer, NetworkCreateRequest,
     NetworkCreateResponse, NetworkDisconnectRequest, NetworkPruneResponse,
 };
-use skiff_engine::Engine;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 
 use super::{json, json_body, no_content};
+use crate::backend::NetworkBackend;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 
@@ -113,24 +115,31 @@ fn filters(q: Option<&str>) -> Result<NetworkFilters, ApiError> {
     Ok(out)
 }
 
-pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+/// The network routes on `backend`.
+pub fn routes<B: NetworkBackend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/networks", get(list::<B>))
+        .route("/networks/", get(list::<B>))
+        .route("/networks/create", post(create::<B>))
+        .route("/networks/prune", post(prune::<B>))
+        .route("/networks/{id}", get(inspect::<B>).delete(remove::<B>))
+        .route("/networks/{id}/connect", post(connect::<B>))
+        .route("/networks/{id}/disconnect", post(disconnect::<B>))
+        .with_state(backend)
+}
+
+pub async fn list<B: NetworkBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let f = filters(q.as_deref())?;
-    let out: Vec<Network> = e.networks.list(&f).await?.iter().map(|(n, m)| api(n, m, false)).collect();
+    let out: Vec<Network> = b.list(&f).await?.iter().map(|(n, m)| api(n, m, false)).collect();
     Ok(json(&out))
 }
 
-pub async fn inspect(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let rec = e.networks.get(&id).await?;
-    let f = NetworkFilters { id: vec![rec.id.clone()], ..Default::default() };
-    let list = e.networks.list(&f).await?;
-    let (n, m) = list
-        .iter()
-        .find(|(n, _)| n.id == rec.id)
-        .ok_or_else(|| ApiError(skiff_engine::EngineError::not_found(format!("network {id} not found"))))?;
-    Ok(json(&api(n, m, true)))
+pub async fn inspect<B: NetworkBackend>(State(b): State<Arc<B>>, Path(id): Path<String>) -> ApiResult<Response> {
+    let (n, m) = b.inspect(&id).await?;
+    Ok(json(&api(&n, &m, true)))
 }
 
-pub async fn create(State(e): State<Arc<Engine>>, body: Bytes) -> ApiResult<Response> {
+pub async fn create<B: NetworkBackend>(State(b): State<Arc<B>>, body: Bytes) -> ApiResult<Response> {
     let req: NetworkCreateRequest = json_body(&body)?;
     let ipam = req.ipam.clone().unwrap_or_default();
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
@@ -160,33 +169,45 @@ pub async fn create(State(e): State<Arc<Engine>>, body: Bytes) -> ApiResult<Resp
         labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
         options: req.options.clone().unwrap_or_default().into_iter().collect(),
     };
-    let rec = e.networks.create(create).await?;
+    let rec = b.create(create).await?;
     Ok((StatusCode::CREATED, axum::Json(NetworkCreateResponse { id: rec.id, warning: String::new() })).into_response())
 }
 
-pub async fn remove(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
-    e.networks.remove(&id).await?;
+pub async fn remove<B: NetworkBackend>(State(b): State<Arc<B>>, Path(id): Path<String>) -> ApiResult<Response> {
+    b.remove(&id).await?;
     Ok(no_content())
 }
 
-pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn prune<B: NetworkBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let f = filters(q.as_deref())?;
-    let deleted = e.networks.prune(&f).await?;
+    let deleted = b.prune(&f).await?;
     Ok(json(&NetworkPruneResponse { networks_deleted: Some(deleted) }))
 }
 
-pub async fn connect(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+pub async fn connect<B: NetworkBackend>(
+    State(b): State<Arc<B>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: NetworkConnectRequest = json_body(&body)?;
     let container =
         req.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("no container specified"))?;
-    e.containers.connect(&id, &container, req.endpoint_config).await?;
+    b.connect(&id, &container, req.endpoint_config).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-pub async fn disconnect(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+pub async fn disconnect<B: NetworkBackend>(
+    State(b): State<Arc<B>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: NetworkDisconnectRequest = json_body(&body)?;
     let container =
         req.container.filter(|c| !c.is_empty()).ok_or_else(|| ApiError::bad_request("no container specified"))?;
-    e.containers.disconnect(&id, &container, req.force.unwrap_or(false)).await?;
+    b.disconnect(&id, &container, req.force.unwrap_or(false)).await?;
     Ok(StatusCode::OK.into_response())
 }
+
+#[cfg(test)]
+#[path = "networks_tests.rs"]
+mod tests;

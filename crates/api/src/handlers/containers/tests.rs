@@ -4,8 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, FilesystemChange,
@@ -19,9 +18,9 @@ use skiff_engine::container::stats::Sample;
 use skiff_engine::{EngineError, Result};
 use skiff_runtime::protocol::Streams;
 use tokio::sync::mpsc;
-use tower::ServiceExt;
 
 use crate::backend::{ArchiveReader, ArchiveWriter, ContainerBackend};
+use crate::test_support::message;
 
 /// Knows the containers named in `known`; records every call it gets.
 #[derive(Default)]
@@ -190,20 +189,8 @@ impl ContainerBackend for Fake {
     }
 }
 
-/// Sends one request through the version check and the container routes.
 async fn send(fake: &Arc<Fake>, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
-    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).unwrap();
-    let resp = match crate::version::strip(req) {
-        Ok(req) => super::routes(fake.clone()).oneshot(req).await.unwrap(),
-        Err(r) => *r,
-    };
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-    (status, String::from_utf8_lossy(&bytes).into_owned())
-}
-
-fn message(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body).unwrap()["message"].as_str().unwrap_or_default().to_string()
+    crate::test_support::send(super::routes(fake.clone()), method, uri, body).await
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod params;
 pub mod shape;
 pub mod stream;
+pub mod tasks;
 pub mod version;
 
 #[cfg(test)]
@@ -28,8 +29,10 @@ use axum::routing::{get, post};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use skiff_engine::Engine;
+use tasks::ApiTasks;
 use tokio::net::UnixListener;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use handlers::{containers as c, exec, images, networks as n, system, volumes as v};
 
@@ -82,16 +85,25 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 
-/// Handles one request: version check, route, common headers.
-async fn handle(router: Router, req: Request<Incoming>) -> Response {
+/// Handles one request: version check, route, common headers; in a span that names it, with
+/// the server's tasks current for what the handler leaves running.
+async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let span = tracing::debug_span!("request", %method, %path);
     let req = req.map(Body::new);
-    let mut resp = match version::strip(req) {
-        Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
-        Err(r) => *r,
-    };
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    let mut resp = tasks
+        .scope(
+            async {
+                match version::strip(req) {
+                    Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
+                    Err(r) => *r,
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+    span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "request"));
     let h = resp.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(skiff_engine::system::API_VERSION));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
@@ -126,30 +138,49 @@ pub async fn serve(listeners: Vec<UnixListener>, engine: Arc<Engine>, shutdown: 
         });
     }
     drop(tx);
+    // Connections, and what their requests left running, are owned here: at shutdown the
+    // server stops accepting, lets requests in flight finish, ends streams, and waits (bounded)
+    // before the engine shuts down.
+    let tasks = ApiTasks::default();
     loop {
         let stream = tokio::select! {
             s = rx.recv() => match s {
                 Some(s) => s,
-                None => return,
+                None => break,
             },
-            _ = &mut shutdown => {
-                accepting.abort_all();
-                return;
-            }
+            _ = &mut shutdown => break,
         };
-        let app = app.clone();
-        tokio::spawn(async move {
+        let (app, handler_tasks) = (app.clone(), tasks.clone());
+        let conn_tasks = tasks.clone();
+        tasks.track(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req).await) }
+                let (app, tasks) = (app.clone(), handler_tasks.clone());
+                async move { Ok::<_, Infallible>(handle(app, tasks, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let r = tokio::select! {
+                r = conn.as_mut() => r,
+                () = conn_tasks.cancelled() => {
+                    // Finish the request in flight, then close (an idle keep-alive closes now).
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
+    accepting.abort_all();
+    let left = tasks.shutdown(SHUTDOWN_GRACE).await;
+    if left > 0 {
+        tracing::warn!(tasks = left, "API connections or streams still open at shutdown");
+    }
 }
+
+/// How long the server waits at shutdown for requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

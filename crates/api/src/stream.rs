@@ -66,7 +66,8 @@ where
     let tty = handle.tty;
     let input = handle.input.take();
     let (detached_tx, mut detached_rx) = tokio::sync::oneshot::channel::<()>();
-    let reader = tokio::spawn(async move {
+    // Ends with the relay, however the relay ends (also when dropped at shutdown).
+    let reader = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
         let mut buf = vec![0u8; 32 << 10];
         let keys = detach.unwrap_or_default();
         let mut matched = 0usize;
@@ -117,7 +118,7 @@ where
                 }
             }
         }
-    });
+    }));
     loop {
         tokio::select! {
             o = handle.output.recv() => match o {
@@ -185,7 +186,7 @@ pub async fn write_error<IO: AsyncWrite + Unpin>(mut io: IO, message: &str, tty:
 pub fn output_body(mut handle: AttachHandle) -> Body {
     let tty = handle.tty;
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(16);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         while let Some(o) = handle.output.recv().await {
             if tx.send(Ok(frame(&o, tty))).await.is_err() {
                 return;
@@ -249,7 +250,7 @@ pub struct BodyReader {
 impl BodyReader {
     pub fn new(body: Body) -> BodyReader {
         let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             let mut s = body.into_data_stream();
             while let Some(chunk) = s.next().await {
                 let r = chunk.map_err(io::Error::other);

@@ -764,3 +764,39 @@ fn a_record_the_daemon_cannot_read_costs_only_that_container() {
     assert_eq!(d.docker(&["exec", "odd", "cat", "/data/f", "/root-file"]).ok(), "precious\nmine");
     d.docker(&["rm", "-f", "-v", "odd", "keep"]).ok();
 }
+
+#[test]
+fn a_request_in_flight_at_shutdown_completes_and_streams_end() {
+    require_root!();
+    let mut d = Daemon::start();
+    // PID 1 ignores SIGTERM: the stop takes its whole timeout.
+    d.docker(&["run", "-d", "--name", "slow", "busybox", "sleep", "600"]).ok();
+    let client = |args: &[&str]| {
+        Command::new(skiff_e2e::docker_cli())
+            .args(args)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut events = client(&["events"]);
+    let stop = client(&["stop", "-t", "2", "slow"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = d.pid().expect("the daemon runs");
+    let t0 = Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::TERM)
+        .unwrap();
+    let out = stop.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the stop in flight when the daemon was told to stop completed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The event stream ends with the daemon (it is not what keeps it up).
+    assert!(eventually(Duration::from_secs(5), || events.try_wait().unwrap().is_some()), "docker events still open");
+    assert!(t0.elapsed() < Duration::from_secs(5), "shutdown took {:?}", t0.elapsed());
+    d.stop();
+    d.start_again();
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Status}}", "slow"]).ok(), "exited");
+}

@@ -113,7 +113,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     {
         let e = e.clone();
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             let _ = done_tx.send(e.build(breq, out).await);
         });
     }
@@ -148,7 +148,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
         first_line = urx.recv().await;
     }
     let first = first_line;
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         // A client that goes away (its response dropped) cancels the build, whether or not
         // the build is saying anything at the time.
         let fwd = async {

@@ -57,7 +57,7 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Re
     // output can reach the client inside the buffer its HTTP library read the 101 headers with
     // (docker-py reads the raw socket after the headers: output already buffered was lost).
     let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let Ok(up) = on_upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(up);
         match e.containers.exec_start(&id, false, cfg.tty, size).await {

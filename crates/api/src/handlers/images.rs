@@ -253,7 +253,7 @@ where
         },
     };
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         if let Some(m) = first
             && tx.send(m).await.is_err()
         {

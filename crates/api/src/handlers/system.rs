@@ -67,7 +67,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
     let until_ns = until.map(nanos);
     let (history, mut live) = e.events.subscribe();
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let to_json = |ev: &skiff_engine::events::Event| {
             serde_json::json!({
                 "status": ev.action,

@@ -227,7 +227,7 @@ pub async fn wait<B: ContainerBackend>(
     // status when it comes (the CLI waits on this while it starts the container).
     b.exists(&id)?;
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let body = match b.wait(&id, &condition).await {
             Ok((code, err)) => serde_json::to_value(ContainerWaitResponse {
                 status_code: code,
@@ -262,7 +262,7 @@ pub(crate) async fn hijack(
         return r;
     }
     let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         match on_upgrade.await {
             Ok(up) => stream::relay(hyper_util::rt::TokioIo::new(up), handle, detach).await,
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
@@ -295,7 +295,7 @@ pub async fn attach<B: ContainerBackend>(
         // A client that asked to upgrade reads the raw connection until it closes (as from
         // dockerd's hijacked connection): the log, unframed by HTTP, then the end.
         let on_upgrade = hyper::upgrade::on(req);
-        tokio::spawn(async move {
+        crate::tasks::spawn(async move {
             if let Ok(up) = on_upgrade.await {
                 stream::write_log_and_close(hyper_util::rt::TokioIo::new(up), tty, rx).await;
             }
@@ -328,7 +328,7 @@ fn log_response(
     details: bool,
 ) -> Response {
     let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         while let Some(l) = rx.recv().await {
             let mut data = Vec::with_capacity(l.data.len() + 32);
             if timestamps {
@@ -426,7 +426,7 @@ pub async fn stats<B: ContainerBackend>(
     let one_shot = p.bool("one-shot", false);
     b.exists(&id)?;
     let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(async move {
+    crate::tasks::spawn(async move {
         let mut pre = None;
         if !streaming && !one_shot {
             // Two readings a second apart, so the client can compute CPU usage.

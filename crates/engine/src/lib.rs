@@ -5,6 +5,9 @@
 //! [`Engine`]. It never forks containers either: every container is created and supervised by
 //! its own monitor process.
 
+// No function past what a reader holds (clippy.toml sets the threshold).
+#![warn(clippy::too_many_lines)]
+
 pub mod build;
 pub mod container;
 pub mod error;
@@ -94,16 +97,20 @@ impl Engine {
         let networks =
             Arc::new(network::Networks::open(db.clone(), events.clone(), config.net.clone(), &config.exec_root)?);
         let containers = container::Containers::new(
-            db.clone(),
-            store.clone(),
-            volumes.clone(),
-            networks.clone(),
-            events.clone(),
-            config.data_root.clone(),
-            config.exec_root.clone(),
-            config.monitor_bin.clone(),
-            config.default_log.clone(),
-            config.container_defaults.clone(),
+            container::Deps {
+                db: db.clone(),
+                images: store.clone(),
+                volumes: volumes.clone(),
+                networks: networks.clone(),
+                events: events.clone(),
+            },
+            container::Settings {
+                data_root: config.data_root.clone(),
+                exec_root: config.exec_root.clone(),
+                monitor_bin: config.monitor_bin.clone(),
+                default_log: config.default_log.clone(),
+                defaults: config.container_defaults.clone(),
+            },
         )?;
         // Build contexts and secrets of builds a killed daemon left behind.
         let scratch = config.data_root.join("tmp");

@@ -14,14 +14,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
 
-pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
-    let p = Params::parse(req.uri().query());
+/// The build's parameters from the query, checked: what skiff's classic builder cannot do is
+/// refused before the context is read.
+fn build_request(p: &Params, experimental: bool) -> ApiResult<BuildRequest> {
     if p.string("version").as_deref() == Some("2") {
         return Err(ApiError::bad_request("BuildKit (version=2) is not supported; use the classic builder API"));
     }
     if p.bool("squash", false) {
         // dockerd's answer without experimental mode; skiff has no squashing builder at all.
-        return Err(ApiError::bad_request(if e.config.experimental {
+        return Err(ApiError::bad_request(if experimental {
             "squash is not supported by skiff's builder (build without --squash, or squash with a multi-stage COPY --from)"
         } else {
             "squash is only supported with experimental mode"
@@ -48,8 +49,7 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             .map_err(|err| ApiError::bad_request(format!("invalid tag {t:?}: {err}")))?;
         tags.push(r.with_default_tag());
     }
-    let quiet = p.bool("q", false);
-    let breq = BuildRequest {
+    Ok(BuildRequest {
         context: std::path::PathBuf::new(),
         dockerfile: p.string("dockerfile").unwrap_or_else(|| "Dockerfile".into()),
         tags,
@@ -80,7 +80,13 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
             shm_size: p.int("shmsize")?.filter(|v| *v > 0),
         },
         cache_from: p.json("cachefrom")?,
-    };
+    })
+}
+
+pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
+    let p = Params::parse(req.uri().query());
+    let quiet = p.bool("q", false);
+    let breq = build_request(&p, e.config.experimental)?;
     // The context: untrusted tar (maybe compressed), unpacked by the engine path-safely into a
     // private directory (with `skiff build --secret`'s secrets moved out of it).
     let reader = stream::BodyReader::new(req.into_body());

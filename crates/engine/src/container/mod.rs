@@ -182,6 +182,26 @@ pub struct Containers {
     cancel: tokio_util::sync::CancellationToken,
 }
 
+/// The services containers are made of (shared with the rest of the engine).
+pub struct Deps {
+    pub db: Arc<Db>,
+    pub images: Arc<ImageStore>,
+    pub volumes: Arc<Volumes>,
+    pub networks: Arc<crate::network::Networks>,
+    pub events: Arc<Events>,
+}
+
+/// Where containers live and how they are made by default.
+pub struct Settings {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    /// The `skiff-monitor` binary.
+    pub monitor_bin: PathBuf,
+    /// The daemon's default log driver and options.
+    pub default_log: bollard_stubs::models::HostConfigLogConfig,
+    pub defaults: Defaults,
+}
+
 impl Containers {
     /// Runs `f` as a task the engine owns; at shutdown it is waited for (bounded).
     pub(crate) fn spawn_owned<F>(&self, f: F)
@@ -233,19 +253,10 @@ impl Containers {
         *self.default_log.write().unwrap_or_else(|p| p.into_inner()) = lc;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        db: Arc<Db>,
-        images: Arc<ImageStore>,
-        volumes: Arc<Volumes>,
-        networks: Arc<crate::network::Networks>,
-        events: Arc<Events>,
-        data_root: PathBuf,
-        exec_root: PathBuf,
-        monitor_bin: PathBuf,
-        default_log: bollard_stubs::models::HostConfigLogConfig,
-        defaults: Defaults,
-    ) -> Result<Arc<Containers>> {
+    /// Opens the container store over the services it uses; loads every record it can read.
+    pub fn new(deps: Deps, cfg: Settings) -> Result<Arc<Containers>> {
+        let Deps { db, images, volumes, networks, events } = deps;
+        let Settings { data_root, exec_root, monitor_bin, default_log, defaults } = cfg;
         let layout = Layout::detect()?;
         std::fs::create_dir_all(data_root.join("containers"))?;
         std::fs::create_dir_all(exec_root.join("containers"))?;

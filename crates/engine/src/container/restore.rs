@@ -19,6 +19,37 @@ impl Containers {
             let this = self.clone();
             let _ = tokio::task::spawn_blocking(move || this.collect_orphans()).await;
         }
+        self.stop_orphan_monitors().await;
+        for c in self.all() {
+            self.readopt(&c).await;
+        }
+        if !self.defaults.live_restore {
+            // Live restore off: what outlived the daemon stops now (restart policies below bring
+            // back the containers that ask for it).
+            self.stop_all().await;
+        }
+        self.settle_interrupted().await;
+        // Containers with a restart policy of always come back with the daemon.
+        for c in self.all() {
+            let rec = c.record();
+            let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);
+            let wants = matches!(policy, Some(RestartPolicyNameEnum::ALWAYS))
+                || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED)) && !rec.manually_stopped);
+            if wants && rec.state.status == Status::Exited && rec.state.started_at.is_some() {
+                let this = self.clone();
+                self.spawn_cancellable(async move {
+                    let _op = c.ops.lock().await;
+                    if let Err(e) = this.start_locked(&c).await {
+                        tracing::warn!(container = %c.id, error = %e, "restart at daemon start failed");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Monitors with no container record: a container running under one is stopped (nothing
+    /// can manage it), and the monitor's directory goes.
+    async fn stop_orphan_monitors(&self) {
         for id in self.orphan_monitors() {
             self.shutdown_monitor(&id).await;
             let dir = self.monitor_dir(&id);
@@ -31,89 +62,89 @@ impl Containers {
             }
             let _ = skiff_common::fsutil::remove_all(dir.path());
         }
-        for c in self.all() {
-            let st = c.status();
-            let dir = self.monitor_dir(&c.id);
-            let alive =
-                if dir.socket().exists() { monitor_client::call(&dir, Request::State).await.ok() } else { None };
-            match alive {
-                Some(Response::State { state }) if matches!(state.status, MStatus::Running | MStatus::Paused) => {
-                    let status = if state.status == MStatus::Paused { Status::Paused } else { Status::Running };
-                    let _ = self.update(&c, Durability::Lazy, |r| {
-                        r.state.status = status;
-                        r.state.pid = state.pid.unwrap_or(0);
-                        if let Some(s) = &state.started_at {
-                            r.state.started_at = Some(s.clone());
-                        }
-                        // As dockerd: a re-adopted container's checks start over, from
-                        // `starting` (the last result before the daemon went may not even
-                        // have reached the disk).
-                        if super::health::has_check(&r.config) {
-                            r.state.health = Some(super::health::starting());
-                        }
-                    });
-                    let watcher = async {
-                        let mut w = monitor_client::connect(&dir).await?;
-                        w.send(&Request::Wait).await?;
-                        Ok::<_, std::io::Error>(w)
+    }
+
+    /// Takes back one container from what its monitor says: still running (watch it again),
+    /// exited while we were away (settle the exit), a start or removal the daemon's death cut
+    /// short (finish it).
+    async fn readopt(self: &Arc<Self>, c: &Arc<super::Container>) {
+        let st = c.status();
+        let dir = self.monitor_dir(&c.id);
+        let alive = if dir.socket().exists() { monitor_client::call(&dir, Request::State).await.ok() } else { None };
+        match alive {
+            Some(Response::State { state }) if matches!(state.status, MStatus::Running | MStatus::Paused) => {
+                let status = if state.status == MStatus::Paused { Status::Paused } else { Status::Running };
+                let _ = self.update(c, Durability::Lazy, |r| {
+                    r.state.status = status;
+                    r.state.pid = state.pid.unwrap_or(0);
+                    if let Some(s) = &state.started_at {
+                        r.state.started_at = Some(s.clone());
                     }
-                    .await;
-                    match watcher {
-                        Ok(mut w) => {
-                            // The first reply is Ok (still running) or Exited (just finished).
-                            match w.response().await {
-                                Ok(Some(Response::Ok)) => {
-                                    self.watch_exit(c.clone(), w, Instant::now() - Duration::from_secs(60))
-                                }
-                                Ok(Some(Response::Exited { status })) => {
-                                    self.on_exit(c.clone(), status, Duration::from_secs(60)).await
-                                }
-                                _ => {
-                                    let s = self.exit_from_file(&c.id);
-                                    self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
-                                }
+                    // As dockerd: a re-adopted container's checks start over, from
+                    // `starting` (the last result before the daemon went may not even
+                    // have reached the disk).
+                    if super::health::has_check(&r.config) {
+                        r.state.health = Some(super::health::starting());
+                    }
+                });
+                let watcher = async {
+                    let mut w = monitor_client::connect(&dir).await?;
+                    w.send(&Request::Wait).await?;
+                    Ok::<_, std::io::Error>(w)
+                }
+                .await;
+                match watcher {
+                    Ok(mut w) => {
+                        // The first reply is Ok (still running) or Exited (just finished).
+                        match w.response().await {
+                            Ok(Some(Response::Ok)) => {
+                                self.watch_exit(c.clone(), w, Instant::now() - Duration::from_secs(60))
+                            }
+                            Ok(Some(Response::Exited { status })) => {
+                                self.on_exit(c.clone(), status, Duration::from_secs(60)).await
+                            }
+                            _ => {
+                                let s = self.exit_from_file(&c.id);
+                                self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
                             }
                         }
-                        Err(_) => {
-                            let s = self.exit_from_file(&c.id);
-                            self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
-                        }
                     }
-                    super::health::spawn(self.clone(), c.clone());
-                }
-                // A start killed with the daemon: its monitor still waits to be told.
-                Some(Response::State { state }) if state.status == MStatus::Created => {
-                    self.shutdown_monitor(&c.id).await;
-                    if st.is_live() || st == Status::Restarting {
+                    Err(_) => {
                         let s = self.exit_from_file(&c.id);
                         self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
                     }
                 }
-                // A start whose record was not flushed before a crash still left the monitor's
-                // exit file behind.
-                _ if st.is_live()
-                    || st == Status::Restarting
-                    || (st == Status::Created && dir.exit_file().exists()) =>
-                {
+                super::health::spawn(self.clone(), c.clone());
+            }
+            // A start killed with the daemon: its monitor still waits to be told.
+            Some(Response::State { state }) if state.status == MStatus::Created => {
+                self.shutdown_monitor(&c.id).await;
+                if st.is_live() || st == Status::Restarting {
                     let s = self.exit_from_file(&c.id);
                     self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
                 }
-                // A removal killed with the daemon: finish it.
-                _ if st == Status::Removing => {
-                    if let Err(e) = self.finish_remove(&c).await {
-                        tracing::warn!(container = %c.id, error = %e, "finishing an interrupted removal");
-                    } else {
-                        self.publish(&c.record(), "destroy");
-                    }
-                }
-                _ => {}
             }
+            // A start whose record was not flushed before a crash still left the monitor's
+            // exit file behind.
+            _ if st.is_live() || st == Status::Restarting || (st == Status::Created && dir.exit_file().exists()) => {
+                let s = self.exit_from_file(&c.id);
+                self.on_exit(c.clone(), s, Duration::from_secs(60)).await;
+            }
+            // A removal killed with the daemon: finish it.
+            _ if st == Status::Removing => {
+                if let Err(e) = self.finish_remove(c).await {
+                    tracing::warn!(container = %c.id, error = %e, "finishing an interrupted removal");
+                } else {
+                    self.publish(&c.record(), "destroy");
+                }
+            }
+            _ => {}
         }
-        if !self.defaults.live_restore {
-            // Live restore off: what outlived the daemon stops now (restart policies below bring
-            // back the containers that ask for it).
-            self.stop_all().await;
-        }
+    }
+
+    /// What a daemon killed mid-operation left half done: builds' RUN containers (their
+    /// builds are gone), containers paused by a commit, root filesystems left mounted.
+    async fn settle_interrupted(self: &Arc<Self>) {
         for c in self.all() {
             let rec = c.record();
             if rec.builder {
@@ -139,22 +170,6 @@ impl Containers {
                 // A root filesystem (or a shareable /dev/shm) a crash left mounted.
                 let _ = self.images.snapshots().unmount(&c.id);
                 self.release_shm(&c.id);
-            }
-        }
-        // Containers with a restart policy of always come back with the daemon.
-        for c in self.all() {
-            let rec = c.record();
-            let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);
-            let wants = matches!(policy, Some(RestartPolicyNameEnum::ALWAYS))
-                || (matches!(policy, Some(RestartPolicyNameEnum::UNLESS_STOPPED)) && !rec.manually_stopped);
-            if wants && rec.state.status == Status::Exited && rec.state.started_at.is_some() {
-                let this = self.clone();
-                self.spawn_cancellable(async move {
-                    let _op = c.ops.lock().await;
-                    if let Err(e) = this.start_locked(&c).await {
-                        tracing::warn!(container = %c.id, error = %e, "restart at daemon start failed");
-                    }
-                });
             }
         }
     }

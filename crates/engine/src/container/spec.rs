@@ -329,16 +329,11 @@ fn in_root(rootfs: &Path, dest: &str) -> String {
     }
 }
 
-pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
+/// The container's process: argv (behind `docker-init` with `--init`), user, capabilities,
+/// rlimits, terminal.
+fn process(input: &SpecInput<'_>, tty: bool, no_new_privs: bool) -> Result<Process> {
     let rec = input.rec;
     let hc = &rec.host_config;
-    let privileged = hc.privileged == Some(true);
-    let tty = rec.config.tty == Some(true);
-    let security_opt = hc.security_opt.clone().unwrap_or_default();
-    let no_new_privs = security_opt
-        .iter()
-        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
-
     let mut args = Vec::new();
     if hc.init == Some(true) {
         if input.init_binary.is_none() {
@@ -383,11 +378,14 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     process.set_no_new_privileges(if no_new_privs { Some(true) } else { None });
     process.set_apparmor_profile(None);
     process.set_oom_score_adj(hc.oom_score_adj.map(|v| v as i32));
+    Ok(process)
+}
 
-    let mut root = Root::default();
-    root.set_path(input.rootfs.to_path_buf());
-    root.set_readonly(Some(hc.readonly_rootfs == Some(true)));
-
+/// The container's mounts: the system ones, /dev/shm by IPC mode, the daemon's etc files
+/// (unless the user mounts over them), `--init`, then the user's (parents first).
+fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Mount>> {
+    let rec = input.rec;
+    let hc = &rec.host_config;
     let ro_sys = if privileged { "rw" } else { "ro" };
     let shm_size = hc.shm_size.filter(|s| *s > 0).unwrap_or(64 << 20);
     let shm_opt = format!("size={shm_size}");
@@ -465,7 +463,13 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
             }
         }
     }
+    Ok(mounts)
+}
 
+/// The namespaces the container gets, joins (a shared IPC or network namespace) or shares
+/// with the host.
+fn namespaces(input: &SpecInput<'_>) -> Vec<LinuxNamespace> {
+    let hc = &input.rec.host_config;
     let mut namespaces = Vec::new();
     let mut ns = |t: LinuxNamespaceType, path: Option<PathBuf>| {
         let mut n = LinuxNamespace::default();
@@ -494,6 +498,28 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     if cgroupns_private {
         ns(LinuxNamespaceType::Cgroup, None);
     }
+    namespaces
+}
+
+pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
+    let rec = input.rec;
+    let hc = &rec.host_config;
+    let privileged = hc.privileged == Some(true);
+    let tty = rec.config.tty == Some(true);
+    let security_opt = hc.security_opt.clone().unwrap_or_default();
+    let no_new_privs = security_opt
+        .iter()
+        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+
+    let process = process(input, tty, no_new_privs)?;
+
+    let mut root = Root::default();
+    root.set_path(input.rootfs.to_path_buf());
+    root.set_readonly(Some(hc.readonly_rootfs == Some(true)));
+
+    let mounts = mounts(input, privileged)?;
+
+    let namespaces = namespaces(input);
 
     let mut linux = oci_spec::runtime::Linux::default();
     linux.set_namespaces(Some(namespaces));

@@ -133,6 +133,33 @@ pub struct NetworkRecord {
     pub allocations: BTreeMap<Ipv4Addr, String>,
 }
 
+/// Checks a bridge network's driver options (dockerd's names); returns whether containers on
+/// it may talk to each other (`enable_icc`).
+fn check_bridge_options(options: &BTreeMap<String, String>) -> Result<bool> {
+    let icc = match options.get("com.docker.network.bridge.enable_icc").map(String::as_str) {
+        None => true,
+        Some("true") | Some("1") => true,
+        Some("false") | Some("0") => false,
+        Some(o) => return Err(EngineError::invalid(format!("invalid enable_icc value {o:?}"))),
+    };
+    if let Some(ip) = options.get("com.docker.network.host_ipv4")
+        && ip.parse::<Ipv4Addr>().is_err()
+    {
+        return Err(EngineError::invalid(format!("invalid com.docker.network.host_ipv4 {ip:?}: an IPv4 address")));
+    }
+    if let Some(v) = options.get("com.docker.network.bridge.enable_ip_masquerade")
+        && !matches!(v.as_str(), "true" | "false")
+    {
+        return Err(EngineError::invalid(format!("invalid enable_ip_masquerade value {v:?}")));
+    }
+    if let Some(ip) = options.get("com.docker.network.bridge.host_binding_ipv4")
+        && ip.parse::<Ipv4Addr>().is_err()
+    {
+        return Err(EngineError::invalid(format!("invalid host_binding_ipv4 {ip:?}: an IPv4 address")));
+    }
+    Ok(icc)
+}
+
 fn made_by_us() -> bool {
     true
 }
@@ -186,6 +213,15 @@ pub struct CreateRequest {
     pub enable_ipv6: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
+}
+
+/// A network's addresses as planned at create.
+struct Ipam {
+    subnet: Ipv4Net,
+    user_subnet: bool,
+    gateway: Ipv4Addr,
+    ip_range: Option<Ipv4Net>,
+    aux: BTreeMap<String, Ipv4Addr>,
 }
 
 /// A running container on a network, for `network inspect`.
@@ -350,31 +386,57 @@ impl Networks {
             }
             None => format!("br-{}", &id[..12]),
         };
-        let icc = match req.options.get("com.docker.network.bridge.enable_icc").map(String::as_str) {
-            None => true,
-            Some("true") | Some("1") => true,
-            Some("false") | Some("0") => false,
-            Some(o) => return Err(EngineError::invalid(format!("invalid enable_icc value {o:?}"))),
+        let icc = check_bridge_options(&req.options)?;
+        let nl = self.netlink().await?;
+        let Ipam { subnet, user_subnet, gateway, ip_range, aux } = self.plan_ipam(&inner, &req, nl).await?;
+        let own_bridge = nl.index_of(&bridge).await.map_err(EngineError::from_cause)?.is_none();
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name,
+            driver: "bridge".into(),
+            created: skiff_common::timefmt::now(),
+            builtin: false,
+            bridge,
+            own_bridge,
+            subnet: Some(subnet),
+            gateway: Some(gateway),
+            ip_range,
+            aux,
+            user_subnet,
+            internal: req.internal,
+            attachable: req.attachable,
+            icc,
+            labels: req.labels,
+            options: req.options,
+            last_ip: None,
+            allocations: BTreeMap::new(),
         };
-        if let Some(ip) = req.options.get("com.docker.network.host_ipv4")
-            && ip.parse::<Ipv4Addr>().is_err()
-        {
-            return Err(EngineError::invalid(format!("invalid com.docker.network.host_ipv4 {ip:?}: an IPv4 address")));
+        self.bring_up(&mut inner, &rec).await?;
+        if let Err(e) = self.persist(&rec) {
+            if rec.own_bridge {
+                let _ = nl.delete_link(&rec.bridge).await;
+            }
+            return Err(e);
         }
-        if let Some(v) = req.options.get("com.docker.network.bridge.enable_ip_masquerade")
-            && !matches!(v.as_str(), "true" | "false")
-        {
-            return Err(EngineError::invalid(format!("invalid enable_ip_masquerade value {v:?}")));
-        }
-        if let Some(ip) = req.options.get("com.docker.network.bridge.host_binding_ipv4")
-            && ip.parse::<Ipv4Addr>().is_err()
-        {
-            return Err(EngineError::invalid(format!("invalid host_binding_ipv4 {ip:?}: an IPv4 address")));
-        }
+        inner.nets.insert(id.clone(), rec.clone());
+        self.start_dns(&mut inner, &rec).await;
+        self.sync_firewall(&mut inner, false).await;
+        drop(inner);
+        self.publish(&rec, "create", &[]);
+        Ok(rec)
+    }
+
+    /// The network's addresses: the requested subnet (or a free one from the pools), gateway,
+    /// allocation range and reserved addresses, checked against each other and other networks.
+    async fn plan_ipam(
+        &self,
+        inner: &sandbox::Inner,
+        req: &CreateRequest,
+        nl: &skiff_net::link::Netlink,
+    ) -> Result<Ipam> {
         let parse_net = |what: &str, s: &str| -> Result<Ipv4Net> {
             s.parse::<Ipv4Net>().map_err(|_| EngineError::invalid(format!("invalid {what} {s:?}")))
         };
-        let nl = self.netlink().await?;
         let (subnet, user_subnet) = match req.subnet.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => {
                 let n = parse_net("subnet", s)?.trunc();
@@ -431,41 +493,7 @@ impl Networks {
             }
             aux.insert(k.clone(), ip);
         }
-        let own_bridge = nl.index_of(&bridge).await.map_err(EngineError::from_cause)?.is_none();
-        let rec = NetworkRecord {
-            id: id.clone(),
-            name,
-            driver: "bridge".into(),
-            created: skiff_common::timefmt::now(),
-            builtin: false,
-            bridge,
-            own_bridge,
-            subnet: Some(subnet),
-            gateway: Some(gateway),
-            ip_range,
-            aux,
-            user_subnet,
-            internal: req.internal,
-            attachable: req.attachable,
-            icc,
-            labels: req.labels,
-            options: req.options,
-            last_ip: None,
-            allocations: BTreeMap::new(),
-        };
-        self.bring_up(&mut inner, &rec).await?;
-        if let Err(e) = self.persist(&rec) {
-            if rec.own_bridge {
-                let _ = nl.delete_link(&rec.bridge).await;
-            }
-            return Err(e);
-        }
-        inner.nets.insert(id.clone(), rec.clone());
-        self.start_dns(&mut inner, &rec).await;
-        self.sync_firewall(&mut inner, false).await;
-        drop(inner);
-        self.publish(&rec, "create", &[]);
-        Ok(rec)
+        Ok(Ipam { subnet, user_subnet, gateway, ip_range, aux })
     }
 
     /// `docker network rm`.

@@ -9,8 +9,14 @@ cargo fmt --all --check
 # Boundaries: the API crate talks to the engine's public surface only — no filesystem, image
 # store, database or layer access of its own (docs/ARCHITECTURE.md); skiff-build never needs the
 # engine.
-if grep -rnE 'std::fs::|\.store\b|\.db\b|skiff_image::(layer|layers|store|db|snapshot|fsutil|content)' crates/api/src; then
+if grep -rnE 'std::fs::|\.store\b|\.db\b|skiff_(image|runtime|distribution|net)::' crates/api/src; then
     echo "crates/api reaches below the engine (see above)" >&2
+    exit 1
+fi
+# Of the workspace's crates, the API depends on the engine and skiff-common only.
+api_deps=$(cargo tree --locked -p skiff-api -e normal --depth 1 | grep -oE 'skiff-[a-z]+' | sort -u | tr '\n' ' ')
+if [ "$api_deps" != "skiff-api skiff-common skiff-engine " ]; then
+    echo "skiff-api depends on more than skiff-engine and skiff-common: $api_deps" >&2
     exit 1
 fi
 build_deps=$(cargo tree --locked -p skiff-build -e normal)

@@ -164,7 +164,7 @@ pub async fn write_log_and_close<IO: AsyncWrite + Unpin>(
         let bytes = if tty {
             l.data
         } else {
-            mux(if l.stream == skiff_runtime::logfile::Stream::Stdout { 1 } else { 2 }, &l.data)
+            mux(if l.stream == skiff_engine::types::Stream::Stdout { 1 } else { 2 }, &l.data)
         };
         if io.write_all(&bytes).await.is_err() {
             return;

@@ -16,6 +16,7 @@ pub mod images;
 pub mod network;
 pub mod security;
 pub mod system;
+pub mod types;
 pub mod volume_ops;
 pub mod volumes;
 

@@ -16,7 +16,7 @@ use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRe
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
-use skiff_runtime::protocol::Streams;
+use skiff_engine::types::Streams;
 use tokio::sync::mpsc;
 
 use super::{ArchiveReader, ArchiveWriter, ContainerBackend, NetworkBackend, VolumeBackend};
@@ -39,7 +39,7 @@ impl ContainerBackend for Engine {
     ) -> Result<(String, Vec<String>)> {
         if let Some(pl) = platform {
             // An image for another platform is not the image asked for (dockerd: not found).
-            let want = skiff_image::spec::Platform::parse(&pl).map_err(EngineError::invalid)?;
+            let want = skiff_engine::types::Platform::parse(&pl).map_err(EngineError::invalid)?;
             let image = body.image.clone().unwrap_or_default();
             if let Some(have) = self.images.platform_of(&image)
                 && !want.matches(&have)

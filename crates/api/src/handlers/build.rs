@@ -34,8 +34,8 @@ fn build_request(p: &Params, experimental: bool) -> ApiResult<BuildRequest> {
         )));
     }
     if let Some(pl) = p.string("platform").filter(|s| !s.is_empty()) {
-        let host = skiff_image::spec::Platform::host();
-        let want = skiff_image::spec::Platform::parse(&pl).map_err(ApiError::bad_request)?;
+        let host = skiff_engine::types::Platform::host();
+        let want = skiff_engine::types::Platform::parse(&pl).map_err(ApiError::bad_request)?;
         if !want.matches(&host) {
             return Err(ApiError::bad_request(format!(
                 "only the host platform ({}/{}) can be built, not {pl}",
@@ -45,7 +45,7 @@ fn build_request(p: &Params, experimental: bool) -> ApiResult<BuildRequest> {
     }
     let mut tags = Vec::new();
     for t in p.all("t") {
-        let r = skiff_image::Reference::parse_normalized(&t)
+        let r = skiff_engine::types::Reference::parse_normalized(&t)
             .map_err(|err| ApiError::bad_request(format!("invalid tag {t:?}: {err}")))?;
         tags.push(r.with_default_tag());
     }

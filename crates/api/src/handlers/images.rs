@@ -50,7 +50,7 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
         }
         let reference = match p.string("repo") {
             Some(repo) => {
-                let r = skiff_image::Reference::parse_normalized(&repo)
+                let r = skiff_engine::types::Reference::parse_normalized(&repo)
                     .map_err(|err| ApiError::bad_request(err.to_string()))?;
                 Some(match p.string("tag") {
                     Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
@@ -72,7 +72,7 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
     }
     let image =
         p.string("fromImage").ok_or_else(|| ApiError::bad_request("either fromSrc or fromImage must be given"))?;
-    let r = skiff_image::Reference::parse_normalized(&image).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let r = skiff_engine::types::Reference::parse_normalized(&image).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let r = match p.string("tag") {
         Some(t) if r.tag().is_none() && r.digest().is_none() => {
             if t.starts_with("sha256:") {
@@ -87,7 +87,7 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
     let platform = p.string("platform");
     if let Some(pl) = platform.as_deref().filter(|p| !p.is_empty()) {
         // A malformed platform is the request's fault, before any progress is streamed.
-        skiff_image::spec::Platform::parse(pl).map_err(ApiError::bad_request)?;
+        skiff_engine::types::Platform::parse(pl).map_err(ApiError::bad_request)?;
     }
     let e2 = e.clone();
     registry_stream(move |sink| async move { e2.images.pull(&r, platform.as_deref(), creds, sink).await.map(|_| ()) })
@@ -170,7 +170,7 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
         }
         (Method::POST, "push") => {
             let r =
-                skiff_image::Reference::parse_normalized(name).map_err(|err| ApiError::bad_request(err.to_string()))?;
+                skiff_engine::types::Reference::parse_normalized(name).map_err(|err| ApiError::bad_request(err.to_string()))?;
             let r = match p.string("tag").filter(|t| !t.is_empty()) {
                 Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
                 None => r,
@@ -183,8 +183,8 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
 }
 
 /// Credentials the docker CLI sends in `X-Registry-Auth`.
-fn registry_auth(h: &axum::http::HeaderMap) -> Option<skiff_distribution::Credentials> {
-    h.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).and_then(skiff_distribution::Credentials::from_header)
+fn registry_auth(h: &axum::http::HeaderMap) -> Option<skiff_engine::types::Credentials> {
+    h.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).and_then(skiff_engine::types::Credentials::from_header)
 }
 
 fn progress_bar(cur: u64, total: u64) -> String {
@@ -204,8 +204,8 @@ fn human_size(n: u64) -> String {
 }
 
 /// Docker's JSON progress message for one event.
-fn progress_json(p: skiff_distribution::Progress) -> serde_json::Value {
-    use skiff_distribution::Progress as P;
+fn progress_json(p: skiff_engine::types::Progress) -> serde_json::Value {
+    use skiff_engine::types::Progress as P;
     match p {
         P::Status(s) => serde_json::json!({ "status": s }),
         P::Item { id, status, current, total } => match (current, total) {
@@ -225,11 +225,11 @@ fn progress_json(p: skiff_distribution::Progress) -> serde_json::Value {
 /// error before the first message is an HTTP error; after it, an `errorDetail` message.
 async fn registry_stream<F, Fut>(run: F) -> ApiResult<Response>
 where
-    F: FnOnce(skiff_distribution::Sink) -> Fut + Send + 'static,
+    F: FnOnce(skiff_engine::types::Sink) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = skiff_engine::error::Result<()>> + Send + 'static,
 {
     let (utx, mut urx) = mpsc::unbounded_channel::<serde_json::Value>();
-    let sink: skiff_distribution::Sink = Arc::new(move |p| {
+    let sink: skiff_engine::types::Sink = Arc::new(move |p| {
         let _ = utx.send(progress_json(p));
     });
     let mut task = tokio::spawn(run(sink));
@@ -282,7 +282,7 @@ where
 
 /// `POST /auth`: checks credentials against a registry.
 pub async fn auth(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> ApiResult<Response> {
-    let c: skiff_distribution::Credentials = super::json_body(&body)?;
+    let c: skiff_engine::types::Credentials = super::json_body(&body)?;
     let server = c.server_address.clone();
     e.images.login(&server, c).await?;
     Ok(json(&serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" })))

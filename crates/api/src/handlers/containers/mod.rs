@@ -13,8 +13,8 @@ use base64::Engine as _;
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerUpdateBody, ContainerWaitResponse};
 use skiff_engine::container::list::ListOptions;
 use skiff_engine::container::logs::{LogOptions, parse_time};
-use skiff_runtime::logfile::Stream;
-use skiff_runtime::protocol::Streams;
+use skiff_engine::types::Stream;
+use skiff_engine::types::Streams;
 use tokio::sync::mpsc;
 
 use super::{from_json_value, json, json_body, json_value, no_content};
@@ -524,7 +524,7 @@ pub async fn commit<B: ContainerBackend>(
     let container = p.string("container").ok_or_else(|| ApiError::bad_request("missing container"))?;
     let reference = match p.string("repo") {
         Some(repo) => {
-            let r = skiff_image::Reference::parse_normalized(&repo)
+            let r = skiff_engine::types::Reference::parse_normalized(&repo)
                 .map_err(|err| ApiError::bad_request(err.to_string()))?;
             Some(match p.string("tag") {
                 Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,

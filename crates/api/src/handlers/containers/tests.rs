@@ -16,7 +16,7 @@ use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
 use skiff_engine::{EngineError, Result};
-use skiff_runtime::protocol::Streams;
+use skiff_engine::types::Streams;
 use tokio::sync::mpsc;
 
 use crate::backend::{ArchiveReader, ArchiveWriter, ContainerBackend};
@@ -115,7 +115,7 @@ impl ContainerBackend for Fake {
         self.op(key, format!("logs {key} tail={:?} follow={} since={}", opts.tail, opts.follow, opts.since.is_some()))?;
         let (tx, rx) = mpsc::channel(2);
         let line = |s: &'static str| LogLine {
-            stream: skiff_runtime::logfile::Stream::Stdout,
+            stream: skiff_engine::types::Stream::Stdout,
             time: "2026-12-07T00:00:00.000000000Z".into(),
             data: bytes::Bytes::from_static(s.as_bytes()),
             attrs: None,

@@ -13,10 +13,10 @@ use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
+use skiff_engine::types::Streams;
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
-use skiff_engine::types::Streams;
 use tokio::sync::mpsc;
 
 use super::{ArchiveReader, ArchiveWriter, ContainerBackend, NetworkBackend, VolumeBackend};

@@ -20,9 +20,9 @@ use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
+use skiff_engine::types::Streams;
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
-use skiff_engine::types::Streams;
 use tokio::sync::mpsc;
 
 /// A writer the backend streams an archive into (the response body's pipe).

@@ -72,7 +72,8 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
     }
     let image =
         p.string("fromImage").ok_or_else(|| ApiError::bad_request("either fromSrc or fromImage must be given"))?;
-    let r = skiff_engine::types::Reference::parse_normalized(&image).map_err(|err| ApiError::bad_request(err.to_string()))?;
+    let r = skiff_engine::types::Reference::parse_normalized(&image)
+        .map_err(|err| ApiError::bad_request(err.to_string()))?;
     let r = match p.string("tag") {
         Some(t) if r.tag().is_none() && r.digest().is_none() => {
             if t.starts_with("sha256:") {
@@ -169,8 +170,8 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
             Ok(Response::builder().status(201).body(Body::empty()).map_err(internal)?)
         }
         (Method::POST, "push") => {
-            let r =
-                skiff_engine::types::Reference::parse_normalized(name).map_err(|err| ApiError::bad_request(err.to_string()))?;
+            let r = skiff_engine::types::Reference::parse_normalized(name)
+                .map_err(|err| ApiError::bad_request(err.to_string()))?;
             let r = match p.string("tag").filter(|t| !t.is_empty()) {
                 Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
                 None => r,

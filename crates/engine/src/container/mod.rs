@@ -22,6 +22,7 @@ pub mod names;
 pub mod net;
 pub mod record;
 mod remove;
+mod request;
 mod restore;
 pub mod rootfs;
 pub mod spec;

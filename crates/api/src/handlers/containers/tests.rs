@@ -15,8 +15,8 @@ use skiff_engine::container::commit::CommitOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
-use skiff_engine::{EngineError, Result};
 use skiff_engine::types::Streams;
+use skiff_engine::{EngineError, Result};
 use tokio::sync::mpsc;
 
 use crate::backend::{ArchiveReader, ArchiveWriter, ContainerBackend};

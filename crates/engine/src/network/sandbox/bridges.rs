@@ -1,0 +1,123 @@
+//! Bridges and the firewall: bringing a network's bridge up (once per daemon) and rewriting
+//! the daemon's chains from the networks and published ports.
+
+use skiff_net::firewall::{NetworkRules, PortRule};
+use std::path::Path;
+
+use skiff_net::link;
+
+use super::super::{NetworkRecord, Networks};
+use super::{Inner, io_err, outgoing_of};
+use crate::error::{EngineError, Result};
+
+impl Networks {
+    /// Host settings every bridge needs: forwarding, and bridged traffic through iptables
+    /// (published ports reached from the same bridge, `--icc=false`).
+    fn host_sysctls(&self, inner: &mut Inner) {
+        if inner.host_sysctls_done {
+            return;
+        }
+        inner.host_sysctls_done = true;
+        if let Err(e) = link::sysctl("net/ipv4/ip_forward", "1") {
+            tracing::warn!("enabling IPv4 forwarding: {e}");
+        }
+        if !Path::new("/proc/sys/net/bridge").exists() {
+            let _ = std::process::Command::new("modprobe")
+                .arg("br_netfilter")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        if let Err(e) = link::sysctl("net/bridge/bridge-nf-call-iptables", "1") {
+            tracing::warn!(
+                "br_netfilter is not available ({e}): containers reaching published ports of their own network and --icc=false may not work"
+            );
+        }
+    }
+
+    /// Creates a network's bridge (if needed) with its gateway address, up.
+    pub(in crate::network) async fn bring_up(&self, inner: &mut Inner, rec: &NetworkRecord) -> Result<u32> {
+        if let Some(i) = inner.ready_bridges.get(&rec.bridge) {
+            return Ok(*i);
+        }
+        self.host_sysctls(inner);
+        let gw =
+            rec.gateway_net().ok_or_else(|| EngineError::internal(format!("network {} has no gateway", rec.name)))?;
+        let mtu = rec.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok()).or(self.cfg.mtu);
+        let nl = self.netlink().await?;
+        if !rec.own_bridge
+            && nl.index_of(&rec.bridge).await.map_err(io_err)?.is_none()
+            && let Some(known) = inner.nets.get_mut(&rec.id)
+        {
+            // Not there (any more): the bridge we make is ours to remove. Recorded before it
+            // is made, so a crash in between cannot leave a bridge nobody removes.
+            known.own_bridge = true;
+            self.db.put(super::super::TABLE, &known.id, &*known, skiff_image::db::Durability::Sync)?;
+        }
+        let index = nl.ensure_bridge(&rec.bridge, gw, mtu).await.map_err(io_err)?;
+        // Published ports on 127.0.0.1: DNATed packets keep their loopback source on the way
+        // to the bridge.
+        if let Err(e) = link::sysctl(&format!("net/ipv4/conf/{}/route_localnet", rec.bridge), "1") {
+            tracing::warn!(bridge = %rec.bridge, "route_localnet: {e}");
+        }
+        inner.ready_bridges.insert(rec.bridge.clone(), index);
+        Ok(index)
+    }
+
+    /// Rewrites the firewall chains if the rules changed (always when `force`).
+    pub(in crate::network) async fn sync_firewall(&self, inner: &mut Inner, force: bool) {
+        if !self.cfg.iptables {
+            return;
+        }
+        let nets: Vec<NetworkRules> = inner
+            .nets
+            .values()
+            .filter(|n| n.is_bridge())
+            .filter_map(|n| {
+                Some(NetworkRules {
+                    bridge: n.bridge.clone(),
+                    subnet: n.subnet?,
+                    internal: n.internal,
+                    icc: n.icc,
+                    outgoing: outgoing_of(&n.options),
+                })
+            })
+            .collect();
+        let mut rules = Vec::new();
+        let mut ids: Vec<&String> = inner.live.keys().collect();
+        ids.sort();
+        for id in ids {
+            let l = &inner.live[id];
+            let Some((bridge, ip)) = l.endpoints.iter().find_map(|e| {
+                let n = inner.nets.get(&e.network_id)?;
+                (!n.internal).then_some((n.bridge.clone(), e.live.as_ref()?.ip))
+            }) else {
+                continue;
+            };
+            for (m, _) in &l.ports {
+                rules.push(PortRule {
+                    proto: m.proto,
+                    host_ip: m.host_ip,
+                    host_port: m.host_port,
+                    container_ip: ip,
+                    container_port: m.container_port,
+                    bridge: bridge.clone(),
+                });
+            }
+        }
+        let text = self.firewall.render(&nets, &rules);
+        if !force && inner.applied.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let fw = self.firewall.clone();
+        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules)).await;
+        match r {
+            Ok(Ok(())) => inner.applied = Some(text),
+            Ok(Err(e)) => {
+                tracing::error!("applying firewall rules: {e}");
+                inner.applied = None;
+            }
+            Err(e) => tracing::error!("applying firewall rules: {e}"),
+        }
+    }
+}

@@ -482,9 +482,8 @@ pub async fn logs(c: &Client, a: LogsArgs) -> anyhow::Result<u8> {
         q.push(("until", u.clone()));
     }
     let resp = c.request(Method::GET, &format!("/containers/{}/logs{}", a.container, query(&q))).await?;
-    let mut pending: Vec<u8> = Vec::new();
+    let mut demux = crate::stream::Demux::default();
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
     for_each_chunk(resp, |b| {
         if tty {
             let mut o = stdout.lock();
@@ -492,22 +491,7 @@ pub async fn logs(c: &Client, a: LogsArgs) -> anyhow::Result<u8> {
             o.flush()?;
             return Ok(());
         }
-        pending.extend_from_slice(&b);
-        while pending.len() >= 8 {
-            let len = u32::from_be_bytes([pending[4], pending[5], pending[6], pending[7]]) as usize;
-            if pending.len() < 8 + len {
-                break;
-            }
-            let stream = pending[0];
-            let data: Vec<u8> = pending.drain(..8 + len).skip(8).collect();
-            if stream == 2 {
-                stderr.lock().write_all(&data)?;
-            } else {
-                let mut o = stdout.lock();
-                o.write_all(&data)?;
-                o.flush()?;
-            }
-        }
+        demux.feed(&b, crate::stream::write_to_std)?;
         Ok(())
     })
     .await?;

@@ -54,10 +54,6 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/info", get(system::info))
         .route("/events", get(system::events))
         .route("/system/df", get(system::df))
-        .route("/containers/{id}/exec", post(exec::create))
-        .route("/exec/{id}/start", post(exec::start))
-        .route("/exec/{id}/resize", post(exec::resize))
-        .route("/exec/{id}/json", get(exec::inspect))
         .route("/auth", post(images::auth))
         .route("/build", post(handlers::build::build))
         .route("/build/prune", post(handlers::build::prune))
@@ -84,7 +80,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .with_state(engine.clone())
         .merge(c::routes(engine.clone()))
         .merge(n::routes(engine.clone()))
-        .merge(v::routes(engine))
+        .merge(v::routes(engine.clone()))
+        .merge(exec::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
-    ContainerTopResponse, ContainerUpdateBody, EndpointSettings, FilesystemChange,
+    ContainerTopResponse, ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange,
 };
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
@@ -19,7 +19,7 @@ use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
 use tokio::sync::mpsc;
 
-use super::{ArchiveReader, ArchiveWriter, ContainerBackend, NetworkBackend, VolumeBackend};
+use super::{ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, NetworkBackend, VolumeBackend};
 
 /// Runs blocking work (walking a container's filesystem) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -241,5 +241,37 @@ impl NetworkBackend for Engine {
 
     async fn disconnect(&self, network: &str, container: &str, force: bool) -> Result<()> {
         self.containers.disconnect(network, container, force).await
+    }
+}
+
+impl ExecBackend for Engine {
+    fn create(&self, container: &str, config: ExecConfig) -> Result<String> {
+        self.containers.exec_create(container, config)
+    }
+
+    fn config(&self, id: &str) -> Result<ExecConfig> {
+        Ok(self.containers.execs.get(id)?.config.clone())
+    }
+
+    fn startable(&self, id: &str) -> Result<()> {
+        self.containers.exec_startable(id)
+    }
+
+    async fn start(
+        &self,
+        id: &str,
+        detach: bool,
+        tty: Option<bool>,
+        console_size: Option<(u16, u16)>,
+    ) -> Result<Option<AttachHandle>> {
+        self.containers.exec_start(id, detach, tty, console_size).await
+    }
+
+    async fn resize(&self, id: &str, height: u16, width: u16) -> Result<()> {
+        self.containers.exec_resize(id, height, width).await
+    }
+
+    fn inspect(&self, id: &str) -> Result<ExecInspectResponse> {
+        self.containers.exec_inspect(id)
     }
 }

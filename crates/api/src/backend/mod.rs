@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, ContainerTopResponse,
-    ContainerUpdateBody, EndpointSettings, FilesystemChange,
+    ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange,
 };
 use skiff_engine::Result;
 use skiff_engine::container::archive::PathStat;
@@ -130,4 +130,24 @@ pub trait NetworkBackend: Send + Sync + 'static {
         settings: Option<EndpointSettings>,
     ) -> impl Future<Output = Result<()>> + Send;
     fn disconnect(&self, network: &str, container: &str, force: bool) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// `/containers/{id}/exec` and `/exec/...`.
+pub trait ExecBackend: Send + Sync + 'static {
+    /// Creates an exec instance in a running container; its ID.
+    fn create(&self, container: &str, config: ExecConfig) -> Result<String>;
+    /// The configuration the instance was created with.
+    fn config(&self, id: &str) -> Result<ExecConfig>;
+    /// Whether it may start now (not run yet, its container running).
+    fn startable(&self, id: &str) -> Result<()>;
+    /// Starts it; unless `detach`, the handle of its streams.
+    fn start(
+        &self,
+        id: &str,
+        detach: bool,
+        tty: Option<bool>,
+        console_size: Option<(u16, u16)>,
+    ) -> impl Future<Output = Result<Option<AttachHandle>>> + Send;
+    fn resize(&self, id: &str, height: u16, width: u16) -> impl Future<Output = Result<()>> + Send;
+    fn inspect(&self, id: &str) -> Result<ExecInspectResponse>;
 }

@@ -2,25 +2,45 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use bollard_stubs::models::{ExecConfig, ExecStartConfig};
-use skiff_engine::Engine;
 
 use super::{json, json_body};
+use crate::backend::ExecBackend;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
 
-pub async fn create(State(e): State<Arc<Engine>>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+/// The exec routes on `backend`.
+pub fn routes<B: ExecBackend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/containers/{id}/exec", post(create::<B>))
+        .route("/exec/{id}/start", post(start::<B>))
+        .route("/exec/{id}/resize", post(resize::<B>))
+        .route("/exec/{id}/json", get(inspect::<B>))
+        .with_state(backend)
+}
+
+pub async fn create<B: ExecBackend>(
+    State(b): State<Arc<B>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let cfg: ExecConfig = json_body(&body)?;
-    let exec_id = e.containers.exec_create(&id, cfg)?;
+    let exec_id = b.create(&id, cfg)?;
     Ok((StatusCode::CREATED, axum::Json(serde_json::json!({ "Id": exec_id }))).into_response())
 }
 
-pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Request) -> ApiResult<Response> {
+pub async fn start<B: ExecBackend>(
+    State(b): State<Arc<B>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|err| ApiError::bad_request(err.to_string()))?;
     let cfg: ExecStartConfig = json_body(&bytes)?;
@@ -30,25 +50,24 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Re
         .as_ref()
         .filter(|s| s.len() == 2 && s[0] > 0)
         .map(|s| (s[0].min(u16::MAX as usize) as u16, s[1].min(u16::MAX as usize) as u16));
-    let inst = e.containers.execs.get(&id)?;
-    let tty = cfg.tty.or(inst.config.tty).unwrap_or(false);
+    let config = b.config(&id)?;
+    let tty = cfg.tty.or(config.tty).unwrap_or(false);
     // Detach keys: the exec's own (`docker exec --detach-keys`), else ctrl-p ctrl-q.
-    let keys = match inst.config.detach_keys.as_deref().filter(|k| !k.is_empty()) {
+    let keys = match config.detach_keys.as_deref().filter(|k| !k.is_empty()) {
         Some(k) => {
             stream::parse_detach_keys(k).ok_or_else(|| ApiError::bad_request(format!("invalid detach keys: {k}")))?
         }
         None => vec![16, 17],
     };
-    e.containers.exec_startable(&id)?;
+    b.startable(&id)?;
     let req = Request::from_parts(parts, axum::body::Body::empty());
     if detach {
-        e.containers.exec_start(&id, true, cfg.tty, size).await?;
+        b.start(&id, true, cfg.tty, size).await?;
         return Ok(StatusCode::OK.into_response());
     }
     if req.headers().get(axum::http::header::UPGRADE).is_none() {
-        let handle = e
-            .containers
-            .exec_start(&id, false, cfg.tty, size)
+        let handle = b
+            .start(&id, false, cfg.tty, size)
             .await?
             .ok_or_else(|| ApiError(skiff_engine::EngineError::internal("exec detached")))?;
         return Ok(super::containers::hijack(req, handle, None).await);
@@ -60,7 +79,7 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Re
     crate::tasks::spawn(async move {
         let Ok(up) = on_upgrade.await else { return };
         let io = hyper_util::rt::TokioIo::new(up);
-        match e.containers.exec_start(&id, false, cfg.tty, size).await {
+        match b.start(&id, false, cfg.tty, size).await {
             Ok(Some(handle)) => stream::relay(io, handle, Some(keys)).await,
             Ok(None) => {}
             Err(err) => stream::write_error(io, &err.message, tty).await,
@@ -69,18 +88,22 @@ pub async fn start(State(e): State<Arc<Engine>>, Path(id): Path<String>, req: Re
     Ok(stream::upgraded_response(tty))
 }
 
-pub async fn resize(
-    State(e): State<Arc<Engine>>,
+pub async fn resize<B: ExecBackend>(
+    State(b): State<Arc<B>>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let h = p.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
     let w = p.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    e.containers.exec_resize(&id, h, w).await?;
+    b.resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-pub async fn inspect(State(e): State<Arc<Engine>>, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(json(&e.containers.exec_inspect(&id)?))
+pub async fn inspect<B: ExecBackend>(State(b): State<Arc<B>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(&b.inspect(&id)?))
 }
+
+#[cfg(test)]
+#[path = "exec_tests.rs"]
+mod tests;

@@ -49,11 +49,6 @@ pub(crate) async fn not_found(body: Body) -> Response {
 /// The Engine API routes.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/_ping", get(system::ping).head(system::ping))
-        .route("/version", get(system::version))
-        .route("/info", get(system::info))
-        .route("/events", get(system::events))
-        .route("/system/df", get(system::df))
         .route("/auth", post(images::auth))
         .route("/build", post(handlers::build::build))
         .route("/build/prune", post(handlers::build::prune))
@@ -81,7 +76,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(c::routes(engine.clone()))
         .merge(n::routes(engine.clone()))
         .merge(v::routes(engine.clone()))
-        .merge(exec::routes(engine))
+        .merge(exec::routes(engine.clone()))
+        .merge(system::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 

@@ -1,10 +1,12 @@
 //! The backends on the real engine: one call (or a few) per method, nothing else.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange,
+    SystemDataUsageResponse, SystemInfo, SystemVersion,
 };
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
@@ -12,14 +14,17 @@ use skiff_engine::container::commit::CommitOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
+use skiff_engine::events::Event;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 use skiff_engine::types::Streams;
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
-use super::{ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, NetworkBackend, VolumeBackend};
+use super::{
+    ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, NetworkBackend, SystemBackend, VolumeBackend,
+};
 
 /// Runs blocking work (walking a container's filesystem) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -273,5 +278,23 @@ impl ExecBackend for Engine {
 
     fn inspect(&self, id: &str) -> Result<ExecInspectResponse> {
         self.containers.exec_inspect(id)
+    }
+}
+
+impl SystemBackend for Engine {
+    fn version(&self) -> SystemVersion {
+        Engine::version(self)
+    }
+
+    fn info(&self) -> SystemInfo {
+        Engine::info(self)
+    }
+
+    fn df(&self) -> Result<SystemDataUsageResponse> {
+        Engine::df(self)
+    }
+
+    fn subscribe(&self) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
+        self.events.subscribe()
     }
 }

@@ -7,10 +7,12 @@ pub mod engine;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::{Read, Write};
+use std::sync::Arc;
 
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, ContainerTopResponse,
-    ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange,
+    ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange, SystemDataUsageResponse,
+    SystemInfo, SystemVersion,
 };
 use skiff_engine::Result;
 use skiff_engine::container::archive::PathStat;
@@ -19,11 +21,12 @@ use skiff_engine::container::commit::CommitOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
+use skiff_engine::events::Event;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 use skiff_engine::types::Streams;
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 /// A writer the backend streams an archive into (the response body's pipe).
 pub type ArchiveWriter<'a> = &'a mut (dyn Write + Send);
@@ -150,4 +153,14 @@ pub trait ExecBackend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<AttachHandle>>> + Send;
     fn resize(&self, id: &str, height: u16, width: u16) -> impl Future<Output = Result<()>> + Send;
     fn inspect(&self, id: &str) -> Result<ExecInspectResponse>;
+}
+
+/// `/_ping`, `/version`, `/info`, `/events`, `/system/df`.
+pub trait SystemBackend: Send + Sync + 'static {
+    fn version(&self) -> SystemVersion;
+    fn info(&self) -> SystemInfo;
+    /// Blocking (it walks the disk): `docker system df`.
+    fn df(&self) -> Result<SystemDataUsageResponse>;
+    /// The events kept so far and the live ones from now on.
+    fn subscribe(&self) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 }

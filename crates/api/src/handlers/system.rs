@@ -3,18 +3,31 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use skiff_engine::Engine;
+use axum::routing::get;
 use skiff_engine::events::EventFilter;
 use skiff_engine::system::API_VERSION;
 use tokio::sync::mpsc;
 
 use super::json;
+use crate::backend::SystemBackend;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
+
+/// The system routes on `backend`.
+pub fn routes<B: SystemBackend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version::<B>))
+        .route("/info", get(info::<B>))
+        .route("/events", get(events::<B>))
+        .route("/system/df", get(df::<B>))
+        .with_state(backend)
+}
 
 pub async fn ping() -> Response {
     let mut r = "OK".into_response();
@@ -29,22 +42,21 @@ pub async fn ping() -> Response {
     r
 }
 
-pub async fn version(State(e): State<Arc<Engine>>) -> Response {
-    json(&e.version())
+pub async fn version<B: SystemBackend>(State(b): State<Arc<B>>) -> Response {
+    json(&b.version())
 }
 
-pub async fn info(
-    State(e): State<Arc<Engine>>,
+pub async fn info<B: SystemBackend>(
+    State(b): State<Arc<B>>,
     axum::extract::Extension(v): axum::extract::Extension<crate::version::ApiVersion>,
 ) -> Response {
-    let mut doc = serde_json::to_value(e.info()).unwrap_or_default();
+    let mut doc = serde_json::to_value(b.info()).unwrap_or_default();
     crate::version::adapt::info(v, &mut doc);
     json(&doc)
 }
 
-pub async fn df(State(e): State<Arc<Engine>>) -> ApiResult<Response> {
-    let e2 = e.clone();
-    let df = tokio::task::spawn_blocking(move || e2.df())
+pub async fn df<B: SystemBackend>(State(b): State<Arc<B>>) -> ApiResult<Response> {
+    let df = tokio::task::spawn_blocking(move || b.df())
         .await
         .map_err(|err| ApiError(skiff_engine::EngineError::internal(err.to_string())))??;
     Ok(json(&df))
@@ -54,7 +66,7 @@ fn parse_ts(s: &str) -> ApiResult<SystemTime> {
     skiff_engine::container::logs::parse_time(s).map_err(ApiError)
 }
 
-pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn events<B: SystemBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let since = p.string("since").map(|s| parse_ts(&s)).transpose()?;
     let until = p.string("until").map(|s| parse_ts(&s)).transpose()?;
@@ -65,7 +77,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
     };
     let since_ns = since.map(nanos);
     let until_ns = until.map(nanos);
-    let (history, mut live) = e.events.subscribe();
+    let (history, mut live) = b.subscribe();
     let (tx, rx) = mpsc::channel(256);
     crate::tasks::spawn(async move {
         let to_json = |ev: &skiff_engine::events::Event| {
@@ -121,3 +133,7 @@ pub async fn events(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiR
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
 }
+
+#[cfg(test)]
+#[path = "system_tests.rs"]
+mod tests;

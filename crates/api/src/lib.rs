@@ -49,15 +49,8 @@ pub(crate) async fn not_found(body: Body) -> Response {
 /// The Engine API routes.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/auth", post(images::auth))
         .route("/build", post(handlers::build::build))
         .route("/build/prune", post(handlers::build::prune))
-        .route("/images/json", get(images::list))
-        .route("/images/create", post(images::create))
-        .route("/images/load", post(images::load))
-        .route("/images/get", get(images::save_many))
-        .route("/images/prune", post(images::prune))
-        .route("/images/{*rest}", get(images::by_name).post(images::by_name).delete(images::by_name))
         .route("/plugins", get(handlers::swarm::plugins))
         .route("/swarm", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/swarm/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
@@ -77,7 +70,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .merge(n::routes(engine.clone()))
         .merge(v::routes(engine.clone()))
         .merge(exec::routes(engine.clone()))
-        .merge(system::routes(engine))
+        .merge(system::routes(engine.clone()))
+        .merge(images::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 

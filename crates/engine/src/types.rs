@@ -14,3 +14,6 @@ pub use skiff_distribution::{Credentials, Progress, Sink};
 pub use skiff_runtime::logfile::Stream;
 /// The standard streams an attach asks for.
 pub use skiff_runtime::protocol::Streams;
+
+/// What a `docker load` brought in; what a `docker save` writes.
+pub use skiff_image::archive::{LoadResult, SaveItem};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange,
+    HistoryResponseItem, ImageDeleteResponseItem, ImageInspect, ImagePruneResponse, ImageSummary,
     SystemDataUsageResponse, SystemInfo, SystemVersion,
 };
 use skiff_engine::container::archive::PathStat;
@@ -15,15 +16,18 @@ use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
 use skiff_engine::events::Event;
+use skiff_engine::images::ImageFilters;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 use skiff_engine::types::Streams;
+use skiff_engine::types::{Credentials, LoadResult, Reference, SaveItem, Sink};
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
 use skiff_engine::{Engine, EngineError, Result};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
-    ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, NetworkBackend, SystemBackend, VolumeBackend,
+    ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, ImageBackend, NetworkBackend, SystemBackend,
+    VolumeBackend,
 };
 
 /// Runs blocking work (walking a container's filesystem) off the async workers.
@@ -296,5 +300,67 @@ impl SystemBackend for Engine {
 
     fn subscribe(&self) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>) {
         self.events.subscribe()
+    }
+}
+
+impl ImageBackend for Engine {
+    fn list(&self, all: bool, filters: &ImageFilters) -> Result<Vec<ImageSummary>> {
+        self.images.list(all, filters, &self.containers)
+    }
+
+    fn inspect(&self, name: &str) -> Result<ImageInspect> {
+        self.images.inspect(name)
+    }
+
+    fn history(&self, name: &str) -> Result<Vec<HistoryResponseItem>> {
+        self.images.history(name)
+    }
+
+    fn tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()> {
+        self.images.tag(name, repo, tag)
+    }
+
+    fn remove(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteResponseItem>> {
+        self.images.remove(name, force, &self.containers)
+    }
+
+    fn prune(&self, all: bool) -> Result<ImagePruneResponse> {
+        self.images.prune(all, &self.containers)
+    }
+
+    async fn import(
+        &self,
+        mut r: ArchiveReader,
+        reference: Option<Reference>,
+        changes: Vec<String>,
+        message: Option<String>,
+    ) -> Result<String> {
+        let images = self.images.clone();
+        blocking(move || images.import(&mut r, reference, &changes, message)).await
+    }
+
+    async fn load(&self, r: ArchiveReader) -> Result<LoadResult> {
+        let images = self.images.clone();
+        blocking(move || images.load(r)).await
+    }
+
+    fn save_items(&self, names: &[String]) -> Result<Vec<SaveItem>> {
+        self.images.save_items(names)
+    }
+
+    fn save(&self, items: &[SaveItem], w: ArchiveWriter<'_>) -> Result<()> {
+        self.images.write_save(items, w).map(|_| ())
+    }
+
+    async fn pull(&self, r: &Reference, platform: Option<&str>, creds: Option<Credentials>, sink: Sink) -> Result<()> {
+        self.images.pull(r, platform, creds, sink).await.map(|_| ())
+    }
+
+    async fn push(&self, r: &Reference, creds: Option<Credentials>, sink: Sink) -> Result<()> {
+        self.images.push(r, creds, sink).await.map(|_| ())
+    }
+
+    async fn login(&self, server: &str, creds: Credentials) -> Result<()> {
+        self.images.login(server, creds).await
     }
 }

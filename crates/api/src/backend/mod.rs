@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use bollard_stubs::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary, ContainerTopResponse,
-    ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange, SystemDataUsageResponse,
-    SystemInfo, SystemVersion,
+    ContainerUpdateBody, EndpointSettings, ExecConfig, ExecInspectResponse, FilesystemChange, HistoryResponseItem,
+    ImageDeleteResponseItem, ImageInspect, ImagePruneResponse, ImageSummary, SystemDataUsageResponse, SystemInfo,
+    SystemVersion,
 };
 use skiff_engine::Result;
 use skiff_engine::container::archive::PathStat;
@@ -22,8 +23,10 @@ use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
 use skiff_engine::events::Event;
+use skiff_engine::images::ImageFilters;
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 use skiff_engine::types::Streams;
+use skiff_engine::types::{Credentials, LoadResult, Reference, SaveItem, Sink};
 use skiff_engine::volume_ops::VolumePruneReport;
 use skiff_engine::volumes::VolumeRecord;
 use tokio::sync::{broadcast, mpsc};
@@ -163,4 +166,38 @@ pub trait SystemBackend: Send + Sync + 'static {
     fn df(&self) -> Result<SystemDataUsageResponse>;
     /// The events kept so far and the live ones from now on.
     fn subscribe(&self) -> (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+}
+
+/// `/images/...` and `/auth`.
+pub trait ImageBackend: Send + Sync + 'static {
+    fn list(&self, all: bool, filters: &ImageFilters) -> Result<Vec<ImageSummary>>;
+    fn inspect(&self, name: &str) -> Result<ImageInspect>;
+    fn history(&self, name: &str) -> Result<Vec<HistoryResponseItem>>;
+    fn tag(&self, name: &str, repo: &str, tag: Option<&str>) -> Result<()>;
+    fn remove(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteResponseItem>>;
+    /// Unused images: dangling ones, or all unused with `all`.
+    fn prune(&self, all: bool) -> Result<ImagePruneResponse>;
+    /// `docker import` of a root filesystem tar; the new image's ID.
+    fn import(
+        &self,
+        r: ArchiveReader,
+        reference: Option<Reference>,
+        changes: Vec<String>,
+        message: Option<String>,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn load(&self, r: ArchiveReader) -> impl Future<Output = Result<LoadResult>> + Send;
+    /// What `save` of these names writes (an unknown name is an error before anything is).
+    fn save_items(&self, names: &[String]) -> Result<Vec<SaveItem>>;
+    /// Blocking: the archive of `items`.
+    fn save(&self, items: &[SaveItem], w: ArchiveWriter<'_>) -> Result<()>;
+    fn pull(
+        &self,
+        r: &Reference,
+        platform: Option<&str>,
+        creds: Option<Credentials>,
+        sink: Sink,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn push(&self, r: &Reference, creds: Option<Credentials>, sink: Sink) -> impl Future<Output = Result<()>> + Send;
+    /// Checks credentials against a registry (`docker login`).
+    fn login(&self, server: &str, creds: Credentials) -> impl Future<Output = Result<()>> + Send;
 }

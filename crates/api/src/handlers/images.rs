@@ -3,24 +3,39 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
-use skiff_engine::Engine;
+use axum::routing::{get, post};
 use skiff_engine::images::ImageFilters;
 use tokio::sync::mpsc;
 
 use super::json;
+use crate::backend::ImageBackend;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
+
+/// The image routes (and `/auth`) on `backend`.
+pub fn routes<B: ImageBackend>(backend: Arc<B>) -> Router {
+    Router::new()
+        .route("/auth", post(auth::<B>))
+        .route("/images/json", get(list::<B>))
+        .route("/images/create", post(create::<B>))
+        .route("/images/load", post(load::<B>))
+        .route("/images/get", get(save_many::<B>))
+        .route("/images/prune", post(prune::<B>))
+        .route("/images/{*rest}", get(by_name::<B>).post(by_name::<B>).delete(by_name::<B>))
+        .with_state(backend)
+}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(skiff_engine::EngineError::internal(e.to_string()))
 }
 
-pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn list<B: ImageBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let f = p.filters()?;
     let filters = ImageFilters {
@@ -36,11 +51,11 @@ pub async fn list(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiRes
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
     }
-    Ok(json(&e.images.list(p.bool("all", false), &filters, &e.containers)?))
+    Ok(json(&b.list(p.bool("all", false), &filters)?))
 }
 
 /// `POST /images/create`: import (`fromSrc`) or pull (`fromImage`).
-pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
+pub async fn create<B: ImageBackend>(State(b): State<Arc<B>>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
     if let Some(src) = p.string("fromSrc") {
         if src != "-" {
@@ -61,10 +76,8 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
         };
         let changes: Vec<String> = p.all("changes").into_iter().filter(|c| !c.is_empty()).collect();
         let message = p.string("message");
-        let mut reader = stream::BodyReader::new(req.into_body());
-        let id = tokio::task::spawn_blocking(move || e.images.import(&mut reader, reference, &changes, message))
-            .await
-            .map_err(internal)??;
+        let reader = stream::BodyReader::new(req.into_body());
+        let id = b.import(Box::new(reader), reference, changes, message).await?;
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(serde_json::json!({ "status": id })).await;
         drop(tx);
@@ -90,9 +103,7 @@ pub async fn create(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Res
         // A malformed platform is the request's fault, before any progress is streamed.
         skiff_engine::types::Platform::parse(pl).map_err(ApiError::bad_request)?;
     }
-    let e2 = e.clone();
-    registry_stream(move |sink| async move { e2.images.pull(&r, platform.as_deref(), creds, sink).await.map(|_| ()) })
-        .await
+    registry_stream(move |sink| async move { b.pull(&r, platform.as_deref(), creds, sink).await }).await
 }
 
 fn json_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
@@ -101,11 +112,11 @@ fn json_stream(rx: mpsc::Receiver<serde_json::Value>) -> Response {
     r
 }
 
-pub async fn load(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
+pub async fn load<B: ImageBackend>(State(b): State<Arc<B>>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
     let quiet = p.bool("quiet", false);
     let reader = stream::BodyReader::new(req.into_body());
-    let res = tokio::task::spawn_blocking(move || e.images.load(reader)).await.map_err(internal)?;
+    let res = b.load(Box::new(reader)).await;
     // As dockerd: the answer is a JSON stream whatever happens, an archive that cannot be
     // loaded ends it with an error message (docker-py raises ImageLoadError on it).
     let lines: Vec<serde_json::Value> = match res {
@@ -121,52 +132,56 @@ pub async fn load(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Respo
     Ok(json_stream(rx))
 }
 
-fn save_response(e: Arc<Engine>, names: Vec<String>) -> ApiResult<Response> {
+fn save_response<B: ImageBackend>(b: Arc<B>, names: Vec<String>) -> ApiResult<Response> {
     if names.is_empty() {
         return Err(ApiError::bad_request("no image names given"));
     }
-    let items = e.images.save_items(&names)?;
-    let body = stream::blocking_body(move |w| e.images.write_save(&items, w).map(|_| ()));
+    let items = b.save_items(&names)?;
+    let body = stream::blocking_body(move |w| b.save(&items, w));
     let mut r = Response::new(body);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(r)
 }
 
-pub async fn save_many(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn save_many<B: ImageBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    save_response(e, p.all("names"))
+    save_response(b, p.all("names"))
 }
 
-pub async fn prune(State(e): State<Arc<Engine>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn prune<B: ImageBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let f = p.filters()?;
     let dangling_only = f.get("dangling").and_then(|v| v.first()).is_none_or(|v| v == "true" || v == "1");
-    Ok(json(&e.images.prune(!dangling_only, &e.containers)?))
+    Ok(json(&b.prune(!dangling_only)?))
 }
 
 /// `/images/{name}/{json,history,tag,push,get}` and `DELETE /images/{name}`.
-pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req: Request) -> ApiResult<Response> {
+pub async fn by_name<B: ImageBackend>(
+    State(b): State<Arc<B>>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
     let method = req.method().clone();
     if method == Method::DELETE {
-        let out = e.images.remove(&rest, p.bool("force", false), &e.containers)?;
+        let out = b.remove(&rest, p.bool("force", false))?;
         return Ok(json(&out));
     }
     let (name, action) =
         rest.rsplit_once('/').ok_or_else(|| ApiError(skiff_engine::EngineError::not_found("page not found")))?;
     match (method, action) {
         (Method::GET, "json") => {
-            let mut doc = serde_json::to_value(e.images.inspect(name)?).unwrap_or_default();
+            let mut doc = serde_json::to_value(b.inspect(name)?).unwrap_or_default();
             crate::shape::image_inspect(&mut doc);
             Ok(json(&doc))
         }
-        (Method::GET, "history") => Ok(json(&e.images.history(name)?)),
-        (Method::GET, "get") => save_response(e, vec![name.to_string()]),
+        (Method::GET, "history") => Ok(json(&b.history(name)?)),
+        (Method::GET, "get") => save_response(b, vec![name.to_string()]),
         (Method::POST, "tag") => {
             let repo = p
                 .string("repo")
                 .ok_or_else(|| ApiError::bad_request("repository name must have at least one component"))?;
-            e.images.tag(name, &repo, p.get("tag"))?;
+            b.tag(name, &repo, p.get("tag"))?;
             Ok(Response::builder().status(201).body(Body::empty()).map_err(internal)?)
         }
         (Method::POST, "push") => {
@@ -177,7 +192,7 @@ pub async fn by_name(State(e): State<Arc<Engine>>, Path(rest): Path<String>, req
                 None => r,
             };
             let creds = registry_auth(req.headers());
-            registry_stream(move |sink| async move { e.images.push(&r, creds, sink).await.map(|_| ()) }).await
+            registry_stream(move |sink| async move { b.push(&r, creds, sink).await }).await
         }
         _ => Err(ApiError(skiff_engine::EngineError::not_found("page not found"))),
     }
@@ -236,19 +251,25 @@ where
     let mut task = tokio::spawn(run(sink));
     // The task's end closes the progress channel (it drops the sink) a moment before its
     // result is ready: a closed channel means "wait for the result", never "stream".
-    let mut finished = false;
+    // `Some(result)` once the task's result is in hand. An error with no progress said yet is
+    // the request's HTTP error; after progress (dockerd has answered 200 by then), it ends the
+    // stream.
+    let mut finished: Option<Option<String>> = None;
     let first = tokio::select! {
         biased;
         r = &mut task => {
-            r.map_err(internal)??;
-            finished = true;
+            match r.map_err(internal)? {
+                Err(e) if urx.is_empty() => return Err(e.into()),
+                Err(e) => finished = Some(Some(e.to_string())),
+                Ok(()) => finished = Some(None),
+            }
             urx.recv().await
         }
         m = urx.recv() => match m {
             Some(m) => Some(m),
             None => {
                 (&mut task).await.map_err(internal)??;
-                finished = true;
+                finished = Some(None);
                 None
             }
         },
@@ -265,8 +286,8 @@ where
                 return;
             }
         }
-        let err = if finished {
-            None
+        let err = if let Some(err) = finished {
+            err
         } else {
             match task.await {
                 Ok(Ok(())) => None,
@@ -282,9 +303,13 @@ where
 }
 
 /// `POST /auth`: checks credentials against a registry.
-pub async fn auth(State(e): State<Arc<Engine>>, body: axum::body::Bytes) -> ApiResult<Response> {
+pub async fn auth<B: ImageBackend>(State(b): State<Arc<B>>, body: axum::body::Bytes) -> ApiResult<Response> {
     let c: skiff_engine::types::Credentials = super::json_body(&body)?;
     let server = c.server_address.clone();
-    e.images.login(&server, c).await?;
+    b.login(&server, c).await?;
     Ok(json(&serde_json::json!({ "Status": "Login Succeeded", "IdentityToken": "" })))
 }
+
+#[cfg(test)]
+#[path = "images_tests.rs"]
+mod tests;

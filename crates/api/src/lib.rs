@@ -28,7 +28,7 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use skiff_engine::Engine;
@@ -49,8 +49,6 @@ pub(crate) async fn not_found(body: Body) -> Response {
 /// The Engine API routes.
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/build", post(handlers::build::build))
-        .route("/build/prune", post(handlers::build::prune))
         .route("/plugins", get(handlers::swarm::plugins))
         .route("/swarm", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/swarm/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
@@ -65,13 +63,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/configs", axum::routing::any(handlers::swarm::not_in_swarm))
         .route("/configs/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
         .fallback(not_found)
-        .with_state(engine.clone())
         .merge(c::routes(engine.clone()))
         .merge(n::routes(engine.clone()))
         .merge(v::routes(engine.clone()))
         .merge(exec::routes(engine.clone()))
         .merge(system::routes(engine.clone()))
-        .merge(images::routes(engine))
+        .merge(images::routes(engine.clone()))
+        .merge(handlers::build::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 

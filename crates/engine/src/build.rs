@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bollard_stubs::models::{ContainerCreateBody, HostConfig};
-use skiff_build::worker::{Change, ImageInfo, Mounted, RunSpec, Worker};
+use skiff_build::worker::{Change, Mounted, RunSpec, Worker};
 use skiff_build::{BuildError, Builder, ErrorKind};
 use skiff_image::digest::Digest;
 use skiff_image::spec::RunConfig;
 use skiff_image::store::{Image, NewImage};
 use skiff_image::{NewLayer, Reference, fsutil};
 
+pub use skiff_build::worker::ImageInfo;
 pub use skiff_build::{BuildOut, BuildRequest, Out, RunLimits};
 
 use crate::Engine;
@@ -337,8 +338,17 @@ impl Engine {
     /// extraction makes them), whiteout names are plain files, what follows the archive is read
     /// and dropped. Blocking. A context that cannot be unpacked is the request's fault and
     /// leaves nothing behind.
-    pub fn unpack_build_context(&self, mut reader: impl std::io::Read) -> Result<BuildContext> {
-        let tmp = self.config.data_root.join("tmp");
+    pub fn unpack_build_context(&self, reader: impl std::io::Read) -> Result<BuildContext> {
+        Engine::unpack_build_context_in(&self.config.data_root, reader)
+    }
+
+    /// [`Engine::unpack_build_context`] for the daemon whose data root is `data_root` (for
+    /// callers that unpack on the blocking pool, holding no reference to the engine).
+    pub fn unpack_build_context_in(
+        data_root: &std::path::Path,
+        mut reader: impl std::io::Read,
+    ) -> Result<BuildContext> {
+        let tmp = data_root.join("tmp");
         let dir = tmp.join(fsutil::random_name("context"));
         std::fs::create_dir_all(&dir)?;
         let unpacked = (|| -> std::result::Result<(), String> {

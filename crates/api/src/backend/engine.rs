@@ -9,6 +9,7 @@ use bollard_stubs::models::{
     HistoryResponseItem, ImageDeleteResponseItem, ImageInspect, ImagePruneResponse, ImageSummary,
     SystemDataUsageResponse, SystemInfo, SystemVersion,
 };
+use skiff_engine::build::{BuildContext, BuildRequest, ImageInfo, Out};
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
@@ -26,8 +27,8 @@ use skiff_engine::{Engine, EngineError, Result};
 use tokio::sync::{broadcast, mpsc};
 
 use super::{
-    ArchiveReader, ArchiveWriter, ContainerBackend, ExecBackend, ImageBackend, NetworkBackend, SystemBackend,
-    VolumeBackend,
+    ArchiveReader, ArchiveWriter, BuildBackend, ContainerBackend, ExecBackend, ImageBackend, NetworkBackend,
+    SystemBackend, VolumeBackend,
 };
 
 /// Runs blocking work (walking a container's filesystem) off the async workers.
@@ -362,5 +363,24 @@ impl ImageBackend for Engine {
 
     async fn login(&self, server: &str, creds: Credentials) -> Result<()> {
         self.images.login(server, creds).await
+    }
+}
+
+impl BuildBackend for Engine {
+    fn experimental(&self) -> bool {
+        self.config.experimental
+    }
+
+    async fn unpack_context(&self, r: ArchiveReader) -> Result<BuildContext> {
+        let root = self.config.data_root.clone();
+        blocking(move || Engine::unpack_build_context_in(&root, r)).await
+    }
+
+    async fn build(self: Arc<Self>, req: BuildRequest, out: Out) -> Result<ImageInfo> {
+        Engine::build(&self, req, out).await
+    }
+
+    fn prune(&self) -> Result<usize> {
+        self.builder_prune()
     }
 }

@@ -16,6 +16,7 @@ use bollard_stubs::models::{
     SystemVersion,
 };
 use skiff_engine::Result;
+use skiff_engine::build::{BuildContext, BuildRequest, ImageInfo, Out};
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
@@ -200,4 +201,18 @@ pub trait ImageBackend: Send + Sync + 'static {
     fn push(&self, r: &Reference, creds: Option<Credentials>, sink: Sink) -> impl Future<Output = Result<()>> + Send;
     /// Checks credentials against a registry (`docker login`).
     fn login(&self, server: &str, creds: Credentials) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// `/build` and `/build/prune`.
+pub trait BuildBackend: Send + Sync + 'static {
+    /// Whether the daemon runs with experimental features (squash's error differs).
+    fn experimental(&self) -> bool;
+    /// Unpacks an untrusted context tar (maybe compressed) path-safely into a private
+    /// directory; `BuildContext::remove` takes it away.
+    fn unpack_context(&self, r: ArchiveReader) -> impl Future<Output = Result<BuildContext>> + Send;
+    /// Runs a build to its end, saying what it does through `out`; it owns itself (the router
+    /// runs it in a task of its own, cancelled through the request's token).
+    fn build(self: Arc<Self>, req: BuildRequest, out: Out) -> impl Future<Output = Result<ImageInfo>> + Send;
+    /// Removes every build cache entry; how many.
+    fn prune(&self) -> Result<usize>;
 }

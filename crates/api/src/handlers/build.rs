@@ -3,16 +3,23 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::Response;
-use skiff_engine::Engine;
+use axum::routing::post;
 use skiff_engine::build::{BuildOut, BuildRequest};
 use tokio::sync::mpsc;
 
 use super::json;
+use crate::backend::BuildBackend;
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
+
+/// The build routes on `backend`.
+pub fn routes<B: BuildBackend>(backend: Arc<B>) -> Router {
+    Router::new().route("/build", post(build::<B>)).route("/build/prune", post(prune::<B>)).with_state(backend)
+}
 
 /// The build's parameters from the query, checked: what skiff's classic builder cannot do is
 /// refused before the context is read.
@@ -83,17 +90,14 @@ fn build_request(p: &Params, experimental: bool) -> ApiResult<BuildRequest> {
     })
 }
 
-pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Response> {
+pub async fn build<B: BuildBackend>(State(b): State<Arc<B>>, req: Request) -> ApiResult<Response> {
     let p = Params::parse(req.uri().query());
     let quiet = p.bool("q", false);
-    let breq = build_request(&p, e.config.experimental)?;
+    let breq = build_request(&p, b.experimental())?;
     // The context: untrusted tar (maybe compressed), unpacked by the engine path-safely into a
     // private directory (with `skiff build --secret`'s secrets moved out of it).
     let reader = stream::BodyReader::new(req.into_body());
-    let e2 = e.clone();
-    let ctx = tokio::task::spawn_blocking(move || e2.unpack_build_context(reader))
-        .await
-        .map_err(|err| ApiError(skiff_engine::EngineError::from_cause(err)))??;
+    let ctx = b.unpack_context(Box::new(reader)).await?;
     let (dir, secrets) = (ctx.dir.clone(), ctx.secrets.clone());
     let cancel = tokio_util::sync::CancellationToken::new();
     let breq = BuildRequest { context: dir.clone(), secrets: secrets.clone(), cancel: cancel.clone(), ..breq };
@@ -118,9 +122,9 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     };
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
     {
-        let e = e.clone();
+        let b = b.clone();
         crate::tasks::spawn(async move {
-            let _ = done_tx.send(e.build(breq, out).await);
+            let _ = done_tx.send(b.build(breq, out).await);
         });
     }
     let cleanup = move || ctx.remove();
@@ -214,7 +218,11 @@ pub async fn build(State(e): State<Arc<Engine>>, req: Request) -> ApiResult<Resp
     Ok(r)
 }
 
-pub async fn prune(State(e): State<Arc<Engine>>) -> ApiResult<Response> {
-    let n = e.builder_prune()?;
+pub async fn prune<B: BuildBackend>(State(b): State<Arc<B>>) -> ApiResult<Response> {
+    let n = b.prune()?;
     Ok(json(&serde_json::json!({ "CachesDeleted": null, "SpaceReclaimed": 0, "EntriesRemoved": n })))
 }
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

@@ -20,8 +20,7 @@ impl BuildBackend for Fake {
         false
     }
     async fn unpack_context(&self, _r: ArchiveReader) -> Result<BuildContext> {
-        let dir = self.dir.path().join("ctx");
-        std::fs::create_dir_all(&dir)?;
+        let dir = tempfile::Builder::new().prefix("ctx").tempdir_in(self.dir.path())?.keep();
         Ok(BuildContext { dir, secrets: None })
     }
     async fn build(self: Arc<Self>, req: BuildRequest, out: Out) -> Result<ImageInfo> {
@@ -59,7 +58,7 @@ async fn build_routes() {
     // Fails before saying anything: an HTTP error, and the context is gone.
     let (st, body) = send(r(), "POST", "/build?dockerfile=Nope", "tar").await;
     assert_eq!((st, message(&body).as_str()), (StatusCode::BAD_REQUEST, "Cannot locate specified Dockerfile: Nope"));
-    assert!(!f.dir.path().join("ctx").exists(), "the context was removed");
+    assert_eq!(f.dir.path().read_dir().unwrap().count(), 0, "the context was removed");
     // Go SDKs send null for unset maps.
     let (st, body) = send(r(), "POST", "/build?t=app&nocache=1&buildargs=null&labels=null", "tar").await;
     assert_eq!(st, StatusCode::OK, "{body}");

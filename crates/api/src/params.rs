@@ -58,6 +58,24 @@ impl Params {
         }
     }
 
+    /// `?repo=&tag=` (commit, import): the reference to record, `latest` when no tag is given;
+    /// none without a repo.
+    pub fn repo_tag(&self) -> Result<Option<skiff_engine::types::Reference>, ApiError> {
+        let Some(repo) = self.string("repo") else { return Ok(None) };
+        let r = skiff_engine::types::Reference::parse_normalized(&repo)
+            .map_err(|err| ApiError::bad_request(err.to_string()))?;
+        Ok(Some(match self.string("tag") {
+            Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
+            None => r.with_default_tag(),
+        }))
+    }
+
+    /// `?h=&w=` of a resize, clamped to what a terminal size holds.
+    pub fn terminal_size(&self) -> Result<(u16, u16), ApiError> {
+        let dim = |k: &str| -> Result<u16, ApiError> { Ok(self.int(k)?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16) };
+        Ok((dim("h")?, dim("w")?))
+    }
+
     pub fn filters(&self) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
         parse_filters(self.get("filters").unwrap_or(""))
     }

@@ -338,16 +338,9 @@ impl Engine {
     /// extraction makes them), whiteout names are plain files, what follows the archive is read
     /// and dropped. Blocking. A context that cannot be unpacked is the request's fault and
     /// leaves nothing behind.
-    pub fn unpack_build_context(&self, reader: impl std::io::Read) -> Result<BuildContext> {
-        Engine::unpack_build_context_in(&self.config.data_root, reader)
-    }
-
-    /// [`Engine::unpack_build_context`] for the daemon whose data root is `data_root` (for
-    /// callers that unpack on the blocking pool, holding no reference to the engine).
-    pub fn unpack_build_context_in(
-        data_root: &std::path::Path,
-        mut reader: impl std::io::Read,
-    ) -> Result<BuildContext> {
+    /// Takes the daemon's data root rather than the engine, so callers can run it on the
+    /// blocking pool.
+    pub fn unpack_build_context(data_root: &std::path::Path, mut reader: impl std::io::Read) -> Result<BuildContext> {
         let tmp = data_root.join("tmp");
         let dir = tmp.join(fsutil::random_name("context"));
         std::fs::create_dir_all(&dir)?;

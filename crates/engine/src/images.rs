@@ -112,11 +112,6 @@ fn api_config(img: &Image) -> ApiImageConfig {
 }
 
 impl Images {
-    /// The full ID of the image a name or ID names, if any.
-    pub fn id_of(&self, name: &str) -> Option<String> {
-        self.store.resolve(name).ok().map(|i| i.id().to_string())
-    }
-
     /// The platform of the image a name or ID names, if any.
     pub fn platform_of(&self, name: &str) -> Option<skiff_image::spec::Platform> {
         let img = self.store.resolve(name).ok()?;

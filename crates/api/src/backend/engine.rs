@@ -373,7 +373,7 @@ impl BuildBackend for Engine {
 
     async fn unpack_context(&self, r: ArchiveReader) -> Result<BuildContext> {
         let root = self.config.data_root.clone();
-        blocking(move || Engine::unpack_build_context_in(&root, r)).await
+        blocking(move || Engine::unpack_build_context(&root, r)).await
     }
 
     async fn build(self: Arc<Self>, req: BuildRequest, out: Out) -> Result<ImageInfo> {

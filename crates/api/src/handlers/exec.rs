@@ -94,8 +94,7 @@ pub async fn resize<B: ExecBackend>(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let h = p.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    let w = p.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let (h, w) = p.terminal_size()?;
     b.resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -63,17 +63,7 @@ pub async fn create<B: ImageBackend>(State(b): State<Arc<B>>, req: Request) -> A
                 "importing from {src:?} needs network access; pass the archive in the request body (fromSrc=-)"
             )));
         }
-        let reference = match p.string("repo") {
-            Some(repo) => {
-                let r = skiff_engine::types::Reference::parse_normalized(&repo)
-                    .map_err(|err| ApiError::bad_request(err.to_string()))?;
-                Some(match p.string("tag") {
-                    Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
-                    None => r.with_default_tag(),
-                })
-            }
-            None => None,
-        };
+        let reference = p.repo_tag()?;
         let changes: Vec<String> = p.all("changes").into_iter().filter(|c| !c.is_empty()).collect();
         let message = p.string("message");
         let reader = stream::BodyReader::new(req.into_body());

@@ -394,8 +394,7 @@ pub async fn resize<B: ContainerBackend>(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let h = p.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
-    let w = p.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let (h, w) = p.terminal_size()?;
     b.resize(&id, h, w).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -522,17 +521,7 @@ pub async fn commit<B: ContainerBackend>(
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let container = p.string("container").ok_or_else(|| ApiError::bad_request("missing container"))?;
-    let reference = match p.string("repo") {
-        Some(repo) => {
-            let r = skiff_engine::types::Reference::parse_normalized(&repo)
-                .map_err(|err| ApiError::bad_request(err.to_string()))?;
-            Some(match p.string("tag") {
-                Some(t) => r.with_tag(&t).map_err(|err| ApiError::bad_request(err.to_string()))?,
-                None => r.with_default_tag(),
-            })
-        }
-        None => None,
-    };
+    let reference = p.repo_tag()?;
     // The body may carry a config (null or empty: the container's own).
     let config: Option<bollard_stubs::models::ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
         None

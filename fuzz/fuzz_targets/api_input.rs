@@ -1,5 +1,5 @@
 //! API inputs: query strings, filters, version prefixes, request bodies, log options, mount
-//! specifications, sizes.
+//! specifications, sizes, durations; stored container records.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,6 +11,13 @@ fuzz_target!(|data: &[u8]| {
     let _ = p.bool("all", false);
     let _ = skiff_api::params::parse_filters(s);
     let _ = skiff_api::version::split_version(s);
+    let _ = p.terminal_size();
+    let _ = p.repo_tag();
+    // Go durations (healthchecks, `since`/`until`), and container records as stored (a
+    // damaged one must be an error, never a crash).
+    let _ = skiff_common::units::parse_go_duration(s);
+    let _ = skiff_engine::container::logs::parse_time(s);
+    let _ = skiff_engine::container::record::decode(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ContainerCreateBody>(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ExecConfig>(data);
     let _ = serde_json::from_slice::<bollard_stubs::models::ContainerUpdateBody>(data);

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod attach;
 pub mod commit;
 pub mod create;
+mod etc;
 pub mod exec;
 mod exit;
 pub mod health;
@@ -22,6 +23,7 @@ pub mod names;
 pub mod net;
 pub mod record;
 mod remove;
+mod rename;
 mod request;
 mod restore;
 pub mod rootfs;
@@ -435,43 +437,6 @@ impl Containers {
         self.events.publish(e);
     }
 
-    fn rename_index(&self, old: &str, new: &str, id: &str) -> Result<()> {
-        let mut names = self.names.write().expect("names lock");
-        if let Some(other) = names.get(new)
-            && other != id
-        {
-            return Err(EngineError::conflict(format!(
-                "Conflict. The container name \"/{new}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
-        }
-        names.remove(old);
-        names.insert(new.to_string(), id.to_string());
-        Ok(())
-    }
-
-    /// `docker rename`.
-    pub fn rename(self: &Arc<Self>, key: &str, new: &str) -> Result<()> {
-        let new = new.strip_prefix('/').unwrap_or(new);
-        names::validate(new)?;
-        let c = self.get(key)?;
-        let old = c.name();
-        if old == new {
-            return Err(EngineError::invalid(
-                "Renaming a container with the same name as its current name".to_string(),
-            ));
-        }
-        self.rename_index(&old, new, &c.id)?;
-        let rec = self.update(&c, Durability::Sync, |r| r.name = new.to_string())?;
-        // After the record: the renamed container's own links take its new name as parent.
-        self.rename_links(&old, new);
-        {
-            let (networks, id, new) = (self.networks.clone(), c.id.clone(), new.to_string());
-            tokio::spawn(async move { networks.rename(&id, &new).await });
-        }
-        self.publish_with(&rec, "rename", &[("oldName", format!("/{old}"))]);
-        Ok(())
-    }
-
     fn forget(&self, c: &Container) -> Result<()> {
         let name = c.name();
         self.db.delete(TABLE, &c.id)?;
@@ -479,21 +444,6 @@ impl Containers {
         self.map.write().expect("map lock").remove(&c.id);
         c.bump(false, true);
         Ok(())
-    }
-
-    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
-        let mut names = self.names.write().expect("names lock");
-        if let Some(other) = names.get(name) {
-            return Err(EngineError::conflict(format!(
-                "Conflict. The container name \"/{name}\" is already in use by container \"{other}\". You have to remove (or rename) that container to be able to reuse that name."
-            )));
-        }
-        names.insert(name.to_string(), id.to_string());
-        Ok(())
-    }
-
-    fn release_name(&self, name: &str) {
-        self.names.write().expect("names lock").remove(name);
     }
 
     pub fn rootfs(&self, id: &str) -> PathBuf {

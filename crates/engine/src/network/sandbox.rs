@@ -33,6 +33,7 @@ use crate::error::{EngineError, Kind, Result};
 
 mod bridges;
 mod lifecycle;
+mod live;
 mod resolver;
 pub use resolver::dns_names;
 
@@ -450,114 +451,6 @@ impl Networks {
         if had_ports {
             self.sync_firewall(inner, false).await;
         }
-    }
-
-    /// A running container was renamed: its DNS name follows.
-    pub async fn rename(&self, container_id: &str, name: &str) {
-        let mut inner = self.inner.lock().await;
-        let Some(live) = inner.live.get_mut(container_id) else { return };
-        live.name = name.to_string();
-        if let Ok(file) = serde_json::to_vec(&live.file(container_id)) {
-            let _ = skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file);
-        }
-        inner.refresh_dns();
-    }
-
-    /// `docker network connect` on a running container: a new interface in its sandbox.
-    pub async fn connect_live(&self, container_id: &str, mut ep: Endpoint) -> Result<Endpoint> {
-        let mut inner = self.inner.lock().await;
-        let Some(live) = inner.live.get(container_id) else {
-            return Err(EngineError::conflict(format!("container {container_id} has no network sandbox")));
-        };
-        let net = find(&inner.nets, &ep.network_id)?.clone();
-        if live.endpoints.iter().any(|e| e.network_id == net.id) {
-            return Err(EngineError::new(
-                Kind::Forbidden,
-                format!("endpoint with name {} already exists in network {}", live.name, net.name),
-            ));
-        }
-        let path = live.sandbox.clone();
-        let used: HashSet<usize> =
-            live.endpoints.iter().filter_map(|e| e.live.as_ref()?.iface.strip_prefix("eth")?.parse().ok()).collect();
-        let has_gateway = live.endpoints.iter().any(|e| inner.nets.get(&e.network_id).is_some_and(|n| !n.internal));
-        let n = (0..).find(|i| !used.contains(i)).expect("a free index");
-        let r = self.plug(&mut inner, container_id, &path, &mut ep, n).await;
-        let (mut cfg, internal) = match r {
-            Ok(x) => x,
-            Err(e) => {
-                self.unplug_failed(&mut inner, container_id, &net.id, n).await;
-                return Err(e);
-            }
-        };
-        if !internal && !has_gateway {
-            cfg.default_gateway = ep.live.as_ref().and_then(|s| s.gateway);
-        }
-        let p = path.clone();
-        let r = tokio::task::spawn_blocking(move || link::configure(&p, vec![cfg]))
-            .await
-            .map_err(io_err)
-            .and_then(|r| r.map_err(|e| EngineError::internal(format!("configuring the container's interface: {e}"))));
-        if let Err(e) = r {
-            self.unplug_failed(&mut inner, container_id, &net.id, n).await;
-            return Err(e);
-        }
-        let live = inner.live.get_mut(container_id).expect("checked above");
-        live.endpoints.push(ep.clone());
-        let file = serde_json::to_vec(&live.file(container_id)).map_err(io_err)?;
-        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file)?;
-        inner.refresh_dns();
-        self.sync_firewall(&mut inner, false).await;
-        self.publish(&net, "connect", &[("container", container_id.to_string())]);
-        Ok(ep)
-    }
-
-    async fn unplug_failed(&self, inner: &mut Inner, container_id: &str, net_id: &str, n: usize) {
-        if let Ok(nl) = self.netlink().await {
-            let _ = nl.delete_link(&host_veth_name(container_id, n)).await;
-        }
-        if let Some(net) = inner.nets.get_mut(net_id) {
-            net.allocations.retain(|_, owner| owner != container_id);
-            let rec = net.clone();
-            let _ = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy);
-        }
-    }
-
-    /// `docker network disconnect` on a running container.
-    pub async fn disconnect_live(&self, container_id: &str, net_id: &str) -> Result<()> {
-        let mut inner = self.inner.lock().await;
-        let Some(live) = inner.live.get_mut(container_id) else {
-            return Err(EngineError::conflict(format!("container {container_id} has no network sandbox")));
-        };
-        let Some(pos) = live.endpoints.iter().position(|e| e.network_id == net_id) else {
-            return Err(EngineError::new(
-                Kind::Forbidden,
-                format!("container {container_id} is not connected to network {net_id}"),
-            ));
-        };
-        let ep = live.endpoints.remove(pos);
-        let path = live.sandbox.clone();
-        let file = serde_json::to_vec(&live.file(container_id)).map_err(io_err)?;
-        if let Some(s) = &ep.live {
-            let iface = s.iface.clone();
-            let p = path.clone();
-            let r = tokio::task::spawn_blocking(move || link::remove_in(&p, &iface)).await.map_err(io_err)?;
-            if let Err(e) = r {
-                tracing::warn!(container = %container_id, "removing {}: {e}", s.iface);
-                let _ = self.netlink().await?.delete_link(&s.host_veth).await;
-            }
-        }
-        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file)?;
-        if let Some(net) = inner.nets.get_mut(net_id) {
-            net.allocations.retain(|_, owner| owner != container_id);
-            let rec = net.clone();
-            self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy)?;
-        }
-        inner.refresh_dns();
-        self.sync_firewall(&mut inner, false).await;
-        if let Some(rec) = inner.nets.get(net_id) {
-            self.publish(rec, "disconnect", &[("container", container_id.to_string())]);
-        }
-        Ok(())
     }
 }
 

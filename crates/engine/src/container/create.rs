@@ -5,12 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
+use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig};
 use skiff_image::db::Durability;
 use skiff_image::store::Image;
 
-use super::logopts::log_rotation;
-use super::mounts::{clean_dest, parse_bind, parse_mount, parse_tmpfs};
 use super::{Container, ContainerRecord, Containers, MountKind, MountSpec, State, names};
 use crate::error::{EngineError, Result};
 use crate::volumes::hex_id;
@@ -160,9 +158,10 @@ impl Containers {
                 _ => id[..12].to_string(),
             });
         }
-        self.host_defaults(&mut hc)?;
-
-        let mounts = self.plan_mounts(&hc, &config)?;
+        let mounts = super::plan::mounts(&hc, &config, &self.data_root, |name| {
+            let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
+            Ok(donor.with(|r| r.mounts.clone()))
+        })?;
         if hc.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "default") {
             hc.network_mode = Some("bridge".into());
         }
@@ -185,48 +184,13 @@ impl Containers {
         }
         // Bad port specifications fail here, not at start.
         Self::requested_ports(&hc, &config)?;
-        // The daemon's default driver and options (`--log-driver`, `--log-opt`, daemon.json),
-        // merged as moby does: a container naming no driver gets the daemon's, and with the
-        // daemon's driver the daemon's options fill in those the container did not set.
-        let daemon_log = self.default_log();
-        let mut lc = hc.log_config.clone().unwrap_or_default();
-        if lc.typ.as_deref().is_none_or(str::is_empty) {
-            lc.typ = Some(daemon_log.typ.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()));
-        }
-        let mut opts = lc.config.take().unwrap_or_default();
-        if lc.typ == daemon_log.typ {
-            for (k, v) in daemon_log.config.iter().flatten() {
-                opts.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-        }
-        lc.config = Some(opts);
-        hc.log_config = Some(lc);
-        log_rotation(&hc)?;
-        if hc.restart_policy.is_none() {
-            hc.restart_policy = Some(bollard_stubs::models::RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: Some(0),
-            });
-        }
-        {
-            // As dockerd: a container that names no cgroup namespace gets the daemon's default
-            // (private on cgroup v2, host on v1, or --default-cgroupns-mode) — but a privileged
-            // one on v1 stays in the host's.
-            use bollard_stubs::models::HostConfigCgroupnsModeEnum as Ns;
-            if matches!(hc.cgroupns_mode, None | Some(Ns::EMPTY)) {
-                let privileged = hc.privileged == Some(true);
-                hc.cgroupns_mode = Some(match self.defaults.cgroupns_mode.as_str() {
-                    _ if privileged && !self.layout.is_v2() => Ns::HOST,
-                    "private" => Ns::PRIVATE,
-                    "host" => Ns::HOST,
-                    _ if self.layout.is_v2() => Ns::PRIVATE,
-                    _ => Ns::HOST,
-                });
-            }
-        }
-        if hc.memory.unwrap_or(0) > 0 && !self.layout_has("memory") {
-            warnings.push("Your kernel does not support memory limit capabilities. Limitation discarded.".into());
-        }
+        let daemon = super::plan::Daemon {
+            defaults: &self.defaults,
+            log: self.default_log(),
+            cgroup_v2: self.layout.is_v2(),
+            memory_controller: self.layout_has("memory"),
+        };
+        warnings.extend(super::plan::host_defaults(&mut hc, &daemon)?);
 
         Ok(CreatePlan { id, name, image_ref, image, config, hc, path, argv, mounts, networks, warnings, builder })
     }
@@ -294,100 +258,6 @@ impl Containers {
         self.map.write().expect("map lock").insert(id.clone(), c);
         self.publish(&rec, "create");
         Ok((id, warnings))
-    }
-
-    /// Fills in what dockerd writes into a host config that leaves it out (inspect shows it):
-    /// masked and read-only paths, the IPC mode, the runtime.
-    fn host_defaults(&self, hc: &mut HostConfig) -> Result<()> {
-        if hc.security_opt.iter().flatten().any(|o| o == "systempaths=unconfined") {
-            hc.masked_paths = Some(Vec::new());
-            hc.readonly_paths = Some(Vec::new());
-        }
-        // As dockerd: the defaults are written into the host config (inspect shows them).
-        if hc.privileged != Some(true) {
-            if hc.masked_paths.is_none() {
-                hc.masked_paths = Some(crate::security::MASKED_PATHS.iter().map(|s| s.to_string()).collect());
-            }
-            if hc.readonly_paths.is_none() {
-                hc.readonly_paths = Some(crate::security::READONLY_PATHS.iter().map(|s| s.to_string()).collect());
-            }
-        }
-        match hc.ipc_mode.as_deref().unwrap_or("") {
-            "" => {
-                let d = self.defaults.ipc_mode.as_str();
-                hc.ipc_mode = Some(if d.is_empty() { "private" } else { d }.into())
-            }
-            "private" | "none" | "host" | "shareable" => {}
-            m if m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) => {}
-            m => return Err(EngineError::invalid(format!("invalid IPC mode: {m}"))),
-        }
-        match hc.runtime.as_deref() {
-            None | Some("") => hc.runtime = Some("runc".into()),
-            Some("runc") => {}
-            Some(other) => return Err(EngineError::invalid(format!("Unknown runtime specified {other}"))),
-        }
-        Ok(())
-    }
-
-    /// The container's mounts: `-v`, `--mount`, `--tmpfs`, `--volumes-from`, then the image's
-    /// VOLUMEs not covered by them (anonymous volumes, named when the create commits).
-    fn plan_mounts(&self, hc: &HostConfig, config: &ContainerConfig) -> Result<Vec<MountSpec>> {
-        // Mounts: -v, --mount, --tmpfs, then the image's VOLUMEs not covered by them.
-        let mut mounts: Vec<MountSpec> = Vec::new();
-        for b in hc.binds.clone().unwrap_or_default() {
-            mounts.push(parse_bind(&b)?);
-        }
-        for m in hc.mounts.clone().unwrap_or_default() {
-            mounts.push(parse_mount(&m)?);
-        }
-        for (d, o) in hc.tmpfs.clone().unwrap_or_default() {
-            mounts.push(parse_tmpfs(&d, &o)?);
-        }
-        for m in &mounts {
-            super::mounts::check_daemon_root(m, &self.data_root)?;
-        }
-        let mut seen = std::collections::HashSet::new();
-        for m in &mounts {
-            if !seen.insert(m.destination.clone()) {
-                return Err(EngineError::invalid(format!("Duplicate mount point: {}", m.destination)));
-            }
-        }
-        // `--volumes-from C[:ro|rw]`: C's volumes and binds, where nothing else is mounted.
-        for vf in hc.volumes_from.clone().unwrap_or_default() {
-            let (name, mode) = match vf.rsplit_once(':') {
-                Some((n, m)) if m == "ro" || m == "rw" => (n, Some(m == "rw")),
-                _ => (vf.as_str(), None),
-            };
-            let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
-            for m in donor.with(|r| r.mounts.clone()) {
-                if m.kind == MountKind::Tmpfs || seen.contains(&m.destination) {
-                    continue;
-                }
-                seen.insert(m.destination.clone());
-                let rw = mode.unwrap_or(m.rw);
-                mounts.push(MountSpec { rw, copy_up: false, anonymous: false, ..m });
-            }
-        }
-        let mut image_vols: Vec<String> = config.volumes.clone().unwrap_or_default().into_keys().collect();
-        image_vols.sort();
-        for v in image_vols {
-            let d = clean_dest(&v)?;
-            if !seen.contains(&d) {
-                seen.insert(d.clone());
-                mounts.push(MountSpec {
-                    kind: MountKind::Volume,
-                    source: String::new(),
-                    destination: d,
-                    rw: true,
-                    mode: String::new(),
-                    propagation: String::new(),
-                    options: vec![],
-                    copy_up: true,
-                    anonymous: true,
-                });
-            }
-        }
-        Ok(mounts)
     }
 
     /// Creates the plan's volumes (anonymous ones named now) and missing bind sources.

@@ -21,6 +21,7 @@ pub mod monitor_client;
 pub mod mounts;
 pub mod names;
 pub mod net;
+mod plan;
 pub mod record;
 mod remove;
 mod rename;

@@ -175,16 +175,40 @@ pub(super) fn write_tar<W: Write>(
     Ok(hex::encode(hash.finalize()))
 }
 
-impl<W: Worker> Builder<W> {
-    pub(super) async fn copy_step(
-        &self,
-        cx: &StageCtx<'_>,
-        st: &mut StageState,
-        c: &dockerfile::CopySpec,
-        add: bool,
-    ) -> Result<ImageInfo> {
-        let (req, df, results, ignore, out) = (cx.req, cx.df, cx.results, cx.ignore, cx.out);
-        let esc = df.directives.escape;
+/// A COPY or ADD step with its variables expanded against the stage: what the blocking half
+/// needs, owned.
+struct CopyJob {
+    kw: &'static str,
+    add: bool,
+    sources: Vec<String>,
+    /// As written (after expansion) and made absolute against the stage's WORKDIR.
+    dest: String,
+    dest_abs: String,
+    chown: Option<String>,
+    chmod: Option<u32>,
+    heredocs: Vec<dockerfile::Heredoc>,
+    parents: bool,
+    /// `--exclude` patterns.
+    excludes: ignore::Matcher,
+    /// `.dockerignore` (applies to the context only).
+    ignore: Option<ignore::Matcher>,
+    esc: char,
+    parent_img: Option<ImageInfo>,
+    run: RunConfig,
+    no_cache: bool,
+    cache_from: Vec<String>,
+}
+
+/// How a source lands in the destination: into it as a directory, or (one file) as its name.
+#[derive(Clone, Copy)]
+struct Placement<'a> {
+    dir_dest: bool,
+    single_name: Option<&'a str>,
+}
+
+impl CopyJob {
+    fn new(cx: &StageCtx<'_>, st: &StageState, c: &dockerfile::CopySpec, add: bool) -> Result<CopyJob> {
+        let esc = cx.df.directives.escape;
         if c.checksum.is_some() || c.keep_git_dir.is_some() {
             return Err(invalid(
                 "ADD --checksum and --keep-git-dir apply to remote sources, which this builder cannot fetch",
@@ -196,29 +220,7 @@ impl<W: Worker> Builder<W> {
         } else {
             format!("{}/{}", st.workdir().trim_end_matches('/'), dest)
         };
-        let mut sources = Vec::new();
-        for s in &c.sources {
-            sources.push(st.expand(s, esc)?);
-        }
-        // Where sources come from: the context, or a stage's or an image's filesystem.
-        let from_image = match &c.from {
-            None => None,
-            Some(f) => {
-                let f = st.expand(f, esc)?;
-                let idx = df
-                    .stages
-                    .iter()
-                    .position(|s| s.name.as_deref() == Some(&f.to_ascii_lowercase()))
-                    .or_else(|| f.parse::<usize>().ok());
-                match idx.and_then(|i| results.get(&i).cloned()) {
-                    Some(img) => Some(img),
-                    None if idx.is_some() => {
-                        return Err(invalid(format!("COPY --from={f}: that stage has not been built before this one")));
-                    }
-                    None => Some(self.worker.base_image(&f, false, out).await?),
-                }
-            }
-        };
+        let sources = c.sources.iter().map(|s| st.expand(s, esc)).collect::<Result<Vec<_>>>()?;
         for s in &sources {
             if add && (s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")) {
                 return Err(invalid(format!(
@@ -226,233 +228,287 @@ impl<W: Worker> Builder<W> {
                 )));
             }
         }
-        let chown = match &c.chown {
-            Some(o) => Some(st.expand(o, esc)?),
-            None => None,
-        };
-        let chmod = match &c.chmod {
-            Some(m) => Some(
-                u32::from_str_radix(m, 8).map_err(|_| invalid(format!("invalid --chmod {m:?} (octal expected)")))?,
-            ),
-            None => None,
-        };
-        let heredocs = c.heredocs.clone();
-        let parents = c.parents;
-        let mut excl = Vec::new();
-        for e in &c.exclude {
-            excl.push(st.expand(e, esc)?);
+        let chown = c.chown.as_ref().map(|o| st.expand(o, esc)).transpose()?;
+        let chmod = c
+            .chmod
+            .as_ref()
+            .map(|m| u32::from_str_radix(m, 8).map_err(|_| invalid(format!("invalid --chmod {m:?} (octal expected)"))))
+            .transpose()?;
+        let excl = c.exclude.iter().map(|e| st.expand(e, esc)).collect::<Result<Vec<_>>>()?;
+        Ok(CopyJob {
+            kw: if add { "ADD" } else { "COPY" },
+            add,
+            sources,
+            dest,
+            dest_abs,
+            chown,
+            chmod,
+            heredocs: c.heredocs.clone(),
+            parents: c.parents,
+            excludes: ignore::Matcher::new(&excl.join("\n")),
+            ignore: cx.ignore.cloned(),
+            esc,
+            parent_img: st.image.clone(),
+            run: st.run.clone(),
+            no_cache: cx.req.no_cache,
+            cache_from: cx.req.cache_from.clone(),
+        })
+    }
+
+    /// Whether the destination takes sources by their names: `.`, `..`, a trailing slash, or
+    /// (one plain source) a directory that exists in the image, as Docker's builder decides.
+    fn dest_is_dir<W: Worker>(&self, worker: &W) -> Result<bool> {
+        let dest = &self.dest;
+        if dest.ends_with('/') || Path::new(dest).file_name().is_none() || dest.ends_with("/.") || dest == "." {
+            return Ok(true);
         }
-        let excludes = ignore::Matcher::new(&excl.join("\n"));
-        let context = req.context.clone();
-        let this = self.clone();
-        let parent_img = st.image.clone();
-        let run = st.run.clone();
-        let no_cache = req.no_cache;
-        let cache_from = req.cache_from.clone();
-        let ignore = ignore.cloned();
-        let kw = if add { "ADD" } else { "COPY" };
-        let out2 = out.clone();
-        let parent = parent_img.as_ref().map(|i| i.id.clone()).unwrap_or_default();
+        if self.parent_img.is_none() || self.parents || self.sources.len() != 1 || ignore::has_glob(&self.sources[0]) {
+            return Ok(false);
+        }
+        inspect_rootfs(worker, self.parent_img.as_ref(), |root| {
+            Ok(rootfs::open_in(
+                root,
+                Path::new(&self.dest_abs),
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+            )
+            .is_ok())
+        })
+    }
+
+    /// What to copy from `root` (the context, or a stage's or image's filesystem).
+    fn collect(&self, root: &Path, use_ignore: bool, dest_is_dir: bool) -> Result<CopyPlan> {
+        // .dockerignore (context only) plus --exclude patterns.
+        let mut merged = if use_ignore { self.ignore.clone().unwrap_or_default() } else { ignore::Matcher::default() };
+        merged.extend(&self.excludes);
+        let ign = if merged.is_empty() { None } else { Some(&merged) };
+        let sources = &self.sources;
+        let dir_dest = self.parents || dest_is_dir || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
+        let p = Path::new(&self.dest_abs);
+        let (dest_dir, single_name) = if dir_dest {
+            (self.dest_abs.clone(), None)
+        } else {
+            (
+                p.parent().map(|x| x.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into()),
+                p.file_name().map(|x| x.to_string_lossy().into_owned()),
+            )
+        };
+        let mut plan = CopyPlan { dest_dir, entries: Vec::new(), inline: Vec::new() };
+        for s in sources {
+            if let Some(h) =
+                s.strip_prefix("<<").and_then(|n| self.heredocs.iter().find(|h| h.name == n.trim_start_matches('-')))
+            {
+                let name = single_name.clone().unwrap_or_else(|| h.name.clone());
+                plan.inline.push((name, self.heredoc_content(h).into_bytes()));
+                continue;
+            }
+            let matches = if ignore::has_glob(s) {
+                let m = glob_sources(root, &ignore::clean(s), ign);
+                if m.is_empty() {
+                    return Err(invalid(format!("no source files were specified (no match for {s})")));
+                }
+                m
+            } else {
+                vec![ignore::clean(s)]
+            };
+            for rel in matches {
+                let to = Placement { dir_dest, single_name: single_name.as_deref() };
+                self.add_source(root, s, &rel, ign, to, &mut plan)?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// A heredoc's content, its variables expanded from the stage's ENV unless quoted.
+    fn heredoc_content(&self, h: &dockerfile::Heredoc) -> String {
+        if !h.expand {
+            return h.content.clone();
+        }
+        shell::expand(&h.content, self.esc, &|k| {
+            self.run
+                .env
+                .iter()
+                .flatten()
+                .rev()
+                .find_map(|e| e.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string))
+        })
+        .unwrap_or_else(|_| h.content.clone())
+    }
+
+    /// One matched source path (`rel` below `root`, from source `s`) into the plan.
+    fn add_source(
+        &self,
+        root: &Path,
+        s: &str,
+        rel: &str,
+        ign: Option<&ignore::Matcher>,
+        to: Placement<'_>,
+        plan: &mut CopyPlan,
+    ) -> Result<()> {
+        let Placement { dir_dest, single_name } = to;
+        // Never outside the root: `..` was cleaned away lexically; symlinks are checked against
+        // the root's real path.
+        let real = std::fs::canonicalize(root.join(rel))
+            .map_err(|_| invalid(format!("failed to compute cache key: \"/{rel}\": not found")))?;
+        let real_root = std::fs::canonicalize(root)?;
+        if !real.starts_with(&real_root) {
+            return Err(invalid(format!("forbidden path outside the build context: {s}")));
+        }
+        if ign.is_some_and(|m| m.excluded(rel)) && !rel.is_empty() {
+            return Err(invalid(format!(
+                "failed to compute cache key: \"/{rel}\": not found (excluded by .dockerignore)"
+            )));
+        }
+        let rel_real = real.strip_prefix(&real_root).unwrap_or(Path::new("")).to_path_buf();
+        let meta = std::fs::metadata(&real)?;
+        // --parents keeps the path below the context (or below a `/./` pivot).
+        let kept = self.parents.then(|| {
+            let pivot = s.find("/./").map(|p| ignore::clean(&s[..p]));
+            match &pivot {
+                Some(pv) if !pv.is_empty() => rel.strip_prefix(pv.as_str()).unwrap_or(rel).trim_start_matches('/'),
+                _ => rel,
+            }
+            .to_string()
+        });
+        if meta.is_dir() {
+            // A directory's contents go into the destination, which is a directory even
+            // without a trailing slash (`COPY . /src`).
+            if !dir_dest {
+                plan.dest_dir = self.dest_abs.clone();
+            }
+            return walk(&real_root, &rel_real, kept.as_deref().unwrap_or(""), ign, &mut plan.entries);
+        }
+        let base = Path::new(rel).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = kept.or_else(|| single_name.map(str::to_string)).unwrap_or(base);
+        if self.add && is_archive(&real) {
+            plan.inline.push((format!("\0archive:{}", real.display()), Vec::new()));
+        } else {
+            plan.entries.push(Entry { src: real.clone(), name, meta });
+        }
+        Ok(())
+    }
+}
+
+impl<W: Worker> Builder<W> {
+    pub(super) async fn copy_step(
+        &self,
+        cx: &StageCtx<'_>,
+        st: &mut StageState,
+        c: &dockerfile::CopySpec,
+        add: bool,
+    ) -> Result<ImageInfo> {
+        let job = CopyJob::new(cx, st, c, add)?;
+        // Where sources come from: the context, or a stage's or an image's filesystem.
+        let from_image = match &c.from {
+            None => None,
+            Some(f) => {
+                let f = st.expand(f, job.esc)?;
+                let idx = cx
+                    .df
+                    .stages
+                    .iter()
+                    .position(|s| s.name.as_deref() == Some(&f.to_ascii_lowercase()))
+                    .or_else(|| f.parse::<usize>().ok());
+                match idx.and_then(|i| cx.results.get(&i).cloned()) {
+                    Some(img) => Some(img),
+                    None if idx.is_some() => {
+                        return Err(invalid(format!("COPY --from={f}: that stage has not been built before this one")));
+                    }
+                    None => Some(self.worker.base_image(&f, false, cx.out).await?),
+                }
+            }
+        };
+        let (this, context, out) = (self.clone(), cx.req.context.clone(), cx.out.clone());
         let task = move || -> Result<ImageInfo> {
             // Resolve --chown names in the image being built.
-            let owner = match &chown {
+            let owner = match &job.chown {
                 None => None,
-                Some(spec) => Some(inspect_rootfs(&*this.worker, parent_img.as_ref(), |root| {
+                Some(spec) => Some(inspect_rootfs(&*this.worker, job.parent_img.as_ref(), |root| {
                     let u = rootfs::resolve_user(root, spec, &[]).map_err(|e| invalid(e.0))?;
                     Ok((u.uid, u.gid))
                 })?),
             };
-            // A destination that is a directory (`.`, `..`, or one that exists as a directory in
-            // the image) takes sources by their names, as Docker's builder copies.
-            let dest_is_dir = dest.ends_with('/')
-                || Path::new(&dest).file_name().is_none()
-                || dest.ends_with("/.")
-                || dest == "."
-                || (parent_img.is_some()
-                    && !parents
-                    && sources.len() == 1
-                    && !ignore::has_glob(&sources[0])
-                    && inspect_rootfs(&*this.worker, parent_img.as_ref(), |root| {
-                        Ok(rootfs::open_in(
-                            root,
-                            Path::new(&dest_abs),
-                            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
-                        )
-                        .is_ok())
-                    })?);
-            let collect = |root: &Path, use_ignore: bool| -> Result<CopyPlan> {
-                // .dockerignore (context only) plus --exclude patterns.
-                let mut merged =
-                    if use_ignore { ignore.clone().unwrap_or_default() } else { ignore::Matcher::default() };
-                merged.extend(&excludes);
-                let ign = if merged.is_empty() { None } else { Some(&merged) };
-                let dir_dest = parents || dest_is_dir || sources.len() > 1 || ignore::has_glob(&sources.join(" "));
-                let mut plan = CopyPlan { dest_dir: dest_abs.clone(), entries: Vec::new(), inline: Vec::new() };
-                let (dest_dir, single_name) = if dir_dest {
-                    (dest_abs.clone(), None)
-                } else {
-                    let p = Path::new(&dest_abs);
-                    (
-                        p.parent().map(|x| x.to_string_lossy().into_owned()).unwrap_or_else(|| "/".into()),
-                        p.file_name().map(|x| x.to_string_lossy().into_owned()),
-                    )
-                };
-                plan.dest_dir = dest_dir;
-                for s in &sources {
-                    if let Some(h) =
-                        s.strip_prefix("<<").and_then(|n| heredocs.iter().find(|h| h.name == n.trim_start_matches('-')))
-                    {
-                        let content = if h.expand {
-                            shell::expand(&h.content, esc, &|k| {
-                                run.env.iter().flatten().rev().find_map(|e| {
-                                    e.strip_prefix(k).and_then(|r| r.strip_prefix('=')).map(str::to_string)
-                                })
-                            })
-                            .unwrap_or_else(|_| h.content.clone())
-                        } else {
-                            h.content.clone()
-                        };
-                        let name = single_name.clone().unwrap_or_else(|| h.name.clone());
-                        plan.inline.push((name, content.into_bytes()));
-                        continue;
-                    }
-                    let matches = if ignore::has_glob(s) {
-                        let m = glob_sources(root, &ignore::clean(s), ign);
-                        if m.is_empty() {
-                            return Err(invalid(format!("no source files were specified (no match for {s})")));
-                        }
-                        m
-                    } else {
-                        vec![ignore::clean(s)]
-                    };
-                    for rel in matches {
-                        // Never outside the root: `..` was cleaned away lexically; symlinks are
-                        // checked against the root's real path.
-                        let p = root.join(&rel);
-                        let real = std::fs::canonicalize(&p)
-                            .map_err(|_| invalid(format!("failed to compute cache key: \"/{rel}\": not found")))?;
-                        let real_root = std::fs::canonicalize(root)?;
-                        if !real.starts_with(&real_root) {
-                            return Err(invalid(format!("forbidden path outside the build context: {s}")));
-                        }
-                        if ign.is_some_and(|m| m.excluded(&rel)) && !rel.is_empty() {
-                            return Err(invalid(format!(
-                                "failed to compute cache key: \"/{rel}\": not found (excluded by .dockerignore)"
-                            )));
-                        }
-                        let rel_real = real.strip_prefix(&real_root).unwrap_or(Path::new("")).to_path_buf();
-                        let meta = std::fs::metadata(&real)?;
-                        // --parents keeps the path below the context (or below a `/./` pivot).
-                        let kept = if parents {
-                            let pivot = s.find("/./").map(|p| ignore::clean(&s[..p]));
-                            let kept = match &pivot {
-                                Some(pv) if !pv.is_empty() => {
-                                    rel.strip_prefix(pv.as_str()).unwrap_or(&rel).trim_start_matches('/')
-                                }
-                                _ => rel.as_str(),
-                            };
-                            Some(kept.to_string())
-                        } else {
-                            None
-                        };
-                        if meta.is_dir() {
-                            // A directory's contents go into the destination, which is a
-                            // directory even without a trailing slash (`COPY . /src`).
-                            if !dir_dest {
-                                plan.dest_dir = dest_abs.clone();
-                            }
-                            walk(&real_root, &rel_real, kept.as_deref().unwrap_or(""), ign, &mut plan.entries)?;
-                        } else {
-                            let base = Path::new(&rel)
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default();
-                            let name = kept.clone().or_else(|| single_name.clone()).unwrap_or(base);
-                            if add && is_archive(&real) {
-                                plan.inline.push((format!("\0archive:{}", real.display()), Vec::new()));
-                                continue;
-                            }
-                            plan.entries.push(Entry { src: real.clone(), name, meta });
-                        }
-                    }
-                }
-                Ok(plan)
-            };
-            let build = |root: &Path, use_ignore: bool| -> Result<ImageInfo> {
-                let plan = collect(root, use_ignore)?;
-                let archives: Vec<PathBuf> =
-                    plan.inline.iter().filter_map(|(n, _)| n.strip_prefix("\0archive:").map(PathBuf::from)).collect();
-                let plan = CopyPlan {
-                    inline: plan.inline.into_iter().filter(|(n, _)| !n.starts_with('\0')).collect(),
-                    ..plan
-                };
-                // Hash first (reading sources once); write the tar only on a cache miss.
-                let hash = write_tar(&plan, owner, chmod, None::<std::io::Sink>)?;
-                let mut arch_hash = String::new();
-                for a in &archives {
-                    arch_hash.push_str(&Digest::of(&std::fs::read(a)?).to_string());
-                }
-                let key = hash_key(&[&parent, kw, &plan.dest_dir, &hash, &arch_hash, &format!("{owner:?}{chmod:?}")]);
-                if !no_cache && let Some(img) = this.cached(&key, &cache_from) {
-                    out2(BuildOut::Stream(" ---> Using cache\n".into()));
-                    return Ok(img);
-                }
-                let r = this.worker.commit_change(
-                    parent_img.as_ref(),
-                    &run,
-                    format!(
-                        "/bin/sh -c #(nop) {kw} {}:{} in {} ",
-                        if plan.entries.len() == 1 { "file" } else { "dir" },
-                        &hash[..16],
-                        plan.dest_dir
-                    ),
-                    &mut |img_root| {
-                        rootfs::mkdir_all(img_root, Path::new(&plan.dest_dir), 0, 0)?;
-                        let fd = rootfs::open_in(
-                            img_root,
-                            Path::new(&plan.dest_dir),
-                            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
-                        )?;
-                        let target = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
-                        let opts =
-                            UnpackOptions { whiteouts: WhiteoutMode::Literal, same_owner: true, ..Default::default() };
-                        // The sources go through a pipe as a tar (owners, modes, links set as
-                        // the unpacker sets them, every write confined to the image's root).
-                        let (rx, tx) = std::io::pipe()?;
-                        std::thread::scope(|s| -> Result<()> {
-                            let writer = s.spawn(|| {
-                                write_tar(&plan, owner, chmod, Some(std::io::BufWriter::with_capacity(256 << 10, tx)))
-                            });
-                            let unpacked =
-                                layer::unpack(std::io::BufReader::with_capacity(256 << 10, rx), &target, &opts);
-                            let written = writer.join().map_err(|_| BuildError::internal("COPY writer panicked"))?;
-                            match (unpacked, written) {
-                                (Ok(_), w) => w.map(|_| ()),
-                                // The stream ended early because reading a source failed.
-                                (Err(layer::UnpackError::Read(_)), Err(w)) => Err(w),
-                                (Err(e), _) => Err(invalid(e.to_string())),
-                            }
-                        })?;
-                        for a in &archives {
-                            let (_, r) = layer::decompress(std::fs::File::open(a)?)?;
-                            layer::unpack(r, &target, &opts)
-                                .map_err(|e| invalid(format!("ADD {}: {e}", a.display())))?;
-                        }
-                        Ok(())
-                    },
-                );
-                let img = r?;
-                this.remember(&key, &img);
-                Ok(img)
+            let dest_is_dir = job.dest_is_dir(&*this.worker)?;
+            let copy = |root: &Path, use_ignore: bool| {
+                let plan = job.collect(root, use_ignore, dest_is_dir)?;
+                this.commit_copy(&job, plan, owner, &out)
             };
             match &from_image {
-                None => build(&context, true),
-                Some(img) => inspect_rootfs(&*this.worker, Some(img), |root| build(root, false)),
+                None => copy(&context, true),
+                Some(img) => inspect_rootfs(&*this.worker, Some(img), |root| copy(root, false)),
             }
         };
-        let img = tokio::task::spawn_blocking(task).await.map_err(|e| BuildError::internal(e.to_string()))??;
+        tokio::task::spawn_blocking(task).await.map_err(|e| BuildError::internal(e.to_string()))?
+    }
+
+    /// The step's cache key from what it copies; on a miss, the copy committed as a layer.
+    fn commit_copy(&self, job: &CopyJob, plan: CopyPlan, owner: Option<(u32, u32)>, out: &Out) -> Result<ImageInfo> {
+        let archives: Vec<PathBuf> =
+            plan.inline.iter().filter_map(|(n, _)| n.strip_prefix("\0archive:").map(PathBuf::from)).collect();
+        let plan = CopyPlan { inline: plan.inline.into_iter().filter(|(n, _)| !n.starts_with('\0')).collect(), ..plan };
+        let chmod = job.chmod;
+        // Hash first (reading sources once); write the tar only on a cache miss.
+        let hash = write_tar(&plan, owner, chmod, None::<std::io::Sink>)?;
+        let mut arch_hash = String::new();
+        for a in &archives {
+            arch_hash.push_str(&Digest::of(&std::fs::read(a)?).to_string());
+        }
+        let parent = job.parent_img.as_ref().map(|i| i.id.clone()).unwrap_or_default();
+        let key = hash_key(&[&parent, job.kw, &plan.dest_dir, &hash, &arch_hash, &format!("{owner:?}{chmod:?}")]);
+        if !job.no_cache
+            && let Some(img) = self.cached(&key, &job.cache_from)
+        {
+            out(BuildOut::Stream(" ---> Using cache\n".into()));
+            return Ok(img);
+        }
+        let img = self.worker.commit_change(
+            job.parent_img.as_ref(),
+            &job.run,
+            format!(
+                "/bin/sh -c #(nop) {} {}:{} in {} ",
+                job.kw,
+                if plan.entries.len() == 1 { "file" } else { "dir" },
+                &hash[..16],
+                plan.dest_dir
+            ),
+            &mut |img_root| unpack_into(img_root, &plan, owner, chmod, &archives),
+        )?;
+        self.remember(&key, &img);
         Ok(img)
     }
+}
+
+/// Writes the plan (and ADD's archives) into the image's root: the sources go through a pipe as
+/// a tar, so owners, modes and links are set as the unpacker sets them and every write stays
+/// confined to the image's root.
+fn unpack_into(
+    img_root: &Path,
+    plan: &CopyPlan,
+    owner: Option<(u32, u32)>,
+    chmod: Option<u32>,
+    archives: &[PathBuf],
+) -> Result<()> {
+    rootfs::mkdir_all(img_root, Path::new(&plan.dest_dir), 0, 0)?;
+    let fd =
+        rootfs::open_in(img_root, Path::new(&plan.dest_dir), rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY)?;
+    let target = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+    let opts = UnpackOptions { whiteouts: WhiteoutMode::Literal, same_owner: true, ..Default::default() };
+    let (rx, tx) = std::io::pipe()?;
+    std::thread::scope(|s| -> Result<()> {
+        let writer = s.spawn(|| write_tar(plan, owner, chmod, Some(std::io::BufWriter::with_capacity(256 << 10, tx))));
+        let unpacked = layer::unpack(std::io::BufReader::with_capacity(256 << 10, rx), &target, &opts);
+        let written = writer.join().map_err(|_| BuildError::internal("COPY writer panicked"))?;
+        match (unpacked, written) {
+            (Ok(_), w) => w.map(|_| ()),
+            // The stream ended early because reading a source failed.
+            (Err(layer::UnpackError::Read(_)), Err(w)) => Err(w),
+            (Err(e), _) => Err(invalid(e.to_string())),
+        }
+    })?;
+    for a in archives {
+        let (_, r) = layer::decompress(std::fs::File::open(a)?)?;
+        layer::unpack(r, &target, &opts).map_err(|e| invalid(format!("ADD {}: {e}", a.display())))?;
+    }
+    Ok(())
 }
 
 /// A local tar archive (plain, gzip, zstd) that ADD unpacks.

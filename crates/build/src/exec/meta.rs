@@ -75,28 +75,7 @@ pub fn apply_meta(
         }
         Instruction::Maintainer(m) => format!("MAINTAINER {m}"),
         Instruction::Expose(ports) => {
-            let mut e = run.exposed_ports.clone().unwrap_or_default();
-            for p in ports {
-                let p = expand(run, p)?;
-                let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
-                let (num, proto) = p.split_once('/').unwrap_or((&p, ""));
-                let bad = || invalid(format!("invalid containerPort: {p}"));
-                let (lo, hi) = match num.split_once('-') {
-                    Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
-                    None => {
-                        let n = num.parse::<u16>().map_err(|_| bad())?;
-                        (n, n)
-                    }
-                };
-                if hi < lo || !matches!(proto, "tcp" | "udp" | "sctp") {
-                    return Err(bad());
-                }
-                // A range exposes each of its ports, as Docker does.
-                for n in lo..=hi {
-                    e.insert(format!("{n}/{proto}"), serde_json::json!({}));
-                }
-            }
-            run.exposed_ports = Some(e);
+            expose(run, ports, expand)?;
             format!("EXPOSE {}", ports.join(" "))
         }
         Instruction::Volume(v) => {
@@ -145,27 +124,7 @@ pub fn apply_meta(
             }
         }
         Instruction::Healthcheck(h) => {
-            run.healthcheck = Some(match h {
-                Health::None => HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() },
-                Health::Check { command, interval, timeout, start_period, start_interval, retries } => {
-                    let test = match command {
-                        Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
-                        Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                    };
-                    let d = |x: &Option<String>| x.as_deref().map(parse_duration).transpose();
-                    HealthConfig {
-                        test: Some(test),
-                        interval: d(interval)?,
-                        timeout: d(timeout)?,
-                        start_period: d(start_period)?,
-                        start_interval: d(start_interval)?,
-                        retries: retries
-                            .as_deref()
-                            .map(|r| r.parse::<i64>().map_err(|_| invalid(format!("invalid --retries {r:?}"))))
-                            .transpose()?,
-                    }
-                }
-            });
+            run.healthcheck = Some(health_config(h)?);
             "HEALTHCHECK".into()
         }
         Instruction::Onbuild(t) => {
@@ -182,6 +141,59 @@ pub fn apply_meta(
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Arg(_) => return Ok(None),
     };
     Ok(Some(desc))
+}
+
+/// EXPOSE's ports (`80`, `53/udp`, ranges as `8000-8010/tcp`, after variable expansion) added
+/// to the config, as Docker does.
+fn expose(run: &mut RunConfig, ports: &[String], expand: &dyn Fn(&RunConfig, &str) -> Result<String>) -> Result<()> {
+    let mut e = run.exposed_ports.clone().unwrap_or_default();
+    for p in ports {
+        let p = expand(run, p)?;
+        let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
+        let (num, proto) = p.split_once('/').unwrap_or((&p, ""));
+        let bad = || invalid(format!("invalid containerPort: {p}"));
+        let (lo, hi) = match num.split_once('-') {
+            Some((a, b)) => (a.parse::<u16>().map_err(|_| bad())?, b.parse::<u16>().map_err(|_| bad())?),
+            None => {
+                let n = num.parse::<u16>().map_err(|_| bad())?;
+                (n, n)
+            }
+        };
+        if hi < lo || !matches!(proto, "tcp" | "udp" | "sctp") {
+            return Err(bad());
+        }
+        // A range exposes each of its ports, as Docker does.
+        for n in lo..=hi {
+            e.insert(format!("{n}/{proto}"), serde_json::json!({}));
+        }
+    }
+    run.exposed_ports = Some(e);
+    Ok(())
+}
+
+/// HEALTHCHECK's test and options as the image config holds them.
+fn health_config(h: &Health) -> Result<HealthConfig> {
+    Ok(match h {
+        Health::None => HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() },
+        Health::Check { command, interval, timeout, start_period, start_interval, retries } => {
+            let test = match command {
+                Command::Exec(v) => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+                Command::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            };
+            let d = |x: &Option<String>| x.as_deref().map(parse_duration).transpose();
+            HealthConfig {
+                test: Some(test),
+                interval: d(interval)?,
+                timeout: d(timeout)?,
+                start_period: d(start_period)?,
+                start_interval: d(start_interval)?,
+                retries: retries
+                    .as_deref()
+                    .map(|r| r.parse::<i64>().map_err(|_| invalid(format!("invalid --retries {r:?}"))))
+                    .transpose()?,
+            }
+        }
+    })
 }
 
 /// `5s`, `1m30s`, `100ms` → nanoseconds.

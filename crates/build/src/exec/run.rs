@@ -178,57 +178,12 @@ impl<W: Worker> Builder<W> {
     /// from the context, read-only unless `rw`; tmpfs mounts are fresh.
     fn run_mount(&self, cx: &StageCtx<'_>, spec: &str) -> Result<RunMount> {
         let (req, df, results) = (cx.req, cx.df, cx.results);
-        let mut kind = "bind".to_string();
-        let mut opts: BTreeMap<String, String> = BTreeMap::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            match k {
-                "type" => kind = v.to_string(),
-                "target" | "dst" | "destination" => {
-                    opts.insert("target".into(), v.into());
-                }
-                "source" | "src" => {
-                    opts.insert("source".into(), v.into());
-                }
-                "ro" | "readonly" => {
-                    opts.insert("ro".into(), if v.is_empty() { "true".into() } else { v.into() });
-                }
-                "rw" | "readwrite" => {
-                    opts.insert("ro".into(), if v == "false" { "true".into() } else { "false".into() });
-                }
-                "id" | "from" | "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {
-                    opts.insert(k.into(), v.into());
-                }
-                other => return Err(invalid(format!("RUN --mount: unknown option {other:?}"))),
-            }
-        }
+        let (kind, opts) = mount_options(spec)?;
         if kind == "ssh" {
             return Err(invalid("RUN --mount=type=ssh is not supported (no SSH agent forwarding in this builder)"));
         }
         if kind == "secret" {
-            // Secrets come with `skiff build --secret`; a file bind-mounted read-only for the step.
-            let id = opts.get("id").cloned().or_else(|| {
-                opts.get("target").and_then(|t| Path::new(t).file_name()).map(|n| n.to_string_lossy().into_owned())
-            });
-            let id = id.ok_or_else(|| invalid("RUN --mount=type=secret needs id= (or target=)"))?;
-            if id.is_empty() || id.contains('/') || id.starts_with('.') {
-                return Err(invalid(format!("invalid secret id {id:?}")));
-            }
-            let target = opts.get("target").cloned().unwrap_or_else(|| format!("/run/secrets/{id}"));
-            let required = opts.get("required").is_some_and(|v| v.is_empty() || v == "true");
-            let src = req.secrets.as_ref().map(|d| d.join(&id)).filter(|p| p.is_file());
-            return match src {
-                Some(src) => Ok(RunMount {
-                    bind: Some(format!("{}:{target}:ro", src.display())),
-                    tmpfs: None,
-                    snapshot: None,
-                    key: format!("secret {id} {target}"),
-                }),
-                None if required => Err(invalid(format!(
-                    "secret {id} not found (pass it with `skiff build --secret id={id},src=FILE`; the docker CLI's legacy builder cannot send secrets)"
-                ))),
-                None => Ok(RunMount { bind: None, tmpfs: None, snapshot: None, key: format!("secret {id} absent") }),
-            };
+            return secret_mount(req, &opts);
         }
         let target =
             opts.get("target").cloned().ok_or_else(|| invalid(format!("RUN --mount {spec:?}: target is required")))?;
@@ -318,5 +273,97 @@ impl<W: Worker> Builder<W> {
             }
             other => Err(invalid(format!("RUN --mount: unknown type {other:?}"))),
         }
+    }
+}
+
+/// A `RUN --mount` value's type (default `bind`) and options, under their canonical names
+/// (`dst`/`destination` → `target`, `src` → `source`, `readonly`/`rw` → `ro`).
+fn mount_options(spec: &str) -> Result<(String, BTreeMap<String, String>)> {
+    let mut kind = "bind".to_string();
+    let mut opts: BTreeMap<String, String> = BTreeMap::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        match k {
+            "type" => kind = v.to_string(),
+            "target" | "dst" | "destination" => {
+                opts.insert("target".into(), v.into());
+            }
+            "source" | "src" => {
+                opts.insert("source".into(), v.into());
+            }
+            "ro" | "readonly" => {
+                opts.insert("ro".into(), if v.is_empty() { "true".into() } else { v.into() });
+            }
+            "rw" | "readwrite" => {
+                opts.insert("ro".into(), if v == "false" { "true".into() } else { "false".into() });
+            }
+            "id" | "from" | "sharing" | "mode" | "uid" | "gid" | "size" | "required" => {
+                opts.insert(k.into(), v.into());
+            }
+            other => return Err(invalid(format!("RUN --mount: unknown option {other:?}"))),
+        }
+    }
+    Ok((kind, opts))
+}
+
+/// `type=secret`: the file `skiff build --secret id=…` gave, bind-mounted read-only for the step.
+fn secret_mount(req: &BuildRequest, opts: &BTreeMap<String, String>) -> Result<RunMount> {
+    // Secrets come with `skiff build --secret`; a file bind-mounted read-only for the step.
+    let id = opts.get("id").cloned().or_else(|| {
+        opts.get("target").and_then(|t| Path::new(t).file_name()).map(|n| n.to_string_lossy().into_owned())
+    });
+    let id = id.ok_or_else(|| invalid("RUN --mount=type=secret needs id= (or target=)"))?;
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return Err(invalid(format!("invalid secret id {id:?}")));
+    }
+    let target = opts.get("target").cloned().unwrap_or_else(|| format!("/run/secrets/{id}"));
+    let required = opts.get("required").is_some_and(|v| v.is_empty() || v == "true");
+    let src = req.secrets.as_ref().map(|d| d.join(&id)).filter(|p| p.is_file());
+    match src {
+        Some(src) => Ok(RunMount {
+            bind: Some(format!("{}:{target}:ro", src.display())),
+            tmpfs: None,
+            snapshot: None,
+            key: format!("secret {id} {target}"),
+        }),
+        None if required => Err(invalid(format!(
+            "secret {id} not found (pass it with `skiff build --secret id={id},src=FILE`; the docker CLI's legacy builder cannot send secrets)"
+        ))),
+        None => Ok(RunMount { bind: None, tmpfs: None, snapshot: None, key: format!("secret {id} absent") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_take_buildkits_spellings() {
+        let (kind, o) = mount_options("type=cache,dst=/root/.cache,readonly,id=go").unwrap();
+        assert_eq!(kind, "cache");
+        assert_eq!(o.get("target").map(String::as_str), Some("/root/.cache"));
+        assert_eq!(o.get("ro").map(String::as_str), Some("true"));
+        assert_eq!(o.get("id").map(String::as_str), Some("go"));
+        let (kind, o) = mount_options(" target=/src , src=app ,rw ").unwrap();
+        assert_eq!(kind, "bind", "bind when no type is given");
+        assert_eq!(o.get("source").map(String::as_str), Some("app"));
+        assert_eq!(o.get("ro").map(String::as_str), Some("false"));
+        for bad in ["type=bind,target=/x,exec=1", "=,", "target=/x,\u{0}=1"] {
+            assert!(mount_options(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn secret_ids_cannot_name_other_files() {
+        let req = BuildRequest::default();
+        for id in ["../etc/passwd", ".hidden", "a/b", ""] {
+            let opts = BTreeMap::from([("id".to_string(), id.to_string())]);
+            assert!(secret_mount(&req, &opts).is_err(), "{id:?} accepted");
+        }
+        let opts = BTreeMap::from([("id".to_string(), "token".to_string())]);
+        let m = secret_mount(&req, &opts).unwrap();
+        assert_eq!(m.bind, None, "an absent optional secret mounts nothing");
+        let opts = BTreeMap::from([("id".to_string(), "token".to_string()), ("required".to_string(), String::new())]);
+        assert!(secret_mount(&req, &opts).is_err());
     }
 }

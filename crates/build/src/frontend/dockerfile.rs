@@ -150,32 +150,7 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let lines: Vec<&str> = src.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
     let err = |line: usize, m: String| ParseError { file: file.to_string(), line, message: m };
-    let mut directives = Directives { escape: '\\', ..Default::default() };
-    let mut i = 0;
-    // Directives: only the first lines, each once; anything else ends them.
-    while i < lines.len() {
-        let Some((k, v)) = directive(lines[i]) else { break };
-        let seen = match k.as_str() {
-            "syntax" => directives.syntax.replace(v.clone()).is_some(),
-            "check" => directives.check.replace(v.clone()).is_some(),
-            "escape" => {
-                let c = match v.as_str() {
-                    "\\" => '\\',
-                    "`" => '`',
-                    _ => return Err(err(i + 1, format!("invalid escape token '{v}' does not match ` or \\"))),
-                };
-                let dup = directives.escape != '\\'
-                    || lines[..i].iter().any(|l| directive(l).is_some_and(|(k, _)| k == "escape"));
-                directives.escape = c;
-                dup
-            }
-            _ => break,
-        };
-        if seen {
-            return Err(err(i + 1, format!("only one {k} parser directive can be used")));
-        }
-        i += 1;
-    }
+    let (directives, mut i) = parse_directives(&lines).map_err(|(line, m)| err(line, m))?;
     let esc = directives.escape;
     let mut out = Dockerfile { directives, global_args: Vec::new(), stages: Vec::new() };
     while i < lines.len() {
@@ -185,31 +160,7 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
             continue;
         }
         let start = i + 1;
-        // Join continuation lines.
-        let mut text = String::new();
-        let mut cur = lines[i].trim_start().to_string();
-        i += 1;
-        loop {
-            let trimmed = cur.trim_end();
-            if let Some(body) = trimmed.strip_suffix(esc) {
-                text.push_str(body);
-                // Skip comments and blank lines inside the continuation.
-                while i < lines.len() && {
-                    let t = lines[i].trim_start();
-                    t.is_empty() || t.starts_with('#')
-                } {
-                    i += 1;
-                }
-                if i >= lines.len() {
-                    break;
-                }
-                cur = lines[i].to_string();
-                i += 1;
-            } else {
-                text.push_str(&cur);
-                break;
-            }
-        }
+        let text = logical_line(&lines, &mut i, esc);
         let (kw, rest) = match text.find(|c: char| c.is_whitespace()) {
             Some(p) => (&text[..p], text[p..].trim()),
             None => (text.as_str(), ""),
@@ -285,6 +236,69 @@ pub fn parse(src: &str, file: &str) -> Result<Dockerfile, ParseError> {
         return Err(err(lines.len().max(1), "the Dockerfile has no FROM instruction".into()));
     }
     Ok(out)
+}
+
+/// The parser directives (`# syntax=`, `# escape=`, `# check=`) at the top of a Dockerfile,
+/// each at most once; returns them and the index of the first line after them. Errors carry
+/// their 1-based line.
+fn parse_directives(lines: &[&str]) -> Result<(Directives, usize), (usize, String)> {
+    let mut directives = Directives { escape: '\\', ..Default::default() };
+    let mut i = 0;
+    // Directives: only the first lines, each once; anything else ends them.
+    while i < lines.len() {
+        let Some((k, v)) = directive(lines[i]) else { break };
+        let seen = match k.as_str() {
+            "syntax" => directives.syntax.replace(v.clone()).is_some(),
+            "check" => directives.check.replace(v.clone()).is_some(),
+            "escape" => {
+                let c = match v.as_str() {
+                    "\\" => '\\',
+                    "`" => '`',
+                    _ => return Err((i + 1, format!("invalid escape token '{v}' does not match ` or \\"))),
+                };
+                let dup = directives.escape != '\\'
+                    || lines[..i].iter().any(|l| directive(l).is_some_and(|(k, _)| k == "escape"));
+                directives.escape = c;
+                dup
+            }
+            _ => break,
+        };
+        if seen {
+            return Err((i + 1, format!("only one {k} parser directive can be used")));
+        }
+        i += 1;
+    }
+    Ok((directives, i))
+}
+
+/// The instruction starting at `lines[*i]` with its continuation lines joined (comments and
+/// blank lines inside a continuation skipped, as BuildKit does); `*i` moves past it.
+fn logical_line(lines: &[&str], i: &mut usize, esc: char) -> String {
+    let mut text = String::new();
+    let mut cur = lines[*i].trim_start().to_string();
+    *i += 1;
+    loop {
+        let trimmed = cur.trim_end();
+        if let Some(body) = trimmed.strip_suffix(esc) {
+            text.push_str(body);
+            // Skip comments and blank lines inside the continuation.
+            while *i < lines.len() && {
+                let t = lines[*i].trim_start();
+                t.is_empty() || t.starts_with('#')
+            } {
+                *i += 1;
+            }
+            if *i >= lines.len() {
+                break;
+            }
+            cur = lines[*i].to_string();
+            *i += 1;
+        } else {
+            text.push_str(&cur);
+            break;
+        }
+    }
+    text
 }
 
 fn valid_stage_name(n: &str) -> bool {
@@ -518,42 +532,7 @@ fn instruction(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instructi
             Instruction::Expose(w)
         }
         "ENV" => Instruction::Env(pairs(rest, "ENV", true)?),
-        "ADD" | "COPY" => {
-            let add = kw == "ADD";
-            let (f, args) = if add {
-                take_flags(
-                    rest,
-                    &["chown", "chmod", "link", "checksum", "keep-git-dir", "from", "parents"],
-                    &["exclude"],
-                )?
-            } else {
-                take_flags(rest, &["from", "chown", "chmod", "link", "parents"], &["exclude"])?
-            };
-            if add && f.get1("from").is_some() {
-                return Err("ADD does not support --from (use COPY --from)".into());
-            }
-            let words = match json_array(&args) {
-                Some(v) => v,
-                None => split_words(&args),
-            };
-            let Some((dest, sources)) = words.split_last().filter(|(_, s)| !s.is_empty()) else {
-                return Err(format!("{kw} requires at least two arguments, but only {} provided", words.len()));
-            };
-            let spec = CopySpec {
-                from: f.get1("from"),
-                chown: f.get1("chown"),
-                chmod: f.get1("chmod"),
-                link: f.bool("link")?.unwrap_or(false),
-                parents: f.bool("parents")?.unwrap_or(false),
-                exclude: f.all("exclude"),
-                checksum: f.get1("checksum"),
-                keep_git_dir: f.bool("keep-git-dir")?,
-                sources: sources.to_vec(),
-                dest: dest.clone(),
-                heredocs,
-            };
-            if add { Instruction::Add(spec) } else { Instruction::Copy(spec) }
-        }
+        "ADD" | "COPY" => copy_spec(kw, rest, heredocs)?,
         "VOLUME" => {
             let v = match json_array(rest) {
                 Some(v) => v,
@@ -566,24 +545,7 @@ fn instruction(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instructi
         }
         "USER" => Instruction::User(one(rest, "USER")?),
         "WORKDIR" => Instruction::Workdir(one(rest, "WORKDIR")?),
-        "ARG" => {
-            let words = split_words(rest);
-            if words.is_empty() {
-                return Err("ARG requires at least one argument".into());
-            }
-            let mut decls = Vec::new();
-            for w in words {
-                let (name, default) = match w.split_once('=') {
-                    Some((n, d)) => (n.to_string(), Some(d.to_string())),
-                    None => (w, None),
-                };
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("invalid ARG name {name:?}"));
-                }
-                decls.push(ArgDecl { name, default });
-            }
-            Instruction::Arg(decls)
-        }
+        "ARG" => Instruction::Arg(arg_decls(rest)?),
         "ONBUILD" => {
             let (inner, inner_rest) = match rest.find(|c: char| c.is_whitespace()) {
                 Some(p) => (&rest[..p], rest[p..].trim()),
@@ -634,6 +596,60 @@ fn instruction(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instructi
         "" => return Err("empty instruction".into()),
         other => return Err(format!("unknown instruction: {other}")),
     })
+}
+
+/// COPY and ADD: their flags (ADD's remote-source ones; COPY's --from), sources and destination.
+fn copy_spec(kw: &str, rest: &str, heredocs: Vec<Heredoc>) -> Result<Instruction, String> {
+    let add = kw == "ADD";
+    let (f, args) = if add {
+        take_flags(rest, &["chown", "chmod", "link", "checksum", "keep-git-dir", "from", "parents"], &["exclude"])?
+    } else {
+        take_flags(rest, &["from", "chown", "chmod", "link", "parents"], &["exclude"])?
+    };
+    if add && f.get1("from").is_some() {
+        return Err("ADD does not support --from (use COPY --from)".into());
+    }
+    let words = match json_array(&args) {
+        Some(v) => v,
+        None => split_words(&args),
+    };
+    let Some((dest, sources)) = words.split_last().filter(|(_, s)| !s.is_empty()) else {
+        return Err(format!("{kw} requires at least two arguments, but only {} provided", words.len()));
+    };
+    let spec = CopySpec {
+        from: f.get1("from"),
+        chown: f.get1("chown"),
+        chmod: f.get1("chmod"),
+        link: f.bool("link")?.unwrap_or(false),
+        parents: f.bool("parents")?.unwrap_or(false),
+        exclude: f.all("exclude"),
+        checksum: f.get1("checksum"),
+        keep_git_dir: f.bool("keep-git-dir")?,
+        sources: sources.to_vec(),
+        dest: dest.clone(),
+        heredocs,
+    };
+    Ok(if add { Instruction::Add(spec) } else { Instruction::Copy(spec) })
+}
+
+/// ARG's declarations: `NAME` or `NAME=default`, several on one line.
+fn arg_decls(rest: &str) -> Result<Vec<ArgDecl>, String> {
+    let words = split_words(rest);
+    if words.is_empty() {
+        return Err("ARG requires at least one argument".into());
+    }
+    let mut decls = Vec::new();
+    for w in words {
+        let (name, default) = match w.split_once('=') {
+            Some((n, d)) => (n.to_string(), Some(d.to_string())),
+            None => (w, None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("invalid ARG name {name:?}"));
+        }
+        decls.push(ArgDecl { name, default });
+    }
+    Ok(decls)
 }
 
 #[cfg(test)]

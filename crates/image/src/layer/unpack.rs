@@ -190,6 +190,15 @@ fn clean_path_with(p: &Path, rooted_dotdot: bool) -> Result<Option<PathBuf>, Unp
     Ok(if out.as_os_str().is_empty() { None } else { Some(out) })
 }
 
+/// An entry's owner, mode, time and extended attributes, as they are to be set.
+struct Meta {
+    uid: u64,
+    gid: u64,
+    mode: u32,
+    mtime: u64,
+    xattrs: Xattrs,
+}
+
 fn ts(secs: u64) -> Timestamps {
     let t = Timespec { tv_sec: secs.min(i64::MAX as u64) as i64, tv_nsec: 0 };
     Timestamps { last_access: t, last_modification: t }
@@ -308,6 +317,7 @@ impl Unpacker {
         };
         let mtime = lenient(hdr.mtime(), &hdr.as_bytes()[136..148]).unwrap_or(0);
         let xattrs = read_xattrs(&mut entry)?;
+        let meta = Meta { uid, gid, mode, mtime, xattrs };
 
         if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
             let in_dev = rel.starts_with("dev");
@@ -333,53 +343,9 @@ impl Unpacker {
             }
         }
         match kind {
-            tar::EntryType::Directory => {
-                match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                    Ok(_) => {
-                        self.remove(&dir, &name, &rel)?;
-                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?;
-                    }
-                    Err(Errno::NOENT) => {
-                        rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?
-                    }
-                    Err(e) => return Err(io_at(&rel)(e)),
-                }
-                let fd = rustix::fs::openat(
-                    &dir,
-                    &name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_at(&rel))?;
-                self.set_owner_mode(&fd, uid, gid, mode, &rel)?;
-                set_xattrs_fd(&fd, &xattrs, &rel);
-                self.dirs.push((rel, ts(mtime)));
-            }
+            tar::EntryType::Directory => self.make_dir(&dir, &name, rel, &meta)?,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                self.remove(&dir, &name, &rel)?;
-                let fd = rustix::fs::openat(
-                    &dir,
-                    &name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(io_at(&rel))?;
-                let file = std::fs::File::from(fd);
-                let budget = self.opts.max_bytes.map_or(u64::MAX, |m| m.saturating_sub(self.stats.bytes));
-                // Zeros become holes: a sparse entry (or a stream of zeros) takes no disk for them.
-                let n =
-                    skiff_common::tree::copy_sparse_limited(&mut entry, &file, &mut self.buf, budget).map_err(|e| {
-                        match (e.kind(), self.opts.max_bytes) {
-                            (io::ErrorKind::FileTooLarge, Some(limit)) => UnpackError::TooLarge { limit },
-                            _ => UnpackError::Io { path: rel.clone(), source: e },
-                        }
-                    })?;
-                self.stats.bytes += n;
-                let fd = OwnedFd::from(file);
-                self.set_owner_mode(&fd, uid, gid, mode, &rel)?;
-                set_xattrs_fd(&fd, &xattrs, &rel);
-                rustix::fs::futimens(&fd, &ts(mtime)).map_err(io_at(&rel))?;
+                self.write_file(&mut entry, &dir, &name, &rel, &meta)?
             }
             tar::EntryType::Symlink => {
                 let target =
@@ -396,28 +362,7 @@ impl Unpacker {
                 }
                 let _ = rustix::fs::utimensat(&dir, &name, &ts(mtime), AtFlags::SYMLINK_NOFOLLOW);
             }
-            tar::EntryType::Link => {
-                let target =
-                    entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.clone()))?;
-                let Some(trel) = clean_path_with(&target, self.opts.rooted_dotdot)? else {
-                    return Err(UnpackError::BadHardlink { path: rel, target: target.into_owned() });
-                };
-                if trel == rel {
-                    return Ok(());
-                }
-                let tname = trel.file_name().expect("cleaned").to_os_string();
-                let tdir = self
-                    .open_in_root(trel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)
-                    .map_err(|_| UnpackError::BadHardlink { path: rel.clone(), target: trel.clone() })?;
-                match rustix::fs::statat(&tdir, &tname, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {}
-                    _ => {
-                        return Err(UnpackError::BadHardlink { path: rel, target: trel });
-                    }
-                }
-                self.remove(&dir, &name, &rel)?;
-                rustix::fs::linkat(&tdir, &tname, &dir, &name, AtFlags::empty()).map_err(io_at(&rel))?;
-            }
+            tar::EntryType::Link => self.hard_link(&mut entry, &dir, &name, rel, &raw)?,
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let ft = match kind {
                     tar::EntryType::Char => FileType::CharacterDevice,
@@ -444,6 +389,98 @@ impl Unpacker {
                 return Err(UnpackError::Unsupported { path: rel, kind: other.as_byte() });
             }
         }
+        Ok(())
+    }
+
+    /// A directory entry: made (or a non-directory in its way replaced), owner, mode and
+    /// xattrs set now, its time when the whole layer is in (writes below would change it).
+    fn make_dir(&mut self, dir: &OwnedFd, name: &OsStr, rel: PathBuf, m: &Meta) -> Result<(), UnpackError> {
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+            Ok(_) => {
+                self.remove(dir, name, &rel)?;
+                rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?;
+            }
+            Err(Errno::NOENT) => rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)).map_err(io_at(&rel))?,
+            Err(e) => return Err(io_at(&rel)(e)),
+        }
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at(&rel))?;
+        self.set_owner_mode(&fd, m.uid, m.gid, m.mode, &rel)?;
+        set_xattrs_fd(&fd, &m.xattrs, &rel);
+        self.dirs.push((rel, ts(m.mtime)));
+        Ok(())
+    }
+
+    /// A regular file: written (zeros as holes) within the size budget, then owner, mode,
+    /// xattrs and time.
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &OwnedFd,
+        name: &OsStr,
+        rel: &Path,
+        m: &Meta,
+    ) -> Result<(), UnpackError> {
+        self.remove(dir, name, rel)?;
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io_at(rel))?;
+        let file = std::fs::File::from(fd);
+        let budget = self.opts.max_bytes.map_or(u64::MAX, |m| m.saturating_sub(self.stats.bytes));
+        // Zeros become holes: a sparse entry (or a stream of zeros) takes no disk for them.
+        let n = skiff_common::tree::copy_sparse_limited(entry, &file, &mut self.buf, budget).map_err(|e| {
+            match (e.kind(), self.opts.max_bytes) {
+                (io::ErrorKind::FileTooLarge, Some(limit)) => UnpackError::TooLarge { limit },
+                _ => UnpackError::Io { path: rel.to_path_buf(), source: e },
+            }
+        })?;
+        self.stats.bytes += n;
+        let fd = OwnedFd::from(file);
+        self.set_owner_mode(&fd, m.uid, m.gid, m.mode, rel)?;
+        set_xattrs_fd(&fd, &m.xattrs, rel);
+        rustix::fs::futimens(&fd, &ts(m.mtime)).map_err(io_at(rel))?;
+        Ok(())
+    }
+
+    /// A hard link: its target must be a non-directory already unpacked in this root.
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: &OwnedFd,
+        name: &OsStr,
+        rel: PathBuf,
+        raw: &Path,
+    ) -> Result<(), UnpackError> {
+        let target =
+            entry.link_name().map_err(UnpackError::Read)?.ok_or_else(|| UnpackError::BadPath(raw.to_path_buf()))?;
+        let Some(trel) = clean_path_with(&target, self.opts.rooted_dotdot)? else {
+            return Err(UnpackError::BadHardlink { path: rel, target: target.into_owned() });
+        };
+        if trel == rel {
+            return Ok(());
+        }
+        let tname = trel.file_name().expect("cleaned").to_os_string();
+        let tdir = self
+            .open_in_root(trel.parent().unwrap_or(Path::new("")), OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|_| UnpackError::BadHardlink { path: rel.clone(), target: trel.clone() })?;
+        match rustix::fs::statat(&tdir, &tname, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {}
+            _ => {
+                return Err(UnpackError::BadHardlink { path: rel, target: trel });
+            }
+        }
+        self.remove(dir, name, &rel)?;
+        rustix::fs::linkat(&tdir, &tname, dir, name, AtFlags::empty()).map_err(io_at(&rel))?;
         Ok(())
     }
 

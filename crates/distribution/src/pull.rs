@@ -86,8 +86,164 @@ async fn pull_from(
         (None, None) => "latest".to_string(),
     };
     let label = r.tag().map(str::to_string).unwrap_or_else(|| reference.clone());
-    let (mut bytes, mut mt, mut digest) = reg.get_manifest(&reference, MAX_JSON_BLOB).await?;
     item(&sink, &label, &format!("Pulling from {}", r.familiar_repository()));
+    let Resolved { bytes, mt, digest, index_digest } = resolve_manifest(&reg, r, &reference, platform).await?;
+    if !media::is_manifest(&mt) {
+        return Err(DistError::Invalid(format!("unsupported manifest media type {mt:?}")));
+    }
+    let manifest = Manifest::parse(&bytes).map_err(|e| DistError::Invalid(format!("manifest: {e}")))?;
+    if manifest.config.size > MAX_JSON_BLOB {
+        return Err(DistError::TooLarge(format!("image config of {} bytes", manifest.config.size)));
+    }
+    let cfg_digest = manifest.config.digest.clone();
+    let cfg_bytes = fetch_config(store, &reg, &cfg_digest).await?;
+    let config = ImageConfig::parse(&cfg_bytes).map_err(|e| DistError::Invalid(format!("image config: {e}")))?;
+    let layers: Vec<Descriptor> = manifest.layers.iter().filter(|l| media::is_layer(&l.media_type)).cloned().collect();
+    if layers.len() != config.rootfs.diff_ids.len() {
+        return Err(DistError::Invalid(format!(
+            "manifest lists {} layers, config {} diff IDs",
+            layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    for l in &layers {
+        if l.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(DistError::Invalid(format!("layer {} is non-distributable (foreign URLs)", l.digest)));
+        }
+    }
+    let chain = spec::chain_ids(&config.rootfs.diff_ids);
+    let existing = store.get(&cfg_digest);
+    let mut downloaded = existing.is_none();
+    downloaded |= fetch_layers(store, &reg, &layers, &chain, &config.rootfs.diff_ids, &sink).await?;
+    // The image, its manifest kept for pushes and repo digests.
+    let store2 = store.clone();
+    let manifest_desc = Descriptor::new(&mt, digest.clone(), bytes.len() as u64);
+    let repo_digest =
+        format!("{}@{}", r.familiar_repository(), if index_digest != digest { &index_digest } else { &digest });
+    let tag_ref = r.tag().map(|_| r.clone());
+    let cfg2 = cfg_bytes.clone();
+    let image = blocking(move || {
+        store2.content().put(&bytes).map_err(|e| DistError::Store(e.to_string()))?;
+        let img = store2.add_image(&cfg2, None, Some(manifest_desc)).map_err(|e| DistError::Store(e.to_string()))?;
+        let mut rec = img.record.clone();
+        if !rec.repo_digests.contains(&repo_digest) {
+            rec.repo_digests.push(repo_digest);
+            store2.update_record(rec).map_err(|e| DistError::Store(e.to_string()))?;
+        }
+        if let Some(t) = tag_ref {
+            store2.tag(&t, img.id()).map_err(|e| DistError::Store(e.to_string()))?;
+        }
+        store2.get(img.id()).ok_or_else(|| DistError::Store("image vanished".into()))
+    })
+    .await?;
+    let shown = if index_digest != digest { &index_digest } else { &digest };
+    sink(Progress::Status(format!("Digest: {shown}")));
+    let name = r.familiar();
+    sink(Progress::Status(if downloaded {
+        format!("Status: Downloaded newer image for {name}")
+    } else {
+        format!("Status: Image is up to date for {name}")
+    }));
+    Ok(PullOutcome { image, manifest_digest: shown.clone(), downloaded })
+}
+
+/// Downloads the layers the store lacks, bounded, each verified into the content store, and
+/// unpacks them; returns whether any was fetched.
+async fn fetch_layers(
+    store: &Arc<ImageStore>,
+    reg: &Arc<Registry>,
+    layers: &[Descriptor],
+    chain: &[Digest],
+    diff_ids: &[Digest],
+    sink: &Sink,
+) -> Result<bool, DistError> {
+    let mut downloaded = false;
+    // Downloads, bounded, each verified into the content store. With overlay every layer
+    // unpacks into its own directory, so a layer unpacks as soon as it has arrived; the copy
+    // driver needs its parent's tree first, so there layers unpack in order afterwards.
+    let concurrent_unpack = store.layers().driver() == skiff_image::layers::Driver::Overlay;
+    let sem = Arc::new(Semaphore::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let id = l.digest.short().to_string();
+        let have_layer = store.layers().get(&chain[i]).map_err(|e| DistError::Store(e.to_string()))?.is_some();
+        if have_layer {
+            item(sink, &id, "Already exists");
+            tasks.push(None);
+            continue;
+        }
+        downloaded = true;
+        let have_blob = store.content().contains(&l.digest);
+        item(sink, &id, if have_blob { "Download complete" } else { "Pulling fs layer" });
+        let unpack = concurrent_unpack.then(|| Unpack {
+            store: store.clone(),
+            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
+            desc: l.clone(),
+            diff_id: diff_ids[i].clone(),
+            sink: sink.clone(),
+        });
+        let (reg, sem, store, l, sink) = (reg.clone(), sem.clone(), store.clone(), l.clone(), sink.clone());
+        tasks.push(Some(tokio::spawn(async move {
+            if !have_blob {
+                let _permit = sem.acquire_owned().await.map_err(|e| DistError::Store(e.to_string()))?;
+                let t0 = std::time::Instant::now();
+                download(&reg, &store, &l, &id, sink).await?;
+                tracing::debug!(blob = %l.digest, bytes = l.size, ms = t0.elapsed().as_millis() as u64, "downloaded");
+            }
+            let src = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
+            let _ = store.layers().add_blob_source(&l.digest, &src);
+            match unpack {
+                Some(u) => u.run().await,
+                None => Ok(()),
+            }
+        })));
+    }
+    let mut first_err = None;
+    for (i, t) in tasks.into_iter().enumerate() {
+        let Some(t) = t else { continue };
+        let r = t.await.map_err(|e| DistError::Store(format!("download task: {e}"))).and_then(|x| x);
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
+            continue;
+        }
+        if first_err.is_some() || concurrent_unpack {
+            continue;
+        }
+        let u = Unpack {
+            store: store.clone(),
+            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
+            desc: layers[i].clone(),
+            diff_id: diff_ids[i].clone(),
+            sink: sink.clone(),
+        };
+        if let Err(e) = u.run().await {
+            first_err.get_or_insert(e);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(downloaded),
+    }
+}
+
+/// A pulled manifest: its bytes, media type and digest, and the digest of the index it was
+/// chosen from (the same when there was none).
+struct Resolved {
+    bytes: Vec<u8>,
+    mt: String,
+    digest: Digest,
+    index_digest: Digest,
+}
+
+/// Fetches the manifest `reference` names, checked against a digest in `r`; from an index,
+/// the manifest for `platform`.
+async fn resolve_manifest(
+    reg: &Registry,
+    r: &Reference,
+    reference: &str,
+    platform: &Platform,
+) -> Result<Resolved, DistError> {
+    let (mut bytes, mut mt, mut digest) = reg.get_manifest(reference, MAX_JSON_BLOB).await?;
     if let Some(want) = r.digest()
         && *want != digest
     {
@@ -130,22 +286,18 @@ async fn pull_from(
         digest = d;
         mt = if m.is_empty() || !media::is_manifest(&m) { chosen.media_type.clone() } else { m };
     }
-    if !media::is_manifest(&mt) {
-        return Err(DistError::Invalid(format!("unsupported manifest media type {mt:?}")));
-    }
-    let manifest = Manifest::parse(&bytes).map_err(|e| DistError::Invalid(format!("manifest: {e}")))?;
-    if manifest.config.size > MAX_JSON_BLOB {
-        return Err(DistError::TooLarge(format!("image config of {} bytes", manifest.config.size)));
-    }
-    // Config.
-    let cfg_digest = manifest.config.digest.clone();
-    let cfg_bytes = match store.content().contains(&cfg_digest) {
-        true => store.content().read(&cfg_digest, MAX_JSON_BLOB).map_err(|e| DistError::Store(e.to_string()))?,
+    Ok(Resolved { bytes, mt, digest, index_digest })
+}
+
+/// The image config: from the content store when it is there, else fetched and verified.
+async fn fetch_config(store: &ImageStore, reg: &Registry, cfg_digest: &Digest) -> Result<Vec<u8>, DistError> {
+    Ok(match store.content().contains(cfg_digest) {
+        true => store.content().read(cfg_digest, MAX_JSON_BLOB).map_err(|e| DistError::Store(e.to_string()))?,
         false => {
-            let resp = reg.get_blob(&cfg_digest, &reg.pull_scope()).await?;
+            let resp = reg.get_blob(cfg_digest, &reg.pull_scope()).await?;
             let b = read_body(resp.into_body(), MAX_JSON_BLOB as usize).await?;
             let actual = Digest::of(&b);
-            if actual != cfg_digest {
+            if actual != *cfg_digest {
                 return Err(DistError::DigestMismatch {
                     what: "image config".into(),
                     expected: cfg_digest.to_string(),
@@ -154,119 +306,7 @@ async fn pull_from(
             }
             b
         }
-    };
-    let config = ImageConfig::parse(&cfg_bytes).map_err(|e| DistError::Invalid(format!("image config: {e}")))?;
-    let layers: Vec<Descriptor> = manifest.layers.iter().filter(|l| media::is_layer(&l.media_type)).cloned().collect();
-    if layers.len() != config.rootfs.diff_ids.len() {
-        return Err(DistError::Invalid(format!(
-            "manifest lists {} layers, config {} diff IDs",
-            layers.len(),
-            config.rootfs.diff_ids.len()
-        )));
-    }
-    for l in &layers {
-        if l.urls.as_ref().is_some_and(|u| !u.is_empty()) {
-            return Err(DistError::Invalid(format!("layer {} is non-distributable (foreign URLs)", l.digest)));
-        }
-    }
-    let chain = spec::chain_ids(&config.rootfs.diff_ids);
-    let existing = store.get(&cfg_digest);
-    let mut downloaded = existing.is_none();
-    // Downloads, bounded, each verified into the content store. With overlay every layer
-    // unpacks into its own directory, so a layer unpacks as soon as it has arrived; the copy
-    // driver needs its parent's tree first, so there layers unpack in order afterwards.
-    let concurrent_unpack = store.layers().driver() == skiff_image::layers::Driver::Overlay;
-    let sem = Arc::new(Semaphore::new(PARALLEL));
-    let mut tasks = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let id = l.digest.short().to_string();
-        let have_layer = store.layers().get(&chain[i]).map_err(|e| DistError::Store(e.to_string()))?.is_some();
-        if have_layer {
-            item(&sink, &id, "Already exists");
-            tasks.push(None);
-            continue;
-        }
-        downloaded = true;
-        let have_blob = store.content().contains(&l.digest);
-        item(&sink, &id, if have_blob { "Download complete" } else { "Pulling fs layer" });
-        let unpack = concurrent_unpack.then(|| Unpack {
-            store: store.clone(),
-            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
-            desc: l.clone(),
-            diff_id: config.rootfs.diff_ids[i].clone(),
-            sink: sink.clone(),
-        });
-        let (reg, sem, store, l, sink) = (reg.clone(), sem.clone(), store.clone(), l.clone(), sink.clone());
-        tasks.push(Some(tokio::spawn(async move {
-            if !have_blob {
-                let _permit = sem.acquire_owned().await.map_err(|e| DistError::Store(e.to_string()))?;
-                let t0 = std::time::Instant::now();
-                download(&reg, &store, &l, &id, sink).await?;
-                tracing::debug!(blob = %l.digest, bytes = l.size, ms = t0.elapsed().as_millis() as u64, "downloaded");
-            }
-            let src = format!("{}/{}", reg.endpoint.host, reg.endpoint.repo);
-            let _ = store.layers().add_blob_source(&l.digest, &src);
-            match unpack {
-                Some(u) => u.run().await,
-                None => Ok(()),
-            }
-        })));
-    }
-    let mut first_err = None;
-    for (i, t) in tasks.into_iter().enumerate() {
-        let Some(t) = t else { continue };
-        let r = t.await.map_err(|e| DistError::Store(format!("download task: {e}"))).and_then(|x| x);
-        if let Err(e) = r {
-            first_err.get_or_insert(e);
-            continue;
-        }
-        if first_err.is_some() || concurrent_unpack {
-            continue;
-        }
-        let u = Unpack {
-            store: store.clone(),
-            parent: if i == 0 { None } else { Some(chain[i - 1].clone()) },
-            desc: layers[i].clone(),
-            diff_id: config.rootfs.diff_ids[i].clone(),
-            sink: sink.clone(),
-        };
-        if let Err(e) = u.run().await {
-            first_err.get_or_insert(e);
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    // The image, its manifest kept for pushes and repo digests.
-    let store2 = store.clone();
-    let manifest_desc = Descriptor::new(&mt, digest.clone(), bytes.len() as u64);
-    let repo_digest =
-        format!("{}@{}", r.familiar_repository(), if index_digest != digest { &index_digest } else { &digest });
-    let tag_ref = r.tag().map(|_| r.clone());
-    let cfg2 = cfg_bytes.clone();
-    let image = blocking(move || {
-        store2.content().put(&bytes).map_err(|e| DistError::Store(e.to_string()))?;
-        let img = store2.add_image(&cfg2, None, Some(manifest_desc)).map_err(|e| DistError::Store(e.to_string()))?;
-        let mut rec = img.record.clone();
-        if !rec.repo_digests.contains(&repo_digest) {
-            rec.repo_digests.push(repo_digest);
-            store2.update_record(rec).map_err(|e| DistError::Store(e.to_string()))?;
-        }
-        if let Some(t) = tag_ref {
-            store2.tag(&t, img.id()).map_err(|e| DistError::Store(e.to_string()))?;
-        }
-        store2.get(img.id()).ok_or_else(|| DistError::Store("image vanished".into()))
     })
-    .await?;
-    let shown = if index_digest != digest { &index_digest } else { &digest };
-    sink(Progress::Status(format!("Digest: {shown}")));
-    let name = r.familiar();
-    sink(Progress::Status(if downloaded {
-        format!("Status: Downloaded newer image for {name}")
-    } else {
-        format!("Status: Image is up to date for {name}")
-    }));
-    Ok(PullOutcome { image, manifest_digest: shown.clone(), downloaded })
 }
 
 /// Unpacks one downloaded layer blob, verifying its diff ID.

@@ -239,35 +239,39 @@ impl Registry {
                     _ => Err(unsupported("method not allowed")),
                 }
             }
-            Route::Referrers(name, digest) => {
-                check_name(&name)?;
-                self.authorize(&req, &[Scope::repo(&name, "pull")])?;
-                if m != Method::GET && m != Method::HEAD {
-                    return Err(unsupported("method not allowed"));
-                }
-                let d = parse_digest(&digest)?;
-                let q = query(&req);
-                let filter: Vec<&str> =
-                    q.iter().filter(|(k, _)| k == "artifactType").map(|(_, v)| v.as_str()).collect();
-                let mut list = self.storage.referrers(&name, &d);
-                if !filter.is_empty() {
-                    list.retain(|x| x.artifact_type.as_deref().is_some_and(|a| filter.contains(&a)));
-                }
-                let body = serde_json::json!({
-                    "schemaVersion": 2,
-                    "mediaType": manifest::OCI_INDEX,
-                    "manifests": list,
-                });
-                let bytes = serde_json::to_vec(&body).map_err(|e| io_err(io::Error::other(e)))?;
-                let mut b = resp(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, manifest::OCI_INDEX)
-                    .header(header::CONTENT_LENGTH, bytes.len());
-                if !filter.is_empty() {
-                    b = b.header("OCI-Filters-Applied", "artifactType");
-                }
-                b.body(if m == Method::HEAD { empty() } else { full(bytes) }).done()
-            }
+            Route::Referrers(name, digest) => self.referrers(&name, &digest, &req),
         }
+    }
+
+    /// The OCI referrers API: the manifests whose subject is `digest`, filtered by
+    /// `artifactType`.
+    fn referrers(&self, name: &str, digest: &str, req: &Request<Incoming>) -> Result<Response<Body>> {
+        check_name(name)?;
+        self.authorize(req, &[Scope::repo(name, "pull")])?;
+        let m = req.method();
+        if m != Method::GET && m != Method::HEAD {
+            return Err(unsupported("method not allowed"));
+        }
+        let d = parse_digest(digest)?;
+        let q = query(req);
+        let filter: Vec<&str> = q.iter().filter(|(k, _)| k == "artifactType").map(|(_, v)| v.as_str()).collect();
+        let mut list = self.storage.referrers(name, &d);
+        if !filter.is_empty() {
+            list.retain(|x| x.artifact_type.as_deref().is_some_and(|a| filter.contains(&a)));
+        }
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_INDEX,
+            "manifests": list,
+        });
+        let bytes = serde_json::to_vec(&body).map_err(|e| io_err(io::Error::other(e)))?;
+        let mut b = resp(StatusCode::OK)
+            .header(header::CONTENT_TYPE, manifest::OCI_INDEX)
+            .header(header::CONTENT_LENGTH, bytes.len());
+        if !filter.is_empty() {
+            b = b.header("OCI-Filters-Applied", "artifactType");
+        }
+        b.body(if m == Method::HEAD { empty() } else { full(bytes) }).done()
     }
 }
 

@@ -307,27 +307,14 @@ fn registries(args: &Args) -> anyhow::Result<skiff_distribution::RegistriesConfi
     Ok(registries)
 }
 
-fn main() -> anyhow::Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let matches = Args::command().get_matches();
-    let Loaded { args, default_log, registries, level } = load(&matches)?;
-    let started_with = fixed(&args);
-    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(log_filter(&level));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
-    let sockets = args
-        .host
-        .iter()
-        .map(|h| match h.strip_prefix("unix://") {
-            Some(p) => Ok(PathBuf::from(p)),
-            None if h.starts_with('/') => Ok(PathBuf::from(h)),
-            None => bail!("only unix sockets are supported (-H unix:///path), got {h:?}"),
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let monitor_bin = match args.monitor_path {
+/// The engine's configuration from the flags: the monitor binaries (beside skiffd unless
+/// --monitor-path), the default bridge and its network settings, the containers' defaults.
+fn engine_config(
+    args: &Args,
+    default_log: bollard_stubs::models::HostConfigLogConfig,
+    registries: skiff_distribution::RegistriesConfig,
+) -> anyhow::Result<EngineConfig> {
+    let monitor_bin = match args.monitor_path.clone() {
         Some(p) => p,
         None => std::env::current_exe()?.parent().context("skiffd has no directory")?.join("skiff-monitor"),
     };
@@ -357,23 +344,7 @@ fn main() -> anyhow::Result<()> {
     if !args.default_address_pool.is_empty() {
         net.pools = args.default_address_pool.iter().map(|p| parse_pool(p)).collect::<anyhow::Result<_>>()?;
     }
-    let registry = if args.registry_addr.is_some() || args.registry_config.is_some() {
-        let mut c = match &args.registry_config {
-            Some(p) => skiff_registry::Config::from_file(p).map_err(|e| anyhow::anyhow!(e))?,
-            None => skiff_registry::Config { root: args.data_root.join("registry"), ..Default::default() },
-        };
-        if let Some(a) = args.registry_addr {
-            c.addr = a;
-        }
-        if let Some(r) = &args.registry_root {
-            c.root = r.clone();
-        }
-        c.finish();
-        Some(c)
-    } else {
-        None
-    };
-    let config = EngineConfig {
+    Ok(EngineConfig {
         registries,
         data_root: args.data_root.clone(),
         exec_root: args.exec_root.clone(),
@@ -389,28 +360,79 @@ fn main() -> anyhow::Result<()> {
         },
         debug: args.debug,
         experimental: args.experimental,
-    };
+    })
+}
+
+/// The embedded registry's configuration, when --registry-addr or --registry-config asks for one.
+fn registry_config(args: &Args) -> anyhow::Result<Option<skiff_registry::Config>> {
+    Ok(if args.registry_addr.is_some() || args.registry_config.is_some() {
+        let mut c = match &args.registry_config {
+            Some(p) => skiff_registry::Config::from_file(p).map_err(|e| anyhow::anyhow!(e))?,
+            None => skiff_registry::Config { root: args.data_root.join("registry"), ..Default::default() },
+        };
+        if let Some(a) = args.registry_addr {
+            c.addr = a;
+        }
+        if let Some(r) = &args.registry_root {
+            c.root = r.clone();
+        }
+        c.finish();
+        Some(c)
+    } else {
+        None
+    })
+}
+
+/// Binds the API's unix sockets (0660); a stale socket file is replaced, a live daemon's is an
+/// error.
+async fn bind(sockets: &[PathBuf]) -> anyhow::Result<Vec<tokio::net::UnixListener>> {
+    let mut listeners = Vec::new();
+    for socket in sockets {
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        if socket.exists() {
+            // A live daemon on this socket is an error; a stale socket file is not.
+            if tokio::net::UnixStream::connect(socket).await.is_ok() {
+                bail!("another daemon is listening on {}", socket.display());
+            }
+            std::fs::remove_file(socket)?;
+        }
+        let listener =
+            tokio::net::UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn main() -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let matches = Args::command().get_matches();
+    let Loaded { args, default_log, registries, level } = load(&matches)?;
+    let started_with = fixed(&args);
+    let (filter, filter_handle) = tracing_subscriber::reload::Layer::new(log_filter(&level));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    let sockets = args
+        .host
+        .iter()
+        .map(|h| match h.strip_prefix("unix://") {
+            Some(p) => Ok(PathBuf::from(p)),
+            None if h.starts_with('/') => Ok(PathBuf::from(h)),
+            None => bail!("only unix sockets are supported (-H unix:///path), got {h:?}"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let registry = registry_config(&args)?;
+    let config = engine_config(&args, default_log, registries)?;
     let engine = Arc::new(Engine::open(config).context("opening the engine")?);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let mut listeners = Vec::new();
-        for socket in &sockets {
-            if let Some(parent) = socket.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            if socket.exists() {
-                // A live daemon on this socket is an error; a stale socket file is not.
-                if tokio::net::UnixStream::connect(socket).await.is_ok() {
-                    bail!("another daemon is listening on {}", socket.display());
-                }
-                std::fs::remove_file(socket)?;
-            }
-            let listener =
-                tokio::net::UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
-            std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
-            listeners.push(listener);
-        }
+        let listeners = bind(&sockets).await?;
         if let Some(p) = &args.pidfile {
             std::fs::write(p, std::process::id().to_string())?;
         }

@@ -104,33 +104,7 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
         }
     }
     // Secrets travel in the context tar under a directory the daemon takes out before the build.
-    let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
-    for spec in &a.secret {
-        let mut id = None;
-        let mut data = None;
-        for part in spec.split(',') {
-            match part.split_once('=') {
-                Some(("id", v)) => id = Some(v.to_string()),
-                Some(("src" | "source", v)) => {
-                    data = Some(std::fs::read(v).with_context(|| format!("secret file {v}"))?)
-                }
-                Some(("env", v)) => {
-                    data = Some(std::env::var(v).with_context(|| format!("secret env {v}"))?.into_bytes())
-                }
-                Some(("type", _)) => {}
-                _ => bail!("invalid --secret {spec:?} (want id=ID,src=FILE or id=ID,env=VAR)"),
-            }
-        }
-        let id = id.ok_or_else(|| anyhow::anyhow!("--secret {spec:?} needs id="))?;
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
-            bail!("invalid secret id {id:?}");
-        }
-        let data = match data {
-            Some(d) => d,
-            None => std::env::var(&id).with_context(|| format!("secret {id}: no src= and no ${id}"))?.into_bytes(),
-        };
-        secrets.push((id, data));
-    }
+    let secrets = a.secret.iter().map(|s| read_secret(s)).collect::<anyhow::Result<Vec<_>>>()?;
     // The context streams straight from a writer thread into the request (no temp file).
     let (rd, wr) = rustix::pipe::pipe()?;
     let ctx2 = ctx.clone();
@@ -155,27 +129,7 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
         b.into_inner()?.flush()?;
         Ok(())
     });
-    let mut q = vec![("dockerfile", dockerfile), ("q", a.quiet.to_string()), ("nocache", a.no_cache.to_string())];
-    for t in &a.tags {
-        q.push(("t", t.clone()));
-    }
-    q.push(("buildargs", kv_json(&a.build_args, "--build-arg")?));
-    q.push(("labels", kv_json(&a.labels, "--label")?));
-    if let Some(t) = &a.target {
-        q.push(("target", t.clone()));
-    }
-    if a.pull {
-        q.push(("pull", "1".into()));
-    }
-    if a.force_rm {
-        q.push(("forcerm", "1".into()));
-    }
-    if let Some(n) = &a.network {
-        q.push(("networkmode", n.clone()));
-    }
-    if let Some(p) = &a.platform {
-        q.push(("platform", p.clone()));
-    }
+    let q = build_query(&a, dockerfile)?;
     let file = tokio::fs::File::from_std(std::fs::File::from(rd));
     let resp = c.request_stream(Method::POST, &format!("/build{}", query(&q)), file, "application/x-tar").await;
     match writer.join() {
@@ -232,6 +186,57 @@ pub async fn build(c: &Client, a: BuildArgs) -> anyhow::Result<u8> {
         export(c, &id, o).await?;
     }
     Ok(0)
+}
+
+/// `--secret id=ID,src=FILE` (or `env=VAR`, or the variable named as the ID): the secret's ID
+/// and content.
+fn read_secret(spec: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut id = None;
+    let mut data = None;
+    for part in spec.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => data = Some(std::fs::read(v).with_context(|| format!("secret file {v}"))?),
+            Some(("env", v)) => data = Some(std::env::var(v).with_context(|| format!("secret env {v}"))?.into_bytes()),
+            Some(("type", _)) => {}
+            _ => bail!("invalid --secret {spec:?} (want id=ID,src=FILE or id=ID,env=VAR)"),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow::anyhow!("--secret {spec:?} needs id="))?;
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        bail!("invalid secret id {id:?}");
+    }
+    let data = match data {
+        Some(d) => d,
+        None => std::env::var(&id).with_context(|| format!("secret {id}: no src= and no ${id}"))?.into_bytes(),
+    };
+    Ok((id, data))
+}
+
+/// The query of `POST /build` from the flags.
+fn build_query(a: &BuildArgs, dockerfile: String) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut q = vec![("dockerfile", dockerfile), ("q", a.quiet.to_string()), ("nocache", a.no_cache.to_string())];
+    for t in &a.tags {
+        q.push(("t", t.clone()));
+    }
+    q.push(("buildargs", kv_json(&a.build_args, "--build-arg")?));
+    q.push(("labels", kv_json(&a.labels, "--label")?));
+    if let Some(t) = &a.target {
+        q.push(("target", t.clone()));
+    }
+    if a.pull {
+        q.push(("pull", "1".into()));
+    }
+    if a.force_rm {
+        q.push(("forcerm", "1".into()));
+    }
+    if let Some(n) = &a.network {
+        q.push(("networkmode", n.clone()));
+    }
+    if let Some(p) = &a.platform {
+        q.push(("platform", p.clone()));
+    }
+    Ok(q)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -151,86 +151,8 @@ fn short(id: &str) -> String {
 
 pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<u8> {
     match cmd {
-        NetworkCmd::Create(a) => {
-            let mut ipam = json!({ "Driver": "default", "Config": [] });
-            if a.subnet.is_some() || a.gateway.is_some() || a.ip_range.is_some() || !a.aux_address.is_empty() {
-                let mut cfg = serde_json::Map::new();
-                for (k, v) in [("Subnet", &a.subnet), ("Gateway", &a.gateway), ("IPRange", &a.ip_range)] {
-                    if let Some(v) = v {
-                        cfg.insert(k.into(), Value::String(v.clone()));
-                    }
-                }
-                if !a.aux_address.is_empty() {
-                    cfg.insert("AuxiliaryAddresses".into(), Value::Object(kv(&a.aux_address)));
-                }
-                ipam["Config"] = json!([cfg]);
-            }
-            let body = json!({
-                "Name": a.name,
-                "Driver": a.driver,
-                "IPAM": ipam,
-                "Internal": a.internal,
-                "Attachable": a.attachable,
-                "Labels": kv(&a.label),
-                "Options": kv(&a.opt),
-            });
-            let v: Value = c.post_json("/networks/create", &body).await?;
-            println!("{}", v.get("Id").and_then(|n| n.as_str()).unwrap_or(""));
-            Ok(0)
-        }
-        NetworkCmd::Ls(a) => {
-            let q = if a.filter.is_empty() { String::new() } else { query(&[("filters", filters_json(&a.filter)?)]) };
-            let nets: Vec<Value> = c.get_json(&format!("/networks{q}")).await?;
-            let rows: Vec<Value> = nets
-                .iter()
-                .map(|n| {
-                    let id = n.get("Id").and_then(|v| v.as_str()).unwrap_or("");
-                    let mut labels: Vec<String> = n
-                        .get("Labels")
-                        .and_then(|l| l.as_object())
-                        .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
-                        .unwrap_or_default();
-                    labels.sort();
-                    json!({
-                        "ID": if a.no_trunc { id.to_string() } else { short(id) },
-                        "Name": n.get("Name").cloned().unwrap_or_default(),
-                        "Driver": n.get("Driver").cloned().unwrap_or_default(),
-                        "Scope": n.get("Scope").cloned().unwrap_or_default(),
-                        "IPv6": n.get("EnableIPv6").and_then(|v| v.as_bool()).unwrap_or(false).to_string(),
-                        "Internal": n.get("Internal").and_then(|v| v.as_bool()).unwrap_or(false).to_string(),
-                        "Labels": labels.join(","),
-                        "CreatedAt": n.get("Created").cloned().unwrap_or_default(),
-                    })
-                })
-                .collect();
-            if a.quiet {
-                for r in &rows {
-                    println!("{}", r["ID"].as_str().unwrap_or(""));
-                }
-                return Ok(0);
-            }
-            let headers = [
-                ("ID", "NETWORK ID"),
-                ("Name", "NAME"),
-                ("Driver", "DRIVER"),
-                ("Scope", "SCOPE"),
-                ("IPv6", "IPV6"),
-                ("Internal", "INTERNAL"),
-                ("Labels", "LABELS"),
-                ("CreatedAt", "CREATED AT"),
-            ];
-            print!(
-                "{}",
-                format::render_list(
-                    &rows,
-                    a.format.as_deref(),
-                    "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
-                    &headers
-                )
-                .map_err(|e| anyhow::anyhow!("template: {e}"))?
-            );
-            Ok(0)
-        }
+        NetworkCmd::Create(a) => create(c, a).await,
+        NetworkCmd::Ls(a) => ls(c, a).await,
         NetworkCmd::Inspect(a) => {
             let mut out = Vec::new();
             let mut rc = 0;
@@ -263,28 +185,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<u8> {
             }
             Ok(rc)
         }
-        NetworkCmd::Prune(a) => {
-            if !a.force {
-                eprint!(
-                    "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
-                );
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                if !matches!(line.trim(), "y" | "Y" | "yes") {
-                    return Ok(0);
-                }
-            }
-            let q = if a.filter.is_empty() { String::new() } else { query(&[("filters", filters_json(&a.filter)?)]) };
-            let v: Value = c.post_json(&format!("/networks/prune{q}"), &json!({})).await?;
-            let deleted = v.get("NetworksDeleted").and_then(|d| d.as_array()).cloned().unwrap_or_default();
-            if !deleted.is_empty() {
-                println!("Deleted Networks:");
-                for d in deleted {
-                    println!("{}", d.as_str().unwrap_or(""));
-                }
-            }
-            Ok(0)
-        }
+        NetworkCmd::Prune(a) => prune(c, a).await,
         NetworkCmd::Connect(a) => {
             let mut ep = serde_json::Map::new();
             if let Some(ip) = &a.ip {
@@ -306,6 +207,109 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `skiff network create`.
+async fn create(c: &Client, a: CreateArgs) -> anyhow::Result<u8> {
+    let mut ipam = json!({ "Driver": "default", "Config": [] });
+    if a.subnet.is_some() || a.gateway.is_some() || a.ip_range.is_some() || !a.aux_address.is_empty() {
+        let mut cfg = serde_json::Map::new();
+        for (k, v) in [("Subnet", &a.subnet), ("Gateway", &a.gateway), ("IPRange", &a.ip_range)] {
+            if let Some(v) = v {
+                cfg.insert(k.into(), Value::String(v.clone()));
+            }
+        }
+        if !a.aux_address.is_empty() {
+            cfg.insert("AuxiliaryAddresses".into(), Value::Object(kv(&a.aux_address)));
+        }
+        ipam["Config"] = json!([cfg]);
+    }
+    let body = json!({
+        "Name": a.name,
+        "Driver": a.driver,
+        "IPAM": ipam,
+        "Internal": a.internal,
+        "Attachable": a.attachable,
+        "Labels": kv(&a.label),
+        "Options": kv(&a.opt),
+    });
+    let v: Value = c.post_json("/networks/create", &body).await?;
+    println!("{}", v.get("Id").and_then(|n| n.as_str()).unwrap_or(""));
+    Ok(0)
+}
+
+/// `skiff network ls`: a table, `-q` IDs, or `--format`.
+async fn ls(c: &Client, a: LsArgs) -> anyhow::Result<u8> {
+    let q = if a.filter.is_empty() { String::new() } else { query(&[("filters", filters_json(&a.filter)?)]) };
+    let nets: Vec<Value> = c.get_json(&format!("/networks{q}")).await?;
+    let rows: Vec<Value> = nets
+        .iter()
+        .map(|n| {
+            let id = n.get("Id").and_then(|v| v.as_str()).unwrap_or("");
+            let mut labels: Vec<String> = n
+                .get("Labels")
+                .and_then(|l| l.as_object())
+                .map(|o| o.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
+                .unwrap_or_default();
+            labels.sort();
+            json!({
+                "ID": if a.no_trunc { id.to_string() } else { short(id) },
+                "Name": n.get("Name").cloned().unwrap_or_default(),
+                "Driver": n.get("Driver").cloned().unwrap_or_default(),
+                "Scope": n.get("Scope").cloned().unwrap_or_default(),
+                "IPv6": n.get("EnableIPv6").and_then(|v| v.as_bool()).unwrap_or(false).to_string(),
+                "Internal": n.get("Internal").and_then(|v| v.as_bool()).unwrap_or(false).to_string(),
+                "Labels": labels.join(","),
+                "CreatedAt": n.get("Created").cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    let headers = [
+        ("ID", "NETWORK ID"),
+        ("Name", "NAME"),
+        ("Driver", "DRIVER"),
+        ("Scope", "SCOPE"),
+        ("IPv6", "IPV6"),
+        ("Internal", "INTERNAL"),
+        ("Labels", "LABELS"),
+        ("CreatedAt", "CREATED AT"),
+    ];
+    print!(
+        "{}",
+        format::render_list(&rows, a.format.as_deref(), "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", &headers)
+            .map_err(|e| anyhow::anyhow!("template: {e}"))?
+    );
+    Ok(0)
+}
+
+/// `skiff network prune`, asking first unless `-f`.
+async fn prune(c: &Client, a: PruneArgs) -> anyhow::Result<u8> {
+    if !a.force {
+        eprint!(
+            "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] "
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if !matches!(line.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let q = if a.filter.is_empty() { String::new() } else { query(&[("filters", filters_json(&a.filter)?)]) };
+    let v: Value = c.post_json(&format!("/networks/prune{q}"), &json!({})).await?;
+    let deleted = v.get("NetworksDeleted").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+    if !deleted.is_empty() {
+        println!("Deleted Networks:");
+        for d in deleted {
+            println!("{}", d.as_str().unwrap_or(""));
+        }
+    }
+    Ok(0)
 }
 
 /// `skiff port CONTAINER [PRIVATE_PORT[/PROTO]]`.

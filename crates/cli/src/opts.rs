@@ -321,7 +321,7 @@ fn ulimit(s: &str) -> anyhow::Result<ResourcesUlimits> {
     Ok(ResourcesUlimits { name: Some(name.to_string()), soft: Some(soft), hard: Some(hard) })
 }
 
-/// Splits a shell-free string like docker's `--entrypoint` (one word) and command.
+/// The body of `POST /containers/create` from `run`/`create`'s flags, image and command.
 pub fn build_create(
     o: &RunOpts,
     image: &str,
@@ -338,36 +338,8 @@ pub fn build_create(
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let attach: Vec<String> = o.attach.iter().map(|a| a.to_ascii_lowercase()).collect();
-    let (attach_stdin, attach_stdout, attach_stderr) = if o.detach {
-        (false, false, false)
-    } else if attach.is_empty() {
-        (o.interactive, true, true)
-    } else {
-        (
-            attach.contains(&"stdin".to_string()),
-            attach.contains(&"stdout".to_string()),
-            attach.contains(&"stderr".to_string()),
-        )
-    };
-    let healthcheck = if o.no_healthcheck {
-        Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() })
-    } else if o.health_cmd.is_some()
-        || o.health_interval.is_some()
-        || o.health_retries.is_some()
-        || o.health_timeout.is_some()
-    {
-        Some(HealthConfig {
-            test: o.health_cmd.as_ref().map(|c| vec!["CMD-SHELL".into(), c.clone()]),
-            interval: o.health_interval.as_deref().map(parse_duration_ns).transpose()?,
-            timeout: o.health_timeout.as_deref().map(parse_duration_ns).transpose()?,
-            retries: o.health_retries,
-            start_period: o.health_start_period.as_deref().map(parse_duration_ns).transpose()?,
-            start_interval: o.health_start_interval.as_deref().map(parse_duration_ns).transpose()?,
-        })
-    } else {
-        None
-    };
+    let (attach_stdin, attach_stdout, attach_stderr) = attach_streams(o);
+    let healthcheck = healthcheck(o)?;
     let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
     for e in &o.expose {
         let p = if e.contains('/') { e.clone() } else { format!("{e}/tcp") };
@@ -389,15 +361,7 @@ pub fn build_create(
         Some(s) => Some(parse_size(s)?),
         None => None,
     };
-    let mut log_config = None;
-    if o.log_driver.is_some() || !o.log_opt.is_empty() {
-        let mut cfg = HashMap::new();
-        for lo in &o.log_opt {
-            let (k, v) = lo.split_once('=').with_context(|| format!("invalid log opt {lo}"))?;
-            cfg.insert(k.to_string(), v.to_string());
-        }
-        log_config = Some(HostConfigLogConfig { typ: o.log_driver.clone(), config: Some(cfg) });
-    }
+    let log_config = log_config(o)?;
     let mut port_bindings: HashMap<String, Option<Vec<bollard_stubs::models::PortBinding>>> = HashMap::new();
     for p in &o.publish {
         for (key, binding) in parse_publish(p)? {
@@ -476,6 +440,58 @@ pub fn build_create(
         networking_config: networking_config(o),
         ..Default::default()
     })
+}
+
+/// Which streams `run` attaches: none detached, `-a` as given, else stdout and stderr (and stdin
+/// with `-i`).
+fn attach_streams(o: &RunOpts) -> (bool, bool, bool) {
+    let attach: Vec<String> = o.attach.iter().map(|a| a.to_ascii_lowercase()).collect();
+    if o.detach {
+        (false, false, false)
+    } else if attach.is_empty() {
+        (o.interactive, true, true)
+    } else {
+        (
+            attach.contains(&"stdin".to_string()),
+            attach.contains(&"stdout".to_string()),
+            attach.contains(&"stderr".to_string()),
+        )
+    }
+}
+
+/// `--health-*` and `--no-healthcheck`.
+fn healthcheck(o: &RunOpts) -> anyhow::Result<Option<HealthConfig>> {
+    Ok(if o.no_healthcheck {
+        Some(HealthConfig { test: Some(vec!["NONE".into()]), ..Default::default() })
+    } else if o.health_cmd.is_some()
+        || o.health_interval.is_some()
+        || o.health_retries.is_some()
+        || o.health_timeout.is_some()
+    {
+        Some(HealthConfig {
+            test: o.health_cmd.as_ref().map(|c| vec!["CMD-SHELL".into(), c.clone()]),
+            interval: o.health_interval.as_deref().map(parse_duration_ns).transpose()?,
+            timeout: o.health_timeout.as_deref().map(parse_duration_ns).transpose()?,
+            retries: o.health_retries,
+            start_period: o.health_start_period.as_deref().map(parse_duration_ns).transpose()?,
+            start_interval: o.health_start_interval.as_deref().map(parse_duration_ns).transpose()?,
+        })
+    } else {
+        None
+    })
+}
+
+/// `--log-driver` and `--log-opt`.
+fn log_config(o: &RunOpts) -> anyhow::Result<Option<HostConfigLogConfig>> {
+    if o.log_driver.is_none() && o.log_opt.is_empty() {
+        return Ok(None);
+    }
+    let mut cfg = HashMap::new();
+    for lo in &o.log_opt {
+        let (k, v) = lo.split_once('=').with_context(|| format!("invalid log opt {lo}"))?;
+        cfg.insert(k.to_string(), v.to_string());
+    }
+    Ok(Some(HostConfigLogConfig { typ: o.log_driver.clone(), config: Some(cfg) }))
 }
 
 /// `--ip`, `--network-alias`, `--mac-address` as the endpoint of the `--network`.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{container, image, network, run, system, volume};
+use commands::{container, cp, image, network, run, stats, system, volume};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -54,11 +54,11 @@ enum Cmd {
     /// Return low-level information on Docker objects
     Inspect(container::InspectArgs),
     /// Display the running processes of a container
-    Top(container::TopArgs),
+    Top(stats::TopArgs),
     /// Display a live stream of container(s) resource usage statistics
-    Stats(container::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Copy files/folders between a container and the local filesystem
-    Cp(container::CpArgs),
+    Cp(cp::CpArgs),
     /// Rename a container
     Rename(container::RenameArgs),
     /// Pause all processes within one or more containers
@@ -143,10 +143,10 @@ enum ContainerCmd {
     Rm(container::RmArgs),
     Logs(container::LogsArgs),
     Inspect(container::InspectArgs),
-    Top(container::TopArgs),
+    Top(stats::TopArgs),
     Port(network::PortArgs),
-    Stats(container::StatsArgs),
-    Cp(container::CpArgs),
+    Stats(stats::StatsArgs),
+    Cp(cp::CpArgs),
     Rename(container::RenameArgs),
     Pause(container::NamesArgs),
     Unpause(container::NamesArgs),
@@ -231,9 +231,9 @@ fn main() -> ExitCode {
                 a.kind = Some("container".into());
                 container::inspect(&client, a).await
             }
-            Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => container::top(&client, a).await,
-            Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => container::stats(&client, a).await,
-            Cmd::Cp(a) | Cmd::Container(ContainerCmd::Cp(a)) => container::cp(&client, a).await,
+            Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => stats::top(&client, a).await,
+            Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => stats::stats(&client, a).await,
+            Cmd::Cp(a) | Cmd::Container(ContainerCmd::Cp(a)) => cp::cp(&client, a).await,
             Cmd::Rename(a) | Cmd::Container(ContainerCmd::Rename(a)) => container::rename(&client, a).await,
             Cmd::Pause(a) | Cmd::Container(ContainerCmd::Pause(a)) => container::simple(&client, a, "pause").await,
             Cmd::Unpause(a) | Cmd::Container(ContainerCmd::Unpause(a)) => {

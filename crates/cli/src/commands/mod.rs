@@ -3,12 +3,14 @@
 pub mod bootstrap;
 pub mod build;
 pub mod container;
+pub mod cp;
 pub mod image;
 pub mod network;
 pub mod progress;
 pub mod registry;
 pub mod registry_auth;
 pub mod run;
+pub mod stats;
 pub mod system;
 pub mod volume;
 

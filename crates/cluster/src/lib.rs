@@ -16,6 +16,7 @@ pub mod ca;
 pub mod identity;
 pub mod tls;
 pub mod token;
+pub mod types;
 
 mod error;
 pub use error::ClusterError;

@@ -1,0 +1,418 @@
+//! The objects the managers replicate, and the commands that change them.
+//!
+//! skiff's own types, not the Engine API's: the adapter in skiffd converts them to the API's
+//! `Swarm`/`Node` shapes. Every stored form carries [`SCHEMA`]; a manager refuses state from a
+//! newer one instead of misreading it, so managers of two versions can run side by side while
+//! an upgrade rolls through (new fields are added with serde defaults).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Role;
+
+/// The stored format of [`ClusterState`].
+pub const SCHEMA: u32 = 1;
+
+/// How a node takes new work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn parse(s: &str) -> Option<Availability> {
+        match s {
+            "active" => Some(Availability::Active),
+            "pause" => Some(Availability::Pause),
+            "drain" => Some(Availability::Drain),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+/// Whether a node is heard from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// Role as it travels and is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredRole {
+    Manager,
+    Worker,
+}
+
+impl From<Role> for StoredRole {
+    fn from(r: Role) -> StoredRole {
+        match r {
+            Role::Manager => StoredRole::Manager,
+            Role::Worker => StoredRole::Worker,
+        }
+    }
+}
+
+impl From<StoredRole> for Role {
+    fn from(r: StoredRole) -> Role {
+        match r {
+            StoredRole::Manager => Role::Manager,
+            StoredRole::Worker => Role::Worker,
+        }
+    }
+}
+
+/// What an operator sets on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The role the node should have (`node promote/demote`).
+    pub role: StoredRole,
+    #[serde(default)]
+    pub availability: Availability,
+}
+
+/// What a node reports about itself when it joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub os: String,
+    pub architecture: String,
+    pub engine_version: String,
+    #[serde(default)]
+    pub nano_cpus: i64,
+    #[serde(default)]
+    pub memory_bytes: i64,
+    #[serde(default)]
+    pub engine_labels: BTreeMap<String, String>,
+}
+
+/// A member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    /// Raft index of the last change (the API's `Version.Index`).
+    pub version: u64,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub state: NodeState,
+    #[serde(default)]
+    pub message: String,
+    /// The address the node's heartbeats come from.
+    #[serde(default)]
+    pub addr: String,
+    /// For managers: the address other managers reach it at (`host:port`).
+    #[serde(default)]
+    pub manager_addr: Option<String>,
+    /// The role its current certificate states.
+    pub cert_role: StoredRole,
+}
+
+/// The cluster-wide settings (`swarm init` flags, `swarm update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    #[serde(default = "default_name")]
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Tasks kept per slot (`--task-history-limit`, default 5).
+    pub task_history_limit: i64,
+    /// Log entries between snapshots (`--snapshot-interval`, default 10000).
+    pub snapshot_interval: u64,
+    #[serde(default)]
+    pub keep_old_snapshots: u64,
+    pub log_entries_for_slow_followers: u64,
+    pub election_tick: u32,
+    pub heartbeat_tick: u32,
+    /// Nanoseconds between a worker's heartbeats (`--dispatcher-heartbeat`, default 5 s).
+    pub dispatcher_heartbeat_ns: i64,
+    /// Node certificate lifetime in nanoseconds (`--cert-expiry`, default 90 days).
+    pub cert_expiry_ns: i64,
+    #[serde(default)]
+    pub autolock: bool,
+}
+
+fn default_name() -> String {
+    "default".into()
+}
+
+impl Default for ClusterSpec {
+    fn default() -> ClusterSpec {
+        ClusterSpec {
+            name: default_name(),
+            labels: BTreeMap::new(),
+            task_history_limit: 5,
+            snapshot_interval: 10_000,
+            keep_old_snapshots: 0,
+            log_entries_for_slow_followers: 500,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            dispatcher_heartbeat_ns: 5_000_000_000,
+            cert_expiry_ns: 90 * 24 * 3600 * 1_000_000_000,
+            autolock: false,
+        }
+    }
+}
+
+/// The cluster object: identity, settings, root CA, join tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub spec: ClusterSpec,
+    pub root_ca_cert: String,
+    /// The root's key, replicated to managers only (the store lives on managers).
+    pub root_ca_key: String,
+    pub worker_token: String,
+    pub manager_token: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("id", &self.id).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+/// Everything the managers replicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub schema: u32,
+    pub cluster: Option<Cluster>,
+    pub nodes: BTreeMap<String, Node>,
+    /// Nodes removed from the cluster: their certificates are refused from then on.
+    #[serde(default)]
+    pub removed: BTreeSet<String>,
+}
+
+impl Default for ClusterState {
+    fn default() -> ClusterState {
+        ClusterState { schema: SCHEMA, cluster: None, nodes: BTreeMap::new(), removed: BTreeSet::new() }
+    }
+}
+
+/// A change to the replicated state. Applied in log order on every manager; each either
+/// applies whole or is refused whole, with the same answer everywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// `swarm init`: the cluster object and the first manager.
+    Init { cluster: Box<Cluster>, node: Box<Node> },
+    /// `swarm update` (the version the client read must still be current).
+    UpdateCluster { version: u64, spec: ClusterSpec },
+    /// `swarm join-token --rotate`.
+    RotateToken { role: StoredRole, token: String },
+    /// A node admitted by a join token.
+    AddNode { node: Box<Node> },
+    /// `node update` / `promote` / `demote`.
+    UpdateNode { id: String, version: u64, spec: NodeSpec },
+    /// A node's heartbeat state changed.
+    NodeStatus { id: String, state: NodeState, addr: String, message: String },
+    /// A node's certificate now states `role`.
+    CertRole { id: String, role: StoredRole },
+    /// `node rm`.
+    RemoveNode { id: String },
+}
+
+/// What applying a [`Command`] answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Applied {
+    /// The refusal, if any (the same on every manager).
+    pub error: Option<String>,
+}
+
+impl ClusterState {
+    /// Applies `cmd` at log index `index` with `now` (Unix nanoseconds, chosen by the leader and
+    /// carried in the entry, so every manager writes the same times).
+    pub fn apply(&mut self, index: u64, now: i64, cmd: &Command) -> Applied {
+        match self.try_apply(index, now, cmd) {
+            Ok(()) => Applied { error: None },
+            Err(e) => Applied { error: Some(e) },
+        }
+    }
+
+    fn try_apply(&mut self, index: u64, now: i64, cmd: &Command) -> Result<(), String> {
+        match cmd {
+            Command::Init { cluster, node } => {
+                if self.cluster.is_some() {
+                    return Err("the cluster already exists".into());
+                }
+                let mut c = (**cluster).clone();
+                (c.version, c.created_at, c.updated_at) = (index, now, now);
+                let mut n = (**node).clone();
+                (n.version, n.created_at, n.updated_at) = (index, now, now);
+                self.cluster = Some(c);
+                self.nodes.insert(n.id.clone(), n);
+            }
+            Command::UpdateCluster { version, spec } => {
+                let c = self.cluster.as_mut().ok_or("no cluster")?;
+                if c.version != *version {
+                    return Err(format!(
+                        "update out of sequence: the swarm was changed since version {version} (now {})",
+                        c.version
+                    ));
+                }
+                c.spec = spec.clone();
+                (c.version, c.updated_at) = (index, now);
+            }
+            Command::RotateToken { role, token } => {
+                let c = self.cluster.as_mut().ok_or("no cluster")?;
+                match role {
+                    StoredRole::Worker => c.worker_token = token.clone(),
+                    StoredRole::Manager => c.manager_token = token.clone(),
+                }
+                (c.version, c.updated_at) = (index, now);
+            }
+            Command::AddNode { node } => {
+                if self.removed.contains(&node.id) || self.nodes.contains_key(&node.id) {
+                    return Err(format!("node {} already exists or was removed", node.id));
+                }
+                let mut n = (**node).clone();
+                (n.version, n.created_at, n.updated_at) = (index, now, now);
+                self.nodes.insert(n.id.clone(), n);
+            }
+            Command::UpdateNode { id, version, spec } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
+                if n.version != *version {
+                    return Err(format!("update out of sequence: node {id} was changed since version {version}"));
+                }
+                n.spec = spec.clone();
+                (n.version, n.updated_at) = (index, now);
+            }
+            Command::NodeStatus { id, state, addr, message } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
+                n.state = *state;
+                n.addr = addr.clone();
+                n.message = message.clone();
+                (n.version, n.updated_at) = (index, now);
+            }
+            Command::CertRole { id, role } => {
+                let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
+                n.cert_role = *role;
+                (n.version, n.updated_at) = (index, now);
+            }
+            Command::RemoveNode { id } => {
+                self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
+                self.removed.insert(id.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a stored state, refusing one written by a newer schema.
+    pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
+        #[derive(Deserialize)]
+        struct Head {
+            schema: u32,
+        }
+        let head: Head = serde_json::from_slice(bytes).map_err(|e| format!("cluster state: {e}"))?;
+        if head.schema > SCHEMA {
+            return Err(format!("cluster state of schema {} is newer than this skiffd's ({SCHEMA})", head.schema));
+        }
+        serde_json::from_slice(bytes).map_err(|e| format!("cluster state: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, role: StoredRole) -> Node {
+        Node {
+            id: id.into(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            spec: NodeSpec { name: String::new(), labels: BTreeMap::new(), role, availability: Availability::Active },
+            description: NodeDescription::default(),
+            state: NodeState::Ready,
+            message: String::new(),
+            addr: String::new(),
+            manager_addr: None,
+            cert_role: role,
+        }
+    }
+
+    fn cluster() -> Cluster {
+        Cluster {
+            id: "c".into(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            spec: ClusterSpec::default(),
+            root_ca_cert: String::new(),
+            root_ca_key: String::new(),
+            worker_token: "w".into(),
+            manager_token: "m".into(),
+        }
+    }
+
+    #[test]
+    fn commands_apply_in_order_with_versions_from_the_log() {
+        let mut s = ClusterState::default();
+        let init = Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) };
+        assert_eq!(s.apply(1, 100, &init), Applied::default());
+        assert!(s.apply(2, 101, &init).error.is_some(), "a second init is refused");
+        assert_eq!(s.cluster.as_ref().unwrap().version, 1);
+        let add = Command::AddNode { node: Box::new(node("w1", StoredRole::Worker)) };
+        assert_eq!(s.apply(3, 102, &add).error, None);
+        let mut spec = s.nodes["w1"].spec.clone();
+        spec.availability = Availability::Drain;
+        let stale = Command::UpdateNode { id: "w1".into(), version: 1, spec: spec.clone() };
+        assert!(s.apply(4, 103, &stale).error.unwrap().contains("out of sequence"));
+        let ok = Command::UpdateNode { id: "w1".into(), version: 3, spec };
+        assert_eq!(s.apply(5, 104, &ok).error, None);
+        assert_eq!(s.nodes["w1"].version, 5);
+        assert_eq!(s.nodes["w1"].updated_at, 104);
+        assert_eq!(s.apply(6, 105, &Command::RemoveNode { id: "w1".into() }).error, None);
+        assert!(s.apply(7, 106, &add).error.is_some(), "a removed node cannot come back under its ID");
+    }
+
+    #[test]
+    fn stored_state_round_trips_and_newer_schemas_are_refused() {
+        let mut s = ClusterState::default();
+        s.apply(1, 1, &Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) });
+        let bytes = serde_json::to_vec(&s).unwrap();
+        assert_eq!(ClusterState::decode(&bytes).unwrap(), s);
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v["schema"] = (SCHEMA + 1).into();
+        assert!(ClusterState::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err().contains("newer"));
+        assert!(ClusterState::decode(b"{").is_err());
+    }
+}

@@ -86,8 +86,8 @@ async fn pull_from(
         (None, None) => "latest".to_string(),
     };
     let label = r.tag().map(str::to_string).unwrap_or_else(|| reference.clone());
-    item(&sink, &label, &format!("Pulling from {}", r.familiar_repository()));
-    let Resolved { bytes, mt, digest, index_digest } = resolve_manifest(&reg, r, &reference, platform).await?;
+    let pulling = || item(&sink, &label, &format!("Pulling from {}", r.familiar_repository()));
+    let Resolved { bytes, mt, digest, index_digest } = resolve_manifest(&reg, r, &reference, platform, pulling).await?;
     if !media::is_manifest(&mt) {
         return Err(DistError::Invalid(format!("unsupported manifest media type {mt:?}")));
     }
@@ -236,14 +236,18 @@ struct Resolved {
 }
 
 /// Fetches the manifest `reference` names, checked against a digest in `r`; from an index,
-/// the manifest for `platform`.
+/// the manifest for `platform`. `pulling` announces the pull once the registry has answered.
 async fn resolve_manifest(
     reg: &Registry,
     r: &Reference,
     reference: &str,
     platform: &Platform,
+    pulling: impl FnOnce(),
 ) -> Result<Resolved, DistError> {
     let (mut bytes, mut mt, mut digest) = reg.get_manifest(reference, MAX_JSON_BLOB).await?;
+    // Progress starts once the registry has answered: an unreachable or unknown repository
+    // is an HTTP error, as dockerd's (moby's TestImagePullNonExisting).
+    pulling();
     if let Some(want) = r.digest()
         && *want != digest
     {

@@ -14,8 +14,10 @@
 
 pub mod ca;
 pub mod identity;
+pub mod rpc;
 pub mod tls;
 pub mod token;
+pub mod transport;
 pub mod types;
 
 mod error;

@@ -1,0 +1,86 @@
+//! The messages nodes exchange over mutual TLS (HTTP/2, JSON bodies).
+//!
+//! Paths under `/v1/`: `join` (a node with a token, and without a certificate yet, gets one),
+//! `heartbeat` (a member says it is alive; the answer carries the period and the managers),
+//! `forward` (a manager that is not the leader hands a write to the leader), and `raft/*`
+//! (openraft's own messages, in the manager crate). Every body carries [`RPC_VERSION`]-
+//! compatible fields only: new fields come with serde defaults, so mixed versions interoperate.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Applied, Command, NodeDescription, StoredRole};
+
+/// The protocol version a node speaks; a peer with a newer major version is refused.
+pub const RPC_VERSION: u32 = 1;
+
+/// The port managers listen on unless told otherwise (as Docker's).
+pub const DEFAULT_PORT: u16 = 2377;
+
+/// `POST /v1/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub rpc_version: u32,
+    /// The join token as the operator gave it.
+    pub token: String,
+    /// A CSR for the node's own key (DER, base64).
+    pub csr: String,
+    pub description: NodeDescription,
+    /// Where other managers reach it, should it be (or become) a manager.
+    pub advertise_addr: String,
+}
+
+/// A manager as members learn it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerPeer {
+    pub node_id: String,
+    pub addr: String,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResponse {
+    pub node_id: String,
+    pub cluster_id: String,
+    pub role: StoredRole,
+    /// The node's certificate and the root (PEM).
+    pub cert: String,
+    pub ca: String,
+    pub managers: Vec<ManagerPeer>,
+    pub heartbeat_period_ns: i64,
+}
+
+/// `POST /v1/heartbeat`: the caller is the certificate's node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub rpc_version: u32,
+    /// Where the node can be reached (its advertise address).
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub period_ns: i64,
+    pub managers: Vec<ManagerPeer>,
+    /// The role the cluster wants the node in; a node whose certificate says otherwise renews it.
+    pub role: StoredRole,
+    /// Set when the node has been removed from the cluster: it must leave.
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// `POST /v1/forward`: a write for the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forward {
+    pub cmd: Command,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForwardResponse {
+    pub applied: Applied,
+}
+
+/// An error answer: the HTTP status says the class, this the words.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpcError {
+    pub message: String,
+}

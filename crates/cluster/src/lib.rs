@@ -14,6 +14,7 @@
 
 pub mod ca;
 pub mod identity;
+pub mod join;
 pub mod rpc;
 pub mod tls;
 pub mod token;

@@ -66,6 +66,10 @@ pub struct HeartbeatResponse {
     /// Set when the node has been removed from the cluster: it must leave.
     #[serde(default)]
     pub removed: bool,
+    /// Set by a manager that is not the leader (and did not record the heartbeat): where the
+    /// leader is. The node sends its next heartbeat there.
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
 /// `POST /v1/forward`: a write for the leader.

@@ -318,7 +318,9 @@ impl ClusterState {
             Command::NodeStatus { id, state, addr, message } => {
                 let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
                 n.state = *state;
-                n.addr = addr.clone();
+                if !addr.is_empty() {
+                    n.addr = addr.clone();
+                }
                 n.message = message.clone();
                 (n.version, n.updated_at) = (index, now);
             }

@@ -1,0 +1,128 @@
+//! The control operations behind `docker swarm` and `docker node`: each a check against the
+//! replicated state and a command through the leader.
+
+use skiff_cluster::ca::RootCa;
+use skiff_cluster::token::JoinToken;
+use skiff_cluster::types::{Cluster, ClusterSpec, Command, Node, NodeDescription, NodeSpec, NodeState, StoredRole};
+
+use crate::error::{Kind, ManagerError, Result};
+use crate::manager::Manager;
+
+/// What `swarm init` writes first: the cluster (its root CA and fresh join tokens) and this
+/// node as its first manager.
+pub fn init_command(
+    node_id: &str,
+    cluster_id: &str,
+    spec: ClusterSpec,
+    ca: &RootCa,
+    description: NodeDescription,
+    advertise_addr: &str,
+) -> Result<Command> {
+    let key = ca.key_pem().ok_or_else(|| ManagerError::new(Kind::Invalid, "the root CA has no key"))?;
+    let cluster = Cluster {
+        id: cluster_id.to_string(),
+        version: 0,
+        created_at: 0,
+        updated_at: 0,
+        spec,
+        root_ca_cert: ca.cert_pem().to_string(),
+        root_ca_key: key,
+        worker_token: JoinToken::generate(ca).to_string(),
+        manager_token: JoinToken::generate(ca).to_string(),
+    };
+    let node = Node {
+        id: node_id.to_string(),
+        version: 0,
+        created_at: 0,
+        updated_at: 0,
+        spec: NodeSpec {
+            name: String::new(),
+            labels: Default::default(),
+            role: StoredRole::Manager,
+            availability: Default::default(),
+        },
+        description,
+        state: NodeState::Ready,
+        message: String::new(),
+        addr: advertise_addr.rsplit_once(':').map_or(advertise_addr, |(h, _)| h).to_string(),
+        manager_addr: Some(advertise_addr.to_string()),
+        cert_role: StoredRole::Manager,
+    };
+    Ok(Command::Init { cluster: Box::new(cluster), node: Box::new(node) })
+}
+
+impl Manager {
+    /// `docker node update` (availability, labels, name). A role change needs a new certificate
+    /// and, for a manager, a Raft membership change: refused until promotion is built.
+    pub async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> Result<()> {
+        let node = self.node(id).await?;
+        if node.spec.role != spec.role {
+            return Err(ManagerError::new(
+                Kind::Invalid,
+                "changing a node's role (promote/demote) is not supported by skiff yet",
+            ));
+        }
+        self.write(Command::UpdateNode { id: node.id, version, spec }).await
+    }
+
+    /// `docker node rm [--force]`: a node must be down (or forced); a manager must be demoted
+    /// first, as dockerd says.
+    pub async fn remove_node(&self, id: &str, force: bool) -> Result<()> {
+        let node = self.node(id).await?;
+        if node.spec.role == StoredRole::Manager || node.manager_addr.is_some() {
+            return Err(ManagerError::new(
+                Kind::Invalid,
+                format!(
+                    "rpc error: code = FailedPrecondition desc = node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+                    node.id
+                ),
+            ));
+        }
+        if !force && node.state != NodeState::Down {
+            return Err(ManagerError::new(
+                Kind::Invalid,
+                format!(
+                    "rpc error: code = FailedPrecondition desc = node {} is not down and can't be removed",
+                    node.id
+                ),
+            ));
+        }
+        self.write(Command::RemoveNode { id: node.id }).await
+    }
+
+    /// `docker swarm join-token --rotate ROLE`.
+    pub async fn rotate_token(&self, role: StoredRole) -> Result<()> {
+        let ca = self.root_ca().await?;
+        self.write(Command::RotateToken { role, token: JoinToken::generate(&ca).to_string() }).await
+    }
+
+    /// `docker swarm update`.
+    pub async fn update_cluster(&self, version: u64, spec: ClusterSpec) -> Result<()> {
+        self.write(Command::UpdateCluster { version, spec }).await
+    }
+
+    /// A node by full ID, unique ID prefix or name (hostname), as dockerd resolves it.
+    pub async fn node(&self, key: &str) -> Result<Node> {
+        let state = self.read().await?;
+        if let Some(n) = state.nodes.get(key) {
+            return Ok(n.clone());
+        }
+        let by_name: Vec<&Node> = state
+            .nodes
+            .values()
+            .filter(|n| n.spec.name == key || (n.spec.name.is_empty() && n.description.hostname == key))
+            .collect();
+        if let [n] = by_name.as_slice() {
+            return Ok((*n).clone());
+        }
+        let by_prefix: Vec<&Node> = state.nodes.values().filter(|n| n.id.starts_with(key)).collect();
+        match by_prefix.as_slice() {
+            [n] if !key.is_empty() => Ok((*n).clone()),
+            [] | [_] => Err(ManagerError::new(Kind::NotFound, format!("node {key} not found"))),
+            _ => Err(ManagerError::new(
+                Kind::Invalid,
+                format!("node {key} is ambiguous ({} matches found)", by_prefix.len()),
+            )),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! A running manager: its Raft node, the server other nodes call, and the writes and reads the
+//! control operations make.
+//!
+//! Writes go to the leader: on the leader through `client_write`, elsewhere forwarded over the
+//! cluster transport (`/v1/forward`) to the leader openraft names. Reads are of the local state
+//! machine after openraft confirms leadership with a quorum (linearizable) on the leader; a
+//! follower answers from what it has applied.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Config, Raft, SnapshotPolicy};
+use skiff_cluster::ca::RootCa;
+use skiff_cluster::rpc::{Forward, ForwardResponse, ManagerPeer};
+use skiff_cluster::tls::{self, Credentials};
+use skiff_cluster::transport::{self, CallError, Dialer};
+use skiff_cluster::types::{ClusterState, Command};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Kind, ManagerError, Result};
+use crate::raft::log::LogStore;
+use crate::raft::net::Network;
+use crate::raft::sm::StateMachine;
+use crate::raft::{Member, Request, TypeConfig, raft_id};
+
+/// How long a forwarded write may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What a manager needs to run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the raft database lives (`<data-root>/swarm/raft`).
+    pub dir: PathBuf,
+    pub node_id: String,
+    /// Where other managers reach this one.
+    pub advertise_addr: String,
+    pub listen_addr: SocketAddr,
+    /// This manager's certificate, key and the root.
+    pub creds: Credentials,
+    /// Log entries between snapshots.
+    pub snapshot_interval: u64,
+}
+
+/// A manager node.
+pub struct Manager {
+    pub raft: Raft<TypeConfig>,
+    pub(crate) sm: Arc<StateMachine>,
+    pub(crate) settings: Settings,
+    pub(crate) dialer: Dialer,
+    /// When each node was last heard from (this manager's view; the leader acts on it).
+    pub(crate) seen: Mutex<HashMap<String, Instant>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("node_id", &self.settings.node_id).finish_non_exhaustive()
+    }
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl Manager {
+    /// Opens the raft store and starts Raft and the cluster server (bound already: `listener`).
+    pub async fn start(settings: Settings, listener: tokio::net::TcpListener) -> Result<Arc<Manager>> {
+        std::fs::create_dir_all(&settings.dir).map_err(ManagerError::internal)?;
+        let db = LogStore::database(&settings.dir.join("raft.redb")).map_err(ManagerError::internal)?;
+        let log = LogStore::open(db.clone()).map_err(ManagerError::internal)?;
+        let sm = StateMachine::open(db).map_err(ManagerError::internal)?;
+        let config = Config {
+            cluster_name: "skiff".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval.max(1)),
+            max_in_snapshot_log_to_keep: 500,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(ManagerError::internal)?;
+        let dialer = Dialer::new(tls::client(&settings.creds).map_err(ManagerError::internal)?);
+        let network = Network { dialer: dialer.clone() };
+        let raft = Raft::new(raft_id(&settings.node_id), Arc::new(config), network, log, sm.clone())
+            .await
+            .map_err(ManagerError::internal)?;
+        let server_tls = tls::server(&settings.creds).map_err(ManagerError::internal)?;
+        let m = Arc::new(Manager {
+            raft,
+            sm,
+            settings,
+            dialer,
+            seen: Mutex::default(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        let handler = Arc::new(crate::server::Handler(Arc::downgrade(&m)));
+        let cancel = m.cancel.clone();
+        m.tasks.spawn(transport::serve(listener, server_tls, handler, async move { cancel.cancelled().await }));
+        let this = Arc::downgrade(&m);
+        let cancel = m.cancel.clone();
+        m.tasks.spawn(async move { crate::dispatcher::watch_heartbeats(this, cancel).await });
+        Ok(m)
+    }
+
+    /// The first manager of a new cluster: a single-voter membership, then `init`.
+    pub async fn bootstrap(&self, init: Command) -> Result<()> {
+        let me = raft_id(&self.settings.node_id);
+        let member = Member { node_id: self.settings.node_id.clone(), addr: self.settings.advertise_addr.clone() };
+        self.raft.initialize(BTreeMap::from([(me, member)])).await.map_err(ManagerError::internal)?;
+        self.raft
+            .wait(Some(Duration::from_secs(10)))
+            .current_leader(me, "the first manager leads")
+            .await
+            .map_err(ManagerError::unavailable)?;
+        self.write(init).await
+    }
+
+    /// Runs `f` as a task the manager owns (dropped at shutdown).
+    pub(crate) fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = f => {}
+            }
+        });
+    }
+
+    /// This node's cluster ID.
+    pub fn node_id(&self) -> &str {
+        &self.settings.node_id
+    }
+
+    /// The root CA (with its key) from the replicated state.
+    pub async fn root_ca(&self) -> Result<RootCa> {
+        let (cert, key) = self
+            .sm
+            .with(|s| s.cluster.as_ref().map(|c| (c.root_ca_cert.clone(), c.root_ca_key.clone())))
+            .await
+            .ok_or_else(|| ManagerError::unavailable("the cluster state has not reached this manager yet"))?;
+        RootCa::from_pem(&cert, Some(&key)).map_err(ManagerError::internal)
+    }
+
+    /// Applies `cmd` through the leader; its refusal (stale version, unknown node) comes back
+    /// as a conflict.
+    pub async fn write(&self, cmd: Command) -> Result<()> {
+        let applied = match self.raft.client_write(Request { now: now_nanos(), cmd: cmd.clone() }).await {
+            Ok(r) => r.data,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+                Some(leader) => self.forward(&leader.addr, cmd).await?,
+                None => return Err(no_leader()),
+            },
+            Err(e) => return Err(ManagerError::unavailable(e)),
+        };
+        match applied.error {
+            None => Ok(()),
+            Some(e) if e.contains("not found") => Err(ManagerError::new(Kind::NotFound, e)),
+            Some(e) => Err(ManagerError::new(Kind::Conflict, e)),
+        }
+    }
+
+    async fn forward(&self, leader: &str, cmd: Command) -> Result<skiff_cluster::types::Applied> {
+        let r: Result<ForwardResponse, CallError> =
+            self.dialer.call(leader, "/v1/forward", &Forward { cmd }, FORWARD_TIMEOUT).await;
+        match r {
+            Ok(r) => Ok(r.applied),
+            Err(CallError::Remote { status, message }) => Err(ManagerError::from_status(status, message)),
+            Err(e) => Err(ManagerError::unavailable(format!("{e}; {}", no_leader()))),
+        }
+    }
+
+    /// The replicated state, linearizable where this manager leads.
+    pub async fn read(&self) -> Result<ClusterState> {
+        if self.is_leader() {
+            self.raft.ensure_linearizable().await.map_err(|_| no_leader())?;
+        }
+        Ok(self.sm.state().await)
+    }
+
+    /// The state as applied on this manager, without asking the leader.
+    pub async fn sm_state(&self) -> ClusterState {
+        self.sm.state().await
+    }
+
+    /// Whether this manager is the Raft leader now.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(m.id)
+    }
+
+    /// The managers in the Raft membership, with whether each leads.
+    pub fn managers(&self) -> Vec<(ManagerPeer, bool)> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .nodes()
+            .map(|(id, n)| {
+                (ManagerPeer { node_id: n.node_id.clone(), addr: n.addr.clone() }, m.current_leader == Some(*id))
+            })
+            .collect()
+    }
+
+    /// Stops serving and stops Raft (the database stays, for a restart).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        let _ = self.raft.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.tasks.wait()).await;
+    }
+}
+
+pub(crate) fn no_leader() -> ManagerError {
+    ManagerError::unavailable(
+        "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online.",
+    )
+}

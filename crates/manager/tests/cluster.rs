@@ -1,0 +1,170 @@
+//! Managers and nodes over real TCP on loopback: a cluster made, nodes admitted by token,
+//! heartbeats, writes forwarded to the leader, and a new leader when the old one goes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_cluster::ca::{DEFAULT_NODE_VALIDITY, NodeKey, RootCa};
+use skiff_cluster::identity::{NodeIdentity, Role, new_id};
+use skiff_cluster::join::{Joined, join};
+use skiff_cluster::rpc::{Heartbeat, HeartbeatResponse};
+use skiff_cluster::tls::{self, Credentials};
+use skiff_cluster::transport::{CallError, Dialer};
+use skiff_cluster::types::{Availability, ClusterSpec, NodeDescription, NodeState};
+use skiff_manager::{Manager, Settings, init_command};
+use tokio::net::TcpListener;
+
+fn description(host: &str) -> NodeDescription {
+    NodeDescription { hostname: host.into(), os: "linux".into(), architecture: "x86_64".into(), ..Default::default() }
+}
+
+async fn listen() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap().to_string();
+    (l, a)
+}
+
+async fn start(dir: &std::path::Path, node_id: &str, creds: Credentials, l: TcpListener, addr: &str) -> Arc<Manager> {
+    let settings = Settings {
+        dir: dir.join(node_id),
+        node_id: node_id.into(),
+        advertise_addr: addr.into(),
+        listen_addr: l.local_addr().unwrap(),
+        creds,
+        snapshot_interval: 10_000,
+    };
+    Manager::start(settings, l).await.unwrap()
+}
+
+/// A new cluster's first manager; returns it, its address and the root.
+async fn first(dir: &std::path::Path) -> (Arc<Manager>, String, RootCa) {
+    let ca = RootCa::generate().unwrap();
+    let (node_id, cluster_id) = (new_id(), new_id());
+    let key = NodeKey::generate().unwrap();
+    let who = NodeIdentity { node_id: node_id.clone(), role: Role::Manager, cluster_id: cluster_id.clone() };
+    let cert = ca.issue(&key.csr().unwrap(), &who, DEFAULT_NODE_VALIDITY).unwrap();
+    let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert, key: key.der() };
+    let (l, addr) = listen().await;
+    let m = start(dir, &node_id, creds, l, &addr).await;
+    let init = init_command(&node_id, &cluster_id, ClusterSpec::default(), &ca, description("m1"), &addr).unwrap();
+    m.bootstrap(init).await.unwrap();
+    (m, addr, ca)
+}
+
+async fn heartbeat(addr: &str, j: &Joined) -> Result<HeartbeatResponse, CallError> {
+    let d = Dialer::new(tls::client(&j.creds).unwrap());
+    d.call(addr, "/v1/heartbeat", &Heartbeat { rpc_version: 1, addr: "127.0.0.9".into() }, Duration::from_secs(5)).await
+}
+
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    for _ in 0..150 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_joins_by_token_heartbeats_and_is_refused_once_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, addr, ca) = first(dir.path()).await;
+    let state = m.read().await.unwrap();
+    let cluster = state.cluster.clone().unwrap();
+    assert_eq!(state.nodes.len(), 1);
+
+    // A wrong secret for the right root, and a token for another root, are refused.
+    let wrong = skiff_cluster::token::JoinToken::generate(&ca).to_string();
+    let e = join(&addr, &wrong, description("w1"), "").await.unwrap_err();
+    assert!(e.to_string().contains("A valid join token is necessary"), "{e}");
+    let other = skiff_cluster::token::JoinToken::generate(&RootCa::generate().unwrap()).to_string();
+    assert!(join(&addr, &other, description("w1"), "").await.is_err(), "a token pinning another root");
+
+    let w = join(&addr, &cluster.worker_token, description("w1"), "").await.unwrap();
+    assert_eq!(w.identity.role, Role::Worker);
+    assert_eq!(w.identity.cluster_id, cluster.id);
+    let hb = heartbeat(&addr, &w).await.unwrap();
+    assert!(!hb.removed && hb.leader.is_none());
+    let id = w.identity.node_id.clone();
+    eventually("the worker to be ready", || {
+        let m = m.clone();
+        let id = id.clone();
+        async move { m.read().await.unwrap().nodes.get(&id).is_some_and(|n| n.state == NodeState::Ready) }
+    })
+    .await;
+
+    // A worker cannot call what is for managers.
+    let d = Dialer::new(tls::client(&w.creds).unwrap());
+    let e =
+        d.call::<_, serde_json::Value>(&addr, "/v1/raft/vote", &serde_json::json!({}), Duration::from_secs(5)).await;
+    assert!(matches!(e, Err(CallError::Remote { status: 403, .. })), "{e:?}");
+
+    // Node updates check the version; removal wants the node down, or --force.
+    let n = m.node(&id).await.unwrap();
+    let mut spec = n.spec.clone();
+    spec.availability = Availability::Drain;
+    assert!(m.update_node(&id, n.version + 100, spec.clone()).await.is_err(), "a stale version");
+    m.update_node(&id, n.version, spec).await.unwrap();
+    assert_eq!(m.node("w1").await.unwrap().spec.availability, Availability::Drain, "by hostname");
+    assert!(m.remove_node(&id, false).await.unwrap_err().message.contains("is not down"));
+    m.remove_node(&id, true).await.unwrap();
+    let hb = heartbeat(&addr, &w).await;
+    assert!(matches!(hb, Err(CallError::Remote { status: 403, .. })), "a removed node is refused: {hb:?}");
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_managers_replicate_forward_writes_and_survive_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m1, addr1, _ca) = first(dir.path()).await;
+    let token = m1.read().await.unwrap().cluster.unwrap().manager_token;
+    let mut managers = vec![m1.clone()];
+    for host in ["m2", "m3"] {
+        let (l, addr) = listen().await;
+        let j = join(&addr1, &token, description(host), &addr).await.unwrap();
+        assert_eq!(j.identity.role, Role::Manager);
+        managers.push(start(dir.path(), &j.identity.node_id, j.creds, l, &addr).await);
+    }
+    eventually("three voters", || {
+        let m1 = m1.clone();
+        async move {
+            let m = m1.raft.metrics().borrow().clone();
+            m.membership_config.membership().voter_ids().count() == 3
+        }
+    })
+    .await;
+    // A write made on a follower goes through the leader and reaches every manager.
+    let follower = managers[1].clone();
+    let id = follower.node_id().to_string();
+    let n = follower.node(&id).await.unwrap();
+    let mut spec = n.spec.clone();
+    spec.labels.insert("zone".into(), "a".into());
+    follower.update_node(&id, n.version, spec).await.unwrap();
+    for m in &managers {
+        let m = m.clone();
+        let id = id.clone();
+        eventually("the label everywhere", move || {
+            let (m, id) = (m.clone(), id.clone());
+            async move { m.sm_state().await.nodes.get(&id).is_some_and(|n| n.spec.labels.contains_key("zone")) }
+        })
+        .await;
+    }
+    // The leader goes; the other two elect one and keep taking writes.
+    let leader = managers.iter().position(|m| m.is_leader()).unwrap();
+    managers.remove(leader).shutdown().await;
+    let rest = managers.clone();
+    eventually("a new leader", || {
+        let rest = rest.clone();
+        async move { rest.iter().any(|m| m.is_leader()) }
+    })
+    .await;
+    let m = &managers[0];
+    let n = m.node(&id).await.unwrap();
+    let mut spec = n.spec.clone();
+    spec.labels.insert("zone".into(), "b".into());
+    m.update_node(&id, n.version, spec).await.unwrap();
+    for m in managers {
+        m.shutdown().await;
+    }
+}

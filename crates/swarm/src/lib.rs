@@ -1,0 +1,314 @@
+//! This node's part in a swarm (swarmkit's `node` package): none, a worker, or a manager.
+//!
+//! `init` makes a cluster — root CA, IDs, this node's certificate, the first manager with its
+//! Raft store — and `join` enters one with a token; either way the node keeps what it is in
+//! `<data-root>/swarm` (`state.json`, and `certs/` with the root, its certificate and key, in a
+//! 0700 directory) and runs an agent session that heartbeats the leader, plus, on managers, the
+//! [`Manager`]. A daemon restarted finds its state and carries on; `leave` stops everything and
+//! removes it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use skiff_agent::Session;
+use skiff_cluster::ca::{NodeKey, RootCa};
+use skiff_cluster::identity::{NodeIdentity, Role, new_id};
+use skiff_cluster::rpc::ManagerPeer;
+use skiff_cluster::tls::Credentials;
+use skiff_cluster::types::{ClusterSpec, NodeDescription, StoredRole};
+pub use skiff_manager::{Kind, Manager, ManagerError};
+use tokio::sync::Mutex;
+
+pub mod addr;
+mod files;
+mod info;
+
+pub use info::{Info, LocalState};
+
+pub type Result<T, E = ManagerError> = std::result::Result<T, E>;
+
+/// What is kept about this node's membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeFile {
+    pub schema: u32,
+    pub node_id: String,
+    pub cluster_id: String,
+    pub role: StoredRole,
+    pub listen_addr: String,
+    pub advertise_addr: String,
+    pub managers: Vec<ManagerPeer>,
+}
+
+/// `docker swarm init`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub listen_addr: String,
+    pub advertise_addr: String,
+    pub force_new_cluster: bool,
+    pub spec: ClusterSpec,
+}
+
+/// `docker swarm join`'s options.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOptions {
+    pub listen_addr: String,
+    pub advertise_addr: String,
+    pub remote_addrs: Vec<String>,
+    pub token: String,
+}
+
+pub(crate) struct Active {
+    pub file: NodeFile,
+    pub manager: Option<Arc<Manager>>,
+    pub session: Session,
+}
+
+/// What describes this node to the cluster (hostname, platform, engine), asked when needed.
+pub type Describe = Arc<dyn Fn() -> NodeDescription + Send + Sync>;
+
+/// This node's swarm membership.
+pub struct Swarm {
+    dir: PathBuf,
+    describe: Describe,
+    pub(crate) state: Mutex<Option<Active>>,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn not_in_swarm() -> ManagerError {
+    ManagerError::new(Kind::Unavailable, "This node is not part of a swarm")
+}
+
+fn already_in_swarm() -> ManagerError {
+    ManagerError::new(
+        Kind::Unavailable,
+        "This node is already part of a swarm. Use \"docker swarm leave\" to leave this swarm and join another one.",
+    )
+}
+
+pub(crate) fn not_a_manager() -> ManagerError {
+    ManagerError::new(
+        Kind::Unavailable,
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+    )
+}
+
+impl Swarm {
+    /// Opens `dir` (`<data-root>/swarm`); a node that was in a swarm rejoins it.
+    pub async fn open(dir: &Path, describe: Describe) -> Arc<Swarm> {
+        let swarm = Arc::new(Swarm { dir: dir.to_path_buf(), describe, state: Mutex::new(None) });
+        match files::load(dir) {
+            Ok(None) => {}
+            Ok(Some((file, creds))) => match swarm.resume(file, creds).await {
+                Ok(active) => *swarm.state.lock().await = Some(active),
+                Err(e) => tracing::error!("rejoining the swarm: {e}"),
+            },
+            Err(e) => tracing::error!("reading the swarm state in {}: {e}", dir.display()),
+        }
+        swarm
+    }
+
+    async fn resume(&self, file: NodeFile, creds: Credentials) -> Result<Active> {
+        let manager = match file.role {
+            StoredRole::Manager => Some(self.start_manager(&file, &creds, None).await?),
+            StoredRole::Worker => None,
+        };
+        let session = Session::start(&creds, file.managers.clone(), file.advertise_addr.clone())
+            .map_err(ManagerError::internal)?;
+        Ok(Active { file, manager, session })
+    }
+
+    async fn start_manager(
+        &self,
+        file: &NodeFile,
+        creds: &Credentials,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Arc<Manager>> {
+        let listen: SocketAddr = addr::listen(&file.listen_addr)?;
+        let listener = match listener {
+            Some(l) => l,
+            None => bind(listen).await?,
+        };
+        let settings = skiff_manager::Settings {
+            dir: self.dir.join("raft"),
+            node_id: file.node_id.clone(),
+            advertise_addr: file.advertise_addr.clone(),
+            listen_addr: listen,
+            creds: creds.clone(),
+            snapshot_interval: ClusterSpec::default().snapshot_interval,
+        };
+        Manager::start(settings, listener).await
+    }
+
+    /// `docker swarm init`: a new cluster with this node as its first manager; its node ID.
+    pub async fn init(&self, o: InitOptions) -> Result<String> {
+        let mut state = self.state.lock().await;
+        if state.is_some() {
+            return Err(already_in_swarm());
+        }
+        if o.force_new_cluster {
+            return Err(ManagerError::new(
+                Kind::Invalid,
+                "--force-new-cluster needs this node's earlier swarm state, and there is none",
+            ));
+        }
+        let listen = addr::listen(&o.listen_addr)?;
+        let advertise = addr::advertise(&o.advertise_addr, listen)?;
+        let listener = bind(listen).await?;
+        let ca = RootCa::generate().map_err(ManagerError::internal)?;
+        let (node_id, cluster_id) = (new_id(), new_id());
+        let key = NodeKey::generate().map_err(ManagerError::internal)?;
+        let who = NodeIdentity { node_id: node_id.clone(), role: Role::Manager, cluster_id: cluster_id.clone() };
+        let validity = std::time::Duration::from_nanos(o.spec.cert_expiry_ns.max(3_600_000_000_000) as u64);
+        let csr = key.csr().map_err(ManagerError::internal)?;
+        let cert = ca.issue(&csr, &who, validity).map_err(ManagerError::internal)?;
+        let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert.clone(), key: key.der() };
+        let file = NodeFile {
+            schema: 1,
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            role: StoredRole::Manager,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise.clone(),
+            managers: vec![ManagerPeer { node_id: node_id.clone(), addr: advertise.clone() }],
+        };
+        // The state is on disk before the cluster exists: a daemon killed now restarts into it.
+        files::save(&self.dir, &file, ca.cert_pem(), &cert.pem, &key.pem()).map_err(ManagerError::internal)?;
+        let started = async {
+            let manager = self.start_manager(&file, &creds, Some(listener)).await?;
+            let init = skiff_manager::init_command(&node_id, &cluster_id, o.spec, &ca, (self.describe)(), &advertise)?;
+            if let Err(e) = manager.bootstrap(init).await {
+                manager.shutdown().await;
+                return Err(e);
+            }
+            Ok(manager)
+        };
+        let manager = match started.await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = skiff_common::fsutil::remove_all(&self.dir);
+                return Err(e);
+            }
+        };
+        let session = Session::start(&creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
+        *state = Some(Active { file, manager: Some(manager), session });
+        Ok(node_id)
+    }
+
+    /// `docker swarm join`.
+    pub async fn join(&self, o: JoinOptions) -> Result<()> {
+        let mut state = self.state.lock().await;
+        if state.is_some() {
+            return Err(already_in_swarm());
+        }
+        let remote =
+            o.remote_addrs.first().ok_or_else(|| ManagerError::new(Kind::Invalid, "no remote manager given"))?;
+        let (host, port) = addr::split(remote, skiff_cluster::rpc::DEFAULT_PORT)?;
+        let remote = format!("{host}:{port}");
+        let listen = addr::listen(&o.listen_addr)?;
+        let advertise = addr::advertise(&o.advertise_addr, listen)?;
+        // Bound before joining: a manager's listener must be up before the leader replicates
+        // to it (the token does not say which role it grants; a worker drops it).
+        let listener = bind(listen).await.ok();
+        let joined =
+            skiff_cluster::join::join(&remote, &o.token, (self.describe)(), &advertise).await.map_err(join_error)?;
+        let role = joined.response.role;
+        let mut managers = joined.response.managers.clone();
+        if managers.is_empty() {
+            managers.push(ManagerPeer { node_id: String::new(), addr: remote.clone() });
+        }
+        let file = NodeFile {
+            schema: 1,
+            node_id: joined.identity.node_id.clone(),
+            cluster_id: joined.identity.cluster_id.clone(),
+            role,
+            listen_addr: listen.to_string(),
+            advertise_addr: advertise.clone(),
+            managers,
+        };
+        let ca_pem = RootCa::from_pem(&joined.response.ca, None).map_err(ManagerError::internal)?;
+        files::save(&self.dir, &file, ca_pem.cert_pem(), &joined.cert_pem, &joined.key_pem)
+            .map_err(ManagerError::internal)?;
+        let manager = match role {
+            StoredRole::Manager => Some(self.start_manager(&file, &joined.creds, listener).await?),
+            StoredRole::Worker => None,
+        };
+        let session =
+            Session::start(&joined.creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
+        *state = Some(Active { file, manager, session });
+        Ok(())
+    }
+
+    /// `docker swarm leave [--force]`.
+    pub async fn leave(&self, force: bool) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let Some(active) = state.as_ref() else { return Err(not_in_swarm()) };
+        if let Some(m) = &active.manager
+            && !force
+        {
+            let managers = m.managers().len();
+            let message = if managers <= 1 {
+                "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.".to_string()
+            } else {
+                format!(
+                    "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {} managers out of {managers}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
+                    managers - 1
+                )
+            };
+            return Err(ManagerError::new(Kind::Unavailable, message));
+        }
+        let active = state.take().expect("checked above");
+        active.session.stop().await;
+        if let Some(m) = active.manager {
+            m.shutdown().await;
+        }
+        skiff_common::fsutil::remove_all(&self.dir).map_err(ManagerError::internal)?;
+        Ok(())
+    }
+
+    /// The manager running on this node, or dockerd's "not a manager" error.
+    pub async fn manager(&self) -> Result<Arc<Manager>> {
+        match self.state.lock().await.as_ref() {
+            None => Err(not_in_swarm()),
+            Some(Active { manager: Some(m), .. }) => Ok(m.clone()),
+            Some(_) => Err(not_a_manager()),
+        }
+    }
+
+    /// Stops the agent and the manager (the daemon is stopping; the state stays).
+    pub async fn shutdown(&self) {
+        if let Some(active) = self.state.lock().await.take() {
+            active.session.stop().await;
+            if let Some(m) = active.manager {
+                m.shutdown().await;
+            }
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ManagerError::new(Kind::Invalid, format!("failed to listen on remote API address: {addr}: {e}")))
+}
+
+fn join_error(e: skiff_cluster::join::JoinError) -> ManagerError {
+    use skiff_cluster::join::JoinError;
+    use skiff_cluster::transport::CallError;
+    match e {
+        JoinError::Call(CallError::Remote { status, message }) => ManagerError::from_status(status, message),
+        JoinError::Call(e @ CallError::Unreachable { .. }) => {
+            ManagerError::new(Kind::Unavailable, format!("Timeout was reached before node joined. {e}"))
+        }
+        JoinError::Identity(e @ skiff_cluster::ClusterError::InvalidToken) => {
+            ManagerError::new(Kind::Invalid, e.to_string())
+        }
+        e => ManagerError::new(Kind::Unavailable, e.to_string()),
+    }
+}

@@ -46,27 +46,17 @@ pub(crate) async fn not_found(body: Body) -> Response {
 }
 
 /// The Engine API routes.
-pub fn router(engine: Arc<Engine>) -> Router {
+pub fn router<S: backend::SwarmBackend>(engine: Arc<Engine>, swarm: Arc<S>) -> Router {
     Router::new()
         .route("/plugins", get(handlers::swarm::plugins))
-        .route("/swarm", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/swarm/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/nodes", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/nodes/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/services", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/services/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/tasks", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/tasks/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/secrets", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/secrets/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/configs", axum::routing::any(handlers::swarm::not_in_swarm))
-        .route("/configs/{*rest}", axum::routing::any(handlers::swarm::not_in_swarm))
         .fallback(not_found)
         .merge(c::routes(engine.clone()))
         .merge(n::routes(engine.clone()))
         .merge(v::routes(engine.clone()))
         .merge(exec::routes(engine.clone()))
         .merge(system::routes(engine.clone()))
+        .merge(system::info_routes(engine.clone(), swarm.clone()))
+        .merge(handlers::swarm::routes(swarm))
         .merge(images::routes(engine.clone()))
         .merge(handlers::build::routes(engine))
         .layer(DefaultBodyLimit::max(16 << 20))
@@ -100,8 +90,13 @@ async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Resp
 }
 
 /// Serves the API on a listening unix socket until `shutdown` resolves.
-pub async fn serve(listeners: Vec<UnixListener>, engine: Arc<Engine>, shutdown: impl std::future::Future<Output = ()>) {
-    let app = router(engine);
+pub async fn serve<S: backend::SwarmBackend>(
+    listeners: Vec<UnixListener>,
+    engine: Arc<Engine>,
+    swarm: Arc<S>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let app = router(engine, swarm);
     tokio::pin!(shutdown);
     // One accept loop per socket (dockerd's repeated -H), all feeding the same service.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::net::UnixStream>(64);

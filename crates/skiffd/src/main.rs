@@ -10,6 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod daemon_json;
+mod swarm_api;
 use skiff_engine::{Engine, EngineConfig};
 
 #[derive(Parser, Debug, Clone)]
@@ -406,6 +407,22 @@ async fn bind(sockets: &[PathBuf]) -> anyhow::Result<Vec<tokio::net::UnixListene
     Ok(listeners)
 }
 
+/// How this node describes itself to a swarm: the engine's own view of the host.
+fn describe(engine: Arc<Engine>) -> skiff_swarm::Describe {
+    Arc::new(move || {
+        let i = engine.info();
+        skiff_cluster::types::NodeDescription {
+            hostname: i.name.unwrap_or_default(),
+            os: "linux".into(),
+            architecture: i.architecture.unwrap_or_default(),
+            engine_version: i.server_version.unwrap_or_default(),
+            nano_cpus: i.ncpu.unwrap_or(1) * 1_000_000_000,
+            memory_bytes: i.mem_total.unwrap_or(0),
+            engine_labels: Default::default(),
+        }
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
@@ -477,7 +494,10 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        skiff_api::serve(listeners, engine.clone(), shutdown).await;
+        let swarm = skiff_swarm::Swarm::open(&args.data_root.join("swarm"), describe(engine.clone())).await;
+        let api = Arc::new(swarm_api::SwarmApi { swarm: swarm.clone() });
+        skiff_api::serve(listeners, engine.clone(), api, shutdown).await;
+        swarm.shutdown().await;
         if args.live_restore {
             tracing::info!("shutting down; running containers keep running");
         } else {

@@ -216,3 +216,41 @@ pub trait BuildBackend: Send + Sync + 'static {
     /// Removes every build cache entry; how many.
     fn prune(&self) -> Result<usize>;
 }
+
+/// `/swarm*` and `/nodes*`, and the Swarm section of `/info`. Implemented by skiffd over its
+/// swarm membership; the API knows only the Engine API's shapes.
+pub trait SwarmBackend: Send + Sync + 'static {
+    /// The Swarm section of `docker info`.
+    fn info(&self) -> impl Future<Output = bollard_stubs::models::SwarmInfo> + Send;
+    /// The new node's ID.
+    fn init(&self, req: bollard_stubs::models::SwarmInitRequest) -> impl Future<Output = Result<String>> + Send;
+    fn join(&self, req: bollard_stubs::models::SwarmJoinRequest) -> impl Future<Output = Result<()>> + Send;
+    fn leave(&self, force: bool) -> impl Future<Output = Result<()>> + Send;
+    fn inspect(&self) -> impl Future<Output = Result<bollard_stubs::models::Swarm>> + Send;
+    fn update(
+        &self,
+        version: u64,
+        spec: bollard_stubs::models::SwarmSpec,
+        rotate: TokenRotation,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn unlock_key(&self) -> impl Future<Output = Result<String>> + Send;
+    fn unlock(&self, key: &str) -> impl Future<Output = Result<()>> + Send;
+    /// `filters` as the query carries it (JSON).
+    fn nodes(&self, filters: Option<&str>) -> impl Future<Output = Result<Vec<bollard_stubs::models::Node>>> + Send;
+    fn node(&self, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Node>> + Send;
+    fn update_node(
+        &self,
+        id: &str,
+        version: u64,
+        spec: bollard_stubs::models::NodeSpec,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn remove_node(&self, id: &str, force: bool) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// What `POST /swarm/update` asks to rotate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenRotation {
+    pub worker: bool,
+    pub manager: bool,
+    pub unlock_key: bool,
+}

@@ -24,6 +24,11 @@ pub fn json<T: Serialize>(v: &T) -> Response {
     r
 }
 
+/// 200 with no body (dockerd's answer to swarm and node changes).
+pub fn ok_empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
 pub fn no_content() -> Response {
     StatusCode::NO_CONTENT.into_response()
 }

@@ -1,30 +1,153 @@
-//! Swarm-mode endpoints (`/swarm*`, `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs`)
-//! answered as a dockerd that is not part of a swarm answers them, and `/plugins` as a daemon
-//! with none installed: clients that probe or clean up (docker-py's teardowns call
-//! `POST /swarm/leave`, the Go test harness lists plugins) get what they expect, not a 404.
+//! Swarm mode: `/swarm*` and `/nodes*` through the [`SwarmBackend`]; `/services`, `/tasks`,
+//! `/secrets` and `/configs` answered as a dockerd outside a swarm answers them (inside one,
+//! they say they are not built yet); `/plugins` as a daemon with none installed.
 
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
 use axum::http::Method;
 use axum::response::Response;
+use axum::routing::{any, get, post};
+use bollard_stubs::models::{LocalNodeState, NodeSpec, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
+use skiff_engine::{EngineError, Kind};
 
-use super::json;
+use super::{json, json_body};
+use crate::backend::{SwarmBackend, TokenRotation};
 use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
 
 const NOT_IN_SWARM: &str = "This node is not part of a swarm";
 
-/// Any swarm-mode endpoint. `init` and `join` would make this node part of one: skiff has no
-/// cluster mode yet, so they say that instead.
-pub async fn not_in_swarm(method: Method, uri: axum::http::Uri) -> ApiResult<Response> {
-    let path = uri.path();
-    if method == Method::POST && (path.ends_with("/swarm/init") || path.ends_with("/swarm/join")) {
-        return Err(ApiError(skiff_engine::EngineError::new(
-            skiff_engine::Kind::Unavailable,
-            "swarm mode is not available in skiff yet (cluster mode is planned)",
-        )));
+/// The swarm routes on `backend`.
+pub fn routes<S: SwarmBackend>(backend: Arc<S>) -> Router {
+    Router::new()
+        .route("/swarm", get(inspect::<S>))
+        .route("/swarm/init", post(init::<S>))
+        .route("/swarm/join", post(join::<S>))
+        .route("/swarm/leave", post(leave::<S>))
+        .route("/swarm/update", post(update::<S>))
+        .route("/swarm/unlockkey", get(unlock_key::<S>))
+        .route("/swarm/unlock", post(unlock::<S>))
+        .route("/nodes", get(nodes::<S>))
+        .route("/nodes/{id}", get(node::<S>).delete(remove_node::<S>))
+        .route("/nodes/{id}/update", post(update_node::<S>))
+        .route("/services", any(not_built::<S>))
+        .route("/services/{*rest}", any(not_built::<S>))
+        .route("/tasks", any(not_built::<S>))
+        .route("/tasks/{*rest}", any(not_built::<S>))
+        .route("/secrets", any(not_built::<S>))
+        .route("/secrets/{*rest}", any(not_built::<S>))
+        .route("/configs", any(not_built::<S>))
+        .route("/configs/{*rest}", any(not_built::<S>))
+        .with_state(backend)
+}
+
+fn version(p: &Params) -> ApiResult<u64> {
+    let v = p.get("version").ok_or_else(|| ApiError::bad_request("invalid swarm version ''"))?;
+    v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid swarm version '{v}'")))
+}
+
+async fn inspect<S: SwarmBackend>(State(s): State<Arc<S>>) -> ApiResult<Response> {
+    Ok(json(&s.inspect().await?))
+}
+
+async fn init<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
+    let req: SwarmInitRequest = json_body(&body)?;
+    Ok(json(&s.init(req).await?))
+}
+
+async fn join<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
+    let req: SwarmJoinRequest = json_body(&body)?;
+    if req.join_token.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request("invalid join token"));
     }
-    Err(ApiError(skiff_engine::EngineError::new(skiff_engine::Kind::Unavailable, NOT_IN_SWARM)))
+    if req.remote_addrs.as_ref().is_none_or(Vec::is_empty) {
+        return Err(ApiError::bad_request("at least 1 RemoteAddr is required to join"));
+    }
+    s.join(req).await?;
+    Ok(super::ok_empty())
+}
+
+async fn leave<S: SwarmBackend>(State(s): State<Arc<S>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    s.leave(p.bool("force", false)).await?;
+    Ok(super::ok_empty())
+}
+
+async fn update<S: SwarmBackend>(State(s): State<Arc<S>>, RawQuery(q): RawQuery, body: Bytes) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    let version = version(&p)?;
+    let spec: SwarmSpec = json_body(&body)?;
+    let rotate = TokenRotation {
+        worker: p.bool("rotateWorkerToken", false),
+        manager: p.bool("rotateManagerToken", false),
+        unlock_key: p.bool("rotateManagerUnlockKey", false),
+    };
+    s.update(version, spec, rotate).await?;
+    Ok(super::ok_empty())
+}
+
+async fn unlock_key<S: SwarmBackend>(State(s): State<Arc<S>>) -> ApiResult<Response> {
+    Ok(json(&serde_json::json!({ "UnlockKey": s.unlock_key().await? })))
+}
+
+async fn unlock<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
+    let v: serde_json::Value = json_body(&body)?;
+    s.unlock(v.get("UnlockKey").and_then(|k| k.as_str()).unwrap_or("")).await?;
+    Ok(super::ok_empty())
+}
+
+async fn nodes<S: SwarmBackend>(State(s): State<Arc<S>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    Ok(json(&s.nodes(p.get("filters")).await?))
+}
+
+async fn node<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(&s.node(&id).await?))
+}
+
+async fn update_node<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    let version = version(&p)?;
+    let spec: NodeSpec = json_body(&body)?;
+    s.update_node(&id, version, spec).await?;
+    Ok(super::ok_empty())
+}
+
+async fn remove_node<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    s.remove_node(&id, p.bool("force", false)).await?;
+    Ok(super::ok_empty())
+}
+
+/// Services, tasks, secrets and configs: outside a swarm, dockerd's 503; inside, not built yet.
+async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> ApiResult<Response> {
+    let active = s.info().await.local_node_state.is_some_and(|l| l != LocalNodeState::INACTIVE);
+    if !active {
+        return Err(ApiError(EngineError::new(Kind::Unavailable, NOT_IN_SWARM)));
+    }
+    Err(ApiError(EngineError::new(
+        Kind::Unavailable,
+        format!("{method}: services, tasks, secrets and configs are not available in skiff's swarm mode yet"),
+    )))
 }
 
 /// `GET /plugins`: none installed.
 pub async fn plugins() -> Response {
     json(&serde_json::json!([]))
 }
+
+#[cfg(test)]
+#[path = "swarm_tests.rs"]
+pub(crate) mod tests;

@@ -13,7 +13,7 @@ use skiff_engine::system::API_VERSION;
 use tokio::sync::mpsc;
 
 use super::json;
-use crate::backend::SystemBackend;
+use crate::backend::{SwarmBackend, SystemBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
@@ -23,7 +23,6 @@ pub fn routes<B: SystemBackend>(backend: Arc<B>) -> Router {
     Router::new()
         .route("/_ping", get(ping).head(ping))
         .route("/version", get(version::<B>))
-        .route("/info", get(info::<B>))
         .route("/events", get(events::<B>))
         .route("/system/df", get(df::<B>))
         .with_state(backend)
@@ -46,11 +45,18 @@ pub async fn version<B: SystemBackend>(State(b): State<Arc<B>>) -> Response {
     json(&b.version())
 }
 
-pub async fn info<B: SystemBackend>(
-    State(b): State<Arc<B>>,
+/// `/info`: the system's, with the swarm's section from `swarm`.
+pub fn info_routes<B: SystemBackend, S: SwarmBackend>(system: Arc<B>, swarm: Arc<S>) -> Router {
+    Router::new().route("/info", get(info::<B, S>)).with_state((system, swarm))
+}
+
+pub async fn info<B: SystemBackend, S: SwarmBackend>(
+    State((b, s)): State<(Arc<B>, Arc<S>)>,
     axum::extract::Extension(v): axum::extract::Extension<crate::version::ApiVersion>,
 ) -> Response {
-    let mut doc = serde_json::to_value(b.info()).unwrap_or_default();
+    let mut info = b.info();
+    info.swarm = Some(s.info().await);
+    let mut doc = serde_json::to_value(info).unwrap_or_default();
     crate::version::adapt::info(v, &mut doc);
     json(&doc)
 }

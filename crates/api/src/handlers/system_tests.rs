@@ -41,13 +41,15 @@ async fn system_routes() {
         Arc::new(Event { time_nano: 1_800_000_000_000_000_000, ..old }),
     ];
     let f = Arc::new(Fake { history, live: broadcast::channel(4).0 });
-    let r = || super::routes(f.clone());
+    let swarm = Arc::new(crate::handlers::swarm::tests::FakeSwarm::default());
+    let r = || super::routes(f.clone()).merge(super::info_routes(f.clone(), swarm.clone()));
     let (st, _) = send(r(), "HEAD", "/_ping", "").await;
     assert_eq!(st, StatusCode::OK);
     let (_, body) = send(r(), "GET", "/v1.41/version", "").await;
     assert_eq!(value(&body)["ApiVersion"], "1.47");
     let (_, body) = send(r(), "GET", "/info", "").await;
     assert_eq!(value(&body)["Containers"], 3);
+    assert_eq!(value(&body)["Swarm"]["LocalNodeState"], "inactive", "the swarm backend's section");
     let (_, body) = send(r(), "GET", "/system/df", "").await;
     assert_eq!(value(&body)["LayersSize"], 42);
     // A window in the past: the kept events in it that pass the filter, then the end.

@@ -1,0 +1,138 @@
+//! The swarm routes against a fake backend.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use bollard_stubs::models::{
+    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest,
+    SwarmSpec,
+};
+use skiff_engine::{EngineError, Kind, Result};
+
+use crate::backend::{SwarmBackend, TokenRotation};
+use crate::test_support::{message, send, value};
+
+/// A swarm backend that records what it is asked.
+#[derive(Default)]
+pub(crate) struct FakeSwarm {
+    pub active: bool,
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl FakeSwarm {
+    fn said(&self, c: String) {
+        self.calls.lock().unwrap().push(c);
+    }
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl SwarmBackend for FakeSwarm {
+    async fn info(&self) -> SwarmInfo {
+        SwarmInfo {
+            local_node_state: Some(if self.active { LocalNodeState::ACTIVE } else { LocalNodeState::INACTIVE }),
+            ..Default::default()
+        }
+    }
+    async fn init(&self, req: SwarmInitRequest) -> Result<String> {
+        self.said(format!("init {:?} {:?}", req.listen_addr, req.advertise_addr));
+        Ok("node1".into())
+    }
+    async fn join(&self, req: SwarmJoinRequest) -> Result<()> {
+        self.said(format!("join {:?}", req.remote_addrs));
+        Ok(())
+    }
+    async fn leave(&self, force: bool) -> Result<()> {
+        self.said(format!("leave {force}"));
+        if self.active { Ok(()) } else { Err(EngineError::new(Kind::Unavailable, "This node is not part of a swarm")) }
+    }
+    async fn inspect(&self) -> Result<Swarm> {
+        Ok(Swarm { id: Some("c1".into()), ..Default::default() })
+    }
+    async fn update(&self, version: u64, spec: SwarmSpec, rotate: TokenRotation) -> Result<()> {
+        self.said(format!("update {version} {:?} {rotate:?}", spec.name));
+        Ok(())
+    }
+    async fn unlock_key(&self) -> Result<String> {
+        Err(EngineError::new(Kind::NotFound, "no unlock key is set"))
+    }
+    async fn unlock(&self, key: &str) -> Result<()> {
+        self.said(format!("unlock {key}"));
+        Err(EngineError::new(Kind::Invalid, "swarm is not locked"))
+    }
+    async fn nodes(&self, filters: Option<&str>) -> Result<Vec<Node>> {
+        self.said(format!("nodes {filters:?}"));
+        Ok(vec![Node { id: Some("n1".into()), ..Default::default() }])
+    }
+    async fn node(&self, id: &str) -> Result<Node> {
+        Err(EngineError::not_found(format!("node {id} not found")))
+    }
+    async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> Result<()> {
+        self.said(format!("update_node {id} {version} {:?}", spec.availability));
+        Ok(())
+    }
+    async fn remove_node(&self, id: &str, force: bool) -> Result<()> {
+        self.said(format!("remove_node {id} {force}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn swarm_calls_reach_the_backend_as_dockerd_reads_them() {
+    let f = Arc::new(FakeSwarm { active: true, ..Default::default() });
+    let r = || super::routes(f.clone());
+    let (st, body) =
+        send(r(), "POST", "/v1.41/swarm/init", r#"{"ListenAddr":"0.0.0.0:2377","AdvertiseAddr":null}"#).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(value(&body), "node1", "the node ID as a JSON string");
+    let (st, body) = send(r(), "POST", "/swarm/update?version=7&rotateWorkerToken=1", r#"{"Name":"default"}"#).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (st, body) = send(r(), "POST", "/swarm/update", "{}").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "no version: {body}");
+    let (st, _) = send(r(), "POST", "/nodes/n1/update?version=3", r#"{"Availability":"drain","Role":"worker"}"#).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = send(r(), "GET", "/nodes?filters=%7B%22role%22%3A%7B%22manager%22%3Atrue%7D%7D", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(value(&body)[0]["ID"], "n1");
+    let (st, _) = send(r(), "DELETE", "/nodes/n1?force=1", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = send(r(), "GET", "/nodes/zz", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::NOT_FOUND, "node zz not found".into()));
+    assert_eq!(
+        f.calls(),
+        [
+            "init Some(\"0.0.0.0:2377\") None",
+            "update 7 Some(\"default\") TokenRotation { worker: true, manager: false, unlock_key: false }",
+            format!("update_node n1 3 {:?}", Some(NodeSpecAvailabilityEnum::DRAIN)).as_str(),
+            "nodes Some(\"{\\\"role\\\":{\\\"manager\\\":true}}\")",
+            "remove_node n1 true",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_joins_are_refused_before_the_backend_is_asked() {
+    let f = Arc::new(FakeSwarm::default());
+    let r = || super::routes(f.clone());
+    let (st, body) = send(r(), "POST", "/swarm/join", r#"{"RemoteAddrs":["10.0.0.1:2377"]}"#).await;
+    assert_eq!((st, message(&body)), (StatusCode::BAD_REQUEST, "invalid join token".into()));
+    let (st, _) = send(r(), "POST", "/swarm/join", r#"{"JoinToken":"SWMTKN-1-x-y","RemoteAddrs":[]}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, _) = send(r(), "POST", "/swarm/join", "{").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(f.calls().is_empty(), "{:?}", f.calls());
+}
+
+#[tokio::test]
+async fn services_outside_a_swarm_are_dockerds_503_and_inside_say_they_are_not_built() {
+    let outside = Arc::new(FakeSwarm::default());
+    let (st, body) = send(super::routes(outside.clone()), "GET", "/v1.41/services", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
+    let (st, body) = send(super::routes(outside), "POST", "/swarm/leave", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
+    let inside = Arc::new(FakeSwarm { active: true, ..Default::default() });
+    let (st, body) = send(super::routes(inside), "GET", "/secrets", "").await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(message(&body).contains("not available"), "{body}");
+}

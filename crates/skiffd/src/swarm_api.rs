@@ -1,0 +1,369 @@
+//! The Engine API's swarm and node endpoints over this node's swarm membership: the one place
+//! the API's shapes (bollard's models) meet skiff's cluster types.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ClusterInfo, EngineDescription, JoinTokens, LocalNodeState, ManagerStatus, Node, NodeDescription, NodeSpec,
+    NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, PeerNode, Platform, Reachability,
+    ResourceObject, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecCaConfig,
+    SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration, SwarmSpecRaft, SwarmSpecTaskDefaults,
+};
+use skiff_api::backend::{SwarmBackend, TokenRotation};
+use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
+use skiff_engine::{EngineError, Kind, Result};
+use skiff_swarm::{InitOptions, JoinOptions, LocalState, ManagerError};
+
+/// The swarm backend skiffd serves.
+pub struct SwarmApi {
+    pub swarm: Arc<skiff_swarm::Swarm>,
+}
+
+fn err(e: ManagerError) -> EngineError {
+    use skiff_swarm::Kind as K;
+    let kind = match e.kind {
+        K::Invalid => Kind::Invalid,
+        K::NotFound => Kind::NotFound,
+        K::Conflict => Kind::Conflict,
+        K::Unavailable => Kind::Unavailable,
+        K::Forbidden => Kind::Invalid,
+        K::Internal => Kind::Internal,
+    };
+    EngineError::new(kind, e.message)
+}
+
+fn time(nanos: i64) -> String {
+    skiff_common::timefmt::format_unix(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
+}
+
+fn spec_to_api(s: &ClusterSpec) -> SwarmSpec {
+    SwarmSpec {
+        name: Some(s.name.clone()),
+        labels: Some(s.labels.clone().into_iter().collect()),
+        orchestration: Some(SwarmSpecOrchestration { task_history_retention_limit: Some(s.task_history_limit) }),
+        raft: Some(SwarmSpecRaft {
+            snapshot_interval: Some(s.snapshot_interval),
+            keep_old_snapshots: Some(s.keep_old_snapshots),
+            log_entries_for_slow_followers: Some(s.log_entries_for_slow_followers),
+            election_tick: Some(s.election_tick as i64),
+            heartbeat_tick: Some(s.heartbeat_tick as i64),
+        }),
+        dispatcher: Some(SwarmSpecDispatcher { heartbeat_period: Some(s.dispatcher_heartbeat_ns) }),
+        ca_config: Some(SwarmSpecCaConfig { node_cert_expiry: Some(s.cert_expiry_ns), ..Default::default() }),
+        encryption_config: Some(SwarmSpecEncryptionConfig { auto_lock_managers: Some(s.autolock) }),
+        task_defaults: Some(SwarmSpecTaskDefaults::default()),
+    }
+}
+
+/// A request's spec over `base` (what `init` defaults to, or the current spec on update): only
+/// what the request sets changes, as swarmkit merges.
+fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec> {
+    let Some(a) = a else { return Ok(s) };
+    if let Some(n) = a.name.filter(|n| !n.is_empty()) {
+        s.name = n;
+    }
+    if let Some(l) = a.labels {
+        s.labels = l.into_iter().collect();
+    }
+    if let Some(v) = a.orchestration.and_then(|o| o.task_history_retention_limit) {
+        s.task_history_limit = v;
+    }
+    if let Some(r) = a.raft {
+        s.snapshot_interval = r.snapshot_interval.unwrap_or(s.snapshot_interval);
+        s.keep_old_snapshots = r.keep_old_snapshots.unwrap_or(s.keep_old_snapshots);
+        s.log_entries_for_slow_followers = r.log_entries_for_slow_followers.unwrap_or(s.log_entries_for_slow_followers);
+        s.election_tick = r.election_tick.map_or(s.election_tick, |v| v as u32);
+        s.heartbeat_tick = r.heartbeat_tick.map_or(s.heartbeat_tick, |v| v as u32);
+    }
+    if let Some(p) = a.dispatcher.and_then(|d| d.heartbeat_period).filter(|p| *p > 0) {
+        s.dispatcher_heartbeat_ns = p;
+    }
+    if let Some(ca) = a.ca_config {
+        if let Some(e) = ca.node_cert_expiry.filter(|e| *e > 0) {
+            if e < 3_600_000_000_000 {
+                return Err(EngineError::invalid("minimum certificate expiry time is 1h0m0s"));
+            }
+            s.cert_expiry_ns = e;
+        }
+        if ca.external_cas.is_some_and(|c| !c.is_empty()) || ca.signing_ca_cert.is_some_and(|c| !c.is_empty()) {
+            return Err(EngineError::invalid("external or operator-given root CAs are not supported by skiff yet"));
+        }
+    }
+    if a.encryption_config.and_then(|e| e.auto_lock_managers) == Some(true) {
+        return Err(EngineError::invalid("autolock is not supported by skiff yet"));
+    }
+    Ok(s)
+}
+
+fn role_api(r: StoredRole) -> NodeSpecRoleEnum {
+    match r {
+        StoredRole::Manager => NodeSpecRoleEnum::MANAGER,
+        StoredRole::Worker => NodeSpecRoleEnum::WORKER,
+    }
+}
+
+fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)]) -> Node {
+    let state = match n.state {
+        ct::NodeState::Unknown => NodeState::UNKNOWN,
+        ct::NodeState::Down => NodeState::DOWN,
+        ct::NodeState::Ready => NodeState::READY,
+        ct::NodeState::Disconnected => NodeState::DISCONNECTED,
+    };
+    let availability = match n.spec.availability {
+        Availability::Active => NodeSpecAvailabilityEnum::ACTIVE,
+        Availability::Pause => NodeSpecAvailabilityEnum::PAUSE,
+        Availability::Drain => NodeSpecAvailabilityEnum::DRAIN,
+    };
+    let manager_status = managers.iter().find(|(p, _)| p.node_id == n.id).map(|(p, leads)| ManagerStatus {
+        leader: Some(*leads),
+        reachability: Some(if n.state == ct::NodeState::Down {
+            Reachability::UNREACHABLE
+        } else {
+            Reachability::REACHABLE
+        }),
+        addr: Some(p.addr.clone()),
+    });
+    let d = &n.description;
+    Node {
+        id: Some(n.id.clone()),
+        version: Some(ObjectVersion { index: Some(n.version) }),
+        created_at: Some(time(n.created_at)),
+        updated_at: Some(time(n.updated_at)),
+        spec: Some(NodeSpec {
+            name: Some(n.spec.name.clone()).filter(|s| !s.is_empty()),
+            labels: Some(n.spec.labels.clone().into_iter().collect()),
+            role: Some(role_api(n.spec.role)),
+            availability: Some(availability),
+        }),
+        description: Some(NodeDescription {
+            hostname: Some(d.hostname.clone()),
+            platform: Some(Platform { architecture: Some(d.architecture.clone()), os: Some(d.os.clone()) }),
+            resources: Some(ResourceObject {
+                nano_cpus: Some(d.nano_cpus),
+                memory_bytes: Some(d.memory_bytes),
+                generic_resources: None,
+            }),
+            engine: Some(EngineDescription {
+                engine_version: Some(d.engine_version.clone()),
+                labels: Some(d.engine_labels.clone().into_iter().collect()),
+                plugins: Some(Vec::new()),
+            }),
+            tls_info: None,
+        }),
+        status: Some(NodeStatus { state: Some(state), message: Some(n.message.clone()), addr: Some(n.addr.clone()) }),
+        manager_status,
+    }
+}
+
+/// `docker node ls -f`: `id` (prefix), `name` (hostname or name, prefix), `role`, `membership`
+/// (accepted), `node.label`.
+fn node_matches(n: &Node, filters: &HashMap<String, HashMap<String, bool>>) -> Result<bool> {
+    for (key, values) in filters {
+        let wanted: Vec<&str> = values.iter().filter(|(_, on)| **on).map(|(v, _)| v.as_str()).collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let spec = n.spec.clone().unwrap_or_default();
+        let host = n.description.as_ref().and_then(|d| d.hostname.clone()).unwrap_or_default();
+        let ok = match key.as_str() {
+            "id" => wanted.iter().any(|w| n.id.as_deref().is_some_and(|id| id.starts_with(w))),
+            "name" => {
+                wanted.iter().any(|w| host.starts_with(w) || spec.name.as_deref().is_some_and(|s| s.starts_with(w)))
+            }
+            "role" => wanted.iter().any(|w| spec.role.map(|r| r.to_string()).as_deref() == Some(*w)),
+            "membership" => wanted.contains(&"accepted"),
+            "node.label" | "label" => wanted.iter().any(|w| {
+                let labels = spec.labels.clone().unwrap_or_default();
+                match w.split_once('=') {
+                    Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+                    None => labels.contains_key(*w),
+                }
+            }),
+            other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl SwarmBackend for SwarmApi {
+    async fn info(&self) -> SwarmInfo {
+        let i = self.swarm.info().await;
+        let local = match i.local {
+            LocalState::Inactive => LocalNodeState::INACTIVE,
+            LocalState::Pending => LocalNodeState::PENDING,
+            LocalState::Active => LocalNodeState::ACTIVE,
+            LocalState::Error => LocalNodeState::ERROR,
+        };
+        let cluster = i.cluster.as_ref().map(|c| ClusterInfo {
+            id: Some(c.id.clone()),
+            version: Some(ObjectVersion { index: Some(c.version) }),
+            created_at: Some(time(c.created_at)),
+            updated_at: Some(time(c.updated_at)),
+            spec: Some(spec_to_api(&c.spec)),
+            root_rotation_in_progress: Some(false),
+            data_path_port: Some(4789),
+            default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
+            subnet_size: Some(24),
+            ..Default::default()
+        });
+        SwarmInfo {
+            node_id: Some(i.node_id),
+            node_addr: Some(i.node_addr),
+            local_node_state: Some(local),
+            control_available: Some(i.control_available),
+            error: Some(i.error),
+            remote_managers: Some(
+                i.remote_managers
+                    .into_iter()
+                    .map(|p| PeerNode { node_id: Some(p.node_id), addr: Some(p.addr) })
+                    .collect(),
+            ),
+            nodes: Some(i.nodes as i64),
+            managers: Some(i.managers as i64),
+            cluster,
+        }
+    }
+
+    async fn init(&self, req: SwarmInitRequest) -> Result<String> {
+        if req.data_path_addr.as_deref().is_some_and(|a| !a.is_empty())
+            || req.default_addr_pool.is_some_and(|p| !p.is_empty())
+        {
+            tracing::warn!(
+                "--data-path-addr and --default-addr-pool are kept for overlay networks, which skiff does not have yet"
+            );
+        }
+        let spec = spec_from_api(req.spec, ClusterSpec::default())?;
+        let o = InitOptions {
+            listen_addr: req.listen_addr.unwrap_or_default(),
+            advertise_addr: req.advertise_addr.unwrap_or_default(),
+            force_new_cluster: req.force_new_cluster.unwrap_or(false),
+            spec,
+        };
+        self.swarm.init(o).await.map_err(err)
+    }
+
+    async fn join(&self, req: SwarmJoinRequest) -> Result<()> {
+        let o = JoinOptions {
+            listen_addr: req.listen_addr.unwrap_or_default(),
+            advertise_addr: req.advertise_addr.unwrap_or_default(),
+            remote_addrs: req.remote_addrs.unwrap_or_default(),
+            token: req.join_token.unwrap_or_default(),
+        };
+        self.swarm.join(o).await.map_err(err)
+    }
+
+    async fn leave(&self, force: bool) -> Result<()> {
+        self.swarm.leave(force).await.map_err(err)
+    }
+
+    async fn inspect(&self) -> Result<Swarm> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let c = m
+            .read()
+            .await
+            .map_err(err)?
+            .cluster
+            .ok_or_else(|| EngineError::new(Kind::Unavailable, "the swarm has no cluster object yet"))?;
+        Ok(Swarm {
+            id: Some(c.id.clone()),
+            version: Some(ObjectVersion { index: Some(c.version) }),
+            created_at: Some(time(c.created_at)),
+            updated_at: Some(time(c.updated_at)),
+            spec: Some(spec_to_api(&c.spec)),
+            root_rotation_in_progress: Some(false),
+            data_path_port: Some(4789),
+            default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
+            subnet_size: Some(24),
+            join_tokens: Some(JoinTokens {
+                worker: Some(c.worker_token.clone()),
+                manager: Some(c.manager_token.clone()),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn update(&self, version: u64, spec: SwarmSpec, rotate: TokenRotation) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let current =
+            m.read().await.map_err(err)?.cluster.ok_or_else(|| EngineError::new(Kind::Unavailable, "no cluster"))?;
+        let new = spec_from_api(Some(spec), current.spec.clone())?;
+        if rotate.unlock_key {
+            return Err(EngineError::invalid("autolock is not supported by skiff yet"));
+        }
+        if new != current.spec || current.version != version {
+            m.update_cluster(version, new).await.map_err(err)?;
+        }
+        if rotate.worker {
+            m.rotate_token(StoredRole::Worker).await.map_err(err)?;
+        }
+        if rotate.manager {
+            m.rotate_token(StoredRole::Manager).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    async fn unlock_key(&self) -> Result<String> {
+        self.swarm.manager().await.map_err(err)?;
+        Err(EngineError::not_found("no unlock key is set"))
+    }
+
+    async fn unlock(&self, _key: &str) -> Result<()> {
+        Err(EngineError::invalid("swarm is not locked"))
+    }
+
+    async fn nodes(&self, filters: Option<&str>) -> Result<Vec<Node>> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let f: HashMap<String, HashMap<String, bool>> = match filters.filter(|f| !f.is_empty()) {
+            Some(f) => serde_json::from_str(f).map_err(|e| EngineError::invalid(format!("invalid filters: {e}")))?,
+            None => HashMap::new(),
+        };
+        let state = m.read().await.map_err(err)?;
+        let managers = m.managers();
+        let mut out = Vec::new();
+        for n in state.nodes.values() {
+            let api = node_to_api(n, &managers);
+            if node_matches(&api, &f)? {
+                out.push(api);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn node(&self, id: &str) -> Result<Node> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let n = m.node(id).await.map_err(err)?;
+        Ok(node_to_api(&n, &m.managers()))
+    }
+
+    async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let n = m.node(id).await.map_err(err)?;
+        let role = match spec.role {
+            Some(NodeSpecRoleEnum::MANAGER) => StoredRole::Manager,
+            Some(NodeSpecRoleEnum::WORKER) => StoredRole::Worker,
+            _ => n.spec.role,
+        };
+        let availability = match spec.availability {
+            Some(NodeSpecAvailabilityEnum::ACTIVE) => Availability::Active,
+            Some(NodeSpecAvailabilityEnum::PAUSE) => Availability::Pause,
+            Some(NodeSpecAvailabilityEnum::DRAIN) => Availability::Drain,
+            _ => n.spec.availability,
+        };
+        let new = ct::NodeSpec {
+            name: spec.name.unwrap_or_default(),
+            labels: spec.labels.unwrap_or_default().into_iter().collect(),
+            role,
+            availability,
+        };
+        m.update_node(&n.id, version, new).await.map_err(err)
+    }
+
+    async fn remove_node(&self, id: &str, force: bool) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        m.remove_node(id, force).await.map_err(err)
+    }
+}

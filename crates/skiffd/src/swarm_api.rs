@@ -66,15 +66,17 @@ fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec
     if let Some(l) = a.labels {
         s.labels = l.into_iter().collect();
     }
-    if let Some(v) = a.orchestration.and_then(|o| o.task_history_retention_limit) {
+    if let Some(v) = a.orchestration.and_then(|o| o.task_history_retention_limit).filter(|v| *v != 0) {
         s.task_history_limit = v;
     }
     if let Some(r) = a.raft {
-        s.snapshot_interval = r.snapshot_interval.unwrap_or(s.snapshot_interval);
+        // Go's zero means unset: the daemon's default stays.
+        let set = |v: Option<u64>, d: u64| v.filter(|v| *v > 0).unwrap_or(d);
+        s.snapshot_interval = set(r.snapshot_interval, s.snapshot_interval);
         s.keep_old_snapshots = r.keep_old_snapshots.unwrap_or(s.keep_old_snapshots);
-        s.log_entries_for_slow_followers = r.log_entries_for_slow_followers.unwrap_or(s.log_entries_for_slow_followers);
-        s.election_tick = r.election_tick.map_or(s.election_tick, |v| v as u32);
-        s.heartbeat_tick = r.heartbeat_tick.map_or(s.heartbeat_tick, |v| v as u32);
+        s.log_entries_for_slow_followers = set(r.log_entries_for_slow_followers, s.log_entries_for_slow_followers);
+        s.election_tick = r.election_tick.filter(|v| *v > 0).map_or(s.election_tick, |v| v as u32);
+        s.heartbeat_tick = r.heartbeat_tick.filter(|v| *v > 0).map_or(s.heartbeat_tick, |v| v as u32);
     }
     if let Some(p) = a.dispatcher.and_then(|d| d.heartbeat_period).filter(|p| *p > 0) {
         s.dispatcher_heartbeat_ns = p;

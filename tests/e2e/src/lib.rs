@@ -13,6 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether we can run these tests (root is needed for namespaces, mounts, cgroups).
+pub mod rig;
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -93,6 +95,8 @@ pub struct Daemon {
     pub net: NetSlot,
     /// User networks' bridges seen, removed at teardown if the daemon left them.
     bridges: Vec<String>,
+    /// The network namespace the daemon runs in (a [`rig::Rig`]'s), if not the host's.
+    netns: Option<String>,
 }
 
 /// A slot of test networking that no other test daemon uses at the same time: its own
@@ -106,7 +110,7 @@ pub struct NetSlot {
 }
 
 impl NetSlot {
-    fn reserve() -> NetSlot {
+    pub(crate) fn reserve() -> NetSlot {
         // Tests of one binary run in threads: one reservation at a time in this process; the
         // lock files (created whole, by a hard link) keep other processes out.
         static RESERVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -248,6 +252,10 @@ impl Daemon {
     }
 
     fn bare(extra: &[&str]) -> Daemon {
+        Daemon::bare_in(extra, None)
+    }
+
+    fn bare_in(extra: &[&str], netns: Option<&str>) -> Daemon {
         let dir = unique_dir();
         let bins = bin_dir();
         let net = NetSlot::reserve();
@@ -270,16 +278,38 @@ impl Daemon {
             args.push(dir.join("daemon.json").display().to_string());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut d =
-            Daemon { socket: dir.join("s.sock"), dir, child: None, bins, extra: args, net, bridges: Vec::new() };
+        let mut d = Daemon {
+            socket: dir.join("s.sock"),
+            dir,
+            child: None,
+            bins,
+            extra: args,
+            net,
+            bridges: Vec::new(),
+            netns: netns.map(str::to_string),
+        };
         d.spawn();
         d
+    }
+
+    /// Starts a daemon with no images inside the network namespace `netns` (entered with
+    /// `nsenter --net`, which keeps the host's /sys and cgroups in view).
+    pub fn start_in_netns(netns: &str, extra: &[&str]) -> Daemon {
+        Daemon::bare_in(extra, Some(netns))
     }
 
     fn spawn(&mut self) {
         let log =
             std::fs::File::options().create(true).append(true).open(self.dir.join("daemon.log")).expect("log file");
-        let child = Command::new(self.bins.join("skiffd"))
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(self.bins.join("skiffd"));
+                c
+            }
+            None => Command::new(self.bins.join("skiffd")),
+        };
+        let child = cmd
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--data-root")

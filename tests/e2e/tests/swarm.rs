@@ -1,0 +1,109 @@
+//! Swarm mode across hosts: daemons in their own network namespaces (a [`Rig`]) form a cluster
+//! through the docker CLI — init, join by token over mutual TLS, node listing and updates,
+//! heartbeats marking a killed node down, and the managers electing a new leader when the
+//! leader's host goes.
+
+use std::time::Duration;
+
+use skiff_e2e::rig::Rig;
+use skiff_e2e::{Daemon, eventually, require_root};
+
+fn token(d: &Daemon, role: &str) -> String {
+    d.docker(&["swarm", "join-token", "-q", role]).ok().trim().to_string()
+}
+
+fn nodes(d: &Daemon) -> String {
+    d.docker(&["node", "ls", "--format", "{{.ID}} {{.Status}} {{.ManagerStatus}}"]).stdout
+}
+
+#[test]
+fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
+    require_root!();
+    let rig = Rig::new(4);
+    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    let addr = |i: usize| format!("{}:2377", rig.addrs[i]);
+
+    let out = d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0], "--dispatcher-heartbeat", "1s"]);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Swarm initialized: current node"), "{}", out.stdout);
+    let again = d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0]]);
+    assert!(again.stderr.contains("This node is already part of a swarm"), "{}", again.stderr);
+
+    // A token's secret decides; a forged one is refused, and nothing is left on the node.
+    let worker = token(&d[0], "worker");
+    let forged = format!("{}{}", &worker[..worker.len() - 1], if worker.ends_with('a') { 'b' } else { 'a' });
+    let r = d[3].docker(&["swarm", "join", "--token", &forged, "--advertise-addr", &rig.addrs[3], &addr(0)]);
+    assert!(r.stderr.contains("A valid join token is necessary"), "{}", r.stderr);
+    assert!(d[3].docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).ok().contains("inactive"));
+
+    let manager = token(&d[0], "manager");
+    for (i, di) in d.iter().enumerate().take(3).skip(1) {
+        let r = di.docker(&["swarm", "join", "--token", &manager, "--advertise-addr", &rig.addrs[i], &addr(0)]);
+        assert!(r.stdout.contains("This node joined a swarm as a manager"), "{} {}", r.stdout, r.stderr);
+    }
+    let r = d[3].docker(&["swarm", "join", "--token", &worker, "--advertise-addr", &rig.addrs[3], &addr(0)]);
+    assert!(r.stdout.contains("This node joined a swarm as a worker"), "{} {}", r.stdout, r.stderr);
+
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let n = nodes(&d[0]);
+            n.matches("Ready").count() == 4 && n.matches("Reachable").count() == 2 && n.contains("Leader")
+        }),
+        "{}",
+        nodes(&d[0])
+    );
+    // Every manager answers for the cluster; a worker says it is not a manager.
+    assert!(nodes(&d[2]).contains("Leader"), "{}", nodes(&d[2]));
+    let w = d[3].docker(&["node", "ls"]);
+    assert!(w.stderr.contains("This node is not a swarm manager"), "{}", w.stderr);
+    let info = d[3].docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]).ok();
+    assert_eq!(info.trim(), "active false");
+
+    // Node updates: by ID, through any manager.
+    let wid = node_id(&d[3]);
+    d[1].docker(&["node", "update", "--availability", "drain", "--label-add", "zone=b", &wid]).ok();
+    let spec = d[2].docker(&["node", "inspect", "--format", "{{.Spec.Availability}} {{.Spec.Labels.zone}}", &wid]);
+    assert_eq!(spec.ok().trim(), "drain b");
+
+    // The worker's host goes: down after three missed heartbeats; then it can be removed.
+    d[3].kill9();
+    assert!(
+        eventually(Duration::from_secs(20), || nodes(&d[0]).lines().any(|l| l.contains("Down"))),
+        "{}",
+        nodes(&d[0])
+    );
+    d[0].docker(&["node", "rm", &wid]).ok();
+    assert_eq!(nodes(&d[0]).lines().count(), 3, "{}", nodes(&d[0]));
+
+    // The leader's host goes: the other two managers elect one and keep answering.
+    let ls = nodes(&d[0]);
+    let leader = (0..3).find(|&i| ls.lines().any(|l| l.starts_with(&node_id(&d[i])) && l.ends_with("Leader")));
+    let leader = leader.unwrap_or_else(|| panic!("no leader in {ls}"));
+    d[leader].kill9();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let n = nodes(&d[rest[0]]);
+            n.contains("Leader") && n.lines().any(|l| l.contains("Unreachable") || l.contains("Down"))
+        }),
+        "{}",
+        nodes(&d[rest[0]])
+    );
+    let r = d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &wid.clone()]);
+    assert_ne!(r.code, 0, "the removed worker is gone: {}", r.stdout);
+    let me = node_id(&d[rest[1]]);
+    d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &me]).ok();
+
+    // Leaving: a manager needs --force; a node that left is inactive and keeps nothing.
+    let r = d[rest[0]].docker(&["swarm", "leave"]);
+    assert!(r.stderr.contains("participating as a manager"), "{}", r.stderr);
+    d[rest[0]].docker(&["swarm", "leave", "--force"]).ok();
+    assert!(!d[rest[0]].data_root().join("swarm").exists());
+    drop(d);
+    drop(rig);
+}
+
+/// A daemon's swarm node ID (the rig's hosts share the machine's hostname).
+fn node_id(d: &Daemon) -> String {
+    d.docker(&["info", "--format", "{{.Swarm.NodeID}}"]).ok().trim().to_string()
+}

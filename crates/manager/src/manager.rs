@@ -186,6 +186,10 @@ impl Manager {
     pub async fn read(&self) -> Result<ClusterState> {
         if self.is_leader() {
             self.raft.ensure_linearizable().await.map_err(|_| no_leader())?;
+        } else if self.raft.metrics().borrow().current_leader.is_none() {
+            // A follower that knows no leader may hold a stale view, and the swarm cannot
+            // change anyway: say so, as dockerd does.
+            return Err(no_leader());
         }
         Ok(self.sm.state().await)
     }

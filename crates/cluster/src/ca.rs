@@ -136,10 +136,23 @@ pub struct NodeCert {
 impl NodeCert {
     /// When it expires, as seconds since the epoch.
     pub fn not_after(&self) -> Result<i64> {
-        let (_, c) = x509_parser::parse_x509_certificate(&self.cert)
-            .map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
-        Ok(c.validity().not_after.timestamp())
+        Ok(validity(&self.cert)?.1)
     }
+}
+
+/// A certificate's validity (not before, not after), as seconds since the epoch.
+pub fn validity(der: &[u8]) -> Result<(i64, i64)> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
+    Ok((c.validity().not_before.timestamp(), c.validity().not_after.timestamp()))
+}
+
+/// A certificate's subject and public key (SubjectPublicKeyInfo), DER: what the Engine API's
+/// `TLSInfo` shows of a root as `CertIssuerSubject` and `CertIssuerPublicKey`.
+pub fn subject_and_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
+    Ok((c.subject().as_raw().to_vec(), c.public_key().raw.to_vec()))
 }
 
 /// A node's own key, made on the node and never sent anywhere.

@@ -88,3 +88,23 @@ pub struct ForwardResponse {
 pub struct RpcError {
     pub message: String,
 }
+
+/// `POST /v1/renew`: a member asks for a new certificate for a new key — before its current
+/// one expires, or because the cluster now wants it in another role (promote/demote). The
+/// caller is the certificate's node; the role is the cluster's choice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub rpc_version: u32,
+    /// A CSR for the node's new key (DER, base64).
+    pub csr: String,
+    /// Where managers reach the node, should it be (or become) a manager.
+    pub advertise_addr: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    pub role: StoredRole,
+    pub cert: String,
+    pub ca: String,
+    pub managers: Vec<ManagerPeer>,
+}

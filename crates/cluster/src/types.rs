@@ -244,10 +244,18 @@ pub enum Command {
     UpdateNode { id: String, version: u64, spec: NodeSpec },
     /// A node's heartbeat state changed.
     NodeStatus { id: String, state: NodeState, addr: String, message: String },
-    /// A node's certificate now states `role`.
-    CertRole { id: String, role: StoredRole },
+    /// A node's certificate now states `role`; a manager's address is where managers reach it.
+    CertRole {
+        id: String,
+        role: StoredRole,
+        #[serde(default)]
+        manager_addr: Option<String>,
+    },
     /// `node rm`.
     RemoveNode { id: String },
+    /// `swarm init --force-new-cluster`: the state a lone manager kept, written into its new
+    /// single-member store.
+    Restore { state: Box<ClusterState> },
 }
 
 /// What applying a [`Command`] answered.
@@ -324,14 +332,21 @@ impl ClusterState {
                 n.message = message.clone();
                 (n.version, n.updated_at) = (index, now);
             }
-            Command::CertRole { id, role } => {
+            Command::CertRole { id, role, manager_addr } => {
                 let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
                 n.cert_role = *role;
+                n.manager_addr = manager_addr.clone();
                 (n.version, n.updated_at) = (index, now);
             }
             Command::RemoveNode { id } => {
                 self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
                 self.removed.insert(id.clone());
+            }
+            Command::Restore { state } => {
+                if state.schema > SCHEMA {
+                    return Err("a state from a newer skiffd".into());
+                }
+                *self = (**state).clone();
             }
         }
         Ok(())

@@ -86,6 +86,10 @@ pub struct LayerStore {
     content: ContentStore,
     /// Bytes of file content an image's layers may unpack to, all together.
     max_image_size: Option<u64>,
+    /// Held while a layer is made visible: two writers of the same layer (parallel build
+    /// stages committing identical steps, concurrent pulls) publish it once, and neither
+    /// removes the other's.
+    publishing: Arc<std::sync::Mutex<()>>,
 }
 
 impl LayerStore {
@@ -97,7 +101,7 @@ impl LayerStore {
             }
         }
         fs::create_dir_all(root.join("empty")).map_err(io_err(&root))?;
-        Ok(LayerStore { root, driver, db, content, max_image_size: None })
+        Ok(LayerStore { root, driver, db, content, max_image_size: None, publishing: Arc::default() })
     }
 
     /// Limits how many bytes of file content an image's layers may unpack to (a gzip bomb or
@@ -220,6 +224,7 @@ impl LayerStore {
         let chain_id = chain_of(parent, &diff_id);
         let rec = LayerRecord { chain_id: chain_id.clone(), diff_id, parent: parent.cloned(), blob, size };
         let dest = self.root.join(chain_id.hex());
+        let _publishing = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
         if dest.join("diff").exists() {
             let _ = fsutil::remove_all(&tmp);
         } else {

@@ -52,15 +52,20 @@ pub fn init_command(
 }
 
 impl Manager {
-    /// `docker node update` (availability, labels, name). A role change needs a new certificate
-    /// and, for a manager, a Raft membership change: refused until promotion is built.
+    /// `docker node update` (availability, labels, name, role). A role change takes effect when
+    /// the node renews its certificate (its next heartbeat tells it to); demoting the last
+    /// manager is refused, as dockerd refuses it.
     pub async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> Result<()> {
         let node = self.node(id).await?;
-        if node.spec.role != spec.role {
-            return Err(ManagerError::new(
-                Kind::Invalid,
-                "changing a node's role (promote/demote) is not supported by skiff yet",
-            ));
+        if node.spec.role == StoredRole::Manager && spec.role == StoredRole::Worker {
+            let state = self.read().await?;
+            let managers = state.nodes.values().filter(|n| n.spec.role == StoredRole::Manager).count();
+            if managers <= 1 {
+                return Err(ManagerError::new(
+                    Kind::Invalid,
+                    "rpc error: code = FailedPrecondition desc = attempting to demote the last manager of the swarm",
+                ));
+            }
         }
         self.write(Command::UpdateNode { id: node.id, version, spec }).await
     }

@@ -92,7 +92,7 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
 
 /// Makes learner `id` a voter once its replicated log is within a few entries of the leader's
 /// (or after [`CATCH_UP`]).
-fn promote_when_caught_up(m: &Manager, id: u64) {
+pub(crate) fn promote_when_caught_up(m: &Manager, id: u64) {
     let raft = m.raft.clone();
     m.spawn(async move {
         let deadline = tokio::time::Instant::now() + CATCH_UP;

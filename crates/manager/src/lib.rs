@@ -10,6 +10,7 @@ mod error;
 mod join;
 mod manager;
 pub mod raft;
+mod renew;
 mod server;
 
 pub use control::init_command;

@@ -216,6 +216,16 @@ impl Manager {
             .collect()
     }
 
+    /// Whether `node_id` may send this manager Raft messages: a member of its membership, or
+    /// anyone while this manager has none yet (a manager that has just joined learns the
+    /// membership from the leader's first messages). After `--force-new-cluster` the old
+    /// managers are refused, so they cannot pull this one back into their election.
+    pub(crate) fn raft_peer(&self, node_id: &str) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        let members = m.membership_config.membership();
+        members.nodes().next().is_none() || members.get_node(&raft_id(node_id)).is_some()
+    }
+
     /// Stops serving and stops Raft (the database stays, for a restart).
     pub async fn shutdown(&self) {
         self.cancel.cancel();

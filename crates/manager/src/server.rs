@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 
 use http::StatusCode;
 use skiff_cluster::identity::{NodeIdentity, Role};
-use skiff_cluster::rpc::{Forward, ForwardResponse, Heartbeat, JoinRequest};
+use skiff_cluster::rpc::{Forward, ForwardResponse, Heartbeat, JoinRequest, RenewRequest, RenewResponse};
 use skiff_cluster::transport::{self, Call, Reply};
 
 use crate::error::ManagerError;
@@ -41,6 +41,10 @@ impl transport::Handler for Handler {
                 Ok(hb) => reply(crate::dispatcher::heartbeat(&m, &peer, hb, call.remote_addr).await),
                 Err(r) => r,
             },
+            "/v1/renew" => match call.json::<RenewRequest>() {
+                Ok(req) => renew(&m, &peer, req).await,
+                Err(r) => r,
+            },
             p if peer.role != Role::Manager => {
                 Reply::error(StatusCode::FORBIDDEN, format!("{p} is for managers; {} is a worker", peer.node_id))
             }
@@ -48,6 +52,17 @@ impl transport::Handler for Handler {
                 Ok(f) => forward(&m, f).await,
                 Err(r) => r,
             },
+            "/v1/renew-relay" => match call.json::<RelayedRenew>() {
+                Ok(r) => {
+                    let who = NodeIdentity { node_id: r.node_id, role: peer.role, cluster_id: peer.cluster_id.clone() };
+                    reply(crate::renew::renew(&m, &who, r.req).await)
+                }
+                Err(r) => r,
+            },
+            p if p.starts_with("/v1/raft/") && !m.raft_peer(&peer.node_id) => Reply::error(
+                StatusCode::FORBIDDEN,
+                format!("{} is not in this manager's Raft membership", peer.node_id),
+            ),
             "/v1/raft/append" => match call.json() {
                 Ok(req) => Reply::json(&m.raft.append_entries(req).await),
                 Err(r) => r,
@@ -99,6 +114,34 @@ async fn join(m: &Arc<Manager>, call: &Call) -> Reply {
         }
         Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// A renewal changes the membership: the leader does it; another manager relays it with the
+/// caller's identity checked here (the leader trusts its managers' relays).
+async fn renew(m: &Arc<Manager>, peer: &NodeIdentity, req: RenewRequest) -> Reply {
+    if m.is_leader() {
+        return reply(crate::renew::renew(m, peer, req).await);
+    }
+    let Some((leader, _)) = m.managers().into_iter().find(|(_, leads)| *leads) else {
+        return Reply::error(StatusCode::SERVICE_UNAVAILABLE, crate::manager::no_leader().message);
+    };
+    let relay = RelayedRenew { node_id: peer.node_id.clone(), req };
+    let r: Result<RenewResponse, _> =
+        m.dialer.call(&leader.addr, "/v1/renew-relay", &relay, std::time::Duration::from_secs(30)).await;
+    match r {
+        Ok(v) => Reply::json(&v),
+        Err(skiff_cluster::transport::CallError::Remote { status, message }) => {
+            Reply::error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), message)
+        }
+        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// A renewal relayed by a manager for the node it authenticated.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RelayedRenew {
+    node_id: String,
+    req: RenewRequest,
 }
 
 async fn forward(m: &Manager, f: Forward) -> Reply {

@@ -9,6 +9,7 @@ use bollard_stubs::models::{
     NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState, NodeStatus, ObjectVersion, PeerNode, Platform, Reachability,
     ResourceObject, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, SwarmSpecCaConfig,
     SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration, SwarmSpecRaft, SwarmSpecTaskDefaults,
+    TlsInfo,
 };
 use skiff_api::backend::{SwarmBackend, TokenRotation};
 use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
@@ -98,6 +99,19 @@ fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec
     Ok(s)
 }
 
+/// `TLSInfo` of the cluster's root: the PEM, and its subject and public key (base64 DER).
+fn tls_info(root_pem: &str) -> Option<TlsInfo> {
+    use base64::Engine as _;
+    let ca = skiff_cluster::ca::RootCa::from_pem(root_pem, None).ok()?;
+    let (subject, key) = skiff_cluster::ca::subject_and_key(ca.cert_der()).ok()?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Some(TlsInfo {
+        trust_root: Some(root_pem.to_string()),
+        cert_issuer_subject: Some(b64.encode(subject)),
+        cert_issuer_public_key: Some(b64.encode(key)),
+    })
+}
+
 fn role_api(r: StoredRole) -> NodeSpecRoleEnum {
     match r {
         StoredRole::Manager => NodeSpecRoleEnum::MANAGER,
@@ -105,7 +119,7 @@ fn role_api(r: StoredRole) -> NodeSpecRoleEnum {
     }
 }
 
-fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)]) -> Node {
+fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)], root: Option<&str>) -> Node {
     let state = match n.state {
         ct::NodeState::Unknown => NodeState::UNKNOWN,
         ct::NodeState::Down => NodeState::DOWN,
@@ -151,7 +165,7 @@ fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)
                 labels: Some(d.engine_labels.clone().into_iter().collect()),
                 plugins: Some(Vec::new()),
             }),
-            tls_info: None,
+            tls_info: root.and_then(tls_info),
         }),
         status: Some(NodeStatus { state: Some(state), message: Some(n.message.clone()), addr: Some(n.addr.clone()) }),
         manager_status,
@@ -206,11 +220,11 @@ impl SwarmBackend for SwarmApi {
             created_at: Some(time(c.created_at)),
             updated_at: Some(time(c.updated_at)),
             spec: Some(spec_to_api(&c.spec)),
+            tls_info: tls_info(&c.root_ca_cert),
             root_rotation_in_progress: Some(false),
             data_path_port: Some(4789),
             default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
             subnet_size: Some(24),
-            ..Default::default()
         });
         SwarmInfo {
             node_id: Some(i.node_id),
@@ -276,6 +290,7 @@ impl SwarmBackend for SwarmApi {
             created_at: Some(time(c.created_at)),
             updated_at: Some(time(c.updated_at)),
             spec: Some(spec_to_api(&c.spec)),
+            tls_info: tls_info(&c.root_ca_cert),
             root_rotation_in_progress: Some(false),
             data_path_port: Some(4789),
             default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
@@ -284,7 +299,6 @@ impl SwarmBackend for SwarmApi {
                 worker: Some(c.worker_token.clone()),
                 manager: Some(c.manager_token.clone()),
             }),
-            ..Default::default()
         })
     }
 
@@ -325,9 +339,10 @@ impl SwarmBackend for SwarmApi {
         };
         let state = m.read().await.map_err(err)?;
         let managers = m.managers();
+        let root = state.cluster.as_ref().map(|c| c.root_ca_cert.as_str());
         let mut out = Vec::new();
         for n in state.nodes.values() {
-            let api = node_to_api(n, &managers);
+            let api = node_to_api(n, &managers, root);
             if node_matches(&api, &f)? {
                 out.push(api);
             }
@@ -338,7 +353,8 @@ impl SwarmBackend for SwarmApi {
     async fn node(&self, id: &str) -> Result<Node> {
         let m = self.swarm.manager().await.map_err(err)?;
         let n = m.node(id).await.map_err(err)?;
-        Ok(node_to_api(&n, &m.managers()))
+        let root = m.sm_state().await.cluster.map(|c| c.root_ca_cert);
+        Ok(node_to_api(&n, &m.managers(), root.as_deref()))
     }
 
     async fn update_node(&self, id: &str, version: u64, spec: NodeSpec) -> Result<()> {

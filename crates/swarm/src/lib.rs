@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 pub mod addr;
 mod files;
 mod info;
+mod renew;
 
 pub use info::{Info, LocalState};
 
@@ -61,8 +62,21 @@ pub struct JoinOptions {
 
 pub(crate) struct Active {
     pub file: NodeFile,
+    pub creds: Credentials,
     pub manager: Option<Arc<Manager>>,
     pub session: Session,
+    /// When the certificate is due for renewal (Unix seconds): a jittered point in the second
+    /// half of its life.
+    pub renew_at: i64,
+}
+
+/// A jittered point between 50 % and 80 % of a certificate's life (swarmkit renews in the
+/// second half, jittered so that a cluster's nodes do not all renew at once).
+pub(crate) fn renew_at(creds: &Credentials) -> i64 {
+    match skiff_cluster::ca::validity(&creds.cert) {
+        Ok((from, to)) => from + ((to - from) as f64 * (0.5 + 0.3 * rand::random::<f64>())) as i64,
+        Err(_) => 0,
+    }
 }
 
 /// What describes this node to the cluster (hostname, platform, engine), asked when needed.
@@ -70,9 +84,10 @@ pub type Describe = Arc<dyn Fn() -> NodeDescription + Send + Sync>;
 
 /// This node's swarm membership.
 pub struct Swarm {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     describe: Describe,
     pub(crate) state: Mutex<Option<Active>>,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -102,7 +117,12 @@ pub(crate) fn not_a_manager() -> ManagerError {
 impl Swarm {
     /// Opens `dir` (`<data-root>/swarm`); a node that was in a swarm rejoins it.
     pub async fn open(dir: &Path, describe: Describe) -> Arc<Swarm> {
-        let swarm = Arc::new(Swarm { dir: dir.to_path_buf(), describe, state: Mutex::new(None) });
+        let swarm = Arc::new(Swarm {
+            dir: dir.to_path_buf(),
+            describe,
+            state: Mutex::new(None),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
         match files::load(dir) {
             Ok(None) => {}
             Ok(Some((file, creds))) => match swarm.resume(file, creds).await {
@@ -111,6 +131,7 @@ impl Swarm {
             },
             Err(e) => tracing::error!("reading the swarm state in {}: {e}", dir.display()),
         }
+        tokio::spawn(renew::watch(Arc::downgrade(&swarm), swarm.cancel.clone()));
         swarm
     }
 
@@ -121,10 +142,11 @@ impl Swarm {
         };
         let session = Session::start(&creds, file.managers.clone(), file.advertise_addr.clone())
             .map_err(ManagerError::internal)?;
-        Ok(Active { file, manager, session })
+        let renew_at = renew_at(&creds);
+        Ok(Active { file, creds, manager, session, renew_at })
     }
 
-    async fn start_manager(
+    pub(crate) async fn start_manager(
         &self,
         file: &NodeFile,
         creds: &Credentials,
@@ -149,14 +171,11 @@ impl Swarm {
     /// `docker swarm init`: a new cluster with this node as its first manager; its node ID.
     pub async fn init(&self, o: InitOptions) -> Result<String> {
         let mut state = self.state.lock().await;
-        if state.is_some() {
+        if let Some(active) = state.as_mut() {
+            if o.force_new_cluster {
+                return self.force_new_cluster(active).await;
+            }
             return Err(already_in_swarm());
-        }
-        if o.force_new_cluster {
-            return Err(ManagerError::new(
-                Kind::Invalid,
-                "--force-new-cluster needs this node's earlier swarm state, and there is none",
-            ));
         }
         let listen = addr::listen(&o.listen_addr)?;
         let advertise = addr::advertise(&o.advertise_addr, listen)?;
@@ -197,8 +216,35 @@ impl Swarm {
             }
         };
         let session = Session::start(&creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
-        *state = Some(Active { file, manager: Some(manager), session });
+        let renew_at = renew_at(&creds);
+        *state = Some(Active { file, creds, manager: Some(manager), session, renew_at });
         Ok(node_id)
+    }
+
+    /// `swarm init --force-new-cluster` on a manager that lost its quorum: a new single-member
+    /// Raft store holding the state this manager had; the other managers stay listed, down,
+    /// until they are demoted or removed.
+    async fn force_new_cluster(&self, active: &mut Active) -> Result<String> {
+        let m = active.manager.take().ok_or_else(not_a_manager)?;
+        let me = active.file.node_id.clone();
+        let mut kept = m.sm_state().await;
+        for n in kept.nodes.values_mut().filter(|n| n.id != me && n.manager_addr.is_some()) {
+            n.state = skiff_cluster::types::NodeState::Down;
+            n.message = "not in the Raft membership since --force-new-cluster".into();
+        }
+        m.shutdown().await;
+        drop(m);
+        skiff_common::fsutil::remove_all(&self.dir.join("raft")).map_err(ManagerError::internal)?;
+        let manager = self.start_manager(&active.file, &active.creds, None).await?;
+        manager.bootstrap(skiff_cluster::types::Command::Restore { state: Box::new(kept) }).await?;
+        active.manager = Some(manager);
+        active.file.managers = vec![ManagerPeer { node_id: me.clone(), addr: active.file.advertise_addr.clone() }];
+        let ca = std::fs::read_to_string(self.dir.join("certs/ca.pem")).map_err(ManagerError::internal)?;
+        let cert = std::fs::read_to_string(self.dir.join("certs/node.pem")).map_err(ManagerError::internal)?;
+        let key = std::fs::read_to_string(self.dir.join("certs/node.key")).map_err(ManagerError::internal)?;
+        files::save(&self.dir, &active.file, &ca, &cert, &key).map_err(ManagerError::internal)?;
+        tracing::warn!("a new single-manager swarm was forced from this node's state");
+        Ok(me)
     }
 
     /// `docker swarm join`.
@@ -241,7 +287,8 @@ impl Swarm {
         };
         let session =
             Session::start(&joined.creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
-        *state = Some(Active { file, manager, session });
+        let renew_at = renew_at(&joined.creds);
+        *state = Some(Active { file, creds: joined.creds, manager, session, renew_at });
         Ok(())
     }
 
@@ -283,6 +330,7 @@ impl Swarm {
 
     /// Stops the agent and the manager (the daemon is stopping; the state stays).
     pub async fn shutdown(&self) {
+        self.cancel.cancel();
         if let Some(active) = self.state.lock().await.take() {
             active.session.stop().await;
             if let Some(m) = active.manager {

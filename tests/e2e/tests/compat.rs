@@ -50,8 +50,15 @@ fn endpoints_sdks_probe_exist() {
         assert_eq!(s, 503, "{m} {p}: {b}");
         assert!(b.contains("This node is not part of a swarm"), "{m} {p}: {b}");
     }
-    let (s, b) = d.http("POST", "/v1.41/swarm/init", Some("{}"));
-    assert_eq!(s, 503, "{b}");
+    // Swarm mode: init on loopback answers the node ID; the swarm endpoints then answer, and
+    // leaving takes --force on its only manager.
+    let port = 23000 + u16::from(d.net.n);
+    let body = format!(r#"{{"ListenAddr":"127.0.0.1:{port}","AdvertiseAddr":"127.0.0.1:{port}"}}"#);
+    let (s, b) = d.http("POST", "/v1.41/swarm/init", Some(&body));
+    assert_eq!(s, 200, "{b}");
+    assert_eq!((d.http("GET", "/v1.41/swarm", None).0, d.http("GET", "/v1.41/nodes", None).0), (200, 200));
+    assert_eq!(d.http("POST", "/v1.41/swarm/leave", None).0, 503);
+    assert_eq!(d.http("POST", "/v1.41/swarm/leave?force=1", None).0, 200);
     let (s, b) = d.http("GET", "/v1.41/networks/", None);
     assert_eq!(s, 200, "{b}");
     assert!(b.contains("\"bridge\""), "{b}");

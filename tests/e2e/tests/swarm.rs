@@ -59,8 +59,18 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     let info = d[3].docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]).ok();
     assert_eq!(info.trim(), "active false");
 
-    // Node updates: by ID, through any manager.
+    // Promotion: the worker renews its certificate as a manager and joins the Raft voters;
+    // demotion takes it back out. Both through the CLI, on different managers.
     let wid = node_id(&d[3]);
+    d[0].docker(&["node", "promote", &wid]).ok();
+    let control = |d: &Daemon| d.docker(&["info", "--format", "{{.Swarm.ControlAvailable}}"]).stdout.trim().to_string();
+    assert!(eventually(Duration::from_secs(30), || control(&d[3]) == "true"), "{}\n{}", nodes(&d[0]), d[3].log());
+    assert!(eventually(Duration::from_secs(30), || nodes(&d[3]).matches("Reachable").count() == 3), "{}", nodes(&d[3]));
+    d[1].docker(&["node", "demote", &wid]).ok();
+    assert!(eventually(Duration::from_secs(30), || control(&d[3]) == "false"), "{}", nodes(&d[0]));
+    assert!(eventually(Duration::from_secs(30), || nodes(&d[0]).matches("Reachable").count() == 2), "{}", nodes(&d[0]));
+
+    // Node updates: by ID, through any manager.
     d[1].docker(&["node", "update", "--availability", "drain", "--label-add", "zone=b", &wid]).ok();
     let spec = d[2].docker(&["node", "inspect", "--format", "{{.Spec.Availability}} {{.Spec.Labels.zone}}", &wid]);
     assert_eq!(spec.ok().trim(), "drain b");
@@ -91,14 +101,38 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     );
     let r = d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &wid.clone()]);
     assert_ne!(r.code, 0, "the removed worker is gone: {}", r.stdout);
-    let me = node_id(&d[rest[1]]);
+    let me = node_id(&d[rest[0]]);
     d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &me]).ok();
 
+    // Down to one manager of three: no quorum, so no answers; `--force-new-cluster` makes a
+    // new single-manager swarm from what that manager kept.
+    let (lone, other) = (rest[0], rest[1]);
+    d[other].kill9();
+    assert!(
+        eventually(Duration::from_secs(30), || d[lone]
+            .docker(&["node", "ls"])
+            .stderr
+            .contains("does not have a leader")),
+        "{}",
+        d[lone].docker(&["node", "ls"]).stderr
+    );
+    let r = d[lone].docker(&["swarm", "init", "--force-new-cluster", "--advertise-addr", &rig.addrs[lone]]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(
+        eventually(Duration::from_secs(20), || nodes(&d[lone])
+            .lines()
+            .any(|l| l.starts_with(&me) && l.ends_with("Leader"))),
+        "{}",
+        nodes(&d[lone])
+    );
+    let n = nodes(&d[lone]);
+    assert!(n.lines().filter(|l| !l.starts_with(&me)).all(|l| l.contains("Down")), "{n}");
+
     // Leaving: a manager needs --force; a node that left is inactive and keeps nothing.
-    let r = d[rest[0]].docker(&["swarm", "leave"]);
+    let r = d[lone].docker(&["swarm", "leave"]);
     assert!(r.stderr.contains("participating as a manager"), "{}", r.stderr);
-    d[rest[0]].docker(&["swarm", "leave", "--force"]).ok();
-    assert!(!d[rest[0]].data_root().join("swarm").exists());
+    d[lone].docker(&["swarm", "leave", "--force"]).ok();
+    assert!(!d[lone].data_root().join("swarm").exists());
     drop(d);
     drop(rig);
 }

@@ -120,6 +120,17 @@ async fn run(dialer: Dialer, addr: String, tx: watch::Sender<Status>, cancel: Ca
                         s.error = None;
                     });
                 }
+                Err(skiff_cluster::transport::CallError::Remote { status: 403, message })
+                    if message.contains("removed") =>
+                {
+                    // The cluster removed this node: nothing more to say to it.
+                    tx.send_modify(|s| {
+                        s.removed = true;
+                        s.connected = false;
+                        s.error = Some(message.clone());
+                    });
+                    wait = period;
+                }
                 Err(e) => {
                     tracing::debug!(manager = %to, "heartbeat: {e}");
                     target = None;
@@ -131,9 +142,12 @@ async fn run(dialer: Dialer, addr: String, tx: watch::Sender<Status>, cancel: Ca
                 }
             }
         }
+        // A connection that ends (the manager went, or restarted) is a reason to call again at
+        // once: a live node tells the managers so before they count it lost.
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            () = dialer.closed() => {}
         }
     }
 }

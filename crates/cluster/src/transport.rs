@@ -53,6 +53,7 @@ pub struct Dialer {
     tls: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     conns: Arc<Mutex<HashMap<String, SendRequest<Full<Bytes>>>>>,
+    closed: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Dialer {
@@ -64,7 +65,7 @@ impl std::fmt::Debug for Dialer {
 impl Dialer {
     /// Dials managers (the name `swarm-manager`) with `tls`.
     pub fn new(tls: Arc<ClientConfig>) -> Dialer {
-        Dialer { tls, server_name: tls::manager_name(), conns: Arc::default() }
+        Dialer { tls, server_name: tls::manager_name(), conns: Arc::default(), closed: Arc::default() }
     }
 
     async fn connect(&self, addr: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
@@ -82,13 +83,21 @@ impl Dialer {
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(format!("HTTP/2: {e}")))?;
-        let a = addr.to_string();
+        let (a, closed) = (addr.to_string(), self.closed.clone());
+        // Ends when the peer goes or every sender is dropped.
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(peer = %a, "connection ended: {e}");
             }
+            closed.notify_waiters();
         });
         Ok(send)
+    }
+
+    /// Resolves when one of this dialer's connections ends (a peer went, or restarted).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let n = self.closed.clone();
+        async move { n.notified().await }
     }
 
     async fn sender(&self, addr: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
@@ -193,6 +202,11 @@ impl Reply {
 /// What serves calls.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, call: Call) -> impl std::future::Future<Output = Reply> + Send;
+
+    /// A member's connection ended (it went, or it is reconnecting).
+    fn disconnected(&self, _peer: NodeIdentity) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Accepts mutual-TLS connections on `listener` until `stop` resolves; each request goes to
@@ -237,6 +251,7 @@ pub async fn serve<H: Handler>(
                     return;
                 }
             };
+            let (on_close, who) = (handler.clone(), peer.clone());
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let (handler, peer) = (handler.clone(), peer.clone());
                 async move {
@@ -255,10 +270,13 @@ pub async fn serve<H: Handler>(
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
-                () = cancel.cancelled() => {}
+                () = cancel.cancelled() => return,
                 r = conn => if let Err(e) = r {
                     tracing::debug!(%remote, "cluster connection: {e}");
                 }
+            }
+            if let Some(who) = who {
+                on_close.disconnected(who).await;
             }
         });
     }

@@ -4,7 +4,7 @@
 //! is.
 
 use std::net::SocketAddr;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use skiff_cluster::identity::NodeIdentity;
@@ -54,6 +54,40 @@ pub(crate) async fn heartbeat(
         m.write(Command::NodeStatus { id: n.id, state: NodeState::Ready, addr, message: String::new() }).await?;
     }
     Ok(resp)
+}
+
+/// How long a node whose connection to the leader ended has to call again before it is down:
+/// a live node reconnects at once (its agent calls when a connection ends), a dead one cannot.
+const RECONNECT_GRACE: Duration = Duration::from_millis(1500);
+
+/// A member's connection to this manager ended: on the leader, the node is down unless it
+/// heartbeats again within [`RECONNECT_GRACE`] (so a killed daemon or host shows down in
+/// seconds, not heartbeat periods).
+pub(crate) fn disconnected(m: &Arc<Manager>, node_id: String) {
+    if !m.is_leader() {
+        return;
+    }
+    let weak = Arc::downgrade(m);
+    m.spawn(async move {
+        let lost = Instant::now();
+        tokio::time::sleep(RECONNECT_GRACE).await;
+        let Some(m) = weak.upgrade() else { return };
+        if !m.is_leader() || m.seen.lock().await.get(&node_id).is_some_and(|t| *t > lost) {
+            return;
+        }
+        let ready = m.sm.with(|s| s.nodes.get(&node_id).is_some_and(|n| n.state == NodeState::Ready)).await;
+        if ready {
+            let cmd = Command::NodeStatus {
+                id: node_id.clone(),
+                state: NodeState::Down,
+                addr: String::new(),
+                message: "heartbeat failure: the node's connection ended".into(),
+            };
+            if let Err(e) = m.write(cmd).await {
+                tracing::warn!(node = %node_id, "marking a disconnected node down: {e}");
+            }
+        }
+    });
 }
 
 /// On the leader, marks down the nodes not heard from for [`GRACE`] periods. Runs until

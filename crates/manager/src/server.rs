@@ -78,6 +78,12 @@ impl transport::Handler for Handler {
             p => Reply::error(StatusCode::NOT_FOUND, format!("no such call {p}")),
         }
     }
+
+    async fn disconnected(&self, peer: NodeIdentity) {
+        if let Some(m) = self.0.upgrade() {
+            crate::dispatcher::disconnected(&m, peer.node_id);
+        }
+    }
 }
 
 /// Refuses a removed node and a certificate of another cluster.

@@ -19,8 +19,19 @@ fn nodes(d: &Daemon) -> String {
 #[test]
 fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     require_root!();
-    let rig = Rig::new(4);
+    let rig = Rig::new(5);
     let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    form(&rig, &mut d);
+    let wid = membership(&d);
+    lose_a_worker(&rig, &mut d, &wid);
+    let (lone, me) = lose_the_leader(&mut d, &wid);
+    lose_the_quorum(&rig, &mut d, lone, &me);
+    drop(d);
+    drop(rig);
+}
+
+/// Init, tokens (forged, rotated), managers and workers joining, every manager agreeing.
+fn form(rig: &Rig, d: &mut [Daemon]) {
     let addr = |i: usize| format!("{}:2377", rig.addrs[i]);
 
     let out = d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0], "--dispatcher-heartbeat", "1s"]);
@@ -43,22 +54,41 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     }
     let r = d[3].docker(&["swarm", "join", "--token", &worker, "--advertise-addr", &rig.addrs[3], &addr(0)]);
     assert!(r.stdout.contains("This node joined a swarm as a worker"), "{} {}", r.stdout, r.stderr);
+    // A rotated token refuses the old one; the new one admits, through another manager.
+    d[2].docker(&["swarm", "join-token", "--rotate", "worker"]).ok();
+    let r = d[4].docker(&["swarm", "join", "--token", &worker, "--advertise-addr", &rig.addrs[4], &addr(1)]);
+    assert!(r.stderr.contains("A valid join token is necessary"), "{} {}", r.stdout, r.stderr);
+    let rotated = token(&d[1], "worker");
+    assert_ne!(rotated, worker);
+    let r = d[4].docker(&["swarm", "join", "--token", &rotated, "--advertise-addr", &rig.addrs[4], &addr(1)]);
+    assert!(r.stdout.contains("This node joined a swarm as a worker"), "{} {}", r.stdout, r.stderr);
 
     assert!(
         eventually(Duration::from_secs(20), || {
             let n = nodes(&d[0]);
-            n.matches("Ready").count() == 4 && n.matches("Reachable").count() == 2 && n.contains("Leader")
+            n.matches("Ready").count() == 5 && n.matches("Reachable").count() == 2 && n.contains("Leader")
         }),
         "{}",
         nodes(&d[0])
     );
+    // Every manager sees the same cluster.
+    let sorted = |d: &Daemon| {
+        let mut l: Vec<String> =
+            nodes(d).lines().map(|l| l.split_whitespace().next().unwrap_or("").to_string()).collect();
+        l.sort();
+        l
+    };
+    assert!(eventually(Duration::from_secs(10), || sorted(&d[1]) == sorted(&d[0]) && sorted(&d[2]) == sorted(&d[0])));
     // Every manager answers for the cluster; a worker says it is not a manager.
     assert!(nodes(&d[2]).contains("Leader"), "{}", nodes(&d[2]));
     let w = d[3].docker(&["node", "ls"]);
     assert!(w.stderr.contains("This node is not a swarm manager"), "{}", w.stderr);
     let info = d[3].docker(&["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"]).ok();
     assert_eq!(info.trim(), "active false");
+}
 
+/// Promote/demote, pause/drain/labels through different managers; the worker's node ID.
+fn membership(d: &[Daemon]) -> String {
     // Promotion: the worker renews its certificate as a manager and joins the Raft voters;
     // demotion takes it back out. Both through the CLI, on different managers.
     let wid = node_id(&d[3]);
@@ -71,10 +101,18 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     assert!(eventually(Duration::from_secs(30), || nodes(&d[0]).matches("Reachable").count() == 2), "{}", nodes(&d[0]));
 
     // Node updates: by ID, through any manager.
+    d[1].docker(&["node", "update", "--availability", "pause", &node_id(&d[4])]).ok();
+    let paused = d[0].docker(&["node", "inspect", "--format", "{{.Spec.Availability}}", &node_id(&d[4])]);
+    assert_eq!(paused.ok().trim(), "pause");
     d[1].docker(&["node", "update", "--availability", "drain", "--label-add", "zone=b", &wid]).ok();
     let spec = d[2].docker(&["node", "inspect", "--format", "{{.Spec.Availability}} {{.Spec.Labels.zone}}", &wid]);
     assert_eq!(spec.ok().trim(), "drain b");
 
+    wid
+}
+
+/// The worker's host killed: down, removed, and refused when it comes back.
+fn lose_a_worker(_rig: &Rig, d: &mut [Daemon], wid: &str) {
     // The worker's host goes: down after three missed heartbeats; then it can be removed.
     d[3].kill9();
     assert!(
@@ -82,13 +120,23 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
         "{}",
         nodes(&d[0])
     );
-    d[0].docker(&["node", "rm", &wid]).ok();
-    assert_eq!(nodes(&d[0]).lines().count(), 3, "{}", nodes(&d[0]));
+    d[0].docker(&["node", "rm", wid]).ok();
+    assert_eq!(nodes(&d[0]).lines().count(), 4, "{}", nodes(&d[0]));
+    // A removed node cannot come back: its certificate is refused.
+    d[3].start_again();
+    let state = |d: &Daemon| d.docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.trim().to_string();
+    assert!(eventually(Duration::from_secs(15), || state(&d[3]) == "error"), "{}", state(&d[3]));
+    assert_eq!(nodes(&d[0]).lines().count(), 4, "{}", nodes(&d[0]));
+}
 
+/// The leader's host killed: a new leader takes writes; the old one comes back a follower,
+/// then goes again. Returns the manager left to lose its quorum, and its node ID.
+fn lose_the_leader(d: &mut [Daemon], wid: &str) -> (usize, String) {
     // The leader's host goes: the other two managers elect one and keep answering.
     let ls = nodes(&d[0]);
     let leader = (0..3).find(|&i| ls.lines().any(|l| l.starts_with(&node_id(&d[i])) && l.ends_with("Leader")));
     let leader = leader.unwrap_or_else(|| panic!("no leader in {ls}"));
+    let old = node_id(&d[leader]);
     d[leader].kill9();
     let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     assert!(
@@ -99,14 +147,35 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
         "{}",
         nodes(&d[rest[0]])
     );
-    let r = d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &wid.clone()]);
+    let r = d[rest[1]].docker(&["node", "update", "--label-add", "after=election", wid]);
     assert_ne!(r.code, 0, "the removed worker is gone: {}", r.stdout);
     let me = node_id(&d[rest[0]]);
     d[rest[1]].docker(&["node", "update", "--label-add", "after=election", &me]).ok();
+    // The old leader comes back as a follower.
+    d[leader].start_again();
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let n = nodes(&d[leader]);
+            n.contains("Leader") && !n.lines().any(|l| l.starts_with(&old) && l.ends_with("Leader"))
+        }),
+        "{}",
+        nodes(&d[leader])
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || nodes(&d[rest[0]]).matches("Reachable").count() == 2),
+        "{}",
+        nodes(&d[rest[0]])
+    );
+    d[leader].kill9();
 
+    (rest[0], me)
+}
+
+/// Down to one manager of three: no answers, then `--force-new-cluster`; leaving.
+fn lose_the_quorum(rig: &Rig, d: &mut [Daemon], lone: usize, me: &str) {
+    let other = (0..3).find(|&i| i != lone && d[i].pid().is_some()).expect("another live manager");
     // Down to one manager of three: no quorum, so no answers; `--force-new-cluster` makes a
     // new single-manager swarm from what that manager kept.
-    let (lone, other) = (rest[0], rest[1]);
     d[other].kill9();
     assert!(
         eventually(Duration::from_secs(30), || d[lone]
@@ -121,20 +190,22 @@ fn hosts_form_a_swarm_and_survive_a_worker_and_the_leader_going() {
     assert!(
         eventually(Duration::from_secs(20), || nodes(&d[lone])
             .lines()
-            .any(|l| l.starts_with(&me) && l.ends_with("Leader"))),
+            .any(|l| l.starts_with(me) && l.ends_with("Leader"))),
         "{}",
         nodes(&d[lone])
     );
     let n = nodes(&d[lone]);
-    assert!(n.lines().filter(|l| !l.starts_with(&me)).all(|l| l.contains("Down")), "{n}");
+    // The two managers outside the new membership are down; the live worker carries on with it.
+    assert_eq!(n.lines().filter(|l| l.contains("Down")).count(), 2, "{n}");
+    assert!(
+        eventually(Duration::from_secs(15), || nodes(&d[lone]).lines().filter(|l| l.contains("Ready")).count() == 2)
+    );
 
     // Leaving: a manager needs --force; a node that left is inactive and keeps nothing.
     let r = d[lone].docker(&["swarm", "leave"]);
     assert!(r.stderr.contains("participating as a manager"), "{}", r.stderr);
     d[lone].docker(&["swarm", "leave", "--force"]).ok();
     assert!(!d[lone].data_root().join("swarm").exists());
-    drop(d);
-    drop(rig);
 }
 
 /// A daemon's swarm node ID (the rig's hosts share the machine's hostname).

@@ -93,41 +93,78 @@ pub(crate) fn disconnected(m: &Arc<Manager>, node_id: String) {
 /// On the leader, marks down the nodes not heard from for [`GRACE`] periods. Runs until
 /// `cancel`.
 pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken) {
-    let mut leader_since: Option<Instant> = None;
+    // When this manager became leader, and its log's last index then (the entry every live
+    // follower has matched within a heartbeat or two).
+    let mut leading: Option<(Instant, u64)> = None;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
         let Some(m) = m.upgrade() else { return };
         if !m.is_leader() {
-            leader_since = None;
+            leading = None;
             continue;
         }
-        let since = *leader_since.get_or_insert_with(Instant::now);
-        let (period, ready) =
-            m.sm.with(|s| {
-                let period = s.cluster.as_ref().map_or(5_000_000_000, |c| c.spec.dispatcher_heartbeat_ns);
-                let ready: Vec<String> =
-                    s.nodes.values().filter(|n| n.state == NodeState::Ready).map(|n| n.id.clone()).collect();
-                (period, ready)
-            })
-            .await;
-        let limit = Duration::from_nanos(period.max(1) as u64) * GRACE;
-        let seen = m.seen.lock().await.clone();
-        for id in ready {
-            let last = seen.get(&id).copied().unwrap_or(since).max(since);
-            if last.elapsed() > limit {
-                let cmd = Command::NodeStatus {
-                    id: id.clone(),
-                    state: NodeState::Down,
-                    addr: String::new(),
-                    message: "heartbeat failure".into(),
-                };
-                if let Err(e) = m.write(cmd).await {
-                    tracing::warn!(node = %id, "marking a silent node down: {e}");
-                }
+        let (since, first_index) =
+            *leading.get_or_insert_with(|| (Instant::now(), m.raft.metrics().borrow().last_log_index.unwrap_or(0)));
+        let mut down = silent_nodes(&m, since).await;
+        if since.elapsed() > MANAGER_GRACE {
+            down.extend(unreplicated_managers(&m, first_index).await);
+        }
+        down.sort();
+        down.dedup();
+        for (id, why) in down {
+            let cmd = Command::NodeStatus { id: id.clone(), state: NodeState::Down, addr: String::new(), message: why };
+            if let Err(e) = m.write(cmd).await {
+                tracing::warn!(node = %id, "marking a silent node down: {e}");
             }
         }
     }
+}
+
+/// How long a new leader gives the other managers to match its first entry before it counts
+/// them unreachable (they match within a Raft heartbeat or two when they are up).
+const MANAGER_GRACE: Duration = Duration::from_secs(2);
+
+/// Ready nodes not heard from for [`GRACE`] heartbeat periods (counted from when this manager
+/// began to lead, for nodes it has not heard from at all).
+async fn silent_nodes(m: &Manager, since: Instant) -> Vec<(String, String)> {
+    let (period, ready) =
+        m.sm.with(|s| {
+            let period = s.cluster.as_ref().map_or(5_000_000_000, |c| c.spec.dispatcher_heartbeat_ns);
+            let ready: Vec<String> =
+                s.nodes.values().filter(|n| n.state == NodeState::Ready).map(|n| n.id.clone()).collect();
+            (period, ready)
+        })
+        .await;
+    let limit = Duration::from_nanos(period.max(1) as u64) * GRACE;
+    let seen = m.seen.lock().await.clone();
+    ready
+        .into_iter()
+        .filter(|id| seen.get(id).copied().unwrap_or(since).max(since).elapsed() > limit)
+        .map(|id| (id, "heartbeat failure".to_string()))
+        .collect()
+}
+
+/// Ready managers (other than this one) that have not replicated the entry this leader began
+/// with: a manager whose host went is seen from Raft long before its heartbeats are missed.
+async fn unreplicated_managers(m: &Manager, first_index: u64) -> Vec<(String, String)> {
+    let metrics = m.raft.metrics().borrow().clone();
+    let Some(replication) = metrics.replication.clone() else { return Vec::new() };
+    let membership = metrics.membership_config.membership();
+    let behind: Vec<String> = membership
+        .nodes()
+        .filter(|(id, _)| **id != metrics.id)
+        .filter(|(id, _)| replication.get(id).copied().flatten().map_or(0, |l| l.index) < first_index)
+        .map(|(_, n)| n.node_id.clone())
+        .collect();
+    m.sm.with(|s| {
+        behind
+            .into_iter()
+            .filter(|id| s.nodes.get(id).is_some_and(|n| n.state == NodeState::Ready))
+            .map(|id| (id, "heartbeat failure: the manager is unreachable".to_string()))
+            .collect()
+    })
+    .await
 }

@@ -29,6 +29,9 @@ use crate::raft::net::Network;
 use crate::raft::sm::StateMachine;
 use crate::raft::{Member, Request, TypeConfig, raft_id};
 
+/// How long a manager waits for an election under way before it says there is no leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(3);
+
 /// How long a forwarded write may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -79,8 +82,8 @@ impl Manager {
         let config = Config {
             cluster_name: "skiff".into(),
             heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            election_timeout_min: 750,
+            election_timeout_max: 1500,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval.max(1)),
             max_in_snapshot_log_to_keep: 500,
@@ -161,7 +164,12 @@ impl Manager {
             Ok(r) => r.data,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
                 Some(leader) => self.forward(&leader.addr, cmd).await?,
-                None => return Err(no_leader()),
+                // An election is under way: the write goes to its winner.
+                None => match self.leader_known().await.then(|| self.leader_addr()).flatten() {
+                    Some(addr) if !self.is_leader() => self.forward(&addr, cmd).await?,
+                    Some(_) => return Box::pin(self.write(cmd)).await,
+                    None => return Err(no_leader()),
+                },
             },
             Err(e) => return Err(ManagerError::unavailable(e)),
         };
@@ -182,11 +190,23 @@ impl Manager {
         }
     }
 
+    /// Whether a leader is known, waiting up to an election's length for one.
+    async fn leader_known(&self) -> bool {
+        self.raft.wait(Some(ELECTION_WAIT)).metrics(|m| m.current_leader.is_some(), "a leader is known").await.is_ok()
+    }
+
+    /// The address of the leader this manager knows, if any.
+    fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+    }
+
     /// The replicated state, linearizable where this manager leads.
     pub async fn read(&self) -> Result<ClusterState> {
         if self.is_leader() {
             self.raft.ensure_linearizable().await.map_err(|_| no_leader())?;
-        } else if self.raft.metrics().borrow().current_leader.is_none() {
+        } else if !self.leader_known().await {
             // A follower that knows no leader may hold a stale view, and the swarm cannot
             // change anyway: say so, as dockerd does.
             return Err(no_leader());
@@ -205,15 +225,31 @@ impl Manager {
         m.current_leader == Some(m.id)
     }
 
-    /// The managers in the Raft membership, with whether each leads.
+    /// The managers that vote in Raft, with whether each leads (a manager still catching up
+    /// as a learner is not one yet).
     pub fn managers(&self) -> Vec<(ManagerPeer, bool)> {
         let m = self.raft.metrics().borrow().clone();
-        m.membership_config
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
             .nodes()
+            .filter(|(id, _)| voters.contains(id))
             .map(|(id, n)| {
                 (ManagerPeer { node_id: n.node_id.clone(), addr: n.addr.clone() }, m.current_leader == Some(*id))
             })
             .collect()
+    }
+
+    /// Waits until this manager votes in Raft (a joining manager is a learner until it has
+    /// caught up), as `docker swarm join` returns only once the node is part of Raft.
+    pub async fn wait_voter(&self, timeout: Duration) -> Result<()> {
+        let me = raft_id(&self.settings.node_id);
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.membership_config.membership().voter_ids().any(|v| v == me), "this manager votes")
+            .await
+            .map(|_| ())
+            .map_err(|_| ManagerError::unavailable("this manager did not become a member of Raft in time"))
     }
 
     /// Whether `node_id` may send this manager Raft messages: a member of its membership, or

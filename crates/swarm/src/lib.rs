@@ -282,7 +282,13 @@ impl Swarm {
         files::save(&self.dir, &file, ca_pem.cert_pem(), &joined.cert_pem, &joined.key_pem)
             .map_err(ManagerError::internal)?;
         let manager = match role {
-            StoredRole::Manager => Some(self.start_manager(&file, &joined.creds, listener).await?),
+            StoredRole::Manager => {
+                let m = self.start_manager(&file, &joined.creds, listener).await?;
+                if let Err(e) = m.wait_voter(std::time::Duration::from_secs(30)).await {
+                    tracing::warn!("{e}; it keeps catching up");
+                }
+                Some(m)
+            }
             StoredRole::Worker => None,
         };
         let session =

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Swarm-mode benchmark on a multi-host rig: N skiffd "hosts", each in its own network namespace
+# (entered with nsenter --net) on a bridge of the root namespace, 3 managers and 1 worker, with
+# default settings (5 s dispatcher heartbeat, as `docker swarm init` leaves it). Per round:
+# - manager join: `docker swarm join --token MANAGER` until the command returns;
+# - worker join;
+# - leader failover: kill -9 the leader's skiffd → the first write (`node update`) another
+#   manager accepts;
+# - killed manager shown Down (from the same kill);
+# - killed worker shown Down.
+# Docker Swarm 20.10's figures on the same kind of rig are in ../shared/PEERS.md (measured
+# 2026-12-04 by the workplace with dockerd defaults); this script does not re-run them.
+#
+# Usage: bench/swarm.sh [ROUNDS] (default 5). Prints a Markdown section on stdout. Needs root;
+# traffic stays on the rig's own bridge (10.217.0.0/24).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+BIN="$PWD/target/release"
+[ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
+DOCKER=${DOCKER_CLI:-$(command -v docker)}
+W=$(mktemp -d /tmp/sksw.XXXXXX)
+BR=skswbr0
+HOSTS=4
+now() { date +%s%N; }
+dk() { local h=$1; shift; DOCKER_HOST="unix://$W/h$h.sock" "$DOCKER" "$@"; }
+
+cleanup() {
+    set +e
+    pkill -9 -f "skiffd -H unix://$W/" 2>/dev/null
+    sleep 0.5
+    for h in $(seq 1 $HOSTS); do ip netns del "sksw$h" 2>/dev/null; done
+    ip link del "$BR" 2>/dev/null
+    for h in $(seq 1 $HOSTS); do
+        grep -o " $W/h$h/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+    done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+rig() {
+    ip link add "$BR" type bridge && ip link set "$BR" up
+    for h in $(seq 1 $HOSTS); do
+        ip link del "sksw${h}v" 2>/dev/null || true
+        ip netns add "sksw$h"
+        ip link add "sksw${h}v" type veth peer name eth0 netns "sksw$h"
+        ip link set "sksw${h}v" master "$BR" up
+        ip -n "sksw$h" addr add "10.217.0.$h/24" dev eth0
+        ip -n "sksw$h" link set eth0 up
+        ip -n "sksw$h" link set lo up
+    done
+}
+
+start() {
+    local h=$1
+    mkdir -p "$W/h$h"
+    echo '{}' > "$W/h$h/daemon.json"
+    nsenter --net="/run/netns/sksw$h" "$BIN/skiffd" -H "unix://$W/h$h.sock" --data-root "$W/h$h/data" \
+        --exec-root "$W/h$h/run" --config-file "$W/h$h/daemon.json" -b "sksw${h}b" --bip "10.218.$h.1/24" \
+        >"$W/h$h/log" 2>&1 &
+    echo $! > "$W/h$h.pid"
+    for _ in $(seq 300); do dk "$h" version >/dev/null 2>&1 && return; sleep 0.02; done
+    echo "skiffd on host $h did not start" >&2; exit 1
+}
+
+stop() { local h=$1; kill -9 "$(cat "$W/h$h.pid")" 2>/dev/null || true; }
+nodeid() { dk "$1" info -f '{{.Swarm.NodeID}}'; }
+leader_host() {
+    local ls; ls=$(dk "$1" node ls --format '{{.ID}} {{.ManagerStatus}}')
+    for h in 1 2 3; do grep -q "^$(nodeid $h) Leader" <<<"$ls" && { echo "$h"; return; }; done
+}
+# seconds_until CMD...: polls CMD every 20 ms until it succeeds; prints the seconds it took from $T0.
+seconds_until() {
+    for _ in $(seq 1500); do "$@" >/dev/null 2>&1 && { echo "scale=3; ($(now) - T0) / 1000000000" | sed "s/T0/$T0/" | bc; return; }; sleep 0.02; done
+    echo "timeout"
+    dk "$other" node ls >&2 || true
+}
+down_on() { local on=$1 id=$2; dk "$on" node ls --format '{{.ID}} {{.Status}}' | grep -q "^$id Down"; }
+
+declare -A R
+round() {
+    rig
+    for h in $(seq 1 $HOSTS); do start "$h"; done
+    dk 1 swarm init --advertise-addr 10.217.0.1 >/dev/null
+    local mt wt; mt=$(dk 1 swarm join-token -q manager); wt=$(dk 1 swarm join-token -q worker)
+    local t0 t1
+    t0=$(now); dk 2 swarm join --token "$mt" --advertise-addr 10.217.0.2 10.217.0.1:2377 >/dev/null; t1=$(now)
+    R[join_manager]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
+    dk 3 swarm join --token "$mt" --advertise-addr 10.217.0.3 10.217.0.1:2377 >/dev/null
+    t0=$(now); dk 4 swarm join --token "$wt" --advertise-addr 10.217.0.4 10.217.0.1:2377 >/dev/null; t1=$(now)
+    R[join_worker]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
+    # All three managers voting before the leader goes.
+    for _ in $(seq 500); do [ "$(dk 1 node ls --format '{{.ManagerStatus}}' | grep -c 'Reachable\|Leader')" = 3 ] && break; sleep 0.02; done
+    local l; l=$(leader_host 1)
+    local lid; lid=$(nodeid "$l")
+    local other; for other in 1 2 3; do [ "$other" != "$l" ] && break; done
+    local me; me=$(nodeid "$other")
+    T0=$(now); stop "$l"
+    R[failover]+="$(seconds_until dk "$other" node update --label-add "round=$RANDOM" "$me") "
+    R[manager_down]+="$(seconds_until down_on "$other" "$lid") "
+    local wid; wid=$(nodeid 4)
+    T0=$(now); stop 4
+    R[worker_down]+="$(seconds_until down_on "$other" "$wid") "
+    pkill -9 -f "skiffd -H unix://$W/" 2>/dev/null || true
+    sleep 0.5
+    for h in $(seq 1 $HOSTS); do
+        { grep -o " $W/h$h/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m"; done
+        ip link del "sksw${h}v" 2>/dev/null || true
+        ip netns del "sksw$h"
+        rm -rf "$W/h$h" "$W/h$h.sock" "$W/h$h.pid"
+    done
+    ip link del "$BR"
+}
+
+for _ in $(seq "$ROUNDS"); do round; done
+
+stats() {
+    python3 - "$1" $2 <<'PY'
+import statistics, sys
+label, xs = sys.argv[1], [float(x) for x in sys.argv[2:] if x != "timeout"]
+t = len(sys.argv[2:]) - len(xs)
+print(f"| {label} | {statistics.median(xs):.2f} | {min(xs):.2f} | {max(xs):.2f} |" + (f" ({t} timed out)" if t else ""))
+PY
+}
+echo "### Swarm mode: 3 managers + 1 worker on a rig of network namespaces (median of $ROUNDS rounds, seconds)"
+echo
+echo "| what | median | min | max |"
+echo "|---|---|---|---|"
+stats "manager join" "${R[join_manager]}"
+stats "worker join" "${R[join_worker]}"
+stats "leader killed → a write accepted by another manager" "${R[failover]}"
+stats "killed manager shown Down" "${R[manager_down]}"
+stats "killed worker shown Down" "${R[worker_down]}"

@@ -47,7 +47,12 @@ pub(crate) async fn heartbeat(
         return Ok(resp);
     }
     m.seen.lock().await.insert(peer.node_id.clone(), Instant::now());
-    let addr = if hb.addr.is_empty() { remote.ip().to_string() } else { hb.addr };
+    // The node's address as `node inspect` shows it: the IP, without the cluster port.
+    let addr = match hb.addr.parse::<SocketAddr>() {
+        Ok(sa) => sa.ip().to_string(),
+        Err(_) if hb.addr.is_empty() => remote.ip().to_string(),
+        Err(_) => hb.addr,
+    };
     if let Some(n) = node
         && (n.state != NodeState::Ready || n.addr != addr)
     {

@@ -57,11 +57,6 @@ impl Session {
         self.status.borrow().clone()
     }
 
-    /// Watches the status.
-    pub fn subscribe(&self) -> watch::Receiver<Status> {
-        self.status.clone()
-    }
-
     /// Ends the session and waits for its task.
     pub async fn stop(mut self) {
         self.cancel.cancel();

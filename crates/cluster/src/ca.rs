@@ -133,12 +133,7 @@ pub struct NodeCert {
     pub pem: String,
 }
 
-impl NodeCert {
-    /// When it expires, as seconds since the epoch.
-    pub fn not_after(&self) -> Result<i64> {
-        Ok(validity(&self.cert)?.1)
-    }
-}
+impl NodeCert {}
 
 /// A certificate's validity (not before, not after), as seconds since the epoch.
 pub fn validity(der: &[u8]) -> Result<(i64, i64)> {
@@ -211,7 +206,7 @@ mod tests {
         let w = who(Role::Worker);
         let cert = ca.issue(&key.csr().unwrap(), &w, DEFAULT_NODE_VALIDITY).unwrap();
         assert_eq!(NodeIdentity::from_cert(&cert.cert).unwrap(), w);
-        let left = cert.not_after().unwrap() - OffsetDateTime::now_utc().unix_timestamp();
+        let left = validity(&cert.cert).unwrap().1 - OffsetDateTime::now_utc().unix_timestamp();
         assert!((89 * 86400..=90 * 86400).contains(&left), "{left}");
     }
 

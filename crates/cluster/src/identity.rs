@@ -123,6 +123,16 @@ mod tests {
     }
 
     #[test]
+    fn what_is_not_a_node_certificate_is_refused() {
+        assert!(NodeIdentity::from_cert(b"").is_err());
+        assert!(NodeIdentity::from_cert(&[0x30, 0x82, 0xff, 0xff, 0]).is_err());
+        // A certificate of the right root but without a node's subject (the root itself).
+        let ca = crate::ca::RootCa::generate().unwrap();
+        let e = NodeIdentity::from_cert(ca.cert_der()).unwrap_err();
+        assert!(e.to_string().contains("not a node certificate"), "{e}");
+    }
+
+    #[test]
     fn roles_name_their_ou() {
         for r in [Role::Manager, Role::Worker] {
             assert_eq!(Role::from_ou(r.ou()), Some(r));

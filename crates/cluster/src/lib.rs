@@ -9,8 +9,11 @@
 //! - [`tls`]: mutual-TLS configurations (rustls, ring): every link presents a certificate from
 //!   the cluster's CA, and a node dialling a manager accepts only a manager's certificate.
 //!
-//! Nothing here does I/O beyond the TLS handshake it configures; the manager and agent crates
-//! build on it, and neither they nor this crate depend on the engine.
+//! - [`transport`]: the wire (JSON over HTTP/2 on those TLS links), [`rpc`] its messages, and
+//!   [`join`] the joining node's half of a join; [`types`]: the replicated objects and commands.
+//!
+//! The manager, agent and swarm crates build on it; neither they nor this crate depend on the
+//! engine.
 
 pub mod ca;
 pub mod identity;

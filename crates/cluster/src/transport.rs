@@ -26,8 +26,10 @@ use crate::identity::NodeIdentity;
 use crate::rpc::RpcError;
 use crate::tls;
 
-/// The largest body a node accepts (a Raft append or snapshot chunk included).
+/// The largest body a node accepts from a member (a Raft append or snapshot chunk included).
 pub const MAX_BODY: usize = 64 << 20;
+/// The largest body accepted from a caller without a certificate (a join: a token and a CSR).
+pub const MAX_ANONYMOUS_BODY: usize = 64 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a call failed.
@@ -101,14 +103,13 @@ impl Dialer {
     }
 
     async fn sender(&self, addr: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(s) = conns.get(addr)
-            && !s.is_closed()
-        {
+        if let Some(s) = self.conns.lock().await.get(addr).filter(|s| !s.is_closed()) {
             return Ok(s.clone());
         }
+        // Dialled without the lock: a peer that does not answer must not hold up calls to the
+        // others (Raft to the live managers, while a dead one times out).
         let s = self.connect(addr).await?;
-        conns.insert(addr.to_string(), s.clone());
+        self.conns.lock().await.insert(addr.to_string(), s.clone());
         Ok(s)
     }
 
@@ -256,7 +257,8 @@ pub async fn serve<H: Handler>(
                 let (handler, peer) = (handler.clone(), peer.clone());
                 async move {
                     let path = req.uri().path().to_string();
-                    let reply = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                    let limit = if peer.is_some() { MAX_BODY } else { MAX_ANONYMOUS_BODY };
+                    let reply = match Limited::new(req.into_body(), limit).collect().await {
                         Ok(b) => handler.handle(Call { peer, remote_addr: remote, path, body: b.to_bytes() }).await,
                         Err(e) => Reply::error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
                     };

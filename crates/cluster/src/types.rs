@@ -24,25 +24,6 @@ pub enum Availability {
     Drain,
 }
 
-impl Availability {
-    pub fn parse(s: &str) -> Option<Availability> {
-        match s {
-            "active" => Some(Availability::Active),
-            "pause" => Some(Availability::Pause),
-            "drain" => Some(Availability::Drain),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Availability::Active => "active",
-            Availability::Pause => "pause",
-            Availability::Drain => "drain",
-        }
-    }
-}
-
 /// Whether a node is heard from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -52,17 +33,6 @@ pub enum NodeState {
     Down,
     Ready,
     Disconnected,
-}
-
-impl NodeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Unknown => "unknown",
-            NodeState::Down => "down",
-            NodeState::Ready => "ready",
-            NodeState::Disconnected => "disconnected",
-        }
-    }
 }
 
 /// Role as it travels and is stored.
@@ -167,6 +137,14 @@ pub struct ClusterSpec {
     pub autolock: bool,
 }
 
+impl ClusterSpec {
+    /// How long a node certificate is valid: `--cert-expiry`, at least an hour (dockerd's
+    /// minimum).
+    pub fn cert_validity(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.cert_expiry_ns.max(3_600_000_000_000) as u64)
+    }
+}
+
 fn default_name() -> String {
     "default".into()
 }
@@ -207,6 +185,31 @@ pub struct Cluster {
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster").field("id", &self.id).field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node as it enters the cluster (versions and times are the log's, set when applied).
+    pub fn new(
+        id: &str,
+        role: StoredRole,
+        description: NodeDescription,
+        addr: String,
+        manager_addr: Option<String>,
+    ) -> Node {
+        Node {
+            id: id.to_string(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            spec: NodeSpec { name: String::new(), labels: BTreeMap::new(), role, availability: Availability::Active },
+            description,
+            state: NodeState::Unknown,
+            message: String::new(),
+            addr,
+            manager_addr,
+            cert_role: role,
+        }
     }
 }
 

@@ -30,24 +30,10 @@ pub fn init_command(
         worker_token: JoinToken::generate(ca).to_string(),
         manager_token: JoinToken::generate(ca).to_string(),
     };
-    let node = Node {
-        id: node_id.to_string(),
-        version: 0,
-        created_at: 0,
-        updated_at: 0,
-        spec: NodeSpec {
-            name: String::new(),
-            labels: Default::default(),
-            role: StoredRole::Manager,
-            availability: Default::default(),
-        },
-        description,
-        state: NodeState::Ready,
-        message: String::new(),
-        addr: advertise_addr.rsplit_once(':').map_or(advertise_addr, |(h, _)| h).to_string(),
-        manager_addr: Some(advertise_addr.to_string()),
-        cert_role: StoredRole::Manager,
-    };
+    let host = advertise_addr.rsplit_once(':').map_or(advertise_addr, |(h, _)| h).to_string();
+    let mut node = Node::new(node_id, StoredRole::Manager, description, host, Some(advertise_addr.to_string()));
+    // The first manager is up as it is made.
+    node.state = NodeState::Ready;
     Ok(Command::Init { cluster: Box::new(cluster), node: Box::new(node) })
 }
 

@@ -43,7 +43,7 @@ pub(crate) async fn heartbeat(
         return Ok(resp);
     }
     if !m.is_leader() {
-        resp.leader = m.managers().into_iter().find(|(_, leads)| *leads).map(|(p, _)| p.addr);
+        resp.leader = m.leader_addr();
         return Ok(resp);
     }
     m.seen.lock().await.insert(peer.node_id.clone(), Instant::now());

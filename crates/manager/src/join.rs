@@ -10,7 +10,7 @@ use base64::Engine as _;
 use skiff_cluster::identity::{NodeIdentity, Role, new_id};
 use skiff_cluster::rpc::{JoinRequest, JoinResponse, ManagerPeer, RPC_VERSION};
 use skiff_cluster::token::JoinToken;
-use skiff_cluster::types::{Command, Node, NodeSpec, NodeState, StoredRole};
+use skiff_cluster::types::{Command, Node, StoredRole};
 
 use crate::error::{Kind, ManagerError, Result};
 use crate::manager::{Manager, no_leader};
@@ -43,8 +43,9 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
         .map_err(|_| ManagerError::new(Kind::Invalid, "the CSR is not base64"))?;
     let who = NodeIdentity { node_id: new_id(), role, cluster_id: cluster.id.clone() };
     let ca = m.root_ca().await?;
-    let validity = Duration::from_nanos(cluster.spec.cert_expiry_ns.max(3_600_000_000_000) as u64);
-    let cert = ca.issue(&csr, &who, validity).map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
+    let cert = ca
+        .issue(&csr, &who, cluster.spec.cert_validity())
+        .map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
     let host = remote.ip().to_string();
     let advertise = if req.advertise_addr.is_empty() {
         format!("{host}:{}", skiff_cluster::rpc::DEFAULT_PORT)
@@ -52,24 +53,8 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
         req.advertise_addr.clone()
     };
     let role_s = StoredRole::from(role);
-    let node = Node {
-        id: who.node_id.clone(),
-        version: 0,
-        created_at: 0,
-        updated_at: 0,
-        spec: NodeSpec {
-            name: String::new(),
-            labels: Default::default(),
-            role: role_s,
-            availability: Default::default(),
-        },
-        description: req.description,
-        state: NodeState::Unknown,
-        message: String::new(),
-        addr: host,
-        manager_addr: (role == Role::Manager).then(|| advertise.clone()),
-        cert_role: role_s,
-    };
+    let manager_addr = (role == Role::Manager).then(|| advertise.clone());
+    let node = Node::new(&who.node_id, role_s, req.description, host, manager_addr);
     m.write(Command::AddNode { node: Box::new(node) }).await?;
     if role == Role::Manager {
         let member = Member { node_id: who.node_id.clone(), addr: advertise };

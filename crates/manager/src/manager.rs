@@ -7,7 +7,6 @@
 //! follower answers from what it has applied.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +42,6 @@ pub struct Settings {
     pub node_id: String,
     /// Where other managers reach this one.
     pub advertise_addr: String,
-    pub listen_addr: SocketAddr,
     /// This manager's certificate, key and the root.
     pub creds: Credentials,
     /// Log entries between snapshots.
@@ -133,13 +131,7 @@ impl Manager {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = f => {}
-            }
-        });
+        self.tasks.spawn(self.cancel.clone().run_until_cancelled_owned(f));
     }
 
     /// This node's cluster ID.
@@ -196,7 +188,7 @@ impl Manager {
     }
 
     /// The address of the leader this manager knows, if any.
-    fn leader_addr(&self) -> Option<String> {
+    pub(crate) fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader?;
         m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())

@@ -5,7 +5,6 @@
 //! holds a vote it should not.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use base64::Engine as _;
 use openraft::ChangeMembers;
@@ -59,8 +58,9 @@ pub(crate) async fn renew(m: &Manager, peer: &NodeIdentity, req: RenewRequest) -
         .map_err(|_| ManagerError::new(Kind::Invalid, "the CSR is not base64"))?;
     let who = NodeIdentity { node_id: node.id.clone(), role: Role::from(role), cluster_id: cluster.id.clone() };
     let ca = m.root_ca().await?;
-    let validity = Duration::from_nanos(cluster.spec.cert_expiry_ns.max(3_600_000_000_000) as u64);
-    let cert = ca.issue(&csr, &who, validity).map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
+    let cert = ca
+        .issue(&csr, &who, cluster.spec.cert_validity())
+        .map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
     let manager_addr = (role == StoredRole::Manager).then_some(advertise);
     m.write(Command::CertRole { id: node.id.clone(), role, manager_addr }).await?;
     let managers: Vec<ManagerPeer> = m.managers().into_iter().map(|(p, _)| p).collect();

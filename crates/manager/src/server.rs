@@ -108,12 +108,20 @@ async fn join(m: &Arc<Manager>, call: &Call) -> Reply {
         return reply(crate::join::admit(m, req, call.remote_addr).await);
     }
     // Admission writes the membership: the leader does it; this manager relays.
-    let Some((leader, _)) = m.managers().into_iter().find(|(_, leads)| *leads) else {
+    relay::<_, skiff_cluster::rpc::JoinResponse>(m, "/v1/join", &req).await
+}
+
+/// Hands `req` to the leader at `path` (a change only the leader makes) and passes its answer,
+/// or its error, back.
+async fn relay<Req: serde::Serialize, Resp: serde::Serialize + serde::de::DeserializeOwned>(
+    m: &Manager,
+    path: &str,
+    req: &Req,
+) -> Reply {
+    let Some(leader) = m.leader_addr() else {
         return Reply::error(StatusCode::SERVICE_UNAVAILABLE, crate::manager::no_leader().message);
     };
-    let r: Result<skiff_cluster::rpc::JoinResponse, _> =
-        m.dialer.call(&leader.addr, "/v1/join", &req, std::time::Duration::from_secs(30)).await;
-    match r {
+    match m.dialer.call::<_, Resp>(&leader, path, req, std::time::Duration::from_secs(30)).await {
         Ok(v) => Reply::json(&v),
         Err(skiff_cluster::transport::CallError::Remote { status, message }) => {
             Reply::error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), message)
@@ -128,19 +136,7 @@ async fn renew(m: &Arc<Manager>, peer: &NodeIdentity, req: RenewRequest) -> Repl
     if m.is_leader() {
         return reply(crate::renew::renew(m, peer, req).await);
     }
-    let Some((leader, _)) = m.managers().into_iter().find(|(_, leads)| *leads) else {
-        return Reply::error(StatusCode::SERVICE_UNAVAILABLE, crate::manager::no_leader().message);
-    };
-    let relay = RelayedRenew { node_id: peer.node_id.clone(), req };
-    let r: Result<RenewResponse, _> =
-        m.dialer.call(&leader.addr, "/v1/renew-relay", &relay, std::time::Duration::from_secs(30)).await;
-    match r {
-        Ok(v) => Reply::json(&v),
-        Err(skiff_cluster::transport::CallError::Remote { status, message }) => {
-            Reply::error(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), message)
-        }
-        Err(e) => Reply::error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
+    relay::<_, RenewResponse>(m, "/v1/renew-relay", &RelayedRenew { node_id: peer.node_id.clone(), req }).await
 }
 
 /// A renewal relayed by a manager for the node it authenticated.

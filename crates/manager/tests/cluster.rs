@@ -29,7 +29,6 @@ async fn start(dir: &std::path::Path, node_id: &str, creds: Credentials, l: TcpL
         dir: dir.join(node_id),
         node_id: node_id.into(),
         advertise_addr: addr.into(),
-        listen_addr: l.local_addr().unwrap(),
         creds,
         snapshot_interval: 10_000,
     };
@@ -80,6 +79,17 @@ async fn a_worker_joins_by_token_heartbeats_and_is_refused_once_removed() {
     assert!(e.to_string().contains("A valid join token is necessary"), "{e}");
     let other = skiff_cluster::token::JoinToken::generate(&RootCa::generate().unwrap()).to_string();
     assert!(join(&addr, &other, description("w1"), "").await.is_err(), "a token pinning another root");
+
+    // Strangers (no certificate) get small bodies only, and bad ones are refused with words.
+    let anon = Dialer::new(tls::joining_client(ca.digest()).unwrap());
+    let big = serde_json::json!({ "token": "x".repeat(100 << 10) });
+    let e = anon.call::<_, serde_json::Value>(&addr, "/v1/join", &big, Duration::from_secs(5)).await;
+    assert!(matches!(e, Err(CallError::Remote { status: 413, .. })), "{e:?}");
+    let e = anon.call::<_, serde_json::Value>(&addr, "/v1/join", &serde_json::json!([1]), Duration::from_secs(5)).await;
+    assert!(matches!(&e, Err(CallError::Remote { status: 400, message }) if message.starts_with("bad body")), "{e:?}");
+    let e =
+        anon.call::<_, serde_json::Value>(&addr, "/v1/heartbeat", &serde_json::json!({}), Duration::from_secs(5)).await;
+    assert!(matches!(e, Err(CallError::Remote { status: 401, .. })), "a certificate is required: {e:?}");
 
     let w = join(&addr, &cluster.worker_token, description("w1"), "").await.unwrap();
     assert_eq!(w.identity.role, Role::Worker);

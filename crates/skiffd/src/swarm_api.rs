@@ -112,6 +112,23 @@ fn tls_info(root_pem: &str) -> Option<TlsInfo> {
     })
 }
 
+/// The cluster object as `docker info` shows it (overlay networks' address pool and data port
+/// are Docker's defaults: skiff has no overlay networks yet).
+fn cluster_info(c: &ct::Cluster) -> ClusterInfo {
+    ClusterInfo {
+        id: Some(c.id.clone()),
+        version: Some(ObjectVersion { index: Some(c.version) }),
+        created_at: Some(time(c.created_at)),
+        updated_at: Some(time(c.updated_at)),
+        spec: Some(spec_to_api(&c.spec)),
+        tls_info: tls_info(&c.root_ca_cert),
+        root_rotation_in_progress: Some(false),
+        data_path_port: Some(4789),
+        default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
+        subnet_size: Some(24),
+    }
+}
+
 fn role_api(r: StoredRole) -> NodeSpecRoleEnum {
     match r {
         StoredRole::Manager => NodeSpecRoleEnum::MANAGER,
@@ -214,18 +231,7 @@ impl SwarmBackend for SwarmApi {
             LocalState::Active => LocalNodeState::ACTIVE,
             LocalState::Error => LocalNodeState::ERROR,
         };
-        let cluster = i.cluster.as_ref().map(|c| ClusterInfo {
-            id: Some(c.id.clone()),
-            version: Some(ObjectVersion { index: Some(c.version) }),
-            created_at: Some(time(c.created_at)),
-            updated_at: Some(time(c.updated_at)),
-            spec: Some(spec_to_api(&c.spec)),
-            tls_info: tls_info(&c.root_ca_cert),
-            root_rotation_in_progress: Some(false),
-            data_path_port: Some(4789),
-            default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
-            subnet_size: Some(24),
-        });
+        let cluster = i.cluster.as_ref().map(cluster_info);
         SwarmInfo {
             node_id: Some(i.node_id),
             node_addr: Some(i.node_addr),
@@ -284,21 +290,31 @@ impl SwarmBackend for SwarmApi {
             .map_err(err)?
             .cluster
             .ok_or_else(|| EngineError::new(Kind::Unavailable, "the swarm has no cluster object yet"))?;
+        // `Swarm` is `ClusterInfo` with the join tokens (a manager's view).
+        let ClusterInfo {
+            id,
+            version,
+            created_at,
+            updated_at,
+            spec,
+            tls_info,
+            root_rotation_in_progress,
+            data_path_port,
+            default_addr_pool,
+            subnet_size,
+        } = cluster_info(&c);
         Ok(Swarm {
-            id: Some(c.id.clone()),
-            version: Some(ObjectVersion { index: Some(c.version) }),
-            created_at: Some(time(c.created_at)),
-            updated_at: Some(time(c.updated_at)),
-            spec: Some(spec_to_api(&c.spec)),
-            tls_info: tls_info(&c.root_ca_cert),
-            root_rotation_in_progress: Some(false),
-            data_path_port: Some(4789),
-            default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
-            subnet_size: Some(24),
-            join_tokens: Some(JoinTokens {
-                worker: Some(c.worker_token.clone()),
-                manager: Some(c.manager_token.clone()),
-            }),
+            id,
+            version,
+            created_at,
+            updated_at,
+            spec,
+            tls_info,
+            root_rotation_in_progress,
+            data_path_port,
+            default_addr_pool,
+            subnet_size,
+            join_tokens: Some(JoinTokens { worker: Some(c.worker_token), manager: Some(c.manager_token) }),
         })
     }
 

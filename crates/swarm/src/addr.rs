@@ -32,35 +32,14 @@ pub fn split(s: &str, default_port: u16) -> Result<(String, u16), ManagerError> 
     }
 }
 
-/// The IPv4 address of an interface, if `host` names one.
+/// The IPv4 address of an interface, if `host` names one (`eth0:2377`, as docker takes it).
 fn interface_addr(host: &str) -> Option<Ipv4Addr> {
-    if host.parse::<IpAddr>().is_ok() || !std::path::Path::new("/sys/class/net").join(host).exists() {
+    if host.parse::<IpAddr>().is_ok() {
         return None;
     }
-    // The interface's address: the source the kernel picks for its own subnet's broadcast is
-    // not portable; read it from /proc/net/fib_trie's LOCAL entries matched to the interface's
-    // routes in /proc/net/route.
-    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
-    let (dest, mask) = routes.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 7 && f[0] == host && f[1] != "00000000")
-            .then(|| Some((u32::from_str_radix(f[1], 16).ok()?, u32::from_str_radix(f[7], 16).ok()?)))
-            .flatten()
-    })?;
-    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
-    let mut last: Option<Ipv4Addr> = None;
-    for line in trie.lines() {
-        let t = line.trim_start_matches([' ', '|', '-', '+']).trim();
-        if let Ok(ip) = t.parse::<Ipv4Addr>() {
-            last = Some(ip);
-        } else if t.starts_with("/32 host LOCAL")
-            && let Some(ip) = last
-            && (u32::from(ip).to_be() & mask) == dest
-        {
-            return Some(ip);
-        }
-    }
-    None
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .find_map(|a| (a.interface_name == host).then(|| a.address?.as_sockaddr_in().map(|s| s.ip())).flatten())
 }
 
 /// The address the system reaches its default gateway from (no packet is sent).
@@ -129,6 +108,8 @@ mod tests {
         assert_eq!(advertise("127.0.0.2", l).unwrap(), "127.0.0.2:2400");
         assert!(advertise("0.0.0.0:1", l).is_err());
         assert!(listen("no-such-interface0:2377").is_err());
+        assert_eq!(listen("lo:2401").unwrap(), "127.0.0.1:2401".parse().unwrap(), "an interface's address");
+        assert_eq!(advertise("lo", l).unwrap(), "127.0.0.1:2400");
         assert_eq!(listen("").unwrap(), "0.0.0.0:2377".parse().unwrap());
     }
 }

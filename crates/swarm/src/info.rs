@@ -14,17 +14,6 @@ pub enum LocalState {
     Error,
 }
 
-impl LocalState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LocalState::Inactive => "inactive",
-            LocalState::Pending => "pending",
-            LocalState::Active => "active",
-            LocalState::Error => "error",
-        }
-    }
-}
-
 /// The Swarm part of `docker info`.
 #[derive(Debug, Clone)]
 pub struct Info {

@@ -161,7 +161,6 @@ impl Swarm {
             dir: self.dir.join("raft"),
             node_id: file.node_id.clone(),
             advertise_addr: file.advertise_addr.clone(),
-            listen_addr: listen,
             creds: creds.clone(),
             snapshot_interval: ClusterSpec::default().snapshot_interval,
         };
@@ -184,9 +183,8 @@ impl Swarm {
         let (node_id, cluster_id) = (new_id(), new_id());
         let key = NodeKey::generate().map_err(ManagerError::internal)?;
         let who = NodeIdentity { node_id: node_id.clone(), role: Role::Manager, cluster_id: cluster_id.clone() };
-        let validity = std::time::Duration::from_nanos(o.spec.cert_expiry_ns.max(3_600_000_000_000) as u64);
         let csr = key.csr().map_err(ManagerError::internal)?;
-        let cert = ca.issue(&csr, &who, validity).map_err(ManagerError::internal)?;
+        let cert = ca.issue(&csr, &who, o.spec.cert_validity()).map_err(ManagerError::internal)?;
         let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert.clone(), key: key.der() };
         let file = NodeFile {
             schema: 1,

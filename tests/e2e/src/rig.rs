@@ -54,7 +54,9 @@ impl Rig {
     }
 
     fn remove(&self) {
-        for ns in &self.netns {
+        for (i, ns) in self.netns.iter().enumerate() {
+            // The host end goes with its namespace, but not until the namespace's last user has.
+            ip_quiet(&["link", "del", &format!("skr{}h{i}", self.slot.n)]);
             ip_quiet(&["netns", "del", ns]);
         }
         ip_quiet(&["link", "del", &self.bridge]);

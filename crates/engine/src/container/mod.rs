@@ -221,13 +221,7 @@ impl Containers {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                () = cancel.cancelled() => {}
-                () = f => {}
-            }
-        });
+        self.tasks.spawn(self.cancel.clone().run_until_cancelled_owned(f));
     }
 
     /// Whether the daemon is shutting down its tasks.

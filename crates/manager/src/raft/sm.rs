@@ -13,7 +13,7 @@ use openraft::{
 use redb::{ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
 use skiff_cluster::types::{Applied, ClusterState};
-use tokio::sync::{RwLock, watch};
+use tokio::sync::RwLock;
 
 use super::{Member, StorageError, TypeConfig, io_err};
 
@@ -37,7 +37,6 @@ pub struct StateMachine {
     inner: RwLock<Inner>,
     db: Arc<redb::Database>,
     snapshots: AtomicU64,
-    applied: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -62,13 +61,7 @@ impl StateMachine {
             inner.last_applied = s.meta.last_log_id;
             inner.membership = s.meta.last_membership.clone();
         }
-        let applied = inner.last_applied.map_or(0, |l| l.index);
-        Ok(Arc::new(StateMachine {
-            inner: RwLock::new(inner),
-            db,
-            snapshots: AtomicU64::new(0),
-            applied: watch::channel(applied).0,
-        }))
+        Ok(Arc::new(StateMachine { inner: RwLock::new(inner), db, snapshots: AtomicU64::new(0) }))
     }
 
     /// The state as applied here (a linearizable read first asks openraft to confirm).
@@ -79,11 +72,6 @@ impl StateMachine {
     /// Reads the state without cloning it.
     pub async fn with<R>(&self, f: impl FnOnce(&ClusterState) -> R) -> R {
         f(&self.inner.read().await.state)
-    }
-
-    /// The last applied log index, watched.
-    pub fn applied(&self) -> watch::Receiver<u64> {
-        self.applied.subscribe()
     }
 
     fn persist(&self, s: &StoredSnapshot) -> Result<(), StorageError> {
@@ -149,9 +137,6 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
                 }
             }
         }
-        let idx = inner.last_applied.map_or(0, |l| l.index);
-        drop(inner);
-        self.applied.send_replace(idx);
         Ok(out)
     }
 
@@ -177,9 +162,6 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
         inner.state = state;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
-        let idx = inner.last_applied.map_or(0, |l| l.index);
-        drop(inner);
-        self.applied.send_replace(idx);
         Ok(())
     }
 

@@ -9,6 +9,8 @@
 //! - [`tls`]: mutual-TLS configurations (rustls, ring): every link presents a certificate from
 //!   the cluster's CA, and a node dialling a manager accepts only a manager's certificate.
 //!
+//! - [`seal`]: encryption at rest — the data key that seals a manager's Raft data and the
+//!   unlock key (`--autolock`) that seals the data key and the node's TLS key.
 //! - [`transport`]: the wire (JSON over HTTP/2 on those TLS links), [`rpc`] its messages, and
 //!   [`join`] the joining node's half of a join; [`types`]: the replicated objects and commands.
 //!
@@ -19,6 +21,7 @@ pub mod ca;
 pub mod identity;
 pub mod join;
 pub mod rpc;
+pub mod seal;
 pub mod tls;
 pub mod token;
 pub mod transport;

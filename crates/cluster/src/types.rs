@@ -180,6 +180,11 @@ pub struct Cluster {
     pub root_ca_key: String,
     pub worker_token: String,
     pub manager_token: String,
+    /// Under autolock: the key (`SWMKEY-1-…`) that seals every manager's data key and TLS key
+    /// on disk; empty otherwise. Replicated so that each manager re-seals its own files when it
+    /// is rotated; never written to disk outside the (sealed) raft store.
+    #[serde(default)]
+    pub unlock_key: String,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -237,8 +242,14 @@ impl Default for ClusterState {
 pub enum Command {
     /// `swarm init`: the cluster object and the first manager.
     Init { cluster: Box<Cluster>, node: Box<Node> },
-    /// `swarm update` (the version the client read must still be current).
-    UpdateCluster { version: u64, spec: ClusterSpec },
+    /// `swarm update` (the version the client read must still be current); a new unlock key
+    /// when autolock is turned on or its key rotated. Autolock off clears the key.
+    UpdateCluster {
+        version: u64,
+        spec: ClusterSpec,
+        #[serde(default)]
+        unlock_key: Option<String>,
+    },
     /// `swarm join-token --rotate`.
     RotateToken { role: StoredRole, token: String },
     /// A node admitted by a join token.
@@ -291,7 +302,7 @@ impl ClusterState {
                 self.cluster = Some(c);
                 self.nodes.insert(n.id.clone(), n);
             }
-            Command::UpdateCluster { version, spec } => {
+            Command::UpdateCluster { version, spec, unlock_key } => {
                 let c = self.cluster.as_mut().ok_or("no cluster")?;
                 if c.version != *version {
                     return Err(format!(
@@ -299,7 +310,15 @@ impl ClusterState {
                         c.version
                     ));
                 }
+                if spec.autolock && c.unlock_key.is_empty() && unlock_key.is_none() {
+                    return Err("autolock needs an unlock key".into());
+                }
                 c.spec = spec.clone();
+                if !spec.autolock {
+                    c.unlock_key.clear();
+                } else if let Some(k) = unlock_key {
+                    c.unlock_key = k.clone();
+                }
                 (c.version, c.updated_at) = (index, now);
             }
             Command::RotateToken { role, token } => {
@@ -400,6 +419,7 @@ mod tests {
             root_ca_key: String::new(),
             worker_token: "w".into(),
             manager_token: "m".into(),
+            unlock_key: String::new(),
         }
     }
 
@@ -422,6 +442,24 @@ mod tests {
         assert_eq!(s.nodes["w1"].updated_at, 104);
         assert_eq!(s.apply(6, 105, &Command::RemoveNode { id: "w1".into() }).error, None);
         assert!(s.apply(7, 106, &add).error.is_some(), "a removed node cannot come back under its ID");
+    }
+
+    #[test]
+    fn autolock_keeps_a_key_while_on_and_drops_it_when_off() {
+        let mut s = ClusterState::default();
+        s.apply(1, 1, &Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) });
+        let mut spec = ClusterSpec { autolock: true, ..ClusterSpec::default() };
+        let keyless = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: None };
+        assert!(s.apply(2, 2, &keyless).error.unwrap().contains("unlock key"));
+        let on = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: Some("SWMKEY-1-a".into()) };
+        assert_eq!(s.apply(3, 3, &on).error, None);
+        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a");
+        let kept = Command::UpdateCluster { version: 3, spec: spec.clone(), unlock_key: None };
+        assert_eq!(s.apply(4, 4, &kept).error, None);
+        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a", "other updates keep the key");
+        spec.autolock = false;
+        assert_eq!(s.apply(5, 5, &Command::UpdateCluster { version: 4, spec, unlock_key: None }).error, None);
+        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn init_command(
     ca: &RootCa,
     description: NodeDescription,
     advertise_addr: &str,
+    unlock_key: Option<&skiff_cluster::seal::Key>,
 ) -> Result<Command> {
     let key = ca.key_pem().ok_or_else(|| ManagerError::new(Kind::Invalid, "the root CA has no key"))?;
     let cluster = Cluster {
@@ -29,6 +30,7 @@ pub fn init_command(
         root_ca_key: key,
         worker_token: JoinToken::generate(ca).to_string(),
         manager_token: JoinToken::generate(ca).to_string(),
+        unlock_key: unlock_key.map(skiff_cluster::seal::Key::to_unlock_key).unwrap_or_default(),
     };
     let host = advertise_addr.rsplit_once(':').map_or(advertise_addr, |(h, _)| h).to_string();
     let mut node = Node::new(node_id, StoredRole::Manager, description, host, Some(advertise_addr.to_string()));
@@ -87,9 +89,19 @@ impl Manager {
         self.write(Command::RotateToken { role, token: JoinToken::generate(&ca).to_string() }).await
     }
 
-    /// `docker swarm update`.
-    pub async fn update_cluster(&self, version: u64, spec: ClusterSpec) -> Result<()> {
-        self.write(Command::UpdateCluster { version, spec }).await
+    /// `docker swarm update`; `rotate_unlock_key` is `swarm unlock-key --rotate`. Turning
+    /// autolock on makes the cluster's unlock key.
+    pub async fn update_cluster(&self, version: u64, spec: ClusterSpec, rotate_unlock_key: bool) -> Result<()> {
+        let current = self.read().await?.cluster.ok_or_else(|| ManagerError::unavailable("no cluster"))?;
+        let unlock_key = (spec.autolock && (rotate_unlock_key || current.unlock_key.is_empty()))
+            .then(|| skiff_cluster::seal::Key::generate().to_unlock_key());
+        self.write(Command::UpdateCluster { version, spec, unlock_key }).await
+    }
+
+    /// The unlock key as this manager's copy of the store has it (empty without autolock): what
+    /// its own files must be sealed with.
+    pub async fn local_unlock_key(&self) -> String {
+        self.sm.with(|s| s.cluster.as_ref().map(|c| c.unlock_key.clone()).unwrap_or_default()).await
     }
 
     /// A node by full ID, unique ID prefix or name (hostname), as dockerd resolves it.

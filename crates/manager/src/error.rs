@@ -13,6 +13,8 @@ pub enum Kind {
     Unavailable,
     /// A token or certificate that does not admit the caller (403 on the wire).
     Forbidden,
+    /// A key that does not open what it should (`swarm unlock`; 401).
+    Unauthorized,
     /// Storage or something else inside (500).
     Internal,
 }
@@ -47,6 +49,7 @@ impl ManagerError {
             Kind::Conflict => S::CONFLICT,
             Kind::Unavailable => S::SERVICE_UNAVAILABLE,
             Kind::Forbidden => S::FORBIDDEN,
+            Kind::Unauthorized => S::UNAUTHORIZED,
             Kind::Internal => S::INTERNAL_SERVER_ERROR,
         }
     }
@@ -58,6 +61,7 @@ impl ManagerError {
             404 => Kind::NotFound,
             409 => Kind::Conflict,
             403 => Kind::Forbidden,
+            401 => Kind::Unauthorized,
             503 => Kind::Unavailable,
             _ => Kind::Internal,
         };

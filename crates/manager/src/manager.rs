@@ -46,6 +46,8 @@ pub struct Settings {
     pub creds: Credentials,
     /// Log entries between snapshots.
     pub snapshot_interval: u64,
+    /// The data key that seals the raft database's entries and snapshots.
+    pub dek: Arc<skiff_cluster::seal::Key>,
 }
 
 /// A manager node.
@@ -75,8 +77,8 @@ impl Manager {
     pub async fn start(settings: Settings, listener: tokio::net::TcpListener) -> Result<Arc<Manager>> {
         std::fs::create_dir_all(&settings.dir).map_err(ManagerError::internal)?;
         let db = LogStore::database(&settings.dir.join("raft.redb")).map_err(ManagerError::internal)?;
-        let log = LogStore::open(db.clone()).map_err(ManagerError::internal)?;
-        let sm = StateMachine::open(db).map_err(ManagerError::internal)?;
+        let log = LogStore::open(db.clone(), settings.dek.clone()).map_err(ManagerError::internal)?;
+        let sm = StateMachine::open(db, settings.dek.clone()).map_err(ManagerError::internal)?;
         let config = Config {
             cluster_name: "skiff".into(),
             heartbeat_interval: 250,

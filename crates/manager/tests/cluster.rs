@@ -31,6 +31,7 @@ async fn start(dir: &std::path::Path, node_id: &str, creds: Credentials, l: TcpL
         advertise_addr: addr.into(),
         creds,
         snapshot_interval: 10_000,
+        dek: Arc::new(skiff_cluster::seal::Key::generate()),
     };
     Manager::start(settings, l).await.unwrap()
 }
@@ -45,7 +46,8 @@ async fn first(dir: &std::path::Path) -> (Arc<Manager>, String, RootCa) {
     let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert, key: key.der() };
     let (l, addr) = listen().await;
     let m = start(dir, &node_id, creds, l, &addr).await;
-    let init = init_command(&node_id, &cluster_id, ClusterSpec::default(), &ca, description("m1"), &addr).unwrap();
+    let init =
+        init_command(&node_id, &cluster_id, ClusterSpec::default(), &ca, description("m1"), &addr, None).unwrap();
     m.bootstrap(init).await.unwrap();
     (m, addr, ca)
 }
@@ -122,6 +124,14 @@ async fn a_worker_joins_by_token_heartbeats_and_is_refused_once_removed() {
     let hb = heartbeat(&addr, &w).await;
     assert!(matches!(hb, Err(CallError::Remote { status: 403, .. })), "a removed node is refused: {hb:?}");
     m.shutdown().await;
+
+    // The raft database holds the tokens and the root's key, sealed: none of it readable.
+    let db = std::fs::read(dir.path().join(m.node_id()).join("raft.redb")).unwrap();
+    let find = |needle: &str| db.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(find("raft_log"), "the database was read");
+    for secret in [cluster.worker_token.as_str(), cluster.manager_token.as_str(), "PRIVATE KEY", "\"hostname\""] {
+        assert!(!find(secret), "{secret} is in the clear in the raft database");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

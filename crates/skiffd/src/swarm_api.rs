@@ -29,6 +29,7 @@ fn err(e: ManagerError) -> EngineError {
         K::Conflict => Kind::Conflict,
         K::Unavailable => Kind::Unavailable,
         K::Forbidden => Kind::Invalid,
+        K::Unauthorized => Kind::Unauthorized,
         K::Internal => Kind::Internal,
     };
     EngineError::new(kind, e.message)
@@ -93,8 +94,8 @@ fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec
             return Err(EngineError::invalid("external or operator-given root CAs are not supported by skiff yet"));
         }
     }
-    if a.encryption_config.and_then(|e| e.auto_lock_managers) == Some(true) {
-        return Err(EngineError::invalid("autolock is not supported by skiff yet"));
+    if let Some(on) = a.encryption_config.and_then(|e| e.auto_lock_managers) {
+        s.autolock = on;
     }
     Ok(s)
 }
@@ -230,6 +231,7 @@ impl SwarmBackend for SwarmApi {
             LocalState::Pending => LocalNodeState::PENDING,
             LocalState::Active => LocalNodeState::ACTIVE,
             LocalState::Error => LocalNodeState::ERROR,
+            LocalState::Locked => LocalNodeState::LOCKED,
         };
         let cluster = i.cluster.as_ref().map(cluster_info);
         SwarmInfo {
@@ -323,11 +325,8 @@ impl SwarmBackend for SwarmApi {
         let current =
             m.read().await.map_err(err)?.cluster.ok_or_else(|| EngineError::new(Kind::Unavailable, "no cluster"))?;
         let new = spec_from_api(Some(spec), current.spec.clone())?;
-        if rotate.unlock_key {
-            return Err(EngineError::invalid("autolock is not supported by skiff yet"));
-        }
-        if new != current.spec || current.version != version {
-            m.update_cluster(version, new).await.map_err(err)?;
+        if new != current.spec || current.version != version || (rotate.unlock_key && new.autolock) {
+            m.update_cluster(version, new, rotate.unlock_key).await.map_err(err)?;
         }
         if rotate.worker {
             m.rotate_token(StoredRole::Worker).await.map_err(err)?;
@@ -339,12 +338,11 @@ impl SwarmBackend for SwarmApi {
     }
 
     async fn unlock_key(&self) -> Result<String> {
-        self.swarm.manager().await.map_err(err)?;
-        Err(EngineError::not_found("no unlock key is set"))
+        self.swarm.unlock_key().await.map_err(err)
     }
 
-    async fn unlock(&self, _key: &str) -> Result<()> {
-        Err(EngineError::invalid("swarm is not locked"))
+    async fn unlock(&self, key: &str) -> Result<()> {
+        self.swarm.unlock(key).await.map_err(err)
     }
 
     async fn nodes(&self, filters: Option<&str>) -> Result<Vec<Node>> {

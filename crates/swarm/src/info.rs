@@ -12,6 +12,8 @@ pub enum LocalState {
     Pending,
     Active,
     Error,
+    /// A manager restarted under autolock, waiting for `docker swarm unlock`.
+    Locked,
 }
 
 /// The Swarm part of `docker info`.
@@ -31,14 +33,20 @@ pub struct Info {
     pub cluster: Option<Cluster>,
 }
 
+fn host(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
 impl Swarm {
     pub async fn info(&self) -> Info {
         let state = self.state.lock().await;
         let Some(a) = state.as_ref() else {
+            let locked = self.locked.lock().await;
+            let file = locked.as_ref().map(|(f, _)| f);
             return Info {
-                local: LocalState::Inactive,
-                node_id: String::new(),
-                node_addr: String::new(),
+                local: if file.is_some() { LocalState::Locked } else { LocalState::Inactive },
+                node_id: file.map(|f| f.node_id.clone()).unwrap_or_default(),
+                node_addr: file.map(|f| host(&f.advertise_addr).to_string()).unwrap_or_default(),
                 control_available: false,
                 error: String::new(),
                 remote_managers: Vec::new(),
@@ -48,7 +56,7 @@ impl Swarm {
             };
         };
         let status = a.session.status();
-        let node_addr = a.file.advertise_addr.rsplit_once(':').map_or(a.file.advertise_addr.as_str(), |(h, _)| h);
+        let node_addr = host(&a.file.advertise_addr);
         let mut info = Info {
             local: if status.removed {
                 LocalState::Error

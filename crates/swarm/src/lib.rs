@@ -3,9 +3,10 @@
 //! `init` makes a cluster — root CA, IDs, this node's certificate, the first manager with its
 //! Raft store — and `join` enters one with a token; either way the node keeps what it is in
 //! `<data-root>/swarm` (`state.json`, and `certs/` with the root, its certificate and key, in a
-//! 0700 directory) and runs an agent session that heartbeats the leader, plus, on managers, the
-//! [`Manager`]. A daemon restarted finds its state and carries on; `leave` stops everything and
-//! removes it.
+//! 0700 directory; see `files`) and runs an agent session that heartbeats the leader, plus, on
+//! managers, the [`Manager`]. A daemon restarted finds its state and carries on — or, under
+//! autolock, stays locked until `docker swarm unlock` gives the key (`lock`); `leave` stops
+//! everything and removes it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use skiff_agent::Session;
 use skiff_cluster::ca::{NodeKey, RootCa};
 use skiff_cluster::identity::{NodeIdentity, Role, new_id};
 use skiff_cluster::rpc::ManagerPeer;
+use skiff_cluster::seal::Key;
 use skiff_cluster::tls::Credentials;
 use skiff_cluster::types::{ClusterSpec, NodeDescription, StoredRole};
 pub use skiff_manager::{Kind, Manager, ManagerError};
@@ -24,6 +26,7 @@ use tokio::sync::Mutex;
 pub mod addr;
 mod files;
 mod info;
+mod lock;
 mod renew;
 
 pub use info::{Info, LocalState};
@@ -62,6 +65,8 @@ pub struct JoinOptions {
 
 pub(crate) struct Active {
     pub file: NodeFile,
+    /// The PEMs and keys as kept on disk (sealed or clear).
+    pub keys: files::Keys,
     pub creds: Credentials,
     pub manager: Option<Arc<Manager>>,
     pub session: Session,
@@ -87,6 +92,9 @@ pub struct Swarm {
     pub(crate) dir: PathBuf,
     describe: Describe,
     pub(crate) state: Mutex<Option<Active>>,
+    /// A manager that restarted under autolock and waits for its unlock key (taken after
+    /// `state` when both are held).
+    pub(crate) locked: Mutex<Option<(NodeFile, files::LockedKeys)>>,
     cancel: tokio_util::sync::CancellationToken,
 }
 
@@ -121,37 +129,45 @@ impl Swarm {
             dir: dir.to_path_buf(),
             describe,
             state: Mutex::new(None),
+            locked: Mutex::new(None),
             cancel: tokio_util::sync::CancellationToken::new(),
         });
         match files::load(dir) {
             Ok(None) => {}
-            Ok(Some((file, creds))) => match swarm.resume(file, creds).await {
+            Ok(Some(files::Loaded::Open(file, keys))) => match swarm.resume(file, keys).await {
                 Ok(active) => *swarm.state.lock().await = Some(active),
                 Err(e) => tracing::error!("rejoining the swarm: {e}"),
             },
+            Ok(Some(files::Loaded::Locked(file, keys))) => {
+                tracing::warn!("the swarm is locked: this manager waits for `docker swarm unlock`");
+                *swarm.locked.lock().await = Some((file, keys));
+            }
             Err(e) => tracing::error!("reading the swarm state in {}: {e}", dir.display()),
         }
         tokio::spawn(renew::watch(Arc::downgrade(&swarm), swarm.cancel.clone()));
         swarm
     }
 
-    async fn resume(&self, file: NodeFile, creds: Credentials) -> Result<Active> {
+    pub(crate) async fn resume(&self, file: NodeFile, keys: files::Keys) -> Result<Active> {
+        let creds = keys.credentials().map_err(ManagerError::internal)?;
         let manager = match file.role {
-            StoredRole::Manager => Some(self.start_manager(&file, &creds, None).await?),
+            StoredRole::Manager => Some(self.start_manager(&file, &keys, None).await?),
             StoredRole::Worker => None,
         };
         let session = Session::start(&creds, file.managers.clone(), file.advertise_addr.clone())
             .map_err(ManagerError::internal)?;
         let renew_at = renew_at(&creds);
-        Ok(Active { file, creds, manager, session, renew_at })
+        Ok(Active { file, keys, creds, manager, session, renew_at })
     }
 
     pub(crate) async fn start_manager(
         &self,
         file: &NodeFile,
-        creds: &Credentials,
+        keys: &files::Keys,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Arc<Manager>> {
+        let creds = keys.credentials().map_err(ManagerError::internal)?;
+        let dek = keys.dek.clone().ok_or_else(|| ManagerError::internal("a manager without a data key"))?;
         let listen: SocketAddr = addr::listen(&file.listen_addr)?;
         let listener = match listener {
             Some(l) => l,
@@ -161,8 +177,9 @@ impl Swarm {
             dir: self.dir.join("raft"),
             node_id: file.node_id.clone(),
             advertise_addr: file.advertise_addr.clone(),
-            creds: creds.clone(),
+            creds,
             snapshot_interval: ClusterSpec::default().snapshot_interval,
+            dek,
         };
         Manager::start(settings, listener).await
     }
@@ -170,6 +187,9 @@ impl Swarm {
     /// `docker swarm init`: a new cluster with this node as its first manager; its node ID.
     pub async fn init(&self, o: InitOptions) -> Result<String> {
         let mut state = self.state.lock().await;
+        if self.locked.lock().await.is_some() {
+            return Err(if o.force_new_cluster { lock::swarm_locked() } else { already_in_swarm() });
+        }
         if let Some(active) = state.as_mut() {
             if o.force_new_cluster {
                 return self.force_new_cluster(active).await;
@@ -186,6 +206,15 @@ impl Swarm {
         let csr = key.csr().map_err(ManagerError::internal)?;
         let cert = ca.issue(&csr, &who, o.spec.cert_validity()).map_err(ManagerError::internal)?;
         let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert.clone(), key: key.der() };
+        // Under autolock the files are sealed from the first write.
+        let kek = o.spec.autolock.then(Key::generate);
+        let keys = files::Keys {
+            ca_pem: ca.cert_pem().to_string(),
+            cert_pem: cert.pem.clone(),
+            key_pem: key.pem(),
+            dek: Some(Arc::new(Key::generate())),
+            kek: kek.clone(),
+        };
         let file = NodeFile {
             schema: 1,
             node_id: node_id.clone(),
@@ -196,10 +225,11 @@ impl Swarm {
             managers: vec![ManagerPeer { node_id: node_id.clone(), addr: advertise.clone() }],
         };
         // The state is on disk before the cluster exists: a daemon killed now restarts into it.
-        files::save(&self.dir, &file, ca.cert_pem(), &cert.pem, &key.pem()).map_err(ManagerError::internal)?;
+        files::save(&self.dir, &file, &keys).map_err(ManagerError::internal)?;
         let started = async {
-            let manager = self.start_manager(&file, &creds, Some(listener)).await?;
-            let init = skiff_manager::init_command(&node_id, &cluster_id, o.spec, &ca, (self.describe)(), &advertise)?;
+            let manager = self.start_manager(&file, &keys, Some(listener)).await?;
+            let desc = (self.describe)();
+            let init = skiff_manager::init_command(&node_id, &cluster_id, o.spec, &ca, desc, &advertise, kek.as_ref())?;
             if let Err(e) = manager.bootstrap(init).await {
                 manager.shutdown().await;
                 return Err(e);
@@ -215,7 +245,7 @@ impl Swarm {
         };
         let session = Session::start(&creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
         let renew_at = renew_at(&creds);
-        *state = Some(Active { file, creds, manager: Some(manager), session, renew_at });
+        *state = Some(Active { file, keys, creds, manager: Some(manager), session, renew_at });
         Ok(node_id)
     }
 
@@ -233,14 +263,11 @@ impl Swarm {
         m.shutdown().await;
         drop(m);
         skiff_common::fsutil::remove_all(&self.dir.join("raft")).map_err(ManagerError::internal)?;
-        let manager = self.start_manager(&active.file, &active.creds, None).await?;
+        let manager = self.start_manager(&active.file, &active.keys, None).await?;
         manager.bootstrap(skiff_cluster::types::Command::Restore { state: Box::new(kept) }).await?;
         active.manager = Some(manager);
         active.file.managers = vec![ManagerPeer { node_id: me.clone(), addr: active.file.advertise_addr.clone() }];
-        let ca = std::fs::read_to_string(self.dir.join("certs/ca.pem")).map_err(ManagerError::internal)?;
-        let cert = std::fs::read_to_string(self.dir.join("certs/node.pem")).map_err(ManagerError::internal)?;
-        let key = std::fs::read_to_string(self.dir.join("certs/node.key")).map_err(ManagerError::internal)?;
-        files::save(&self.dir, &active.file, &ca, &cert, &key).map_err(ManagerError::internal)?;
+        files::save(&self.dir, &active.file, &active.keys).map_err(ManagerError::internal)?;
         tracing::warn!("a new single-manager swarm was forced from this node's state");
         Ok(me)
     }
@@ -248,7 +275,7 @@ impl Swarm {
     /// `docker swarm join`.
     pub async fn join(&self, o: JoinOptions) -> Result<()> {
         let mut state = self.state.lock().await;
-        if state.is_some() {
+        if state.is_some() || self.locked.lock().await.is_some() {
             return Err(already_in_swarm());
         }
         let remote =
@@ -277,11 +304,18 @@ impl Swarm {
             managers,
         };
         let ca_pem = RootCa::from_pem(&joined.response.ca, None).map_err(ManagerError::internal)?;
-        files::save(&self.dir, &file, ca_pem.cert_pem(), &joined.cert_pem, &joined.key_pem)
-            .map_err(ManagerError::internal)?;
+        // A manager's files are sealed once it reads the cluster's unlock key from its store.
+        let keys = files::Keys {
+            ca_pem: ca_pem.cert_pem().to_string(),
+            cert_pem: joined.cert_pem.clone(),
+            key_pem: joined.key_pem.clone(),
+            dek: (role == StoredRole::Manager).then(|| Arc::new(Key::generate())),
+            kek: None,
+        };
+        files::save(&self.dir, &file, &keys).map_err(ManagerError::internal)?;
         let manager = match role {
             StoredRole::Manager => {
-                let m = self.start_manager(&file, &joined.creds, listener).await?;
+                let m = self.start_manager(&file, &keys, listener).await?;
                 if let Err(e) = m.wait_voter(std::time::Duration::from_secs(30)).await {
                     tracing::warn!("{e}; it keeps catching up");
                 }
@@ -292,13 +326,25 @@ impl Swarm {
         let session =
             Session::start(&joined.creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
         let renew_at = renew_at(&joined.creds);
-        *state = Some(Active { file, creds: joined.creds, manager, session, renew_at });
+        *state = Some(Active { file, keys, creds: joined.creds, manager, session, renew_at });
         Ok(())
     }
 
     /// `docker swarm leave [--force]`.
     pub async fn leave(&self, force: bool) -> Result<()> {
         let mut state = self.state.lock().await;
+        let mut locked = self.locked.lock().await;
+        if locked.is_some() {
+            if !force {
+                return Err(ManagerError::new(
+                    Kind::Unavailable,
+                    "Swarm is encrypted and locked. Please unlock it first or use `--force` to ignore this message.",
+                ));
+            }
+            *locked = None;
+            return skiff_common::fsutil::remove_all(&self.dir).map_err(ManagerError::internal);
+        }
+        drop(locked);
         let Some(active) = state.as_ref() else { return Err(not_in_swarm()) };
         if let Some(m) = &active.manager
             && !force
@@ -326,6 +372,7 @@ impl Swarm {
     /// The manager running on this node, or dockerd's "not a manager" error.
     pub async fn manager(&self) -> Result<Arc<Manager>> {
         match self.state.lock().await.as_ref() {
+            None if self.locked.lock().await.is_some() => Err(lock::swarm_locked()),
             None => Err(not_in_swarm()),
             Some(Active { manager: Some(m), .. }) => Ok(m.clone()),
             Some(_) => Err(not_a_manager()),

@@ -13,6 +13,7 @@ use skiff_agent::Session;
 use skiff_cluster::ca::NodeKey;
 use skiff_cluster::identity::NodeIdentity;
 use skiff_cluster::rpc::{RPC_VERSION, RenewRequest, RenewResponse};
+use skiff_cluster::seal::Key;
 use skiff_cluster::tls::{self, Credentials};
 use skiff_cluster::transport::Dialer;
 use skiff_cluster::types::StoredRole;
@@ -42,6 +43,9 @@ pub(crate) async fn watch(swarm: Weak<Swarm>, cancel: CancellationToken) {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         let Some(s) = swarm.upgrade() else { return };
+        if let Err(e) = s.keep_sealed().await {
+            tracing::warn!("sealing this manager's keys: {e}");
+        }
         let Some(due) = s.due().await else { continue };
         if let Err(e) = s.renew(due).await {
             tracing::warn!("renewing this node's certificate: {e}");
@@ -109,11 +113,17 @@ impl Swarm {
         if !resp.managers.is_empty() {
             a.file.managers = resp.managers.clone();
         }
-        let ca_pem = std::fs::read_to_string(self.dir.join("certs/ca.pem")).map_err(ManagerError::internal)?;
-        files::save(&self.dir, &a.file, &ca_pem, &resp.cert, &key.pem()).map_err(ManagerError::internal)?;
+        a.keys.cert_pem = resp.cert.clone();
+        a.keys.key_pem = key.pem();
+        match (was, resp.role) {
+            (StoredRole::Worker, StoredRole::Manager) => a.keys.dek = Some(Arc::new(Key::generate())),
+            (StoredRole::Manager, StoredRole::Worker) => (a.keys.dek, a.keys.kek) = (None, None),
+            _ => {}
+        }
+        files::save(&self.dir, &a.file, &a.keys).map_err(ManagerError::internal)?;
         match (was, resp.role) {
             (StoredRole::Worker, StoredRole::Manager) => {
-                a.manager = Some(self.start_manager(&a.file, &creds, None).await?);
+                a.manager = Some(self.start_manager(&a.file, &a.keys, None).await?);
                 tracing::info!("this node is now a manager");
             }
             (StoredRole::Manager, StoredRole::Worker) => {

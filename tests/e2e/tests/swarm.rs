@@ -212,3 +212,89 @@ fn lose_the_quorum(rig: &Rig, d: &mut [Daemon], lone: usize, me: &str) {
 fn node_id(d: &Daemon) -> String {
     d.docker(&["info", "--format", "{{.Swarm.NodeID}}"]).ok().trim().to_string()
 }
+
+/// Every certs file of a daemon's swarm state, concatenated.
+fn certs(d: &Daemon) -> String {
+    let dir = d.data_root().join("swarm/certs");
+    let mut all = String::new();
+    for e in std::fs::read_dir(&dir).map(|r| r.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        all.push_str(&format!("== {}\n", e.file_name().to_string_lossy()));
+        all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+    }
+    all
+}
+
+/// A manager's keys sealed on disk with the unlock key it is not given: no key, no raft data key.
+fn sealed(d: &Daemon) -> bool {
+    let c = certs(d);
+    c.contains("SKIFF LOCKED NODE KEY") && !c.contains("PRIVATE KEY") && !c.contains("== raft.dek")
+}
+
+fn state(d: &Daemon) -> String {
+    d.docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]).stdout.trim().to_string()
+}
+
+fn unlock_key(out: &str) -> String {
+    out.split_whitespace().find(|w| w.starts_with("SWMKEY-1-")).unwrap_or_else(|| panic!("no key in {out}")).to_string()
+}
+
+#[test]
+fn autolock_keeps_managers_locked_until_they_are_given_the_key() {
+    require_root!();
+    let rig = Rig::new(3);
+    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    let out = d[0].docker(&["swarm", "init", "--autolock", "--advertise-addr", &rig.addrs[0]]);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("docker swarm unlock"), "{}", out.stdout);
+    let key = unlock_key(&out.stdout);
+    assert_eq!(d[0].docker(&["swarm", "unlock-key", "-q"]).ok().trim(), key);
+    let manager = token(&d[0], "manager");
+    let addr0 = format!("{}:2377", rig.addrs[0]);
+    for (di, addr) in d.iter().zip(&rig.addrs).skip(1) {
+        di.docker(&["swarm", "join", "--token", &manager, "--advertise-addr", addr, &addr0]).ok();
+    }
+    // Every manager seals its own keys with the cluster's unlock key, joiners too.
+    assert!(eventually(Duration::from_secs(10), || d.iter().all(sealed)), "{}", certs(&d[1]));
+    assert_eq!(state(&d[0]), "active");
+
+    // A restarted manager is locked: no swarm operations, the wrong key refused, the right one
+    // brings it back into the cluster.
+    d[1].restart();
+    assert_eq!(state(&d[1]), "locked");
+    assert!(d[1].docker(&["node", "ls"]).stderr.contains("Swarm is encrypted and needs to be unlocked"));
+    let r = d[1].docker(&["swarm", "leave"]);
+    assert!(r.stderr.contains("Swarm is encrypted and locked"), "{}", r.stderr);
+    let wrong = "SWMKEY-1-WuYH/IX284+lRcXuoVf38viIDK3HJEKY13MIHX+tTt8";
+    let r = d[1].docker_stdin(&["swarm", "unlock"], wrong.as_bytes());
+    assert!(r.stderr.contains("invalid key provided"), "{} {}", r.stdout, r.stderr);
+    assert_eq!(state(&d[1]), "locked");
+    d[1].docker_stdin(&["swarm", "unlock"], format!("{key}\n").as_bytes()).ok();
+    assert_eq!(state(&d[1]), "active");
+    assert!(eventually(Duration::from_secs(20), || nodes(&d[1]).matches("Ready").count() == 3), "{}", nodes(&d[1]));
+    let r = d[1].docker_stdin(&["swarm", "unlock"], key.as_bytes());
+    assert!(r.stderr.contains("swarm is not locked"), "{}", r.stderr);
+
+    // A rotated key re-seals every manager: after a restart the old key no longer opens it.
+    let out = d[0].docker(&["swarm", "unlock-key", "--rotate"]).ok();
+    assert!(out.contains("Successfully rotated manager unlock key"), "{out}");
+    let rotated = unlock_key(&out);
+    assert_ne!(rotated, key);
+    std::thread::sleep(Duration::from_secs(3));
+    d[2].restart();
+    assert_eq!(state(&d[2]), "locked");
+    let r = d[2].docker_stdin(&["swarm", "unlock"], key.as_bytes());
+    assert!(r.stderr.contains("invalid key provided"), "the old key: {}", r.stderr);
+    d[2].docker_stdin(&["swarm", "unlock"], rotated.as_bytes()).ok();
+    assert_eq!(state(&d[2]), "active");
+
+    // Autolock off: the keys are clear again and a restart needs no key.
+    d[0].docker(&["swarm", "update", "--autolock=false"]).ok();
+    assert!(eventually(Duration::from_secs(10), || !sealed(&d[1]) && certs(&d[1]).contains("PRIVATE KEY")));
+    let r = d[0].docker(&["swarm", "unlock-key"]);
+    assert!(r.stderr.contains("no unlock key is set"), "{}", r.stderr);
+    d[1].restart();
+    assert_eq!(state(&d[1]), "active");
+    assert!(eventually(Duration::from_secs(20), || nodes(&d[1]).contains("Leader")), "{}", nodes(&d[1]));
+    drop(d);
+    drop(rig);
+}

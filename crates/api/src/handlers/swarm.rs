@@ -54,7 +54,15 @@ async fn inspect<S: SwarmBackend>(State(s): State<Arc<S>>) -> ApiResult<Response
 }
 
 async fn init<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
-    let req: SwarmInitRequest = json_body(&body)?;
+    let mut req: SwarmInitRequest = json_body(&body)?;
+    // `AutoLockManagers` travels beside the spec (the models leave it out): it is the spec's
+    // `EncryptionConfig` to the cluster.
+    let raw: serde_json::Value = json_body(&body)?;
+    if raw.get("AutoLockManagers").and_then(serde_json::Value::as_bool) == Some(true) {
+        let spec = req.spec.get_or_insert_with(Default::default);
+        spec.encryption_config =
+            Some(bollard_stubs::models::SwarmSpecEncryptionConfig { auto_lock_managers: Some(true) });
+    }
     Ok(json(&s.init(req).await?))
 }
 

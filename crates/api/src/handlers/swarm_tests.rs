@@ -36,7 +36,8 @@ impl SwarmBackend for FakeSwarm {
         }
     }
     async fn init(&self, req: SwarmInitRequest) -> Result<String> {
-        self.said(format!("init {:?} {:?}", req.listen_addr, req.advertise_addr));
+        let autolock = req.spec.and_then(|s| s.encryption_config).and_then(|e| e.auto_lock_managers);
+        self.said(format!("init {:?} {:?} autolock={autolock:?}", req.listen_addr, req.advertise_addr));
         Ok("node1".into())
     }
     async fn join(&self, req: SwarmJoinRequest) -> Result<()> {
@@ -86,6 +87,9 @@ async fn swarm_calls_reach_the_backend_as_dockerd_reads_them() {
         send(r(), "POST", "/v1.41/swarm/init", r#"{"ListenAddr":"0.0.0.0:2377","AdvertiseAddr":null}"#).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(value(&body), "node1", "the node ID as a JSON string");
+    // The CLI's `--autolock` travels beside the spec; the cluster reads it in the spec.
+    let (st, _) = send(r(), "POST", "/swarm/init", r#"{"AutoLockManagers":true,"Spec":{"Name":"x"}}"#).await;
+    assert_eq!(st, StatusCode::OK);
     let (st, body) = send(r(), "POST", "/swarm/update?version=7&rotateWorkerToken=1", r#"{"Name":"default"}"#).await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (st, body) = send(r(), "POST", "/swarm/update", "{}").await;
@@ -102,7 +106,8 @@ async fn swarm_calls_reach_the_backend_as_dockerd_reads_them() {
     assert_eq!(
         f.calls(),
         [
-            "init Some(\"0.0.0.0:2377\") None",
+            "init Some(\"0.0.0.0:2377\") None autolock=None",
+            "init None None autolock=Some(true)",
             "update 7 Some(\"default\") TokenRotation { worker: true, manager: false, unlock_key: false }",
             format!("update_node n1 3 {:?}", Some(NodeSpecAvailabilityEnum::DRAIN)).as_str(),
             "nodes Some(\"{\\\"role\\\":{\\\"manager\\\":true}}\")",

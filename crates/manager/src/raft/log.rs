@@ -1,7 +1,7 @@
 //! The Raft log, the vote and the commit index, on redb.
 //!
-//! One table of entries keyed by index (JSON values), one of metadata (`vote`, `committed`,
-//! `purged`). Appends and votes are committed durably before openraft is told so; every
+//! One table of entries keyed by index (JSON, sealed with the manager's data key and bound to
+//! their index), one of metadata (`vote`, `committed`, `purged`: not secret, kept clear). Appends and votes are committed durably before openraft is told so; every
 //! write runs on the blocking pool.
 
 use std::fmt::Debug;
@@ -13,7 +13,9 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, LogState, RaftLogReader, Vote};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{StorageError, TypeConfig, io_err};
+use skiff_cluster::seal::Key;
+
+use super::{StorageError, TypeConfig, io_err, seal, unseal};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -22,6 +24,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<redb::Database>,
+    dek: Arc<Key>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -35,18 +38,24 @@ fn logs_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 }
 
 impl LogStore {
-    /// Opens (or creates) the store in `db` — the manager's raft database.
-    pub fn open(db: Arc<redb::Database>) -> Result<LogStore, StorageError> {
+    /// Opens (or creates) the store in `db` — the manager's raft database — whose entries
+    /// `dek` seals.
+    pub fn open(db: Arc<redb::Database>, dek: Arc<Key>) -> Result<LogStore, StorageError> {
         let txn = db.begin_write().map_err(|e| logs_err(ErrorVerb::Write, e))?;
         txn.open_table(LOG).map_err(|e| logs_err(ErrorVerb::Write, e))?;
         txn.open_table(META).map_err(|e| logs_err(ErrorVerb::Write, e))?;
         txn.commit().map_err(|e| logs_err(ErrorVerb::Write, e))?;
-        Ok(LogStore { db })
+        Ok(LogStore { db, dek })
     }
 
     /// Opens the raft database file.
     pub fn database(path: &Path) -> Result<Arc<redb::Database>, StorageError> {
         redb::Database::create(path).map(Arc::new).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))
+    }
+
+    fn decode(dek: &Key, index: u64, stored: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
+        let plain = unseal(dek, stored, &format!("log/{index}")).map_err(|e| logs_err(ErrorVerb::Read, e))?;
+        serde_json::from_slice(&plain).map_err(|e| logs_err(ErrorVerb::Read, e))
     }
 
     async fn blocking<T: Send + 'static>(
@@ -83,13 +92,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let (start, end) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let dek = self.dek.clone();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(|e| logs_err(ErrorVerb::Read, e))?;
             let t = txn.open_table(LOG).map_err(|e| logs_err(ErrorVerb::Read, e))?;
             let mut out = Vec::new();
             for row in t.range::<u64>((start, end)).map_err(|e| logs_err(ErrorVerb::Read, e))? {
-                let (_, v) = row.map_err(|e| logs_err(ErrorVerb::Read, e))?;
-                out.push(serde_json::from_slice(v.value()).map_err(|e| logs_err(ErrorVerb::Read, e))?);
+                let (k, v) = row.map_err(|e| logs_err(ErrorVerb::Read, e))?;
+                out.push(Self::decode(&dek, k.value(), v.value())?);
             }
             Ok(out)
         })
@@ -101,16 +111,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        self.blocking(|db| {
+        let dek = self.dek.clone();
+        self.blocking(move |db| {
             let purged: Option<LogId<u64>> = Self::get_meta(db, "purged")?;
             let txn = db.begin_read().map_err(|e| logs_err(ErrorVerb::Read, e))?;
             let t = txn.open_table(LOG).map_err(|e| logs_err(ErrorVerb::Read, e))?;
             let last = match t.last().map_err(|e| logs_err(ErrorVerb::Read, e))? {
-                Some((_, v)) => {
-                    let e: Entry<TypeConfig> =
-                        serde_json::from_slice(v.value()).map_err(|e| logs_err(ErrorVerb::Read, e))?;
-                    Some(e.log_id)
-                }
+                Some((k, v)) => Some(Self::decode(&dek, k.value(), v.value())?.log_id),
                 None => purged,
             };
             Ok(LogState { last_purged_log_id: purged, last_log_id: last })
@@ -150,7 +157,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut rows = Vec::new();
         for e in entries {
-            rows.push((e.log_id.index, serde_json::to_vec(&e).map_err(|e| logs_err(ErrorVerb::Write, e))?));
+            let plain = serde_json::to_vec(&e).map_err(|e| logs_err(ErrorVerb::Write, e))?;
+            let index = e.log_id.index;
+            rows.push((index, seal(&self.dek, &plain, &format!("log/{index}"))));
         }
         let r = self
             .blocking(move |db| {

@@ -63,6 +63,20 @@ pub fn raft_id(node_id: &str) -> u64 {
 
 pub type StorageError = openraft::StorageError<u64>;
 
+/// Seals a row of the raft database with the manager's data key; `context` names the row.
+pub(crate) fn seal(dek: &skiff_cluster::seal::Key, plain: &[u8], context: &str) -> Vec<u8> {
+    dek.seal(plain, context.as_bytes())
+}
+
+/// Opens a row [`seal`] wrote; a row stored in the clear (by skiffd before encryption at rest)
+/// reads as it is.
+pub(crate) fn unseal(dek: &skiff_cluster::seal::Key, stored: &[u8], context: &str) -> Result<Vec<u8>, String> {
+    if !skiff_cluster::seal::is_sealed(stored) {
+        return Ok(stored.to_vec());
+    }
+    dek.open(stored, context.as_bytes()).map_err(|e| format!("{context}: {e}"))
+}
+
 /// A storage failure as openraft takes it.
 pub(crate) fn io_err(
     subject: openraft::ErrorSubject<u64>,

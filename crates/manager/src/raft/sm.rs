@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use skiff_cluster::types::{Applied, ClusterState};
 use tokio::sync::RwLock;
 
-use super::{Member, StorageError, TypeConfig, io_err};
+use skiff_cluster::seal::Key;
+
+use super::{Member, StorageError, TypeConfig, io_err, seal, unseal};
 
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_snapshot");
 
@@ -36,6 +38,8 @@ struct StoredSnapshot {
 pub struct StateMachine {
     inner: RwLock<Inner>,
     db: Arc<redb::Database>,
+    /// Seals the persisted snapshot.
+    dek: Arc<Key>,
     snapshots: AtomicU64,
 }
 
@@ -51,17 +55,17 @@ fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 
 impl StateMachine {
     /// Opens the state machine at its last persisted snapshot.
-    pub fn open(db: Arc<redb::Database>) -> Result<Arc<StateMachine>, StorageError> {
+    pub fn open(db: Arc<redb::Database>, dek: Arc<Key>) -> Result<Arc<StateMachine>, StorageError> {
         let txn = db.begin_write().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         txn.open_table(SNAPSHOT).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         txn.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let mut inner = Inner::default();
-        if let Some(s) = load(&db)? {
+        if let Some(s) = load(&db, &dek)? {
             inner.state = ClusterState::decode(&s.data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
             inner.last_applied = s.meta.last_log_id;
             inner.membership = s.meta.last_membership.clone();
         }
-        Ok(Arc::new(StateMachine { inner: RwLock::new(inner), db, snapshots: AtomicU64::new(0) }))
+        Ok(Arc::new(StateMachine { inner: RwLock::new(inner), db, dek, snapshots: AtomicU64::new(0) }))
     }
 
     /// The state as applied here (a linearizable read first asks openraft to confirm).
@@ -75,7 +79,8 @@ impl StateMachine {
     }
 
     fn persist(&self, s: &StoredSnapshot) -> Result<(), StorageError> {
-        let bytes = serde_json::to_vec(s).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let plain = serde_json::to_vec(s).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let bytes = seal(&self.dek, &plain, "snapshot");
         let txn = self.db.begin_write().map_err(|e| sm_err(ErrorVerb::Write, e))?;
         {
             let mut t = txn.open_table(SNAPSHOT).map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -85,12 +90,15 @@ impl StateMachine {
     }
 }
 
-fn load(db: &redb::Database) -> Result<Option<StoredSnapshot>, StorageError> {
+fn load(db: &redb::Database, dek: &Key) -> Result<Option<StoredSnapshot>, StorageError> {
     let txn = db.begin_read().map_err(|e| sm_err(ErrorVerb::Read, e))?;
     let t = txn.open_table(SNAPSHOT).map_err(|e| sm_err(ErrorVerb::Read, e))?;
     match t.get("current").map_err(|e| sm_err(ErrorVerb::Read, e))? {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(|e| sm_err(ErrorVerb::Read, e)),
+        Some(v) => {
+            let plain = unseal(dek, v.value(), "snapshot").map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            serde_json::from_slice(&plain).map(Some).map_err(|e| sm_err(ErrorVerb::Read, e))
+        }
     }
 }
 
@@ -166,8 +174,9 @@ impl RaftStateMachine<TypeConfig> for Arc<StateMachine> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let db = self.db.clone();
-        let s = tokio::task::spawn_blocking(move || load(&db)).await.map_err(|e| sm_err(ErrorVerb::Read, e))??;
+        let (db, dek) = (self.db.clone(), self.dek.clone());
+        let s =
+            tokio::task::spawn_blocking(move || load(&db, &dek)).await.map_err(|e| sm_err(ErrorVerb::Read, e))??;
         Ok(s.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
     }
 }

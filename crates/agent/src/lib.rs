@@ -25,6 +25,8 @@ pub struct Status {
     pub removed: bool,
     /// Why the last heartbeat failed.
     pub error: Option<String>,
+    /// The CA generation the leader says certificates should be of (empty until heard).
+    pub ca_generation: String,
 }
 
 /// A running session; dropping it (or [`Session::stop`]) ends the heartbeats.
@@ -45,7 +47,15 @@ impl Session {
     /// Starts heartbeating `managers` as the node `creds` identify, advertising `addr`.
     pub fn start(creds: &Credentials, managers: Vec<ManagerPeer>, addr: String) -> Result<Session, String> {
         let dialer = Dialer::new(tls::client(creds).map_err(|e| e.to_string())?);
-        let status = Status { managers, current: None, connected: false, role: None, removed: false, error: None };
+        let status = Status {
+            managers,
+            current: None,
+            connected: false,
+            role: None,
+            removed: false,
+            error: None,
+            ca_generation: String::new(),
+        };
         let (tx, rx) = watch::channel(status);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(dialer, addr, tx, cancel.clone()));
@@ -112,6 +122,9 @@ async fn run(dialer: Dialer, addr: String, tx: watch::Sender<Status>, cancel: Ca
                         s.connected = resp.leader.is_none();
                         s.role = Some(resp.role);
                         s.removed = resp.removed;
+                        if resp.leader.is_none() {
+                            s.ca_generation = resp.ca_generation.clone();
+                        }
                         s.error = None;
                     });
                 }

@@ -65,6 +65,7 @@ impl RootCa {
             .map_err(|e| ClusterError::NotANodeCertificate(format!("root CA PEM: {e}")))?;
         let key = key_pem.map(KeyPair::from_pem).transpose()?;
         if let Some(k) = &key {
+            check_subject(&cert)?;
             // The key must be the certificate's: a mismatched pair would issue certificates
             // nobody can verify.
             Issuer::from_ca_cert_der(&cert, k)?;
@@ -75,6 +76,42 @@ impl RootCa {
             }
         }
         Ok(RootCa { cert, pem: cert_pem.trim().to_string() + "\n", key })
+    }
+
+    /// An operator's root for `swarm ca --rotate --ca-cert --ca-key`: the pair must match and
+    /// the certificate must be a CA's, still valid.
+    pub fn operator_root(cert_pem: &str, key_pem: &str) -> Result<RootCa> {
+        let ca = RootCa::from_pem(cert_pem, Some(key_pem))?;
+        let (_, c) = x509_parser::parse_x509_certificate(&ca.cert)
+            .map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
+        let is_ca = c.basic_constraints().ok().flatten().is_some_and(|b| b.value.ca);
+        if !is_ca {
+            return Err(ClusterError::NotANodeCertificate("the certificate is not a CA certificate".into()));
+        }
+        if !c.validity().is_valid() {
+            return Err(ClusterError::NotANodeCertificate("the CA certificate is expired or not yet valid".into()));
+        }
+        Ok(ca)
+    }
+
+    /// `next`'s subject and key, signed by this root (PEM): the intermediate through which
+    /// nodes that still trust this root accept the certificates `next` issues, while a
+    /// cluster moves from this root to `next`.
+    pub fn cross_sign(&self, next: &RootCa) -> Result<String> {
+        let key = self.key.as_ref().ok_or_else(|| ClusterError::Verifier("this node's root CA cannot sign".into()))?;
+        let next_key = next.key.as_ref().ok_or_else(|| ClusterError::Verifier("the new root has no key".into()))?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert, key)?;
+        let (_, c) = x509_parser::parse_x509_certificate(&next.cert)
+            .map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = subject_dn(c.subject())?;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        p.not_before = OffsetDateTime::now_utc() - BACKDATE;
+        p.not_after = c.validity().not_after.to_datetime();
+        p.serial_number = Some(random_serial());
+        p.use_authority_key_identifier_extension = true;
+        Ok(p.signed_by(next_key, &issuer)?.pem())
     }
 
     /// The root certificate, DER.
@@ -134,6 +171,38 @@ pub struct NodeCert {
 }
 
 impl NodeCert {}
+
+/// A subject as rcgen writes it when it names an issuer (one attribute per RDN; printable,
+/// UTF-8 and IA5 strings), so that a cross-signed root's subject is byte for byte the issuer
+/// name in the certificates the root issues.
+fn subject_dn(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName> {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let unsupported = |why: &str| ClusterError::NotANodeCertificate(format!("root CA subject: {why}"));
+    let mut dn = DistinguishedName::new();
+    for rdn in name.iter() {
+        let [attr] = rdn.iter().collect::<Vec<_>>()[..] else {
+            return Err(unsupported("one attribute per name component is supported"));
+        };
+        let oid: Vec<u64> = attr.attr_type().iter().ok_or_else(|| unsupported("attribute type"))?.collect();
+        let data = std::str::from_utf8(attr.attr_value().data).map_err(|_| unsupported("not text"))?;
+        let value = match attr.attr_value().header.tag() {
+            Tag::PrintableString => rcgen::DnValue::PrintableString(data.try_into()?),
+            Tag::Utf8String => rcgen::DnValue::Utf8String(data.to_string()),
+            Tag::Ia5String => rcgen::DnValue::Ia5String(data.try_into()?),
+            _ => return Err(unsupported("a string type other than printable, UTF-8 or IA5")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
+/// Refuses a certificate whose subject rcgen cannot take as an issuer's (it would fail, or
+/// for an empty name component panic, when asked to sign with it).
+fn check_subject(der: &[u8]) -> Result<()> {
+    let (_, c) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
+    subject_dn(c.subject()).map(drop)
+}
 
 /// A certificate's validity (not before, not after), as seconds since the epoch.
 pub fn validity(der: &[u8]) -> Result<(i64, i64)> {
@@ -237,6 +306,27 @@ mod tests {
         let err = RootCa::from_pem(ca.cert_pem(), other.key_pem().as_deref()).unwrap_err();
         assert!(err.to_string().contains("not the root certificate's"), "{err}");
         assert!(RootCa::from_pem("garbage", None).is_err());
+    }
+
+    #[test]
+    fn a_certificate_from_a_new_root_verifies_under_the_old_one_through_the_cross_signed_root() {
+        let (old, new) = (RootCa::generate().unwrap(), RootCa::generate().unwrap());
+        let cross = old.cross_sign(&new).unwrap();
+        let cross = CertificateDer::from(x509_parser::pem::parse_x509_pem(cross.as_bytes()).unwrap().1.contents);
+        let key = NodeKey::generate().unwrap();
+        let leaf = new.issue(&key.csr().unwrap(), &who(Role::Manager), DEFAULT_NODE_VALIDITY).unwrap();
+        let verify = |root: &RootCa, intermediates: &[CertificateDer<'static>]| {
+            crate::tls::chains_to(root.cert_der(), &leaf.cert, intermediates)
+        };
+        assert!(verify(&old, std::slice::from_ref(&cross)), "old root, through the cross-signed new root");
+        assert!(verify(&new, std::slice::from_ref(&cross)), "new root, directly");
+        assert!(!verify(&old, &[]), "old root, without the intermediate");
+        let stranger = RootCa::generate().unwrap();
+        assert!(!verify(&stranger, std::slice::from_ref(&cross)));
+        // An operator's root must be a CA whose key it is.
+        assert!(RootCa::operator_root(new.cert_pem(), &new.key_pem().unwrap()).is_ok());
+        assert!(RootCa::operator_root(&leaf.pem, &key.pem()).is_err(), "a leaf is not a root");
+        assert!(RootCa::operator_root(new.cert_pem(), &old.key_pem().unwrap()).is_err());
     }
 
     #[test]

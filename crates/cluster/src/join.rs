@@ -5,8 +5,6 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::ca::{NodeKey, RootCa};
 use crate::identity::NodeIdentity;
@@ -59,13 +57,11 @@ pub async fn join(
     // manager's chain against it), and the certificate must be for our key under that root.
     let ca = RootCa::from_pem(&response.ca, None)?;
     pinned.check_ca(&ca)?;
-    let cert = CertificateDer::from_pem_slice(response.cert.as_bytes())
-        .map_err(|e| ClusterError::NotANodeCertificate(e.to_string()))?;
-    let identity = NodeIdentity::from_cert(&cert)?;
+    let creds = Credentials::from_pem(ca.cert_pem(), &response.cert, key.der())?;
+    let identity = NodeIdentity::from_cert(&creds.cert)?;
     if identity.node_id != response.node_id || identity.cluster_id != response.cluster_id {
         return Err(ClusterError::NotANodeCertificate("the certificate names another node".into()).into());
     }
-    let creds = Credentials { ca: ca.cert_der().clone(), cert, key: key.der() };
     // A TLS configuration from them proves certificate and key belong together.
     tls::client(&creds)?;
     Ok(Joined { creds, identity, key_pem: key.pem(), cert_pem: response.cert.clone(), response })

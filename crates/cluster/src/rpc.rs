@@ -42,11 +42,14 @@ pub struct JoinResponse {
     pub node_id: String,
     pub cluster_id: String,
     pub role: StoredRole,
-    /// The node's certificate and the root (PEM).
+    /// The node's certificate followed by its intermediates, and the root (PEM).
     pub cert: String,
     pub ca: String,
     pub managers: Vec<ManagerPeer>,
     pub heartbeat_period_ns: i64,
+    /// The cluster's CA generation the certificate is of (see `Cluster::ca_generation`).
+    #[serde(default)]
+    pub ca_generation: String,
 }
 
 /// `POST /v1/heartbeat`: the caller is the certificate's node.
@@ -70,6 +73,10 @@ pub struct HeartbeatResponse {
     /// leader is. The node sends its next heartbeat there.
     #[serde(default)]
     pub leader: Option<String>,
+    /// The CA generation certificates should be of: a node whose own differs (the root is
+    /// rotating) renews.
+    #[serde(default)]
+    pub ca_generation: String,
 }
 
 /// `POST /v1/forward`: a write for the leader.
@@ -104,7 +111,10 @@ pub struct RenewRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RenewResponse {
     pub role: StoredRole,
+    /// The certificate followed by its intermediates, and the root to trust from now on.
     pub cert: String,
     pub ca: String,
     pub managers: Vec<ManagerPeer>,
+    #[serde(default)]
+    pub ca_generation: String,
 }

@@ -37,11 +37,13 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>> {
     Ok(Arc::new(r))
 }
 
-/// What a node presents: its certificate, the root, and its key (PKCS#8 DER).
+/// What a node presents: its certificate (and, while the cluster moves to a new root, the new
+/// root cross-signed by the old one), the root it trusts, and its key (PKCS#8 DER).
 #[derive(Clone)]
 pub struct Credentials {
     pub ca: CertificateDer<'static>,
     pub cert: CertificateDer<'static>,
+    pub intermediates: Vec<CertificateDer<'static>>,
     pub key: Vec<u8>,
 }
 
@@ -52,8 +54,26 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// Credentials from PEM: the root, the node's certificate followed by its intermediates
+    /// (as issued), and the key (PKCS#8 DER).
+    pub fn from_pem(ca_pem: &str, cert_pem: &str, key: Vec<u8>) -> Result<Credentials> {
+        use rustls::pki_types::pem::PemObject;
+        let bad = |e: rustls::pki_types::pem::Error| ClusterError::NotANodeCertificate(e.to_string());
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(bad)?;
+        let mut certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes());
+        let cert =
+            certs.next().ok_or_else(|| ClusterError::NotANodeCertificate("no certificate".into()))?.map_err(bad)?;
+        let intermediates = certs.collect::<std::result::Result<Vec<_>, _>>().map_err(bad)?;
+        Ok(Credentials { ca, cert, intermediates, key })
+    }
+
+    /// What a node sends in a handshake: its certificate, intermediates, and the root (so a
+    /// joining node can find the root its token pins).
     fn chain(&self) -> Vec<CertificateDer<'static>> {
-        vec![self.cert.clone(), self.ca.clone()]
+        let mut c = vec![self.cert.clone()];
+        c.extend(self.intermediates.iter().cloned());
+        c.push(self.ca.clone());
+        c
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {
@@ -99,6 +119,18 @@ pub fn pinned_root(chain: &[CertificateDer<'_>], digest: &[u8; 32]) -> Option<Ce
     chain.iter().find(|c| Sha256::digest(c.as_ref()).as_slice() == digest).map(|c| c.clone().into_owned())
 }
 
+/// Whether `leaf` (a manager's certificate) verifies under `root` through `intermediates`, as a
+/// node dialling it would check.
+pub fn chains_to(
+    root: &CertificateDer<'static>,
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> bool {
+    let Ok(store) = roots(root) else { return false };
+    let Ok(v) = WebPkiServerVerifier::builder_with_provider(store, provider()).build() else { return false };
+    v.verify_server_cert(leaf, intermediates, &manager_name(), &[], UnixTime::now()).is_ok()
+}
+
 /// Who the peer of a connection is; `None` for a client that presented no certificate (a
 /// joining node). Verification against the root was the handshake's.
 pub fn peer_identity(certs: Option<&[CertificateDer<'_>]>) -> Result<Option<NodeIdentity>> {
@@ -132,7 +164,7 @@ impl ServerCertVerifier for PinnedRoot {
         let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(store), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -171,7 +203,7 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         let who = NodeIdentity { node_id: new_id(), role, cluster_id: cluster.to_string() };
         let cert = ca.issue(&key.csr().unwrap(), &who, DEFAULT_NODE_VALIDITY).unwrap();
-        (Credentials { ca: ca.cert_der().clone(), cert: cert.cert, key: key.der() }, who)
+        (Credentials { ca: ca.cert_der().clone(), cert: cert.cert, intermediates: Vec::new(), key: key.der() }, who)
     }
 
     /// Handshakes `client` against `server` over an in-memory pipe; returns who the server saw.

@@ -49,10 +49,28 @@ pub enum CallError {
     Protocol { addr: String, message: String },
 }
 
-/// Dials peers with one TLS configuration and keeps a connection per address.
+/// A TLS configuration that can be replaced while connections use it (a renewed certificate,
+/// a new root): new connections take the current one.
+pub struct Swappable<T>(std::sync::RwLock<Arc<T>>);
+
+impl<T> Swappable<T> {
+    pub fn new(v: Arc<T>) -> Arc<Swappable<T>> {
+        Arc::new(Swappable(std::sync::RwLock::new(v)))
+    }
+
+    pub fn get(&self) -> Arc<T> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn set(&self, v: Arc<T>) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = v;
+    }
+}
+
+/// Dials peers with one TLS configuration (replaceable) and keeps a connection per address.
 #[derive(Clone)]
 pub struct Dialer {
-    tls: Arc<ClientConfig>,
+    tls: Arc<Swappable<ClientConfig>>,
     server_name: ServerName<'static>,
     conns: Arc<Mutex<HashMap<String, SendRequest<Full<Bytes>>>>>,
     closed: Arc<tokio::sync::Notify>,
@@ -67,7 +85,17 @@ impl std::fmt::Debug for Dialer {
 impl Dialer {
     /// Dials managers (the name `swarm-manager`) with `tls`.
     pub fn new(tls: Arc<ClientConfig>) -> Dialer {
-        Dialer { tls, server_name: tls::manager_name(), conns: Arc::default(), closed: Arc::default() }
+        Dialer {
+            tls: Swappable::new(tls),
+            server_name: tls::manager_name(),
+            conns: Arc::default(),
+            closed: Arc::default(),
+        }
+    }
+
+    /// New connections use `tls` from now on (open ones stay as they were authenticated).
+    pub fn set_tls(&self, tls: Arc<ClientConfig>) {
+        self.tls.set(tls);
     }
 
     async fn connect(&self, addr: &str) -> Result<SendRequest<Full<Bytes>>, CallError> {
@@ -77,7 +105,7 @@ impl Dialer {
             .map_err(|_| unreachable("connect timed out".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let tls = tokio_rustls::TlsConnector::from(self.tls.get());
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(self.server_name.clone(), tcp))
             .await
             .map_err(|_| unreachable("TLS handshake timed out".into()))?
@@ -210,15 +238,15 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// Accepts mutual-TLS connections on `listener` until `stop` resolves; each request goes to
-/// `handler` with its caller's identity.
+/// Accepts mutual-TLS connections on `listener` until `stop` resolves, each with the TLS
+/// configuration current when it arrives; each request goes to `handler` with its caller's
+/// identity.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Arc<Swappable<ServerConfig>>,
     handler: Arc<H>,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let cancel = tokio_util::sync::CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
     tokio::pin!(stop);
@@ -234,7 +262,8 @@ pub async fn serve<H: Handler>(
                 }
             },
         };
-        let (acceptor, handler, cancel) = (acceptor.clone(), handler.clone(), cancel.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.get());
+        let (handler, cancel) = (handler.clone(), cancel.clone());
         tasks.spawn(async move {
             let _ = tcp.set_nodelay(true);
             let stream = match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(tcp)).await {

@@ -111,6 +111,35 @@ pub struct Node {
     pub manager_addr: Option<String>,
     /// The role its current certificate states.
     pub cert_role: StoredRole,
+    /// What the node's certificate chains to and what it trusts, as last issued to it (none
+    /// from before root rotation was built: the cluster's root for both).
+    #[serde(default)]
+    pub tls: Option<NodeTls>,
+}
+
+/// The issuer of a node's certificate and the root it trusts (PEM), as the leader last gave
+/// them: what root rotation watches converge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTls {
+    pub issuer: String,
+    pub trust_root: String,
+}
+
+/// A move to a new root CA in progress (`docker swarm ca --rotate`): managers issue from the
+/// new root, whose certificate signed by the current root travels with what it issues, until
+/// every node holds a certificate from it; then it becomes the root.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootRotation {
+    pub cert: String,
+    pub key: String,
+    /// The new root's subject and key signed by the current root.
+    pub cross_signed: String,
+}
+
+impl std::fmt::Debug for RootRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootRotation(..)")
+    }
 }
 
 /// The cluster-wide settings (`swarm init` flags, `swarm update`).
@@ -135,6 +164,9 @@ pub struct ClusterSpec {
     pub cert_expiry_ns: i64,
     #[serde(default)]
     pub autolock: bool,
+    /// Bumped by `docker swarm ca --rotate` (the API's `CAConfig.ForceRotate`).
+    #[serde(default)]
+    pub ca_force_rotate: u64,
 }
 
 impl ClusterSpec {
@@ -163,6 +195,7 @@ impl Default for ClusterSpec {
             dispatcher_heartbeat_ns: 5_000_000_000,
             cert_expiry_ns: 90 * 24 * 3600 * 1_000_000_000,
             autolock: false,
+            ca_force_rotate: 0,
         }
     }
 }
@@ -185,6 +218,52 @@ pub struct Cluster {
     /// is rotated; never written to disk outside the (sealed) raft store.
     #[serde(default)]
     pub unlock_key: String,
+    /// A root rotation in progress.
+    #[serde(default)]
+    pub rotation: Option<RootRotation>,
+    /// The root signed by the root before it (PEM), sent with what the root issues so that nodes
+    /// still trusting the old root accept it; empty for a cluster's first root.
+    #[serde(default)]
+    pub root_cross_signed: String,
+}
+
+/// Who signs a node's certificate now, and what travels with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    pub cert: String,
+    pub key: String,
+    /// PEM to append to an issued certificate (the cross-signed root), or empty.
+    pub intermediates: String,
+}
+
+impl Cluster {
+    /// The CA that issues certificates now: the new root while a rotation is in progress.
+    pub fn issuer(&self) -> Issuer {
+        match &self.rotation {
+            Some(r) => Issuer { cert: r.cert.clone(), key: r.key.clone(), intermediates: r.cross_signed.clone() },
+            None => Issuer {
+                cert: self.root_ca_cert.clone(),
+                key: self.root_ca_key.clone(),
+                intermediates: self.root_cross_signed.clone(),
+            },
+        }
+    }
+
+    /// What a node's certificate and trust should be: the issuer's and root's digest together.
+    /// Heartbeats carry it; a node whose own differs renews.
+    pub fn ca_generation(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.issuer().cert.as_bytes());
+        h.update(b"\0");
+        h.update(self.root_ca_cert.as_bytes());
+        h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// What a node issued now holds (for [`Node::tls`]).
+    pub fn node_tls(&self) -> NodeTls {
+        NodeTls { issuer: self.issuer().cert, trust_root: self.root_ca_cert.clone() }
+    }
 }
 
 impl std::fmt::Debug for Cluster {
@@ -214,6 +293,7 @@ impl Node {
             addr,
             manager_addr,
             cert_role: role,
+            tls: None,
         }
     }
 }
@@ -249,7 +329,13 @@ pub enum Command {
         spec: ClusterSpec,
         #[serde(default)]
         unlock_key: Option<String>,
+        /// `swarm ca --rotate`: the root to move to (replacing one in progress).
+        #[serde(default)]
+        rotation: Option<RootRotation>,
     },
+    /// Every node holds a certificate from the new root: it becomes the root, and the join
+    /// tokens (which pin the root) are re-made for it with the same secrets.
+    FinishRootRotation { worker_token: String, manager_token: String },
     /// `swarm join-token --rotate`.
     RotateToken { role: StoredRole, token: String },
     /// A node admitted by a join token.
@@ -264,6 +350,9 @@ pub enum Command {
         role: StoredRole,
         #[serde(default)]
         manager_addr: Option<String>,
+        /// What the new certificate chains to and the root it came with.
+        #[serde(default)]
+        tls: Option<NodeTls>,
     },
     /// `node rm`.
     RemoveNode { id: String },
@@ -302,7 +391,7 @@ impl ClusterState {
                 self.cluster = Some(c);
                 self.nodes.insert(n.id.clone(), n);
             }
-            Command::UpdateCluster { version, spec, unlock_key } => {
+            Command::UpdateCluster { version, spec, unlock_key, rotation } => {
                 let c = self.cluster.as_mut().ok_or("no cluster")?;
                 if c.version != *version {
                     return Err(format!(
@@ -319,6 +408,16 @@ impl ClusterState {
                 } else if let Some(k) = unlock_key {
                     c.unlock_key = k.clone();
                 }
+                if let Some(r) = rotation {
+                    c.rotation = Some(r.clone());
+                }
+                (c.version, c.updated_at) = (index, now);
+            }
+            Command::FinishRootRotation { worker_token, manager_token } => {
+                let c = self.cluster.as_mut().ok_or("no cluster")?;
+                let r = c.rotation.take().ok_or("no root rotation in progress")?;
+                (c.root_ca_cert, c.root_ca_key, c.root_cross_signed) = (r.cert, r.key, r.cross_signed);
+                (c.worker_token, c.manager_token) = (worker_token.clone(), manager_token.clone());
                 (c.version, c.updated_at) = (index, now);
             }
             Command::RotateToken { role, token } => {
@@ -354,10 +453,13 @@ impl ClusterState {
                 n.message = message.clone();
                 (n.version, n.updated_at) = (index, now);
             }
-            Command::CertRole { id, role, manager_addr } => {
+            Command::CertRole { id, role, manager_addr, tls } => {
                 let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
                 n.cert_role = *role;
                 n.manager_addr = manager_addr.clone();
+                if tls.is_some() {
+                    n.tls = tls.clone();
+                }
                 (n.version, n.updated_at) = (index, now);
             }
             Command::RemoveNode { id } => {
@@ -405,6 +507,7 @@ mod tests {
             addr: String::new(),
             manager_addr: None,
             cert_role: role,
+            tls: None,
         }
     }
 
@@ -420,6 +523,8 @@ mod tests {
             worker_token: "w".into(),
             manager_token: "m".into(),
             unlock_key: String::new(),
+            rotation: None,
+            root_cross_signed: String::new(),
         }
     }
 
@@ -449,17 +554,60 @@ mod tests {
         let mut s = ClusterState::default();
         s.apply(1, 1, &Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) });
         let mut spec = ClusterSpec { autolock: true, ..ClusterSpec::default() };
-        let keyless = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: None };
+        let keyless = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: None, rotation: None };
         assert!(s.apply(2, 2, &keyless).error.unwrap().contains("unlock key"));
-        let on = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: Some("SWMKEY-1-a".into()) };
+        let on = Command::UpdateCluster {
+            version: 1,
+            spec: spec.clone(),
+            unlock_key: Some("SWMKEY-1-a".into()),
+            rotation: None,
+        };
         assert_eq!(s.apply(3, 3, &on).error, None);
         assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a");
-        let kept = Command::UpdateCluster { version: 3, spec: spec.clone(), unlock_key: None };
+        let kept = Command::UpdateCluster { version: 3, spec: spec.clone(), unlock_key: None, rotation: None };
         assert_eq!(s.apply(4, 4, &kept).error, None);
         assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a", "other updates keep the key");
         spec.autolock = false;
-        assert_eq!(s.apply(5, 5, &Command::UpdateCluster { version: 4, spec, unlock_key: None }).error, None);
+        assert_eq!(
+            s.apply(5, 5, &Command::UpdateCluster { version: 4, spec, unlock_key: None, rotation: None }).error,
+            None
+        );
         assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "");
+    }
+
+    #[test]
+    fn a_root_rotation_issues_from_the_new_root_then_makes_it_the_root() {
+        let mut s = ClusterState::default();
+        let mut c = cluster();
+        c.root_ca_cert = "old".into();
+        c.root_ca_key = "old-key".into();
+        s.apply(1, 1, &Command::Init { cluster: Box::new(c), node: Box::new(node("m1", StoredRole::Manager)) });
+        let before = s.cluster.clone().unwrap();
+        assert!(
+            s.apply(2, 2, &Command::FinishRootRotation { worker_token: "w".into(), manager_token: "m".into() })
+                .error
+                .unwrap()
+                .contains("no root rotation")
+        );
+        let rotation = RootRotation { cert: "new".into(), key: "new-key".into(), cross_signed: "cross".into() };
+        let start = Command::UpdateCluster {
+            version: 1,
+            spec: ClusterSpec { ca_force_rotate: 1, ..ClusterSpec::default() },
+            unlock_key: None,
+            rotation: Some(rotation),
+        };
+        assert_eq!(s.apply(3, 3, &start).error, None);
+        let c = s.cluster.clone().unwrap();
+        assert_eq!((c.issuer().cert.as_str(), c.issuer().intermediates.as_str()), ("new", "cross"));
+        assert_eq!(c.root_ca_cert, "old", "the root stays until every node has a new certificate");
+        assert_ne!(c.ca_generation(), before.ca_generation(), "nodes are told to renew");
+        let finish = Command::FinishRootRotation { worker_token: "w2".into(), manager_token: "m2".into() };
+        assert_eq!(s.apply(4, 4, &finish).error, None);
+        let done = s.cluster.clone().unwrap();
+        assert_eq!((done.root_ca_cert.as_str(), done.root_ca_key.as_str()), ("new", "new-key"));
+        assert_eq!((done.worker_token.as_str(), done.rotation.is_none()), ("w2", true));
+        assert_eq!(done.issuer().intermediates, "cross", "still sent to nodes trusting the old root");
+        assert_ne!(done.ca_generation(), c.ca_generation(), "nodes renew again to trust the new root");
     }
 
     #[test]

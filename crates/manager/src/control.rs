@@ -31,6 +31,8 @@ pub fn init_command(
         worker_token: JoinToken::generate(ca).to_string(),
         manager_token: JoinToken::generate(ca).to_string(),
         unlock_key: unlock_key.map(skiff_cluster::seal::Key::to_unlock_key).unwrap_or_default(),
+        rotation: None,
+        root_cross_signed: String::new(),
     };
     let host = advertise_addr.rsplit_once(':').map_or(advertise_addr, |(h, _)| h).to_string();
     let mut node = Node::new(node_id, StoredRole::Manager, description, host, Some(advertise_addr.to_string()));
@@ -91,11 +93,24 @@ impl Manager {
 
     /// `docker swarm update`; `rotate_unlock_key` is `swarm unlock-key --rotate`. Turning
     /// autolock on makes the cluster's unlock key.
-    pub async fn update_cluster(&self, version: u64, spec: ClusterSpec, rotate_unlock_key: bool) -> Result<()> {
+    /// `signing` is an operator's root (certificate and key) to rotate to (`swarm ca --rotate
+    /// --ca-cert --ca-key`); a changed `ca_force_rotate` rotates to a new root.
+    pub async fn update_cluster(
+        &self,
+        version: u64,
+        spec: ClusterSpec,
+        rotate_unlock_key: bool,
+        signing: Option<(&str, &str)>,
+    ) -> Result<()> {
         let current = self.read().await?.cluster.ok_or_else(|| ManagerError::unavailable("no cluster"))?;
         let unlock_key = (spec.autolock && (rotate_unlock_key || current.unlock_key.is_empty()))
             .then(|| skiff_cluster::seal::Key::generate().to_unlock_key());
-        self.write(Command::UpdateCluster { version, spec, unlock_key }).await
+        let rotation = if signing.is_some() || spec.ca_force_rotate != current.spec.ca_force_rotate {
+            Some(crate::rotation::prepare(&current, signing)?)
+        } else {
+            None
+        };
+        self.write(Command::UpdateCluster { version, spec, unlock_key, rotation }).await
     }
 
     /// The unlock key as this manager's copy of the store has it (empty without autolock): what

@@ -26,10 +26,11 @@ pub(crate) async fn heartbeat(
     remote: SocketAddr,
 ) -> Result<HeartbeatResponse> {
     let managers = m.managers().into_iter().map(|(p, _)| p).collect::<Vec<_>>();
-    let (period, node, removed) =
+    let (period, node, removed, ca_generation) =
         m.sm.with(|s| {
             let period = s.cluster.as_ref().map_or(5_000_000_000, |c| c.spec.dispatcher_heartbeat_ns);
-            (period, s.nodes.get(&peer.node_id).cloned(), s.removed.contains(&peer.node_id))
+            let generation = s.cluster.as_ref().map(skiff_cluster::types::Cluster::ca_generation).unwrap_or_default();
+            (period, s.nodes.get(&peer.node_id).cloned(), s.removed.contains(&peer.node_id), generation)
         })
         .await;
     let mut resp = HeartbeatResponse {
@@ -38,6 +39,7 @@ pub(crate) async fn heartbeat(
         role: node.as_ref().map_or(StoredRole::from(peer.role), |n| n.spec.role),
         removed,
         leader: None,
+        ca_generation,
     };
     if removed {
         return Ok(resp);
@@ -124,6 +126,9 @@ pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken
             if let Err(e) = m.write(cmd).await {
                 tracing::warn!(node = %id, "marking a silent node down: {e}");
             }
+        }
+        if let Err(e) = crate::rotation::finish_when_converged(&m).await {
+            tracing::warn!("finishing the root rotation: {e}");
         }
     }
 }

@@ -42,10 +42,7 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
         .decode(req.csr.as_bytes())
         .map_err(|_| ManagerError::new(Kind::Invalid, "the CSR is not base64"))?;
     let who = NodeIdentity { node_id: new_id(), role, cluster_id: cluster.id.clone() };
-    let ca = m.root_ca().await?;
-    let cert = ca
-        .issue(&csr, &who, cluster.spec.cert_validity())
-        .map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
+    let (cert, tls) = Manager::issue(&cluster, &csr, &who)?;
     let host = remote.ip().to_string();
     let advertise = if req.advertise_addr.is_empty() {
         format!("{host}:{}", skiff_cluster::rpc::DEFAULT_PORT)
@@ -54,7 +51,8 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
     };
     let role_s = StoredRole::from(role);
     let manager_addr = (role == Role::Manager).then(|| advertise.clone());
-    let node = Node::new(&who.node_id, role_s, req.description, host, manager_addr);
+    let mut node = Node::new(&who.node_id, role_s, req.description, host, manager_addr);
+    node.tls = Some(tls);
     m.write(Command::AddNode { node: Box::new(node) }).await?;
     if role == Role::Manager {
         let member = Member { node_id: who.node_id.clone(), addr: advertise };
@@ -66,12 +64,13 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
     tracing::info!(node = %who.node_id, role = %role, "node admitted");
     Ok(JoinResponse {
         node_id: who.node_id,
-        cluster_id: cluster.id,
+        cluster_id: cluster.id.clone(),
         role: role_s,
-        cert: cert.pem,
-        ca: ca.cert_pem().to_string(),
+        cert,
+        ca: cluster.root_ca_cert.clone(),
         managers,
         heartbeat_period_ns: cluster.spec.dispatcher_heartbeat_ns,
+        ca_generation: cluster.ca_generation(),
     })
 }
 

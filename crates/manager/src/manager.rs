@@ -56,6 +56,8 @@ pub struct Manager {
     pub(crate) sm: Arc<StateMachine>,
     pub(crate) settings: Settings,
     pub(crate) dialer: Dialer,
+    /// The server side's TLS, replaced when this manager's certificate or root changes.
+    server_tls: Arc<transport::Swappable<rustls::ServerConfig>>,
     /// When each node was last heard from (this manager's view; the leader acts on it).
     pub(crate) seen: Mutex<HashMap<String, Instant>>,
     cancel: CancellationToken,
@@ -96,12 +98,13 @@ impl Manager {
         let raft = Raft::new(raft_id(&settings.node_id), Arc::new(config), network, log, sm.clone())
             .await
             .map_err(ManagerError::internal)?;
-        let server_tls = tls::server(&settings.creds).map_err(ManagerError::internal)?;
+        let server_tls = transport::Swappable::new(tls::server(&settings.creds).map_err(ManagerError::internal)?);
         let m = Arc::new(Manager {
             raft,
             sm,
             settings,
             dialer,
+            server_tls: server_tls.clone(),
             seen: Mutex::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -141,6 +144,14 @@ impl Manager {
         &self.settings.node_id
     }
 
+    /// This manager's certificate or root changed (a renewal, a root rotation): connections
+    /// made from now on, both ways, use `creds`.
+    pub fn set_credentials(&self, creds: &Credentials) -> Result<()> {
+        self.server_tls.set(tls::server(creds).map_err(ManagerError::internal)?);
+        self.dialer.set_tls(tls::client(creds).map_err(ManagerError::internal)?);
+        Ok(())
+    }
+
     /// The root CA (with its key) from the replicated state.
     pub async fn root_ca(&self) -> Result<RootCa> {
         let (cert, key) = self
@@ -149,6 +160,22 @@ impl Manager {
             .await
             .ok_or_else(|| ManagerError::unavailable("the cluster state has not reached this manager yet"))?;
         RootCa::from_pem(&cert, Some(&key)).map_err(ManagerError::internal)
+    }
+
+    /// Issues `who` a certificate for the key in `csr` from the CA that issues now (the new
+    /// root while one is rotating in): the certificate followed by its intermediates (PEM),
+    /// and what the node then holds.
+    pub(crate) fn issue(
+        cluster: &skiff_cluster::types::Cluster,
+        csr: &[u8],
+        who: &skiff_cluster::identity::NodeIdentity,
+    ) -> Result<(String, skiff_cluster::types::NodeTls)> {
+        let issuer = cluster.issuer();
+        let ca = RootCa::from_pem(&issuer.cert, Some(&issuer.key)).map_err(ManagerError::internal)?;
+        let cert = ca
+            .issue(csr, who, cluster.spec.cert_validity())
+            .map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
+        Ok((cert.pem + &issuer.intermediates, cluster.node_tls()))
     }
 
     /// Applies `cmd` through the leader; its refusal (stale version, unknown node) comes back
@@ -196,16 +223,39 @@ impl Manager {
         m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
     }
 
-    /// The replicated state, linearizable where this manager leads.
+    /// The replicated state, linearizable on every manager: the leader confirms it still
+    /// leads; a follower asks the leader for its commit point (a read index) and waits until it
+    /// has applied that far, so a read after any write sees it, wherever each was sent.
     pub async fn read(&self) -> Result<ClusterState> {
         if self.is_leader() {
             self.raft.ensure_linearizable().await.map_err(|_| no_leader())?;
-        } else if !self.leader_known().await {
+        } else {
             // A follower that knows no leader may hold a stale view, and the swarm cannot
             // change anyway: say so, as dockerd does.
-            return Err(no_leader());
+            if !self.leader_known().await {
+                return Err(no_leader());
+            }
+            let leader = self.leader_addr().ok_or_else(no_leader)?;
+            let index: Option<u64> =
+                self.dialer.call(&leader, "/v1/raft/read-index", &(), FORWARD_TIMEOUT).await.map_err(|e| {
+                    // The leader this manager knows is gone (an election follows): as dockerd.
+                    tracing::debug!("asking the leader for a read index: {e}");
+                    no_leader()
+                })?;
+            self.raft
+                .wait(Some(FORWARD_TIMEOUT))
+                .applied_index_at_least(index, "applied up to the leader's read index")
+                .await
+                .map_err(|e| ManagerError::unavailable(format!("catching up with the leader: {e}")))?;
         }
         Ok(self.sm.state().await)
+    }
+
+    /// On the leader: the index a linearizable read must have applied (it confirms with a
+    /// quorum that it still leads).
+    pub(crate) async fn read_index(&self) -> Result<Option<u64>> {
+        let id = self.raft.ensure_linearizable().await.map_err(|_| no_leader())?;
+        Ok(id.map(|l| l.index))
     }
 
     /// The state as applied on this manager, without asking the leader.

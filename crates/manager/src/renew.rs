@@ -57,13 +57,10 @@ pub(crate) async fn renew(m: &Manager, peer: &NodeIdentity, req: RenewRequest) -
         .decode(req.csr.as_bytes())
         .map_err(|_| ManagerError::new(Kind::Invalid, "the CSR is not base64"))?;
     let who = NodeIdentity { node_id: node.id.clone(), role: Role::from(role), cluster_id: cluster.id.clone() };
-    let ca = m.root_ca().await?;
-    let cert = ca
-        .issue(&csr, &who, cluster.spec.cert_validity())
-        .map_err(|e| ManagerError::new(Kind::Invalid, e.to_string()))?;
+    let (cert, tls) = Manager::issue(&cluster, &csr, &who)?;
     let manager_addr = (role == StoredRole::Manager).then_some(advertise);
-    m.write(Command::CertRole { id: node.id.clone(), role, manager_addr }).await?;
+    m.write(Command::CertRole { id: node.id.clone(), role, manager_addr, tls: Some(tls) }).await?;
     let managers: Vec<ManagerPeer> = m.managers().into_iter().map(|(p, _)| p).collect();
     tracing::info!(node = %node.id, role = ?role, "certificate renewed");
-    Ok(RenewResponse { role, cert: cert.pem, ca: ca.cert_pem().to_string(), managers })
+    Ok(RenewResponse { role, cert, ca: cluster.root_ca_cert.clone(), managers, ca_generation: cluster.ca_generation() })
 }

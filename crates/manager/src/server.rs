@@ -71,6 +71,7 @@ impl transport::Handler for Handler {
                 Ok(req) => Reply::json(&m.raft.vote(req).await),
                 Err(r) => r,
             },
+            "/v1/raft/read-index" => reply(m.read_index().await),
             "/v1/raft/snapshot" => match call.json() {
                 Ok(req) => Reply::json(&m.raft.install_snapshot(req).await),
                 Err(r) => r,

@@ -43,7 +43,7 @@ async fn first(dir: &std::path::Path) -> (Arc<Manager>, String, RootCa) {
     let key = NodeKey::generate().unwrap();
     let who = NodeIdentity { node_id: node_id.clone(), role: Role::Manager, cluster_id: cluster_id.clone() };
     let cert = ca.issue(&key.csr().unwrap(), &who, DEFAULT_NODE_VALIDITY).unwrap();
-    let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert, key: key.der() };
+    let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert, intermediates: Vec::new(), key: key.der() };
     let (l, addr) = listen().await;
     let m = start(dir, &node_id, creds, l, &addr).await;
     let init =

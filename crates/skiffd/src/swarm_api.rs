@@ -52,7 +52,11 @@ fn spec_to_api(s: &ClusterSpec) -> SwarmSpec {
             heartbeat_tick: Some(s.heartbeat_tick as i64),
         }),
         dispatcher: Some(SwarmSpecDispatcher { heartbeat_period: Some(s.dispatcher_heartbeat_ns) }),
-        ca_config: Some(SwarmSpecCaConfig { node_cert_expiry: Some(s.cert_expiry_ns), ..Default::default() }),
+        ca_config: Some(SwarmSpecCaConfig {
+            node_cert_expiry: Some(s.cert_expiry_ns),
+            force_rotate: Some(s.ca_force_rotate),
+            ..Default::default()
+        }),
         encryption_config: Some(SwarmSpecEncryptionConfig { auto_lock_managers: Some(s.autolock) }),
         task_defaults: Some(SwarmSpecTaskDefaults::default()),
     }
@@ -90,8 +94,13 @@ fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec
             }
             s.cert_expiry_ns = e;
         }
-        if ca.external_cas.is_some_and(|c| !c.is_empty()) || ca.signing_ca_cert.is_some_and(|c| !c.is_empty()) {
-            return Err(EngineError::invalid("external or operator-given root CAs are not supported by skiff yet"));
+        if ca.external_cas.is_some_and(|c| !c.is_empty()) {
+            return Err(EngineError::invalid(
+                "external CAs (--external-ca, a CFSSL signing endpoint) are not supported by skiff; give the root's certificate and key with `docker swarm ca --rotate --ca-cert --ca-key`",
+            ));
+        }
+        if let Some(f) = ca.force_rotate {
+            s.ca_force_rotate = f;
         }
     }
     if let Some(on) = a.encryption_config.and_then(|e| e.auto_lock_managers) {
@@ -100,14 +109,16 @@ fn spec_from_api(a: Option<SwarmSpec>, mut s: ClusterSpec) -> Result<ClusterSpec
     Ok(s)
 }
 
-/// `TLSInfo` of the cluster's root: the PEM, and its subject and public key (base64 DER).
-fn tls_info(root_pem: &str) -> Option<TlsInfo> {
+/// `TLSInfo`: the root trusted (PEM), and the subject and public key (base64 DER) of the CA that
+/// issued a node's certificate — for the cluster, of the CA that issues now (the new root while
+/// one rotates in), which is what `docker swarm ca --rotate` watches nodes converge to.
+fn tls_info(trust_root_pem: &str, issuer_pem: &str) -> Option<TlsInfo> {
     use base64::Engine as _;
-    let ca = skiff_cluster::ca::RootCa::from_pem(root_pem, None).ok()?;
-    let (subject, key) = skiff_cluster::ca::subject_and_key(ca.cert_der()).ok()?;
+    let issuer = skiff_cluster::ca::RootCa::from_pem(issuer_pem, None).ok()?;
+    let (subject, key) = skiff_cluster::ca::subject_and_key(issuer.cert_der()).ok()?;
     let b64 = base64::engine::general_purpose::STANDARD;
     Some(TlsInfo {
-        trust_root: Some(root_pem.to_string()),
+        trust_root: Some(trust_root_pem.to_string()),
         cert_issuer_subject: Some(b64.encode(subject)),
         cert_issuer_public_key: Some(b64.encode(key)),
     })
@@ -122,8 +133,8 @@ fn cluster_info(c: &ct::Cluster) -> ClusterInfo {
         created_at: Some(time(c.created_at)),
         updated_at: Some(time(c.updated_at)),
         spec: Some(spec_to_api(&c.spec)),
-        tls_info: tls_info(&c.root_ca_cert),
-        root_rotation_in_progress: Some(false),
+        tls_info: tls_info(&c.root_ca_cert, &c.issuer().cert),
+        root_rotation_in_progress: Some(c.rotation.is_some()),
         data_path_port: Some(4789),
         default_addr_pool: Some(vec!["10.0.0.0/8".into()]),
         subnet_size: Some(24),
@@ -138,6 +149,12 @@ fn role_api(r: StoredRole) -> NodeSpecRoleEnum {
 }
 
 fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)], root: Option<&str>) -> Node {
+    // Nodes from before root rotation was built hold certificates from the root.
+    let node_tls = match (&n.tls, root) {
+        (Some(t), _) => tls_info(&t.trust_root, &t.issuer),
+        (None, Some(r)) => tls_info(r, r),
+        (None, None) => None,
+    };
     let state = match n.state {
         ct::NodeState::Unknown => NodeState::UNKNOWN,
         ct::NodeState::Down => NodeState::DOWN,
@@ -183,7 +200,7 @@ fn node_to_api(n: &ct::Node, managers: &[(skiff_cluster::rpc::ManagerPeer, bool)
                 labels: Some(d.engine_labels.clone().into_iter().collect()),
                 plugins: Some(Vec::new()),
             }),
-            tls_info: root.and_then(tls_info),
+            tls_info: node_tls,
         }),
         status: Some(NodeStatus { state: Some(state), message: Some(n.message.clone()), addr: Some(n.addr.clone()) }),
         manager_status,
@@ -260,6 +277,12 @@ impl SwarmBackend for SwarmApi {
                 "--data-path-addr and --default-addr-pool are kept for overlay networks, which skiff does not have yet"
             );
         }
+        let given_root = req.spec.as_ref().and_then(|s| s.ca_config.as_ref()).and_then(|c| c.signing_ca_cert.as_ref());
+        if given_root.is_some_and(|c| !c.is_empty()) {
+            return Err(EngineError::invalid(
+                "skiff makes the root CA at init; move the swarm to your own with `docker swarm ca --rotate --ca-cert --ca-key`",
+            ));
+        }
         let spec = spec_from_api(req.spec, ClusterSpec::default())?;
         let o = InitOptions {
             listen_addr: req.listen_addr.unwrap_or_default(),
@@ -324,9 +347,22 @@ impl SwarmBackend for SwarmApi {
         let m = self.swarm.manager().await.map_err(err)?;
         let current =
             m.read().await.map_err(err)?.cluster.ok_or_else(|| EngineError::new(Kind::Unavailable, "no cluster"))?;
+        let ca = spec.ca_config.clone().unwrap_or_default();
+        let signing = match (ca.signing_ca_cert.filter(|c| !c.is_empty()), ca.signing_ca_key.filter(|k| !k.is_empty()))
+        {
+            (Some(c), Some(k)) => Some((c, k)),
+            (Some(_), None) => {
+                return Err(EngineError::invalid(
+                    "a root CA certificate without its key needs an external CA, which skiff does not support",
+                ));
+            }
+            _ => None,
+        };
         let new = spec_from_api(Some(spec), current.spec.clone())?;
-        if new != current.spec || current.version != version || (rotate.unlock_key && new.autolock) {
-            m.update_cluster(version, new, rotate.unlock_key).await.map_err(err)?;
+        if new != current.spec || current.version != version || (rotate.unlock_key && new.autolock) || signing.is_some()
+        {
+            let signing = signing.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+            m.update_cluster(version, new, rotate.unlock_key, signing).await.map_err(err)?;
         }
         if rotate.worker {
             m.rotate_token(StoredRole::Worker).await.map_err(err)?;

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use skiff_cluster::seal::{Key, SealError};
 use skiff_cluster::tls::Credentials;
@@ -50,13 +50,11 @@ impl std::fmt::Debug for Keys {
 impl Keys {
     /// The credentials TLS takes.
     pub fn credentials(&self) -> std::io::Result<Credentials> {
-        let ca = CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).map_err(std::io::Error::other)?;
-        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(std::io::Error::other)?;
         let key = match PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(std::io::Error::other)? {
             PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
             _ => return Err(std::io::Error::other("the node key is not PKCS#8")),
         };
-        Ok(Credentials { ca, cert, key })
+        Credentials::from_pem(&self.ca_pem, &self.cert_pem, key).map_err(std::io::Error::other)
     }
 }
 
@@ -213,6 +211,7 @@ mod tests {
             listen_addr: "0.0.0.0:2377".into(),
             advertise_addr: "10.0.0.1:2377".into(),
             managers: Vec::new(),
+            ca_generation: String::new(),
         }
     }
 

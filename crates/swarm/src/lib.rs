@@ -43,6 +43,10 @@ pub(crate) struct NodeFile {
     pub listen_addr: String,
     pub advertise_addr: String,
     pub managers: Vec<ManagerPeer>,
+    /// The cluster's CA generation this node's certificate and root are of: when heartbeats
+    /// name another (the root is rotating), the node renews.
+    #[serde(default)]
+    pub ca_generation: String,
 }
 
 /// `docker swarm init`'s options.
@@ -205,7 +209,12 @@ impl Swarm {
         let who = NodeIdentity { node_id: node_id.clone(), role: Role::Manager, cluster_id: cluster_id.clone() };
         let csr = key.csr().map_err(ManagerError::internal)?;
         let cert = ca.issue(&csr, &who, o.spec.cert_validity()).map_err(ManagerError::internal)?;
-        let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert.clone(), key: key.der() };
+        let creds = Credentials {
+            ca: ca.cert_der().clone(),
+            cert: cert.cert.clone(),
+            intermediates: Vec::new(),
+            key: key.der(),
+        };
         // Under autolock the files are sealed from the first write.
         let kek = o.spec.autolock.then(Key::generate);
         let keys = files::Keys {
@@ -223,13 +232,18 @@ impl Swarm {
             listen_addr: listen.to_string(),
             advertise_addr: advertise.clone(),
             managers: vec![ManagerPeer { node_id: node_id.clone(), addr: advertise.clone() }],
+            ca_generation: String::new(),
         };
+        let desc = (self.describe)();
+        let init = skiff_manager::init_command(&node_id, &cluster_id, o.spec, &ca, desc, &advertise, kek.as_ref())?;
+        let mut file = file;
+        if let skiff_cluster::types::Command::Init { cluster, .. } = &init {
+            file.ca_generation = cluster.ca_generation();
+        }
         // The state is on disk before the cluster exists: a daemon killed now restarts into it.
         files::save(&self.dir, &file, &keys).map_err(ManagerError::internal)?;
         let started = async {
             let manager = self.start_manager(&file, &keys, Some(listener)).await?;
-            let desc = (self.describe)();
-            let init = skiff_manager::init_command(&node_id, &cluster_id, o.spec, &ca, desc, &advertise, kek.as_ref())?;
             if let Err(e) = manager.bootstrap(init).await {
                 manager.shutdown().await;
                 return Err(e);
@@ -302,6 +316,7 @@ impl Swarm {
             listen_addr: listen.to_string(),
             advertise_addr: advertise.clone(),
             managers,
+            ca_generation: joined.response.ca_generation.clone(),
         };
         let ca_pem = RootCa::from_pem(&joined.response.ca, None).map_err(ManagerError::internal)?;
         // A manager's files are sealed once it reads the cluster's unlock key from its store.

@@ -7,8 +7,6 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use base64::Engine as _;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use skiff_agent::Session;
 use skiff_cluster::ca::NodeKey;
 use skiff_cluster::identity::NodeIdentity;
@@ -64,6 +62,8 @@ impl Swarm {
         }
         let reason = if status.role.is_some_and(|r| r != a.file.role) {
             "the cluster changed this node's role"
+        } else if !status.ca_generation.is_empty() && status.ca_generation != a.file.ca_generation {
+            "the cluster's root CA is rotating"
         } else if now() >= a.renew_at {
             "the certificate is in the second half of its life"
         } else {
@@ -93,13 +93,13 @@ impl Swarm {
             .call(&due.manager, "/v1/renew", &req, Duration::from_secs(30))
             .await
             .map_err(ManagerError::unavailable)?;
-        let cert = CertificateDer::from_pem_slice(resp.cert.as_bytes()).map_err(ManagerError::internal)?;
-        let who = NodeIdentity::from_cert(&cert).map_err(ManagerError::internal)?;
+        // The root comes from the manager (authenticated by the current root): the same one, or
+        // the cluster's new root once a rotation has reached every node.
+        let creds = Credentials::from_pem(&resp.ca, &resp.cert, key.der()).map_err(ManagerError::internal)?;
+        let who = NodeIdentity::from_cert(&creds.cert).map_err(ManagerError::internal)?;
         if who.node_id != due.node_id || who.cluster_id != due.cluster_id || StoredRole::from(who.role) != resp.role {
             return Err(ManagerError::internal("the renewed certificate names another node"));
         }
-        // The same root (root rotation is not built): the new certificate must verify under it.
-        let creds = Credentials { ca: due.creds.ca.clone(), cert, key: key.der() };
         tls::client(&creds).map_err(ManagerError::internal)?;
         self.adopt(creds, resp, &key).await
     }
@@ -115,6 +115,8 @@ impl Swarm {
         }
         a.keys.cert_pem = resp.cert.clone();
         a.keys.key_pem = key.pem();
+        a.keys.ca_pem = resp.ca.clone();
+        a.file.ca_generation = resp.ca_generation.clone();
         match (was, resp.role) {
             (StoredRole::Worker, StoredRole::Manager) => a.keys.dek = Some(Arc::new(Key::generate())),
             (StoredRole::Manager, StoredRole::Worker) => (a.keys.dek, a.keys.kek) = (None, None),
@@ -132,6 +134,11 @@ impl Swarm {
                 }
                 let _ = skiff_common::fsutil::remove_all(&self.dir.join("raft"));
                 tracing::info!("this node is now a worker");
+            }
+            (StoredRole::Manager, StoredRole::Manager) => {
+                if let Some(m) = &a.manager {
+                    m.set_credentials(&creds)?;
+                }
             }
             _ => {}
         }

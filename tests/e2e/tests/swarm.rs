@@ -298,3 +298,82 @@ fn autolock_keeps_managers_locked_until_they_are_given_the_key() {
     drop(d);
     drop(rig);
 }
+
+fn trust_roots(d: &Daemon) -> String {
+    d.docker(&["node", "ls", "-q"])
+        .ok()
+        .lines()
+        .map(|id| d.docker(&["node", "inspect", "--format", "{{.Description.TLSInfo.TrustRoot}}", id]).ok())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+/// An operator's root CA (EC P-256, made with openssl) in `dir`: its certificate and key files.
+fn operator_root(dir: &std::path::Path) -> (String, String) {
+    let (cert, key) = (dir.join("root.pem"), dir.join("root.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30"])
+        .args(["-subj", "/CN=operator-root", "-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn the_root_ca_rotates_with_every_node_staying_ready() {
+    require_root!();
+    let rig = Rig::new(4);
+    let d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    let addr0 = format!("{}:2377", rig.addrs[0]);
+    d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0]]).ok();
+    let (manager, worker) = (token(&d[0], "manager"), token(&d[0], "worker"));
+    d[1].docker(&["swarm", "join", "--token", &manager, "--advertise-addr", &rig.addrs[1], &addr0]).ok();
+    d[2].docker(&["swarm", "join", "--token", &worker, "--advertise-addr", &rig.addrs[2], &addr0]).ok();
+    assert!(eventually(Duration::from_secs(20), || nodes(&d[0]).matches("Ready").count() == 3), "{}", nodes(&d[0]));
+    let old = d[0].docker(&["swarm", "ca"]).ok();
+    assert!(old.starts_with("-----BEGIN CERTIFICATE-----"), "{old}");
+
+    // `swarm ca --rotate` waits, with the CLI's progress, until every node has a certificate
+    // from the new root and trusts it alone; then prints the new root.
+    let out = d[1].docker(&["swarm", "ca", "--rotate"]);
+    assert_eq!(out.code, 0, "{}\n{}\n{}", out.stdout, out.stderr, d[0].log());
+    let new = d[0].docker(&["swarm", "ca"]).ok();
+    assert_ne!(new, old, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(new.trim()), "{}", out.stdout);
+    assert_eq!(trust_roots(&d[0]).matches(new.trim()).count(), 3, "every node trusts the new root");
+    assert_eq!(nodes(&d[0]).matches("Ready").count(), 3, "{}", nodes(&d[0]));
+    let rotating = d[0].docker(&["info", "--format", "{{.Swarm.Cluster.RootRotationInProgress}}"]).ok();
+    assert_eq!(rotating.trim(), "false");
+
+    // The join tokens pin the new root: the old one is refused, the new one admits.
+    let r = d[3].docker(&["swarm", "join", "--token", &worker, "--advertise-addr", &rig.addrs[3], &addr0]);
+    assert_ne!(r.code, 0, "a token pinning the old root: {}", r.stdout);
+    let fresh = token(&d[0], "worker");
+    assert_ne!(fresh, worker);
+    assert_eq!(fresh.rsplit('-').next(), worker.rsplit('-').next(), "the secret stays");
+    let r = d[3].docker(&["swarm", "join", "--token", &fresh, "--advertise-addr", &rig.addrs[3], &addr0]);
+    assert!(r.stdout.contains("joined a swarm as a worker"), "{} {}", r.stdout, r.stderr);
+
+    // To an operator's root; the cluster keeps answering writes, on every manager.
+    let dir = skiff_e2e::unique_dir();
+    let (cert, key) = operator_root(&dir);
+    let out = d[0].docker(&["swarm", "ca", "--rotate", "--ca-cert", &cert, "--ca-key", &key]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let given = std::fs::read_to_string(&cert).unwrap();
+    assert_eq!(d[1].docker(&["swarm", "ca"]).ok().trim(), given.trim());
+    assert!(eventually(Duration::from_secs(20), || nodes(&d[1]).matches("Ready").count() == 4), "{}", nodes(&d[1]));
+    d[1].docker(&["node", "update", "--label-add", "rotated=yes", &node_id(&d[2])]).ok();
+    // A bad root is refused: a leaf certificate, or a key that is not the certificate's.
+    std::fs::create_dir_all(dir.join("b")).unwrap();
+    let (c2, _) = operator_root(&dir.join("b"));
+    let r = d[0].docker(&["swarm", "ca", "--rotate", "--detach", "--ca-cert", &c2, "--ca-key", &key]);
+    assert!(r.stderr.contains("not the root certificate's"), "{}", r.stderr);
+    drop(d);
+    drop(rig);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,10 +4,12 @@
 # default settings (5 s dispatcher heartbeat, as `docker swarm init` leaves it). Per round:
 # - manager join: `docker swarm join --token MANAGER` until the command returns;
 # - worker join;
-# - leader failover: kill -9 the leader's skiffd → the first write (`node update`) another
-#   manager accepts;
+# - leader failover: kill -9 the leader's skiffd → another manager shown Leader (`node ls` on a
+#   surviving manager), then → the first write (`node update`) a surviving manager accepts;
 # - killed manager shown Down (from the same kill);
-# - killed worker shown Down.
+# - killed worker shown Down;
+# - root CA rotation: `docker swarm ca --rotate` until it returns (the CLI waits until every node
+#   holds a certificate from the new root and trusts it alone), all 4 nodes Ready throughout.
 # Docker Swarm 20.10's figures on the same kind of rig are in ../shared/PEERS.md (measured
 # 2026-12-04 by the workplace with dockerd defaults); this script does not re-run them.
 #
@@ -75,6 +77,7 @@ seconds_until() {
     echo "timeout"
     dk "$other" node ls >&2 || true
 }
+new_leader() { dk "$1" node ls --format '{{.ID}} {{.ManagerStatus}}' | grep -v "^$2 " | grep -q ' Leader$'; }
 down_on() { local on=$1 id=$2; dk "$on" node ls --format '{{.ID}} {{.Status}}' | grep -q "^$id Down"; }
 
 declare -A R
@@ -91,11 +94,14 @@ round() {
     R[join_worker]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
     # All three managers voting before the leader goes.
     for _ in $(seq 500); do [ "$(dk 1 node ls --format '{{.ManagerStatus}}' | grep -c 'Reachable\|Leader')" = 3 ] && break; sleep 0.02; done
+    t0=$(now); dk 2 swarm ca --rotate -q >/dev/null; t1=$(now)
+    R[ca_rotate]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
     local l; l=$(leader_host 1)
     local lid; lid=$(nodeid "$l")
     local other; for other in 1 2 3; do [ "$other" != "$l" ] && break; done
     local me; me=$(nodeid "$other")
     T0=$(now); stop "$l"
+    R[elected]+="$(seconds_until new_leader "$other" "$lid") "
     R[failover]+="$(seconds_until dk "$other" node update --label-add "round=$RANDOM" "$me") "
     R[manager_down]+="$(seconds_until down_on "$other" "$lid") "
     local wid; wid=$(nodeid 4)
@@ -128,6 +134,8 @@ echo "| what | median | min | max |"
 echo "|---|---|---|---|"
 stats "manager join" "${R[join_manager]}"
 stats "worker join" "${R[join_worker]}"
+stats "leader killed → another manager shown Leader" "${R[elected]}"
 stats "leader killed → a write accepted by another manager" "${R[failover]}"
 stats "killed manager shown Down" "${R[manager_down]}"
 stats "killed worker shown Down" "${R[worker_down]}"
+stats "root CA rotation, 4 nodes (swarm ca --rotate returns)" "${R[ca_rotate]}"

@@ -71,6 +71,7 @@ const RECONNECT_GRACE: Duration = Duration::from_millis(1500);
 /// heartbeats again within [`RECONNECT_GRACE`] (so a killed daemon or host shows down in
 /// seconds, not heartbeat periods).
 pub(crate) fn disconnected(m: &Arc<Manager>, node_id: String) {
+    m.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(node_id.clone(), Instant::now());
     if !m.is_leader() {
         return;
     }
@@ -106,7 +107,7 @@ pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
         let Some(m) = m.upgrade() else { return };
         if !m.is_leader() {
@@ -116,6 +117,7 @@ pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken
         let (since, first_index) =
             *leading.get_or_insert_with(|| (Instant::now(), m.raft.metrics().borrow().last_log_index.unwrap_or(0)));
         let mut down = silent_nodes(&m, since).await;
+        down.extend(lost_nodes(&m).await);
         if since.elapsed() > MANAGER_GRACE {
             down.extend(unreplicated_managers(&m, first_index).await);
         }
@@ -131,6 +133,27 @@ pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken
             tracing::warn!("finishing the root rotation: {e}");
         }
     }
+}
+
+/// Ready nodes whose connection to this manager ended more than [`RECONNECT_GRACE`] ago and
+/// that have not called since — on a new leader, the old leader among them, seconds before its
+/// replication or heartbeats could say so. Only losses within the last [`GRACE`] heartbeat
+/// periods count (older ones are the heartbeat check's, which sees live nodes calling).
+async fn lost_nodes(m: &Manager) -> Vec<(String, String)> {
+    let period = m.sm.with(|s| s.cluster.as_ref().map_or(5_000_000_000, |c| c.spec.dispatcher_heartbeat_ns)).await;
+    let window = Duration::from_nanos(period.max(1) as u64) * GRACE;
+    let gone: Vec<String> = {
+        let mut lost = m.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        lost.retain(|_, t| t.elapsed() < window);
+        lost.iter().filter(|(_, t)| t.elapsed() > RECONNECT_GRACE).map(|(id, _)| id.clone()).collect()
+    };
+    m.sm.with(|s| {
+        gone.into_iter()
+            .filter(|id| s.nodes.get(id).is_some_and(|n| n.state == NodeState::Ready))
+            .map(|id| (id, "heartbeat failure: the node's connection ended".to_string()))
+            .collect()
+    })
+    .await
 }
 
 /// How long a new leader gives the other managers to match its first entry before it counts

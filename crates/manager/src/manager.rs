@@ -60,6 +60,10 @@ pub struct Manager {
     server_tls: Arc<transport::Swappable<rustls::ServerConfig>>,
     /// When each node was last heard from (this manager's view; the leader acts on it).
     pub(crate) seen: Mutex<HashMap<String, Instant>>,
+    /// Members whose connection to this manager ended, and when, until they call again: kept on
+    /// every manager, so that one which becomes leader knows at once which peers went (the old
+    /// leader's connections end on its followers, not on itself).
+    pub(crate) lost: std::sync::Mutex<HashMap<String, Instant>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -83,9 +87,9 @@ impl Manager {
         let sm = StateMachine::open(db, settings.dek.clone()).map_err(ManagerError::internal)?;
         let config = Config {
             cluster_name: "skiff".into(),
-            heartbeat_interval: 250,
-            election_timeout_min: 750,
-            election_timeout_max: 1500,
+            heartbeat_interval: 200,
+            election_timeout_min: 600,
+            election_timeout_max: 1000,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval.max(1)),
             max_in_snapshot_log_to_keep: 500,
@@ -106,6 +110,7 @@ impl Manager {
             dialer,
             server_tls: server_tls.clone(),
             seen: Mutex::default(),
+            lost: std::sync::Mutex::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

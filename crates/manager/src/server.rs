@@ -36,6 +36,7 @@ impl transport::Handler for Handler {
         if let Err(r) = admitted(&m, &peer).await {
             return r;
         }
+        m.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&peer.node_id);
         match call.path.as_str() {
             "/v1/heartbeat" => match call.json::<Heartbeat>() {
                 Ok(hb) => reply(crate::dispatcher::heartbeat(&m, &peer, hb, call.remote_addr).await),

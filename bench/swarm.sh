@@ -14,7 +14,7 @@
 # 2026-12-04 by the workplace with dockerd defaults); this script does not re-run them.
 #
 # Usage: bench/swarm.sh [ROUNDS] (default 5). Prints a Markdown section on stdout. Needs root;
-# traffic stays on the rig's own bridge (10.217.0.0/24).
+# the hosts come from scripts/rig.sh, whose traffic stays on the rig's own bridge.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -22,50 +22,22 @@ BIN="$PWD/target/release"
 [ -x "$BIN/skiffd" ] || cargo build --release --locked --bins >&2
 DOCKER=${DOCKER_CLI:-$(command -v docker)}
 W=$(mktemp -d /tmp/sksw.XXXXXX)
-BR=skswbr0
 HOSTS=4
+RIG="$PWD/scripts/rig.sh"
+export SKIFF_BIN_DIR="$BIN" DOCKER_CLI="$DOCKER"
 now() { date +%s%N; }
-dk() { local h=$1; shift; DOCKER_HOST="unix://$W/h$h.sock" "$DOCKER" "$@"; }
+# The rig's layout (scripts/rig.sh): host K's socket is $W/rig/hK/s.sock.
+dk() { local h=$1; shift; DOCKER_HOST="unix://$W/rig/h$h/s.sock" "$DOCKER" "$@"; }
+addr() { "$RIG" addr "$W/rig" "$1"; }
+stop() { "$RIG" kill "$W/rig" "$1"; }
 
 cleanup() {
     set +e
-    pkill -9 -f "skiffd -H unix://$W/" 2>/dev/null
-    sleep 0.5
-    for h in $(seq 1 $HOSTS); do ip netns del "sksw$h" 2>/dev/null; done
-    ip link del "$BR" 2>/dev/null
-    for h in $(seq 1 $HOSTS); do
-        grep -o " $W/h$h/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-    done
+    [ -f "$W/rig/rig.env" ] && "$RIG" down "$W/rig"
     rm -rf "$W"
 }
 trap cleanup EXIT
 
-rig() {
-    ip link add "$BR" type bridge && ip link set "$BR" up
-    for h in $(seq 1 $HOSTS); do
-        ip link del "sksw${h}v" 2>/dev/null || true
-        ip netns add "sksw$h"
-        ip link add "sksw${h}v" type veth peer name eth0 netns "sksw$h"
-        ip link set "sksw${h}v" master "$BR" up
-        ip -n "sksw$h" addr add "10.217.0.$h/24" dev eth0
-        ip -n "sksw$h" link set eth0 up
-        ip -n "sksw$h" link set lo up
-    done
-}
-
-start() {
-    local h=$1
-    mkdir -p "$W/h$h"
-    echo '{}' > "$W/h$h/daemon.json"
-    nsenter --net="/run/netns/sksw$h" "$BIN/skiffd" -H "unix://$W/h$h.sock" --data-root "$W/h$h/data" \
-        --exec-root "$W/h$h/run" --config-file "$W/h$h/daemon.json" -b "sksw${h}b" --bip "10.218.$h.1/24" \
-        >"$W/h$h/log" 2>&1 &
-    echo $! > "$W/h$h.pid"
-    for _ in $(seq 300); do dk "$h" version >/dev/null 2>&1 && return; sleep 0.02; done
-    echo "skiffd on host $h did not start" >&2; exit 1
-}
-
-stop() { local h=$1; kill -9 "$(cat "$W/h$h.pid")" 2>/dev/null || true; }
 nodeid() { dk "$1" info -f '{{.Swarm.NodeID}}'; }
 leader_host() {
     local ls; ls=$(dk "$1" node ls --format '{{.ID}} {{.ManagerStatus}}')
@@ -82,15 +54,16 @@ down_on() { local on=$1 id=$2; dk "$on" node ls --format '{{.ID}} {{.Status}}' |
 
 declare -A R
 round() {
-    rig
-    for h in $(seq 1 $HOSTS); do start "$h"; done
-    dk 1 swarm init --advertise-addr 10.217.0.1 >/dev/null
+    "$RIG" up "$W/rig" "$HOSTS" >/dev/null
+    local a1; a1=$(addr 1)
+    dk 1 swarm init --advertise-addr "$a1" >/dev/null
     local mt wt; mt=$(dk 1 swarm join-token -q manager); wt=$(dk 1 swarm join-token -q worker)
     local t0 t1
-    t0=$(now); dk 2 swarm join --token "$mt" --advertise-addr 10.217.0.2 10.217.0.1:2377 >/dev/null; t1=$(now)
+    t0=$(now); dk 2 swarm join --token "$mt" --advertise-addr "$(addr 2)" "$a1:2377" >/dev/null; t1=$(now)
     R[join_manager]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
-    dk 3 swarm join --token "$mt" --advertise-addr 10.217.0.3 10.217.0.1:2377 >/dev/null
-    t0=$(now); dk 4 swarm join --token "$wt" --advertise-addr 10.217.0.4 10.217.0.1:2377 >/dev/null; t1=$(now)
+    dk 3 swarm join --token "$mt" --advertise-addr "$(addr 3)" "$a1:2377" >/dev/null
+    local a4; a4=$(addr 4)
+    t0=$(now); dk 4 swarm join --token "$wt" --advertise-addr "$a4" "$a1:2377" >/dev/null; t1=$(now)
     R[join_worker]+="$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc) "
     # All three managers voting before the leader goes.
     for _ in $(seq 500); do [ "$(dk 1 node ls --format '{{.ManagerStatus}}' | grep -c 'Reachable\|Leader')" = 3 ] && break; sleep 0.02; done
@@ -107,15 +80,7 @@ round() {
     local wid; wid=$(nodeid 4)
     T0=$(now); stop 4
     R[worker_down]+="$(seconds_until down_on "$other" "$wid") "
-    pkill -9 -f "skiffd -H unix://$W/" 2>/dev/null || true
-    sleep 0.5
-    for h in $(seq 1 $HOSTS); do
-        { grep -o " $W/h$h/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m"; done
-        ip link del "sksw${h}v" 2>/dev/null || true
-        ip netns del "sksw$h"
-        rm -rf "$W/h$h" "$W/h$h.sock" "$W/h$h.pid"
-    done
-    ip link del "$BR"
+    "$RIG" down "$W/rig"
 }
 
 for _ in $(seq "$ROUNDS"); do round; done

@@ -44,8 +44,11 @@ pub struct Settings {
     pub advertise_addr: String,
     /// This manager's certificate, key and the root.
     pub creds: Credentials,
-    /// Log entries between snapshots.
+    /// Log entries between snapshots, and entries kept behind a snapshot for slow followers —
+    /// for a new store; a store that holds the cluster's spec takes them from it
+    /// (`--snapshot-interval`, `LogEntriesForSlowFollowers`; a change applies at the next start).
     pub snapshot_interval: u64,
+    pub log_entries_for_slow_followers: u64,
     /// The data key that seals the raft database's entries and snapshots.
     pub dek: Arc<skiff_cluster::seal::Key>,
 }
@@ -85,14 +88,18 @@ impl Manager {
         let db = LogStore::database(&settings.dir.join("raft.redb")).map_err(ManagerError::internal)?;
         let log = LogStore::open(db.clone(), settings.dek.clone()).map_err(ManagerError::internal)?;
         let sm = StateMachine::open(db, settings.dek.clone()).map_err(ManagerError::internal)?;
+        let (snapshot_interval, keep) = sm
+            .with(|s| s.cluster.as_ref().map(|c| (c.spec.snapshot_interval, c.spec.log_entries_for_slow_followers)))
+            .await
+            .unwrap_or((settings.snapshot_interval, settings.log_entries_for_slow_followers));
         let config = Config {
             cluster_name: "skiff".into(),
             heartbeat_interval: 200,
             election_timeout_min: 600,
             election_timeout_max: 1000,
             install_snapshot_timeout: 10_000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_interval.max(1)),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_interval.max(1)),
+            max_in_snapshot_log_to_keep: keep,
             ..Default::default()
         }
         .validate()

@@ -25,19 +25,46 @@ async fn listen() -> (TcpListener, String) {
 }
 
 async fn start(dir: &std::path::Path, node_id: &str, creds: Credentials, l: TcpListener, addr: &str) -> Arc<Manager> {
-    let settings = Settings {
+    start_with(dir, node_id, creds, l, addr, 10_000).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    node_id: &str,
+    creds: Credentials,
+    l: TcpListener,
+    addr: &str,
+    snapshot_interval: u64,
+) -> Arc<Manager> {
+    let dek = Arc::new(skiff_cluster::seal::Key::generate());
+    Manager::start(settings(dir, node_id, creds, addr, snapshot_interval, dek), l).await.unwrap()
+}
+
+fn settings(
+    dir: &std::path::Path,
+    node_id: &str,
+    creds: Credentials,
+    addr: &str,
+    snapshot_interval: u64,
+    dek: Arc<skiff_cluster::seal::Key>,
+) -> Settings {
+    Settings {
         dir: dir.join(node_id),
         node_id: node_id.into(),
         advertise_addr: addr.into(),
         creds,
-        snapshot_interval: 10_000,
-        dek: Arc::new(skiff_cluster::seal::Key::generate()),
-    };
-    Manager::start(settings, l).await.unwrap()
+        snapshot_interval,
+        log_entries_for_slow_followers: snapshot_interval / 2,
+        dek,
+    }
 }
 
 /// A new cluster's first manager; returns it, its address and the root.
 async fn first(dir: &std::path::Path) -> (Arc<Manager>, String, RootCa) {
+    first_with(dir, 10_000).await
+}
+
+async fn first_with(dir: &std::path::Path, snapshot_interval: u64) -> (Arc<Manager>, String, RootCa) {
     let ca = RootCa::generate().unwrap();
     let (node_id, cluster_id) = (new_id(), new_id());
     let key = NodeKey::generate().unwrap();
@@ -45,9 +72,10 @@ async fn first(dir: &std::path::Path) -> (Arc<Manager>, String, RootCa) {
     let cert = ca.issue(&key.csr().unwrap(), &who, DEFAULT_NODE_VALIDITY).unwrap();
     let creds = Credentials { ca: ca.cert_der().clone(), cert: cert.cert, intermediates: Vec::new(), key: key.der() };
     let (l, addr) = listen().await;
-    let m = start(dir, &node_id, creds, l, &addr).await;
-    let init =
-        init_command(&node_id, &cluster_id, ClusterSpec::default(), &ca, description("m1"), &addr, None).unwrap();
+    let m = start_with(dir, &node_id, creds, l, &addr, snapshot_interval).await;
+    let mut spec = ClusterSpec::default();
+    (spec.snapshot_interval, spec.log_entries_for_slow_followers) = (snapshot_interval, snapshot_interval / 2);
+    let init = init_command(&node_id, &cluster_id, spec, &ca, description("m1"), &addr, None).unwrap();
     m.bootstrap(init).await.unwrap();
     (m, addr, ca)
 }
@@ -187,4 +215,62 @@ async fn three_managers_replicate_forward_writes_and_survive_the_leader() {
     for m in managers {
         m.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_joining_after_the_log_was_compacted_gets_the_sealed_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m1, addr1, _ca) = first_with(dir.path(), 10).await;
+    // Enough writes for snapshots, and for the log before the last one to be purged.
+    for _ in 0..40 {
+        m1.rotate_token(skiff_cluster::types::StoredRole::Worker).await.unwrap();
+    }
+    eventually("a snapshot and a purged log", || {
+        let m1 = m1.clone();
+        async move {
+            let m = m1.raft.metrics().borrow().clone();
+            m.snapshot.is_some_and(|s| s.index >= 30) && m.purged.is_some_and(|p| p.index >= 20)
+        }
+    })
+    .await;
+    let cluster = m1.read().await.unwrap().cluster.unwrap();
+    let (l, addr) = listen().await;
+    let j = join(&addr1, &cluster.manager_token, description("m2"), &addr).await.unwrap();
+    let (id, creds) = (j.identity.node_id.clone(), j.creds.clone());
+    let dek = Arc::new(skiff_cluster::seal::Key::generate());
+    let m2 = Manager::start(settings(dir.path(), &id, j.creds, &addr, 10, dek.clone()), l).await.unwrap();
+    eventually("the new manager to catch up from the snapshot", || {
+        let (m2, token) = (m2.clone(), cluster.worker_token.clone());
+        async move { m2.sm_state().await.cluster.is_some_and(|c| c.worker_token == token) }
+    })
+    .await;
+    assert!(m2.raft.metrics().borrow().snapshot.is_some(), "it was installed from a snapshot");
+    // Restarted from its own sealed snapshot and log, it has the same state; none of it clear.
+    m2.shutdown().await;
+    drop(m2);
+    let db = std::fs::read(dir.path().join(&id).join("raft.redb")).unwrap();
+    let token = cluster.worker_token.as_bytes();
+    assert!(!db.windows(token.len()).any(|w| w == token), "the token is in the clear");
+    // The database is released once the last of the manager's tasks has ended.
+    let mut again = None;
+    for _ in 0..50 {
+        let (l, addr) = listen().await;
+        let settings = settings(dir.path(), &id, creds.clone(), &addr, 10, dek.clone());
+        match Manager::start(settings, l).await {
+            Ok(m) => {
+                again = Some(m);
+                break;
+            }
+            Err(e) if e.message.contains("already open") => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let again = again.expect("the stopped manager released its database");
+    eventually("the restarted manager's state", || {
+        let (again, token) = (again.clone(), cluster.worker_token.clone());
+        async move { again.sm_state().await.cluster.is_some_and(|c| c.worker_token == token) }
+    })
+    .await;
+    again.shutdown().await;
+    m1.shutdown().await;
 }

@@ -183,6 +183,7 @@ impl Swarm {
             advertise_addr: file.advertise_addr.clone(),
             creds,
             snapshot_interval: ClusterSpec::default().snapshot_interval,
+            log_entries_for_slow_followers: ClusterSpec::default().log_entries_for_slow_followers,
             dek,
         };
         Manager::start(settings, listener).await

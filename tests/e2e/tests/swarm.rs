@@ -377,3 +377,65 @@ fn the_root_ca_rotates_with_every_node_staying_ready() {
     drop(rig);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `scripts/rig.sh` with the given arguments.
+fn rig_script(args: &[&str]) -> std::process::Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rig.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env("SKIFF_BIN_DIR", skiff_e2e::bin_dir())
+        .env("DOCKER_CLI", skiff_e2e::docker_cli())
+        .output()
+        .expect("run scripts/rig.sh");
+    assert!(out.status.success(), "rig.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Removes a rig made by the script even when the test fails.
+struct ScriptRig(String);
+
+impl Drop for ScriptRig {
+    fn drop(&mut self) {
+        if std::path::Path::new(&self.0).join("rig.env").exists() {
+            let _ = std::process::Command::new("bash")
+                .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/rig.sh"))
+                .args(["down", &self.0])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn the_rig_script_starts_hosts_that_form_a_swarm_and_removes_them_all() {
+    require_root!();
+    let parent = skiff_e2e::unique_dir();
+    let dir = format!("{}/rig", parent.display());
+    let rig = ScriptRig(dir.clone());
+    let up = String::from_utf8(rig_script(&["up", &dir, "2"]).stdout).unwrap();
+    assert_eq!(up.lines().count(), 2, "{up}");
+    let tag = std::fs::read_to_string(format!("{dir}/rig.env")).unwrap();
+    let tag = tag.lines().find_map(|l| l.strip_prefix("TAG=")).unwrap().to_string();
+    let out = |args: &[&str]| String::from_utf8(rig_script(args).stdout).unwrap().trim().to_string();
+    let a1 = out(&["addr", &dir, "1"]);
+    out(&["docker", &dir, "1", "swarm", "init", "--advertise-addr", &a1]);
+    let token = out(&["docker", &dir, "1", "swarm", "join-token", "-q", "manager"]);
+    let a2 = out(&["addr", &dir, "2"]);
+    out(&["docker", &dir, "2", "swarm", "join", "--token", &token, "--advertise-addr", &a2, &format!("{a1}:2377")]);
+    let ready = || out(&["docker", &dir, "2", "node", "ls", "--format", "{{.Status}}"]).matches("Ready").count();
+    assert!(eventually(Duration::from_secs(20), || ready() == 2));
+    // A host killed and started again rejoins.
+    out(&["kill", &dir, "1"]);
+    out(&["start", &dir, "1"]);
+    assert!(eventually(Duration::from_secs(20), || ready() == 2));
+
+    rig_script(&["down", &dir]);
+    assert!(!std::path::Path::new(&dir).exists());
+    let netns = String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout);
+    assert!(!netns.unwrap().contains(&tag), "a namespace is left");
+    assert!(skiff_e2e::ip_lines(&tag).is_empty(), "links are left: {:?}", skiff_e2e::ip_lines(&tag));
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    assert!(!mounts.contains(&dir), "mounts are left");
+    drop(rig);
+    let _ = std::fs::remove_dir_all(parent);
+}

@@ -87,7 +87,28 @@ start) load; start_host "$1" ;;
 down)
     load
     set +e
-    for k in $(seq 1 "$N"); do kill_host "$k"; done
+    for k in $(seq 1 "$N"); do
+        # Containers go through their daemon (started again if it was killed), then it stops.
+        pid=$(cat "$dir/h$k/pid" 2>/dev/null)
+        { [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; } || start_host "$k" 2>/dev/null
+        ids=$(DOCKER_HOST="unix://$(sock "$k")" "$DOCKER" ps -aq 2>/dev/null)
+        # shellcheck disable=SC2086
+        [ -n "$ids" ] && DOCKER_HOST="unix://$(sock "$k")" "$DOCKER" rm -f $ids >/dev/null 2>&1
+        pid=$(cat "$dir/h$k/pid" 2>/dev/null)
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 250); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.04; done
+        kill_host "$k"
+        # Whatever is left of containers: their monitors, and processes by cgroup.
+        for c in "$dir/h$k/run/containers"/*; do
+            [ -d "$c" ] || continue
+            [ -f "$c/monitor.pid" ] && kill -9 "$(cat "$c/monitor.pid")" 2>/dev/null
+            for cg in /sys/fs/cgroup/*/skiff/"$(basename "$c")" /sys/fs/cgroup/skiff/"$(basename "$c")"; do
+                [ -f "$cg/cgroup.procs" ] || continue
+                xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null
+                rmdir "$cg" 2>/dev/null
+            done
+        done
+    done
     for k in $(seq 1 "$N"); do
         # Whatever the daemons left mounted (overlays, shm) under their roots, deepest first.
         awk -v d="$dir/h$k/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do

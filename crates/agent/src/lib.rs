@@ -1,8 +1,8 @@
-//! A swarm node's agent (swarmkit's `agent` package, in its session part so far): it keeps
-//! the node in the cluster by heartbeating the leader each period, follows the leader when a
-//! manager names another, moves to the next manager when one stops answering, and publishes
-//! what it learns — the managers, the role the cluster wants, whether it was removed. Tasks
-//! (the executor the engine implements) come with services.
+//! A swarm node's agent (swarmkit's `agent` package): its session keeps the node in the
+//! cluster by heartbeating the leader each period, follows the leader when a manager names
+//! another, moves to the next manager when one stops answering, and publishes what it learns —
+//! the managers, the role the cluster wants, whether it was removed; its [`worker`] runs the
+//! tasks assigned to the node through an [`Executor`] the node's engine implements.
 
 use std::time::Duration;
 
@@ -12,6 +12,10 @@ use skiff_cluster::transport::Dialer;
 use skiff_cluster::types::StoredRole;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+pub mod worker;
+
+pub use worker::{BoxFuture, Executor, Started};
 
 /// What the agent knows of the cluster, as of its last heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,7 @@ pub struct Session {
     status: watch::Receiver<Status>,
     cancel: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for Session {
@@ -44,8 +49,14 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Starts heartbeating `managers` as the node `creds` identify, advertising `addr`.
-    pub fn start(creds: &Credentials, managers: Vec<ManagerPeer>, addr: String) -> Result<Session, String> {
+    /// Starts heartbeating `managers` as the node `creds` identify, advertising `addr`, and,
+    /// with an executor, running the node's tasks through it.
+    pub fn start(
+        creds: &Credentials,
+        managers: Vec<ManagerPeer>,
+        addr: String,
+        executor: Option<std::sync::Arc<dyn Executor>>,
+    ) -> Result<Session, String> {
         let dialer = Dialer::new(tls::client(creds).map_err(|e| e.to_string())?);
         let status = Status {
             managers,
@@ -58,8 +69,9 @@ impl Session {
         };
         let (tx, rx) = watch::channel(status);
         let cancel = CancellationToken::new();
+        let worker = executor.map(|e| tokio::spawn(worker::run(dialer.clone(), rx.clone(), e, cancel.clone())));
         let task = tokio::spawn(run(dialer, addr, tx, cancel.clone()));
-        Ok(Session { status: rx, cancel, task: Some(task) })
+        Ok(Session { status: rx, cancel, task: Some(task), worker })
     }
 
     /// What the agent knows now.
@@ -71,6 +83,9 @@ impl Session {
     pub async fn stop(mut self) {
         self.cancel.cancel();
         if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        if let Some(t) = self.worker.take() {
             let _ = t.await;
         }
     }

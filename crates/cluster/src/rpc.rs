@@ -2,13 +2,14 @@
 //!
 //! Paths under `/v1/`: `join` (a node with a token, and without a certificate yet, gets one),
 //! `heartbeat` (a member says it is alive; the answer carries the period and the managers),
+//! `assignments` (a node reports its tasks' states and learns the tasks it is to run),
 //! `forward` (a manager that is not the leader hands a write to the leader), and `raft/*`
 //! (openraft's own messages, in the manager crate). Every body carries [`RPC_VERSION`]-
 //! compatible fields only: new fields come with serde defaults, so mixed versions interoperate.
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Applied, Command, NodeDescription, StoredRole};
+use crate::types::{Applied, Command, NodeDescription, StoredRole, Task, TaskStatus};
 
 /// The protocol version a node speaks; a peer with a newer major version is refused.
 pub const RPC_VERSION: u32 = 1;
@@ -117,4 +118,30 @@ pub struct RenewResponse {
     pub managers: Vec<ManagerPeer>,
     #[serde(default)]
     pub ca_generation: String,
+}
+
+/// `POST /v1/assignments`: a node (the certificate's) reports what became of its tasks and asks
+/// which tasks it has. The leader answers at once when the node's tasks differ from what it
+/// last had (`known`), or when they change within the wait — a long poll, so new work reaches
+/// a node as soon as it is decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssignmentsRequest {
+    pub rpc_version: u32,
+    /// Task ID and its status as the node now sees it.
+    #[serde(default)]
+    pub reports: Vec<(String, TaskStatus)>,
+    /// The fingerprint of the assignments the node holds (0: none yet).
+    #[serde(default)]
+    pub known: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssignmentsResponse {
+    /// Every task on the node the managers still keep, with its desired state; a task not
+    /// listed is to be removed.
+    pub tasks: Vec<Task>,
+    pub fingerprint: u64,
+    /// Set by a manager that is not the leader: where to ask.
+    #[serde(default)]
+    pub leader: Option<String>,
 }

@@ -77,7 +77,7 @@ impl std::fmt::Debug for Manager {
     }
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
@@ -127,6 +127,9 @@ impl Manager {
         let this = Arc::downgrade(&m);
         let cancel = m.cancel.clone();
         m.tasks.spawn(async move { crate::dispatcher::watch_heartbeats(this, cancel).await });
+        let this = Arc::downgrade(&m);
+        let cancel = m.cancel.clone();
+        m.tasks.spawn(async move { crate::services::reconcile_loop(this, cancel).await });
         Ok(m)
     }
 

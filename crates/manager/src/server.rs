@@ -42,6 +42,10 @@ impl transport::Handler for Handler {
                 Ok(hb) => reply(crate::dispatcher::heartbeat(&m, &peer, hb, call.remote_addr).await),
                 Err(r) => r,
             },
+            "/v1/assignments" => match call.json::<skiff_cluster::rpc::AssignmentsRequest>() {
+                Ok(req) => reply(crate::services::assignments(&m, &peer, req).await),
+                Err(r) => r,
+            },
             "/v1/renew" => match call.json::<RenewRequest>() {
                 Ok(req) => renew(&m, &peer, req).await,
                 Err(r) => r,

@@ -10,6 +10,8 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod daemon_json;
+mod executor;
+mod services_api;
 mod swarm_api;
 use skiff_engine::{Engine, EngineConfig};
 
@@ -494,7 +496,9 @@ fn main() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         };
-        let swarm = skiff_swarm::Swarm::open(&args.data_root.join("swarm"), describe(engine.clone())).await;
+        let executor: Arc<dyn skiff_agent::Executor> = Arc::new(executor::EngineExecutor { engine: engine.clone() });
+        let swarm =
+            skiff_swarm::Swarm::open(&args.data_root.join("swarm"), describe(engine.clone()), Some(executor)).await;
         let api = Arc::new(swarm_api::SwarmApi { swarm: swarm.clone() });
         skiff_api::serve(listeners, engine.clone(), api, shutdown).await;
         swarm.shutdown().await;

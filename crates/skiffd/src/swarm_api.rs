@@ -16,6 +16,8 @@ use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
 use skiff_engine::{EngineError, Kind, Result};
 use skiff_swarm::{InitOptions, JoinOptions, LocalState, ManagerError};
 
+use crate::services_api;
+
 /// The swarm backend skiffd serves.
 pub struct SwarmApi {
     pub swarm: Arc<skiff_swarm::Swarm>,
@@ -433,5 +435,79 @@ impl SwarmBackend for SwarmApi {
     async fn remove_node(&self, id: &str, force: bool) -> Result<()> {
         let m = self.swarm.manager().await.map_err(err)?;
         m.remove_node(id, force).await.map_err(err)
+    }
+
+    async fn services(&self, filters: Option<&str>, status: bool) -> Result<Vec<bollard_stubs::models::Service>> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let f = services_api::parse_filters(filters)?;
+        let state = m.read().await.map_err(err)?;
+        let mut out = Vec::new();
+        for s in state.services.values() {
+            if services_api::service_matches(s, &f)? {
+                out.push(services_api::service_to_api(s, status.then_some(&state.tasks)));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn service(&self, id: &str) -> Result<bollard_stubs::models::Service> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        Ok(services_api::service_to_api(&m.service(id).await.map_err(err)?, None))
+    }
+
+    async fn create_service(
+        &self,
+        spec: bollard_stubs::models::ServiceSpec,
+    ) -> Result<bollard_stubs::models::ServiceCreateResponse> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let spec = services_api::spec_from_api(spec, skiff_engine::container::names::generate)?;
+        let id = m.create_service(spec).await.map_err(err)?;
+        Ok(bollard_stubs::models::ServiceCreateResponse { id: Some(id), warnings: None })
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: bollard_stubs::models::ServiceSpec,
+        rollback: bool,
+    ) -> Result<bollard_stubs::models::ServiceUpdateResponse> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let current = m.service(id).await.map_err(err)?;
+        let new = if rollback {
+            current.previous_spec.clone().ok_or_else(|| {
+                EngineError::invalid(format!(
+                    "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
+                    current.id
+                ))
+            })?
+        } else {
+            services_api::spec_from_api(spec, || current.spec.name.clone())?
+        };
+        m.update_service(&current.id, version, new).await.map_err(err)?;
+        Ok(bollard_stubs::models::ServiceUpdateResponse { warnings: None })
+    }
+
+    async fn remove_service(&self, id: &str) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        m.remove_service(id).await.map_err(err)
+    }
+
+    async fn tasks(&self, filters: Option<&str>) -> Result<Vec<bollard_stubs::models::Task>> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let f = services_api::parse_filters(filters)?;
+        let state = m.read().await.map_err(err)?;
+        let mut out = Vec::new();
+        for t in state.tasks.values() {
+            if services_api::task_matches(t, &state, &f)? {
+                out.push(services_api::task_to_api(t));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn task(&self, id: &str) -> Result<bollard_stubs::models::Task> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        Ok(services_api::task_to_api(&m.task(id).await.map_err(err)?))
     }
 }

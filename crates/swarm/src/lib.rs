@@ -95,6 +95,8 @@ pub type Describe = Arc<dyn Fn() -> NodeDescription + Send + Sync>;
 pub struct Swarm {
     pub(crate) dir: PathBuf,
     describe: Describe,
+    /// Runs the tasks assigned to this node (none: the node runs no tasks — tests).
+    pub(crate) executor: Option<Arc<dyn skiff_agent::Executor>>,
     pub(crate) state: Mutex<Option<Active>>,
     /// A manager that restarted under autolock and waits for its unlock key (taken after
     /// `state` when both are held).
@@ -128,10 +130,11 @@ pub(crate) fn not_a_manager() -> ManagerError {
 
 impl Swarm {
     /// Opens `dir` (`<data-root>/swarm`); a node that was in a swarm rejoins it.
-    pub async fn open(dir: &Path, describe: Describe) -> Arc<Swarm> {
+    pub async fn open(dir: &Path, describe: Describe, executor: Option<Arc<dyn skiff_agent::Executor>>) -> Arc<Swarm> {
         let swarm = Arc::new(Swarm {
             dir: dir.to_path_buf(),
             describe,
+            executor,
             state: Mutex::new(None),
             locked: Mutex::new(None),
             cancel: tokio_util::sync::CancellationToken::new(),
@@ -158,7 +161,7 @@ impl Swarm {
             StoredRole::Manager => Some(self.start_manager(&file, &keys, None).await?),
             StoredRole::Worker => None,
         };
-        let session = Session::start(&creds, file.managers.clone(), file.advertise_addr.clone())
+        let session = Session::start(&creds, file.managers.clone(), file.advertise_addr.clone(), self.executor.clone())
             .map_err(ManagerError::internal)?;
         let renew_at = renew_at(&creds);
         Ok(Active { file, keys, creds, manager, session, renew_at })
@@ -258,7 +261,8 @@ impl Swarm {
                 return Err(e);
             }
         };
-        let session = Session::start(&creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
+        let session = Session::start(&creds, file.managers.clone(), advertise, self.executor.clone())
+            .map_err(ManagerError::internal)?;
         let renew_at = renew_at(&creds);
         *state = Some(Active { file, keys, creds, manager: Some(manager), session, renew_at });
         Ok(node_id)
@@ -339,8 +343,8 @@ impl Swarm {
             }
             StoredRole::Worker => None,
         };
-        let session =
-            Session::start(&joined.creds, file.managers.clone(), advertise).map_err(ManagerError::internal)?;
+        let session = Session::start(&joined.creds, file.managers.clone(), advertise, self.executor.clone())
+            .map_err(ManagerError::internal)?;
         let renew_at = renew_at(&joined.creds);
         *state = Some(Active { file, keys, creds: joined.creds, manager, session, renew_at });
         Ok(())
@@ -380,6 +384,14 @@ impl Swarm {
         active.session.stop().await;
         if let Some(m) = active.manager {
             m.shutdown().await;
+        }
+        // A node that leaves runs no task of the swarm's any more.
+        if let Some(exec) = &self.executor {
+            for id in exec.list().await.unwrap_or_default() {
+                if let Err(e) = exec.remove(&id).await {
+                    tracing::warn!(task = %id, "removing a task's container on leaving: {e}");
+                }
+            }
         }
         skiff_common::fsutil::remove_all(&self.dir).map_err(ManagerError::internal)?;
         Ok(())

@@ -142,8 +142,9 @@ impl Swarm {
             }
             _ => {}
         }
-        let session = Session::start(&creds, a.file.managers.clone(), a.file.advertise_addr.clone())
-            .map_err(ManagerError::internal)?;
+        let session =
+            Session::start(&creds, a.file.managers.clone(), a.file.advertise_addr.clone(), self.executor.clone())
+                .map_err(ManagerError::internal)?;
         let old = std::mem::replace(&mut a.session, session);
         a.renew_at = renew_at(&creds);
         a.creds = creds;

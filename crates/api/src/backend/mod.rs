@@ -245,6 +245,28 @@ pub trait SwarmBackend: Send + Sync + 'static {
         spec: bollard_stubs::models::NodeSpec,
     ) -> impl Future<Output = Result<()>> + Send;
     fn remove_node(&self, id: &str, force: bool) -> impl Future<Output = Result<()>> + Send;
+    /// `GET /services`; with `status`, each service's running and desired task counts.
+    fn services(
+        &self,
+        filters: Option<&str>,
+        status: bool,
+    ) -> impl Future<Output = Result<Vec<bollard_stubs::models::Service>>> + Send;
+    fn service(&self, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Service>> + Send;
+    fn create_service(
+        &self,
+        spec: bollard_stubs::models::ServiceSpec,
+    ) -> impl Future<Output = Result<bollard_stubs::models::ServiceCreateResponse>> + Send;
+    /// `rollback`: return to the previous spec (`?rollback=previous`).
+    fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: bollard_stubs::models::ServiceSpec,
+        rollback: bool,
+    ) -> impl Future<Output = Result<bollard_stubs::models::ServiceUpdateResponse>> + Send;
+    fn remove_service(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    fn tasks(&self, filters: Option<&str>) -> impl Future<Output = Result<Vec<bollard_stubs::models::Task>>> + Send;
+    fn task(&self, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Task>> + Send;
 }
 
 /// What `POST /swarm/update` asks to rotate.

@@ -1,6 +1,7 @@
-//! Swarm mode: `/swarm*` and `/nodes*` through the [`SwarmBackend`]; `/services`, `/tasks`,
-//! `/secrets` and `/configs` answered as a dockerd outside a swarm answers them (inside one,
-//! they say they are not built yet); `/plugins` as a daemon with none installed.
+//! Swarm mode: `/swarm*`, `/nodes*`, `/services*` and `/tasks*` through the [`SwarmBackend`];
+//! service and task logs, `/secrets` and `/configs` answered as a dockerd outside a swarm
+//! answers them (inside one, they say they are not built yet); `/plugins` as a daemon with
+//! none installed.
 
 use std::sync::Arc;
 
@@ -33,10 +34,14 @@ pub fn routes<S: SwarmBackend>(backend: Arc<S>) -> Router {
         .route("/nodes", get(nodes::<S>))
         .route("/nodes/{id}", get(node::<S>).delete(remove_node::<S>))
         .route("/nodes/{id}/update", post(update_node::<S>))
-        .route("/services", any(not_built::<S>))
-        .route("/services/{*rest}", any(not_built::<S>))
-        .route("/tasks", any(not_built::<S>))
-        .route("/tasks/{*rest}", any(not_built::<S>))
+        .route("/services", get(services::<S>))
+        .route("/services/create", post(create_service::<S>))
+        .route("/services/{id}", get(service::<S>).delete(remove_service::<S>))
+        .route("/services/{id}/update", post(update_service::<S>))
+        .route("/services/{id}/logs", any(not_built::<S>))
+        .route("/tasks", get(tasks::<S>))
+        .route("/tasks/{id}", get(task::<S>))
+        .route("/tasks/{id}/logs", any(not_built::<S>))
         .route("/secrets", any(not_built::<S>))
         .route("/secrets/{*rest}", any(not_built::<S>))
         .route("/configs", any(not_built::<S>))
@@ -139,7 +144,56 @@ async fn remove_node<S: SwarmBackend>(
     Ok(super::ok_empty())
 }
 
-/// Services, tasks, secrets and configs: outside a swarm, dockerd's 503; inside, not built yet.
+async fn services<S: SwarmBackend>(State(s): State<Arc<S>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    Ok(json(&s.services(p.get("filters"), p.bool("status", false)).await?))
+}
+
+async fn service<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(&s.service(&id).await?))
+}
+
+async fn create_service<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
+    let spec: bollard_stubs::models::ServiceSpec = json_body(&body)?;
+    let created = s.create_service(spec).await?;
+    let mut r = json(&created);
+    *r.status_mut() = axum::http::StatusCode::CREATED;
+    Ok(r)
+}
+
+async fn update_service<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    let version = version(&p)?;
+    let spec: bollard_stubs::models::ServiceSpec = json_body(&body)?;
+    let rollback = match p.get("rollback") {
+        None | Some("") => false,
+        Some("previous") => true,
+        Some(other) => return Err(ApiError::bad_request(format!("unrecognized rollback option {other}"))),
+    };
+    Ok(json(&s.update_service(&id, version, spec, rollback).await?))
+}
+
+async fn remove_service<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) -> ApiResult<Response> {
+    s.remove_service(&id).await?;
+    Ok(super::ok_empty())
+}
+
+async fn tasks<S: SwarmBackend>(State(s): State<Arc<S>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    Ok(json(&s.tasks(p.get("filters")).await?))
+}
+
+async fn task<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) -> ApiResult<Response> {
+    Ok(json(&s.task(&id).await?))
+}
+
+/// Service and task logs, secrets and configs: outside a swarm, dockerd's 503; inside, not
+/// built yet.
 async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> ApiResult<Response> {
     let active = s.info().await.local_node_state.is_some_and(|l| l != LocalNodeState::INACTIVE);
     if !active {
@@ -147,7 +201,7 @@ async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> 
     }
     Err(ApiError(EngineError::new(
         Kind::Unavailable,
-        format!("{method}: services, tasks, secrets and configs are not available in skiff's swarm mode yet"),
+        format!("{method}: service and task logs, secrets and configs are not available in skiff's swarm mode yet"),
     )))
 }
 

@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use bollard_stubs::models::{
-    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest,
-    SwarmSpec,
+    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, Service, ServiceCreateResponse, ServiceSpec,
+    ServiceUpdateResponse, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, Task,
 };
 use skiff_engine::{EngineError, Kind, Result};
 
@@ -77,6 +77,46 @@ impl SwarmBackend for FakeSwarm {
         self.said(format!("remove_node {id} {force}"));
         Ok(())
     }
+    async fn services(&self, filters: Option<&str>, status: bool) -> Result<Vec<Service>> {
+        self.in_swarm()?;
+        self.said(format!("services {filters:?} {status}"));
+        Ok(vec![Service { id: Some("s1".into()), ..Default::default() }])
+    }
+    async fn service(&self, id: &str) -> Result<Service> {
+        Err(EngineError::not_found(format!("service {id} not found")))
+    }
+    async fn create_service(&self, spec: ServiceSpec) -> Result<ServiceCreateResponse> {
+        self.in_swarm()?;
+        self.said(format!("create_service {:?}", spec.name));
+        Ok(ServiceCreateResponse { id: Some("s1".into()), warnings: None })
+    }
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        rollback: bool,
+    ) -> Result<ServiceUpdateResponse> {
+        self.said(format!("update_service {id} {version} {:?} {rollback}", spec.name));
+        Ok(ServiceUpdateResponse { warnings: None })
+    }
+    async fn remove_service(&self, id: &str) -> Result<()> {
+        self.said(format!("remove_service {id}"));
+        Ok(())
+    }
+    async fn tasks(&self, filters: Option<&str>) -> Result<Vec<Task>> {
+        self.said(format!("tasks {filters:?}"));
+        Ok(Vec::new())
+    }
+    async fn task(&self, id: &str) -> Result<Task> {
+        Err(EngineError::not_found(format!("task {id} not found")))
+    }
+}
+
+impl FakeSwarm {
+    fn in_swarm(&self) -> Result<()> {
+        if self.active { Ok(()) } else { Err(EngineError::new(Kind::Unavailable, "This node is not part of a swarm")) }
+    }
 }
 
 #[tokio::test]
@@ -140,4 +180,39 @@ async fn services_outside_a_swarm_are_dockerds_503_and_inside_say_they_are_not_b
     let (st, body) = send(super::routes(inside), "GET", "/secrets", "").await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert!(message(&body).contains("not available"), "{body}");
+}
+
+#[tokio::test]
+async fn service_and_task_calls_reach_the_backend_as_dockerd_reads_them() {
+    let f = Arc::new(FakeSwarm { active: true, ..Default::default() });
+    let r = || super::routes(f.clone());
+    let (st, body) = send(r(), "POST", "/v1.41/services/create", r#"{"Name":"web","Labels":null}"#).await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    assert_eq!(value(&body)["ID"], "s1");
+    let (st, body) = send(r(), "GET", "/services?status=true", "").await;
+    assert_eq!((st, value(&body)[0]["ID"].clone()), (StatusCode::OK, "s1".into()));
+    let (st, _) = send(r(), "POST", "/services/s1/update?version=9&rollback=previous", r#"{"Name":"web"}"#).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = send(r(), "POST", "/services/s1/update?version=9&rollback=sideways", "{}").await;
+    assert_eq!((st, message(&body)), (StatusCode::BAD_REQUEST, "unrecognized rollback option sideways".into()));
+    let (st, _) = send(r(), "POST", "/services/s1/update", "{}").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "no version");
+    let (st, body) = send(r(), "POST", "/services/create", r#"{"Name":7}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    let (st, _) = send(r(), "DELETE", "/services/s1", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = send(r(), "GET", "/tasks?filters=%7B%22service%22%3A%5B%22web%22%5D%7D", "").await;
+    assert_eq!((st, body.trim()), (StatusCode::OK, "[]"));
+    let (st, body) = send(r(), "GET", "/tasks/zz", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::NOT_FOUND, "task zz not found".into()));
+    assert_eq!(
+        f.calls(),
+        [
+            "create_service Some(\"web\")",
+            "services None true",
+            "update_service s1 9 Some(\"web\") true",
+            "remove_service s1",
+            "tasks Some(\"{\\\"service\\\":[\\\"web\\\"]}\")",
+        ]
+    );
 }

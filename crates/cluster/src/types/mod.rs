@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::Role;
 
+mod service;
+pub use service::*;
+
 /// The stored format of [`ClusterState`].
 pub const SCHEMA: u32 = 1;
 
@@ -307,11 +310,22 @@ pub struct ClusterState {
     /// Nodes removed from the cluster: their certificates are refused from then on.
     #[serde(default)]
     pub removed: BTreeSet<String>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, Task>,
 }
 
 impl Default for ClusterState {
     fn default() -> ClusterState {
-        ClusterState { schema: SCHEMA, cluster: None, nodes: BTreeMap::new(), removed: BTreeSet::new() }
+        ClusterState {
+            schema: SCHEMA,
+            cluster: None,
+            nodes: BTreeMap::new(),
+            removed: BTreeSet::new(),
+            services: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+        }
     }
 }
 
@@ -359,6 +373,19 @@ pub enum Command {
     /// `swarm init --force-new-cluster`: the state a lone manager kept, written into its new
     /// single-member store.
     Restore { state: Box<ClusterState> },
+    /// `service create` (a name in use is refused).
+    CreateService { service: Box<Service> },
+    /// `service update` / `scale` / `rollback` (the version read must still be current); the
+    /// spec replaced becomes the previous one.
+    UpdateService { id: String, version: u64, spec: Box<ServiceSpec> },
+    /// `service rm`: the service goes; its tasks are wanted removed.
+    RemoveService { id: String },
+    /// The orchestrator's and scheduler's changes to tasks, in one entry.
+    Tasks { changes: Vec<TaskChange> },
+    /// A node's reports on its tasks (only forward moves of tasks on that node count).
+    ReportTasks { node_id: String, reports: Vec<(String, TaskStatus)> },
+    /// A rolling update's progress.
+    ServiceUpdateStatus { id: String, status: Option<UpdateStatus> },
 }
 
 /// What applying a [`Command`] answered.
@@ -466,6 +493,12 @@ impl ClusterState {
                 self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
                 self.removed.insert(id.clone());
             }
+            Command::CreateService { .. }
+            | Command::UpdateService { .. }
+            | Command::RemoveService { .. }
+            | Command::Tasks { .. }
+            | Command::ReportTasks { .. }
+            | Command::ServiceUpdateStatus { .. } => return self.apply_service(index, now, cmd),
             Command::Restore { state } => {
                 if state.schema > SCHEMA {
                     return Err("a state from a newer skiffd".into());
@@ -491,134 +524,4 @@ impl ClusterState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(id: &str, role: StoredRole) -> Node {
-        Node {
-            id: id.into(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-            spec: NodeSpec { name: String::new(), labels: BTreeMap::new(), role, availability: Availability::Active },
-            description: NodeDescription::default(),
-            state: NodeState::Ready,
-            message: String::new(),
-            addr: String::new(),
-            manager_addr: None,
-            cert_role: role,
-            tls: None,
-        }
-    }
-
-    fn cluster() -> Cluster {
-        Cluster {
-            id: "c".into(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-            spec: ClusterSpec::default(),
-            root_ca_cert: String::new(),
-            root_ca_key: String::new(),
-            worker_token: "w".into(),
-            manager_token: "m".into(),
-            unlock_key: String::new(),
-            rotation: None,
-            root_cross_signed: String::new(),
-        }
-    }
-
-    #[test]
-    fn commands_apply_in_order_with_versions_from_the_log() {
-        let mut s = ClusterState::default();
-        let init = Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) };
-        assert_eq!(s.apply(1, 100, &init), Applied::default());
-        assert!(s.apply(2, 101, &init).error.is_some(), "a second init is refused");
-        assert_eq!(s.cluster.as_ref().unwrap().version, 1);
-        let add = Command::AddNode { node: Box::new(node("w1", StoredRole::Worker)) };
-        assert_eq!(s.apply(3, 102, &add).error, None);
-        let mut spec = s.nodes["w1"].spec.clone();
-        spec.availability = Availability::Drain;
-        let stale = Command::UpdateNode { id: "w1".into(), version: 1, spec: spec.clone() };
-        assert!(s.apply(4, 103, &stale).error.unwrap().contains("out of sequence"));
-        let ok = Command::UpdateNode { id: "w1".into(), version: 3, spec };
-        assert_eq!(s.apply(5, 104, &ok).error, None);
-        assert_eq!(s.nodes["w1"].version, 5);
-        assert_eq!(s.nodes["w1"].updated_at, 104);
-        assert_eq!(s.apply(6, 105, &Command::RemoveNode { id: "w1".into() }).error, None);
-        assert!(s.apply(7, 106, &add).error.is_some(), "a removed node cannot come back under its ID");
-    }
-
-    #[test]
-    fn autolock_keeps_a_key_while_on_and_drops_it_when_off() {
-        let mut s = ClusterState::default();
-        s.apply(1, 1, &Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) });
-        let mut spec = ClusterSpec { autolock: true, ..ClusterSpec::default() };
-        let keyless = Command::UpdateCluster { version: 1, spec: spec.clone(), unlock_key: None, rotation: None };
-        assert!(s.apply(2, 2, &keyless).error.unwrap().contains("unlock key"));
-        let on = Command::UpdateCluster {
-            version: 1,
-            spec: spec.clone(),
-            unlock_key: Some("SWMKEY-1-a".into()),
-            rotation: None,
-        };
-        assert_eq!(s.apply(3, 3, &on).error, None);
-        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a");
-        let kept = Command::UpdateCluster { version: 3, spec: spec.clone(), unlock_key: None, rotation: None };
-        assert_eq!(s.apply(4, 4, &kept).error, None);
-        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "SWMKEY-1-a", "other updates keep the key");
-        spec.autolock = false;
-        assert_eq!(
-            s.apply(5, 5, &Command::UpdateCluster { version: 4, spec, unlock_key: None, rotation: None }).error,
-            None
-        );
-        assert_eq!(s.cluster.as_ref().unwrap().unlock_key, "");
-    }
-
-    #[test]
-    fn a_root_rotation_issues_from_the_new_root_then_makes_it_the_root() {
-        let mut s = ClusterState::default();
-        let mut c = cluster();
-        c.root_ca_cert = "old".into();
-        c.root_ca_key = "old-key".into();
-        s.apply(1, 1, &Command::Init { cluster: Box::new(c), node: Box::new(node("m1", StoredRole::Manager)) });
-        let before = s.cluster.clone().unwrap();
-        assert!(
-            s.apply(2, 2, &Command::FinishRootRotation { worker_token: "w".into(), manager_token: "m".into() })
-                .error
-                .unwrap()
-                .contains("no root rotation")
-        );
-        let rotation = RootRotation { cert: "new".into(), key: "new-key".into(), cross_signed: "cross".into() };
-        let start = Command::UpdateCluster {
-            version: 1,
-            spec: ClusterSpec { ca_force_rotate: 1, ..ClusterSpec::default() },
-            unlock_key: None,
-            rotation: Some(rotation),
-        };
-        assert_eq!(s.apply(3, 3, &start).error, None);
-        let c = s.cluster.clone().unwrap();
-        assert_eq!((c.issuer().cert.as_str(), c.issuer().intermediates.as_str()), ("new", "cross"));
-        assert_eq!(c.root_ca_cert, "old", "the root stays until every node has a new certificate");
-        assert_ne!(c.ca_generation(), before.ca_generation(), "nodes are told to renew");
-        let finish = Command::FinishRootRotation { worker_token: "w2".into(), manager_token: "m2".into() };
-        assert_eq!(s.apply(4, 4, &finish).error, None);
-        let done = s.cluster.clone().unwrap();
-        assert_eq!((done.root_ca_cert.as_str(), done.root_ca_key.as_str()), ("new", "new-key"));
-        assert_eq!((done.worker_token.as_str(), done.rotation.is_none()), ("w2", true));
-        assert_eq!(done.issuer().intermediates, "cross", "still sent to nodes trusting the old root");
-        assert_ne!(done.ca_generation(), c.ca_generation(), "nodes renew again to trust the new root");
-    }
-
-    #[test]
-    fn stored_state_round_trips_and_newer_schemas_are_refused() {
-        let mut s = ClusterState::default();
-        s.apply(1, 1, &Command::Init { cluster: Box::new(cluster()), node: Box::new(node("m1", StoredRole::Manager)) });
-        let bytes = serde_json::to_vec(&s).unwrap();
-        assert_eq!(ClusterState::decode(&bytes).unwrap(), s);
-        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        v["schema"] = (SCHEMA + 1).into();
-        assert!(ClusterState::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err().contains("newer"));
-        assert!(ClusterState::decode(b"{").is_err());
-    }
-}
+mod tests;

@@ -1,0 +1,534 @@
+//! Services and their tasks (swarmkit's `Service` and `Task` objects): what an operator asks
+//! for, and the units the orchestrator makes of it, the scheduler places and agents run.
+//!
+//! A task's lifecycle is swarmkit's: the orchestrator creates it (`new`), the scheduler places it
+//! (`pending` while no node fits, then `assigned`), the node's agent runs it (`accepted`,
+//! `preparing`, `starting`, `running`) until it ends (`complete`, `failed`, `rejected`) or is
+//! stopped (`shutdown`). Its *desired* state is the managers' wish (`running`, then `shutdown`
+//! or `remove`); its *status* is what the node reports, and only moves forward.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A task's state, in lifecycle order (comparisons follow it: anything past `Running` has
+/// ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    New,
+    Pending,
+    Assigned,
+    Accepted,
+    Preparing,
+    Ready,
+    Starting,
+    Running,
+    Complete,
+    Shutdown,
+    Failed,
+    Rejected,
+    Remove,
+    Orphaned,
+}
+
+impl TaskState {
+    /// The Engine API's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::New => "new",
+            TaskState::Pending => "pending",
+            TaskState::Assigned => "assigned",
+            TaskState::Accepted => "accepted",
+            TaskState::Preparing => "preparing",
+            TaskState::Ready => "ready",
+            TaskState::Starting => "starting",
+            TaskState::Running => "running",
+            TaskState::Complete => "complete",
+            TaskState::Shutdown => "shutdown",
+            TaskState::Failed => "failed",
+            TaskState::Rejected => "rejected",
+            TaskState::Remove => "remove",
+            TaskState::Orphaned => "orphaned",
+        }
+    }
+
+    /// Whether a task in this state has stopped running for good.
+    pub fn ended(self) -> bool {
+        self > TaskState::Running
+    }
+}
+
+/// Whether a service runs a number of replicas or one task per eligible node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+}
+
+/// When a task that ended is replaced (`--restart-condition`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// Nanoseconds between a task's end and its replacement (default 5 s).
+    pub delay_ns: i64,
+    /// Replacements per window; 0: unlimited.
+    pub max_attempts: u64,
+    /// Nanoseconds the attempts are counted over; 0: forever.
+    pub window_ns: i64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> RestartPolicy {
+        RestartPolicy { condition: RestartCondition::Any, delay_ns: 5_000_000_000, max_attempts: 0, window_ns: 0 }
+    }
+}
+
+/// Where tasks may run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Placement {
+    /// `node.role==manager`, `node.labels.zone!=b`, … (checked at create/update).
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// Spread descriptors (`node.labels.zone`), in order.
+    #[serde(default)]
+    pub spread: Vec<String>,
+    /// Tasks of the service per node; 0: unlimited.
+    #[serde(default)]
+    pub max_replicas: u64,
+    /// `(os, architecture)` pairs the image runs on; empty: any.
+    #[serde(default)]
+    pub platforms: Vec<(String, String)>,
+}
+
+/// Limits (enforced by the node's engine) and reservations (honoured by the scheduler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resources {
+    pub limit_nano_cpus: i64,
+    pub limit_memory: i64,
+    #[serde(default)]
+    pub limit_pids: i64,
+    pub reserve_nano_cpus: i64,
+    pub reserve_memory: i64,
+}
+
+/// A mount in a task's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// `bind`, `volume` or `tmpfs`.
+    pub kind: String,
+    #[serde(default)]
+    pub source: String,
+    pub target: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A container's health check, in nanoseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HealthCheck {
+    pub test: Vec<String>,
+    pub interval_ns: i64,
+    pub timeout_ns: i64,
+    pub retries: i64,
+    pub start_period_ns: i64,
+}
+
+/// What a task's container runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// May hold templates (`{{.Task.Slot}}`, `{{.Node.Hostname}}`), expanded on the node.
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub dir: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub tty: bool,
+    #[serde(default)]
+    pub open_stdin: bool,
+    #[serde(default)]
+    pub read_only: bool,
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    #[serde(default)]
+    pub stop_signal: String,
+    /// Nanoseconds between the stop signal and SIGKILL (`--stop-grace-period`, default 10 s).
+    #[serde(default)]
+    pub stop_grace_period_ns: Option<i64>,
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheck>,
+    /// `host:ip` lines for /etc/hosts.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub init: Option<bool>,
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+}
+
+/// A port a service publishes. Only host mode (`--publish mode=host`) until the routing mesh
+/// comes with overlay networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    #[serde(default)]
+    pub name: String,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub target_port: u16,
+    /// 0: the node picks one.
+    pub published_port: u16,
+}
+
+/// What each task of a service is made from; a change to it replaces the tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskSpec {
+    pub container: ContainerSpec,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub placement: Placement,
+    /// Bumped by `service update --force`.
+    #[serde(default)]
+    pub force_update: u64,
+    /// Log driver name and options; none: the node's default.
+    #[serde(default)]
+    pub log_driver: Option<(String, BTreeMap<String, String>)>,
+    /// Published ports (host mode), with the service's.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+}
+
+/// How tasks are replaced when the spec changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Continue,
+    Rollback,
+}
+
+/// `--update-*` (and `--rollback-*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Tasks replaced at once; 0: all.
+    pub parallelism: u64,
+    pub delay_ns: i64,
+    pub failure_action: FailureAction,
+    /// How long a new task is watched for failure (default 5 s).
+    pub monitor_ns: i64,
+    /// Failed new tasks tolerated, in millionths of the tasks updated.
+    pub max_failure_ratio_ppm: u32,
+    pub order: UpdateOrder,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> UpdateConfig {
+        UpdateConfig {
+            parallelism: 1,
+            delay_ns: 0,
+            failure_action: FailureAction::Pause,
+            monitor_ns: 5_000_000_000,
+            max_failure_ratio_ppm: 0,
+            order: UpdateOrder::StopFirst,
+        }
+    }
+}
+
+/// What an operator sets on a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub task: TaskSpec,
+    pub mode: ServiceMode,
+    #[serde(default)]
+    pub update: UpdateConfig,
+    #[serde(default)]
+    pub rollback: UpdateConfig,
+}
+
+/// Where a service's rolling update stands (the API's `UpdateStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    /// `updating`, `paused`, `completed`, `rollback_started`, `rollback_paused`,
+    /// `rollback_completed`.
+    pub state: String,
+    pub started_at: i64,
+    #[serde(default)]
+    pub completed_at: i64,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub spec: ServiceSpec,
+    /// The spec before the last update (`service rollback` returns to it).
+    #[serde(default)]
+    pub previous_spec: Option<ServiceSpec>,
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+}
+
+/// What a node reports about a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    /// Unix nanoseconds of the change.
+    pub timestamp: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub err: String,
+    #[serde(default)]
+    pub container_id: String,
+    #[serde(default)]
+    pub pid: i64,
+    #[serde(default)]
+    pub exit_code: i64,
+    /// Host ports the task's published ports got.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+}
+
+/// One unit of a service, on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub version: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub service_id: String,
+    pub service_name: String,
+    /// The replica's number (1-based); 0 for a global service's tasks.
+    pub slot: u64,
+    /// Where it runs; empty until scheduled.
+    #[serde(default)]
+    pub node_id: String,
+    pub spec: TaskSpec,
+    /// The service version the spec was taken from.
+    pub spec_version: u64,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+}
+
+impl Task {
+    /// The name its container gets: `SERVICE.SLOT.ID`, or `SERVICE.NODE.ID` for global ones.
+    pub fn name(&self) -> String {
+        if self.slot == 0 {
+            format!("{}.{}.{}", self.service_name, self.node_id, self.id)
+        } else {
+            format!("{}.{}.{}", self.service_name, self.slot, self.id)
+        }
+    }
+
+    /// Whether the managers still want it to run (a replacement waits while it does).
+    pub fn wanted(&self) -> bool {
+        self.desired_state <= TaskState::Running
+    }
+}
+
+/// A change the orchestrator or scheduler makes to a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum TaskChange {
+    Create {
+        task: Box<Task>,
+    },
+    /// Placed on a node (status `assigned`).
+    Assign {
+        id: String,
+        node_id: String,
+    },
+    /// No node fits yet (status `pending`, with why).
+    Pending {
+        id: String,
+        message: String,
+    },
+    /// The managers no longer want it running.
+    Desire {
+        id: String,
+        state: TaskState,
+    },
+    /// A node's report that can never come (the node is gone): the status as the managers set it.
+    Status {
+        id: String,
+        status: TaskStatus,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+impl super::ClusterState {
+    /// Applies a service or task command (see [`super::Command`]).
+    pub(super) fn apply_service(&mut self, index: u64, now: i64, cmd: &super::Command) -> Result<(), String> {
+        use super::Command;
+        match cmd {
+            Command::CreateService { service } => {
+                if self.services.values().any(|s| s.spec.name == service.spec.name) {
+                    return Err(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                        service.spec.name
+                    ));
+                }
+                if self.services.contains_key(&service.id) {
+                    return Err(format!("service {} already exists", service.id));
+                }
+                let mut s = (**service).clone();
+                (s.version, s.created_at, s.updated_at) = (index, now, now);
+                self.services.insert(s.id.clone(), s);
+            }
+            Command::UpdateService { id, version, spec } => {
+                if self.services.values().any(|s| s.spec.name == spec.name && s.id != *id) {
+                    return Err(format!(
+                        "rpc error: code = AlreadyExists desc = name conflicts with an existing object: service {} already exists",
+                        spec.name
+                    ));
+                }
+                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
+                if s.version != *version {
+                    return Err("rpc error: code = Unknown desc = update out of sequence".into());
+                }
+                s.previous_spec = Some(std::mem::replace(&mut s.spec, (**spec).clone()));
+                (s.version, s.updated_at) = (index, now);
+            }
+            Command::RemoveService { id } => {
+                self.services.remove(id).ok_or_else(|| format!("service {id} not found"))?;
+                for t in self.tasks.values_mut().filter(|t| t.service_id == *id) {
+                    t.desired_state = TaskState::Remove;
+                    (t.version, t.updated_at) = (index, now);
+                }
+            }
+            Command::Tasks { changes } => {
+                for c in changes {
+                    self.apply_task_change(index, now, c);
+                }
+            }
+            Command::ReportTasks { node_id, reports } => {
+                for (id, status) in reports {
+                    let Some(t) = self.tasks.get_mut(id) else { continue };
+                    // Only the node the task is on reports it, and a status only moves forward.
+                    if t.node_id != *node_id || status.state < t.status.state {
+                        continue;
+                    }
+                    t.status = status.clone();
+                    (t.version, t.updated_at) = (index, now);
+                }
+            }
+            Command::ServiceUpdateStatus { id, status } => {
+                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
+                s.update_status = status.clone();
+            }
+            _ => return Err("not a service command".into()),
+        }
+        Ok(())
+    }
+
+    /// One orchestrator or scheduler change; a change to a task that is gone is dropped (the
+    /// next pass decides again).
+    fn apply_task_change(&mut self, index: u64, now: i64, c: &TaskChange) {
+        match c {
+            TaskChange::Create { task } => {
+                if self.tasks.contains_key(&task.id) {
+                    return;
+                }
+                let mut t = (**task).clone();
+                (t.version, t.created_at, t.updated_at) = (index, now, now);
+                t.status.timestamp = now;
+                self.tasks.insert(t.id.clone(), t);
+            }
+            TaskChange::Delete { id } => {
+                self.tasks.remove(id);
+            }
+            TaskChange::Assign { id, node_id } => {
+                let Some(t) = self.tasks.get_mut(id) else { return };
+                // A global service's task comes made for its node.
+                if (!t.node_id.is_empty() && t.node_id != *node_id) || t.status.state > TaskState::Pending {
+                    return;
+                }
+                t.node_id = node_id.clone();
+                t.status = TaskStatus {
+                    state: TaskState::Assigned,
+                    timestamp: now,
+                    message: "scheduler assigned task to node".into(),
+                    ..TaskStatus::default()
+                };
+                (t.version, t.updated_at) = (index, now);
+            }
+            TaskChange::Pending { id, message } => {
+                let Some(t) = self.tasks.get_mut(id) else { return };
+                if t.status.state > TaskState::Pending {
+                    return;
+                }
+                t.status = TaskStatus {
+                    state: TaskState::Pending,
+                    timestamp: now,
+                    err: message.clone(),
+                    message: "pending task scheduling".into(),
+                    ..TaskStatus::default()
+                };
+                (t.version, t.updated_at) = (index, now);
+            }
+            TaskChange::Desire { id, state } => {
+                let Some(t) = self.tasks.get_mut(id) else { return };
+                if *state > t.desired_state {
+                    t.desired_state = *state;
+                    (t.version, t.updated_at) = (index, now);
+                }
+            }
+            TaskChange::Status { id, status } => {
+                let Some(t) = self.tasks.get_mut(id) else { return };
+                if status.state >= t.status.state {
+                    t.status = TaskStatus { timestamp: now, ..status.clone() };
+                    (t.version, t.updated_at) = (index, now);
+                }
+            }
+        }
+    }
+}

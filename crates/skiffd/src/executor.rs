@@ -1,0 +1,292 @@
+//! The swarm agent's executor over this daemon's engine: a task becomes a container named
+//! `SERVICE.SLOT.TASK` with Docker's `com.docker.swarm.*` labels, made from the task's spec
+//! (templates in its hostname, environment and mounts expanded), its image pulled when the
+//! node lacks it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bollard_stubs::models::{
+    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use skiff_agent::{BoxFuture, Executor, Started};
+use skiff_cluster::types::Task;
+use skiff_engine::{Engine, Kind};
+
+const TASK_ID: &str = "com.docker.swarm.task.id";
+
+/// Runs tasks as the engine's containers.
+pub struct EngineExecutor {
+    pub engine: Arc<Engine>,
+}
+
+/// Expands the task templates Docker supports in hostnames, environment and mounts.
+fn expand(s: &str, t: &Task, node_id: &str, hostname: &str) -> String {
+    if !s.contains("{{") {
+        return s.to_string();
+    }
+    let values = [
+        (".Service.ID", t.service_id.clone()),
+        (".Service.Name", t.service_name.clone()),
+        (".Task.ID", t.id.clone()),
+        (".Task.Name", t.name()),
+        (".Task.Slot", if t.slot == 0 { node_id.to_string() } else { t.slot.to_string() }),
+        (".Node.ID", node_id.to_string()),
+        (".Node.Hostname", hostname.to_string()),
+    ];
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find("}}") else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let key = rest[open + 2..open + close].trim();
+        match values.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&rest[open..open + close + 2]),
+        }
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn nonempty<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// The container a task runs in.
+fn create_body(t: &Task, node_id: &str, hostname: &str) -> ContainerCreateBody {
+    let c = &t.spec.container;
+    let x = |s: &str| expand(s, t, node_id, hostname);
+    let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
+    labels.extend([
+        ("com.docker.swarm.node.id".to_string(), node_id.to_string()),
+        ("com.docker.swarm.service.id".to_string(), t.service_id.clone()),
+        ("com.docker.swarm.service.name".to_string(), t.service_name.clone()),
+        ("com.docker.swarm.task".to_string(), String::new()),
+        (TASK_ID.to_string(), t.id.clone()),
+        ("com.docker.swarm.task.name".to_string(), t.name()),
+    ]);
+    let mounts: Vec<Mount> = c
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(x(&m.target)),
+            source: (!m.source.is_empty()).then(|| x(&m.source)),
+            typ: Some(match m.kind.as_str() {
+                "bind" => MountTypeEnum::BIND,
+                "tmpfs" => MountTypeEnum::TMPFS,
+                _ => MountTypeEnum::VOLUME,
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    // The service's `IP NAME...` lines become the engine's `NAME:IP`.
+    let extra_hosts: Vec<String> = c
+        .hosts
+        .iter()
+        .flat_map(|l| {
+            let mut f = l.split_whitespace();
+            let ip = f.next().unwrap_or_default().to_string();
+            f.map(move |name| format!("{name}:{ip}")).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &t.spec.ports {
+        let host = (p.published_port != 0).then(|| p.published_port.to_string());
+        ports
+            .entry(format!("{}/{}", p.target_port, p.protocol))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding { host_ip: None, host_port: host });
+    }
+    let r = &t.spec.resources;
+    let host_config = HostConfig {
+        mounts: nonempty(mounts),
+        extra_hosts: nonempty(extra_hosts),
+        port_bindings: (!ports.is_empty()).then_some(ports),
+        readonly_rootfs: c.read_only.then_some(true),
+        nano_cpus: (r.limit_nano_cpus > 0).then_some(r.limit_nano_cpus),
+        memory: (r.limit_memory > 0).then_some(r.limit_memory),
+        pids_limit: (r.limit_pids > 0).then_some(r.limit_pids),
+        init: c.init,
+        sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),
+        cap_add: nonempty(c.cap_add.clone()),
+        cap_drop: nonempty(c.cap_drop.clone()),
+        group_add: nonempty(c.groups.clone()),
+        log_config: t.spec.log_driver.as_ref().map(|(name, opts)| HostConfigLogConfig {
+            typ: Some(name.clone()),
+            config: Some(opts.clone().into_iter().collect()),
+        }),
+        // The orchestrator restarts tasks, not the engine.
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        entrypoint: nonempty(c.command.clone()),
+        cmd: nonempty(c.args.clone()),
+        env: nonempty(c.env.iter().map(|e| x(e)).collect()),
+        working_dir: (!c.dir.is_empty()).then(|| c.dir.clone()),
+        user: (!c.user.is_empty()).then(|| c.user.clone()),
+        hostname: (!c.hostname.is_empty()).then(|| x(&c.hostname)),
+        tty: Some(c.tty),
+        open_stdin: Some(c.open_stdin),
+        labels: Some(labels),
+        stop_signal: (!c.stop_signal.is_empty()).then(|| c.stop_signal.clone()),
+        stop_timeout: c.stop_grace_period_ns.map(|ns| ns / 1_000_000_000),
+        healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(h.interval_ns),
+            timeout: Some(h.timeout_ns),
+            retries: Some(h.retries),
+            start_period: Some(h.start_period_ns),
+            ..Default::default()
+        }),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+impl EngineExecutor {
+    /// The container of task `id`, if this node holds one.
+    fn container_of(&self, id: &str) -> Option<String> {
+        self.engine
+            .containers
+            .all()
+            .into_iter()
+            .find(|c| c.with(|r| r.config.labels.as_ref().and_then(|l| l.get(TASK_ID)).is_some_and(|v| v == id)))
+            .map(|c| c.id.clone())
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        if self.engine.images.inspect(image).is_ok() {
+            return Ok(());
+        }
+        let r = skiff_engine::types::Reference::parse_normalized(image).map_err(|e| e.to_string())?;
+        let sink: skiff_engine::types::Sink = Arc::new(|_| {});
+        self.engine.images.pull(&r, None, None, sink).await.map(|_| ()).map_err(|e| e.message)
+    }
+
+    async fn prepare_task(&self, t: &Task) -> Result<(), String> {
+        if self.container_of(&t.id).is_some() {
+            return Ok(());
+        }
+        self.ensure_image(&t.spec.container.image).await?;
+        let hostname = self.engine.info().name.unwrap_or_default();
+        let body = create_body(t, &t.node_id, &hostname);
+        self.engine.containers.create(Some(t.name()), body).await.map(|_| ()).map_err(|e| e.message)
+    }
+
+    async fn start_task(&self, t: &Task) -> Result<Started, String> {
+        let id = self.container_of(&t.id).ok_or_else(|| format!("no container for task {}", t.id))?;
+        let running =
+            self.engine.containers.get(&id).is_ok_and(|c| c.status() == skiff_engine::container::Status::Running);
+        if !running {
+            self.engine.containers.start(&id).await.map_err(|e| e.message)?;
+        }
+        let pid =
+            self.engine.containers.inspect(&id, false).ok().and_then(|i| i.state).and_then(|s| s.pid).unwrap_or(0);
+        Ok(Started { container_id: id, pid })
+    }
+
+    async fn wait_task(&self, t: &Task) -> Result<i64, String> {
+        let id = self.container_of(&t.id).ok_or_else(|| format!("no container for task {}", t.id))?;
+        self.engine.containers.wait(&id, "not-running").await.map(|(code, _)| code).map_err(|e| e.message)
+    }
+
+    async fn shutdown_task(&self, t: &Task) -> Result<(), String> {
+        let Some(id) = self.container_of(&t.id) else { return Ok(()) };
+        let grace = t.spec.container.stop_grace_period_ns.map_or(10, |ns| ns / 1_000_000_000);
+        match self.engine.containers.stop(&id, Some(grace), None).await {
+            Err(e) if e.kind != Kind::NotFound && e.kind != Kind::NotModified => Err(e.message),
+            _ => Ok(()),
+        }
+    }
+
+    async fn remove_task(&self, task_id: &str) -> Result<(), String> {
+        let Some(id) = self.container_of(task_id) else { return Ok(()) };
+        match self.engine.containers.remove(&id, true, false).await {
+            Err(e) if e.kind != Kind::NotFound => Err(e.message),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Executor for EngineExecutor {
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.prepare_task(task))
+    }
+
+    fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Started, String>> {
+        Box::pin(self.start_task(task))
+    }
+
+    fn wait<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<i64, String>> {
+        Box::pin(self.wait_task(task))
+    }
+
+    fn shutdown<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.shutdown_task(task))
+    }
+
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.remove_task(task_id))
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, String>> {
+        let ids = self
+            .engine
+            .containers
+            .all()
+            .into_iter()
+            .filter_map(|c| c.with(|r| r.config.labels.as_ref().and_then(|l| l.get(TASK_ID)).cloned()))
+            .collect();
+        Box::pin(std::future::ready(Ok(ids)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_cluster::types::{TaskSpec, TaskState, TaskStatus};
+
+    fn task(slot: u64) -> Task {
+        let mut spec = TaskSpec::default();
+        spec.container.image = "busybox".into();
+        spec.container.hostname = "{{.Service.Name}}-{{ .Task.Slot }}".into();
+        spec.container.env = vec!["NODE={{.Node.Hostname}}".into(), "KEEP={{.Unknown}}".into(), "OPEN={{x".into()];
+        spec.container.hosts = vec!["10.0.0.1 db cache".into()];
+        Task {
+            id: "t1".into(),
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            service_id: "s1".into(),
+            service_name: "web".into(),
+            slot,
+            node_id: "n1".into(),
+            spec,
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: TaskStatus::default(),
+        }
+    }
+
+    #[test]
+    fn templates_expand_and_unknown_ones_stay() {
+        let b = create_body(&task(3), "n1", "host1");
+        assert_eq!(b.hostname.as_deref(), Some("web-3"));
+        assert_eq!(b.env.unwrap(), vec!["NODE=host1", "KEEP={{.Unknown}}", "OPEN={{x"]);
+        let hc = b.host_config.unwrap();
+        assert_eq!(hc.extra_hosts.unwrap(), vec!["db:10.0.0.1", "cache:10.0.0.1"]);
+        let labels = b.labels.unwrap();
+        assert_eq!(labels["com.docker.swarm.task.name"], "web.3.t1");
+        assert_eq!(create_body(&task(0), "n1", "h").hostname.as_deref(), Some("web-n1"), "global: the node");
+    }
+}

@@ -1,0 +1,162 @@
+//! Swarm services across hosts, driven by the docker CLI as a user would: replicas spread over
+//! the nodes, scaling, a killed worker's tasks rescheduled on the others (and its containers
+//! stopped, not duplicated, when it comes back), drain, a start-first rolling update and its
+//! rollback, global mode, removal leaving no container behind.
+
+use std::time::Duration;
+
+use skiff_e2e::rig::Rig;
+use skiff_e2e::{Daemon, eventually, require_root};
+
+const IMAGE: &str = "skiff-e2e-svc:1";
+const IMAGE2: &str = "skiff-e2e-svc:2";
+
+fn node_id(d: &Daemon) -> String {
+    d.docker(&["info", "--format", "{{.Swarm.NodeID}}"]).ok().trim().to_string()
+}
+
+/// `NODE STATE IMAGE` of each task of `service` the managers want running.
+fn running(d: &Daemon, service: &str) -> Vec<(String, String, String)> {
+    let ids = d.docker(&["service", "ps", "-q", "-f", "desired-state=running", service]).stdout;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let mut args =
+        vec!["inspect", "--type", "task", "--format", "{{.NodeID}} {{.Status.State}} {{.Spec.ContainerSpec.Image}}"];
+    args.extend(ids);
+    d.docker(&args)
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 3).then(|| (f[0].to_string(), f[1].to_string(), f[2].to_string()))
+        })
+        .collect()
+}
+
+/// Whether `service` has `n` tasks running, all on `allowed` nodes (any when empty) and of
+/// `image` (any when empty).
+fn converged(d: &Daemon, service: &str, n: usize, allowed: &[&str], image: &str) -> bool {
+    let r = running(d, service);
+    r.len() == n
+        && r.iter().all(|(node, state, img)| {
+            state == "running"
+                && (allowed.is_empty() || allowed.contains(&node.as_str()))
+                && (image.is_empty() || img.starts_with(image))
+        })
+}
+
+/// Running containers of `service` on the host of `d`.
+fn containers(d: &Daemon, service: &str) -> usize {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    d.docker(&["ps", "-q", "--filter", &filter]).stdout.split_whitespace().count()
+}
+
+fn wait(what: &str, d: &Daemon, f: impl FnMut() -> bool) {
+    assert!(
+        eventually(Duration::from_secs(40), f),
+        "{what}:\n{}\n{}",
+        d.docker(&["service", "ps", "--no-trunc", "web"]).stdout,
+        d.log()
+    );
+}
+
+#[test]
+fn services_spread_scale_survive_a_lost_node_and_roll_through_updates() {
+    require_root!();
+    let rig = Rig::new(3);
+    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    for x in d.iter_mut() {
+        x.import_busybox(IMAGE);
+        x.docker(&["tag", IMAGE, IMAGE2]).ok();
+    }
+    d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0], "--dispatcher-heartbeat", "1s"]).ok();
+    let worker = d[0].docker(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
+    let addr0 = format!("{}:2377", rig.addrs[0]);
+    for (x, addr) in d.iter().zip(&rig.addrs).skip(1) {
+        x.docker(&["swarm", "join", "--token", &worker, "--advertise-addr", addr, &addr0]).ok();
+    }
+    let ids: Vec<String> = d.iter().map(node_id).collect();
+    let ready = || d[0].docker(&["node", "ls"]).stdout.matches("Ready").count() == 3;
+    assert!(eventually(Duration::from_secs(20), ready));
+
+    // Created the way users do, waiting with the CLI's progress until the service converges.
+    let out = d[0].docker(&["service", "create", "--name", "web", "--replicas", "3", IMAGE, "sleep", "100000"]);
+    assert_eq!(out.code, 0, "{}\n{}\n{}", out.stdout, out.stderr, d[0].log());
+    assert!(out.stdout.contains("converged"), "{}", out.stdout);
+    let r = running(&d[0], "web");
+    let mut nodes: Vec<&str> = r.iter().map(|(n, _, _)| n.as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one replica per node: {r:?}");
+    assert!(d.iter().all(|x| containers(x, "web") == 1));
+    let ls = d[0].docker(&["service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}}"]).ok();
+    assert_eq!(ls.trim(), "web replicated 3/3");
+    let again = d[0].docker(&["service", "create", "--name", "web", IMAGE]);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let ingress = d[0].docker(&["service", "create", "-d", "-p", "8080:80", IMAGE]);
+    assert!(ingress.stderr.contains("mode=host"), "the routing mesh is refused with words: {}", ingress.stderr);
+
+    d[0].docker(&["service", "scale", "-d", "web=5"]).ok();
+    wait("scaled to 5", &d[0], || converged(&d[0], "web", 5, &[], ""));
+
+    // A worker's daemon killed: it is marked down and its tasks run elsewhere.
+    d[2].kill9();
+    let others = [ids[0].as_str(), ids[1].as_str()];
+    wait("rescheduled off the lost node", &d[0], || converged(&d[0], "web", 5, &others, ""));
+    // Back, it stops the containers of the tasks it lost; nothing runs twice.
+    d[2].start_again();
+    wait("the returning node's old tasks stopped", &d[0], || containers(&d[2], "web") == 0);
+    assert_eq!(running(&d[0], "web").len(), 5);
+
+    // Drained, a node's tasks move.
+    d[0].docker(&["node", "update", "--availability", "drain", &ids[1]]).ok();
+    let left = [ids[0].as_str(), ids[2].as_str()];
+    wait("drained", &d[0], || converged(&d[0], "web", 5, &left, "") && containers(&d[1], "web") == 0);
+    d[0].docker(&["node", "update", "--availability", "active", &ids[1]]).ok();
+
+    // A start-first rolling update to another image, then back with rollback.
+    d[0].docker(&[
+        "service",
+        "update",
+        "-d",
+        "--image",
+        IMAGE2,
+        "--update-order",
+        "start-first",
+        "--update-parallelism",
+        "2",
+        "web",
+    ])
+    .ok();
+    wait("updated", &d[0], || converged(&d[0], "web", 5, &[], IMAGE2));
+    let state = d[0].docker(&["service", "inspect", "--format", "{{.UpdateStatus.State}}", "web"]).ok();
+    assert!(
+        eventually(Duration::from_secs(10), || d[0]
+            .docker(&["service", "inspect", "--format", "{{.UpdateStatus.State}}", "web"])
+            .stdout
+            .trim()
+            == "completed"),
+        "{state}"
+    );
+    d[0].docker(&["service", "rollback", "-d", "web"]).ok();
+    wait("rolled back", &d[0], || converged(&d[0], "web", 5, &[], IMAGE));
+
+    // Global mode: one task per node that takes work.
+    d[0].docker(&["service", "create", "-d", "--mode", "global", "--name", "agent", IMAGE, "sleep", "100000"]).ok();
+    wait("global", &d[0], || converged(&d[0], "agent", 3, &[], ""));
+
+    // Removed: no container of either service is left on any host.
+    d[0].docker(&["service", "rm", "web", "agent"]).ok();
+    let gone = || {
+        d.iter().all(|x| {
+            let all = x.docker(&["ps", "-aq", "--filter", "label=com.docker.swarm.task"]).stdout;
+            all.trim().is_empty()
+        })
+    };
+    assert!(eventually(Duration::from_secs(40), gone), "containers are left");
+    assert!(d[0].docker(&["service", "ls", "-q"]).ok().trim().is_empty());
+    drop(d);
+    drop(rig);
+}

@@ -76,16 +76,16 @@ round() {
     done
     for _ in $(seq 500); do [ "$(dk 1 node ls --format '{{.Status}}' | grep -c Ready)" = "$HOSTS" ] && break; sleep 0.02; done
     local t0
-    t0=$(now); dk 1 service create -d -q --name web --replicas 10 bench-svc:1 sleep 1000000 >/dev/null
+    t0=$(now); dk 1 service create -d -q --name web --replicas 10 bench-svc:1 sleep 1000000 >/dev/null 2>&1
     R[create]+="$(until_secs "$t0" replicas web 10/10) "
     t0=$(now); dk 1 service scale -d web=30 >/dev/null
     R[scale]+="$(until_secs "$t0" replicas web 30/30) "
     local lost; lost=$(dk 4 info -f '{{.Swarm.NodeID}}')
     t0=$(now); "$RIG" kill "$W/rig" 4
     R[lost]+="$(until_secs "$t0" moved web 30 "$lost") "
-    dk 1 service create -d -q --name upd --replicas 10 bench-svc:1 sleep 1000000 >/dev/null
+    dk 1 service create -d -q --name upd --replicas 10 bench-svc:1 sleep 1000000 >/dev/null 2>&1
     until_secs "$(now)" replicas upd 10/10 >/dev/null
-    t0=$(now); dk 1 service update -d -q --image bench-svc:2 upd >/dev/null
+    t0=$(now); dk 1 service update -d -q --image bench-svc:2 upd >/dev/null 2>&1
     R[update]+="$(until_secs "$t0" updated upd 10 bench-svc:2) "
     "$RIG" down "$W/rig"
 }

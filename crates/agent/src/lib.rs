@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod worker;
 
-pub use worker::{BoxFuture, Executor, Started};
+pub use worker::{Blobs, BoxFuture, Executor, Started};
 
 /// What the agent knows of the cluster, as of its last heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use skiff_cluster::rpc::{AssignmentsRequest, AssignmentsResponse, RPC_VERSION};
 use skiff_cluster::transport::Dialer;
-use skiff_cluster::types::{Task, TaskState, TaskStatus};
+use skiff_cluster::types::{BlobKind, Task, TaskState, TaskStatus};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -32,16 +32,22 @@ pub struct Started {
     pub pid: i64,
 }
 
+/// The secrets and configs the node's tasks use, by kind and ID, as the managers last sent them
+/// (in memory only).
+pub type Blobs = HashMap<(BlobKind, String), Vec<u8>>;
+
 /// Runs tasks' containers on this node: skiffd implements it over its engine; tests with a stub.
 pub trait Executor: Send + Sync + 'static {
-    /// Makes the task ready to start: its image present, its container made. A container made
-    /// before (the daemon restarted) is kept.
-    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), String>>;
+    /// Makes the task ready to start: its image present, its secrets and configs in place (from
+    /// `blobs`, never on disk), its container made. A container made before (the daemon
+    /// restarted) is kept.
+    fn prepare<'a>(&'a self, task: &'a Task, blobs: &'a Blobs) -> BoxFuture<'a, Result<(), String>>;
     /// Starts it (one already running is left running).
     fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Started, String>>;
     /// Waits for it to stop; its exit code.
     fn wait<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<i64, String>>;
-    /// Stops it within its grace period (one not running, or never made, is fine).
+    /// Stops it within its grace period (one not running, or never made, is fine), and takes
+    /// its secrets and configs away.
     fn shutdown<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), String>>;
     /// Removes the container of the task with this ID, if there is one.
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), String>>;
@@ -112,7 +118,8 @@ pub(crate) async fn run(
             Ok(resp) => {
                 pending.clear();
                 known = resp.fingerprint;
-                reconcile(&exec, &mut controllers, resp.tasks.clone(), &tx);
+                let blobs: Arc<Blobs> = Arc::new(resp.blobs.into_iter().map(|d| ((d.kind, d.id), d.data)).collect());
+                reconcile(&exec, &mut controllers, resp.tasks.clone(), &blobs, &tx);
                 if !cleaned {
                     cleaned = true;
                     let assigned: HashSet<String> = resp.tasks.iter().map(|t| t.id.clone()).collect();
@@ -147,7 +154,13 @@ async fn remove_strays(exec: &dyn Executor, assigned: &HashSet<String>) {
 }
 
 /// Brings the controllers in line with the node's assignments.
-fn reconcile(exec: &Arc<dyn Executor>, controllers: &mut HashMap<String, Controller>, tasks: Vec<Task>, tx: &Reports) {
+fn reconcile(
+    exec: &Arc<dyn Executor>,
+    controllers: &mut HashMap<String, Controller>,
+    tasks: Vec<Task>,
+    blobs: &Arc<Blobs>,
+    tx: &Reports,
+) {
     let assigned: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
     let gone: Vec<String> = controllers.keys().filter(|id| !assigned.contains(*id)).cloned().collect();
     for id in gone {
@@ -171,7 +184,7 @@ fn reconcile(exec: &Arc<dyn Executor>, controllers: &mut HashMap<String, Control
         }
         let (desired, rx) = watch::channel(t.desired_state);
         let id = t.id.clone();
-        let task = tokio::spawn(control(exec.clone(), t, rx, tx.clone()));
+        let task = tokio::spawn(control(exec.clone(), t, blobs.clone(), rx, tx.clone()));
         controllers.insert(id, Controller { desired, task });
     }
 }
@@ -197,57 +210,71 @@ async fn stop_wanted(desired: &mut watch::Receiver<TaskState>) {
 }
 
 /// One task's life on this node.
-async fn control(exec: Arc<dyn Executor>, task: Task, mut desired: watch::Receiver<TaskState>, tx: Reports) {
-    let stopped = |tx: &Reports, task: &Task| report(tx, task, TaskState::Shutdown, "shutdown", |_| {});
-    if *desired.borrow() > TaskState::Running {
-        if !task.status.state.ended() {
-            if let Err(e) = exec.shutdown(&task).await {
-                tracing::warn!(task = %task.id, "stopping: {e}");
-            }
-            stopped(&tx, &task);
-        }
-        return;
-    }
+async fn control(
+    exec: Arc<dyn Executor>,
+    task: Task,
+    blobs: Arc<Blobs>,
+    mut desired: watch::Receiver<TaskState>,
+    tx: Reports,
+) {
     if task.status.state.ended() {
+        // Ended before this worker saw it (the managers know how): nothing to run or report.
         return;
     }
-    report(&tx, &task, TaskState::Accepted, "accepted", |_| {});
-    report(&tx, &task, TaskState::Preparing, "preparing", |_| {});
+    if *desired.borrow() <= TaskState::Running {
+        run_task(&*exec, &task, &blobs, &mut desired, &tx).await;
+    } else {
+        report(&tx, &task, TaskState::Shutdown, "shutdown", |_| {});
+    }
+    // However it ended: stopped, and its secrets and configs gone (stopping again is harmless).
+    if let Err(e) = exec.shutdown(&task).await {
+        tracing::warn!(task = %task.id, "stopping: {e}");
+    }
+}
+
+/// Prepares, starts and waits for a task until it ends or the managers want it stopped.
+async fn run_task(
+    exec: &dyn Executor,
+    task: &Task,
+    blobs: &Blobs,
+    desired: &mut watch::Receiver<TaskState>,
+    tx: &Reports,
+) {
+    report(tx, task, TaskState::Accepted, "accepted", |_| {});
+    report(tx, task, TaskState::Preparing, "preparing", |_| {});
     tokio::select! {
-        r = exec.prepare(&task) => if let Err(e) = r {
-            report(&tx, &task, TaskState::Rejected, "preparing", |s| s.err = e);
+        r = exec.prepare(task, blobs) => if let Err(e) = r {
+            report(tx, task, TaskState::Rejected, "preparing", |s| s.err = e);
             return;
         },
-        () = stop_wanted(&mut desired) => {
-            stopped(&tx, &task);
+        () = stop_wanted(desired) => {
+            report(tx, task, TaskState::Shutdown, "shutdown", |_| {});
             return;
         }
     }
-    report(&tx, &task, TaskState::Starting, "starting", |_| {});
-    let started = match exec.start(&task).await {
+    report(tx, task, TaskState::Starting, "starting", |_| {});
+    let started = match exec.start(task).await {
         Ok(s) => s,
         Err(e) => {
-            report(&tx, &task, TaskState::Failed, "starting", |s| s.err = e);
+            report(tx, task, TaskState::Failed, "starting", |s| s.err = e);
             return;
         }
     };
-    report(&tx, &task, TaskState::Running, "started", |s| {
-        (s.container_id, s.pid) = (started.container_id.clone(), started.pid);
-    });
+    let id = started.container_id.clone();
+    report(tx, task, TaskState::Running, "started", |s| (s.container_id, s.pid) = (id.clone(), started.pid));
     tokio::select! {
-        code = exec.wait(&task) => match code {
-            Ok(0) => report(&tx, &task, TaskState::Complete, "finished", |s| s.container_id = started.container_id.clone()),
-            Ok(c) => report(&tx, &task, TaskState::Failed, "started", |s| {
-                (s.err, s.exit_code, s.container_id) = (format!("task: non-zero exit ({c})"), c, started.container_id.clone());
+        code = exec.wait(task) => match code {
+            Ok(0) => report(tx, task, TaskState::Complete, "finished", |s| s.container_id = id),
+            Ok(c) => report(tx, task, TaskState::Failed, "started", |s| {
+                (s.err, s.exit_code, s.container_id) = (format!("task: non-zero exit ({c})"), c, id);
             }),
-            Err(e) => report(&tx, &task, TaskState::Failed, "started", |s| s.err = e),
+            Err(e) => report(tx, task, TaskState::Failed, "started", |s| s.err = e),
         },
-        () = stop_wanted(&mut desired) => {
-            if let Err(e) = exec.shutdown(&task).await {
+        () = stop_wanted(desired) => {
+            if let Err(e) = exec.shutdown(task).await {
                 tracing::warn!(task = %task.id, "stopping: {e}");
             }
-            report(&tx, &task, TaskState::Shutdown, "shutdown", |s| s.container_id = started.container_id.clone());
+            report(tx, task, TaskState::Shutdown, "shutdown", |s| s.container_id = id);
         }
     }
-    // Stopped by the managers after it ended on its own: nothing more to do.
 }

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Applied, Command, NodeDescription, StoredRole, Task, TaskStatus};
+use crate::types::{Applied, Command, Delivered, NodeDescription, StoredRole, Task, TaskStatus};
 
 /// The protocol version a node speaks; a peer with a newer major version is refused.
 pub const RPC_VERSION: u32 = 1;
@@ -140,6 +140,9 @@ pub struct AssignmentsResponse {
     /// Every task on the node the managers still keep, with its desired state; a task not
     /// listed is to be removed.
     pub tasks: Vec<Task>,
+    /// The secrets and configs the node's tasks that may still run use (and no others).
+    #[serde(default)]
+    pub blobs: Vec<Delivered>,
     pub fingerprint: u64,
     /// Set by a manager that is not the leader: where to ask.
     #[serde(default)]

@@ -6,6 +6,7 @@
 //! assignment (`services`) —, the server other nodes call (`server`) and the writes and reads
 //! the control operations make ([`Manager`]).
 
+mod blobs;
 mod control;
 mod dispatcher;
 mod error;

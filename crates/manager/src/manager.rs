@@ -212,6 +212,7 @@ impl Manager {
         match applied.error {
             None => Ok(()),
             Some(e) if e.contains("not found") => Err(ManagerError::new(Kind::NotFound, e)),
+            Some(e) if e.contains("code = InvalidArgument") => Err(ManagerError::new(Kind::Invalid, e)),
             Some(e) => Err(ManagerError::new(Kind::Conflict, e)),
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use skiff_cluster::identity::{NodeIdentity, new_id};
 use skiff_cluster::rpc::{AssignmentsRequest, AssignmentsResponse};
-use skiff_cluster::types::{Command, Service, ServiceMode, ServiceSpec, Task};
+use skiff_cluster::types::{Command, Service, ServiceMode, ServiceSpec, Task, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Kind, ManagerError, Result};
@@ -60,6 +60,7 @@ impl Manager {
     /// `docker service create`: the new service's ID.
     pub async fn create_service(&self, spec: ServiceSpec) -> Result<String> {
         validate(&spec)?;
+        crate::blobs::check_refs(&self.read().await?, &spec)?;
         let id = new_id();
         let service = Service {
             id: id.clone(),
@@ -77,6 +78,7 @@ impl Manager {
     /// `docker service update` (and `scale`, `rollback`): `version` is what the client read.
     pub async fn update_service(&self, key: &str, version: u64, spec: ServiceSpec) -> Result<()> {
         validate(&spec)?;
+        crate::blobs::check_refs(&self.read().await?, &spec)?;
         let current = self.service(key).await?;
         if matches!(current.spec.mode, ServiceMode::Global) != matches!(spec.mode, ServiceMode::Global) {
             return Err(invalid("service mode change is not allowed"));
@@ -198,7 +200,12 @@ pub(crate) async fn assignments(
     req: AssignmentsRequest,
 ) -> Result<AssignmentsResponse> {
     if !m.is_leader() {
-        return Ok(AssignmentsResponse { tasks: Vec::new(), fingerprint: 0, leader: m.leader_addr() });
+        return Ok(AssignmentsResponse {
+            tasks: Vec::new(),
+            blobs: Vec::new(),
+            fingerprint: 0,
+            leader: m.leader_addr(),
+        });
     }
     if !req.reports.is_empty() {
         m.write(Command::ReportTasks { node_id: peer.node_id.clone(), reports: req.reports }).await?;
@@ -206,21 +213,22 @@ pub(crate) async fn assignments(
     let deadline = Instant::now() + LONG_POLL;
     loop {
         let applied = m.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        let tasks: Vec<Task> =
+        let (tasks, blobs) =
             m.sm.with(|s| {
-                s.tasks
+                let tasks: Vec<Task> = s
+                    .tasks
                     .values()
-                    .filter(|t| {
-                        t.node_id == peer.node_id && t.status.state >= skiff_cluster::types::TaskState::Assigned
-                    })
+                    .filter(|t| t.node_id == peer.node_id && t.status.state >= TaskState::Assigned)
                     .cloned()
-                    .collect()
+                    .collect();
+                let blobs = crate::blobs::delivered(s, &tasks);
+                (tasks, blobs)
             })
             .await;
         let fp = fingerprint(&tasks);
         let left = deadline.saturating_duration_since(Instant::now());
         if fp != req.known || left.is_zero() || !m.is_leader() {
-            return Ok(AssignmentsResponse { tasks, fingerprint: fp, leader: None });
+            return Ok(AssignmentsResponse { tasks, blobs, fingerprint: fp, leader: None });
         }
         let _ = m.raft.wait(Some(left)).applied_index_at_least(Some(applied + 1), "a change for the node").await;
     }

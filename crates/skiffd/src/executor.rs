@@ -1,7 +1,9 @@
 //! The swarm agent's executor over this daemon's engine: a task becomes a container named
 //! `SERVICE.SLOT.TASK` with Docker's `com.docker.swarm.*` labels, made from the task's spec
 //! (templates in its hostname, environment and mounts expanded), its image pulled when the
-//! node lacks it.
+//! node lacks it. Its secrets and configs are files on a tmpfs of its own under the exec root
+//! (`swarm-files/TASK`, memory only), bind-mounted read-only at their targets, and unmounted
+//! when the task stops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,8 +12,8 @@ use bollard_stubs::models::{
     ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
     RestartPolicy, RestartPolicyNameEnum,
 };
-use skiff_agent::{BoxFuture, Executor, Started};
-use skiff_cluster::types::Task;
+use skiff_agent::{Blobs, BoxFuture, Executor, Started};
+use skiff_cluster::types::{BlobKind, Task};
 use skiff_engine::{Engine, Kind};
 
 const TASK_ID: &str = "com.docker.swarm.task.id";
@@ -58,8 +60,8 @@ fn nonempty<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-/// The container a task runs in.
-fn create_body(t: &Task, node_id: &str, hostname: &str) -> ContainerCreateBody {
+/// The container a task runs in; `files` are its secrets' and configs' bind mounts.
+fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>) -> ContainerCreateBody {
     let c = &t.spec.container;
     let x = |s: &str| expand(s, t, node_id, hostname);
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
@@ -85,6 +87,7 @@ fn create_body(t: &Task, node_id: &str, hostname: &str) -> ContainerCreateBody {
             read_only: Some(m.read_only),
             ..Default::default()
         })
+        .chain(files)
         .collect();
     // The service's `IP NAME...` lines become the engine's `NAME:IP`.
     let extra_hosts: Vec<String> = c
@@ -173,13 +176,79 @@ impl EngineExecutor {
         self.engine.images.pull(&r, None, None, sink).await.map(|_| ()).map_err(|e| e.message)
     }
 
-    async fn prepare_task(&self, t: &Task) -> Result<(), String> {
+    fn files_dir(&self, task_id: &str) -> std::path::PathBuf {
+        self.engine.config.exec_root.join("swarm-files").join(task_id)
+    }
+
+    /// Writes the task's secrets and configs to a tmpfs of its own (mounted if it is not);
+    /// the bind mounts that put them at their targets.
+    fn materialize(&self, t: &Task, blobs: &Blobs) -> Result<Vec<Mount>, String> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let c = &t.spec.container;
+        if c.secrets.is_empty() && c.configs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.files_dir(&t.id);
+        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what} {}: {e}", dir.display());
+        if !is_mount_point(&dir) {
+            std::fs::create_dir_all(&dir).map_err(|e| fail("creating", &e))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| fail("securing", &e))?;
+            let size: usize = blobs.values().map(Vec::len).sum::<usize>() * 2 + (1 << 20);
+            let flags = rustix::mount::MountFlags::NOSUID
+                | rustix::mount::MountFlags::NODEV
+                | rustix::mount::MountFlags::NOEXEC;
+            let opts = std::ffi::CString::new(format!("mode=0755,size={size}")).map_err(|e| fail("mounting", &e))?;
+            rustix::mount::mount("tmpfs", &dir, "tmpfs", flags, Some(opts.as_c_str()))
+                .map_err(|e| fail("mounting a tmpfs on", &e))?;
+        }
+        let mut mounts = Vec::new();
+        for (kind, refs) in [(BlobKind::Secret, &c.secrets), (BlobKind::Config, &c.configs)] {
+            for (i, r) in refs.iter().enumerate() {
+                let data = blobs
+                    .get(&(kind, r.id.clone()))
+                    .ok_or_else(|| format!("{} {} was not sent to this node", kind.as_str(), r.name))?;
+                let file = dir.join(format!("{}-{i}", kind.as_str()));
+                let _ = std::fs::remove_file(&file);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(r.mode & 0o7777)
+                    .open(&file)
+                    .map_err(|e| fail("writing in", &e))?;
+                f.write_all(data).map_err(|e| fail("writing in", &e))?;
+                f.set_permissions(std::fs::Permissions::from_mode(r.mode & 0o7777))
+                    .map_err(|e| fail("writing in", &e))?;
+                std::os::unix::fs::fchown(&f, Some(r.uid), Some(r.gid)).map_err(|e| fail("writing in", &e))?;
+                mounts.push(Mount {
+                    typ: Some(MountTypeEnum::BIND),
+                    source: Some(file.to_string_lossy().into_owned()),
+                    target: Some(r.path(kind)),
+                    read_only: Some(true),
+                    ..Default::default()
+                });
+            }
+        }
+        Ok(mounts)
+    }
+
+    /// Unmounts the task's secrets and configs.
+    fn release(&self, task_id: &str) {
+        let dir = self.files_dir(task_id);
+        if is_mount_point(&dir) {
+            let _ = rustix::mount::unmount(&dir, rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    async fn prepare_task(&self, t: &Task, blobs: &Blobs) -> Result<(), String> {
+        let files = self.materialize(t, blobs)?;
         if self.container_of(&t.id).is_some() {
             return Ok(());
         }
         self.ensure_image(&t.spec.container.image).await?;
         let hostname = self.engine.info().name.unwrap_or_default();
-        let body = create_body(t, &t.node_id, &hostname);
+        let body = create_body(t, &t.node_id, &hostname, files);
         self.engine.containers.create(Some(t.name()), body).await.map(|_| ()).map_err(|e| e.message)
     }
 
@@ -201,26 +270,36 @@ impl EngineExecutor {
     }
 
     async fn shutdown_task(&self, t: &Task) -> Result<(), String> {
-        let Some(id) = self.container_of(&t.id) else { return Ok(()) };
-        let grace = t.spec.container.stop_grace_period_ns.map_or(10, |ns| ns / 1_000_000_000);
-        match self.engine.containers.stop(&id, Some(grace), None).await {
-            Err(e) if e.kind != Kind::NotFound && e.kind != Kind::NotModified => Err(e.message),
-            _ => Ok(()),
-        }
+        let stopped = match self.container_of(&t.id) {
+            None => Ok(()),
+            Some(id) => {
+                let grace = t.spec.container.stop_grace_period_ns.map_or(10, |ns| ns / 1_000_000_000);
+                match self.engine.containers.stop(&id, Some(grace), None).await {
+                    Err(e) if e.kind != Kind::NotFound && e.kind != Kind::NotModified => Err(e.message),
+                    _ => Ok(()),
+                }
+            }
+        };
+        self.release(&t.id);
+        stopped
     }
 
     async fn remove_task(&self, task_id: &str) -> Result<(), String> {
-        let Some(id) = self.container_of(task_id) else { return Ok(()) };
-        match self.engine.containers.remove(&id, true, false).await {
-            Err(e) if e.kind != Kind::NotFound => Err(e.message),
-            _ => Ok(()),
-        }
+        let removed = match self.container_of(task_id) {
+            None => Ok(()),
+            Some(id) => match self.engine.containers.remove(&id, true, false).await {
+                Err(e) if e.kind != Kind::NotFound => Err(e.message),
+                _ => Ok(()),
+            },
+        };
+        self.release(task_id);
+        removed
     }
 }
 
 impl Executor for EngineExecutor {
-    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.prepare_task(task))
+    fn prepare<'a>(&'a self, task: &'a Task, blobs: &'a Blobs) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.prepare_task(task, blobs))
     }
 
     fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Started, String>> {
@@ -249,6 +328,15 @@ impl Executor for EngineExecutor {
             .collect();
         Box::pin(std::future::ready(Ok(ids)))
     }
+}
+
+/// Whether `dir` is a mount point (its device differs from its parent's).
+fn is_mount_point(dir: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(me), Some(Ok(parent))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata)) else {
+        return false;
+    };
+    me.dev() != parent.dev()
 }
 
 #[cfg(test)]
@@ -280,13 +368,17 @@ mod tests {
 
     #[test]
     fn templates_expand_and_unknown_ones_stay() {
-        let b = create_body(&task(3), "n1", "host1");
+        let b = create_body(&task(3), "n1", "host1", Vec::new());
         assert_eq!(b.hostname.as_deref(), Some("web-3"));
         assert_eq!(b.env.unwrap(), vec!["NODE=host1", "KEEP={{.Unknown}}", "OPEN={{x"]);
         let hc = b.host_config.unwrap();
         assert_eq!(hc.extra_hosts.unwrap(), vec!["db:10.0.0.1", "cache:10.0.0.1"]);
         let labels = b.labels.unwrap();
         assert_eq!(labels["com.docker.swarm.task.name"], "web.3.t1");
-        assert_eq!(create_body(&task(0), "n1", "h").hostname.as_deref(), Some("web-n1"), "global: the node");
+        assert_eq!(
+            create_body(&task(0), "n1", "h", Vec::new()).hostname.as_deref(),
+            Some("web-n1"),
+            "global: the node"
+        );
     }
 }

@@ -11,8 +11,9 @@ use bollard_stubs::models::{
     ResourceObject, Service, ServiceEndpoint, ServiceServiceStatus, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, ServiceUpdateStatus,
-    ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    ServiceUpdateStatusStateEnum, Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecConfigs,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum, TaskState, TaskStatus,
 };
 use skiff_cluster::types::{self as ct};
@@ -22,7 +23,7 @@ fn time(nanos: i64) -> String {
     skiff_common::timefmt::format_unix(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
 }
 
-fn unsupported(what: &str) -> EngineError {
+fn unsupported(what: impl std::fmt::Display) -> EngineError {
     EngineError::invalid(format!("rpc error: code = InvalidArgument desc = {what}"))
 }
 
@@ -73,10 +74,85 @@ fn update_as_rollback(u: ServiceSpecUpdateConfig) -> Option<ServiceSpecRollbackC
     serde_json::to_value(u).ok().and_then(|v| serde_json::from_value(v).ok())
 }
 
-fn container_from_api(c: TaskSpecContainerSpec) -> Result<ct::ContainerSpec> {
-    if c.secrets.as_ref().is_some_and(|s| !s.is_empty()) || c.configs.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(unsupported("secrets and configs are not supported by skiff's swarm mode yet"));
-    }
+/// A secret's or config's file as the API gives it: (target, uid, gid, mode).
+type ApiFile = (Option<String>, Option<String>, Option<String>, Option<u32>);
+
+fn file_ref(kind: &str, id: Option<String>, name: Option<String>, f: ApiFile) -> Result<ct::FileRef> {
+    let id = id.filter(|i| !i.is_empty()).ok_or_else(|| unsupported(format!("{kind} reference without an ID")))?;
+    let name = name.unwrap_or_default();
+    let num = |v: Option<String>, what: &str| -> Result<u32> {
+        match v.filter(|v| !v.is_empty()) {
+            None => Ok(0),
+            Some(v) => v.parse().map_err(|_| unsupported(format!("{kind} {name}: {what} {v:?} is not a number"))),
+        }
+    };
+    Ok(ct::FileRef {
+        target: f.0.filter(|t| !t.is_empty()).unwrap_or_else(|| name.clone()),
+        uid: num(f.1, "uid")?,
+        gid: num(f.2, "gid")?,
+        mode: f.3.unwrap_or(0o444),
+        id,
+        name,
+    })
+}
+
+fn refs_from_api(c: &mut TaskSpecContainerSpec) -> Result<(Vec<ct::FileRef>, Vec<ct::FileRef>)> {
+    let secrets = c
+        .secrets
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let f = s.file.map(|f| (f.name, f.uid, f.gid, f.mode)).unwrap_or_default();
+            file_ref("secret", s.secret_id, s.secret_name, f)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let configs = c
+        .configs
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            if s.runtime.is_some() {
+                return Err(unsupported("runtime configs (credential specs) are not supported"));
+            }
+            let f = s.file.map(|f| (f.name, f.uid, f.gid, f.mode)).unwrap_or_default();
+            file_ref("config", s.config_id, s.config_name, f)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((secrets, configs))
+}
+
+fn refs_to_api(
+    c: &ct::ContainerSpec,
+) -> (Option<Vec<TaskSpecContainerSpecSecrets>>, Option<Vec<TaskSpecContainerSpecConfigs>>) {
+    let s = c.secrets.iter().map(|r| TaskSpecContainerSpecSecrets {
+        file: Some(TaskSpecContainerSpecFile {
+            name: Some(r.target.clone()),
+            uid: Some(r.uid.to_string()),
+            gid: Some(r.gid.to_string()),
+            mode: Some(r.mode),
+        }),
+        secret_id: Some(r.id.clone()),
+        secret_name: Some(r.name.clone()),
+    });
+    let k = c.configs.iter().map(|r| TaskSpecContainerSpecConfigs {
+        file: Some(TaskSpecContainerSpecFile1 {
+            name: Some(r.target.clone()),
+            uid: Some(r.uid.to_string()),
+            gid: Some(r.gid.to_string()),
+            mode: Some(r.mode),
+        }),
+        runtime: None,
+        config_id: Some(r.id.clone()),
+        config_name: Some(r.name.clone()),
+    });
+    let (s, k): (Vec<_>, Vec<_>) = (s.collect(), k.collect());
+    ((!s.is_empty()).then_some(s), (!k.is_empty()).then_some(k))
+}
+
+fn container_from_api(mut c: TaskSpecContainerSpec) -> Result<ct::ContainerSpec> {
+    let (secrets, configs) = refs_from_api(&mut c)?;
     let mounts = c
         .mounts
         .unwrap_or_default()
@@ -86,7 +162,7 @@ fn container_from_api(c: TaskSpecContainerSpec) -> Result<ct::ContainerSpec> {
                 Some(MountTypeEnum::BIND) => "bind",
                 Some(MountTypeEnum::TMPFS) => "tmpfs",
                 Some(MountTypeEnum::VOLUME | MountTypeEnum::EMPTY) | None => "volume",
-                Some(other) => return Err(unsupported(&format!("mount type {other} is not supported"))),
+                Some(other) => return Err(unsupported(format!("mount type {other} is not supported"))),
             };
             let target = m.target.filter(|t| !t.is_empty()).ok_or_else(|| unsupported("mount: target is required"))?;
             Ok(ct::MountSpec {
@@ -125,10 +201,13 @@ fn container_from_api(c: TaskSpecContainerSpec) -> Result<ct::ContainerSpec> {
         sysctls: c.sysctls.unwrap_or_default().into_iter().collect(),
         cap_add: c.capability_add.unwrap_or_default(),
         cap_drop: c.capability_drop.unwrap_or_default(),
+        secrets,
+        configs,
     })
 }
 
 fn container_to_api(c: &ct::ContainerSpec) -> TaskSpecContainerSpec {
+    let (secrets, configs) = refs_to_api(c);
     let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     let some_str = |s: &String| (!s.is_empty()).then(|| s.clone());
     TaskSpecContainerSpec {
@@ -175,6 +254,8 @@ fn container_to_api(c: &ct::ContainerSpec) -> TaskSpecContainerSpec {
         sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),
         capability_add: some_vec(&c.cap_add),
         capability_drop: some_vec(&c.cap_drop),
+        secrets,
+        configs,
         ..Default::default()
     }
 }
@@ -521,6 +602,70 @@ pub fn task_matches(t: &ct::Task, state: &ct::ClusterState, f: &HashMap<String, 
     Ok(true)
 }
 
+pub fn blob_kind(k: skiff_api::backend::BlobKind) -> ct::BlobKind {
+    match k {
+        skiff_api::backend::BlobKind::Secret => ct::BlobKind::Secret,
+        skiff_api::backend::BlobKind::Config => ct::BlobKind::Config,
+    }
+}
+
+/// A secret or config as the API shows it: a secret's data never, a config's in base64.
+pub fn blob_to_api(kind: ct::BlobKind, b: &ct::Blob) -> bollard_stubs::models::Secret {
+    use base64::Engine as _;
+    bollard_stubs::models::Secret {
+        id: Some(b.id.clone()),
+        version: Some(ObjectVersion { index: Some(b.version) }),
+        created_at: Some(time(b.created_at)),
+        updated_at: Some(time(b.updated_at)),
+        spec: Some(bollard_stubs::models::SecretSpec {
+            name: Some(b.name.clone()),
+            labels: Some(b.labels.clone().into_iter().collect()),
+            data: (kind == ct::BlobKind::Config).then(|| base64::engine::general_purpose::STANDARD.encode(&b.data)),
+            driver: None,
+            templating: None,
+        }),
+    }
+}
+
+/// A secret's or config's name, labels and data (decoded; none when the request has none).
+pub type BlobSpec = (String, BTreeMap<String, String>, Option<Vec<u8>>);
+
+/// A create or update request's name, labels and data.
+pub fn blob_spec(spec: bollard_stubs::models::SecretSpec) -> Result<BlobSpec> {
+    use base64::Engine as _;
+    if spec.driver.as_ref().is_some_and(|d| !d.name.is_empty()) {
+        return Err(unsupported("secret drivers are not supported: the data goes in the request"));
+    }
+    if spec.templating.as_ref().is_some_and(|d| !d.name.is_empty()) {
+        return Err(unsupported("templated secrets and configs are not supported"));
+    }
+    let data = match spec.data {
+        None => None,
+        Some(d) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(d.as_bytes())
+                .map_err(|e| EngineError::invalid(format!("invalid data: not base64: {e}")))?,
+        ),
+    };
+    Ok((spec.name.unwrap_or_default(), spec.labels.unwrap_or_default().into_iter().collect(), data))
+}
+
+/// `docker secret ls -f` / `config ls -f`: `id`, `name` (prefixes), `label`.
+pub fn blob_matches(b: &ct::Blob, f: &HashMap<String, Vec<String>>) -> Result<bool> {
+    for (key, wanted) in f.iter().filter(|(_, w)| !w.is_empty()) {
+        let ok = match key.as_str() {
+            "id" => wanted.iter().any(|w| b.id.starts_with(w.as_str())),
+            "name" | "names" => wanted.iter().any(|w| b.name.starts_with(w.as_str())),
+            "label" => label_matches(&b.labels, wanted),
+            other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,7 +702,8 @@ mod tests {
         let refused = [
             serde_json::json!({"EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]}}),
             serde_json::json!({"Networks": [{"Target": "overlay1"}]}),
-            serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretID": "x"}]}}}),
+            serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretName": "x"}]}}}),
+            serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretID": "x", "File": {"UID": "root"}}]}}}),
             serde_json::json!({"Mode": {"ReplicatedJob": {}}}),
             serde_json::json!({"EndpointSpec": {"Ports": [{"TargetPort": 70000, "PublishMode": "host"}]}}),
         ];

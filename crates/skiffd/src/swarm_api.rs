@@ -11,7 +11,7 @@ use bollard_stubs::models::{
     SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration, SwarmSpecRaft, SwarmSpecTaskDefaults,
     TlsInfo,
 };
-use skiff_api::backend::{SwarmBackend, TokenRotation};
+use skiff_api::backend::{BlobKind, SwarmBackend, TokenRotation};
 use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
 use skiff_engine::{EngineError, Kind, Result};
 use skiff_swarm::{InitOptions, JoinOptions, LocalState, ManagerError};
@@ -509,5 +509,48 @@ impl SwarmBackend for SwarmApi {
     async fn task(&self, id: &str) -> Result<bollard_stubs::models::Task> {
         let m = self.swarm.manager().await.map_err(err)?;
         Ok(services_api::task_to_api(&m.task(id).await.map_err(err)?))
+    }
+
+    async fn blobs(&self, kind: BlobKind, filters: Option<&str>) -> Result<Vec<bollard_stubs::models::Secret>> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let f = services_api::parse_filters(filters)?;
+        let state = m.read().await.map_err(err)?;
+        let kind = services_api::blob_kind(kind);
+        let mut out = Vec::new();
+        for b in state.blobs(kind).values() {
+            if services_api::blob_matches(b, &f)? {
+                out.push(services_api::blob_to_api(kind, b));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blob(&self, kind: BlobKind, id: &str) -> Result<bollard_stubs::models::Secret> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let kind = services_api::blob_kind(kind);
+        Ok(services_api::blob_to_api(kind, &m.blob(kind, id).await.map_err(err)?))
+    }
+
+    async fn create_blob(&self, kind: BlobKind, spec: bollard_stubs::models::SecretSpec) -> Result<String> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let (name, labels, data) = services_api::blob_spec(spec)?;
+        m.create_blob(services_api::blob_kind(kind), &name, labels, data.unwrap_or_default()).await.map_err(err)
+    }
+
+    async fn update_blob(
+        &self,
+        kind: BlobKind,
+        id: &str,
+        version: u64,
+        spec: bollard_stubs::models::SecretSpec,
+    ) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let (name, labels, data) = services_api::blob_spec(spec)?;
+        m.update_blob(services_api::blob_kind(kind), id, version, &name, labels, data.as_deref()).await.map_err(err)
+    }
+
+    async fn remove_blob(&self, kind: BlobKind, id: &str) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        m.remove_blob(services_api::blob_kind(kind), id).await.map_err(err)
     }
 }

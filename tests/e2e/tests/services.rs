@@ -160,3 +160,100 @@ fn services_spread_scale_survive_a_lost_node_and_roll_through_updates() {
     drop(d);
     drop(rig);
 }
+
+/// Files under `dir` holding `needle` (contents, not names).
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let out = std::process::Command::new("grep")
+        .args(["-r", "-l", "-a", "-F"])
+        .arg(std::str::from_utf8(needle).unwrap())
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
+    require_root!();
+    let rig = Rig::new(2);
+    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    for x in d.iter_mut() {
+        x.import_busybox(IMAGE);
+    }
+    d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0]]).ok();
+    let worker = d[0].docker(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
+    d[1].docker(&[
+        "swarm",
+        "join",
+        "--token",
+        &worker,
+        "--advertise-addr",
+        &rig.addrs[1],
+        &format!("{}:2377", rig.addrs[0]),
+    ])
+    .ok();
+    let wid = node_id(&d[1]);
+    let secret = b"s3cret-e2e-value-7f1c";
+    d[0].docker_stdin(&["secret", "create", "pw", "-"], secret).ok();
+    d[0].docker_stdin(&["config", "create", "app.conf", "-"], b"listen 80\n").ok();
+    let dup = d[0].docker_stdin(&["secret", "create", "pw", "-"], b"x");
+    assert!(dup.stderr.contains("already exists"), "{}", dup.stderr);
+    let bad = d[0].docker(&["service", "create", "-d", "--secret", "nope", IMAGE]);
+    assert_ne!(bad.code, 0, "an unknown secret");
+
+    d[0].docker(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sec",
+        "--constraint",
+        "node.role==worker",
+        "--secret",
+        "pw",
+        "--secret",
+        "source=pw,target=/etc/pw2,mode=0400",
+        "--config",
+        "source=app.conf,target=/etc/app.conf",
+        IMAGE,
+        "sleep",
+        "100000",
+    ])
+    .ok();
+    wait("the task with secrets", &d[0], || converged(&d[0], "sec", 1, &[wid.as_str()], ""));
+    let ctr = d[1].docker(&["ps", "-q", "--filter", "label=com.docker.swarm.service.name=sec"]).ok().trim().to_string();
+    assert_eq!(d[1].docker(&["exec", &ctr, "cat", "/run/secrets/pw"]).ok().as_bytes(), secret);
+    assert_eq!(d[1].docker(&["exec", &ctr, "stat", "-c", "%a", "/etc/pw2"]).ok().trim(), "400");
+    assert_eq!(d[1].docker(&["exec", &ctr, "cat", "/etc/app.conf"]).stdout, "listen 80\n");
+    let write = d[1].docker(&["exec", &ctr, "sh", "-c", "echo x > /run/secrets/pw"]);
+    assert_ne!(write.code, 0, "secrets are read-only");
+
+    // In memory only: a tmpfs under the worker's exec root, nothing in any data root.
+    let exec_root = d[1].data_root().parent().unwrap().to_path_buf();
+    let tmpfs = |root: &std::path::Path| {
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("tmpfs ") && l.contains("swarm-files") && l.contains(root.to_str().unwrap()))
+            .count()
+    };
+    assert_eq!(tmpfs(&exec_root), 1);
+    for x in &d {
+        assert_eq!(files_holding(&x.data_root(), secret), Vec::<String>::new(), "the secret is on a disk");
+    }
+    let inspect = d[0].docker(&["secret", "inspect", "pw"]).ok();
+    assert!(!inspect.contains("\"Data\""), "a secret's data is never shown: {inspect}");
+    let cfg = d[0].docker(&["config", "inspect", "--format", "{{json .Spec.Data}}", "app.conf"]).ok();
+    assert_eq!(cfg.trim(), "\"bGlzdGVuIDgwCg==\"");
+    let rm = d[0].docker(&["secret", "rm", "pw"]);
+    assert!(rm.stderr.contains("in use by the following service: sec"), "{}", rm.stderr);
+
+    // Gone with the task.
+    d[0].docker(&["service", "rm", "sec"]).ok();
+    assert!(eventually(Duration::from_secs(30), || tmpfs(&exec_root) == 0 && containers(&d[1], "sec") == 0));
+    d[0].docker(&["secret", "rm", "pw"]).ok();
+    d[0].docker(&["config", "rm", "app.conf"]).ok();
+    assert!(d[0].docker(&["secret", "ls", "-q"]).ok().trim().is_empty());
+    drop(d);
+    drop(rig);
+}

@@ -267,6 +267,35 @@ pub trait SwarmBackend: Send + Sync + 'static {
     fn remove_service(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     fn tasks(&self, filters: Option<&str>) -> impl Future<Output = Result<Vec<bollard_stubs::models::Task>>> + Send;
     fn task(&self, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Task>> + Send;
+    /// `/secrets` and `/configs` (a config in the shape of a secret, without `Driver`; a
+    /// secret's data is never shown).
+    fn blobs(
+        &self,
+        kind: BlobKind,
+        filters: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<bollard_stubs::models::Secret>>> + Send;
+    fn blob(&self, kind: BlobKind, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Secret>> + Send;
+    /// The new object's ID.
+    fn create_blob(
+        &self,
+        kind: BlobKind,
+        spec: bollard_stubs::models::SecretSpec,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn update_blob(
+        &self,
+        kind: BlobKind,
+        id: &str,
+        version: u64,
+        spec: bollard_stubs::models::SecretSpec,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn remove_blob(&self, kind: BlobKind, id: &str) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Secrets or configs (the same calls serve both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobKind {
+    Secret,
+    Config,
 }
 
 /// What `POST /swarm/update` asks to rotate.

@@ -1,7 +1,7 @@
-//! Swarm mode: `/swarm*`, `/nodes*`, `/services*` and `/tasks*` through the [`SwarmBackend`];
-//! service and task logs, `/secrets` and `/configs` answered as a dockerd outside a swarm
-//! answers them (inside one, they say they are not built yet); `/plugins` as a daemon with
-//! none installed.
+//! Swarm mode: `/swarm*`, `/nodes*`, `/services*`, `/tasks*`, `/secrets*` and `/configs*`
+//! through the [`SwarmBackend`]; service and task logs answered as a dockerd outside a swarm
+//! answers them (inside one, they say they are not built yet); `/plugins` as a daemon with none
+//! installed.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use bollard_stubs::models::{LocalNodeState, NodeSpec, SwarmInitRequest, SwarmJoi
 use skiff_engine::{EngineError, Kind};
 
 use super::{json, json_body};
-use crate::backend::{SwarmBackend, TokenRotation};
+use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 
@@ -42,11 +42,43 @@ pub fn routes<S: SwarmBackend>(backend: Arc<S>) -> Router {
         .route("/tasks", get(tasks::<S>))
         .route("/tasks/{id}", get(task::<S>))
         .route("/tasks/{id}/logs", any(not_built::<S>))
-        .route("/secrets", any(not_built::<S>))
-        .route("/secrets/{*rest}", any(not_built::<S>))
-        .route("/configs", any(not_built::<S>))
-        .route("/configs/{*rest}", any(not_built::<S>))
+        .merge(blob_routes::<S>(BlobKind::Secret, "secrets"))
+        .merge(blob_routes::<S>(BlobKind::Config, "configs"))
         .with_state(backend)
+}
+
+/// `/secrets*` or `/configs*`.
+fn blob_routes<S: SwarmBackend>(kind: BlobKind, base: &str) -> Router<Arc<S>> {
+    let list = move |State(s): State<Arc<S>>, RawQuery(q): RawQuery| async move {
+        let p = Params::parse(q.as_deref());
+        Ok::<_, ApiError>(json(&s.blobs(kind, p.get("filters")).await?))
+    };
+    let create = move |State(s): State<Arc<S>>, body: Bytes| async move {
+        let spec: bollard_stubs::models::SecretSpec = json_body(&body)?;
+        let id = s.create_blob(kind, spec).await?;
+        let mut r = json(&serde_json::json!({ "ID": id }));
+        *r.status_mut() = axum::http::StatusCode::CREATED;
+        Ok::<_, ApiError>(r)
+    };
+    let inspect = move |State(s): State<Arc<S>>, Path(id): Path<String>| async move {
+        Ok::<_, ApiError>(json(&s.blob(kind, &id).await?))
+    };
+    let remove = move |State(s): State<Arc<S>>, Path(id): Path<String>| async move {
+        s.remove_blob(kind, &id).await?;
+        Ok::<_, ApiError>(super::no_content())
+    };
+    let update = move |State(s): State<Arc<S>>, Path(id): Path<String>, RawQuery(q): RawQuery, body: Bytes| async move {
+        let p = Params::parse(q.as_deref());
+        let version = version(&p)?;
+        let spec: bollard_stubs::models::SecretSpec = json_body(&body)?;
+        s.update_blob(kind, &id, version, spec).await?;
+        Ok::<_, ApiError>(super::ok_empty())
+    };
+    Router::new()
+        .route(&format!("/{base}"), get(list))
+        .route(&format!("/{base}/create"), post(create))
+        .route(&format!("/{base}/{{id}}"), get(inspect).delete(remove))
+        .route(&format!("/{base}/{{id}}/update"), post(update))
 }
 
 fn version(p: &Params) -> ApiResult<u64> {
@@ -192,8 +224,7 @@ async fn task<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) 
     Ok(json(&s.task(&id).await?))
 }
 
-/// Service and task logs, secrets and configs: outside a swarm, dockerd's 503; inside, not
-/// built yet.
+/// Service and task logs: outside a swarm, dockerd's 503; inside, not built yet.
 async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> ApiResult<Response> {
     let active = s.info().await.local_node_state.is_some_and(|l| l != LocalNodeState::INACTIVE);
     if !active {
@@ -201,7 +232,7 @@ async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> 
     }
     Err(ApiError(EngineError::new(
         Kind::Unavailable,
-        format!("{method}: service and task logs, secrets and configs are not available in skiff's swarm mode yet"),
+        format!("{method}: service and task logs are not available in skiff's swarm mode yet"),
     )))
 }
 

@@ -4,12 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use bollard_stubs::models::{
-    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, Service, ServiceCreateResponse, ServiceSpec,
-    ServiceUpdateResponse, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, Task,
+    LocalNodeState, Node, NodeSpec, NodeSpecAvailabilityEnum, Secret, SecretSpec, Service, ServiceCreateResponse,
+    ServiceSpec, ServiceUpdateResponse, Swarm, SwarmInfo, SwarmInitRequest, SwarmJoinRequest, SwarmSpec, Task,
 };
 use skiff_engine::{EngineError, Kind, Result};
 
-use crate::backend::{SwarmBackend, TokenRotation};
+use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
 use crate::test_support::{message, send, value};
 
 /// A swarm backend that records what it is asked.
@@ -111,6 +111,26 @@ impl SwarmBackend for FakeSwarm {
     async fn task(&self, id: &str) -> Result<Task> {
         Err(EngineError::not_found(format!("task {id} not found")))
     }
+    async fn blobs(&self, kind: BlobKind, filters: Option<&str>) -> Result<Vec<Secret>> {
+        self.in_swarm()?;
+        self.said(format!("blobs {kind:?} {filters:?}"));
+        Ok(vec![Secret { id: Some("b1".into()), ..Default::default() }])
+    }
+    async fn blob(&self, kind: BlobKind, id: &str) -> Result<Secret> {
+        Err(EngineError::not_found(format!("{kind:?} {id} not found")))
+    }
+    async fn create_blob(&self, kind: BlobKind, spec: SecretSpec) -> Result<String> {
+        self.said(format!("create_blob {kind:?} {:?} {:?}", spec.name, spec.data));
+        Ok("b1".into())
+    }
+    async fn update_blob(&self, kind: BlobKind, id: &str, version: u64, spec: SecretSpec) -> Result<()> {
+        self.said(format!("update_blob {kind:?} {id} {version} {:?}", spec.labels));
+        Ok(())
+    }
+    async fn remove_blob(&self, kind: BlobKind, id: &str) -> Result<()> {
+        self.said(format!("remove_blob {kind:?} {id}"));
+        Ok(())
+    }
 }
 
 impl FakeSwarm {
@@ -170,16 +190,43 @@ async fn bad_joins_are_refused_before_the_backend_is_asked() {
 }
 
 #[tokio::test]
-async fn services_outside_a_swarm_are_dockerds_503_and_inside_say_they_are_not_built() {
+async fn services_outside_a_swarm_are_dockerds_503_and_logs_inside_say_they_are_not_built() {
     let outside = Arc::new(FakeSwarm::default());
     let (st, body) = send(super::routes(outside.clone()), "GET", "/v1.41/services", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
+    let (st, body) = send(super::routes(outside.clone()), "GET", "/secrets", "").await;
     assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
     let (st, body) = send(super::routes(outside), "POST", "/swarm/leave", "").await;
     assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
     let inside = Arc::new(FakeSwarm { active: true, ..Default::default() });
-    let (st, body) = send(super::routes(inside), "GET", "/secrets", "").await;
+    let (st, body) = send(super::routes(inside), "GET", "/services/web/logs", "").await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert!(message(&body).contains("not available"), "{body}");
+}
+
+#[tokio::test]
+async fn secrets_and_configs_share_their_calls() {
+    let f = Arc::new(FakeSwarm { active: true, ..Default::default() });
+    let r = || super::routes(f.clone());
+    let (st, body) = send(r(), "POST", "/secrets/create", r#"{"Name":"pw","Data":"czNjcmV0"}"#).await;
+    assert_eq!((st, value(&body)["ID"].clone()), (StatusCode::CREATED, "b1".into()), "{body}");
+    let (st, body) = send(r(), "GET", "/configs", "").await;
+    assert_eq!((st, value(&body)[0]["ID"].clone()), (StatusCode::OK, "b1".into()));
+    let (st, _) = send(r(), "POST", "/configs/b1/update?version=4", r#"{"Name":"c","Labels":{"a":"b"}}"#).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = send(r(), "DELETE", "/secrets/b1", "").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let (st, body) = send(r(), "GET", "/configs/zz", "").await;
+    assert_eq!((st, message(&body)), (StatusCode::NOT_FOUND, "Config zz not found".into()));
+    assert_eq!(
+        f.calls(),
+        [
+            "create_blob Secret Some(\"pw\") Some(\"czNjcmV0\")",
+            "blobs Config None",
+            "update_blob Config b1 4 Some({\"a\": \"b\"})",
+            "remove_blob Secret b1",
+        ]
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::Role;
 
+mod secret;
 mod service;
+pub use secret::*;
 pub use service::*;
 
 /// The stored format of [`ClusterState`].
@@ -314,6 +316,10 @@ pub struct ClusterState {
     pub services: BTreeMap<String, Service>,
     #[serde(default)]
     pub tasks: BTreeMap<String, Task>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Blob>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, Blob>,
 }
 
 impl Default for ClusterState {
@@ -325,6 +331,8 @@ impl Default for ClusterState {
             removed: BTreeSet::new(),
             services: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            configs: BTreeMap::new(),
         }
     }
 }
@@ -386,6 +394,12 @@ pub enum Command {
     ReportTasks { node_id: String, reports: Vec<(String, TaskStatus)> },
     /// A rolling update's progress.
     ServiceUpdateStatus { id: String, status: Option<UpdateStatus> },
+    /// `secret create` / `config create` (a name in use is refused).
+    CreateBlob { kind: BlobKind, blob: Box<Blob> },
+    /// `secret update` / `config update`: only the labels change.
+    UpdateBlob { kind: BlobKind, id: String, version: u64, labels: BTreeMap<String, String> },
+    /// `secret rm` / `config rm` (refused while a service uses it).
+    RemoveBlob { kind: BlobKind, id: String },
 }
 
 /// What applying a [`Command`] answered.
@@ -499,6 +513,9 @@ impl ClusterState {
             | Command::Tasks { .. }
             | Command::ReportTasks { .. }
             | Command::ServiceUpdateStatus { .. } => return self.apply_service(index, now, cmd),
+            Command::CreateBlob { .. } | Command::UpdateBlob { .. } | Command::RemoveBlob { .. } => {
+                return self.apply_blob(index, now, cmd);
+            }
             Command::Restore { state } => {
                 if state.schema > SCHEMA {
                     return Err("a state from a newer skiffd".into());

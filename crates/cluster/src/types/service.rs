@@ -192,6 +192,11 @@ pub struct ContainerSpec {
     pub cap_add: Vec<String>,
     #[serde(default)]
     pub cap_drop: Vec<String>,
+    /// Secrets and configs the container gets as files.
+    #[serde(default)]
+    pub secrets: Vec<super::FileRef>,
+    #[serde(default)]
+    pub configs: Vec<super::FileRef>,
 }
 
 /// A port a service publishes. Only host mode (`--publish mode=host`) until the routing mesh

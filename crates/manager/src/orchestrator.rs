@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use skiff_cluster::types::{
-    Availability, ClusterState, NodeState, RestartCondition, Service, ServiceMode, Task, TaskChange, TaskSpec,
-    TaskState, TaskStatus, UpdateOrder, UpdateStatus,
+    Availability, ClusterState, FailureAction, NodeState, RestartCondition, Service, ServiceMode, Task, TaskChange,
+    TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateOrder, UpdateStatus,
 };
 
 use crate::scheduler::Constraint;
@@ -41,8 +41,11 @@ impl Slot {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Decisions {
     pub tasks: Vec<TaskChange>,
-    /// Rolling updates that started or finished.
+    /// Rolling updates that started, paused or finished.
     pub update_status: Vec<(String, Option<UpdateStatus>)>,
+    /// Services whose update failed and rolls back (`--update-failure-action rollback`), with
+    /// the task that failed.
+    pub rollbacks: Vec<(String, String)>,
 }
 
 struct Pass<'a> {
@@ -163,7 +166,7 @@ impl Pass<'_> {
                 current.push((slot.clone(), t));
             }
         }
-        self.update(s, &current);
+        self.update(s, &current, wanted.len());
     }
 
     /// Keeps one slot filled; returns the task that holds it (the newest the managers want).
@@ -228,42 +231,82 @@ impl Pass<'_> {
         self.now - last.status.timestamp >= policy.delay_ns
     }
 
-    /// A rolling update: tasks of an older spec are replaced, `parallelism` at a time.
-    fn update(&mut self, s: &Service, current: &[(Slot, &Task)]) {
+    /// A new `UpdateStatus` for `s`: an update starts now; other states keep its start.
+    fn set_status(&mut self, s: &Service, state: &str, message: String, completed: bool) {
+        let started_at =
+            if state == "updating" { self.now } else { s.update_status.as_ref().map_or(self.now, |u| u.started_at) };
+        let completed_at = if completed { self.now } else { 0 };
+        let status = UpdateStatus { state: state.into(), started_at, completed_at, message };
+        self.out.update_status.push((s.id.clone(), Some(status)));
+    }
+
+    /// A task of this update that failed, if enough did to act (`--update-max-failure-ratio`):
+    /// counted among the tasks the update (or rollback) made since it started.
+    fn update_failure(&self, s: &Service, cfg: &UpdateConfig, started_at: i64) -> Option<String> {
+        let made: Vec<&Task> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == s.id && t.spec == s.spec.task && t.created_at >= started_at)
+            .collect();
+        let failed: Vec<&&Task> =
+            made.iter().filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected)).collect();
+        let ratio = f64::from(cfg.max_failure_ratio_ppm) / 1e6;
+        let first = failed.first()?;
+        (failed.len() as f64 / made.len().max(1) as f64 > ratio).then(|| first.id.clone())
+    }
+
+    /// A rolling update: tasks of an older spec are replaced, `parallelism` at a time; failures
+    /// of the new tasks pause it, roll it back or are let through, as configured.
+    fn update(&mut self, s: &Service, current: &[(Slot, &Task)], slots: usize) {
         let spec: &TaskSpec = &s.spec.task;
-        let cfg = &s.spec.update;
+        let state = s.update_status.as_ref().map_or("", |u| u.state.as_str());
+        let rolling_back = state.starts_with("rollback");
+        let cfg = if rolling_back { &s.spec.rollback } else { &s.spec.update };
+        let active = matches!(state, "updating" | "rollback_started");
         let mut dirty: Vec<&(Slot, &Task)> = current.iter().filter(|(_, t)| t.spec != *spec).collect();
-        let updating = s.update_status.as_ref().is_some_and(|u| u.state == "updating");
-        if dirty.is_empty() {
-            // Done once every task wanted is of the spec and running (start-first's old tasks
-            // gone).
-            let settled = self
-                .state
-                .tasks
-                .values()
-                .filter(|t| t.service_id == s.id && t.wanted())
-                .all(|t| t.spec == *spec && t.status.state == TaskState::Running);
-            if updating && settled {
-                let mut done = s.update_status.clone().unwrap_or_else(|| UpdateStatus {
-                    state: String::new(),
-                    started_at: self.now,
-                    completed_at: 0,
-                    message: String::new(),
-                });
-                (done.state, done.completed_at, done.message) =
-                    ("completed".into(), self.now, "update completed".into());
-                self.out.update_status.push((s.id.clone(), Some(done)));
+        if active
+            && cfg.failure_action != FailureAction::Continue
+            && let Some(task) = self.update_failure(s, cfg, s.update_status.as_ref().map_or(0, |u| u.started_at))
+        {
+            if cfg.failure_action == FailureAction::Rollback && !rolling_back && s.previous_spec.is_some() {
+                self.out.rollbacks.push((s.id.clone(), task));
+            } else {
+                let (st, what) = if rolling_back { ("rollback_paused", "rollback") } else { ("paused", "update") };
+                self.set_status(
+                    s,
+                    st,
+                    format!("{what} paused due to failure or early termination of task {task}"),
+                    false,
+                );
             }
             return;
         }
-        if !updating && s.previous_spec.is_some() {
-            let status = UpdateStatus {
-                state: "updating".into(),
-                started_at: self.now,
-                completed_at: 0,
-                message: "update in progress".into(),
-            };
-            self.out.update_status.push((s.id.clone(), Some(status)));
+        if matches!(state, "paused" | "rollback_paused") {
+            return;
+        }
+        if dirty.is_empty() {
+            // Done once every slot holds a task of the spec, running, and no other task is
+            // wanted (start-first's old tasks gone).
+            let settled = current.len() == slots
+                && self
+                    .state
+                    .tasks
+                    .values()
+                    .filter(|t| t.service_id == s.id && t.wanted())
+                    .all(|t| t.spec == *spec && t.status.state == TaskState::Running);
+            if active && settled {
+                let (st, message) = if rolling_back {
+                    ("rollback_completed", "rollback completed")
+                } else {
+                    ("completed", "update completed")
+                };
+                self.set_status(s, st, message.into(), true);
+            }
+            return;
+        }
+        if !active && s.previous_spec.is_some() {
+            self.set_status(s, "updating", "update in progress".into(), false);
         }
         let in_flight = current.iter().filter(|(_, t)| t.spec == *spec && t.status.state < TaskState::Running).count();
         // Start-first: a slot holding an old task beside its new one is in flight too.

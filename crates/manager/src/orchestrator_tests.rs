@@ -81,10 +81,14 @@ fn settle(st: &mut ClusterState, now: i64, ids: &mut u32) {
             st.apply(100 + i, now, &Command::Tasks { changes: placed.clone() });
         }
         changes.extend(placed);
+        let more = !d.update_status.is_empty() || !d.rollbacks.is_empty();
         for (id, status) in d.update_status {
             st.apply(100 + i, now, &Command::ServiceUpdateStatus { id, status });
         }
-        if changes.is_empty() {
+        for (id, task) in d.rollbacks {
+            st.apply(100 + i, now, &Command::RollbackService { id, version: None, message: format!("failed: {task}") });
+        }
+        if changes.is_empty() && !more {
             return;
         }
     }
@@ -332,4 +336,59 @@ fn a_changed_change_list_never_regresses_a_status() {
         &Command::Tasks { changes: vec![TaskChange::Desire { id: id.clone(), state: TaskState::Running }] },
     );
     assert_eq!(st.tasks[&id].desired_state, TaskState::Running);
+}
+
+#[test]
+fn a_failing_update_rolls_back_or_pauses_as_configured() {
+    use skiff_cluster::types::FailureAction;
+    let nodes = [node("a", &[]), node("b", &[])];
+    let mut st = state(&nodes, spec("web", ServiceMode::Replicated { replicas: 2 }));
+    let mut ids = 0;
+    settle(&mut st, SEC, &mut ids);
+    report(&mut st, TaskState::Running, SEC);
+    let good = st.services["svc"].spec.clone();
+    let mut bad = good.clone();
+    bad.task.container.args = vec!["false".into()];
+    bad.update.failure_action = FailureAction::Rollback;
+    st.apply(600, 2 * SEC, &Command::UpdateService { id: "svc".into(), version: 1, spec: Box::new(bad.clone()) });
+    settle(&mut st, 2 * SEC, &mut ids);
+    assert_eq!(st.services["svc"].update_status.as_ref().unwrap().state, "updating");
+    // The first new task fails: the service goes back to the good spec, under the rollback config.
+    let new = st.tasks.values().find(|t| t.spec == bad.task && t.wanted()).unwrap().clone();
+    let failed = TaskStatus { state: TaskState::Failed, timestamp: 3 * SEC, exit_code: 1, ..TaskStatus::default() };
+    st.apply(
+        700,
+        3 * SEC,
+        &Command::ReportTasks { node_id: new.node_id.clone(), reports: vec![(new.id.clone(), failed)] },
+    );
+    settle(&mut st, 3 * SEC, &mut ids);
+    let svc = &st.services["svc"];
+    assert_eq!(svc.spec, good);
+    assert_eq!(svc.update_status.as_ref().unwrap().state, "rollback_started");
+    assert!(svc.update_status.as_ref().unwrap().message.contains(&new.id));
+    // The failed slot is refilled after the restart delay; then the rollback is complete.
+    settle(&mut st, 9 * SEC, &mut ids);
+    report(&mut st, TaskState::Running, 9 * SEC);
+    settle(&mut st, 9 * SEC, &mut ids);
+    assert_eq!(st.services["svc"].update_status.as_ref().unwrap().state, "rollback_completed");
+    assert!(st.tasks.values().filter(|t| t.wanted()).all(|t| t.spec == good.task));
+
+    // Paused (the default): no further batch; a new update starts afresh.
+    let mut bad2 = good.clone();
+    bad2.task.container.args = vec!["false".into(), "2".into()];
+    let v = st.services["svc"].version;
+    st.apply(800, 10 * SEC, &Command::UpdateService { id: "svc".into(), version: v, spec: Box::new(bad2.clone()) });
+    settle(&mut st, 10 * SEC, &mut ids);
+    let new = st.tasks.values().find(|t| t.spec == bad2.task && t.wanted()).unwrap().clone();
+    let failed = TaskStatus { state: TaskState::Rejected, timestamp: 11 * SEC, ..TaskStatus::default() };
+    st.apply(
+        900,
+        11 * SEC,
+        &Command::ReportTasks { node_id: new.node_id.clone(), reports: vec![(new.id.clone(), failed)] },
+    );
+    settle(&mut st, 30 * SEC, &mut ids);
+    let u = st.services["svc"].update_status.clone().unwrap();
+    assert_eq!(u.state, "paused", "{u:?}");
+    let old_left = st.tasks.values().filter(|t| t.wanted() && t.spec == good.task).count();
+    assert_eq!(old_left, 1, "the other slot keeps the old spec while paused");
 }

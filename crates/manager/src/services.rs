@@ -86,6 +86,14 @@ impl Manager {
         self.write(Command::UpdateService { id: current.id, version, spec: Box::new(spec) }).await
     }
 
+    /// `docker service rollback`: back to the previous spec, rolled out under the rollback
+    /// config.
+    pub async fn rollback_service(&self, key: &str, version: u64) -> Result<()> {
+        let s = self.service(key).await?;
+        let message = "manually requested rollback".to_string();
+        self.write(Command::RollbackService { id: s.id, version: Some(version), message }).await
+    }
+
     /// `docker service rm`.
     pub async fn remove_service(&self, key: &str) -> Result<()> {
         let s = self.service(key).await?;
@@ -145,12 +153,16 @@ async fn pass(m: &Manager) -> Result<bool> {
         after.apply(u64::MAX, now, &Command::Tasks { changes: changes.clone() });
     }
     changes.extend(crate::scheduler::schedule(&after));
-    let wrote = !changes.is_empty() || !decided.update_status.is_empty();
+    let wrote = !changes.is_empty() || !decided.update_status.is_empty() || !decided.rollbacks.is_empty();
     if !changes.is_empty() {
         m.write(Command::Tasks { changes }).await?;
     }
     for (id, status) in decided.update_status {
         m.write(Command::ServiceUpdateStatus { id, status }).await?;
+    }
+    for (id, task) in decided.rollbacks {
+        let message = format!("update rolled back due to failure or early termination of task {task}");
+        m.write(Command::RollbackService { id, version: None, message }).await?;
     }
     Ok(wrote)
 }

@@ -473,18 +473,13 @@ impl SwarmBackend for SwarmApi {
         rollback: bool,
     ) -> Result<bollard_stubs::models::ServiceUpdateResponse> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let current = m.service(id).await.map_err(err)?;
-        let new = if rollback {
-            current.previous_spec.clone().ok_or_else(|| {
-                EngineError::invalid(format!(
-                    "rpc error: code = FailedPrecondition desc = service {} does not have a previous spec",
-                    current.id
-                ))
-            })?
+        if rollback {
+            m.rollback_service(id, version).await.map_err(err)?;
         } else {
-            services_api::spec_from_api(spec, || current.spec.name.clone())?
-        };
-        m.update_service(&current.id, version, new).await.map_err(err)?;
+            let current = m.service(id).await.map_err(err)?;
+            let new = services_api::spec_from_api(spec, || current.spec.name.clone())?;
+            m.update_service(&current.id, version, new).await.map_err(err)?;
+        }
         Ok(bollard_stubs::models::ServiceUpdateResponse { warnings: None })
     }
 

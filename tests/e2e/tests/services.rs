@@ -142,6 +142,20 @@ fn services_spread_scale_survive_a_lost_node_and_roll_through_updates() {
     );
     d[0].docker(&["service", "rollback", "-d", "web"]).ok();
     wait("rolled back", &d[0], || converged(&d[0], "web", 5, &[], IMAGE));
+    let status = |d: &Daemon| d.docker(&["service", "inspect", "--format", "{{.UpdateStatus.State}}", "web"]).stdout;
+    assert!(eventually(Duration::from_secs(20), || status(&d[0]).trim() == "rollback_completed"), "{}", status(&d[0]));
+
+    // An update whose new tasks fail rolls back by itself.
+    let failing = ["service", "update", "-d", "--args", "sh -c 'exit 3'", "--update-failure-action", "rollback", "web"];
+    d[0].docker(&failing).ok();
+    wait("rolled back after a failure", &d[0], || {
+        status(&d[0]).trim() == "rollback_completed" && converged(&d[0], "web", 5, &[], IMAGE)
+    });
+    let args =
+        d[0].docker(&["service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Args}}", "web"]).ok();
+    assert_eq!(args.trim(), r#"["sleep","100000"]"#);
+    let errors = d[0].docker(&["service", "ps", "--no-trunc", "--format", "{{.Error}}", "web"]).ok();
+    assert!(errors.contains("task: non-zero exit (3)"), "the failed task stays in the history: {errors}");
 
     // Global mode: one task per node that takes work.
     d[0].docker(&["service", "create", "-d", "--mode", "global", "--name", "agent", IMAGE, "sleep", "100000"]).ok();

@@ -386,6 +386,15 @@ pub enum Command {
     /// `service update` / `scale` / `rollback` (the version read must still be current); the
     /// spec replaced becomes the previous one.
     UpdateService { id: String, version: u64, spec: Box<ServiceSpec> },
+    /// `service rollback`, or a failed update whose failure action is rollback: the previous
+    /// spec comes back (the current one becomes the previous), its rollout under the rollback
+    /// config. `version` is the client's (none for the orchestrator's own).
+    RollbackService {
+        id: String,
+        #[serde(default)]
+        version: Option<u64>,
+        message: String,
+    },
     /// `service rm`: the service goes; its tasks are wanted removed.
     RemoveService { id: String },
     /// The orchestrator's and scheduler's changes to tasks, in one entry.
@@ -509,6 +518,7 @@ impl ClusterState {
             }
             Command::CreateService { .. }
             | Command::UpdateService { .. }
+            | Command::RollbackService { .. }
             | Command::RemoveService { .. }
             | Command::Tasks { .. }
             | Command::ReportTasks { .. }

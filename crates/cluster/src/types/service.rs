@@ -440,7 +440,28 @@ impl super::ClusterState {
                 if s.version != *version {
                     return Err("rpc error: code = Unknown desc = update out of sequence".into());
                 }
+                if s.spec.task != spec.task {
+                    // A new rollout: the last one's status goes.
+                    s.update_status = None;
+                }
                 s.previous_spec = Some(std::mem::replace(&mut s.spec, (**spec).clone()));
+                (s.version, s.updated_at) = (index, now);
+            }
+            Command::RollbackService { id, version, message } => {
+                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
+                if version.is_some_and(|v| v != s.version) {
+                    return Err("rpc error: code = Unknown desc = update out of sequence".into());
+                }
+                let previous = s.previous_spec.take().ok_or_else(|| {
+                    format!("rpc error: code = FailedPrecondition desc = service {id} does not have a previous spec")
+                })?;
+                s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
+                s.update_status = Some(UpdateStatus {
+                    state: "rollback_started".into(),
+                    started_at: now,
+                    completed_at: 0,
+                    message: message.clone(),
+                });
                 (s.version, s.updated_at) = (index, now);
             }
             Command::RemoveService { id } => {

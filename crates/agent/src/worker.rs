@@ -14,11 +14,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_cluster::rpc::{AssignmentsRequest, AssignmentsResponse, RPC_VERSION};
+use skiff_cluster::rpc::{AssignmentsRequest, AssignmentsResponse, LogBatch, LogRecord, RPC_VERSION};
 use skiff_cluster::transport::Dialer;
-use skiff_cluster::types::{BlobKind, Task, TaskState, TaskStatus};
+use skiff_cluster::types::{BlobKind, LogSubscription, Task, TaskState, TaskStatus};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::Status;
 
@@ -53,6 +54,13 @@ pub trait Executor: Send + Sync + 'static {
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), String>>;
     /// The IDs of the tasks this node holds containers for.
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, String>>;
+    /// The log of task `task_id`'s container as `sub` asks for it (the lines so far, then, with
+    /// `follow`, new ones as they come); the channel ends with the log.
+    fn logs<'a>(
+        &'a self,
+        task_id: &'a str,
+        sub: &'a LogSubscription,
+    ) -> BoxFuture<'a, Result<mpsc::Receiver<LogRecord>, String>>;
 }
 
 /// How long one assignments call may take (the leader holds it up to 10 s).
@@ -84,6 +92,7 @@ pub(crate) async fn run(
     let mut pending: Vec<(String, TaskStatus)> = Vec::new();
     let (mut known, mut cleaned) = (0u64, false);
     let mut leader: Option<String> = None;
+    let mut forwarders: HashMap<String, Vec<AbortOnDropHandle<()>>> = HashMap::new();
     loop {
         while let Ok(r) = rx.try_recv() {
             pending.push(r);
@@ -120,6 +129,7 @@ pub(crate) async fn run(
                 known = resp.fingerprint;
                 let blobs: Arc<Blobs> = Arc::new(resp.blobs.into_iter().map(|d| ((d.kind, d.id), d.data)).collect());
                 reconcile(&exec, &mut controllers, resp.tasks.clone(), &blobs, &tx);
+                follow_logs(&dialer, &exec, &mut forwarders, &resp.tasks, resp.logs);
                 if !cleaned {
                     cleaned = true;
                     let assigned: HashSet<String> = resp.tasks.iter().map(|t| t.id.clone()).collect();
@@ -137,6 +147,63 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Starts sending the lines of this node's tasks for new log subscriptions, and stops those of
+/// subscriptions that ended.
+fn follow_logs(
+    dialer: &Dialer,
+    exec: &Arc<dyn Executor>,
+    forwarders: &mut HashMap<String, Vec<AbortOnDropHandle<()>>>,
+    tasks: &[Task],
+    subs: Vec<LogSubscription>,
+) {
+    let live: HashSet<String> = subs.iter().map(|s| s.id.clone()).collect();
+    // Dropped handles abort their forwarders.
+    forwarders.retain(|id, _| live.contains(id));
+    let mine: HashSet<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
+    for sub in subs {
+        if forwarders.contains_key(&sub.id) {
+            continue;
+        }
+        let sub = Arc::new(sub);
+        let handles = sub
+            .tasks
+            .iter()
+            .filter(|(t, _)| mine.contains(t.as_str()))
+            .map(|(t, _)| {
+                AbortOnDropHandle::new(tokio::spawn(forward_logs(dialer.clone(), exec.clone(), sub.clone(), t.clone())))
+            })
+            .collect();
+        forwarders.insert(sub.id.clone(), handles);
+    }
+}
+
+/// Sends one task's lines to the subscription's manager, in batches, then says it is done.
+async fn forward_logs(dialer: Dialer, exec: Arc<dyn Executor>, sub: Arc<LogSubscription>, task_id: String) {
+    let send = |records: Vec<LogRecord>, done: bool| {
+        let batch = LogBatch { subscription: sub.id.clone(), task_id: task_id.clone(), records, done };
+        let dialer = dialer.clone();
+        let to = sub.manager_addr.clone();
+        async move { dialer.call::<_, serde_json::Value>(&to, "/v1/logs", &batch, CALL_TIMEOUT).await }
+    };
+    if let Ok(mut rx) = exec.logs(&task_id, &sub).await {
+        while let Some(first) = rx.recv().await {
+            let mut records = vec![first];
+            while records.len() < 256 {
+                match rx.try_recv() {
+                    Ok(r) => records.push(r),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = send(records, false).await {
+                // The subscription ended (its client left), or its manager went.
+                tracing::debug!(task = %task_id, "sending log lines: {e}");
+                return;
+            }
+        }
+    }
+    let _ = send(Vec::new(), true).await;
 }
 
 /// Containers of tasks the managers no longer have (removed while this node was away).

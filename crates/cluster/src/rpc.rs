@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Applied, Command, Delivered, NodeDescription, StoredRole, Task, TaskStatus};
+use crate::types::{Applied, Command, Delivered, LogSubscription, NodeDescription, StoredRole, Task, TaskStatus};
 
 /// The protocol version a node speaks; a peer with a newer major version is refused.
 pub const RPC_VERSION: u32 = 1;
@@ -143,8 +143,34 @@ pub struct AssignmentsResponse {
     /// The secrets and configs the node's tasks that may still run use (and no others).
     #[serde(default)]
     pub blobs: Vec<Delivered>,
+    /// Log subscriptions that want lines of the node's tasks.
+    #[serde(default)]
+    pub logs: Vec<LogSubscription>,
     pub fingerprint: u64,
     /// Set by a manager that is not the leader: where to ask.
     #[serde(default)]
     pub leader: Option<String>,
+}
+
+/// One log line of a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// 1: stdout, 2: stderr.
+    pub stream: u8,
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    #[serde(with = "crate::types::b64")]
+    pub data: Vec<u8>,
+}
+
+/// `POST /v1/logs` to the subscription's manager: lines of one task; `done` when there will be
+/// no more (the task's log ended, without `follow`). The manager answers 404 once the
+/// subscription is gone (its client left): the node stops sending.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub subscription: String,
+    pub task_id: String,
+    pub records: Vec<LogRecord>,
+    #[serde(default)]
+    pub done: bool,
 }

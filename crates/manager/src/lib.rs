@@ -11,6 +11,7 @@ mod control;
 mod dispatcher;
 mod error;
 mod join;
+mod logs;
 mod manager;
 pub mod orchestrator;
 pub mod raft;
@@ -22,5 +23,6 @@ mod services;
 
 pub use control::init_command;
 pub use error::{Kind, ManagerError, Result};
+pub use logs::{LogEvent, LogRequest, LogStream};
 pub use manager::{Manager, Settings};
 pub use services::validate as validate_service;

@@ -67,6 +67,8 @@ pub struct Manager {
     /// every manager, so that one which becomes leader knows at once which peers went (the old
     /// leader's connections end on its followers, not on itself).
     pub(crate) lost: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Log subscriptions whose clients are on this manager.
+    pub(crate) log_sinks: crate::logs::Sinks,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -118,6 +120,7 @@ impl Manager {
             server_tls: server_tls.clone(),
             seen: Mutex::default(),
             lost: std::sync::Mutex::default(),
+            log_sinks: std::sync::Mutex::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         });

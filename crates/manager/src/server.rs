@@ -46,6 +46,10 @@ impl transport::Handler for Handler {
                 Ok(req) => reply(crate::services::assignments(&m, &peer, req).await),
                 Err(r) => r,
             },
+            "/v1/logs" => match call.json::<skiff_cluster::rpc::LogBatch>() {
+                Ok(batch) => reply(crate::logs::publish(&m, batch).await),
+                Err(r) => r,
+            },
             "/v1/renew" => match call.json::<RenewRequest>() {
                 Ok(req) => renew(&m, &peer, req).await,
                 Err(r) => r,

@@ -142,6 +142,10 @@ impl Manager {
 /// entry. Returns whether anything was written.
 async fn pass(m: &Manager) -> Result<bool> {
     let state = m.sm.state().await;
+    let subs: Vec<_> = state.log_subscriptions.values().cloned().collect();
+    for id in crate::logs::orphaned(m, &subs) {
+        m.write(Command::RemoveLogSubscription { id }).await?;
+    }
     if state.services.is_empty() && state.tasks.is_empty() {
         return Ok(false);
     }
@@ -195,11 +199,14 @@ pub(crate) async fn reconcile_loop(m: Weak<Manager>, cancel: CancellationToken) 
 }
 
 /// What identifies a node's assignments: its tasks and what is wanted of each (statuses are
-/// the node's own news).
-fn fingerprint(tasks: &[Task]) -> u64 {
+/// the node's own news), and the log subscriptions for them.
+fn fingerprint(tasks: &[Task], logs: &[skiff_cluster::types::LogSubscription]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for t in tasks {
         (&t.id, t.desired_state.as_str()).hash(&mut h);
+    }
+    for l in logs {
+        l.id.hash(&mut h);
     }
     h.finish().max(1)
 }
@@ -215,6 +222,7 @@ pub(crate) async fn assignments(
         return Ok(AssignmentsResponse {
             tasks: Vec::new(),
             blobs: Vec::new(),
+            logs: Vec::new(),
             fingerprint: 0,
             leader: m.leader_addr(),
         });
@@ -225,7 +233,7 @@ pub(crate) async fn assignments(
     let deadline = Instant::now() + LONG_POLL;
     loop {
         let applied = m.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        let (tasks, blobs) =
+        let (tasks, blobs, logs) =
             m.sm.with(|s| {
                 let tasks: Vec<Task> = s
                     .tasks
@@ -234,13 +242,13 @@ pub(crate) async fn assignments(
                     .cloned()
                     .collect();
                 let blobs = crate::blobs::delivered(s, &tasks);
-                (tasks, blobs)
+                (tasks, blobs, s.log_subscriptions_for(&peer.node_id))
             })
             .await;
-        let fp = fingerprint(&tasks);
+        let fp = fingerprint(&tasks, &logs);
         let left = deadline.saturating_duration_since(Instant::now());
         if fp != req.known || left.is_zero() || !m.is_leader() {
-            return Ok(AssignmentsResponse { tasks, blobs, fingerprint: fp, leader: None });
+            return Ok(AssignmentsResponse { tasks, blobs, logs, fingerprint: fp, leader: None });
         }
         let _ = m.raft.wait(Some(left)).applied_index_at_least(Some(applied + 1), "a change for the node").await;
     }

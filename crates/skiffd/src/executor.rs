@@ -13,8 +13,10 @@ use bollard_stubs::models::{
     RestartPolicy, RestartPolicyNameEnum,
 };
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
-use skiff_cluster::types::{BlobKind, Task};
+use skiff_cluster::rpc::LogRecord;
+use skiff_cluster::types::{BlobKind, LogSubscription, Task};
 use skiff_engine::{Engine, Kind};
+use tokio::sync::mpsc;
 
 const TASK_ID: &str = "com.docker.swarm.task.id";
 
@@ -297,7 +299,41 @@ impl EngineExecutor {
     }
 }
 
+impl EngineExecutor {
+    async fn logs_task(&self, task_id: &str, sub: &LogSubscription) -> Result<mpsc::Receiver<LogRecord>, String> {
+        let id = self.container_of(task_id).ok_or_else(|| format!("no container for task {task_id}"))?;
+        let opts = skiff_engine::container::logs::LogOptions {
+            stdout: sub.stdout,
+            stderr: sub.stderr,
+            follow: sub.follow,
+            tail: sub.tail.map(|t| t as usize),
+            since: (sub.since_ns > 0)
+                .then(|| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(sub.since_ns as u64)),
+            until: None,
+        };
+        let (_, mut lines) = self.engine.containers.logs(&id, opts).map_err(|e| e.message)?;
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some(l) = lines.recv().await {
+                let stream = if l.stream == skiff_engine::types::Stream::Stdout { 1 } else { 2 };
+                if tx.send(LogRecord { stream, time: l.time, data: l.data.to_vec() }).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
 impl Executor for EngineExecutor {
+    fn logs<'a>(
+        &'a self,
+        task_id: &'a str,
+        sub: &'a LogSubscription,
+    ) -> BoxFuture<'a, Result<mpsc::Receiver<LogRecord>, String>> {
+        Box::pin(self.logs_task(task_id, sub))
+    }
+
     fn prepare<'a>(&'a self, task: &'a Task, blobs: &'a Blobs) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(self.prepare_task(task, blobs))
     }

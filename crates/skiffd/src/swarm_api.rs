@@ -548,4 +548,68 @@ impl SwarmBackend for SwarmApi {
         let m = self.swarm.manager().await.map_err(err)?;
         m.remove_blob(services_api::blob_kind(kind), id).await.map_err(err)
     }
+
+    async fn service_logs(
+        &self,
+        id: &str,
+        task: bool,
+        opts: skiff_engine::container::logs::LogOptions,
+    ) -> Result<(bool, tokio::sync::mpsc::Receiver<skiff_engine::container::logs::LogLine>)> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        let (tasks, tty) = if task {
+            let t = m.task(id).await.map_err(err)?;
+            let tty = t.spec.container.tty;
+            (vec![t], tty)
+        } else {
+            let s = m.service(id).await.map_err(err)?;
+            let state = m.read().await.map_err(err)?;
+            let tasks: Vec<ct::Task> =
+                state.tasks.values().filter(|t| t.service_id == s.id && !t.node_id.is_empty()).cloned().collect();
+            (tasks, s.spec.task.container.tty)
+        };
+        let nanos = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        };
+        let req = skiff_swarm::LogRequest {
+            follow: opts.follow,
+            tail: opts.tail.map(|t| t as u64),
+            since_ns: opts.since.map_or(0, nanos),
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        let mut stream = m.subscribe_logs(&tasks, req).await.map_err(err)?;
+        let attrs: HashMap<String, std::collections::BTreeMap<String, String>> = tasks
+            .iter()
+            .map(|t| {
+                let a = [
+                    ("com.docker.swarm.node.id", t.node_id.clone()),
+                    ("com.docker.swarm.service.id", t.service_id.clone()),
+                    ("com.docker.swarm.task.id", t.id.clone()),
+                ];
+                (t.id.clone(), a.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some(ev) = stream.rx.recv().await {
+                let stream_kind = if ev.record.stream == 2 {
+                    skiff_engine::types::Stream::Stderr
+                } else {
+                    skiff_engine::types::Stream::Stdout
+                };
+                let line = skiff_engine::container::logs::LogLine {
+                    stream: stream_kind,
+                    time: ev.record.time,
+                    data: ev.record.data.into(),
+                    attrs: attrs.get(&ev.task_id).cloned(),
+                };
+                if tx.send(line).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the stream ends the subscription.
+            drop(stream);
+        });
+        Ok((tty, rx))
+    }
 }

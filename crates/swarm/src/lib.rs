@@ -20,7 +20,7 @@ use skiff_cluster::rpc::ManagerPeer;
 use skiff_cluster::seal::Key;
 use skiff_cluster::tls::Credentials;
 use skiff_cluster::types::{ClusterSpec, NodeDescription, StoredRole};
-pub use skiff_manager::{Kind, Manager, ManagerError};
+pub use skiff_manager::{Kind, LogRequest, LogStream, Manager, ManagerError};
 use tokio::sync::Mutex;
 
 pub mod addr;

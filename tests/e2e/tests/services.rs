@@ -262,6 +262,32 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     let rm = d[0].docker(&["secret", "rm", "pw"]);
     assert!(rm.stderr.contains("in use by the following service: sec"), "{}", rm.stderr);
 
+    // Logs of a service's tasks on both nodes, as `docker service logs` shows them.
+    let talker = ["service", "create", "-d", "--name", "talker", "--replicas", "2", "--env", "SLOT={{.Task.Slot}}"];
+    let mut talker = talker.to_vec();
+    talker.extend([IMAGE, "sh", "-c", "echo hello-from-$SLOT; sleep 100000"]);
+    d[0].docker(&talker).ok();
+    wait("talker", &d[0], || converged(&d[0], "talker", 2, &[], ""));
+    let logs = || d[0].docker(&["service", "logs", "talker"]);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let out = logs().stdout;
+            out.contains("hello-from-1") && out.contains("hello-from-2")
+        }),
+        "{:?}",
+        logs()
+    );
+    let out = logs();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.lines().all(|l| l.starts_with("talker.") && l.contains("@") && l.contains(" | hello-from-")),
+        "{}",
+        out.stdout
+    );
+    let raw = d[0].docker(&["service", "logs", "--raw", "--tail", "1", "talker"]).ok();
+    assert_eq!(raw.lines().count(), 2, "{raw}");
+    d[0].docker(&["service", "rm", "talker"]).ok();
+
     // Gone with the task.
     d[0].docker(&["service", "rm", "sec"]).ok();
     assert!(eventually(Duration::from_secs(30), || tmpfs(&exec_root) == 0 && containers(&d[1], "sec") == 0));

@@ -289,6 +289,14 @@ pub trait SwarmBackend: Send + Sync + 'static {
         spec: bollard_stubs::models::SecretSpec,
     ) -> impl Future<Output = Result<()>> + Send;
     fn remove_blob(&self, kind: BlobKind, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// `GET /services/{id}/logs` (or, with `task`, `/tasks/{id}/logs`): whether the service
+    /// has a TTY, and the lines of its tasks, each with its swarm attributes (`--details`).
+    fn service_logs(
+        &self,
+        id: &str,
+        task: bool,
+        opts: LogOptions,
+    ) -> impl Future<Output = Result<(bool, mpsc::Receiver<LogLine>)>> + Send;
 }
 
 /// Secrets or configs (the same calls serve both).

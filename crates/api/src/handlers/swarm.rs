@@ -1,25 +1,20 @@
-//! Swarm mode: `/swarm*`, `/nodes*`, `/services*`, `/tasks*`, `/secrets*` and `/configs*`
-//! through the [`SwarmBackend`]; service and task logs answered as a dockerd outside a swarm
-//! answers them (inside one, they say they are not built yet); `/plugins` as a daemon with none
-//! installed.
+//! Swarm mode: `/swarm*`, `/nodes*`, `/services*` (with their logs, framed as `docker logs`
+//! frames a container's), `/tasks*`, `/secrets*` and `/configs*` through the [`SwarmBackend`];
+//! `/plugins` as a daemon with none installed.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::Method;
 use axum::response::Response;
-use axum::routing::{any, get, post};
-use bollard_stubs::models::{LocalNodeState, NodeSpec, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
-use skiff_engine::{EngineError, Kind};
+use axum::routing::{get, post};
+use bollard_stubs::models::{NodeSpec, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
 
 use super::{json, json_body};
 use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
-
-const NOT_IN_SWARM: &str = "This node is not part of a swarm";
 
 /// The swarm routes on `backend`.
 pub fn routes<S: SwarmBackend>(backend: Arc<S>) -> Router {
@@ -38,10 +33,10 @@ pub fn routes<S: SwarmBackend>(backend: Arc<S>) -> Router {
         .route("/services/create", post(create_service::<S>))
         .route("/services/{id}", get(service::<S>).delete(remove_service::<S>))
         .route("/services/{id}/update", post(update_service::<S>))
-        .route("/services/{id}/logs", any(not_built::<S>))
+        .route("/services/{id}/logs", get(service_logs::<S>))
         .route("/tasks", get(tasks::<S>))
         .route("/tasks/{id}", get(task::<S>))
-        .route("/tasks/{id}/logs", any(not_built::<S>))
+        .route("/tasks/{id}/logs", get(task_logs::<S>))
         .merge(blob_routes::<S>(BlobKind::Secret, "secrets"))
         .merge(blob_routes::<S>(BlobKind::Config, "configs"))
         .with_state(backend)
@@ -224,16 +219,30 @@ async fn task<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) 
     Ok(json(&s.task(&id).await?))
 }
 
-/// Service and task logs: outside a swarm, dockerd's 503; inside, not built yet.
-async fn not_built<S: SwarmBackend>(State(s): State<Arc<S>>, method: Method) -> ApiResult<Response> {
-    let active = s.info().await.local_node_state.is_some_and(|l| l != LocalNodeState::INACTIVE);
-    if !active {
-        return Err(ApiError(EngineError::new(Kind::Unavailable, NOT_IN_SWARM)));
+async fn swarm_logs<S: SwarmBackend>(s: &S, id: &str, task: bool, q: Option<&str>) -> ApiResult<Response> {
+    let p = Params::parse(q);
+    let opts = super::containers::log_options(&p)?;
+    if !opts.stdout && !opts.stderr {
+        return Err(ApiError::bad_request("Bad parameters: you must choose at least one stream"));
     }
-    Err(ApiError(EngineError::new(
-        Kind::Unavailable,
-        format!("{method}: service and task logs are not available in skiff's swarm mode yet"),
-    )))
+    let (tty, rx) = s.service_logs(id, task, opts).await?;
+    Ok(super::containers::log_response(tty, rx, p.bool("timestamps", false), p.bool("details", false)))
+}
+
+async fn service_logs<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    swarm_logs(&*s, &id, false, q.as_deref()).await
+}
+
+async fn task_logs<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    swarm_logs(&*s, &id, true, q.as_deref()).await
 }
 
 /// `GET /plugins`: none installed.

@@ -9,6 +9,8 @@ use bollard_stubs::models::{
 };
 use skiff_engine::{EngineError, Kind, Result};
 
+use skiff_engine::container::logs::{LogLine, LogOptions};
+
 use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
 use crate::test_support::{message, send, value};
 
@@ -131,6 +133,25 @@ impl SwarmBackend for FakeSwarm {
         self.said(format!("remove_blob {kind:?} {id}"));
         Ok(())
     }
+    async fn service_logs(
+        &self,
+        id: &str,
+        task: bool,
+        opts: LogOptions,
+    ) -> Result<(bool, tokio::sync::mpsc::Receiver<LogLine>)> {
+        self.in_swarm()?;
+        self.said(format!("service_logs {id} {task} follow={} tail={:?}", opts.follow, opts.tail));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let attrs = [("com.docker.swarm.task.id".to_string(), "t1".to_string())].into_iter().collect();
+        let line = LogLine {
+            stream: skiff_engine::types::Stream::Stdout,
+            time: "2026-12-07T00:00:00.000000000Z".into(),
+            data: bytes::Bytes::from_static(b"hello\n"),
+            attrs: Some(attrs),
+        };
+        tx.send(line).await.unwrap();
+        Ok((false, rx))
+    }
 }
 
 impl FakeSwarm {
@@ -190,7 +211,7 @@ async fn bad_joins_are_refused_before_the_backend_is_asked() {
 }
 
 #[tokio::test]
-async fn services_outside_a_swarm_are_dockerds_503_and_logs_inside_say_they_are_not_built() {
+async fn services_outside_a_swarm_are_dockerds_503_and_logs_are_framed_as_docker_logs() {
     let outside = Arc::new(FakeSwarm::default());
     let (st, body) = send(super::routes(outside.clone()), "GET", "/v1.41/services", "").await;
     assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
@@ -199,9 +220,13 @@ async fn services_outside_a_swarm_are_dockerds_503_and_logs_inside_say_they_are_
     let (st, body) = send(super::routes(outside), "POST", "/swarm/leave", "").await;
     assert_eq!((st, message(&body)), (StatusCode::SERVICE_UNAVAILABLE, "This node is not part of a swarm".into()));
     let inside = Arc::new(FakeSwarm { active: true, ..Default::default() });
-    let (st, body) = send(super::routes(inside), "GET", "/services/web/logs", "").await;
-    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(message(&body).contains("not available"), "{body}");
+    let r = || super::routes(inside.clone());
+    let (st, body) = send(r(), "GET", "/services/web/logs?stdout=1&details=1&tail=5&follow=1", "").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert!(body.ends_with("com.docker.swarm.task.id=t1 hello\n"), "the details prefix the CLI reads: {body:?}");
+    let (st, _) = send(r(), "GET", "/tasks/t1/logs", "").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "no stream chosen");
+    assert_eq!(inside.calls(), ["service_logs web false follow=true tail=Some(5)"]);
 }
 
 #[tokio::test]

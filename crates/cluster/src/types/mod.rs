@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::Role;
 
+mod logs;
 mod secret;
 mod service;
+pub use logs::*;
+pub(crate) use secret::b64;
 pub use secret::*;
 pub use service::*;
 
@@ -320,6 +323,8 @@ pub struct ClusterState {
     pub secrets: BTreeMap<String, Blob>,
     #[serde(default)]
     pub configs: BTreeMap<String, Blob>,
+    #[serde(default)]
+    pub log_subscriptions: BTreeMap<String, LogSubscription>,
 }
 
 impl Default for ClusterState {
@@ -333,6 +338,7 @@ impl Default for ClusterState {
             tasks: BTreeMap::new(),
             secrets: BTreeMap::new(),
             configs: BTreeMap::new(),
+            log_subscriptions: BTreeMap::new(),
         }
     }
 }
@@ -409,6 +415,10 @@ pub enum Command {
     UpdateBlob { kind: BlobKind, id: String, version: u64, labels: BTreeMap<String, String> },
     /// `secret rm` / `config rm` (refused while a service uses it).
     RemoveBlob { kind: BlobKind, id: String },
+    /// `service logs` began (its nodes send their lines to the subscription's manager).
+    AddLogSubscription { sub: Box<LogSubscription> },
+    /// It ended.
+    RemoveLogSubscription { id: String },
 }
 
 /// What applying a [`Command`] answered.
@@ -525,6 +535,14 @@ impl ClusterState {
             | Command::ServiceUpdateStatus { .. } => return self.apply_service(index, now, cmd),
             Command::CreateBlob { .. } | Command::UpdateBlob { .. } | Command::RemoveBlob { .. } => {
                 return self.apply_blob(index, now, cmd);
+            }
+            Command::AddLogSubscription { sub } => {
+                let mut s = (**sub).clone();
+                s.created_at = now;
+                self.log_subscriptions.insert(s.id.clone(), s);
+            }
+            Command::RemoveLogSubscription { id } => {
+                self.log_subscriptions.remove(id);
             }
             Command::Restore { state } => {
                 if state.schema > SCHEMA {

@@ -25,7 +25,7 @@ impl BlobKind {
 }
 
 /// Bytes as base64 in JSON.
-mod b64 {
+pub(crate) mod b64 {
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -321,7 +321,7 @@ fn details_prefix(attrs: Option<&std::collections::BTreeMap<String, String>>) ->
     out
 }
 
-fn log_response(
+pub(crate) fn log_response(
     tty: bool,
     mut rx: mpsc::Receiver<skiff_engine::container::logs::LogLine>,
     timestamps: bool,
@@ -355,12 +355,8 @@ fn log_response(
     r
 }
 
-pub async fn logs<B: ContainerBackend>(
-    State(b): State<Arc<B>>,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Response> {
-    let p = Params::parse(q.as_deref());
+/// `docker logs`' (and `service logs`') query: streams, `tail`, `since`, `until`, `follow`.
+pub(crate) fn log_options(p: &Params) -> ApiResult<LogOptions> {
     let tail = match p.get("tail") {
         None | Some("") | Some("all") => None,
         Some(t) => {
@@ -376,15 +372,23 @@ pub async fn logs<B: ContainerBackend>(
         Some(s) => Some(parse_time(s)?),
         None => None,
     };
-    let opts = LogOptions {
+    Ok(LogOptions {
         stdout: p.bool("stdout", false),
         stderr: p.bool("stderr", false),
         follow: p.bool("follow", false),
         tail,
         since,
         until,
-    };
-    let (tty, rx) = b.logs(&id, opts)?;
+    })
+}
+
+pub async fn logs<B: ContainerBackend>(
+    State(b): State<Arc<B>>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let p = Params::parse(q.as_deref());
+    let (tty, rx) = b.logs(&id, log_options(&p)?)?;
     Ok(log_response(tty, rx, p.bool("timestamps", false), p.bool("details", false)))
 }
 

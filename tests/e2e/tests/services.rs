@@ -288,6 +288,24 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     assert_eq!(raw.lines().count(), 2, "{raw}");
     d[0].docker(&["service", "rm", "talker"]).ok();
 
+    // A port published in host mode answers on the node that runs the task.
+    let publish = ["service", "create", "-d", "--name", "webby", "--constraint", "node.role==worker"];
+    let mut publish = publish.to_vec();
+    publish.extend(["--publish", "published=8089,target=80,mode=host", IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    d[0].docker(&publish).ok();
+    wait("webby", &d[0], || converged(&d[0], "webby", 1, &[wid.as_str()], ""));
+    let url = format!("http://{}:8089/hostname", rig.addrs[1]);
+    let curl = || {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", rig.netns[0]))
+            .args(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(eventually(Duration::from_secs(20), || curl() == "200"), "{}", curl());
+    d[0].docker(&["service", "rm", "webby"]).ok();
+
     // Gone with the task.
     d[0].docker(&["service", "rm", "sec"]).ok();
     assert!(eventually(Duration::from_secs(30), || tmpfs(&exec_root) == 0 && containers(&d[1], "sec") == 0));

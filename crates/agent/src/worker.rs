@@ -43,9 +43,10 @@ pub trait Executor: Send + Sync + 'static {
     /// `blobs`, never on disk), its container made. A container made before (the daemon
     /// restarted) is kept.
     fn prepare<'a>(&'a self, task: &'a Task, blobs: &'a Blobs) -> BoxFuture<'a, Result<(), String>>;
-    /// Starts it (one already running is left running).
+    /// Starts it (one already running is left running); with a health check, returns once it
+    /// is healthy (an unhealthy one is an error).
     fn start<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<Started, String>>;
-    /// Waits for it to stop; its exit code.
+    /// Waits for it to stop; its exit code (an error when it turned unhealthy and was stopped).
     fn wait<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<i64, String>>;
     /// Stops it within its grace period (one not running, or never made, is fine), and takes
     /// its secrets and configs away.
@@ -320,28 +321,38 @@ async fn run_task(
         }
     }
     report(tx, task, TaskState::Starting, "starting", |_| {});
-    let started = match exec.start(task).await {
-        Ok(s) => s,
-        Err(e) => {
-            report(tx, task, TaskState::Failed, "starting", |s| s.err = e);
+    let started = tokio::select! {
+        r = exec.start(task) => match r {
+            Ok(s) => s,
+            Err(e) => {
+                report(tx, task, TaskState::Failed, "starting", |s| s.err = e);
+                return;
+            }
+        },
+        // Still starting (a health check not yet passed) when the managers stop it.
+        () = stop_wanted(desired) => {
+            report(tx, task, TaskState::Shutdown, "shutdown", |_| {});
             return;
         }
     };
     let id = started.container_id.clone();
-    report(tx, task, TaskState::Running, "started", |s| (s.container_id, s.pid) = (id.clone(), started.pid));
+    let at = now_nanos();
+    report(tx, task, TaskState::Running, "started", |s| {
+        (s.container_id, s.pid, s.started_at) = (id.clone(), started.pid, at);
+    });
     tokio::select! {
         code = exec.wait(task) => match code {
-            Ok(0) => report(tx, task, TaskState::Complete, "finished", |s| s.container_id = id),
+            Ok(0) => report(tx, task, TaskState::Complete, "finished", |s| (s.container_id, s.started_at) = (id, at)),
             Ok(c) => report(tx, task, TaskState::Failed, "started", |s| {
-                (s.err, s.exit_code, s.container_id) = (format!("task: non-zero exit ({c})"), c, id);
+                (s.err, s.exit_code, s.container_id, s.started_at) = (format!("task: non-zero exit ({c})"), c, id, at);
             }),
-            Err(e) => report(tx, task, TaskState::Failed, "started", |s| s.err = e),
+            Err(e) => report(tx, task, TaskState::Failed, "started", |s| (s.err, s.started_at) = (e, at)),
         },
         () = stop_wanted(desired) => {
             if let Err(e) = exec.shutdown(task).await {
                 tracing::warn!(task = %task.id, "stopping: {e}");
             }
-            report(tx, task, TaskState::Shutdown, "shutdown", |s| s.container_id = id);
+            report(tx, task, TaskState::Shutdown, "shutdown", |s| (s.container_id, s.started_at) = (id, at));
         }
     }
 }

@@ -249,8 +249,12 @@ impl Pass<'_> {
             .values()
             .filter(|t| t.service_id == s.id && t.spec == s.spec.task && t.created_at >= started_at)
             .collect();
-        let failed: Vec<&&Task> =
-            made.iter().filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected)).collect();
+        // Failures within the monitor period of the task's start count (or before it ran).
+        let failed: Vec<&&Task> = made
+            .iter()
+            .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
+            .filter(|t| t.status.started_at == 0 || t.status.timestamp - t.status.started_at <= cfg.monitor_ns)
+            .collect();
         let ratio = f64::from(cfg.max_failure_ratio_ppm) / 1e6;
         let first = failed.first()?;
         (failed.len() as f64 / made.len().max(1) as f64 > ratio).then(|| first.id.clone())
@@ -295,7 +299,13 @@ impl Pass<'_> {
                     .values()
                     .filter(|t| t.service_id == s.id && t.wanted())
                     .all(|t| t.spec == *spec && t.status.state == TaskState::Running);
-            if active && settled {
+            // … and the tasks this rollout started have been watched for `--update-monitor`.
+            let since = s.update_status.as_ref().map_or(0, |u| u.started_at);
+            let watched = current
+                .iter()
+                .filter(|(_, t)| t.created_at >= since)
+                .all(|(_, t)| self.now - t.status.started_at >= cfg.monitor_ns);
+            if active && settled && watched {
                 let (st, message) = if rolling_back {
                     ("rollback_completed", "rollback completed")
                 } else {

@@ -104,7 +104,8 @@ fn report(st: &mut ClusterState, state: TaskState, now: i64) {
         .map(|t| (t.node_id.clone(), t.id.clone()))
         .collect();
     for (node, id) in reports {
-        let status = TaskStatus { state, timestamp: now, ..TaskStatus::default() };
+        let started_at = if state == TaskState::Running { now } else { 0 };
+        let status = TaskStatus { state, timestamp: now, started_at, ..TaskStatus::default() };
         st.apply(200, now, &Command::ReportTasks { node_id: node, reports: vec![(id, status)] });
     }
 }
@@ -222,6 +223,8 @@ fn a_spec_change_rolls_through_one_task_at_a_time() {
     settle(&mut st, 3 * SEC, &mut ids);
     let wanted: Vec<&str> = st.tasks.values().filter(|t| t.wanted()).map(|t| t.spec.container.image.as_str()).collect();
     assert_eq!(wanted, vec!["busybox:2"; 3]);
+    assert_eq!(st.services["svc"].update_status.as_ref().unwrap().state, "updating", "within --update-monitor");
+    settle(&mut st, 7 * SEC, &mut ids);
     assert_eq!(st.services["svc"].update_status.as_ref().unwrap().state, "completed");
 }
 
@@ -369,7 +372,7 @@ fn a_failing_update_rolls_back_or_pauses_as_configured() {
     // The failed slot is refilled after the restart delay; then the rollback is complete.
     settle(&mut st, 9 * SEC, &mut ids);
     report(&mut st, TaskState::Running, 9 * SEC);
-    settle(&mut st, 9 * SEC, &mut ids);
+    settle(&mut st, 14 * SEC, &mut ids);
     assert_eq!(st.services["svc"].update_status.as_ref().unwrap().state, "rollback_completed");
     assert!(st.tasks.values().filter(|t| t.wanted()).all(|t| t.spec == good.task));
 
@@ -377,8 +380,8 @@ fn a_failing_update_rolls_back_or_pauses_as_configured() {
     let mut bad2 = good.clone();
     bad2.task.container.args = vec!["false".into(), "2".into()];
     let v = st.services["svc"].version;
-    st.apply(800, 10 * SEC, &Command::UpdateService { id: "svc".into(), version: v, spec: Box::new(bad2.clone()) });
-    settle(&mut st, 10 * SEC, &mut ids);
+    st.apply(800, 15 * SEC, &Command::UpdateService { id: "svc".into(), version: v, spec: Box::new(bad2.clone()) });
+    settle(&mut st, 15 * SEC, &mut ids);
     let new = st.tasks.values().find(|t| t.spec == bad2.task && t.wanted()).unwrap().clone();
     let failed = TaskStatus { state: TaskState::Rejected, timestamp: 11 * SEC, ..TaskStatus::default() };
     st.apply(
@@ -386,9 +389,34 @@ fn a_failing_update_rolls_back_or_pauses_as_configured() {
         11 * SEC,
         &Command::ReportTasks { node_id: new.node_id.clone(), reports: vec![(new.id.clone(), failed)] },
     );
-    settle(&mut st, 30 * SEC, &mut ids);
+    settle(&mut st, 40 * SEC, &mut ids);
     let u = st.services["svc"].update_status.clone().unwrap();
     assert_eq!(u.state, "paused", "{u:?}");
     let old_left = st.tasks.values().filter(|t| t.wanted() && t.spec == good.task).count();
     assert_eq!(old_left, 1, "the other slot keeps the old spec while paused");
+}
+
+#[test]
+fn a_failure_after_the_monitor_period_does_not_count_against_the_update() {
+    use skiff_cluster::types::FailureAction;
+    let nodes = [node("a", &[])];
+    let mut st = state(&nodes, spec("web", ServiceMode::Replicated { replicas: 1 }));
+    let mut ids = 0;
+    settle(&mut st, SEC, &mut ids);
+    report(&mut st, TaskState::Running, SEC);
+    let mut next = st.services["svc"].spec.clone();
+    next.task.container.args = vec!["v2".into()];
+    next.update.failure_action = FailureAction::Rollback;
+    next.update.monitor_ns = 2 * SEC;
+    st.apply(600, 2 * SEC, &Command::UpdateService { id: "svc".into(), version: 1, spec: Box::new(next.clone()) });
+    settle(&mut st, 2 * SEC, &mut ids);
+    report(&mut st, TaskState::Running, 3 * SEC);
+    let t = st.tasks.values().find(|t| t.wanted() && t.spec == next.task).unwrap().clone();
+    // Ran 10 s, past the 2 s monitor, then failed: the update stands.
+    let failed =
+        TaskStatus { state: TaskState::Failed, timestamp: 13 * SEC, started_at: 3 * SEC, ..TaskStatus::default() };
+    st.apply(700, 13 * SEC, &Command::ReportTasks { node_id: "a".into(), reports: vec![(t.id, failed)] });
+    settle(&mut st, 13 * SEC, &mut ids);
+    assert_eq!(st.services["svc"].spec, next);
+    assert_ne!(st.services["svc"].update_status.as_ref().unwrap().state, "rollback_started");
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    ContainerCreateBody, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
 use skiff_cluster::rpc::LogRecord;
@@ -19,6 +19,9 @@ use skiff_engine::{Engine, Kind};
 use tokio::sync::mpsc;
 
 const TASK_ID: &str = "com.docker.swarm.task.id";
+
+/// How often a task's container health is looked at.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Runs tasks as the engine's containers.
 pub struct EngineExecutor {
@@ -256,19 +259,67 @@ impl EngineExecutor {
 
     async fn start_task(&self, t: &Task) -> Result<Started, String> {
         let id = self.container_of(&t.id).ok_or_else(|| format!("no container for task {}", t.id))?;
-        let running =
-            self.engine.containers.get(&id).is_ok_and(|c| c.status() == skiff_engine::container::Status::Running);
-        if !running {
+        if !self.running(&id) {
             self.engine.containers.start(&id).await.map_err(|e| e.message)?;
+        }
+        // With a health check, the task is running once the container is healthy (as
+        // Docker's: a rolling update waits for it); one that exits first is the wait's to say.
+        let checked = self.has_health_check(&id);
+        while checked && self.running(&id) {
+            match self.health(&id) {
+                Some(HealthStatusEnum::HEALTHY) => break,
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    let _ = self.engine.containers.stop(&id, Some(0), None).await;
+                    return Err("task: container is unhealthy".into());
+                }
+                // Starting, or not yet looked at.
+                _ => tokio::time::sleep(HEALTH_POLL).await,
+            }
         }
         let pid =
             self.engine.containers.inspect(&id, false).ok().and_then(|i| i.state).and_then(|s| s.pid).unwrap_or(0);
         Ok(Started { container_id: id, pid })
     }
 
+    fn running(&self, id: &str) -> bool {
+        self.engine.containers.get(id).is_ok_and(|c| c.status() == skiff_engine::container::Status::Running)
+    }
+
+    /// Whether the container has a health check (its own or its image's, not `NONE`).
+    fn has_health_check(&self, id: &str) -> bool {
+        let test = self
+            .engine
+            .containers
+            .inspect(id, false)
+            .ok()
+            .and_then(|i| i.config)
+            .and_then(|c| c.healthcheck)
+            .and_then(|h| h.test);
+        test.is_some_and(|t| t.first().is_some_and(|f| f != "NONE"))
+    }
+
+    fn health(&self, id: &str) -> Option<HealthStatusEnum> {
+        self.engine.containers.inspect(id, false).ok()?.state?.health?.status
+    }
+
+    /// Waits for the task's container to stop; one that turns unhealthy is stopped and the task
+    /// fails, as Docker's do.
     async fn wait_task(&self, t: &Task) -> Result<i64, String> {
         let id = self.container_of(&t.id).ok_or_else(|| format!("no container for task {}", t.id))?;
-        self.engine.containers.wait(&id, "not-running").await.map(|(code, _)| code).map_err(|e| e.message)
+        let exited = self.engine.containers.wait(&id, "not-running");
+        tokio::pin!(exited);
+        loop {
+            tokio::select! {
+                r = &mut exited => return r.map(|(code, _)| code).map_err(|e| e.message),
+                () = tokio::time::sleep(HEALTH_POLL) => {
+                    if self.health(&id) == Some(HealthStatusEnum::UNHEALTHY) {
+                        let grace = t.spec.container.stop_grace_period_ns.map_or(10, |ns| ns / 1_000_000_000);
+                        let _ = self.engine.containers.stop(&id, Some(grace), None).await;
+                        return Err("task: container is unhealthy".into());
+                    }
+                }
+            }
+        }
     }
 
     async fn shutdown_task(&self, t: &Task) -> Result<(), String> {

@@ -262,6 +262,21 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     let rm = d[0].docker(&["secret", "rm", "pw"]);
     assert!(rm.stderr.contains("in use by the following service: sec"), "{}", rm.stderr);
 
+    logs_health_and_ports(&d, &rig, &wid);
+
+    // Gone with the task.
+    d[0].docker(&["service", "rm", "sec"]).ok();
+    assert!(eventually(Duration::from_secs(30), || tmpfs(&exec_root) == 0 && containers(&d[1], "sec") == 0));
+    d[0].docker(&["secret", "rm", "pw"]).ok();
+    d[0].docker(&["config", "rm", "app.conf"]).ok();
+    assert!(d[0].docker(&["secret", "ls", "-q"]).ok().trim().is_empty());
+    drop(d);
+    drop(rig);
+}
+
+/// Service logs from two nodes, a health check gating `running` (and an unhealthy task
+/// failing), and a host-mode published port answering on the task's node.
+fn logs_health_and_ports(d: &[Daemon], rig: &Rig, wid: &str) {
     // Logs of a service's tasks on both nodes, as `docker service logs` shows them.
     let talker = ["service", "create", "-d", "--name", "talker", "--replicas", "2", "--env", "SLOT={{.Task.Slot}}"];
     let mut talker = talker.to_vec();
@@ -288,12 +303,57 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     assert_eq!(raw.lines().count(), 2, "{raw}");
     d[0].docker(&["service", "rm", "talker"]).ok();
 
+    // A health check gates `running`; a task that turns unhealthy fails and is replaced.
+    let healthy = [
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "test -f /tmp/ready",
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "20",
+    ];
+    let mut healthy = healthy.to_vec();
+    healthy.extend([IMAGE, "sh", "-c", "sleep 2; touch /tmp/ready; sleep 100000"]);
+    d[0].docker(&healthy).ok();
+    let mut seen = std::collections::BTreeSet::new();
+    assert!(eventually(Duration::from_secs(30), || {
+        for (_, state, _) in running(&d[0], "slow") {
+            seen.insert(state);
+        }
+        seen.contains("running")
+    }));
+    assert!(seen.contains("starting"), "starting until healthy: {seen:?}");
+    let sick = [
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "sick",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "1",
+    ];
+    let mut sick = sick.to_vec();
+    sick.extend([IMAGE, "sleep", "100000"]);
+    d[0].docker(&sick).ok();
+    let errors = || d[0].docker(&["service", "ps", "--no-trunc", "--format", "{{.Error}}", "sick"]).stdout;
+    assert!(eventually(Duration::from_secs(30), || errors().contains("container is unhealthy")), "{}", errors());
+    d[0].docker(&["service", "rm", "slow", "sick"]).ok();
+
     // A port published in host mode answers on the node that runs the task.
     let publish = ["service", "create", "-d", "--name", "webby", "--constraint", "node.role==worker"];
     let mut publish = publish.to_vec();
     publish.extend(["--publish", "published=8089,target=80,mode=host", IMAGE, "httpd", "-f", "-p", "80", "-h", "/etc"]);
     d[0].docker(&publish).ok();
-    wait("webby", &d[0], || converged(&d[0], "webby", 1, &[wid.as_str()], ""));
+    wait("webby", &d[0], || converged(&d[0], "webby", 1, &[wid], ""));
     let url = format!("http://{}:8089/hostname", rig.addrs[1]);
     let curl = || {
         let out = std::process::Command::new("nsenter")
@@ -305,13 +365,4 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     };
     assert!(eventually(Duration::from_secs(20), || curl() == "200"), "{}", curl());
     d[0].docker(&["service", "rm", "webby"]).ok();
-
-    // Gone with the task.
-    d[0].docker(&["service", "rm", "sec"]).ok();
-    assert!(eventually(Duration::from_secs(30), || tmpfs(&exec_root) == 0 && containers(&d[1], "sec") == 0));
-    d[0].docker(&["secret", "rm", "pw"]).ok();
-    d[0].docker(&["config", "rm", "app.conf"]).ok();
-    assert!(d[0].docker(&["secret", "ls", "-q"]).ok().trim().is_empty());
-    drop(d);
-    drop(rig);
 }

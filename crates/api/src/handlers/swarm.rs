@@ -180,8 +180,21 @@ async fn service<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String
     Ok(json(&s.service(&id).await?))
 }
 
+/// A service spec body. Go's decoder matches keys ignoring case, and the CLI sends the health
+/// check as `Healthcheck` (its Go field) where the API definition says `HealthCheck`.
+fn service_spec(body: &[u8]) -> ApiResult<bollard_stubs::models::ServiceSpec> {
+    let mut v = super::json_value(body)?;
+    if let Some(c) = v.pointer_mut("/TaskTemplate/ContainerSpec").and_then(serde_json::Value::as_object_mut)
+        && !c.contains_key("HealthCheck")
+        && let Some(h) = c.remove("Healthcheck")
+    {
+        c.insert("HealthCheck".into(), h);
+    }
+    super::from_json_value(v)
+}
+
 async fn create_service<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
-    let spec: bollard_stubs::models::ServiceSpec = json_body(&body)?;
+    let spec = service_spec(&body)?;
     let created = s.create_service(spec).await?;
     let mut r = json(&created);
     *r.status_mut() = axum::http::StatusCode::CREATED;
@@ -196,7 +209,7 @@ async fn update_service<S: SwarmBackend>(
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
     let version = version(&p)?;
-    let spec: bollard_stubs::models::ServiceSpec = json_body(&body)?;
+    let spec = service_spec(&body)?;
     let rollback = match p.get("rollback") {
         None | Some("") => false,
         Some("previous") => true,

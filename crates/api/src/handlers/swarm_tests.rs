@@ -89,7 +89,9 @@ impl SwarmBackend for FakeSwarm {
     }
     async fn create_service(&self, spec: ServiceSpec) -> Result<ServiceCreateResponse> {
         self.in_swarm()?;
-        self.said(format!("create_service {:?}", spec.name));
+        let health =
+            spec.task_template.and_then(|t| t.container_spec).and_then(|c| c.health_check).and_then(|h| h.test);
+        self.said(format!("create_service {:?} {health:?}", spec.name));
         Ok(ServiceCreateResponse { id: Some("s1".into()), warnings: None })
     }
     async fn update_service(
@@ -258,7 +260,9 @@ async fn secrets_and_configs_share_their_calls() {
 async fn service_and_task_calls_reach_the_backend_as_dockerd_reads_them() {
     let f = Arc::new(FakeSwarm { active: true, ..Default::default() });
     let r = || super::routes(f.clone());
-    let (st, body) = send(r(), "POST", "/v1.41/services/create", r#"{"Name":"web","Labels":null}"#).await;
+    let create =
+        r#"{"Name":"web","Labels":null,"TaskTemplate":{"ContainerSpec":{"Healthcheck":{"Test":["CMD","true"]}}}}"#;
+    let (st, body) = send(r(), "POST", "/v1.41/services/create", create).await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
     assert_eq!(value(&body)["ID"], "s1");
     let (st, body) = send(r(), "GET", "/services?status=true", "").await;
@@ -280,7 +284,7 @@ async fn service_and_task_calls_reach_the_backend_as_dockerd_reads_them() {
     assert_eq!(
         f.calls(),
         [
-            "create_service Some(\"web\")",
+            "create_service Some(\"web\") Some([\"CMD\", \"true\"])",
             "services None true",
             "update_service s1 9 Some(\"web\") true",
             "remove_service s1",

@@ -339,6 +339,10 @@ pub struct TaskStatus {
     /// Host ports the task's published ports got.
     #[serde(default)]
     pub ports: Vec<PortConfig>,
+    /// Unix nanoseconds when it began running (carried in every later report; 0: never ran):
+    /// what `--update-monitor` measures from.
+    #[serde(default)]
+    pub started_at: i64,
 }
 
 /// One unit of a service, on one node.

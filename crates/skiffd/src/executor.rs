@@ -14,7 +14,7 @@ use bollard_stubs::models::{
 };
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
 use skiff_cluster::rpc::LogRecord;
-use skiff_cluster::types::{BlobKind, LogSubscription, Task};
+use skiff_cluster::types::{self as ct_auth, BlobKind, LogSubscription, Task};
 use skiff_engine::{Engine, Kind};
 use tokio::sync::mpsc;
 
@@ -172,13 +172,16 @@ impl EngineExecutor {
             .map(|c| c.id.clone())
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    /// Pulls the image unless the node has it, with the service's registry credentials
+    /// (`--with-registry-auth`) or, without them, the node's own.
+    async fn ensure_image(&self, image: &str, auth: Option<&ct_auth::RegistryAuth>) -> Result<(), String> {
         if self.engine.images.inspect(image).is_ok() {
             return Ok(());
         }
         let r = skiff_engine::types::Reference::parse_normalized(image).map_err(|e| e.to_string())?;
         let sink: skiff_engine::types::Sink = Arc::new(|_| {});
-        self.engine.images.pull(&r, None, None, sink).await.map(|_| ()).map_err(|e| e.message)
+        let creds = auth.and_then(|a| skiff_engine::types::Credentials::from_header(&a.0));
+        self.engine.images.pull(&r, None, creds, sink).await.map(|_| ()).map_err(|e| e.message)
     }
 
     fn files_dir(&self, task_id: &str) -> std::path::PathBuf {
@@ -251,7 +254,7 @@ impl EngineExecutor {
         if self.container_of(&t.id).is_some() {
             return Ok(());
         }
-        self.ensure_image(&t.spec.container.image).await?;
+        self.ensure_image(&t.spec.container.image, t.spec.pull_auth.as_ref()).await?;
         let hostname = self.engine.info().name.unwrap_or_default();
         let body = create_body(t, &t.node_id, &hostname, files);
         self.engine.containers.create(Some(t.name()), body).await.map(|_| ()).map_err(|e| e.message)

@@ -347,6 +347,8 @@ fn task_spec_from_api(t: TaskSpec, ports: Vec<ct::PortConfig>) -> Result<ct::Tas
             l.name.filter(|n| !n.is_empty()).map(|n| (n, l.options.unwrap_or_default().into_iter().collect()))
         }),
         ports,
+        // Set from the request's X-Registry-Auth, never from the spec.
+        pull_auth: None,
     })
 }
 
@@ -602,6 +604,15 @@ pub fn task_matches(t: &ct::Task, state: &ct::ClusterState, f: &HashMap<String, 
     Ok(true)
 }
 
+/// `--with-registry-auth`'s header, checked to decode as the CLI encodes it.
+pub fn registry_auth(header: Option<String>) -> Result<Option<ct::RegistryAuth>> {
+    match header {
+        None => Ok(None),
+        Some(h) if skiff_engine::types::Credentials::from_header(&h).is_some() => Ok(Some(ct::RegistryAuth(h))),
+        Some(_) => Err(EngineError::invalid("invalid X-Registry-Auth header: not base64-encoded registry credentials")),
+    }
+}
+
 pub fn blob_kind(k: skiff_api::backend::BlobKind) -> ct::BlobKind {
     match k {
         skiff_api::backend::BlobKind::Secret => ct::BlobKind::Secret,
@@ -711,6 +722,17 @@ mod tests {
             let api: ServiceSpec = serde_json::from_value(r.clone()).unwrap();
             assert!(spec_from_api(api, || "x".into()).is_err(), "{r}");
         }
+    }
+
+    #[test]
+    fn registry_credentials_are_checked_and_never_shown() {
+        assert!(registry_auth(Some("not base64 json".into())).is_err());
+        let auth = registry_auth(Some("eyJ1c2VybmFtZSI6InUiLCJwYXNzd29yZCI6InMzY3IzdCJ9".into())).unwrap();
+        let mut spec = spec_from_api(ServiceSpec::default(), || "web".into()).unwrap();
+        spec.task.pull_auth = auth;
+        assert!(format!("{spec:?}").contains("RegistryAuth(..)"));
+        let shown = serde_json::to_string(&spec_to_api(&spec)).unwrap();
+        assert!(!shown.contains("eyJ1c2VybmFtZSI6InUiLCJwYXNzd29yZCI6InMzY3IzdCJ9"), "{shown}");
     }
 
     #[test]

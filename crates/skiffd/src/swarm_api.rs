@@ -11,7 +11,7 @@ use bollard_stubs::models::{
     SwarmSpecDispatcher, SwarmSpecEncryptionConfig, SwarmSpecOrchestration, SwarmSpecRaft, SwarmSpecTaskDefaults,
     TlsInfo,
 };
-use skiff_api::backend::{BlobKind, SwarmBackend, TokenRotation};
+use skiff_api::backend::{BlobKind, ServiceAuth, SwarmBackend, TokenRotation};
 use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
 use skiff_engine::{EngineError, Kind, Result};
 use skiff_swarm::{InitOptions, JoinOptions, LocalState, ManagerError};
@@ -458,9 +458,11 @@ impl SwarmBackend for SwarmApi {
     async fn create_service(
         &self,
         spec: bollard_stubs::models::ServiceSpec,
+        auth: Option<String>,
     ) -> Result<bollard_stubs::models::ServiceCreateResponse> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let spec = services_api::spec_from_api(spec, skiff_engine::container::names::generate)?;
+        let mut spec = services_api::spec_from_api(spec, skiff_engine::container::names::generate)?;
+        spec.task.pull_auth = services_api::registry_auth(auth)?;
         let id = m.create_service(spec).await.map_err(err)?;
         Ok(bollard_stubs::models::ServiceCreateResponse { id: Some(id), warnings: None })
     }
@@ -471,13 +473,19 @@ impl SwarmBackend for SwarmApi {
         version: u64,
         spec: bollard_stubs::models::ServiceSpec,
         rollback: bool,
+        auth: ServiceAuth,
     ) -> Result<bollard_stubs::models::ServiceUpdateResponse> {
         let m = self.swarm.manager().await.map_err(err)?;
         if rollback {
             m.rollback_service(id, version).await.map_err(err)?;
         } else {
             let current = m.service(id).await.map_err(err)?;
-            let new = services_api::spec_from_api(spec, || current.spec.name.clone())?;
+            let mut new = services_api::spec_from_api(spec, || current.spec.name.clone())?;
+            new.task.pull_auth = match auth {
+                ServiceAuth::Given(a) => services_api::registry_auth(Some(a))?,
+                ServiceAuth::FromSpec => current.spec.task.pull_auth.clone(),
+                ServiceAuth::FromPreviousSpec => current.previous_spec.as_ref().and_then(|p| p.task.pull_auth.clone()),
+            };
             m.update_service(&current.id, version, new).await.map_err(err)?;
         }
         Ok(bollard_stubs::models::ServiceUpdateResponse { warnings: None })

@@ -252,9 +252,11 @@ pub trait SwarmBackend: Send + Sync + 'static {
         status: bool,
     ) -> impl Future<Output = Result<Vec<bollard_stubs::models::Service>>> + Send;
     fn service(&self, id: &str) -> impl Future<Output = Result<bollard_stubs::models::Service>> + Send;
+    /// `auth`: the client's `X-Registry-Auth` (`--with-registry-auth`).
     fn create_service(
         &self,
         spec: bollard_stubs::models::ServiceSpec,
+        auth: Option<String>,
     ) -> impl Future<Output = Result<bollard_stubs::models::ServiceCreateResponse>> + Send;
     /// `rollback`: return to the previous spec (`?rollback=previous`).
     fn update_service(
@@ -263,6 +265,7 @@ pub trait SwarmBackend: Send + Sync + 'static {
         version: u64,
         spec: bollard_stubs::models::ServiceSpec,
         rollback: bool,
+        auth: ServiceAuth,
     ) -> impl Future<Output = Result<bollard_stubs::models::ServiceUpdateResponse>> + Send;
     fn remove_service(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     fn tasks(&self, filters: Option<&str>) -> impl Future<Output = Result<Vec<bollard_stubs::models::Task>>> + Send;
@@ -297,6 +300,15 @@ pub trait SwarmBackend: Send + Sync + 'static {
         task: bool,
         opts: LogOptions,
     ) -> impl Future<Output = Result<(bool, mpsc::Receiver<LogLine>)>> + Send;
+}
+
+/// The registry credentials an updated service keeps: the client's (`X-Registry-Auth`), or,
+/// without them, those of the current spec or of the previous one (`registryAuthFrom`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceAuth {
+    Given(String),
+    FromSpec,
+    FromPreviousSpec,
 }
 
 /// Secrets or configs (the same calls serve both).

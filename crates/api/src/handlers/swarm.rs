@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use bollard_stubs::models::{NodeSpec, SwarmInitRequest, SwarmJoinRequest, SwarmSpec};
 
 use super::{json, json_body};
-use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
+use crate::backend::{BlobKind, ServiceAuth, SwarmBackend, TokenRotation};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 
@@ -193,9 +193,18 @@ fn service_spec(body: &[u8]) -> ApiResult<bollard_stubs::models::ServiceSpec> {
     super::from_json_value(v)
 }
 
-async fn create_service<S: SwarmBackend>(State(s): State<Arc<S>>, body: Bytes) -> ApiResult<Response> {
+/// The client's `X-Registry-Auth`, if it sent one.
+fn registry_auth(h: &axum::http::HeaderMap) -> Option<String> {
+    h.get("X-Registry-Auth").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+async fn create_service<S: SwarmBackend>(
+    State(s): State<Arc<S>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     let spec = service_spec(&body)?;
-    let created = s.create_service(spec).await?;
+    let created = s.create_service(spec, registry_auth(&headers)).await?;
     let mut r = json(&created);
     *r.status_mut() = axum::http::StatusCode::CREATED;
     Ok(r)
@@ -205,6 +214,7 @@ async fn update_service<S: SwarmBackend>(
     State(s): State<Arc<S>>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
@@ -215,7 +225,15 @@ async fn update_service<S: SwarmBackend>(
         Some("previous") => true,
         Some(other) => return Err(ApiError::bad_request(format!("unrecognized rollback option {other}"))),
     };
-    Ok(json(&s.update_service(&id, version, spec, rollback).await?))
+    let auth = match (registry_auth(&headers), p.get("registryAuthFrom")) {
+        (Some(a), _) => ServiceAuth::Given(a),
+        (None, None | Some("" | "spec")) => ServiceAuth::FromSpec,
+        (None, Some("previous-spec")) => ServiceAuth::FromPreviousSpec,
+        (None, Some(other)) => {
+            return Err(ApiError::bad_request(format!("invalid registryAuthFrom value: {other}")));
+        }
+    };
+    Ok(json(&s.update_service(&id, version, spec, rollback, auth).await?))
 }
 
 async fn remove_service<S: SwarmBackend>(State(s): State<Arc<S>>, Path(id): Path<String>) -> ApiResult<Response> {

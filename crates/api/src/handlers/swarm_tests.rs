@@ -11,7 +11,7 @@ use skiff_engine::{EngineError, Kind, Result};
 
 use skiff_engine::container::logs::{LogLine, LogOptions};
 
-use crate::backend::{BlobKind, SwarmBackend, TokenRotation};
+use crate::backend::{BlobKind, ServiceAuth, SwarmBackend, TokenRotation};
 use crate::test_support::{message, send, value};
 
 /// A swarm backend that records what it is asked.
@@ -87,11 +87,11 @@ impl SwarmBackend for FakeSwarm {
     async fn service(&self, id: &str) -> Result<Service> {
         Err(EngineError::not_found(format!("service {id} not found")))
     }
-    async fn create_service(&self, spec: ServiceSpec) -> Result<ServiceCreateResponse> {
+    async fn create_service(&self, spec: ServiceSpec, auth: Option<String>) -> Result<ServiceCreateResponse> {
         self.in_swarm()?;
         let health =
             spec.task_template.and_then(|t| t.container_spec).and_then(|c| c.health_check).and_then(|h| h.test);
-        self.said(format!("create_service {:?} {health:?}", spec.name));
+        self.said(format!("create_service {:?} {health:?} {auth:?}", spec.name));
         Ok(ServiceCreateResponse { id: Some("s1".into()), warnings: None })
     }
     async fn update_service(
@@ -100,8 +100,9 @@ impl SwarmBackend for FakeSwarm {
         version: u64,
         spec: ServiceSpec,
         rollback: bool,
+        auth: ServiceAuth,
     ) -> Result<ServiceUpdateResponse> {
-        self.said(format!("update_service {id} {version} {:?} {rollback}", spec.name));
+        self.said(format!("update_service {id} {version} {:?} {rollback} {auth:?}", spec.name));
         Ok(ServiceUpdateResponse { warnings: None })
     }
     async fn remove_service(&self, id: &str) -> Result<()> {
@@ -269,6 +270,18 @@ async fn service_and_task_calls_reach_the_backend_as_dockerd_reads_them() {
     assert_eq!((st, value(&body)[0]["ID"].clone()), (StatusCode::OK, "s1".into()));
     let (st, _) = send(r(), "POST", "/services/s1/update?version=9&rollback=previous", r#"{"Name":"web"}"#).await;
     assert_eq!(st, StatusCode::OK);
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/services/s1/update?version=10")
+        .header("X-Registry-Auth", "eyJ1c2VybmFtZSI6InUifQ==")
+        .body(axum::body::Body::from(r#"{"Name":"web"}"#))
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(r(), req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (st, _) = send(r(), "POST", "/services/s1/update?version=11&registryAuthFrom=previous-spec", "{}").await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = send(r(), "POST", "/services/s1/update?version=12&registryAuthFrom=elsewhere", "{}").await;
+    assert_eq!((st, message(&body)), (StatusCode::BAD_REQUEST, "invalid registryAuthFrom value: elsewhere".into()));
     let (st, body) = send(r(), "POST", "/services/s1/update?version=9&rollback=sideways", "{}").await;
     assert_eq!((st, message(&body)), (StatusCode::BAD_REQUEST, "unrecognized rollback option sideways".into()));
     let (st, _) = send(r(), "POST", "/services/s1/update", "{}").await;
@@ -284,9 +297,11 @@ async fn service_and_task_calls_reach_the_backend_as_dockerd_reads_them() {
     assert_eq!(
         f.calls(),
         [
-            "create_service Some(\"web\") Some([\"CMD\", \"true\"])",
+            "create_service Some(\"web\") Some([\"CMD\", \"true\"]) None",
             "services None true",
-            "update_service s1 9 Some(\"web\") true",
+            "update_service s1 9 Some(\"web\") true FromSpec",
+            "update_service s1 10 Some(\"web\") false Given(\"eyJ1c2VybmFtZSI6InUifQ==\")",
+            "update_service s1 11 None false FromPreviousSpec",
             "remove_service s1",
             "tasks Some(\"{\\\"service\\\":[\\\"web\\\"]}\")",
         ]

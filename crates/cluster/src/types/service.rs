@@ -231,6 +231,21 @@ pub struct TaskSpec {
     /// Published ports (host mode), with the service's.
     #[serde(default)]
     pub ports: Vec<PortConfig>,
+    /// `--with-registry-auth`: the client's registry credentials (as its `X-Registry-Auth`
+    /// header), for the nodes that pull the image; never shown by inspect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_auth: Option<RegistryAuth>,
+}
+
+/// Registry credentials as the docker CLI encodes them (`Debug` does not show them).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RegistryAuth(pub String);
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RegistryAuth(..)")
+    }
 }
 
 /// How tasks are replaced when the spec changes.

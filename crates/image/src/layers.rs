@@ -101,7 +101,33 @@ impl LayerStore {
             }
         }
         fs::create_dir_all(root.join("empty")).map_err(io_err(&root))?;
-        Ok(LayerStore { root, driver, db, content, max_image_size: None, publishing: Arc::default() })
+        let store = LayerStore { root, driver, db, content, max_image_size: None, publishing: Arc::default() };
+        store.reconcile()?;
+        Ok(store)
+    }
+
+    /// Makes records and directories agree after a crash: a record whose directory is gone (a
+    /// removal cut short by an older skiffd, which moved the directory first) would make a pull
+    /// reuse a layer that is not there, so it goes — the next pull unpacks the layer again; a
+    /// layer directory with no record (a removal cut short after its record went) is removed.
+    fn reconcile(&self) -> Result<(), LayerError> {
+        let records = self.list()?;
+        for rec in &records {
+            if !self.dir(&rec.chain_id).is_dir() {
+                tracing::warn!(layer = %rec.chain_id, "a layer record without its files: dropped");
+                self.db.delete(TABLE, rec.chain_id.hex())?;
+            }
+        }
+        let known: std::collections::HashSet<String> = records.iter().map(|r| r.chain_id.hex().to_string()).collect();
+        for e in fs::read_dir(&self.root).map_err(io_err(&self.root))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let chain_named = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if chain_named && !known.contains(&name) {
+                tracing::warn!(layer = %name, "layer files without a record: removed");
+                let _ = fsutil::remove_all(&e.path());
+            }
+        }
+        Ok(())
     }
 
     /// Limits how many bytes of file content an image's layers may unpack to (a gzip bomb or
@@ -368,14 +394,17 @@ impl LayerStore {
         })
     }
 
-    /// Removes a layer's files and record (its blob stays until garbage-collected by the caller).
+    /// Removes a layer's record, then its files (its blob stays until garbage-collected by the
+    /// caller). In that order: a crash between the two leaves files without a record, which
+    /// the next open removes — never a record without files, which a pull would reuse.
     pub fn remove(&self, chain_id: &Digest) -> Result<(), LayerError> {
+        let _publishing = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        self.db.delete(TABLE, chain_id.hex())?;
         let dir = self.root.join(chain_id.hex());
         let trash = self.root.join(fsutil::random_name("tmp"));
         if dir.exists() {
             fs::rename(&dir, &trash).map_err(io_err(&dir))?;
         }
-        self.db.delete(TABLE, chain_id.hex())?;
         fsutil::remove_all(&trash).map_err(io_err(&trash))?;
         Ok(())
     }
@@ -514,6 +543,37 @@ mod tests {
         let db = Arc::new(Db::open(&dir.join("meta.redb")).unwrap());
         let content = ContentStore::open(dir.join("content")).unwrap();
         LayerStore::open(dir.join("layers"), Driver::Overlay, db, content).unwrap()
+    }
+
+    fn a_layer(s: &LayerStore, name: &str) -> LayerRecord {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, &b"abc"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        s.create_from_tar(None, &mut bytes.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn an_interrupted_removal_never_leaves_a_record_without_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let (kept, orphan_record, orphan_files) = (a_layer(&s, "a"), a_layer(&s, "b"), a_layer(&s, "c"));
+        // An older skiffd killed inside `remove`: the files moved away, the record left.
+        fs::rename(dir.path().join("layers").join(orphan_record.chain_id.hex()), dir.path().join("layers/tmp-x"))
+            .unwrap();
+        // This one killed between its two steps: the record gone, the files left.
+        s.db.delete(TABLE, orphan_files.chain_id.hex()).unwrap();
+        drop(s);
+        let s = store(dir.path());
+        assert!(s.get(&kept.chain_id).unwrap().is_some() && s.dir(&kept.chain_id).is_dir());
+        assert!(s.get(&orphan_record.chain_id).unwrap().is_none(), "a pull would reuse a layer that is not there");
+        assert!(!dir.path().join("layers").join(orphan_files.chain_id.hex()).exists());
+        assert!(!dir.path().join("layers/tmp-x").exists());
+        // Removing now goes record first.
+        s.remove(&kept.chain_id).unwrap();
+        assert!(s.get(&kept.chain_id).unwrap().is_none() && !s.dir(&kept.chain_id).exists());
     }
 
     /// An overlay upper dir as a build step leaves it: a file, an opaque directory, a whiteout

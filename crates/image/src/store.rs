@@ -297,12 +297,16 @@ impl ImageStore {
         let config = ImageConfig::parse(config_bytes)?;
         let id = self.content.put(config_bytes)?;
         let chain = spec::chain_ids(&config.rootfs.diff_ids);
+        // Under the write lock, which `delete` holds while it removes layers no image uses: a
+        // layer found here stays (this image uses it from now on), and one removed meanwhile
+        // (a pull that reused it while its last image went) fails this image cleanly instead
+        // of recording an image whose layer is gone.
+        let _w = self.write.lock().expect("write lock");
         let mut size = 0;
         for c in &chain {
             let rec = self.layers.get(c)?.ok_or_else(|| LayerError::NotFound(c.clone()))?;
             size += rec.size;
         }
-        let _w = self.write.lock().expect("write lock");
         if let Some(existing) = self.get(&id) {
             return Ok(existing);
         }

@@ -599,7 +599,15 @@ impl SwarmBackend for SwarmApi {
             .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
-            while let Some(ev) = stream.rx.recv().await {
+            loop {
+                // The client's leaving ends the subscription now, not at the next line.
+                let ev = tokio::select! {
+                    ev = stream.rx.recv() => match ev {
+                        Some(ev) => ev,
+                        None => break,
+                    },
+                    () = tx.closed() => break,
+                };
                 let stream_kind = if ev.record.stream == 2 {
                     skiff_engine::types::Stream::Stderr
                 } else {

@@ -329,7 +329,16 @@ pub(crate) fn log_response(
 ) -> Response {
     let (tx, out) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     crate::tasks::spawn(async move {
-        while let Some(l) = rx.recv().await {
+        loop {
+            // A client that leaves ends the stream at once, not at the next line (a followed
+            // log that stays quiet would otherwise keep its reader forever).
+            let l = tokio::select! {
+                l = rx.recv() => match l {
+                    Some(l) => l,
+                    None => return,
+                },
+                () = tx.closed() => return,
+            };
             let mut data = Vec::with_capacity(l.data.len() + 32);
             if timestamps {
                 data.extend_from_slice(l.time.as_bytes());

@@ -195,6 +195,10 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
         x.import_busybox(IMAGE);
     }
     d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0]]).ok();
+    // A global service started on a one-node swarm gets a task on each node that joins.
+    d[0].docker(&["service", "create", "-d", "--mode", "global", "--name", "everywhere", IMAGE, "sleep", "100000"])
+        .ok();
+    wait("global on one node", &d[0], || converged(&d[0], "everywhere", 1, &[], ""));
     let worker = d[0].docker(&["swarm", "join-token", "-q", "worker"]).ok().trim().to_string();
     d[1].docker(&[
         "swarm",
@@ -207,6 +211,12 @@ fn secrets_and_configs_reach_only_their_tasks_on_a_tmpfs_and_never_a_disk() {
     ])
     .ok();
     let wid = node_id(&d[1]);
+    let both = [node_id(&d[0]), wid.clone()];
+    let both: Vec<&str> = both.iter().map(String::as_str).collect();
+    wait("global on the joining node", &d[0], || {
+        converged(&d[0], "everywhere", 2, &both, "") && containers(&d[1], "everywhere") == 1
+    });
+    d[0].docker(&["service", "rm", "everywhere"]).ok();
     let secret = b"s3cret-e2e-value-7f1c";
     d[0].docker_stdin(&["secret", "create", "pw", "-"], secret).ok();
     d[0].docker_stdin(&["config", "create", "app.conf", "-"], b"listen 80\n").ok();

@@ -128,18 +128,7 @@ impl Manager {
     /// A secret or config by ID, name or unique ID prefix.
     pub async fn blob(&self, kind: BlobKind, key: &str) -> Result<Blob> {
         let state = self.read().await?;
-        let map = state.blobs(kind);
-        if let Some(b) = map.get(key) {
-            return Ok(b.clone());
-        }
-        if let Some(b) = map.values().find(|b| b.name == key) {
-            return Ok(b.clone());
-        }
-        let by_prefix: Vec<&Blob> = map.values().filter(|b| b.id.starts_with(key)).collect();
-        match by_prefix.as_slice() {
-            [b] if !key.is_empty() => Ok((*b).clone()),
-            _ => Err(ManagerError::new(Kind::NotFound, format!("{} {key} not found", kind.as_str()))),
-        }
+        crate::control::resolve(kind.as_str(), key, state.blobs(kind), |b| b.name == key)
     }
 }
 
@@ -195,15 +184,7 @@ mod tests {
         assert!(check_refs(&st, &spec).is_err(), "a config id that is a secret's, and a target climbing out");
         spec.task.container.configs.clear();
 
-        let svc = skiff_cluster::types::Service {
-            id: "svc".into(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-            spec,
-            previous_spec: None,
-            update_status: None,
-        };
+        let svc = skiff_cluster::types::Service::new("svc", spec);
         st.apply(3, 3, &Command::CreateService { service: Box::new(svc) });
         let rm = st.apply(4, 4, &Command::RemoveBlob { kind: BlobKind::Secret, id: "s1".into() });
         assert!(rm.error.unwrap().contains("'pw' is in use by the following service: web"));

@@ -122,25 +122,34 @@ impl Manager {
     /// A node by full ID, unique ID prefix or name (hostname), as dockerd resolves it.
     pub async fn node(&self, key: &str) -> Result<Node> {
         let state = self.read().await?;
-        if let Some(n) = state.nodes.get(key) {
-            return Ok(n.clone());
-        }
-        let by_name: Vec<&Node> = state
-            .nodes
-            .values()
-            .filter(|n| n.spec.name == key || (n.spec.name.is_empty() && n.description.hostname == key))
-            .collect();
-        if let [n] = by_name.as_slice() {
-            return Ok((*n).clone());
-        }
-        let by_prefix: Vec<&Node> = state.nodes.values().filter(|n| n.id.starts_with(key)).collect();
-        match by_prefix.as_slice() {
-            [n] if !key.is_empty() => Ok((*n).clone()),
-            [] | [_] => Err(ManagerError::new(Kind::NotFound, format!("node {key} not found"))),
-            _ => Err(ManagerError::new(
-                Kind::Invalid,
-                format!("node {key} is ambiguous ({} matches found)", by_prefix.len()),
-            )),
-        }
+        resolve("node", key, &state.nodes, |n| {
+            n.spec.name == key || (n.spec.name.is_empty() && n.description.hostname == key)
+        })
+    }
+}
+
+/// An object of `map` as dockerd resolves a key for it: the full ID, else the one object named
+/// so (`named`), else the one whose ID starts with the key; several make the key ambiguous.
+pub(crate) fn resolve<T: Clone>(
+    what: &str,
+    key: &str,
+    map: &std::collections::BTreeMap<String, T>,
+    named: impl Fn(&T) -> bool,
+) -> Result<T> {
+    if let Some(v) = map.get(key) {
+        return Ok(v.clone());
+    }
+    let by_name: Vec<&T> = map.values().filter(|v| named(v)).collect();
+    if let [v] = by_name.as_slice() {
+        return Ok((*v).clone());
+    }
+    let by_prefix: Vec<&T> = map.iter().filter(|(id, _)| id.starts_with(key)).map(|(_, v)| v).collect();
+    match by_prefix.as_slice() {
+        [v] if !key.is_empty() => Ok((*v).clone()),
+        [] | [_] => Err(ManagerError::new(Kind::NotFound, format!("{what} {key} not found"))),
+        _ => Err(ManagerError::new(
+            Kind::Invalid,
+            format!("{what} {key} is ambiguous ({} matches found)", by_prefix.len()),
+        )),
     }
 }

@@ -51,15 +51,7 @@ fn state(nodes: &[Node], s: ServiceSpec) -> ClusterState {
     for n in nodes {
         st.nodes.insert(n.id.clone(), n.clone());
     }
-    let svc = Service {
-        id: "svc".into(),
-        version: 0,
-        created_at: 0,
-        updated_at: 0,
-        spec: s,
-        previous_spec: None,
-        update_status: None,
-    };
+    let svc = Service::new("svc", s);
     st.apply(1, 0, &Command::CreateService { service: Box::new(svc) });
     st
 }

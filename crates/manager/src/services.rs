@@ -62,16 +62,7 @@ impl Manager {
         validate(&spec)?;
         crate::blobs::check_refs(&self.read().await?, &spec)?;
         let id = new_id();
-        let service = Service {
-            id: id.clone(),
-            version: 0,
-            created_at: 0,
-            updated_at: 0,
-            spec,
-            previous_spec: None,
-            update_status: None,
-        };
-        self.write(Command::CreateService { service: Box::new(service) }).await?;
+        self.write(Command::CreateService { service: Box::new(Service::new(&id, spec)) }).await?;
         Ok(id)
     }
 
@@ -103,38 +94,13 @@ impl Manager {
     /// A service by full ID, name, or unique ID prefix, as dockerd resolves it.
     pub async fn service(&self, key: &str) -> Result<Service> {
         let state = self.read().await?;
-        if let Some(s) = state.services.get(key) {
-            return Ok(s.clone());
-        }
-        if let Some(s) = state.services.values().find(|s| s.spec.name == key) {
-            return Ok(s.clone());
-        }
-        let by_prefix: Vec<&Service> = state.services.values().filter(|s| s.id.starts_with(key)).collect();
-        match by_prefix.as_slice() {
-            [s] if !key.is_empty() => Ok((*s).clone()),
-            [] | [_] => Err(ManagerError::new(Kind::NotFound, format!("service {key} not found"))),
-            _ => Err(ManagerError::new(
-                Kind::Invalid,
-                format!("service {key} is ambiguous ({} matches found)", by_prefix.len()),
-            )),
-        }
+        crate::control::resolve("service", key, &state.services, |s| s.spec.name == key)
     }
 
     /// A task by full ID or unique ID prefix.
     pub async fn task(&self, key: &str) -> Result<Task> {
         let state = self.read().await?;
-        if let Some(t) = state.tasks.get(key) {
-            return Ok(t.clone());
-        }
-        let by_prefix: Vec<&Task> = state.tasks.values().filter(|t| t.id.starts_with(key)).collect();
-        match by_prefix.as_slice() {
-            [t] if !key.is_empty() => Ok((*t).clone()),
-            [] | [_] => Err(ManagerError::new(Kind::NotFound, format!("task {key} not found"))),
-            _ => Err(ManagerError::new(
-                Kind::Invalid,
-                format!("task {key} is ambiguous ({} matches found)", by_prefix.len()),
-            )),
-        }
+        crate::control::resolve("task", key, &state.tasks, |_| false)
     }
 }
 

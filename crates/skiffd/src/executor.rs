@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    ContainerCreateBody, HealthConfig, HealthStatusEnum, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HealthStatusEnum, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
 use skiff_cluster::rpc::LogRecord;
@@ -148,14 +148,7 @@ fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>) -> Co
         labels: Some(labels),
         stop_signal: (!c.stop_signal.is_empty()).then(|| c.stop_signal.clone()),
         stop_timeout: c.stop_grace_period_ns.map(|ns| ns / 1_000_000_000),
-        healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
-            interval: Some(h.interval_ns),
-            timeout: Some(h.timeout_ns),
-            retries: Some(h.retries),
-            start_period: Some(h.start_period_ns),
-            ..Default::default()
-        }),
+        healthcheck: c.healthcheck.as_ref().map(crate::services_api::health_to_api),
         host_config: Some(host_config),
         ..Default::default()
     }

@@ -206,6 +206,18 @@ fn container_from_api(mut c: TaskSpecContainerSpec) -> Result<ct::ContainerSpec>
     })
 }
 
+/// A task's health check in the API's (and the engine's create body's) shape.
+pub fn health_to_api(h: &ct::HealthCheck) -> HealthConfig {
+    HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(h.interval_ns),
+        timeout: Some(h.timeout_ns),
+        retries: Some(h.retries),
+        start_period: Some(h.start_period_ns),
+        ..Default::default()
+    }
+}
+
 fn container_to_api(c: &ct::ContainerSpec) -> TaskSpecContainerSpec {
     let (secrets, configs) = refs_to_api(c);
     let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
@@ -241,14 +253,7 @@ fn container_to_api(c: &ct::ContainerSpec) -> TaskSpecContainerSpec {
         }),
         stop_signal: some_str(&c.stop_signal),
         stop_grace_period: c.stop_grace_period_ns,
-        health_check: c.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
-            interval: Some(h.interval_ns),
-            timeout: Some(h.timeout_ns),
-            retries: Some(h.retries),
-            start_period: Some(h.start_period_ns),
-            ..Default::default()
-        }),
+        health_check: c.healthcheck.as_ref().map(health_to_api),
         hosts: some_vec(&c.hosts),
         init: c.init,
         sysctls: (!c.sysctls.is_empty()).then(|| c.sysctls.clone().into_iter().collect()),

@@ -335,6 +335,21 @@ pub struct Service {
     pub update_status: Option<UpdateStatus>,
 }
 
+impl Service {
+    /// A service as it is created (versions and times are the log's, set when applied).
+    pub fn new(id: &str, spec: ServiceSpec) -> Service {
+        Service {
+            id: id.to_string(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            spec,
+            previous_spec: None,
+            update_status: None,
+        }
+    }
+}
+
 /// What a node reports about a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskStatus {

@@ -741,6 +741,22 @@ mod tests {
     }
 
     #[test]
+    fn secret_and_config_requests_refuse_what_they_cannot_keep() {
+        let spec = |v: serde_json::Value| serde_json::from_value::<bollard_stubs::models::SecretSpec>(v).unwrap();
+        let (name, labels, data) =
+            blob_spec(spec(serde_json::json!({"Name": "pw", "Labels": {"a": "b"}, "Data": "czNj"}))).unwrap();
+        assert_eq!((name.as_str(), labels["a"].as_str(), data.as_deref()), ("pw", "b", Some(&b"s3c"[..])));
+        for bad in [
+            serde_json::json!({"Name": "pw", "Data": "not base64!"}),
+            serde_json::json!({"Name": "pw", "Data": "czNj", "Driver": {"Name": "vault"}}),
+            serde_json::json!({"Name": "pw", "Data": "czNj", "Templating": {"Name": "golang"}}),
+        ] {
+            let e = blob_spec(spec(bad.clone())).unwrap_err();
+            assert_eq!(e.kind, skiff_engine::Kind::Invalid, "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
     fn filters_take_both_forms() {
         let f = parse_filters(Some(r#"{"service":{"web":true},"desired-state":["running"]}"#)).unwrap();
         assert_eq!(f["service"], vec!["web"]);

@@ -129,6 +129,7 @@ pub(crate) async fn watch_heartbeats(m: Weak<Manager>, cancel: CancellationToken
                 tracing::warn!(node = %id, "marking a silent node down: {e}");
             }
         }
+        crate::join::promote_caught_up_learners(&m).await;
         if let Err(e) = crate::rotation::finish_when_converged(&m).await {
             tracing::warn!("finishing the root rotation: {e}");
         }

@@ -17,7 +17,8 @@ use crate::manager::{Manager, no_leader};
 use crate::raft::{Member, raft_id};
 
 /// How long a new manager has to catch up before it is made a voter anyway.
-const CATCH_UP: Duration = Duration::from_secs(60);
+/// How long one pass waits for a promotion to commit.
+const PROMOTE_WAIT: Duration = Duration::from_secs(2);
 
 /// Admits the node `req` describes (on the leader; elsewhere the caller forwards).
 pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> Result<JoinResponse> {
@@ -57,7 +58,6 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
     if role == Role::Manager {
         let member = Member { node_id: who.node_id.clone(), addr: advertise };
         m.raft.add_learner(raft_id(&who.node_id), member, false).await.map_err(ManagerError::unavailable)?;
-        promote_when_caught_up(m, raft_id(&who.node_id));
     }
     let mut managers: Vec<ManagerPeer> = m.managers().into_iter().map(|(p, _)| p).collect();
     managers.sort_by(|a, b| a.node_id.cmp(&b.node_id));
@@ -74,25 +74,44 @@ pub(crate) async fn admit(m: &Manager, req: JoinRequest, remote: SocketAddr) -> 
     })
 }
 
-/// Makes learner `id` a voter once its replicated log is within a few entries of the leader's
-/// (or after [`CATCH_UP`]).
-pub(crate) fn promote_when_caught_up(m: &Manager, id: u64) {
-    let raft = m.raft.clone();
-    m.spawn(async move {
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        loop {
-            let metrics = raft.metrics().borrow().clone();
-            let last = metrics.last_log_index.unwrap_or(0);
+/// On the leader: makes every learner that the store says is a manager a voter once its
+/// replicated log is within a few entries of the leader's. Called on each pass of the leader's
+/// watch, so a promotion refused because another membership change was still being committed
+/// (two managers joining at once), or cut short by a change of leader, is made on a later pass.
+pub(crate) async fn promote_caught_up_learners(m: &Manager) {
+    let metrics = m.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let caught_up: Vec<(u64, String)> = membership
+        .nodes()
+        .filter(|(id, _)| !voters.contains(id))
+        .filter(|(id, _)| {
             let matched =
-                metrics.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).map_or(0, |l| l.index);
-            if last.saturating_sub(matched) <= 2 || tokio::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let ids = std::collections::BTreeSet::from([id]);
-        if let Err(e) = raft.change_membership(openraft::ChangeMembers::AddVoterIds(ids), false).await {
-            tracing::warn!("making the new manager a voter: {e}");
-        }
-    });
+                metrics.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map_or(0, |l| l.index);
+            last.saturating_sub(matched) <= 2
+        })
+        .map(|(id, n)| (*id, n.node_id.clone()))
+        .collect();
+    if caught_up.is_empty() {
+        return;
+    }
+    let managers: std::collections::BTreeSet<u64> =
+        m.sm.with(|s| {
+            caught_up
+                .iter()
+                .filter(|(_, node)| s.nodes.get(node).is_some_and(|n| n.spec.role == StoredRole::Manager))
+                .map(|(id, _)| *id)
+                .collect()
+        })
+        .await;
+    if managers.is_empty() {
+        return;
+    }
+    let change = m.raft.change_membership(openraft::ChangeMembers::AddVoterIds(managers), false);
+    match tokio::time::timeout(PROMOTE_WAIT, change).await {
+        Ok(Ok(_)) => tracing::info!("caught-up managers made voters"),
+        Ok(Err(e)) => tracing::debug!("making new managers voters (tried again on the next pass): {e}"),
+        Err(_) => tracing::debug!("making new managers voters: not committed yet"),
+    }
 }

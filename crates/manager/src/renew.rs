@@ -49,7 +49,6 @@ pub(crate) async fn renew(m: &Manager, peer: &NodeIdentity, req: RenewRequest) -
         StoredRole::Manager if !in_raft => {
             let member = Member { node_id: node.id.clone(), addr: advertise.clone() };
             m.raft.add_learner(rid, member, false).await.map_err(ManagerError::unavailable)?;
-            crate::join::promote_when_caught_up(m, rid);
         }
         _ => {}
     }

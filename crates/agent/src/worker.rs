@@ -14,7 +14,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_cluster::rpc::{AssignmentsRequest, AssignmentsResponse, LogBatch, LogRecord, RPC_VERSION};
+use skiff_cluster::rpc::{
+    AssignmentsRequest, AssignmentsResponse, LogBatch, LogRecord, NetworkAssignment, RPC_VERSION,
+};
 use skiff_cluster::transport::Dialer;
 use skiff_cluster::types::{BlobKind, LogSubscription, Task, TaskState, TaskStatus};
 use tokio::sync::{mpsc, watch};
@@ -55,6 +57,9 @@ pub trait Executor: Send + Sync + 'static {
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), String>>;
     /// The IDs of the tasks this node holds containers for.
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, String>>;
+    /// Makes the node's overlay networks those its tasks are on (with their peers and the
+    /// names they resolve); called with every assignment, before its tasks are prepared.
+    fn networks<'a>(&'a self, networks: &'a [NetworkAssignment]) -> BoxFuture<'a, Result<(), String>>;
     /// The log of task `task_id`'s container as `sub` asks for it (the lines so far, then, with
     /// `follow`, new ones as they come); the channel ends with the log.
     fn logs<'a>(
@@ -129,6 +134,10 @@ pub(crate) async fn run(
                 pending.clear();
                 known = resp.fingerprint;
                 let blobs: Arc<Blobs> = Arc::new(resp.blobs.into_iter().map(|d| ((d.kind, d.id), d.data)).collect());
+                if let Err(e) = exec.networks(&resp.networks).await {
+                    // Tasks on a network that could not be set up fail as they prepare.
+                    tracing::warn!("setting up the node's overlay networks: {e}");
+                }
                 reconcile(&exec, &mut controllers, resp.tasks.clone(), &blobs, &tx);
                 follow_logs(&dialer, &exec, &mut forwarders, &resp.tasks, resp.logs);
                 if !cleaned {

@@ -51,7 +51,7 @@ pub fn router<S: backend::SwarmBackend>(engine: Arc<Engine>, swarm: Arc<S>) -> R
         .route("/plugins", get(handlers::swarm::plugins))
         .fallback(not_found)
         .merge(c::routes(engine.clone()))
-        .merge(n::routes(engine.clone()))
+        .merge(n::routes(engine.clone(), swarm.clone()))
         .merge(v::routes(engine.clone()))
         .merge(exec::routes(engine.clone()))
         .merge(system::routes(engine.clone()))

@@ -146,10 +146,37 @@ pub struct AssignmentsResponse {
     /// Log subscriptions that want lines of the node's tasks.
     #[serde(default)]
     pub logs: Vec<LogSubscription>,
+    /// The overlay networks the node's tasks are on.
+    #[serde(default)]
+    pub networks: Vec<NetworkAssignment>,
     pub fingerprint: u64,
     /// Set by a manager that is not the leader: where to ask.
     #[serde(default)]
     pub leader: Option<String>,
+}
+
+/// An overlay network as one node needs it: the network, the node's own address on it and
+/// its VXLAN end, the other nodes that have tasks on it, and the names its tasks resolve.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetworkAssignment {
+    pub id: String,
+    pub name: String,
+    pub subnet: crate::types::Subnet,
+    pub vni: u32,
+    pub internal: bool,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    /// The node's address on the network (its bridge's).
+    pub local_addr: std::net::Ipv4Addr,
+    /// The node's data-path address (the VXLAN tunnels' local end).
+    pub vtep: String,
+    /// The data-path addresses of the other nodes with tasks on the network.
+    pub peers: Vec<String>,
+    /// Names → addresses: each service on the network (and `tasks.NAME`, and its aliases) to
+    /// its tasks' addresses, each task's container name to its own.
+    pub names: Vec<(String, Vec<std::net::Ipv4Addr>)>,
 }
 
 /// One log line of a task.

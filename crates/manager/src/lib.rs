@@ -13,6 +13,7 @@ mod error;
 mod join;
 mod logs;
 mod manager;
+mod networks;
 pub mod orchestrator;
 pub mod raft;
 mod renew;

@@ -105,6 +105,7 @@ impl Pass<'_> {
             spec_version: s.version,
             desired_state: TaskState::Running,
             status: TaskStatus { state: TaskState::New, message: "created".into(), ..TaskStatus::default() },
+            networks: Vec::new(),
         };
         self.out.tasks.push(TaskChange::Create { task: Box::new(task) });
     }

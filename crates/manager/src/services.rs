@@ -166,7 +166,11 @@ pub(crate) async fn reconcile_loop(m: Weak<Manager>, cancel: CancellationToken) 
 
 /// What identifies a node's assignments: its tasks and what is wanted of each (statuses are
 /// the node's own news), and the log subscriptions for them.
-fn fingerprint(tasks: &[Task], logs: &[skiff_cluster::types::LogSubscription]) -> u64 {
+fn fingerprint(
+    tasks: &[Task],
+    logs: &[skiff_cluster::types::LogSubscription],
+    networks: &[skiff_cluster::rpc::NetworkAssignment],
+) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for t in tasks {
         (&t.id, t.desired_state.as_str()).hash(&mut h);
@@ -174,6 +178,7 @@ fn fingerprint(tasks: &[Task], logs: &[skiff_cluster::types::LogSubscription]) -
     for l in logs {
         l.id.hash(&mut h);
     }
+    networks.hash(&mut h);
     h.finish().max(1)
 }
 
@@ -189,6 +194,7 @@ pub(crate) async fn assignments(
             tasks: Vec::new(),
             blobs: Vec::new(),
             logs: Vec::new(),
+            networks: Vec::new(),
             fingerprint: 0,
             leader: m.leader_addr(),
         });
@@ -199,7 +205,7 @@ pub(crate) async fn assignments(
     let deadline = Instant::now() + LONG_POLL;
     loop {
         let applied = m.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        let (tasks, blobs, logs) =
+        let (tasks, blobs, logs, networks) =
             m.sm.with(|s| {
                 let tasks: Vec<Task> = s
                     .tasks
@@ -208,13 +214,14 @@ pub(crate) async fn assignments(
                     .cloned()
                     .collect();
                 let blobs = crate::blobs::delivered(s, &tasks);
-                (tasks, blobs, s.log_subscriptions_for(&peer.node_id))
+                let networks = crate::networks::for_node(s, &peer.node_id);
+                (tasks, blobs, s.log_subscriptions_for(&peer.node_id), networks)
             })
             .await;
-        let fp = fingerprint(&tasks, &logs);
+        let fp = fingerprint(&tasks, &logs, &networks);
         let left = deadline.saturating_duration_since(Instant::now());
         if fp != req.known || left.is_zero() || !m.is_leader() {
-            return Ok(AssignmentsResponse { tasks, blobs, logs, fingerprint: fp, leader: None });
+            return Ok(AssignmentsResponse { tasks, blobs, logs, networks, fingerprint: fp, leader: None });
         }
         let _ = m.raft.wait(Some(left)).applied_index_at_least(Some(applied + 1), "a change for the node").await;
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
 use rtnetlink::packet_route::route::RouteAttribute;
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder};
 
 use crate::ipam::Ipv4Net;
 use crate::netns;
@@ -122,7 +122,7 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` attached to the bridge, `peer` created inside the namespace
-    /// at `netns` with the given MAC address.
+    /// at `netns` with the given MAC address (both with `mtu`, if given).
     pub async fn add_veth(
         &self,
         host: &str,
@@ -130,21 +130,81 @@ impl Netlink {
         peer: &str,
         netns: &Path,
         mac: [u8; 6],
+        mtu: Option<u32>,
     ) -> Result<(), LinkError> {
         let ns = std::fs::File::open(netns)?;
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .address(mac.to_vec())
-            .setns_by_fd(ns.as_raw_fd())
-            .build();
-        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(host.to_string())
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-            .controller(bridge)
-            .up()
-            .build();
+            .setns_by_fd(ns.as_raw_fd());
+        let mut host_msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth).name(host.to_string());
+        if let Some(m) = mtu {
+            (peer_msg, host_msg) = (peer_msg.mtu(m), host_msg.mtu(m));
+        }
+        let msg =
+            host_msg.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build()))).controller(bridge).up().build();
         self.handle.link().add(msg).execute().await.map_err(nl(format!("creating veth {host}")))?;
         drop(ns);
+        Ok(())
+    }
+
+    /// Creates VXLAN link `name` (ID `vni`, tunnels from `local` on UDP `port`, MAC learning on)
+    /// as a port of `bridge`, up; one that exists is deleted first, so its forwarding entries
+    /// are only those [`Netlink::add_flood_peer`] adds from then on.
+    pub async fn recreate_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        local: Ipv4Addr,
+        port: u16,
+        bridge: u32,
+        mtu: u32,
+    ) -> Result<u32, LinkError> {
+        self.delete_link(name).await?;
+        let msg =
+            LinkVxlan::new(name, vni).local(local).port(port).learning(true).mtu(mtu).controller(bridge).up().build();
+        self.handle.link().add(msg).execute().await.map_err(nl(format!("creating VXLAN link {name} (ID {vni})")))?;
+        self.index_of(name).await?.ok_or_else(|| std::io::Error::other(format!("VXLAN link {name} vanished")).into())
+    }
+
+    /// Adds (`add`) or removes a forwarding entry on VXLAN link `index` that sends broadcast
+    /// and unknown frames to `peer` too (`bridge fdb append 00:00:00:00:00:00 dst PEER`): each
+    /// node's tunnel reaches every other node with tasks on the network.
+    pub async fn flood_peer(&self, index: u32, peer: Ipv4Addr, add: bool) -> Result<(), LinkError> {
+        use futures_util::StreamExt as _;
+        use rtnetlink::packet_core::{
+            NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+        };
+        use rtnetlink::packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+        };
+        use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Bridge;
+        m.header.ifindex = index;
+        m.header.state = NeighbourState::Permanent;
+        m.header.flags = NeighbourFlags::Own;
+        m.attributes.push(NeighbourAttribute::LinkLayerAddress(vec![0; 6]));
+        m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::Inet(peer)));
+        let (msg, flags) = if add {
+            (RouteNetlinkMessage::NewNeighbour(m), NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND)
+        } else {
+            (RouteNetlinkMessage::DelNeighbour(m), NLM_F_REQUEST | NLM_F_ACK)
+        };
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = flags;
+        let what = if add { "adding" } else { "removing" };
+        let mut handle = self.handle.clone();
+        let mut response = handle.request(req).map_err(nl(format!("{what} VXLAN peer {peer}")))?;
+        while let Some(message) = response.next().await {
+            if let NetlinkPayload::Error(err) = message.payload {
+                let e = rtnetlink::Error::NetlinkError(err);
+                if (add && is_errno(&e, libc::EEXIST)) || (!add && is_errno(&e, libc::ENOENT)) {
+                    return Ok(());
+                }
+                return Err(nl(format!("{what} VXLAN peer {peer}"))(e));
+            }
+        }
         Ok(())
     }
 

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bollard_stubs::models::{
-    ContainerCreateBody, HealthStatusEnum, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthStatusEnum, HostConfig, HostConfigLogConfig,
+    Mount, MountTypeEnum, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
 use skiff_cluster::rpc::LogRecord;
@@ -66,7 +66,7 @@ fn nonempty<T>(v: Vec<T>) -> Option<Vec<T>> {
 }
 
 /// The container a task runs in; `files` are its secrets' and configs' bind mounts.
-fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>) -> ContainerCreateBody {
+fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>, internal: bool) -> ContainerCreateBody {
     let c = &t.spec.container;
     let x = |s: &str| expand(s, t, node_id, hostname);
     let mut labels: HashMap<String, String> = c.labels.clone().into_iter().collect();
@@ -114,7 +114,9 @@ fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>) -> Co
             .push(PortBinding { host_ip: None, host_port: host });
     }
     let r = &t.spec.resources;
+    let (network_mode, networking_config) = task_networks(t, internal);
     let host_config = HostConfig {
+        network_mode,
         mounts: nonempty(mounts),
         extra_hosts: nonempty(extra_hosts),
         port_bindings: (!ports.is_empty()).then_some(ports),
@@ -150,8 +152,32 @@ fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>) -> Co
         stop_timeout: c.stop_grace_period_ns.map(|ns| ns / 1_000_000_000),
         healthcheck: c.healthcheck.as_ref().map(crate::services_api::health_to_api),
         host_config: Some(host_config),
+        networking_config,
         ..Default::default()
     }
+}
+
+/// The task's networks as the engine's create takes them: each overlay with the address the
+/// managers gave the task and the service's aliases there, and the default bridge first as its
+/// way out unless every overlay is internal (`internal`: that they all are).
+fn task_networks(t: &Task, internal: bool) -> (Option<String>, Option<NetworkingConfig>) {
+    if t.networks.is_empty() {
+        return (None, None);
+    }
+    let mut endpoints: HashMap<String, EndpointSettings> = HashMap::new();
+    for a in &t.networks {
+        let aliases = t.spec.networks.iter().find(|n| n.target == a.network_id).map(|n| n.aliases.clone());
+        endpoints.insert(
+            a.network_id.clone(),
+            EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(a.addr.to_string()), ..Default::default() }),
+                aliases: aliases.filter(|a| !a.is_empty()),
+                ..Default::default()
+            },
+        );
+    }
+    let mode = if internal { t.networks[0].network_id.clone() } else { "bridge".to_string() };
+    (Some(mode), Some(NetworkingConfig { endpoints_config: Some(endpoints) }))
 }
 
 impl EngineExecutor {
@@ -249,7 +275,15 @@ impl EngineExecutor {
         }
         self.ensure_image(&t.spec.container.image, t.spec.pull_auth.as_ref()).await?;
         let hostname = self.engine.info().name.unwrap_or_default();
-        let body = create_body(t, &t.node_id, &hostname, files);
+        let mut internal = true;
+        for a in &t.networks {
+            let n =
+                self.engine.networks.get(&a.network_id).await.map_err(|_| {
+                    format!("network {} is not set up on this node (see the daemon's log)", a.network_id)
+                })?;
+            internal &= n.internal;
+        }
+        let body = create_body(t, &t.node_id, &hostname, files, internal);
         self.engine.containers.create(Some(t.name()), body).await.map(|_| ()).map_err(|e| e.message)
     }
 
@@ -401,6 +435,16 @@ impl Executor for EngineExecutor {
         Box::pin(self.remove_task(task_id))
     }
 
+    fn networks<'a>(
+        &'a self,
+        networks: &'a [skiff_cluster::rpc::NetworkAssignment],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let specs = networks.iter().map(crate::networks_api::overlay_spec).collect::<Result<Vec<_>, _>>()?;
+            self.engine.networks.sync_overlays(specs).await.map_err(|e| e.message)
+        })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, String>> {
         let ids = self
             .engine
@@ -446,12 +490,13 @@ mod tests {
             spec_version: 1,
             desired_state: TaskState::Running,
             status: TaskStatus::default(),
+            networks: Vec::new(),
         }
     }
 
     #[test]
     fn templates_expand_and_unknown_ones_stay() {
-        let b = create_body(&task(3), "n1", "host1", Vec::new());
+        let b = create_body(&task(3), "n1", "host1", Vec::new(), true);
         assert_eq!(b.hostname.as_deref(), Some("web-3"));
         assert_eq!(b.env.unwrap(), vec!["NODE=host1", "KEEP={{.Unknown}}", "OPEN={{x"]);
         let hc = b.host_config.unwrap();
@@ -459,7 +504,7 @@ mod tests {
         let labels = b.labels.unwrap();
         assert_eq!(labels["com.docker.swarm.task.name"], "web.3.t1");
         assert_eq!(
-            create_body(&task(0), "n1", "h", Vec::new()).hostname.as_deref(),
+            create_body(&task(0), "n1", "h", Vec::new(), true).hostname.as_deref(),
             Some("web-n1"),
             "global: the node"
         );

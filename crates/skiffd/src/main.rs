@@ -11,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod daemon_json;
 mod executor;
+mod networks_api;
 mod services_api;
 mod swarm_api;
 use skiff_engine::{Engine, EngineConfig};

@@ -1,7 +1,7 @@
 //! The Engine API's services and tasks over skiff's cluster types: the one place the API's
 //! `ServiceSpec`/`Service`/`Task` shapes meet `skiff_cluster::types`. What skiff cannot do yet
-//! (overlay networks, the ingress routing mesh, secrets and configs) is refused with words, not
-//! dropped.
+//! (the ingress routing mesh, job modes) is refused with words, not dropped. Network targets
+//! come out as the request names them; `swarm_api` resolves them to IDs.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -299,13 +299,30 @@ fn port_to_api(p: &ct::PortConfig) -> EndpointPortConfig {
     }
 }
 
-fn task_spec_from_api(t: TaskSpec, ports: Vec<ct::PortConfig>) -> Result<ct::TaskSpec> {
-    if t.networks.as_ref().is_some_and(|n| !n.is_empty()) {
-        return Err(unsupported("overlay networks are not supported by skiff's swarm mode yet"));
+/// `--network name=N,alias=A` (targets as given: names or IDs).
+fn networks_from_api(n: Vec<bollard_stubs::models::NetworkAttachmentConfig>) -> Result<Vec<ct::NetworkAttachmentSpec>> {
+    let mut out: Vec<ct::NetworkAttachmentSpec> = Vec::new();
+    for a in n {
+        let target = a
+            .target
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| EngineError::invalid("a network attachment names no network"))?;
+        if a.driver_opts.is_some_and(|o| !o.is_empty()) {
+            return Err(unsupported("network driver options of a service's attachment are not supported by skiff yet"));
+        }
+        if out.iter().any(|o| o.target == target) {
+            return Err(EngineError::invalid(format!("network {target} is attached more than once")));
+        }
+        out.push(ct::NetworkAttachmentSpec { target, aliases: a.aliases.unwrap_or_default() });
     }
+    Ok(out)
+}
+
+fn task_spec_from_api(t: TaskSpec, ports: Vec<ct::PortConfig>) -> Result<ct::TaskSpec> {
     if t.plugin_spec.is_some() || t.network_attachment_spec.is_some() {
         return Err(unsupported("only container tasks are supported"));
     }
+    let networks = networks_from_api(t.networks.unwrap_or_default())?;
     let container = container_from_api(t.container_spec.unwrap_or_default())?;
     let res = t.resources.unwrap_or_default();
     let (limits, reserve) = (res.limits.unwrap_or_default(), res.reservations.unwrap_or_default());
@@ -354,11 +371,22 @@ fn task_spec_from_api(t: TaskSpec, ports: Vec<ct::PortConfig>) -> Result<ct::Tas
         ports,
         // Set from the request's X-Registry-Auth, never from the spec.
         pull_auth: None,
+        networks,
     })
 }
 
 fn task_spec_to_api(t: &ct::TaskSpec) -> TaskSpec {
     TaskSpec {
+        networks: (!t.networks.is_empty()).then(|| {
+            t.networks
+                .iter()
+                .map(|a| bollard_stubs::models::NetworkAttachmentConfig {
+                    target: Some(a.target.clone()),
+                    aliases: (!a.aliases.is_empty()).then(|| a.aliases.clone()),
+                    driver_opts: None,
+                })
+                .collect()
+        }),
         container_spec: Some(container_to_api(&t.container)),
         resources: Some(TaskSpecResources {
             limits: Some(Limit {
@@ -413,8 +441,10 @@ fn task_spec_to_api(t: &ct::TaskSpec) -> TaskSpec {
 
 /// A request's spec as skiff's; `name` is used when the request names none.
 pub fn spec_from_api(a: ServiceSpec, name: impl FnOnce() -> String) -> Result<ct::ServiceSpec> {
-    if a.networks.as_ref().is_some_and(|n| !n.is_empty()) {
-        return Err(unsupported("overlay networks are not supported by skiff's swarm mode yet"));
+    // The deprecated top-level `Networks` counts when the task template names none.
+    let mut template = a.task_template.unwrap_or_default();
+    if template.networks.as_ref().is_none_or(Vec::is_empty) {
+        template.networks = a.networks.filter(|n| !n.is_empty());
     }
     let mode = match a.mode.unwrap_or_default() {
         ServiceSpecMode { global: Some(_), .. } => ct::ServiceMode::Global,
@@ -429,7 +459,7 @@ pub fn spec_from_api(a: ServiceSpec, name: impl FnOnce() -> String) -> Result<ct
     Ok(ct::ServiceSpec {
         name: a.name.filter(|n| !n.is_empty()).unwrap_or_else(name),
         labels: a.labels.unwrap_or_default().into_iter().collect(),
-        task: task_spec_from_api(a.task_template.unwrap_or_default(), ports)?,
+        task: task_spec_from_api(template, ports)?,
         mode,
         update: update_from_api(a.update_config),
         rollback: update_from_api(rollback_as_update(a.rollback_config)),
@@ -713,11 +743,22 @@ mod tests {
         let back = spec_from_api(spec_to_api(&ours), || unreachable!()).unwrap();
         assert_eq!(back, ours, "the API form carries everything skiff keeps");
 
+        // Networks: the template's, or else the deprecated top-level list; they round-trip.
+        let api: ServiceSpec =
+            serde_json::from_value(serde_json::json!({"Networks": [{"Target": "front", "Aliases": ["www"]}]})).unwrap();
+        let nets = spec_from_api(api, || "x".into()).unwrap();
+        assert_eq!(
+            nets.task.networks,
+            vec![ct::NetworkAttachmentSpec { target: "front".into(), aliases: vec!["www".into()] }]
+        );
+        assert_eq!(spec_from_api(spec_to_api(&nets), || unreachable!()).unwrap(), nets);
+
         let named = spec_from_api(ServiceSpec::default(), || "gen_name".into()).unwrap();
         assert_eq!((named.name.as_str(), named.mode), ("gen_name", ct::ServiceMode::Replicated { replicas: 1 }));
         let refused = [
             serde_json::json!({"EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]}}),
-            serde_json::json!({"Networks": [{"Target": "overlay1"}]}),
+            serde_json::json!({"TaskTemplate": {"Networks": [{"Target": "a"}, {"Target": "a"}]}}),
+            serde_json::json!({"TaskTemplate": {"Networks": [{"Aliases": ["x"]}]}}),
             serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretName": "x"}]}}}),
             serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretID": "x", "File": {"UID": "root"}}]}}}),
             serde_json::json!({"Mode": {"ReplicatedJob": {}}}),

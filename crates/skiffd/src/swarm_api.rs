@@ -242,6 +242,21 @@ fn node_matches(n: &Node, filters: &HashMap<String, HashMap<String, bool>>) -> R
     Ok(true)
 }
 
+/// A service's network targets (names, IDs or ID prefixes) as network IDs.
+async fn resolve_networks(m: &skiff_swarm::Manager, task: &mut ct::TaskSpec) -> Result<()> {
+    for a in &mut task.networks {
+        let n = m.network(&a.target).await.map_err(err)?;
+        if n.spec.ingress {
+            return Err(EngineError::invalid(format!(
+                "The ingress network {} cannot be used with services; it is for the routing mesh only",
+                n.spec.name
+            )));
+        }
+        a.target = n.id;
+    }
+    Ok(())
+}
+
 impl SwarmBackend for SwarmApi {
     async fn info(&self) -> SwarmInfo {
         let i = self.swarm.info().await;
@@ -463,6 +478,7 @@ impl SwarmBackend for SwarmApi {
         let m = self.swarm.manager().await.map_err(err)?;
         let mut spec = services_api::spec_from_api(spec, skiff_engine::container::names::generate)?;
         spec.task.pull_auth = services_api::registry_auth(auth)?;
+        resolve_networks(&m, &mut spec.task).await?;
         let id = m.create_service(spec).await.map_err(err)?;
         Ok(bollard_stubs::models::ServiceCreateResponse { id: Some(id), warnings: None })
     }
@@ -481,6 +497,7 @@ impl SwarmBackend for SwarmApi {
         } else {
             let current = m.service(id).await.map_err(err)?;
             let mut new = services_api::spec_from_api(spec, || current.spec.name.clone())?;
+            resolve_networks(&m, &mut new.task).await?;
             new.task.pull_auth = match auth {
                 ServiceAuth::Given(a) => services_api::registry_auth(Some(a))?,
                 ServiceAuth::FromSpec => current.spec.task.pull_auth.clone(),
@@ -627,5 +644,37 @@ impl SwarmBackend for SwarmApi {
             drop(stream);
         });
         Ok((tty, rx))
+    }
+
+    async fn networks(&self) -> Result<Vec<skiff_engine::network::NetworkRecord>> {
+        let Ok(m) = self.swarm.manager().await else { return Ok(Vec::new()) };
+        let state = m.read().await.map_err(err)?;
+        Ok(state.networks.values().map(crate::networks_api::network_record).collect())
+    }
+
+    async fn network(&self, key: &str) -> Result<Option<skiff_engine::network::NetworkRecord>> {
+        let Ok(m) = self.swarm.manager().await else { return Ok(None) };
+        match m.network(key).await {
+            Ok(n) => Ok(Some(crate::networks_api::network_record(&n))),
+            Err(e) if e.kind == skiff_swarm::Kind::NotFound => Ok(None),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn create_network(&self, req: bollard_stubs::models::NetworkCreateRequest) -> Result<String> {
+        let m = self.swarm.manager().await.map_err(|e| match e.kind {
+            skiff_swarm::Kind::Unavailable => EngineError::new(
+                Kind::Unavailable,
+                "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.",
+            ),
+            _ => err(e),
+        })?;
+        let spec = crate::networks_api::network_spec(req)?;
+        m.create_network(spec).await.map_err(err)
+    }
+
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        let m = self.swarm.manager().await.map_err(err)?;
+        m.remove_network(id).await.map_err(err)
     }
 }

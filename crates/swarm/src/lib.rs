@@ -392,6 +392,10 @@ impl Swarm {
                     tracing::warn!(task = %id, "removing a task's container on leaving: {e}");
                 }
             }
+            // And has none of its overlay networks.
+            if let Err(e) = exec.networks(&[]).await {
+                tracing::warn!("removing the swarm's overlay networks on leaving: {e}");
+            }
         }
         skiff_common::fsutil::remove_all(&self.dir).map_err(ManagerError::internal)?;
         Ok(())

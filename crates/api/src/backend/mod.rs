@@ -300,6 +300,17 @@ pub trait SwarmBackend: Send + Sync + 'static {
         task: bool,
         opts: LogOptions,
     ) -> impl Future<Output = Result<(bool, mpsc::Receiver<LogLine>)>> + Send;
+    /// The swarm's networks as the managers keep them (none on a node that is not a manager).
+    fn networks(&self) -> impl Future<Output = Result<Vec<NetworkRecord>>> + Send;
+    /// A swarm network by ID, name or ID prefix; `None` when there is none such (or this node
+    /// is not a manager).
+    fn network(&self, key: &str) -> impl Future<Output = Result<Option<NetworkRecord>>> + Send;
+    /// `docker network create -d overlay` (on a manager): the new network's ID.
+    fn create_network(
+        &self,
+        req: bollard_stubs::models::NetworkCreateRequest,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn remove_network(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The registry credentials an updated service keeps: the client's (`X-Registry-Auth`), or,

@@ -16,7 +16,7 @@ use bollard_stubs::models::{
 use skiff_engine::network::{CreateRequest, MemberView, NetworkFilters, NetworkRecord};
 
 use super::{json, json_body, no_content};
-use crate::backend::NetworkBackend;
+use crate::backend::{NetworkBackend, SwarmBackend};
 use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 
@@ -57,9 +57,9 @@ fn api(n: &NetworkRecord, members: &[MemberView], with_members: bool) -> Network
         name: Some(n.name.clone()),
         id: Some(n.id.clone()),
         created: Some(n.created.clone()),
-        scope: Some("local".into()),
+        scope: Some(if n.is_overlay() { "swarm" } else { "local" }.into()),
         driver: Some(n.driver.clone()),
-        enable_ipv4: Some(n.driver == "bridge"),
+        enable_ipv4: Some(n.has_bridge()),
         enable_ipv6: Some(false),
         // IPAM driver options are not kept (only the default IPAM driver exists): null, as dockerd shows
         // a network created without them.
@@ -115,32 +115,76 @@ fn filters(q: Option<&str>) -> Result<NetworkFilters, ApiError> {
     Ok(out)
 }
 
+/// The state of the network routes: the engine's networks, and the swarm's (overlay networks
+/// live in the managers' store; a node keeps its own copy of those its tasks use).
+pub struct Nets<B, S> {
+    pub engine: Arc<B>,
+    pub swarm: Arc<S>,
+}
+
+impl<B, S> Clone for Nets<B, S> {
+    fn clone(&self) -> Self {
+        Nets { engine: self.engine.clone(), swarm: self.swarm.clone() }
+    }
+}
+
 /// The network routes on `backend`.
-pub fn routes<B: NetworkBackend>(backend: Arc<B>) -> Router {
+pub fn routes<B: NetworkBackend, S: SwarmBackend>(backend: Arc<B>, swarm: Arc<S>) -> Router {
     Router::new()
-        .route("/networks", get(list::<B>))
-        .route("/networks/", get(list::<B>))
-        .route("/networks/create", post(create::<B>))
-        .route("/networks/prune", post(prune::<B>))
-        .route("/networks/{id}", get(inspect::<B>).delete(remove::<B>))
-        .route("/networks/{id}/connect", post(connect::<B>))
-        .route("/networks/{id}/disconnect", post(disconnect::<B>))
-        .with_state(backend)
+        .route("/networks", get(list::<B, S>))
+        .route("/networks/", get(list::<B, S>))
+        .route("/networks/create", post(create::<B, S>))
+        .route("/networks/prune", post(prune::<B, S>))
+        .route("/networks/{id}", get(inspect::<B, S>).delete(remove::<B, S>))
+        .route("/networks/{id}/connect", post(connect::<B, S>))
+        .route("/networks/{id}/disconnect", post(disconnect::<B, S>))
+        .with_state(Nets { engine: backend, swarm })
 }
 
-pub async fn list<B: NetworkBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+/// The engine's networks and, on a manager, the swarm's (the managers' view of an overlay this
+/// node also has replaces the node's own copy).
+pub async fn list<B: NetworkBackend, S: SwarmBackend>(
+    State(n): State<Nets<B, S>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let f = filters(q.as_deref())?;
-    let out: Vec<Network> = b.list(&f).await?.iter().map(|(n, m)| api(n, m, false)).collect();
-    Ok(json(&out))
+    let mut out: Vec<(NetworkRecord, Vec<MemberView>)> = n.engine.list(&f).await?;
+    let swarm: Vec<NetworkRecord> = n.swarm.networks().await?;
+    out.retain(|(r, _)| !swarm.iter().any(|s| s.id == r.id));
+    out.extend(swarm.into_iter().filter(|r| f.matches(r, false)).map(|r| (r, Vec::new())));
+    out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    Ok(json(&out.iter().map(|(r, m)| api(r, m, false)).collect::<Vec<Network>>()))
 }
 
-pub async fn inspect<B: NetworkBackend>(State(b): State<Arc<B>>, Path(id): Path<String>) -> ApiResult<Response> {
-    let (n, m) = b.inspect(&id).await?;
-    Ok(json(&api(&n, &m, true)))
+pub async fn inspect<B: NetworkBackend, S: SwarmBackend>(
+    State(n): State<Nets<B, S>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let local = n.engine.inspect(&id).await;
+    if let Some(rec) = n.swarm.network(&id).await? {
+        // This node's containers on it, if it has the network.
+        let members = match local {
+            Ok((l, m)) if l.id == rec.id => m,
+            _ => Vec::new(),
+        };
+        return Ok(json(&api(&rec, &members, true)));
+    }
+    let (rec, m) = local?;
+    Ok(json(&api(&rec, &m, true)))
 }
 
-pub async fn create<B: NetworkBackend>(State(b): State<Arc<B>>, body: Bytes) -> ApiResult<Response> {
+pub async fn create<B: NetworkBackend, S: SwarmBackend>(
+    State(n): State<Nets<B, S>>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let req: NetworkCreateRequest = json_body(&body)?;
+    if req.driver.as_deref() == Some("overlay") {
+        let id = n.swarm.create_network(req).await?;
+        return Ok(
+            (StatusCode::CREATED, axum::Json(NetworkCreateResponse { id, warning: String::new() })).into_response()
+        );
+    }
+    let b = &n.engine;
     let ipam = req.ipam.clone().unwrap_or_default();
     if ipam.driver.as_deref().is_some_and(|d| !d.is_empty() && d != "default") {
         return Err(ApiError(skiff_engine::EngineError::not_found(format!(
@@ -173,19 +217,28 @@ pub async fn create<B: NetworkBackend>(State(b): State<Arc<B>>, body: Bytes) -> 
     Ok((StatusCode::CREATED, axum::Json(NetworkCreateResponse { id: rec.id, warning: String::new() })).into_response())
 }
 
-pub async fn remove<B: NetworkBackend>(State(b): State<Arc<B>>, Path(id): Path<String>) -> ApiResult<Response> {
-    b.remove(&id).await?;
+pub async fn remove<B: NetworkBackend, S: SwarmBackend>(
+    State(n): State<Nets<B, S>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    match n.swarm.network(&id).await? {
+        Some(rec) => n.swarm.remove_network(&rec.id).await?,
+        None => n.engine.remove(&id).await?,
+    }
     Ok(no_content())
 }
 
-pub async fn prune<B: NetworkBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQuery) -> ApiResult<Response> {
+pub async fn prune<B: NetworkBackend, S: SwarmBackend>(
+    State(n): State<Nets<B, S>>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
     let f = filters(q.as_deref())?;
-    let deleted = b.prune(&f).await?;
+    let deleted = n.engine.prune(&f).await?;
     Ok(json(&NetworkPruneResponse { networks_deleted: Some(deleted) }))
 }
 
-pub async fn connect<B: NetworkBackend>(
-    State(b): State<Arc<B>>,
+pub async fn connect<B: NetworkBackend, S: SwarmBackend>(
+    State(Nets { engine: b, .. }): State<Nets<B, S>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -196,8 +249,8 @@ pub async fn connect<B: NetworkBackend>(
     Ok(StatusCode::OK.into_response())
 }
 
-pub async fn disconnect<B: NetworkBackend>(
-    State(b): State<Arc<B>>,
+pub async fn disconnect<B: NetworkBackend, S: SwarmBackend>(
+    State(Nets { engine: b, .. }): State<Nets<B, S>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {

@@ -78,7 +78,8 @@ impl NetworkBackend for Fake {
 #[tokio::test]
 async fn network_routes() {
     let f = Arc::new(Fake::default());
-    let r = || super::routes(f.clone());
+    let swarm = Arc::new(crate::handlers::swarm::tests::FakeSwarm::default());
+    let r = || super::routes(f.clone(), swarm.clone());
     for uri in ["/networks", "/networks/", "/v1.41/networks?filters=%7B%22label%22%3A%5B%22a%22%5D%7D"] {
         let (st, body) = send(r(), "GET", uri, "").await;
         assert_eq!(st, StatusCode::OK, "{uri}");
@@ -131,4 +132,37 @@ async fn network_routes() {
             "prune until=Some(1700000000) label=[]",
         ]
     );
+}
+
+#[tokio::test]
+async fn overlay_networks_are_the_swarms() {
+    use crate::handlers::swarm::tests::FakeSwarm;
+    let f = Arc::new(Fake::default());
+    let swarm = Arc::new(FakeSwarm { active: true, ..Default::default() });
+    let r = || super::routes(f.clone(), swarm.clone());
+    // Listed beside the engine's, scoped to the swarm.
+    let (st, body) = send(r(), "GET", "/networks", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let v = value(&body);
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|n| n["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["front", "mesh"]);
+    assert_eq!(v[1]["Scope"], "swarm");
+    assert_eq!(v[1]["Driver"], "overlay");
+    let (_, body) = send(r(), "GET", "/networks?filters=%7B%22driver%22%3A%5B%22bridge%22%5D%7D", "").await;
+    let v = value(&body);
+    assert!(v.as_array().unwrap().iter().all(|n| n["Name"] != "mesh"), "filters apply to swarm networks too: {v}");
+    let (st, body) = send(r(), "GET", "/networks/mesh", "").await;
+    assert_eq!((st, value(&body)["IPAM"]["Config"][0]["Gateway"].clone()), (StatusCode::OK, "10.0.0.1".into()));
+    // Created and removed through the swarm; a local one through the engine.
+    let (st, body) =
+        send(r(), "POST", "/networks/create", r#"{"Name":"back","Driver":"overlay","Attachable":true}"#).await;
+    assert_eq!((st, value(&body)["Id"].clone()), (StatusCode::CREATED, "ov2".into()));
+    let (st, _) = send(r(), "DELETE", "/networks/mesh", "").await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(swarm.calls.lock().unwrap().clone(), ["create_network back Some(true)", "remove_network ov1"]);
+    // Not in a swarm: an overlay cannot be made.
+    let off = Arc::new(FakeSwarm::default());
+    let (st, body) =
+        send(super::routes(f.clone(), off), "POST", "/networks/create", r#"{"Name":"x","Driver":"overlay"}"#).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }

@@ -155,6 +155,31 @@ impl SwarmBackend for FakeSwarm {
         tx.send(line).await.unwrap();
         Ok((false, rx))
     }
+    async fn networks(&self) -> Result<Vec<skiff_engine::network::NetworkRecord>> {
+        Ok(if self.active { vec![overlay_record()] } else { Vec::new() })
+    }
+    async fn network(&self, key: &str) -> Result<Option<skiff_engine::network::NetworkRecord>> {
+        Ok(self.networks().await?.into_iter().find(|n| n.id == key || n.name == key))
+    }
+    async fn create_network(&self, req: bollard_stubs::models::NetworkCreateRequest) -> Result<String> {
+        self.in_swarm()?;
+        self.said(format!("create_network {} {:?}", req.name, req.attachable));
+        Ok("ov2".into())
+    }
+    async fn remove_network(&self, id: &str) -> Result<()> {
+        self.said(format!("remove_network {id}"));
+        Ok(())
+    }
+}
+
+/// The swarm network the fake's managers keep.
+pub(crate) fn overlay_record() -> skiff_engine::network::NetworkRecord {
+    serde_json::from_value(serde_json::json!({
+        "id": "ov1", "name": "mesh", "driver": "overlay", "created": "2026-12-07T00:00:00Z", "builtin": false,
+        "subnet": "10.0.0.0/24", "gateway": "10.0.0.1", "internal": false, "attachable": false, "icc": true,
+        "vni": 4097
+    }))
+    .unwrap()
 }
 
 impl FakeSwarm {

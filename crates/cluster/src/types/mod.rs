@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::identity::Role;
 
 mod logs;
+mod network;
 mod secret;
 mod service;
 pub use logs::*;
+pub use network::*;
 pub(crate) use secret::b64;
 pub use secret::*;
 pub use service::*;
@@ -325,6 +327,8 @@ pub struct ClusterState {
     pub configs: BTreeMap<String, Blob>,
     #[serde(default)]
     pub log_subscriptions: BTreeMap<String, LogSubscription>,
+    #[serde(default)]
+    pub networks: BTreeMap<String, Network>,
 }
 
 impl Default for ClusterState {
@@ -339,6 +343,7 @@ impl Default for ClusterState {
             secrets: BTreeMap::new(),
             configs: BTreeMap::new(),
             log_subscriptions: BTreeMap::new(),
+            networks: BTreeMap::new(),
         }
     }
 }
@@ -419,6 +424,10 @@ pub enum Command {
     AddLogSubscription { sub: Box<LogSubscription> },
     /// It ended.
     RemoveLogSubscription { id: String },
+    /// `docker network create -d overlay`: its subnet and VXLAN ID are allocated as applied.
+    CreateNetwork { network: Box<Network> },
+    /// Refused while a service or a running task uses it.
+    RemoveNetwork { id: String },
 }
 
 /// What applying a [`Command`] answered.
@@ -525,6 +534,12 @@ impl ClusterState {
             Command::RemoveNode { id } => {
                 self.nodes.remove(id).ok_or_else(|| format!("node {id} not found"))?;
                 self.removed.insert(id.clone());
+                for n in self.networks.values_mut() {
+                    n.node_addrs.remove(id);
+                }
+            }
+            Command::CreateNetwork { .. } | Command::RemoveNetwork { .. } => {
+                return self.apply_network(index, now, cmd);
             }
             Command::CreateService { .. }
             | Command::UpdateService { .. }

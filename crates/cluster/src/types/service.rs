@@ -235,6 +235,9 @@ pub struct TaskSpec {
     /// header), for the nodes that pull the image; never shown by inspect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_auth: Option<RegistryAuth>,
+    /// The overlay networks its tasks join (`--network`).
+    #[serde(default)]
+    pub networks: Vec<super::NetworkAttachmentSpec>,
 }
 
 /// Registry credentials as the docker CLI encodes them (`Debug` does not show them).
@@ -394,6 +397,9 @@ pub struct Task {
     pub spec_version: u64,
     pub desired_state: TaskState,
     pub status: TaskStatus,
+    /// Its addresses on its networks (allocated when it is created).
+    #[serde(default)]
+    pub networks: Vec<super::TaskAddress>,
 }
 
 impl Task {
@@ -459,6 +465,7 @@ impl super::ClusterState {
                 if self.services.contains_key(&service.id) {
                     return Err(format!("service {} already exists", service.id));
                 }
+                self.check_networks(&service.spec.task)?;
                 let mut s = (**service).clone();
                 (s.version, s.created_at, s.updated_at) = (index, now, now);
                 self.services.insert(s.id.clone(), s);
@@ -470,6 +477,7 @@ impl super::ClusterState {
                         spec.name
                     ));
                 }
+                self.check_networks(&spec.task)?;
                 let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
                 if s.version != *version {
                     return Err("rpc error: code = Unknown desc = update out of sequence".into());
@@ -530,6 +538,14 @@ impl super::ClusterState {
         Ok(())
     }
 
+    /// Refuses a task spec naming a network that does not exist.
+    fn check_networks(&self, spec: &TaskSpec) -> Result<(), String> {
+        match spec.networks.iter().find(|a| !self.networks.contains_key(&a.target)) {
+            Some(a) => Err(format!("rpc error: code = NotFound desc = network {} not found", a.target)),
+            None => Ok(()),
+        }
+    }
+
     /// One orchestrator or scheduler change; a change to a task that is gone is dropped (the
     /// next pass decides again).
     fn apply_task_change(&mut self, index: u64, now: i64, c: &TaskChange) {
@@ -541,6 +557,18 @@ impl super::ClusterState {
                 let mut t = (**task).clone();
                 (t.version, t.created_at, t.updated_at) = (index, now, now);
                 t.status.timestamp = now;
+                t.networks.clear();
+                for a in &t.spec.networks {
+                    // A network removed since the service named it: the task goes without (its
+                    // node rejects it, and the orchestrator tries again).
+                    if let Ok((addr, prefix)) = self.allocate_on(&a.target) {
+                        t.networks.push(super::TaskAddress { network_id: a.target.clone(), addr, prefix });
+                    }
+                }
+                if !t.node_id.is_empty() {
+                    let nets: Vec<String> = t.networks.iter().map(|a| a.network_id.clone()).collect();
+                    self.allocate_node_addrs(&t.node_id.clone(), &nets);
+                }
                 self.tasks.insert(t.id.clone(), t);
             }
             TaskChange::Delete { id } => {
@@ -560,6 +588,8 @@ impl super::ClusterState {
                     ..TaskStatus::default()
                 };
                 (t.version, t.updated_at) = (index, now);
+                let nets: Vec<String> = t.networks.iter().map(|a| a.network_id.clone()).collect();
+                self.allocate_node_addrs(node_id, &nets);
             }
             TaskChange::Pending { id, message } => {
                 let Some(t) = self.tasks.get_mut(id) else { return };

@@ -128,3 +128,34 @@ fn stored_state_round_trips_and_newer_schemas_are_refused() {
     assert!(ClusterState::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err().contains("newer"));
     assert!(ClusterState::decode(b"{").is_err());
 }
+
+#[test]
+fn a_small_subnet_runs_out_with_words() {
+    let mut st = ClusterState::default();
+    let spec =
+        NetworkSpec { name: "tiny".into(), subnet: Some(Subnet::parse("10.9.0.0/30").unwrap()), ..Default::default() };
+    assert_eq!(st.apply(1, 1, &Command::CreateNetwork { network: Box::new(Network::new("a", spec)) }).error, None);
+    // Hosts .1 (the gateway) and .2: one address to hand out.
+    assert_eq!(st.allocate_on("a").unwrap().0, std::net::Ipv4Addr::new(10, 9, 0, 2));
+    st.networks.get_mut("a").unwrap().node_addrs.insert("n".into(), std::net::Ipv4Addr::new(10, 9, 0, 2));
+    assert!(st.allocate_on("a").unwrap_err().contains("no address left on network tiny"));
+    assert!(Subnet::parse("10.9.0.1/24").unwrap_err().contains("host bits"));
+    assert!(Subnet::parse("10.9.0.0/31").is_err());
+    assert!(Subnet::parse("10.9.0.0").is_err());
+    let e = st.apply(
+        2,
+        2,
+        &Command::CreateNetwork {
+            network: Box::new(Network::new(
+                "b",
+                NetworkSpec {
+                    name: "x y".into(),
+                    gateway: Some(std::net::Ipv4Addr::new(1, 2, 3, 4)),
+                    subnet: Some(Subnet::parse("10.8.0.0/24").unwrap()),
+                    ..Default::default()
+                },
+            )),
+        },
+    );
+    assert!(e.error.unwrap().contains("is not in 10.8.0.0/24"));
+}

@@ -64,6 +64,17 @@ fn endpoint_from(settings: Option<&EndpointSettings>, legacy_mac: Option<&str>) 
     Ok(ep)
 }
 
+/// An overlay network is joined by swarm tasks only, with the address the managers gave them.
+fn task_only(net: &crate::network::NetworkRecord, ep: &Endpoint) -> Result<()> {
+    if net.is_overlay() && ep.ipv4.is_none() {
+        return Err(EngineError::invalid(format!(
+            "overlay network {} is joined by swarm services' tasks only (skiff does not attach plain containers to overlays yet)",
+            net.name
+        )));
+    }
+    Ok(())
+}
+
 impl Containers {
     /// The networks a new container is connected to, from its network mode and
     /// `NetworkingConfig.EndpointsConfig` (the mode's network first).
@@ -93,7 +104,7 @@ impl Containers {
             return Ok(Vec::new());
         }
         let net = self.networks.get(&primary).await?;
-        if !net.is_bridge() {
+        if !net.has_bridge() {
             // `--network <id of host or none>`.
             hc.network_mode = Some(net.name.clone());
             return Ok(Vec::new());
@@ -134,12 +145,13 @@ impl Containers {
         }
         ep.network_id = net.id.clone();
         ep.network_name = net.name.clone();
+        task_only(&net, &ep)?;
         let mut out = vec![ep];
         let mut extra: Vec<&String> = configs.keys().filter(|k| Some(*k) != primary_key.as_ref()).collect();
         extra.sort();
         for k in extra {
             let n = self.networks.get(k).await?;
-            if !n.is_bridge() || n.builtin {
+            if !n.has_bridge() || n.builtin {
                 return Err(EngineError::invalid(format!(
                     "Container cannot be connected to network endpoints: {primary}, {k}"
                 )));
@@ -150,6 +162,7 @@ impl Containers {
             let mut ep = endpoint_from(configs.get(k), None)?;
             ep.network_id = n.id.clone();
             ep.network_name = n.name.clone();
+            task_only(&n, &ep)?;
             out.push(ep);
         }
         Ok(out)
@@ -288,6 +301,7 @@ impl Containers {
                 ));
             }
         }
+        task_only(&net, &Endpoint::default())?;
         if !net.is_bridge() {
             return Err(EngineError::new(
                 Kind::Forbidden,

@@ -129,6 +129,9 @@ impl Networks {
             options: req.options,
             last_ip: None,
             allocations: BTreeMap::new(),
+            vni: None,
+            vtep: None,
+            peers: Vec::new(),
         };
         self.bring_up(&mut inner, &rec).await?;
         if let Err(e) = self.persist(&rec) {

@@ -13,9 +13,17 @@
 //! reconciliation at daemon start releases those whose container is gone.
 
 mod create;
+pub mod overlay;
 pub mod sandbox;
 
 pub use create::CreateRequest;
+pub use overlay::OverlaySpec;
+pub use skiff_net::ipam::Ipv4Net;
+
+/// `addr/prefix` as a subnet (host bits dropped); `None` for a prefix past 32.
+pub fn ipv4_net(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Net> {
+    Ipv4Net::new(addr, prefix).ok().map(|n| n.trunc())
+}
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -25,7 +33,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use skiff_image::db::{Db, Durability};
 use skiff_net::firewall::Firewall;
-use skiff_net::ipam::{self, Ipv4Net};
+use skiff_net::ipam;
 use skiff_net::link::Netlink;
 
 use crate::error::{EngineError, Kind, Result};
@@ -95,7 +103,7 @@ impl NetConfig {
 pub struct NetworkRecord {
     pub id: String,
     pub name: String,
-    /// `bridge`, `host` or `null`.
+    /// `bridge`, `host`, `null` or `overlay` (a swarm network, see [`overlay`]).
     pub driver: String,
     pub created: String,
     /// `bridge`, `host`, `none`: cannot be removed.
@@ -134,6 +142,15 @@ pub struct NetworkRecord {
     /// Addresses in use: address → container ID.
     #[serde(default)]
     pub allocations: BTreeMap<Ipv4Addr, String>,
+    /// Overlay: the VXLAN ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// Overlay: this node's data-path address (the tunnels' local end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vtep: Option<Ipv4Addr>,
+    /// Overlay: the other nodes' data-path addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Ipv4Addr>,
 }
 
 fn made_by_us() -> bool {
@@ -143,6 +160,15 @@ fn made_by_us() -> bool {
 impl NetworkRecord {
     pub fn is_bridge(&self) -> bool {
         self.driver == "bridge"
+    }
+
+    pub fn is_overlay(&self) -> bool {
+        self.driver == "overlay"
+    }
+
+    /// Containers join it through a bridge on this host (bridge and overlay networks).
+    pub fn has_bridge(&self) -> bool {
+        self.is_bridge() || self.is_overlay()
     }
 
     /// Addresses IPAM must not hand out.
@@ -173,6 +199,46 @@ pub struct NetworkFilters {
     pub dangling: Option<bool>,
     /// Created before this many seconds since the epoch (prune).
     pub until: Option<i64>,
+}
+
+impl NetworkFilters {
+    /// Whether network `rec` (with no running member when `unused`) passes the filters.
+    pub fn matches(&self, rec: &NetworkRecord, unused: bool) -> bool {
+        let f = self;
+        if !f.name.is_empty() && !f.name.iter().any(|n| rec.name.contains(n.as_str())) {
+            return false;
+        }
+        if !f.id.is_empty() && !f.id.iter().any(|i| rec.id.starts_with(i.as_str())) {
+            return false;
+        }
+        if !f.driver.is_empty() && !f.driver.contains(&rec.driver) {
+            return false;
+        }
+        if !f.label.iter().all(|l| labels_match(&rec.labels, l))
+            || f.label_not.iter().any(|l| labels_match(&rec.labels, l))
+        {
+            return false;
+        }
+        if !f.typ.is_empty() {
+            let t = if rec.builtin { "builtin" } else { "custom" };
+            if !f.typ.iter().any(|x| x == t) {
+                return false;
+            }
+        }
+        if let Some(d) = f.dangling
+            && (rec.builtin || unused != d)
+        {
+            return false;
+        }
+        if let Some(u) = f.until
+            && skiff_common::timefmt::parse(&rec.created)
+                .map(|t| skiff_common::timefmt::split(t).0 >= u)
+                .unwrap_or(false)
+        {
+            return false;
+        }
+        true
+    }
 }
 
 /// A running container on a network, for `network inspect`.
@@ -255,37 +321,7 @@ impl Networks {
         let mut out = Vec::new();
         for rec in inner.nets.values() {
             let members = inner.members(&rec.id);
-            if !f.name.is_empty() && !f.name.iter().any(|n| rec.name.contains(n.as_str())) {
-                continue;
-            }
-            if !f.id.is_empty() && !f.id.iter().any(|i| rec.id.starts_with(i.as_str())) {
-                continue;
-            }
-            if !f.driver.is_empty() && !f.driver.contains(&rec.driver) {
-                continue;
-            }
-            if !f.label.iter().all(|l| labels_match(&rec.labels, l)) {
-                continue;
-            }
-            if f.label_not.iter().any(|l| labels_match(&rec.labels, l)) {
-                continue;
-            }
-            if !f.typ.is_empty() {
-                let t = if rec.builtin { "builtin" } else { "custom" };
-                if !f.typ.iter().any(|x| x == t) {
-                    continue;
-                }
-            }
-            if let Some(d) = f.dangling
-                && (rec.builtin || members.is_empty() != d)
-            {
-                continue;
-            }
-            if let Some(u) = f.until
-                && skiff_common::timefmt::parse(&rec.created)
-                    .map(|t| skiff_common::timefmt::split(t).0 >= u)
-                    .unwrap_or(false)
-            {
+            if !f.matches(rec, members.is_empty()) {
                 continue;
             }
             out.push((rec.clone(), members));
@@ -302,6 +338,12 @@ impl Networks {
             return Err(EngineError::new(
                 Kind::Forbidden,
                 format!("{} is a pre-defined network and cannot be removed", rec.name),
+            ));
+        }
+        if rec.is_overlay() {
+            return Err(EngineError::new(
+                Kind::Forbidden,
+                format!("{} is a swarm network: remove it with `docker network rm` on a manager", rec.name),
             ));
         }
         if !inner.members(&rec.id).is_empty() {

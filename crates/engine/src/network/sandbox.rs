@@ -148,6 +148,10 @@ pub(super) struct Inner {
     applied: Option<String>,
     /// Bridges known to be up, with their link index.
     pub(super) ready_bridges: HashMap<String, u32>,
+    /// Overlays' VXLAN links and the peers they flood to, by network ID.
+    pub(super) tunnels: HashMap<String, super::overlay::Tunnel>,
+    /// Overlays' cluster-wide names (services, tasks) by network ID, as the managers sent them.
+    pub(super) cluster_names: HashMap<String, Vec<(String, Vec<Ipv4Addr>)>>,
     host_sysctls_done: bool,
 }
 
@@ -161,6 +165,8 @@ impl Inner {
             default_dns,
             applied: None,
             ready_bridges: HashMap::new(),
+            tunnels: HashMap::new(),
+            cluster_names: HashMap::new(),
             host_sysctls_done: false,
         }
     }
@@ -271,7 +277,7 @@ impl Networks {
         n: usize,
     ) -> Result<(IfaceConfig, bool)> {
         let rec = find(&inner.nets, &ep.network_id)?.clone();
-        if !rec.is_bridge() {
+        if !rec.has_bridge() {
             return Err(EngineError::invalid(format!(
                 "container cannot be connected to network {} (driver {})",
                 rec.name, rec.driver
@@ -289,16 +295,17 @@ impl Networks {
         let iface = format!("eth{n}");
         let host_veth = host_veth_name(container_id, n);
         let nl = self.netlink().await?;
+        let mtu = rec.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok());
         // A veth left by a crash under the same name goes first.
         let _ = nl.delete_link(&host_veth).await;
-        if let Err(e) = nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await {
+        if let Err(e) = nl.add_veth(&host_veth, bridge, &iface, sandbox, mac, mtu).await {
             // The bridge may have been deleted (by hand, or by another daemon using its name)
             // since we cached its index: make it again and retry once.
             tracing::warn!(bridge = %rec.bridge, error = %e, "creating a veth failed; checking the bridge");
             inner.ready_bridges.remove(&rec.bridge);
             let bridge = self.bring_up(inner, &rec).await?;
             let _ = nl.delete_link(&host_veth).await;
-            nl.add_veth(&host_veth, bridge, &iface, sandbox, mac).await.map_err(io_err)?;
+            nl.add_veth(&host_veth, bridge, &iface, sandbox, mac, mtu).await.map_err(io_err)?;
         }
         if let Err(e) = link::set_hairpin(&host_veth) {
             tracing::debug!(veth = %host_veth, "hairpin mode: {e}");
@@ -313,7 +320,8 @@ impl Networks {
             host_veth,
         });
         let addr = ipam::Ipv4Net::new(ip, subnet.prefix()).map_err(io_err)?;
-        Ok((IfaceConfig { name: iface, addr, default_gateway: None }, rec.internal))
+        // An overlay never carries the default route or published ports (see `overlay`).
+        Ok((IfaceConfig { name: iface, addr, default_gateway: None }, rec.internal || rec.is_overlay()))
     }
 
     /// Connects a starting container to its networks (see the module's path).

@@ -60,6 +60,9 @@ impl Networks {
         if let Err(e) = link::sysctl(&format!("net/ipv4/conf/{}/route_localnet", rec.bridge), "1") {
             tracing::warn!(bridge = %rec.bridge, "route_localnet: {e}");
         }
+        if rec.is_overlay() {
+            self.bring_up_tunnel(inner, rec, index).await?;
+        }
         inner.ready_bridges.insert(rec.bridge.clone(), index);
         Ok(index)
     }
@@ -72,12 +75,14 @@ impl Networks {
         let nets: Vec<NetworkRules> = inner
             .nets
             .values()
-            .filter(|n| n.is_bridge())
+            .filter(|n| n.has_bridge())
             .filter_map(|n| {
                 Some(NetworkRules {
                     bridge: n.bridge.clone(),
                     subnet: n.subnet?,
-                    internal: n.internal,
+                    // An overlay's traffic stays on it (bridged between its containers and its
+                    // tunnel); nothing is routed in or out through this host.
+                    internal: n.internal || n.is_overlay(),
                     icc: n.icc,
                     outgoing: outgoing_of(&n.options),
                 })
@@ -90,7 +95,7 @@ impl Networks {
             let l = &inner.live[id];
             let Some((bridge, ip)) = l.endpoints.iter().find_map(|e| {
                 let n = inner.nets.get(&e.network_id)?;
-                (!n.internal).then_some((n.bridge.clone(), e.live.as_ref()?.ip))
+                (!n.internal && !n.is_overlay()).then_some((n.bridge.clone(), e.live.as_ref()?.ip))
             }) else {
                 continue;
             };

@@ -174,7 +174,7 @@ impl Networks {
             }
         }
         // Bridges: every network's.
-        let mut up: Vec<NetworkRecord> = inner.nets.values().filter(|n| n.is_bridge()).cloned().collect();
+        let mut up: Vec<NetworkRecord> = inner.nets.values().filter(|n| n.has_bridge()).cloned().collect();
         up.sort_by(|a, b| a.name.cmp(&b.name));
         for rec in &up {
             if let Err(e) = self.bring_up(&mut inner, rec).await {
@@ -265,5 +265,8 @@ fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
         options: BTreeMap::new(),
         last_ip: None,
         allocations: BTreeMap::new(),
+        vni: None,
+        vtep: None,
+        peers: Vec::new(),
     }
 }

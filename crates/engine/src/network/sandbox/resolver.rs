@@ -21,9 +21,20 @@ impl Inner {
             self.default_dns.iter().map(|ip| SocketAddr::new(*ip, 53)).collect()
         };
         let mut zones: HashMap<String, dns::NetworkZone> = HashMap::new();
-        for n in self.nets.values().filter(|n| !n.builtin && n.is_bridge()) {
+        for n in self.nets.values().filter(|n| !n.builtin && n.has_bridge()) {
             let upstreams = if n.internal { Vec::new() } else { host.clone() };
-            zones.insert(n.id.clone(), dns::NetworkZone { entries: Vec::new(), upstreams });
+            let mut entries = Vec::new();
+            // An overlay's cluster-wide names: an entry per address, with every name it has.
+            if let Some(names) = self.cluster_names.get(&n.id) {
+                let mut by_ip: std::collections::BTreeMap<std::net::Ipv4Addr, Vec<String>> = Default::default();
+                for (name, ips) in names {
+                    for ip in ips {
+                        by_ip.entry(*ip).or_default().push(name.clone());
+                    }
+                }
+                entries.extend(by_ip.into_iter().map(|(ip, names)| dns::Entry { ip, names }));
+            }
+            zones.insert(n.id.clone(), dns::NetworkZone { entries, upstreams });
         }
         let mut clients = HashMap::new();
         for (cid, l) in &self.live {
@@ -56,7 +67,7 @@ impl Inner {
 impl Networks {
     /// Starts the embedded DNS server of a user network.
     pub(in crate::network) async fn start_dns(&self, inner: &mut Inner, rec: &NetworkRecord) {
-        if rec.builtin || !rec.is_bridge() || inner.servers.contains_key(&rec.id) {
+        if rec.builtin || !rec.has_bridge() || inner.servers.contains_key(&rec.id) {
             return;
         }
         let Some(gw) = rec.gateway else { return };

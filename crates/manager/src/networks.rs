@@ -1,0 +1,239 @@
+//! Overlay networks on the managers: `docker network create -d overlay / rm / inspect` as
+//! commands through the leader (the allocations are the store's, see
+//! `skiff_cluster::types::network`), and what each node is sent of the networks its tasks are on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use skiff_cluster::identity::new_id;
+use skiff_cluster::rpc::NetworkAssignment;
+use skiff_cluster::types::{ClusterState, Command, Network, NetworkSpec, NodeState, TaskState};
+
+use crate::error::{Kind, ManagerError, Result};
+use crate::manager::Manager;
+
+/// Network names as dockerd takes them.
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ManagerError::new(
+            Kind::Invalid,
+            format!(
+                "rpc error: code = InvalidArgument desc = invalid network name {name:?}: [a-zA-Z0-9][a-zA-Z0-9_.-]* only"
+            ),
+        ))
+    }
+}
+
+impl Manager {
+    /// `docker network create -d overlay`: the new network's ID.
+    pub async fn create_network(&self, spec: NetworkSpec) -> Result<String> {
+        check_name(&spec.name)?;
+        let id = new_id();
+        self.write(Command::CreateNetwork { network: Box::new(Network::new(&id, spec)) }).await?;
+        Ok(id)
+    }
+
+    /// `docker network rm` of a swarm network (refused while in use).
+    pub async fn remove_network(&self, key: &str) -> Result<()> {
+        let n = self.network(key).await?;
+        self.write(Command::RemoveNetwork { id: n.id }).await
+    }
+
+    /// A swarm network by ID, name or unique ID prefix.
+    pub async fn network(&self, key: &str) -> Result<Network> {
+        let state = self.read().await?;
+        crate::control::resolve("network", key, &state.networks, |n| n.spec.name == key)
+    }
+}
+
+/// The networks `node_id`'s tasks are on, as the node needs them.
+pub(crate) fn for_node(state: &ClusterState, node_id: &str) -> Vec<NetworkAssignment> {
+    let Some(node) = state.nodes.get(node_id) else { return Vec::new() };
+    state
+        .networks
+        .values()
+        .filter_map(|n| {
+            let local_addr = *n.node_addrs.get(node_id)?;
+            let subnet = n.subnet?;
+            let peers: BTreeSet<String> = n
+                .node_addrs
+                .keys()
+                .filter(|id| *id != node_id)
+                .filter_map(|id| state.nodes.get(id))
+                .filter(|p| p.state != NodeState::Down && !p.addr.is_empty())
+                .map(|p| p.addr.clone())
+                .collect();
+            Some(NetworkAssignment {
+                id: n.id.clone(),
+                name: n.spec.name.clone(),
+                subnet,
+                vni: n.vni,
+                internal: n.spec.internal,
+                labels: n.spec.labels.clone(),
+                options: n.spec.options.clone(),
+                local_addr,
+                vtep: node.addr.clone(),
+                peers: peers.into_iter().collect(),
+                names: names(state, &n.id),
+            })
+        })
+        .collect()
+}
+
+/// What the embedded DNS answers on network `id`: each service attached to it (by name,
+/// `tasks.NAME` and its aliases) → the addresses of its running tasks, and each running task's
+/// container name → its address. Sorted, so the same state gives the same list.
+fn names(state: &ClusterState, id: &str) -> Vec<(String, Vec<Ipv4Addr>)> {
+    let mut out: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+    for s in state.services.values() {
+        let Some(a) = s.spec.task.networks.iter().find(|a| a.target == id) else { continue };
+        let mut names = vec![s.spec.name.clone(), format!("tasks.{}", s.spec.name)];
+        names.extend(a.aliases.iter().cloned());
+        for name in &names {
+            out.entry(name.clone()).or_default();
+        }
+        for t in state.tasks.values().filter(|t| t.service_id == s.id) {
+            if t.status.state != TaskState::Running || !t.wanted() {
+                continue;
+            }
+            let Some(addr) = t.networks.iter().find(|a| a.network_id == id).map(|a| a.addr) else { continue };
+            for name in &names {
+                out.entry(name.clone()).or_default().insert(addr);
+            }
+            out.entry(t.name()).or_default().insert(addr);
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_cluster::types::{
+        NetworkAttachmentSpec, Node, NodeDescription, Service, ServiceMode, ServiceSpec, StoredRole, Subnet, Task,
+        TaskChange, TaskSpec, TaskStatus,
+    };
+
+    fn node(st: &mut ClusterState, id: &str, addr: &str) {
+        let mut n = Node::new(id, StoredRole::Worker, NodeDescription::default(), addr.into(), None);
+        n.state = NodeState::Ready;
+        assert_eq!(st.apply(1, 1, &Command::AddNode { node: Box::new(n) }).error, None);
+    }
+
+    fn net(st: &mut ClusterState, id: &str, name: &str, subnet: Option<&str>) -> Option<String> {
+        let spec =
+            NetworkSpec { name: name.into(), subnet: subnet.map(|s| Subnet::parse(s).unwrap()), ..Default::default() };
+        st.apply(2, 2, &Command::CreateNetwork { network: Box::new(Network::new(id, spec)) }).error
+    }
+
+    fn task(id: &str, service: &Service) -> Task {
+        Task {
+            id: id.into(),
+            version: 0,
+            created_at: 0,
+            updated_at: 0,
+            service_id: service.id.clone(),
+            service_name: service.spec.name.clone(),
+            slot: 1,
+            node_id: String::new(),
+            spec: service.spec.task.clone(),
+            spec_version: 1,
+            desired_state: TaskState::Running,
+            status: TaskStatus::default(),
+            networks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn subnets_vnis_and_addresses_are_allocated_once_and_in_turn() {
+        let mut st = ClusterState::default();
+        node(&mut st, "n1", "192.0.2.1");
+        node(&mut st, "n2", "192.0.2.2");
+        assert_eq!(net(&mut st, "a", "front", None), None);
+        assert_eq!(net(&mut st, "b", "back", None), None);
+        assert!(net(&mut st, "c", "front", None).unwrap().contains("already exists"));
+        assert!(net(&mut st, "c", "other", Some("10.0.1.128/25")).unwrap().contains("overlaps network back"));
+        assert_eq!(net(&mut st, "c", "mine", Some("172.30.0.0/16")), None);
+        let (a, b) = (&st.networks["a"], &st.networks["b"]);
+        assert_eq!(
+            (a.subnet.unwrap().to_string(), a.gateway.unwrap()),
+            ("10.0.0.0/24".into(), Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert_eq!(b.subnet.unwrap().to_string(), "10.0.1.0/24");
+        assert_eq!((a.vni, b.vni, st.networks["c"].vni), (4097, 4098, 4099));
+
+        let task_spec = TaskSpec {
+            networks: vec![NetworkAttachmentSpec { target: "a".into(), aliases: vec!["www".into()] }],
+            ..Default::default()
+        };
+        let spec = ServiceSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            task: task_spec.clone(),
+            mode: ServiceMode::Replicated { replicas: 2 },
+            update: Default::default(),
+            rollback: Default::default(),
+        };
+        let svc = Service::new("s1", spec.clone());
+        let mut missing = spec.clone();
+        missing.task.networks[0].target = "zzz".into();
+        let e = st.apply(3, 3, &Command::CreateService { service: Box::new(Service::new("s0", missing)) });
+        assert!(e.error.unwrap().contains("network zzz not found"));
+        assert_eq!(st.apply(3, 3, &Command::CreateService { service: Box::new(svc.clone()) }).error, None);
+        let create = |id: &str| TaskChange::Create { task: Box::new(task(id, &svc)) };
+        st.apply(4, 4, &Command::Tasks { changes: vec![create("t1"), create("t2")] });
+        let addr = |st: &ClusterState, t: &str| st.tasks[t].networks[0].addr;
+        assert_eq!((addr(&st, "t1"), addr(&st, "t2")), (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3)));
+        assert_eq!(st.tasks["t1"].networks[0].prefix, 24);
+        // Assigned: each node gets its own address, once.
+        let assign = |t: &str, n: &str| TaskChange::Assign { id: t.into(), node_id: n.into() };
+        st.apply(5, 5, &Command::Tasks { changes: vec![assign("t1", "n1"), assign("t2", "n2")] });
+        let a = &st.networks["a"];
+        assert_eq!(a.node_addrs["n1"], Ipv4Addr::new(10, 0, 0, 4));
+        assert_eq!(a.node_addrs["n2"], Ipv4Addr::new(10, 0, 0, 5));
+
+        // What n1 is sent: its address, n2 as the peer, names of running tasks only.
+        let report = |st: &mut ClusterState, node: &str, t: &str, state: TaskState| {
+            let status = TaskStatus { state, ..Default::default() };
+            st.apply(6, 6, &Command::ReportTasks { node_id: node.into(), reports: vec![(t.into(), status)] });
+        };
+        report(&mut st, "n1", "t1", TaskState::Running);
+        let sent = for_node(&st, "n1");
+        assert_eq!(sent.len(), 1, "only the network with tasks on n1");
+        assert_eq!((sent[0].local_addr, sent[0].vtep.as_str()), (Ipv4Addr::new(10, 0, 0, 4), "192.0.2.1"));
+        assert_eq!(sent[0].peers, vec!["192.0.2.2".to_string()]);
+        let names: BTreeMap<_, _> = sent[0].names.iter().cloned().collect();
+        let t1 = vec![Ipv4Addr::new(10, 0, 0, 2)];
+        assert_eq!((&names["web"], &names["tasks.web"], &names["www"]), (&t1, &t1, &t1));
+        assert_eq!(names[&st.tasks["t1"].name()], t1);
+        assert!(for_node(&st, "n3").is_empty());
+
+        // In use: neither the network nor (while t2 runs) the address can go.
+        assert!(
+            st.apply(7, 7, &Command::RemoveNetwork { id: "a".into() }).error.unwrap().contains("in use by service")
+        );
+        // An ended task's address comes back, but only after the rest of the subnet.
+        report(&mut st, "n1", "t1", TaskState::Failed);
+        st.apply(8, 8, &Command::Tasks { changes: vec![create("t3")] });
+        assert_eq!(addr(&st, "t3"), Ipv4Addr::new(10, 0, 0, 6));
+        // A task still wanted holds the network; tasks of a removed service do not.
+        let orphan = Task { service_id: "gone".into(), ..task("t9", &svc) };
+        st.apply(9, 9, &Command::Tasks { changes: vec![TaskChange::Create { task: Box::new(orphan) }] });
+        st.apply(9, 9, &Command::RemoveService { id: "s1".into() });
+        assert!(
+            st.apply(10, 10, &Command::RemoveNetwork { id: "a".into() }).error.unwrap().contains("in use by task t9")
+        );
+        let stop = TaskChange::Desire { id: "t9".into(), state: TaskState::Shutdown };
+        st.apply(11, 11, &Command::Tasks { changes: vec![stop] });
+        assert_eq!(st.apply(12, 12, &Command::RemoveNetwork { id: "a".into() }).error, None);
+        // Removing a node drops its addresses.
+        st.apply(13, 13, &Command::RemoveNode { id: "n2".into() });
+        assert!(st.networks.values().all(|n| !n.node_addrs.contains_key("n2")));
+    }
+}

@@ -1,0 +1,203 @@
+//! Overlay networks across hosts, driven by the docker CLI as a user would: `network create -d
+//! overlay` on a manager, services on it whose tasks on two hosts reach each other over VXLAN
+//! (a 96 KB page, so the overlay's MTU matters) and by name through each node's embedded DNS
+//! (the service, `tasks.NAME`, aliases), the network refused removal while in use and gone from
+//! every node after; then `docker stack deploy` of a compose file (its network, secret, config
+//! and two services talking by their short names) and `stack rm` leaving nothing.
+
+use std::time::Duration;
+
+use skiff_e2e::rig::Rig;
+use skiff_e2e::{Daemon, eventually, require_root};
+
+const IMAGE: &str = "skiff-e2e-ov:1";
+
+fn wait(what: &str, d: &Daemon, f: impl FnMut() -> bool) {
+    assert!(eventually(Duration::from_secs(40), f), "{what}:\n{}\n{}", d.docker(&["service", "ls"]).stdout, d.log());
+}
+
+fn running_tasks(d: &Daemon, service: &str) -> usize {
+    let out = d.docker(&["service", "ps", "-q", "-f", "desired-state=running", service]).stdout;
+    let ids: Vec<&str> = out.split_whitespace().collect();
+    if ids.is_empty() {
+        return 0;
+    }
+    let mut args = vec!["inspect", "--type", "task", "--format", "{{.Status.State}}"];
+    args.extend(ids);
+    d.docker(&args).stdout.lines().filter(|l| l.trim() == "running").count()
+}
+
+/// The running container of `service` on the host of `d`.
+fn container(d: &Daemon, service: &str) -> String {
+    let filter = format!("label=com.docker.swarm.service.name={service}");
+    d.docker(&["ps", "-q", "--filter", &filter]).stdout.split_whitespace().next().unwrap_or_default().to_string()
+}
+
+/// The overlay links (`ov-…`, `vx-…`) in the host namespace of rig host `k`.
+fn overlay_links(rig: &Rig, k: usize) -> Vec<String> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", rig.netns[k]))
+        .args(["ip", "-br", "link"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with("ov-") || n.starts_with("vx-"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deploy() {
+    require_root!();
+    let rig = Rig::new(2);
+    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    for x in d.iter_mut() {
+        x.import_busybox(IMAGE);
+    }
+    d[0].docker(&["swarm", "init", "--advertise-addr", &rig.addrs[0], "--dispatcher-heartbeat", "1s"]).ok();
+    let token = d[0].docker(&["swarm", "join-token", "-q", "worker"]).ok();
+    let addr0 = format!("{}:2377", rig.addrs[0]);
+    d[1].docker(&["swarm", "join", "--token", &token, "--advertise-addr", &rig.addrs[1], &addr0]).ok();
+    assert!(eventually(Duration::from_secs(20), || d[0].docker(&["node", "ls"]).stdout.matches("Ready").count() == 2));
+
+    // Made on a manager, listed with the swarm's scope; a worker has none until it runs a task.
+    let id = d[0].docker(&["network", "create", "-d", "overlay", "front"]).ok();
+    let ls = d[0].docker(&["network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}} {{.Scope}}"]).ok();
+    assert_eq!(ls, "front swarm");
+    let net = d[0].docker(&["network", "inspect", "--format", "{{.Driver}} {{json .IPAM.Config}}", "front"]).ok();
+    assert_eq!(net, r#"overlay [{"Subnet":"10.0.0.0/24","Gateway":"10.0.0.1"}]"#);
+    let again = d[0].docker(&["network", "create", "-d", "overlay", "front"]);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let on_worker = d[1].docker(&["network", "create", "-d", "overlay", "x"]);
+    assert!(on_worker.stderr.contains("not a swarm manager"), "{}", on_worker.stderr);
+
+    // A web server with one task per host (a 96 KB page ending with its container's name),
+    // and a client on every host.
+    let page = "seq 1 18000 > /var/www/index.html; hostname >> /var/www/index.html; httpd -f -p 80 -h /var/www";
+    let web = ["--name", "web", "--network", "front", "--replicas", "2", "--replicas-max-per-node", "1"];
+    let mut args = vec!["service", "create", "-d"];
+    args.extend(web);
+    args.extend([IMAGE, "sh", "-c", page]);
+    d[0].docker(&args).ok();
+    let client = ["--name", "client", "--network", "name=front,alias=cl", "--mode", "global"];
+    let mut args = vec!["service", "create", "-d"];
+    args.extend(client);
+    args.extend([IMAGE, "sleep", "100000"]);
+    d[0].docker(&args).ok();
+    wait("web and client", &d[0], || running_tasks(&d[0], "web") == 2 && running_tasks(&d[0], "client") == 2);
+    let plain = d[0].docker(&["run", "-d", "--network", "front", IMAGE, "sleep", "1"]);
+    assert!(plain.stderr.contains("swarm services' tasks only"), "{}", plain.stderr);
+
+    // Each host's web task, by address: reached from the client on the other host.
+    let web_ip = |x: &Daemon| {
+        let c = container(x, "web");
+        x.docker(&["inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}}", &c]).ok()
+    };
+    let (ip0, ip1) = (web_ip(&d[0]), web_ip(&d[1]));
+    assert!(ip0.starts_with("10.0.0.") && ip1.starts_with("10.0.0.") && ip0 != ip1, "{ip0} {ip1}");
+    for (x, other_ip, other) in [(&d[0], &ip1, &d[1]), (&d[1], &ip0, &d[0])] {
+        let c = container(x, "client");
+        let body = x.docker(&["exec", &c, "wget", "-qO-", &format!("http://{other_ip}/")]).ok();
+        assert!(body.len() > 90_000, "the whole page crossed the tunnel: {} bytes", body.len());
+        assert_eq!(body.lines().last().unwrap(), &container(other, "web")[..12], "the other host's task answered");
+        // By name, through the node's embedded DNS: the service, its tasks, the client's alias.
+        let all = |name: &str| {
+            let out = x.docker(&["exec", &c, "nslookup", name]).stdout;
+            let mut ips: Vec<String> = out
+                .lines()
+                .skip_while(|l| !l.starts_with("Name:"))
+                .filter_map(|l| l.strip_prefix("Address:").map(|a| a.trim().to_string()))
+                .collect();
+            ips.sort();
+            ips
+        };
+        let mut both = vec![ip0.clone(), ip1.clone()];
+        both.sort();
+        assert!(eventually(Duration::from_secs(10), || all("tasks.web") == both), "{:?}", all("tasks.web"));
+        assert_eq!(all("web"), both);
+        assert_eq!(all("cl").len(), 2, "the clients' alias");
+        let body = x.docker(&["exec", &c, "wget", "-qO-", "http://web/"]).ok();
+        assert!(body.len() > 90_000);
+    }
+
+    // In use, it stays; once its services are gone, it goes from the managers and every node.
+    let rm = d[0].docker(&["network", "rm", "front"]);
+    assert!(rm.stderr.contains("is in use by service"), "{}", rm.stderr);
+    let local = d[1].docker(&["network", "rm", &id]);
+    assert!(local.stderr.contains("swarm network"), "{}", local.stderr);
+    d[0].docker(&["service", "rm", "web", "client"]).ok();
+    d[0].docker(&["network", "rm", "front"]).ok();
+    for (k, x) in d.iter().enumerate() {
+        let gone = || overlay_links(&rig, k).is_empty() && !x.docker(&["network", "ls"]).stdout.contains("front");
+        assert!(eventually(Duration::from_secs(30), gone), "host {k}: {:?}", overlay_links(&rig, k));
+    }
+
+    stack(&d);
+    drop(d);
+    drop(rig);
+}
+
+/// `docker stack deploy`: the CLI makes the stack's network, secret, config and services; the
+/// services reach each other by their short names; `stack rm` removes all of it.
+fn stack(d: &[Daemon]) {
+    let dir = std::env::temp_dir().join(format!("skiff-e2e-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("pw.txt"), "hunter2\n").unwrap();
+    std::fs::write(dir.join("app.conf"), "listen 80\n").unwrap();
+    let compose = format!(
+        r#"version: "3.8"
+services:
+  web:
+    image: {IMAGE}
+    command: ["sh", "-c", "cat /run/secrets/pw /etc/app.conf > /var/www/index.html; httpd -f -p 80 -h /var/www"]
+    deploy:
+      replicas: 2
+    secrets: [pw]
+    configs:
+      - source: app
+        target: /etc/app.conf
+  client:
+    image: {IMAGE}
+    command: ["sleep", "100000"]
+    deploy:
+      mode: global
+secrets:
+  pw:
+    file: ./pw.txt
+configs:
+  app:
+    file: ./app.conf
+"#
+    );
+    let file = dir.join("compose.yml");
+    std::fs::write(&file, compose).unwrap();
+    let out = d[0].docker(&["stack", "deploy", "-c", file.to_str().unwrap(), "app"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Creating network app_default"), "{}", out.stdout);
+    assert_eq!(d[0].docker(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"]).ok(), "app 2");
+    wait("the stack", &d[0], || running_tasks(&d[0], "app_web") == 2 && running_tasks(&d[0], "app_client") == 2);
+    let services = d[0].docker(&["stack", "services", "--format", "{{.Name}} {{.Replicas}}", "app"]).ok();
+    assert!(services.contains("app_web 2/2"), "{services}");
+    for x in d {
+        let c = container(x, "app_client");
+        let get = |name: &str| x.docker(&["exec", &c, "wget", "-qO-", &format!("http://{name}/")]);
+        assert!(eventually(Duration::from_secs(10), || get("web").code == 0), "{:?}", get("web"));
+        assert_eq!(get("web").stdout, "hunter2\nlisten 80\n", "by its short name");
+        assert_eq!(get("app_web").stdout, "hunter2\nlisten 80\n", "by its full name");
+    }
+    let ps = d[0].docker(&["stack", "ps", "--format", "{{.Name}} {{.CurrentState}}", "app"]).ok();
+    assert_eq!(ps.lines().filter(|l| l.contains("Running")).count(), 4, "{ps}");
+    let rm = d[0].docker(&["stack", "rm", "app"]);
+    assert_eq!(rm.code, 0, "{}\n{}", rm.stdout, rm.stderr);
+    let empty = || {
+        d[0].docker(&["service", "ls", "-q"]).stdout.trim().is_empty()
+            && d[0].docker(&["secret", "ls", "-q"]).stdout.trim().is_empty()
+            && d[0].docker(&["config", "ls", "-q"]).stdout.trim().is_empty()
+            && !d[0].docker(&["network", "ls"]).stdout.contains("app_default")
+    };
+    assert!(eventually(Duration::from_secs(10), empty), "{}", d[0].docker(&["network", "ls"]).stdout);
+    assert!(eventually(Duration::from_secs(30), || d.iter().all(|x| container(x, "app_client").is_empty())));
+}

@@ -164,6 +164,9 @@ pub struct NetworkAssignment {
     pub subnet: crate::types::Subnet,
     pub vni: u32,
     pub internal: bool,
+    /// The routing mesh's network.
+    #[serde(default)]
+    pub ingress: bool,
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -177,6 +180,19 @@ pub struct NetworkAssignment {
     /// Names → addresses: each service on the network (and `tasks.NAME`, and its aliases) to
     /// its tasks' addresses, each task's container name to its own.
     pub names: Vec<(String, Vec<std::net::Ipv4Addr>)>,
+    /// On the ingress network: every port the routing mesh publishes, with its backends.
+    #[serde(default)]
+    pub ingress_ports: Vec<IngressPort>,
+}
+
+/// A port of the routing mesh: published on every node, balanced over the running tasks'
+/// addresses on the ingress network.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IngressPort {
+    pub protocol: String,
+    pub published_port: u16,
+    pub target_port: u16,
+    pub backends: Vec<std::net::Ipv4Addr>,
 }
 
 /// One log line of a task.

@@ -26,4 +26,5 @@ pub use control::init_command;
 pub use error::{Kind, ManagerError, Result};
 pub use logs::{LogEvent, LogRequest, LogStream};
 pub use manager::{Manager, Settings};
+pub use networks::ingress_spec;
 pub use services::validate as validate_service;

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use skiff_cluster::identity::new_id;
-use skiff_cluster::rpc::NetworkAssignment;
-use skiff_cluster::types::{ClusterState, Command, Network, NetworkSpec, NodeState, TaskState};
+use skiff_cluster::rpc::{IngressPort, NetworkAssignment};
+use skiff_cluster::types::{ClusterState, Command, Network, NetworkSpec, NodeState, PublishMode, TaskState};
 
 use crate::error::{Kind, ManagerError, Result};
 use crate::manager::Manager;
@@ -27,6 +27,16 @@ fn check_name(name: &str) -> Result<()> {
                 "rpc error: code = InvalidArgument desc = invalid network name {name:?}: [a-zA-Z0-9][a-zA-Z0-9_.-]* only"
             ),
         ))
+    }
+}
+
+/// The ingress network `swarm init` makes (dockerd's: 10.0.0.0/24, named `ingress`).
+pub fn ingress_spec() -> NetworkSpec {
+    NetworkSpec {
+        name: "ingress".into(),
+        ingress: true,
+        subnet: Some(skiff_cluster::types::Subnet { addr: Ipv4Addr::new(10, 0, 0, 0), prefix: 24 }),
+        ..Default::default()
     }
 }
 
@@ -75,15 +85,42 @@ pub(crate) fn for_node(state: &ClusterState, node_id: &str) -> Vec<NetworkAssign
                 subnet,
                 vni: n.vni,
                 internal: n.spec.internal,
+                ingress: n.spec.ingress,
                 labels: n.spec.labels.clone(),
                 options: n.spec.options.clone(),
                 local_addr,
                 vtep: node.addr.clone(),
                 peers: peers.into_iter().collect(),
                 names: names(state, &n.id),
+                ingress_ports: if n.spec.ingress { ingress_ports(state, &n.id) } else { Vec::new() },
             })
         })
         .collect()
+}
+
+/// The routing mesh's ports: each service's ingress ports, balanced over its running tasks'
+/// addresses on the ingress network `id`.
+fn ingress_ports(state: &ClusterState, id: &str) -> Vec<IngressPort> {
+    let mut out = Vec::new();
+    for s in state.services.values() {
+        let mut backends: Vec<Ipv4Addr> = state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == s.id && t.status.state == TaskState::Running && t.wanted())
+            .filter_map(|t| t.networks.iter().find(|a| a.network_id == id).map(|a| a.addr))
+            .collect();
+        backends.sort();
+        for p in s.endpoint_ports.iter().filter(|p| p.mode == PublishMode::Ingress) {
+            out.push(IngressPort {
+                protocol: p.protocol.clone(),
+                published_port: p.published_port,
+                target_port: p.target_port,
+                backends: backends.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.protocol, a.published_port).cmp(&(&b.protocol, b.published_port)));
+    out
 }
 
 /// What the embedded DNS answers on network `id`: each service attached to it (by name,
@@ -235,5 +272,72 @@ mod tests {
         // Removing a node drops its addresses.
         st.apply(13, 13, &Command::RemoveNode { id: "n2".into() });
         assert!(st.networks.values().all(|n| !n.node_addrs.contains_key("n2")));
+    }
+
+    #[test]
+    fn the_routing_mesh_allocates_published_ports_once_and_reaches_every_node() {
+        use skiff_cluster::types::{PortConfig, PublishMode};
+        let mut st = ClusterState::default();
+        node(&mut st, "n1", "192.0.2.1");
+        let port = |published: u16, target: u16| PortConfig {
+            name: String::new(),
+            protocol: "tcp".into(),
+            target_port: target,
+            published_port: published,
+            mode: PublishMode::Ingress,
+        };
+        let spec = |name: &str, ports: Vec<PortConfig>| ServiceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            task: TaskSpec { ports, ..Default::default() },
+            mode: ServiceMode::Replicated { replicas: 1 },
+            update: Default::default(),
+            rollback: Default::default(),
+        };
+        let create = |st: &mut ClusterState, id: &str, s: ServiceSpec| {
+            st.apply(3, 3, &Command::CreateService { service: Box::new(Service::new(id, s)) }).error
+        };
+        let e = create(&mut st, "s0", spec("early", vec![port(8080, 80)])).unwrap();
+        assert!(e.contains("no ingress network is present"), "{e}");
+        let ingress = Network::new("ing", crate::networks::ingress_spec());
+        assert_eq!(st.apply(2, 2, &Command::CreateNetwork { network: Box::new(ingress) }).error, None);
+        assert_eq!(st.networks["ing"].node_addrs["n1"], Ipv4Addr::new(10, 0, 0, 2), "every node is on it");
+        node(&mut st, "n2", "192.0.2.2");
+        assert_eq!(st.networks["ing"].node_addrs["n2"], Ipv4Addr::new(10, 0, 0, 3), "a node that joins later too");
+
+        assert_eq!(create(&mut st, "s1", spec("web", vec![port(8080, 80), port(0, 443)])), None);
+        let published: Vec<u16> = st.services["s1"].endpoint_ports.iter().map(|p| p.published_port).collect();
+        assert_eq!(published, [8080, 30000]);
+        let clash = create(&mut st, "s2", spec("other", vec![port(8080, 80)])).unwrap();
+        assert!(clash.contains("port '8080' is already in use by service 'web' (s1) as an ingress port"), "{clash}");
+        assert_eq!(create(&mut st, "s2", spec("other", vec![port(0, 80)])), None);
+        assert_eq!(st.services["s2"].endpoint_ports[0].published_port, 30001);
+        // An update keeps a chosen port; a rollback goes back to the previous spec's ports.
+        let version = st.services["s1"].version;
+        let upd = Command::UpdateService { id: "s1".into(), version, spec: Box::new(spec("web", vec![port(0, 443)])) };
+        assert_eq!(st.apply(4, 4, &upd).error, None);
+        let published: Vec<u16> = st.services["s1"].endpoint_ports.iter().map(|p| p.published_port).collect();
+        assert_eq!(published, [30000]);
+        let back = Command::RollbackService { id: "s1".into(), version: None, message: String::new() };
+        assert_eq!(st.apply(5, 5, &back).error, None);
+        assert_eq!(st.services["s1"].endpoint_ports.len(), 2);
+        // The ingress network cannot go while a service publishes through it.
+        let rm = st.apply(6, 6, &Command::RemoveNetwork { id: "ing".into() }).error.unwrap();
+        assert!(rm.contains("in use by service"), "{rm}");
+
+        // Tasks land on the ingress network; every node is sent the ports with their backends.
+        let svc = st.services["s1"].clone();
+        let mut t = task("t1", &svc);
+        t.node_id = "n1".into();
+        st.apply(7, 7, &Command::Tasks { changes: vec![TaskChange::Create { task: Box::new(t) }] });
+        let addr = st.tasks["t1"].networks[0].clone();
+        assert_eq!(addr.network_id, "ing");
+        let status = TaskStatus { state: TaskState::Running, ..Default::default() };
+        st.apply(8, 8, &Command::ReportTasks { node_id: "n1".into(), reports: vec![("t1".into(), status)] });
+        let sent = for_node(&st, "n2");
+        assert_eq!(sent.len(), 1, "n2 runs nothing, yet has the mesh");
+        let ports: Vec<(u16, u16, Vec<Ipv4Addr>)> =
+            sent[0].ingress_ports.iter().map(|p| (p.published_port, p.target_port, p.backends.clone())).collect();
+        assert_eq!(ports, [(8080, 80, vec![addr.addr]), (30000, 443, vec![addr.addr]), (30001, 80, Vec::new())]);
     }
 }

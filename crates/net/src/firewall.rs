@@ -80,6 +80,17 @@ pub struct PortRule {
     pub bridge: String,
 }
 
+/// A port of the swarm's routing mesh: published on every local address, balanced over
+/// backends (tasks' addresses on the ingress overlay, whose bridge is `bridge`) per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    pub proto: Proto,
+    pub port: u16,
+    pub target_port: u16,
+    pub backends: Vec<Ipv4Addr>,
+    pub bridge: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     #[error("running {cmd}: {source}")]
@@ -153,10 +164,35 @@ impl Firewall {
     }
 
     /// The whole desired content of our chains, in iptables-restore format.
-    pub fn render(&self, nets: &[NetworkRules], ports: &[PortRule]) -> String {
+    pub fn render(&self, nets: &[NetworkRules], ports: &[PortRule], ingress: &[IngressRule]) -> String {
         let (dnat, post, fwd) = (self.chain("DNAT"), self.chain("POST"), self.chain("FWD"));
         let mut s = String::new();
         let _ = writeln!(s, "*nat\n:{dnat} - [0:0]\n:{post} - [0:0]");
+        // The routing mesh: the k-th of n backends takes 1/(n-k) of what the ones before left
+        // (each connection once, by conntrack); replies come back through this node, whose
+        // address on the ingress network the connections are masqueraded to.
+        for r in ingress {
+            let proto = r.proto.as_str();
+            let n = r.backends.len();
+            for (k, ip) in r.backends.iter().enumerate() {
+                let pick = if k + 1 < n {
+                    format!("-m statistic --mode random --probability {:.8} ", 1.0 / (n - k) as f64)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    s,
+                    "-A {dnat} -p {proto} -m {proto} --dport {} {pick}-j DNAT --to-destination {ip}:{}",
+                    r.port, r.target_port
+                );
+            }
+        }
+        let mut meshes: Vec<&str> = ingress.iter().map(|r| r.bridge.as_str()).collect();
+        meshes.sort_unstable();
+        meshes.dedup();
+        for br in &meshes {
+            let _ = writeln!(s, "-A {post} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE");
+        }
         for p in ports {
             let dst = p.host_ip.map(|ip| format!("-d {ip}/32 ")).unwrap_or_default();
             let proto = p.proto.as_str();
@@ -185,6 +221,14 @@ impl Firewall {
             let _ = writeln!(s, "-A {post} -s {subnet} -o {} -m conntrack --ctstate DNAT -j MASQUERADE", n.bridge);
         }
         let _ = writeln!(s, "COMMIT\n*filter\n:{fwd} - [0:0]");
+        // Into the mesh only what was DNATed to it, and back out its replies (before the
+        // isolation below, which keeps an overlay's other traffic on it).
+        for br in &meshes {
+            let _ = writeln!(
+                s,
+                "-A {fwd} -o {br} -m conntrack --ctstate DNAT -j ACCEPT\n-A {fwd} -i {br} ! -o {br} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            );
+        }
         for a in nets {
             for b in nets {
                 if a.bridge != b.bridge {
@@ -221,8 +265,13 @@ impl Firewall {
     }
 
     /// Rewrites our chains to the given state and makes sure the built-in chains jump to them.
-    pub fn apply(&self, nets: &[NetworkRules], ports: &[PortRule]) -> Result<(), FirewallError> {
-        let input = self.render(nets, ports);
+    pub fn apply(
+        &self,
+        nets: &[NetworkRules],
+        ports: &[PortRule],
+        ingress: &[IngressRule],
+    ) -> Result<(), FirewallError> {
+        let input = self.render(nets, ports, ingress);
         let mut child = Command::new("iptables-restore")
             .args(["-w", "--noflush"])
             .stdin(Stdio::piped())
@@ -323,7 +372,7 @@ mod tests {
             container_port: 80,
             bridge: "skt0".into(),
         }];
-        let r = fw.render(&nets, &ports);
+        let r = fw.render(&nets, &ports, &[]);
         assert!(
             r.contains("-A SKT-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.30.0.2:80")
         );
@@ -335,6 +384,54 @@ mod tests {
         assert!(r.contains("-A SKT-FWD -i br-1 -o br-1 -j DROP"));
         assert!(r.contains("-A SKT-POST -s 172.30.0.0/16 -o skt0 -m conntrack --ctstate DNAT -j MASQUERADE"));
         assert!(r.ends_with("COMMIT\n"));
+    }
+
+    #[test]
+    fn the_routing_mesh_balances_over_its_backends_and_is_let_through_its_overlay() {
+        let fw = Firewall::new("SKT");
+        let mesh = NetworkRules {
+            bridge: "ov-ing".into(),
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            internal: true,
+            icc: true,
+            outgoing: Outgoing::AsIs,
+        };
+        let b = |d| Ipv4Addr::new(10, 0, 0, d);
+        let rule = IngressRule {
+            proto: Proto::Tcp,
+            port: 8080,
+            target_port: 80,
+            backends: vec![b(2), b(3), b(4)],
+            bridge: "ov-ing".into(),
+        };
+        let r = fw.render(std::slice::from_ref(&mesh), &[], &[rule]);
+        let dnat: Vec<&str> = r.lines().filter(|l| l.contains("--dport 8080")).collect();
+        assert_eq!(
+            dnat,
+            [
+                "-A SKT-DNAT -p tcp -m tcp --dport 8080 -m statistic --mode random --probability 0.33333333 -j DNAT --to-destination 10.0.0.2:80",
+                "-A SKT-DNAT -p tcp -m tcp --dport 8080 -m statistic --mode random --probability 0.50000000 -j DNAT --to-destination 10.0.0.3:80",
+                "-A SKT-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.0.0.4:80",
+            ]
+        );
+        assert!(r.contains("-A SKT-POST -o ov-ing -m conntrack --ctstate DNAT -j MASQUERADE"));
+        // Accepted before the overlay's isolation drops it.
+        let accept = r.find("-A SKT-FWD -o ov-ing -m conntrack --ctstate DNAT -j ACCEPT").unwrap();
+        let back =
+            r.find("-A SKT-FWD -i ov-ing ! -o ov-ing -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT").unwrap();
+        let drop = r.find("-A SKT-FWD -o ov-ing ! -i ov-ing -j DROP").unwrap();
+        assert!(accept < drop && back < drop, "{r}");
+        let none = IngressRule {
+            backends: Vec::new(),
+            ..IngressRule {
+                proto: Proto::Udp,
+                port: 53,
+                target_port: 53,
+                backends: Vec::new(),
+                bridge: "ov-ing".into(),
+            }
+        };
+        assert!(!fw.render(&[mesh], &[], &[none]).contains("--dport 53"), "no backend, no rule");
     }
 
     #[test]

@@ -105,7 +105,8 @@ fn create_body(t: &Task, node_id: &str, hostname: &str, files: Vec<Mount>, inter
         })
         .collect();
     let mut ports: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &t.spec.ports {
+    // Host-mode ports are the task's own; the routing mesh's are every node's firewall's.
+    for p in t.spec.ports.iter().filter(|p| p.mode == skiff_cluster::types::PublishMode::Host) {
         let host = (p.published_port != 0).then(|| p.published_port.to_string());
         ports
             .entry(format!("{}/{}", p.target_port, p.protocol))

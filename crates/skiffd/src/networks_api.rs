@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use bollard_stubs::models::NetworkCreateRequest;
 use skiff_cluster::rpc::NetworkAssignment;
 use skiff_cluster::types::{self as ct};
-use skiff_engine::network::{NetworkRecord, OverlaySpec};
+use skiff_engine::network::{MeshPort, NetworkRecord, OverlaySpec};
 use skiff_engine::{EngineError, Result};
 
 fn unsupported(what: &str) -> EngineError {
@@ -18,9 +18,6 @@ fn unsupported(what: &str) -> EngineError {
 
 /// A `docker network create -d overlay` request as the cluster keeps it.
 pub fn network_spec(req: NetworkCreateRequest) -> Result<ct::NetworkSpec> {
-    if req.ingress.unwrap_or(false) {
-        return Err(unsupported("the ingress network and its routing mesh are not supported yet"));
-    }
     if req.enable_ipv6.unwrap_or(false) {
         return Err(unsupported("IPv6 is not supported"));
     }
@@ -61,7 +58,7 @@ pub fn network_spec(req: NetworkCreateRequest) -> Result<ct::NetworkSpec> {
         options: req.options.unwrap_or_default().into_iter().collect(),
         attachable: req.attachable.unwrap_or(false),
         internal: req.internal.unwrap_or(false),
-        ingress: false,
+        ingress: req.ingress.unwrap_or(false),
         subnet,
         gateway,
     })
@@ -95,6 +92,7 @@ pub fn network_record(n: &ct::Network) -> NetworkRecord {
         options,
         last_ip: None,
         allocations: BTreeMap::new(),
+        ingress: n.spec.ingress,
         vni: Some(n.vni),
         vtep: None,
         peers: Vec::new(),
@@ -115,9 +113,19 @@ pub fn overlay_spec(a: &NetworkAssignment) -> std::result::Result<OverlaySpec, S
         vtep: ip(&a.vtep)?,
         peers: a.peers.iter().map(|p| ip(p)).collect::<std::result::Result<_, _>>()?,
         internal: a.internal,
+        ingress: a.ingress,
         labels: a.labels.clone(),
         options: a.options.clone(),
         names: a.names.clone(),
+        mesh: a
+            .ingress_ports
+            .iter()
+            .map(|p| {
+                let proto = skiff_net::firewall::Proto::parse(&p.protocol)
+                    .ok_or_else(|| format!("network {}: bad protocol {:?}", a.name, p.protocol))?;
+                Ok(MeshPort { proto, port: p.published_port, target_port: p.target_port, backends: p.backends.clone() })
+            })
+            .collect::<std::result::Result<_, String>>()?,
     })
 }
 
@@ -140,7 +148,6 @@ mod tests {
         assert_eq!(s.subnet.unwrap().to_string(), "10.20.0.0/24");
         assert_eq!(s.gateway, Some(Ipv4Addr::new(10, 20, 0, 254)));
         for bad in [
-            serde_json::json!({"Name": "x", "Ingress": true}),
             serde_json::json!({"Name": "x", "EnableIPv6": true}),
             serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.0/24", "IPRange": "10.0.0.0/25"}]}}),
             serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "10.0.0.1/24"}]}}),
@@ -160,12 +167,14 @@ mod tests {
             subnet: ct::Subnet::parse("10.0.1.0/24").unwrap(),
             vni: 4097,
             internal: false,
+            ingress: false,
             labels: BTreeMap::new(),
             options: BTreeMap::new(),
             local_addr: Ipv4Addr::new(10, 0, 1, 4),
             vtep: "192.0.2.1".into(),
             peers: vec!["192.0.2.2".into()],
             names: vec![("web".into(), vec![Ipv4Addr::new(10, 0, 1, 2)])],
+            ingress_ports: Vec::new(),
         };
         let s = overlay_spec(&a).unwrap();
         assert_eq!(

@@ -269,11 +269,10 @@ fn ports_from_api(e: Option<EndpointSpec>) -> Result<Vec<ct::PortConfig>> {
     let Some(e) = e else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for p in e.ports.unwrap_or_default() {
-        if p.publish_mode != Some(EndpointPortConfigPublishModeEnum::HOST) {
-            return Err(unsupported(
-                "the ingress routing mesh is not supported by skiff yet: publish in host mode (--publish published=8080,target=80,mode=host)",
-            ));
-        }
+        let mode = match p.publish_mode {
+            Some(EndpointPortConfigPublishModeEnum::HOST) => ct::PublishMode::Host,
+            _ => ct::PublishMode::Ingress,
+        };
         let target = p.target_port.and_then(|t| u16::try_from(t).ok()).filter(|t| *t > 0);
         let target =
             target.ok_or_else(|| unsupported("EndpointSpec: a port needs a target port between 1 and 65535"))?;
@@ -284,6 +283,7 @@ fn ports_from_api(e: Option<EndpointSpec>) -> Result<Vec<ct::PortConfig>> {
             protocol: p.protocol.map(|p| p.to_string()).filter(|p| !p.is_empty()).unwrap_or_else(|| "tcp".into()),
             target_port: target,
             published_port: published,
+            mode,
         });
     }
     Ok(out)
@@ -295,7 +295,10 @@ fn port_to_api(p: &ct::PortConfig) -> EndpointPortConfig {
         protocol: p.protocol.parse::<EndpointPortConfigProtocolEnum>().ok(),
         target_port: Some(i64::from(p.target_port)),
         published_port: Some(i64::from(p.published_port)),
-        publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+        publish_mode: Some(match p.mode {
+            ct::PublishMode::Host => EndpointPortConfigPublishModeEnum::HOST,
+            ct::PublishMode::Ingress => EndpointPortConfigPublishModeEnum::INGRESS,
+        }),
     }
 }
 
@@ -499,7 +502,13 @@ pub fn service_to_api(s: &ct::Service, tasks: Option<&BTreeMap<String, ct::Task>
         };
         ServiceServiceStatus { running_tasks: Some(running), desired_tasks: Some(desired), completed_tasks: Some(0) }
     });
-    let ports: Vec<EndpointPortConfig> = s.spec.task.ports.iter().map(port_to_api).collect();
+    // The routing mesh's ports as allocated, then the host-mode ones as asked.
+    let ports: Vec<EndpointPortConfig> = s
+        .endpoint_ports
+        .iter()
+        .chain(s.spec.task.ports.iter().filter(|p| p.mode == ct::PublishMode::Host))
+        .map(port_to_api)
+        .collect();
     Service {
         id: Some(s.id.clone()),
         version: Some(ObjectVersion { index: Some(s.version) }),
@@ -551,8 +560,12 @@ pub fn task_to_api(t: &ct::Task) -> Task {
                 pid: Some(st.pid),
                 exit_code: Some(st.exit_code),
             }),
-            port_status: (!t.spec.ports.is_empty() && st.state == ct::TaskState::Running)
-                .then(|| PortStatus { ports: Some(t.spec.ports.iter().map(port_to_api).collect()) }),
+            // Host-mode ports only: the routing mesh's are the service's, on every node.
+            port_status: {
+                let host: Vec<EndpointPortConfig> =
+                    t.spec.ports.iter().filter(|p| p.mode == ct::PublishMode::Host).map(port_to_api).collect();
+                (!host.is_empty() && st.state == ct::TaskState::Running).then_some(PortStatus { ports: Some(host) })
+            },
         }),
         desired_state: Some(state_to_api(t.desired_state)),
         job_iteration: None,
@@ -756,7 +769,6 @@ mod tests {
         let named = spec_from_api(ServiceSpec::default(), || "gen_name".into()).unwrap();
         assert_eq!((named.name.as_str(), named.mode), ("gen_name", ct::ServiceMode::Replicated { replicas: 1 }));
         let refused = [
-            serde_json::json!({"EndpointSpec": {"Ports": [{"TargetPort": 80, "PublishedPort": 8080}]}}),
             serde_json::json!({"TaskTemplate": {"Networks": [{"Target": "a"}, {"Target": "a"}]}}),
             serde_json::json!({"TaskTemplate": {"Networks": [{"Aliases": ["x"]}]}}),
             serde_json::json!({"TaskTemplate": {"ContainerSpec": {"Secrets": [{"SecretName": "x"}]}}}),

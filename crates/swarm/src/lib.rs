@@ -252,6 +252,11 @@ impl Swarm {
                 manager.shutdown().await;
                 return Err(e);
             }
+            // The routing mesh's network, as dockerd makes it at init.
+            if let Err(e) = manager.create_network(skiff_manager::ingress_spec()).await {
+                manager.shutdown().await;
+                return Err(e);
+            }
             Ok(manager)
         };
         let manager = match started.await {

@@ -2,8 +2,10 @@
 //! overlay` on a manager, services on it whose tasks on two hosts reach each other over VXLAN
 //! (a 96 KB page, so the overlay's MTU matters) and by name through each node's embedded DNS
 //! (the service, `tasks.NAME`, aliases), the network refused removal while in use and gone from
-//! every node after; then `docker stack deploy` of a compose file (its network, secret, config
-//! and two services talking by their short names) and `stack rm` leaving nothing.
+//! every node after; the routing mesh (a port published on every node, answered by a task on
+//! another); then `docker stack deploy` of a compose file (its network, secret, config, two
+//! services talking by their short names, a port through the mesh) and `stack rm` leaving
+//! nothing.
 
 use std::time::Duration;
 
@@ -33,8 +35,9 @@ fn container(d: &Daemon, service: &str) -> String {
     d.docker(&["ps", "-q", "--filter", &filter]).stdout.split_whitespace().next().unwrap_or_default().to_string()
 }
 
-/// The overlay links (`ov-…`, `vx-…`) in the host namespace of rig host `k`.
-fn overlay_links(rig: &Rig, k: usize) -> Vec<String> {
+/// The links of overlay `id` (`ov-…`, `vx-…`) in the host namespace of rig host `k`.
+fn overlay_links(rig: &Rig, k: usize, id: &str) -> Vec<String> {
+    let (ov, vx) = (format!("ov-{}", &id[..12]), format!("vx-{}", &id[..12]));
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", rig.netns[k]))
         .args(["ip", "-br", "link"])
@@ -43,7 +46,7 @@ fn overlay_links(rig: &Rig, k: usize) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with("ov-") || n.starts_with("vx-"))
+        .filter(|n| n.starts_with(&ov) || n.starts_with(&vx))
         .map(str::to_string)
         .collect()
 }
@@ -62,12 +65,17 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
     d[1].docker(&["swarm", "join", "--token", &token, "--advertise-addr", &rig.addrs[1], &addr0]).ok();
     assert!(eventually(Duration::from_secs(20), || d[0].docker(&["node", "ls"]).stdout.matches("Ready").count() == 2));
 
-    // Made on a manager, listed with the swarm's scope; a worker has none until it runs a task.
+    // Made on a manager, listed with the swarm's scope.
     let id = d[0].docker(&["network", "create", "-d", "overlay", "front"]).ok();
     let ls = d[0].docker(&["network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}} {{.Scope}}"]).ok();
-    assert_eq!(ls, "front swarm");
+    assert_eq!(ls, "front swarm\ningress swarm");
     let net = d[0].docker(&["network", "inspect", "--format", "{{.Driver}} {{json .IPAM.Config}}", "front"]).ok();
-    assert_eq!(net, r#"overlay [{"Subnet":"10.0.0.0/24","Gateway":"10.0.0.1"}]"#);
+    assert_eq!(
+        net, r#"overlay [{"Subnet":"10.0.1.0/24","Gateway":"10.0.1.1"}]"#,
+        "the ingress network has 10.0.0.0/24"
+    );
+    let ingress = d[0].docker(&["network", "inspect", "--format", "{{.Ingress}} {{.Scope}}", "ingress"]).ok();
+    assert_eq!(ingress, "true swarm", "made at init, as dockerd makes it");
     let again = d[0].docker(&["network", "create", "-d", "overlay", "front"]);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     let on_worker = d[1].docker(&["network", "create", "-d", "overlay", "x"]);
@@ -96,7 +104,7 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
         x.docker(&["inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}}", &c]).ok()
     };
     let (ip0, ip1) = (web_ip(&d[0]), web_ip(&d[1]));
-    assert!(ip0.starts_with("10.0.0.") && ip1.starts_with("10.0.0.") && ip0 != ip1, "{ip0} {ip1}");
+    assert!(ip0.starts_with("10.0.1.") && ip1.starts_with("10.0.1.") && ip0 != ip1, "{ip0} {ip1}");
     for (x, other_ip, other) in [(&d[0], &ip1, &d[1]), (&d[1], &ip0, &d[0])] {
         let c = container(x, "client");
         let body = x.docker(&["exec", &c, "wget", "-qO-", &format!("http://{other_ip}/")]).ok();
@@ -130,18 +138,64 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
     d[0].docker(&["service", "rm", "web", "client"]).ok();
     d[0].docker(&["network", "rm", "front"]).ok();
     for (k, x) in d.iter().enumerate() {
-        let gone = || overlay_links(&rig, k).is_empty() && !x.docker(&["network", "ls"]).stdout.contains("front");
-        assert!(eventually(Duration::from_secs(30), gone), "host {k}: {:?}", overlay_links(&rig, k));
+        let gone = || overlay_links(&rig, k, &id).is_empty() && !x.docker(&["network", "ls"]).stdout.contains("front");
+        assert!(eventually(Duration::from_secs(30), gone), "host {k}: {:?}", overlay_links(&rig, k, &id));
     }
 
-    stack(&d);
+    mesh(&d, &rig);
+    stack(&d, &rig);
     drop(d);
     drop(rig);
 }
 
+/// `curl` of `port` at rig host `to`'s address, from rig host `from`'s namespace: the body.
+fn curl(rig: &Rig, from: usize, to: &str, port: u16) -> String {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", rig.netns[from]))
+        .args(["curl", "-s", "--max-time", "3", &format!("http://{to}:{port}/")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The routing mesh: one task on the worker, its port answered on every node's addresses
+/// (and on a node's 127.0.0.1) by that task; gone with the service.
+fn mesh(d: &[Daemon], rig: &Rig) {
+    let page = "hostname > /var/www/index.html; httpd -f -p 80 -h /var/www";
+    let args = ["service", "create", "-d", "--name", "mesh", "-p", "8080:80", "--constraint", "node.role==worker"];
+    let mut args = args.to_vec();
+    args.extend([IMAGE, "sh", "-c", page]);
+    d[0].docker(&args).ok();
+    wait("the mesh's task", &d[0], || running_tasks(&d[0], "mesh") == 1);
+    let task = container(&d[1], "mesh")[..12].to_string();
+    let ports = d[0].docker(&["service", "inspect", "--format", "{{json .Endpoint.Ports}}", "mesh"]).ok();
+    assert!(ports.contains(r#""PublishMode":"ingress""#) && ports.contains(r#""PublishedPort":8080"#), "{ports}");
+    for from in 0..2 {
+        for to in rig.addrs.iter().map(String::as_str).chain(["127.0.0.1"]) {
+            let got = || curl(rig, from, to, 8080) == task;
+            assert!(
+                eventually(Duration::from_secs(10), got),
+                "{to}:8080 from host {from}: {:?}",
+                curl(rig, from, to, 8080)
+            );
+        }
+    }
+    // A second service cannot take the port; one without a published port gets one of the
+    // managers' choosing.
+    let clash = d[0].docker(&["service", "create", "-d", "-p", "8080:80", IMAGE, "sleep", "1"]);
+    assert!(clash.stderr.contains("already in use by service 'mesh'"), "{}", clash.stderr);
+    d[0].docker(&["service", "create", "-d", "--name", "auto", "-p", "80", IMAGE, "sleep", "100000"]).ok();
+    let auto =
+        d[0].docker(&["service", "inspect", "--format", "{{range .Endpoint.Ports}}{{.PublishedPort}}{{end}}", "auto"]);
+    assert_eq!(auto.ok(), "30000");
+    d[0].docker(&["service", "rm", "auto"]).ok();
+    d[0].docker(&["service", "rm", "mesh"]).ok();
+    assert!(eventually(Duration::from_secs(20), || curl(rig, 0, &rig.addrs[0], 8080).is_empty()));
+}
+
 /// `docker stack deploy`: the CLI makes the stack's network, secret, config and services; the
 /// services reach each other by their short names; `stack rm` removes all of it.
-fn stack(d: &[Daemon]) {
+fn stack(d: &[Daemon], rig: &Rig) {
     let dir = std::env::temp_dir().join(format!("skiff-e2e-stack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("pw.txt"), "hunter2\n").unwrap();
@@ -154,6 +208,7 @@ services:
     command: ["sh", "-c", "cat /run/secrets/pw /etc/app.conf > /var/www/index.html; httpd -f -p 80 -h /var/www"]
     deploy:
       replicas: 2
+    ports: ["8081:80"]
     secrets: [pw]
     configs:
       - source: app
@@ -188,6 +243,7 @@ configs:
         assert_eq!(get("web").stdout, "hunter2\nlisten 80\n", "by its short name");
         assert_eq!(get("app_web").stdout, "hunter2\nlisten 80\n", "by its full name");
     }
+    assert_eq!(curl(rig, 1, &rig.addrs[0], 8081), "hunter2\nlisten 80", "through the mesh");
     let ps = d[0].docker(&["stack", "ps", "--format", "{{.Name}} {{.CurrentState}}", "app"]).ok();
     assert_eq!(ps.lines().filter(|l| l.contains("Running")).count(), 4, "{ps}");
     let rm = d[0].docker(&["stack", "rm", "app"]);

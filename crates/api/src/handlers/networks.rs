@@ -66,7 +66,7 @@ fn api(n: &NetworkRecord, members: &[MemberView], with_members: bool) -> Network
         ipam: Some(Ipam { driver: Some("default".into()), config: Some(config), options: None }),
         internal: Some(n.internal),
         attachable: Some(n.attachable),
-        ingress: Some(false),
+        ingress: Some(n.ingress),
         config_from: Some(ConfigReference { network: Some(String::new()) }),
         config_only: Some(false),
         containers: Some(containers),

@@ -497,13 +497,54 @@ impl ClusterState {
                 }
                 (c.version, c.updated_at) = (index, now);
             }
+            Command::AddNode { .. }
+            | Command::UpdateNode { .. }
+            | Command::NodeStatus { .. }
+            | Command::CertRole { .. }
+            | Command::RemoveNode { .. } => return self.apply_node(index, now, cmd),
+            Command::CreateNetwork { .. } | Command::RemoveNetwork { .. } => {
+                return self.apply_network(index, now, cmd);
+            }
+            Command::CreateService { .. }
+            | Command::UpdateService { .. }
+            | Command::RollbackService { .. }
+            | Command::RemoveService { .. }
+            | Command::Tasks { .. }
+            | Command::ReportTasks { .. }
+            | Command::ServiceUpdateStatus { .. } => return self.apply_service(index, now, cmd),
+            Command::CreateBlob { .. } | Command::UpdateBlob { .. } | Command::RemoveBlob { .. } => {
+                return self.apply_blob(index, now, cmd);
+            }
+            Command::AddLogSubscription { sub } => {
+                let mut s = (**sub).clone();
+                s.created_at = now;
+                self.log_subscriptions.insert(s.id.clone(), s);
+            }
+            Command::RemoveLogSubscription { id } => {
+                self.log_subscriptions.remove(id);
+            }
+            Command::Restore { state } => {
+                if state.schema > SCHEMA {
+                    return Err("a state from a newer skiffd".into());
+                }
+                *self = (**state).clone();
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a node command (see [`Command`]).
+    fn apply_node(&mut self, index: u64, now: i64, cmd: &Command) -> Result<(), String> {
+        match cmd {
             Command::AddNode { node } => {
                 if self.removed.contains(&node.id) || self.nodes.contains_key(&node.id) {
                     return Err(format!("node {} already exists or was removed", node.id));
                 }
                 let mut n = (**node).clone();
                 (n.version, n.created_at, n.updated_at) = (index, now, now);
-                self.nodes.insert(n.id.clone(), n);
+                let id = n.id.clone();
+                self.nodes.insert(id.clone(), n);
+                self.join_ingress(&id);
             }
             Command::UpdateNode { id, version, spec } => {
                 let n = self.nodes.get_mut(id).ok_or_else(|| format!("node {id} not found"))?;
@@ -538,33 +579,7 @@ impl ClusterState {
                     n.node_addrs.remove(id);
                 }
             }
-            Command::CreateNetwork { .. } | Command::RemoveNetwork { .. } => {
-                return self.apply_network(index, now, cmd);
-            }
-            Command::CreateService { .. }
-            | Command::UpdateService { .. }
-            | Command::RollbackService { .. }
-            | Command::RemoveService { .. }
-            | Command::Tasks { .. }
-            | Command::ReportTasks { .. }
-            | Command::ServiceUpdateStatus { .. } => return self.apply_service(index, now, cmd),
-            Command::CreateBlob { .. } | Command::UpdateBlob { .. } | Command::RemoveBlob { .. } => {
-                return self.apply_blob(index, now, cmd);
-            }
-            Command::AddLogSubscription { sub } => {
-                let mut s = (**sub).clone();
-                s.created_at = now;
-                self.log_subscriptions.insert(s.id.clone(), s);
-            }
-            Command::RemoveLogSubscription { id } => {
-                self.log_subscriptions.remove(id);
-            }
-            Command::Restore { state } => {
-                if state.schema > SCHEMA {
-                    return Err("a state from a newer skiffd".into());
-                }
-                *self = (**state).clone();
-            }
+            _ => return Err("not a node command".into()),
         }
         Ok(())
     }

@@ -13,7 +13,10 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterState, TaskState};
+use super::{ClusterState, PortConfig, PublishMode, ServiceSpec, TaskState};
+
+/// Where published ports the managers choose come from (swarmkit's dynamic range).
+pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 
 /// Where subnets of networks made without one come from (dockerd's `--default-addr-pool`
 /// default), and their size.
@@ -24,8 +27,10 @@ pub const FIRST_VNI: u32 = 4097;
 /// UDP port of VXLAN between nodes (`--data-path-port` default).
 pub const DATA_PATH_PORT: u16 = 4789;
 
-/// An IPv4 subnet: an address with its prefix length (the address's host bits are zero).
+/// An IPv4 subnet: an address with its prefix length (the address's host bits are zero, the
+/// prefix 8–30). Stored and sent as `a.b.c.d/n`, checked as it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Subnet {
     pub addr: Ipv4Addr,
     pub prefix: u8,
@@ -70,6 +75,19 @@ impl Subnet {
     /// The first host address (the default gateway).
     pub fn first_host(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.first() + 1)
+    }
+}
+
+impl TryFrom<String> for Subnet {
+    type Error = String;
+    fn try_from(s: String) -> Result<Subnet, String> {
+        Subnet::parse(&s)
+    }
+}
+
+impl From<Subnet> for String {
+    fn from(s: Subnet) -> String {
+        s.to_string()
     }
 }
 
@@ -205,11 +223,23 @@ impl ClusterState {
                 (n.subnet, n.gateway, n.last_ip) = (Some(subnet), Some(gateway), None);
                 n.node_addrs.clear();
                 (n.version, n.created_at, n.updated_at) = (index, now, now);
-                self.networks.insert(n.id.clone(), n);
+                let (id, ingress) = (n.id.clone(), n.spec.ingress);
+                self.networks.insert(id.clone(), n);
+                if ingress {
+                    // The routing mesh is on every node.
+                    let nodes: Vec<String> = self.nodes.keys().cloned().collect();
+                    for node in nodes {
+                        self.allocate_node_addrs(&node, std::slice::from_ref(&id));
+                    }
+                }
             }
             Command::RemoveNetwork { id } => {
                 let n = self.networks.get(id).ok_or_else(|| format!("network {id} not found"))?;
-                if let Some(s) = self.services.values().find(|s| s.spec.task.networks.iter().any(|a| a.target == *id)) {
+                let uses = |s: &super::Service| {
+                    s.spec.task.networks.iter().any(|a| a.target == *id)
+                        || (n.spec.ingress && s.endpoint_ports.iter().any(|p| p.mode == PublishMode::Ingress))
+                };
+                if let Some(s) = self.services.values().find(|s| uses(s)) {
                     return Err(format!(
                         "rpc error: code = FailedPrecondition desc = network {} is in use by service {}",
                         n.spec.name, s.id
@@ -232,6 +262,78 @@ impl ClusterState {
             _ => return Err("not a network command".into()),
         }
         Ok(())
+    }
+
+    /// The ingress network, if there is one.
+    pub fn ingress(&self) -> Option<&Network> {
+        self.networks.values().find(|n| n.spec.ingress)
+    }
+
+    /// A new node's address on the ingress network (the routing mesh is on every node).
+    pub(super) fn join_ingress(&mut self, node_id: &str) {
+        if let Some(id) = self.ingress().map(|n| n.id.clone()) {
+            self.allocate_node_addrs(node_id, &[id]);
+        }
+    }
+
+    /// Service `id`'s ingress ports for `spec`: published ports it names, checked against
+    /// every other service's; those it leaves 0 keep what `previous` had for the same target,
+    /// or get the lowest free port of [`DYNAMIC_PORTS`].
+    pub(super) fn ingress_ports(
+        &self,
+        id: &str,
+        spec: &ServiceSpec,
+        previous: &[PortConfig],
+    ) -> Result<Vec<PortConfig>, String> {
+        let wanted: Vec<&PortConfig> = spec.task.ports.iter().filter(|p| p.mode == PublishMode::Ingress).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.ingress().is_none() {
+            return Err("rpc error: code = InvalidArgument desc = service needs ingress network, but no ingress network is present".into());
+        }
+        let taken = |proto: &str, port: u16| {
+            self.services
+                .values()
+                .filter(|s| s.id != id)
+                .find(|s| s.endpoint_ports.iter().any(|p| p.protocol == proto && p.published_port == port))
+        };
+        let mut out: Vec<PortConfig> = Vec::new();
+        for p in &wanted {
+            if p.published_port == 0 {
+                continue;
+            }
+            if let Some(s) = taken(&p.protocol, p.published_port) {
+                return Err(format!(
+                    "rpc error: code = InvalidArgument desc = port '{}' is already in use by service '{}' ({}) as an ingress port",
+                    p.published_port, s.spec.name, s.id
+                ));
+            }
+            if out.iter().any(|o| o.protocol == p.protocol && o.published_port == p.published_port) {
+                return Err(format!(
+                    "rpc error: code = InvalidArgument desc = duplicate published ports provided: {}",
+                    p.published_port
+                ));
+            }
+            out.push((*p).clone());
+        }
+        for p in wanted.iter().filter(|p| p.published_port == 0) {
+            let free = |port: u16| {
+                taken(&p.protocol, port).is_none()
+                    && !out.iter().any(|o| o.protocol == p.protocol && o.published_port == port)
+            };
+            let kept = previous
+                .iter()
+                .find(|o| o.protocol == p.protocol && o.target_port == p.target_port && free(o.published_port))
+                .map(|o| o.published_port);
+            let port = kept.or_else(|| DYNAMIC_PORTS.into_iter().find(|port| free(*port))).ok_or_else(|| {
+                "rpc error: code = ResourceExhausted desc = no free port left in the dynamic range".to_string()
+            })?;
+            out.push(PortConfig { published_port: port, ..(*p).clone() });
+        }
+        // In the spec's order.
+        out.sort_by_key(|o| wanted.iter().position(|p| p.protocol == o.protocol && p.target_port == o.target_port));
+        Ok(out)
     }
 
     /// The first subnet of the default size in the default pool that no network overlaps.

@@ -199,8 +199,17 @@ pub struct ContainerSpec {
     pub configs: Vec<super::FileRef>,
 }
 
-/// A port a service publishes. Only host mode (`--publish mode=host`) until the routing mesh
-/// comes with overlay networks.
+/// How a port is published: on every node through the routing mesh, or on the task's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishMode {
+    Ingress,
+    /// The default of records written before the routing mesh, which had host mode only.
+    #[default]
+    Host,
+}
+
+/// A port a service publishes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortConfig {
     #[serde(default)]
@@ -208,8 +217,10 @@ pub struct PortConfig {
     /// `tcp`, `udp` or `sctp`.
     pub protocol: String,
     pub target_port: u16,
-    /// 0: the node picks one.
+    /// 0: chosen — by the managers (30000–32767) in ingress mode, by the node in host mode.
     pub published_port: u16,
+    #[serde(default)]
+    pub mode: PublishMode,
 }
 
 /// What each task of a service is made from; a change to it replaces the tasks.
@@ -336,6 +347,9 @@ pub struct Service {
     pub previous_spec: Option<ServiceSpec>,
     #[serde(default)]
     pub update_status: Option<UpdateStatus>,
+    /// The ingress ports as allocated (published ports chosen where the spec left 0).
+    #[serde(default)]
+    pub endpoint_ports: Vec<PortConfig>,
 }
 
 impl Service {
@@ -349,6 +363,7 @@ impl Service {
             spec,
             previous_spec: None,
             update_status: None,
+            endpoint_ports: Vec::new(),
         }
     }
 }
@@ -466,7 +481,9 @@ impl super::ClusterState {
                     return Err(format!("service {} already exists", service.id));
                 }
                 self.check_networks(&service.spec.task)?;
+                let ports = self.ingress_ports(&service.id, &service.spec, &[])?;
                 let mut s = (**service).clone();
+                s.endpoint_ports = ports;
                 (s.version, s.created_at, s.updated_at) = (index, now, now);
                 self.services.insert(s.id.clone(), s);
             }
@@ -478,10 +495,13 @@ impl super::ClusterState {
                     ));
                 }
                 self.check_networks(&spec.task)?;
+                let previous = self.services.get(id).map(|s| s.endpoint_ports.clone()).unwrap_or_default();
+                let ports = self.ingress_ports(id, spec, &previous)?;
                 let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
                 if s.version != *version {
                     return Err("rpc error: code = Unknown desc = update out of sequence".into());
                 }
+                s.endpoint_ports = ports;
                 if s.spec.task != spec.task {
                     // A new rollout: the last one's status goes.
                     s.update_status = None;
@@ -490,14 +510,18 @@ impl super::ClusterState {
                 (s.version, s.updated_at) = (index, now);
             }
             Command::RollbackService { id, version, message } => {
-                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
+                let s = self.services.get(id).ok_or_else(|| format!("service {id} not found"))?;
                 if version.is_some_and(|v| v != s.version) {
                     return Err("rpc error: code = Unknown desc = update out of sequence".into());
                 }
-                let previous = s.previous_spec.take().ok_or_else(|| {
+                let previous = s.previous_spec.clone().ok_or_else(|| {
                     format!("rpc error: code = FailedPrecondition desc = service {id} does not have a previous spec")
                 })?;
+                // Checked before anything changes: a command applies whole or not at all.
+                let ports = self.ingress_ports(id, &previous, &s.endpoint_ports)?;
+                let s = self.services.get_mut(id).expect("looked up above");
                 s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
+                s.endpoint_ports = ports;
                 s.update_status = Some(UpdateStatus {
                     state: "rollback_started".into(),
                     started_at: now,
@@ -558,11 +582,18 @@ impl super::ClusterState {
                 (t.version, t.created_at, t.updated_at) = (index, now, now);
                 t.status.timestamp = now;
                 t.networks.clear();
-                for a in &t.spec.networks {
+                let mut nets: Vec<String> = t.spec.networks.iter().map(|a| a.target.clone()).collect();
+                // Tasks of a service publishing through the routing mesh are on the ingress.
+                if t.spec.ports.iter().any(|p| p.mode == PublishMode::Ingress)
+                    && let Some(ingress) = self.networks.values().find(|n| n.spec.ingress)
+                {
+                    nets.push(ingress.id.clone());
+                }
+                for target in &nets {
                     // A network removed since the service named it: the task goes without (its
                     // node rejects it, and the orchestrator tries again).
-                    if let Ok((addr, prefix)) = self.allocate_on(&a.target) {
-                        t.networks.push(super::TaskAddress { network_id: a.target.clone(), addr, prefix });
+                    if let Ok((addr, prefix)) = self.allocate_on(target) {
+                        t.networks.push(super::TaskAddress { network_id: target.clone(), addr, prefix });
                     }
                 }
                 if !t.node_id.is_empty() {

@@ -142,6 +142,12 @@ fn a_small_subnet_runs_out_with_words() {
     assert!(Subnet::parse("10.9.0.1/24").unwrap_err().contains("host bits"));
     assert!(Subnet::parse("10.9.0.0/31").is_err());
     assert!(Subnet::parse("10.9.0.0").is_err());
+    // Read as it is parsed: a stored or sent subnet cannot carry a prefix the allocator would
+    // overflow on.
+    assert_eq!(serde_json::to_string(&Subnet::parse("10.9.0.0/16").unwrap()).unwrap(), "\"10.9.0.0/16\"");
+    for bad in ["\"10.0.0.0/0\"", "\"10.0.0.0/32\"", "\"10.0.0.0/99\"", "{\"addr\":\"10.0.0.0\",\"prefix\":0}"] {
+        assert!(serde_json::from_str::<Subnet>(bad).is_err(), "{bad}");
+    }
     let e = st.apply(
         2,
         2,

@@ -129,6 +129,7 @@ impl Networks {
             options: req.options,
             last_ip: None,
             allocations: BTreeMap::new(),
+            ingress: false,
             vni: None,
             vtep: None,
             peers: Vec::new(),

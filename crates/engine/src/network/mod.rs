@@ -17,7 +17,7 @@ pub mod overlay;
 pub mod sandbox;
 
 pub use create::CreateRequest;
-pub use overlay::OverlaySpec;
+pub use overlay::{MeshPort, OverlaySpec};
 pub use skiff_net::ipam::Ipv4Net;
 
 /// `addr/prefix` as a subnet (host bits dropped); `None` for a prefix past 32.
@@ -142,6 +142,9 @@ pub struct NetworkRecord {
     /// Addresses in use: address → container ID.
     #[serde(default)]
     pub allocations: BTreeMap<Ipv4Addr, String>,
+    /// Overlay: the swarm's routing mesh network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ingress: bool,
     /// Overlay: the VXLAN ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,

@@ -11,6 +11,12 @@
 //! swarm's worker says which should exist with [`Networks::sync_overlays`] after each
 //! assignment, with the names the embedded DNS answers on each (services, `tasks.NAME`,
 //! aliases and task names, cluster-wide).
+//!
+//! The ingress network carries the routing mesh: every node has it, and its firewall sends a
+//! published port's connections (on any local address) to the service's tasks on the ingress
+//! network — wherever they run —, balanced per connection, masqueraded to the node's own
+//! address there so replies come back through it (`skiff_net::firewall::IngressRule`; dockerd
+//! does this with IPVS, which this kernel lacks).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
@@ -42,10 +48,24 @@ pub struct OverlaySpec {
     /// The data-path addresses of the other nodes with tasks on it.
     pub peers: Vec<Ipv4Addr>,
     pub internal: bool,
+    /// The routing mesh's network.
+    pub ingress: bool,
     pub labels: BTreeMap<String, String>,
     pub options: BTreeMap<String, String>,
     /// What the embedded DNS answers on it, besides this node's containers' own names.
     pub names: Vec<(String, Vec<Ipv4Addr>)>,
+    /// On the ingress network: the routing mesh's ports.
+    pub mesh: Vec<MeshPort>,
+}
+
+/// A port of the swarm's routing mesh on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshPort {
+    pub proto: skiff_net::firewall::Proto,
+    pub port: u16,
+    pub target_port: u16,
+    /// Tasks' addresses on the ingress network.
+    pub backends: Vec<Ipv4Addr>,
 }
 
 /// What the node's VXLAN link of an overlay floods to.
@@ -86,6 +106,7 @@ impl OverlaySpec {
             options,
             last_ip: None,
             allocations: previous.map(|p| p.allocations.clone()).unwrap_or_default(),
+            ingress: self.ingress,
             vni: Some(self.vni),
             vtep: Some(self.vtep),
             peers: self.peers.clone(),
@@ -155,6 +176,11 @@ impl Networks {
             tunnel.peers.remove(p);
         }
         inner.cluster_names.insert(rec.id.clone(), spec.names.clone());
+        if spec.mesh.is_empty() {
+            inner.mesh.remove(&rec.id);
+        } else {
+            inner.mesh.insert(rec.id.clone(), spec.mesh.clone());
+        }
         self.start_dns(inner, &rec).await;
         Ok(())
     }
@@ -198,6 +224,7 @@ impl Networks {
         inner.ready_bridges.remove(&rec.bridge);
         inner.tunnels.remove(id);
         inner.cluster_names.remove(id);
+        inner.mesh.remove(id);
         if let Err(e) = self.db.delete(super::TABLE, id) {
             tracing::warn!(network = %rec.name, error = %e, "removing an overlay's record");
         }

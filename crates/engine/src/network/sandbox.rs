@@ -152,6 +152,8 @@ pub(super) struct Inner {
     pub(super) tunnels: HashMap<String, super::overlay::Tunnel>,
     /// Overlays' cluster-wide names (services, tasks) by network ID, as the managers sent them.
     pub(super) cluster_names: HashMap<String, Vec<(String, Vec<Ipv4Addr>)>>,
+    /// The routing mesh's ports, by (ingress) network ID.
+    pub(super) mesh: HashMap<String, Vec<super::overlay::MeshPort>>,
     host_sysctls_done: bool,
 }
 
@@ -167,6 +169,7 @@ impl Inner {
             ready_bridges: HashMap::new(),
             tunnels: HashMap::new(),
             cluster_names: HashMap::new(),
+            mesh: HashMap::new(),
             host_sysctls_done: false,
         }
     }

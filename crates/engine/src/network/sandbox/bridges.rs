@@ -1,7 +1,7 @@
 //! Bridges and the firewall: bringing a network's bridge up (once per daemon) and rewriting
 //! the daemon's chains from the networks and published ports.
 
-use skiff_net::firewall::{NetworkRules, PortRule};
+use skiff_net::firewall::{IngressRule, NetworkRules, PortRule};
 use std::path::Path;
 
 use skiff_net::link;
@@ -110,12 +110,24 @@ impl Networks {
                 });
             }
         }
-        let text = self.firewall.render(&nets, &rules);
+        let mut mesh: Vec<IngressRule> = Vec::new();
+        for (id, ports) in &inner.mesh {
+            let Some(n) = inner.nets.get(id) else { continue };
+            mesh.extend(ports.iter().map(|p| IngressRule {
+                proto: p.proto,
+                port: p.port,
+                target_port: p.target_port,
+                backends: p.backends.clone(),
+                bridge: n.bridge.clone(),
+            }));
+        }
+        mesh.sort_by_key(|r| (r.proto, r.port));
+        let text = self.firewall.render(&nets, &rules, &mesh);
         if !force && inner.applied.as_deref() == Some(text.as_str()) {
             return;
         }
         let fw = self.firewall.clone();
-        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules)).await;
+        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules, &mesh)).await;
         match r {
             Ok(Ok(())) => inner.applied = Some(text),
             Ok(Err(e)) => {

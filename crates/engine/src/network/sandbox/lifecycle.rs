@@ -265,6 +265,7 @@ fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
         options: BTreeMap::new(),
         last_ip: None,
         allocations: BTreeMap::new(),
+        ingress: false,
         vni: None,
         vtep: None,
         peers: Vec::new(),

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need=()
-for pkg in busybox-static libseccomp-dev pkg-config iproute2 iptables kmod curl tini bsdutils jq docker-compose skopeo openssl python3-docker debootstrap; do
+for pkg in busybox-static libseccomp-dev pkg-config iproute2 iptables kmod curl tini bsdutils jq docker-compose skopeo openssl python3-docker python3-prometheus-client debootstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # A docker CLI drives the end-to-end tests; Debian's docker.io brings one if none is here.

@@ -46,7 +46,11 @@ pub(crate) async fn not_found(body: Body) -> Response {
 }
 
 /// The Engine API routes.
-pub fn router<S: backend::SwarmBackend>(engine: Arc<Engine>, swarm: Arc<S>) -> Router {
+pub fn router<S: backend::SwarmBackend, A: backend::AnalysisBackend>(
+    engine: Arc<Engine>,
+    swarm: Arc<S>,
+    analysis: Arc<A>,
+) -> Router {
     Router::new()
         .route("/plugins", get(handlers::swarm::plugins))
         .fallback(not_found)
@@ -59,6 +63,7 @@ pub fn router<S: backend::SwarmBackend>(engine: Arc<Engine>, swarm: Arc<S>) -> R
         .merge(handlers::swarm::routes(swarm))
         .merge(images::routes(engine.clone()))
         .merge(handlers::build::routes(engine))
+        .merge(handlers::analysis::routes(analysis))
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 
@@ -90,13 +95,13 @@ async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Resp
 }
 
 /// Serves the API on a listening unix socket until `shutdown` resolves.
-pub async fn serve<S: backend::SwarmBackend>(
+pub async fn serve<S: backend::SwarmBackend, A: backend::AnalysisBackend>(
     listeners: Vec<UnixListener>,
     engine: Arc<Engine>,
-    swarm: Arc<S>,
+    (swarm, analysis): (Arc<S>, Arc<A>),
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let app = router(engine, swarm);
+    let app = router(engine, swarm, analysis);
     tokio::pin!(shutdown);
     // One accept loop per socket (dockerd's repeated -H), all feeding the same service.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<tokio::net::UnixStream>(64);

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{container, cp, image, network, run, stats, system, volume};
+use commands::{analysis, container, cp, image, network, run, stats, system, volume};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -53,10 +53,13 @@ enum Cmd {
     Logs(container::LogsArgs),
     /// Return low-level information on Docker objects
     Inspect(container::InspectArgs),
-    /// Display the running processes of a container
+    /// Display the running processes of a container; without one, the live view of all
+    /// containers and the host
     Top(stats::TopArgs),
     /// Display a live stream of container(s) resource usage statistics
     Stats(stats::StatsArgs),
+    /// Is it the host or the container? Sample both and say which limits the container
+    Diagnose(analysis::DiagnoseArgs),
     /// Copy files/folders between a container and the local filesystem
     Cp(cp::CpArgs),
     /// Rename a container
@@ -233,6 +236,7 @@ fn main() -> ExitCode {
             }
             Cmd::Top(a) | Cmd::Container(ContainerCmd::Top(a)) => stats::top(&client, a).await,
             Cmd::Stats(a) | Cmd::Container(ContainerCmd::Stats(a)) => stats::stats(&client, a).await,
+            Cmd::Diagnose(a) => analysis::diagnose(&client, a).await,
             Cmd::Cp(a) | Cmd::Container(ContainerCmd::Cp(a)) => cp::cp(&client, a).await,
             Cmd::Rename(a) | Cmd::Container(ContainerCmd::Rename(a)) => container::rename(&client, a).await,
             Cmd::Pause(a) | Cmd::Container(ContainerCmd::Pause(a)) => container::simple(&client, a, "pause").await,

@@ -202,23 +202,34 @@ impl Layout {
                 let pids = self.dir("pids", cgroup_path);
                 s.pids_current = read(pids.clone(), "pids.current").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 s.pids_limit = read(pids, "pids.max").and_then(|v| v.trim().parse().ok());
-                if let Some(io) = read(self.dir("blkio", cgroup_path), "blkio.throttle.io_service_bytes_recursive")
-                    .or_else(|| read(self.dir("blkio", cgroup_path), "blkio.throttle.io_service_bytes"))
+                let blk = self.dir("blkio", cgroup_path);
+                if let Some(io) = read(blk.clone(), "blkio.throttle.io_service_bytes_recursive")
+                    .or_else(|| read(blk.clone(), "blkio.throttle.io_service_bytes"))
                 {
-                    for line in io.lines() {
-                        let f: Vec<&str> = line.split_whitespace().collect();
-                        if f.len() == 3
-                            && let (Some((maj, min)), Ok(v)) = (f[0].split_once(':'), f[2].parse::<u64>())
-                        {
-                            s.blkio.push(BlkioEntry {
-                                major: maj.parse().unwrap_or(0),
-                                minor: min.parse().unwrap_or(0),
-                                op: f[1].to_string(),
-                                value: v,
-                            });
-                        }
-                    }
+                    s.blkio = v1_blkio(&io);
                 }
+                if let Some(io) = read(blk.clone(), "blkio.throttle.io_serviced_recursive")
+                    .or_else(|| read(blk, "blkio.throttle.io_serviced"))
+                {
+                    s.blkio_ops = v1_blkio(&io);
+                }
+                let cpu = self.dir("cpu", cgroup_path);
+                if let Some(st) = read(cpu.clone(), "cpu.stat") {
+                    let kv = flat_keyed(&st);
+                    s.cpu_periods = kv.get("nr_periods").copied().unwrap_or(0);
+                    s.cpu_throttled_periods = kv.get("nr_throttled").copied().unwrap_or(0);
+                    s.cpu_throttled_ns = kv.get("throttled_time").copied().unwrap_or(0);
+                }
+                let quota = read(cpu.clone(), "cpu.cfs_quota_us").and_then(|v| v.trim().parse::<i64>().ok());
+                let period = read(cpu, "cpu.cfs_period_us").and_then(|v| v.trim().parse::<u64>().ok());
+                if let (Some(q), Some(p)) = (quota, period)
+                    && q > 0
+                {
+                    s.cpu_quota = Some((q as u64, p));
+                }
+                s.oom_kills = read(self.dir("memory", cgroup_path), "memory.oom_control")
+                    .map(|t| flat_keyed(&t).get("oom_kill").copied().unwrap_or(0))
+                    .unwrap_or(0);
             }
             Layout::V2 { .. } => {
                 let dir = self.dir("", cgroup_path);
@@ -227,7 +238,23 @@ impl Layout {
                     s.cpu_total_ns = kv.get("usage_usec").copied().unwrap_or(0) * 1000;
                     s.cpu_user_ns = kv.get("user_usec").copied().unwrap_or(0) * 1000;
                     s.cpu_system_ns = kv.get("system_usec").copied().unwrap_or(0) * 1000;
+                    s.cpu_periods = kv.get("nr_periods").copied().unwrap_or(0);
+                    s.cpu_throttled_periods = kv.get("nr_throttled").copied().unwrap_or(0);
+                    s.cpu_throttled_ns = kv.get("throttled_usec").copied().unwrap_or(0) * 1000;
                 }
+                if let Some(max) = read(dir.clone(), "cpu.max") {
+                    let mut f = max.split_whitespace();
+                    if let (Some(Ok(q)), Some(Ok(p))) =
+                        (f.next().map(str::parse::<u64>), f.next().map(str::parse::<u64>))
+                    {
+                        s.cpu_quota = Some((q, p));
+                    }
+                }
+                let events = read(dir.clone(), "memory.events").map(|t| flat_keyed(&t)).unwrap_or_default();
+                s.oom_kills = events.get("oom_kill").copied().unwrap_or(0);
+                // Times the usage hit memory.max: v1's failcnt.
+                s.memory_failcnt = events.get("max").copied().unwrap_or(0);
+                s.psi = dir.as_deref().and_then(|d| read_psi(d, ".pressure"));
                 s.memory_usage = read(dir.clone(), "memory.current").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 s.memory_max_usage = read(dir.clone(), "memory.peak").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                 s.memory_limit = read(dir.clone(), "memory.max").and_then(|v| v.trim().parse().ok());
@@ -246,12 +273,14 @@ impl Layout {
                             let Some((k, v)) = kv.split_once('=') else {
                                 continue;
                             };
-                            let op = match k {
-                                "rbytes" => "read",
-                                "wbytes" => "write",
+                            let (list, op) = match k {
+                                "rbytes" => (&mut s.blkio, "read"),
+                                "wbytes" => (&mut s.blkio, "write"),
+                                "rios" => (&mut s.blkio_ops, "read"),
+                                "wios" => (&mut s.blkio_ops, "write"),
                                 _ => continue,
                             };
-                            s.blkio.push(BlkioEntry {
+                            list.push(BlkioEntry {
                                 major: maj.parse().unwrap_or(0),
                                 minor: min.parse().unwrap_or(0),
                                 op: op.to_string(),
@@ -312,6 +341,23 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Parses v1 blkio lines (`MAJ:MIN Op value`; a `Total` line has no device and is skipped).
+fn v1_blkio(text: &str) -> Vec<BlkioEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (maj, min) = f.first()?.split_once(':')?;
+            (f.len() == 3).then_some(())?;
+            Some(BlkioEntry {
+                major: maj.parse().unwrap_or(0),
+                minor: min.parse().unwrap_or(0),
+                op: f[1].to_string(),
+                value: f[2].parse().ok()?,
+            })
+        })
+        .collect()
+}
+
 /// Parses "key value" lines.
 pub fn flat_keyed(s: &str) -> BTreeMap<String, u64> {
     s.lines()
@@ -330,7 +376,7 @@ pub struct BlkioEntry {
     pub value: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     pub cpu_total_ns: u64,
     pub cpu_user_ns: u64,
@@ -343,7 +389,103 @@ pub struct Stats {
     pub memory_stat: BTreeMap<String, u64>,
     pub pids_current: u64,
     pub pids_limit: Option<u64>,
+    /// Bytes read and written per device (`op` `read`/`write`, v1 also `sync`/`async`/`total`).
     pub blkio: Vec<BlkioEntry>,
+    /// Read and write operations per device.
+    pub blkio_ops: Vec<BlkioEntry>,
+    /// CFS bandwidth: enforcement periods, those in which the cgroup was throttled, and the
+    /// time its tasks spent throttled.
+    pub cpu_periods: u64,
+    pub cpu_throttled_periods: u64,
+    pub cpu_throttled_ns: u64,
+    /// The CPU quota per period in microseconds, and the period (none: no quota).
+    pub cpu_quota: Option<(u64, u64)>,
+    /// OOM kills the memory controller made in the cgroup.
+    pub oom_kills: u64,
+    /// Pressure stall information of the cgroup (cgroup v2 only).
+    pub psi: Option<CgroupPsi>,
+}
+
+/// One resource's pressure: the share of time some (or all) tasks stalled on it, averaged over
+/// 10 s, and the total stall time in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pressure {
+    pub some_avg10: f64,
+    pub some_total_us: u64,
+    pub full_avg10: f64,
+    pub full_total_us: u64,
+}
+
+/// A cgroup's (or the host's) pressure on CPU, memory and I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CgroupPsi {
+    pub cpu: Pressure,
+    pub memory: Pressure,
+    pub io: Pressure,
+}
+
+/// Parses a PSI file (`some avg10=1.00 avg60=… total=…` and `full …`).
+pub fn parse_pressure(text: &str) -> Pressure {
+    let mut p = Pressure::default();
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let kind = it.next();
+        let (mut avg10, mut total) = (0.0, 0);
+        for kv in it {
+            match kv.split_once('=') {
+                Some(("avg10", v)) => avg10 = v.parse().unwrap_or(0.0),
+                Some(("total", v)) => total = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        match kind {
+            Some("some") => (p.some_avg10, p.some_total_us) = (avg10, total),
+            Some("full") => (p.full_avg10, p.full_total_us) = (avg10, total),
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Reads `dir`'s `cpu{suffix}`, `memory{suffix}` and `io{suffix}` — a cgroup's
+/// `cpu.pressure`… (suffix `.pressure`), the host's `/proc/pressure/cpu`… (suffix empty);
+/// `None` when the kernel keeps none there.
+pub fn read_psi(dir: &std::path::Path, suffix: &str) -> Option<CgroupPsi> {
+    let read = |name: &str| fs::read_to_string(dir.join(format!("{name}{suffix}"))).ok().map(|t| parse_pressure(&t));
+    let cpu = read("cpu")?;
+    Some(CgroupPsi { cpu, memory: read("memory").unwrap_or_default(), io: read("io").unwrap_or_default() })
+}
+
+/// What the scheduler says of a set of processes' threads (`/proc/PID/task/TID/schedstat`):
+/// time on a CPU, time waiting on a run queue for one, and timeslices run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedTimes {
+    pub run_ns: u64,
+    pub wait_ns: u64,
+    pub slices: u64,
+}
+
+/// Parses one `schedstat` line (`run_ns wait_ns slices`).
+pub fn parse_schedstat(text: &str) -> Option<SchedTimes> {
+    let mut f = text.split_whitespace().map(str::parse::<u64>);
+    Some(SchedTimes { run_ns: f.next()?.ok()?, wait_ns: f.next()?.ok()?, slices: f.next()?.ok()? })
+}
+
+/// The summed scheduler times of every thread of `pids` (threads that ended take their counts
+/// with them, so differences between two readings are taken saturating).
+pub fn sched_times(pids: &[i32]) -> SchedTimes {
+    let mut t = SchedTimes::default();
+    for pid in pids {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            if let Some(s) = fs::read_to_string(task.path().join("schedstat")).ok().and_then(|s| parse_schedstat(&s)) {
+                t.run_ns += s.run_ns;
+                t.wait_ns += s.wait_ns;
+                t.slices += s.slices;
+            }
+        }
+    }
+    t
 }
 
 /// Host-wide CPU time in nanoseconds (sum of /proc/stat's first line), as Docker reports
@@ -401,8 +543,27 @@ mod tests {
         fs::write(cg.join("pids.current"), "3\n").unwrap();
         fs::write(cg.join("pids.max"), "100\n").unwrap();
         fs::write(cg.join("io.stat"), "8:0 rbytes=100 wbytes=200 rios=1 wios=2\n").unwrap();
+        fs::write(
+            cg.join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 50\nnr_throttled 40\nthrottled_usec 900\n",
+        )
+        .unwrap();
+        fs::write(cg.join("cpu.max"), "20000 100000\n").unwrap();
+        fs::write(
+            cg.join("cpu.pressure"),
+            "some avg10=12.50 avg60=3.00 avg300=1.00 total=5000\nfull avg10=1.25 avg60=0.00 avg300=0.00 total=100\n",
+        )
+        .unwrap();
+        fs::write(cg.join("memory.pressure"), "some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n").unwrap();
         let l = Layout::V2 { root: dir.path().to_path_buf() };
         let s = l.stats("/skiff/c1");
+        assert_eq!((s.cpu_periods, s.cpu_throttled_periods, s.cpu_throttled_ns), (50, 40, 900_000));
+        assert_eq!(s.cpu_quota, Some((20_000, 100_000)));
+        assert_eq!(s.oom_kills, 1);
+        assert_eq!(s.blkio_ops.len(), 2);
+        let psi = s.psi.unwrap();
+        assert_eq!((psi.cpu.some_avg10, psi.cpu.some_total_us, psi.cpu.full_total_us), (12.5, 5000, 100));
+        assert_eq!(psi.memory.some_total_us, 7);
         assert_eq!(s.cpu_total_ns, 1_500_000);
         assert_eq!(s.memory_usage, 4096);
         assert_eq!(s.memory_limit, None);
@@ -430,13 +591,32 @@ mod tests {
         .unwrap();
         fs::write(dir.path().join("pids/skiff/c1/pids.current"), "2\n").unwrap();
         fs::write(dir.path().join("pids/skiff/c1/pids.max"), "max\n").unwrap();
+        fs::create_dir_all(dir.path().join("cpu/skiff/c1")).unwrap();
+        mounts.insert("cpu".into(), dir.path().join("cpu"));
+        fs::write(dir.path().join("cpu/skiff/c1/cpu.stat"), "nr_periods 10\nnr_throttled 9\nthrottled_time 12345\n")
+            .unwrap();
+        fs::write(dir.path().join("cpu/skiff/c1/cpu.cfs_quota_us"), "20000\n").unwrap();
+        fs::write(dir.path().join("cpu/skiff/c1/cpu.cfs_period_us"), "100000\n").unwrap();
         let l = Layout::V1 { mounts };
         let s = l.stats("/skiff/c1");
+        assert_eq!((s.cpu_periods, s.cpu_throttled_periods, s.cpu_throttled_ns), (10, 9, 12345));
+        assert_eq!(s.cpu_quota, Some((20_000, 100_000)));
+        assert_eq!(s.psi, None, "no pressure files on v1");
+        assert!(v1_blkio("8:0 Read 4096\n8:0 Write 0\nTotal 4096\n8:x\n").len() == 2);
         assert_eq!(s.cpu_total_ns, 123);
         assert_eq!(s.memory_usage, 8192);
         assert_eq!(s.memory_limit, Some(64 << 20));
         assert_eq!(s.pids_limit, None);
         assert!(!l.oom_killed("/skiff/c1"));
+    }
+
+    #[test]
+    fn schedstat_lines_and_this_process() {
+        assert_eq!(parse_schedstat("100 20 3\n"), Some(SchedTimes { run_ns: 100, wait_ns: 20, slices: 3 }));
+        assert_eq!(parse_schedstat("100 x 3"), None);
+        assert_eq!(parse_schedstat(""), None);
+        let me = sched_times(&[std::process::id() as i32]);
+        assert!(me.run_ns > 0 && me.slices > 0, "{me:?}");
     }
 
     #[test]

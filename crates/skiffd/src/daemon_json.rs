@@ -28,6 +28,7 @@ const STRINGS: &[(&str, &str)] = &[
     ("log-driver", "log_driver"),
     ("monitor-path", "monitor_path"),
     ("registry-addr", "registry_addr"),
+    ("metrics-addr", "metrics_addr"),
     ("registry-config", "registry_config"),
     ("registry-root", "registry_root"),
     ("registries-config", "registries_config"),

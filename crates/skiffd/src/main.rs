@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+mod analysis_api;
 mod daemon_json;
 mod executor;
 mod networks_api;
@@ -87,6 +88,9 @@ struct Args {
     /// Also serve skiff's OCI registry on this address (e.g. 127.0.0.1:5000).
     #[arg(long)]
     registry_addr: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9323, dockerd's).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Registry config file (TOML; see `skiff registry serve --help`).
     #[arg(long)]
     registry_config: Option<PathBuf>,
@@ -164,6 +168,9 @@ fn apply_config_file(args: &mut Args, matches: &clap::ArgMatches) -> anyhow::Res
             "monitor_path" => args.monitor_path = Some(one().into()),
             "registry_addr" => {
                 args.registry_addr = Some(one().parse().with_context(|| format!("{}: an address:port", s.key))?)
+            }
+            "metrics_addr" => {
+                args.metrics_addr = Some(one().parse().with_context(|| format!("{}: an address:port", s.key))?)
             }
             "registry_config" => args.registry_config = Some(one().into()),
             "registry_root" => args.registry_root = Some(one().into()),
@@ -259,6 +266,11 @@ fn load(matches: &clap::ArgMatches) -> anyhow::Result<Loaded> {
     Ok(Loaded { args, default_log, registries, level })
 }
 
+/// A stop signal for the metrics server: set once the API has stopped serving.
+fn metrics_stop_signal() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
+    tokio::sync::watch::channel(false)
+}
+
 /// The settings a reload cannot change (they shape state the daemon has already set up).
 fn fixed(a: &Args) -> String {
     format!(
@@ -267,7 +279,7 @@ fn fixed(a: &Args) -> String {
             (&a.host, &a.data_root, &a.exec_root, &a.storage_driver, &a.pidfile, &a.monitor_path),
             (a.live_restore, &a.default_ipc_mode, &a.default_cgroupns_mode, &a.host_gateway_ip, a.experimental, a.ip),
             (&a.bridge, &a.bip, &a.default_address_pool, a.icc, a.iptables, a.mtu, &a.dns),
-            (&a.registry_addr, &a.registry_config, &a.registry_root, a.max_unpacked_image_size),
+            (&a.registry_addr, &a.registry_config, &a.registry_root, a.max_unpacked_image_size, a.metrics_addr),
         )
     )
 }
@@ -461,6 +473,21 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
         engine.restore().await;
+        let metrics_stop = metrics_stop_signal();
+        if let Some(addr) = args.metrics_addr {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-addr {addr}"))?;
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            let (engine, stop) = (engine.clone(), metrics_stop.1.clone());
+            tokio::spawn(async move {
+                let mut stop = stop;
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = skiff_analysis::metrics::serve(l, engine, shutdown).await {
+                    tracing::error!("metrics server: {e}");
+                }
+            });
+        }
         // SIGHUP: read the flags and the configuration file again and apply what can change
         // while running (registries and mirrors, default log options, the log level).
         {
@@ -501,7 +528,9 @@ fn main() -> anyhow::Result<()> {
         let swarm =
             skiff_swarm::Swarm::open(&args.data_root.join("swarm"), describe(engine.clone()), Some(executor)).await;
         let api = Arc::new(swarm_api::SwarmApi { swarm: swarm.clone() });
-        skiff_api::serve(listeners, engine.clone(), api, shutdown).await;
+        let analysis = Arc::new(analysis_api::AnalysisApi { engine: engine.clone() });
+        skiff_api::serve(listeners, engine.clone(), (api, analysis), shutdown).await;
+        let _ = metrics_stop.0.send(true);
         swarm.shutdown().await;
         if args.live_restore {
             tracing::info!("shutting down; running containers keep running");

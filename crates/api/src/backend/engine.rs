@@ -155,6 +155,10 @@ impl ContainerBackend for Engine {
         self.containers.stats_response(key, cur, pre)
     }
 
+    fn skiff_stats(&self, cur: &Sample, pre: Option<&Sample>) -> Option<serde_json::Value> {
+        serde_json::to_value(skiff_engine::container::Containers::skiff_stats(cur, pre)).ok()
+    }
+
     async fn update(&self, key: &str, body: ContainerUpdateBody) -> Result<Vec<String>> {
         self.containers.update_resources(key, body).await
     }

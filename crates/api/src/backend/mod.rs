@@ -82,6 +82,12 @@ pub trait ContainerBackend: Send + Sync + 'static {
     /// One reading of the container's counters (`None` when it is not running).
     fn sample(&self, key: &str) -> Result<Option<Sample>>;
     fn stats(&self, key: &str, cur: Option<&Sample>, pre: Option<&Sample>) -> Result<ContainerStatsResponse>;
+    /// skiff's own fields of a reading (run-queue wait, throttling, OOM kills, pressure), sent
+    /// under `"skiff"` beside Docker's.
+    fn skiff_stats(&self, cur: &Sample, pre: Option<&Sample>) -> Option<serde_json::Value> {
+        let _ = (cur, pre);
+        None
+    }
     fn update(&self, key: &str, body: ContainerUpdateBody) -> impl Future<Output = Result<Vec<String>>> + Send;
     fn stat_path(&self, key: &str, path: &str) -> impl Future<Output = Result<PathStat>> + Send;
     /// Blocking: `path` as a tar stream.
@@ -335,4 +341,13 @@ pub struct TokenRotation {
     pub worker: bool,
     pub manager: bool,
     pub unlock_key: bool,
+}
+
+/// `/skiff/*`: skiff's own performance analysis (`skiff top`, `skiff diagnose`). Implemented by
+/// skiffd over `skiff-analysis`; the API passes its JSON through.
+pub trait AnalysisBackend: Send + Sync + 'static {
+    /// Samples a container and the host for `seconds`: the report (`skiff_analysis::verdict`).
+    fn diagnose(&self, key: &str, seconds: f64) -> impl Future<Output = Result<serde_json::Value>> + Send;
+    /// Every running container and the host over `interval`.
+    fn top(&self, interval: std::time::Duration) -> impl Future<Output = Result<serde_json::Value>> + Send;
 }

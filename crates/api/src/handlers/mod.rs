@@ -1,5 +1,6 @@
 //! Request handlers, one module per resource.
 
+pub mod analysis;
 pub mod build;
 pub mod containers;
 pub mod exec;

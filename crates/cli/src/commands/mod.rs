@@ -1,5 +1,6 @@
 //! The commands, grouped as docker groups them.
 
+pub mod analysis;
 pub mod bootstrap;
 pub mod build;
 pub mod container;
@@ -12,6 +13,7 @@ pub mod registry_auth;
 pub mod run;
 pub mod stats;
 pub mod system;
+pub mod top_view;
 pub mod volume;
 
 use crate::client::ApiError;

@@ -13,10 +13,24 @@ use crate::format;
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
-    pub container: String,
+    /// A container: its processes (as docker top). None: the live view of every container
+    /// and the host (CPU of host and of limit, throttling, run-queue wait, memory, reclaim).
+    pub container: Option<String>,
     /// ps options (ignored: the default -ef columns are shown)
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub ps_args: Vec<String>,
+    /// Live view: print one snapshot and exit
+    #[arg(long)]
+    pub once: bool,
+    /// Live view with --once: table (default) or json
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Live view: seconds between readings
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// Live view: sort by cpu, memory, wait, throttled or name
+    #[arg(long, default_value = "cpu")]
+    pub sort: String,
 }
 
 #[derive(Args, Debug)]
@@ -37,7 +51,18 @@ pub struct StatsArgs {
 }
 
 pub async fn top(c: &Client, a: TopArgs) -> anyhow::Result<u8> {
-    let t: ContainerTopResponse = c.get_json(&format!("/containers/{}/top", a.container)).await?;
+    let Some(container) = a.container else {
+        let sort = super::analysis::SortKey::parse(&a.sort)?;
+        if !(0.1..=60.0).contains(&a.interval) {
+            anyhow::bail!("--interval must be between 0.1 and 60 seconds");
+        }
+        return if a.once || a.format.is_some() {
+            super::analysis::once(c, a.interval, a.format.as_deref(), sort).await
+        } else {
+            super::analysis::live(c, a.interval, sort).await
+        };
+    };
+    let t: ContainerTopResponse = c.get_json(&format!("/containers/{container}/top")).await?;
     let mut rows = vec![t.titles.unwrap_or_default()];
     rows.extend(t.processes.unwrap_or_default());
     // docker top uses a wider table (tabwriter minwidth 20).

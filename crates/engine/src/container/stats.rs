@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bollard_stubs::models::{
     ContainerBlkioStatEntry, ContainerBlkioStats, ContainerCpuStats, ContainerCpuUsage, ContainerMemoryStats,
-    ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse, ContainerTopResponse,
+    ContainerNetworkStats, ContainerPidsStats, ContainerStatsResponse, ContainerThrottlingData, ContainerTopResponse,
 };
 use skiff_runtime::cgroups;
 
@@ -29,9 +29,36 @@ fn online_cpus() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
 
+/// skiff's own stats fields (see [`Containers::skiff_stats`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SkiffStats {
+    /// Cumulative time the container's threads waited on a run queue, and ran.
+    pub runqueue_wait_ns: u64,
+    pub run_ns: u64,
+    /// Over the interval: the share of its threads' CPU demand spent waiting for a CPU.
+    pub runqueue_wait_percent: Option<f64>,
+    /// Over the interval: the share of CFS periods in which it was throttled.
+    pub throttled_periods_percent: Option<f64>,
+    /// `--cpus` as the kernel enforces it (quota / period).
+    pub cpu_quota_cpus: Option<f64>,
+    pub oom_kills: u64,
+    /// The cgroup's pressure stall information (cgroup v2 only), 10 s averages in percent.
+    pub pressure: Option<PressureStats>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PressureStats {
+    pub cpu_some_avg10: f64,
+    pub memory_some_avg10: f64,
+    pub memory_full_avg10: f64,
+    pub io_some_avg10: f64,
+}
+
 pub struct Sample {
     pub stats: cgroups::Stats,
     pub system_ns: u64,
+    /// The scheduler's times of the container's threads (run-queue wait).
+    pub sched: cgroups::SchedTimes,
     pub read: String,
     /// Per interface of the container's network namespace (not `lo`); none with the host's.
     pub networks: Option<HashMap<String, ContainerNetworkStats>>,
@@ -86,9 +113,12 @@ impl Containers {
             .flatten()
             .map(|t| parse_net_dev(&t))
             .filter(|n| !n.is_empty());
+        let cgroup = self.cgroup_path(&c.id);
+        let pids = self.layout.pids(&cgroup).unwrap_or_default();
         Ok(Some(Sample {
-            stats: self.layout.stats(&self.cgroup_path(&c.id)),
+            stats: self.layout.stats(&cgroup),
             system_ns: cgroups::system_cpu_ns(),
+            sched: cgroups::sched_times(&pids),
             read: skiff_common::timefmt::now(),
             networks,
         }))
@@ -113,7 +143,11 @@ impl Containers {
                 }),
                 system_cpu_usage: Some(s.system_ns),
                 online_cpus: Some(online_cpus()),
-                throttling_data: None,
+                throttling_data: Some(ContainerThrottlingData {
+                    periods: Some(s.stats.cpu_periods),
+                    throttled_periods: Some(s.stats.cpu_throttled_periods),
+                    throttled_time: Some(s.stats.cpu_throttled_ns),
+                }),
             })
             .unwrap_or_default()
         };
@@ -128,19 +162,19 @@ impl Containers {
                 ..Default::default()
             }
         });
+        let entries = |list: &[cgroups::BlkioEntry]| {
+            list.iter()
+                .map(|e| ContainerBlkioStatEntry {
+                    major: Some(e.major),
+                    minor: Some(e.minor),
+                    op: Some(e.op.clone()),
+                    value: Some(e.value),
+                })
+                .collect()
+        };
         let blkio = cur.map(|s| ContainerBlkioStats {
-            io_service_bytes_recursive: Some(
-                s.stats
-                    .blkio
-                    .iter()
-                    .map(|e| ContainerBlkioStatEntry {
-                        major: Some(e.major),
-                        minor: Some(e.minor),
-                        op: Some(e.op.clone()),
-                        value: Some(e.value),
-                    })
-                    .collect(),
-            ),
+            io_service_bytes_recursive: Some(entries(&s.stats.blkio)),
+            io_serviced_recursive: Some(entries(&s.stats.blkio_ops)),
             ..Default::default()
         });
         Ok(ContainerStatsResponse {
@@ -158,6 +192,38 @@ impl Containers {
             memory_stats: memory.or(Some(ContainerMemoryStats::default())),
             networks: cur.and_then(|s| s.networks.clone()),
         })
+    }
+
+    /// What skiff adds to Docker's stats object (under `"skiff"`): the run-queue wait of the
+    /// container's threads, CFS throttling and the CPU quota, OOM kills, and the cgroup's
+    /// pressure stall information where the kernel keeps it (cgroup v2). Rates are over the
+    /// interval between the two readings. See docs/PERFORMANCE-ANALYSIS.md.
+    pub fn skiff_stats(cur: &Sample, pre: Option<&Sample>) -> SkiffStats {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let (wait, run, periods, throttled) = match pre {
+            Some(p) => (
+                d(cur.sched.wait_ns, p.sched.wait_ns),
+                d(cur.sched.run_ns, p.sched.run_ns),
+                d(cur.stats.cpu_periods, p.stats.cpu_periods),
+                d(cur.stats.cpu_throttled_periods, p.stats.cpu_throttled_periods),
+            ),
+            None => (cur.sched.wait_ns, cur.sched.run_ns, cur.stats.cpu_periods, cur.stats.cpu_throttled_periods),
+        };
+        let pct = |part: u64, whole: u64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
+        SkiffStats {
+            runqueue_wait_ns: cur.sched.wait_ns,
+            run_ns: cur.sched.run_ns,
+            runqueue_wait_percent: pct(wait, wait + run),
+            throttled_periods_percent: pct(throttled, periods),
+            cpu_quota_cpus: cur.stats.cpu_quota.map(|(q, p)| q as f64 / p.max(1) as f64),
+            oom_kills: cur.stats.oom_kills,
+            pressure: cur.stats.psi.map(|p| PressureStats {
+                cpu_some_avg10: p.cpu.some_avg10,
+                memory_some_avg10: p.memory.some_avg10,
+                memory_full_avg10: p.memory.full_avg10,
+                io_some_avg10: p.io.some_avg10,
+            }),
+        }
     }
 
     /// `docker top` with ps-like columns.

@@ -450,7 +450,13 @@ pub async fn stats<B: ContainerBackend>(
             let Ok(resp) = b.stats(&id, cur.as_ref(), pre.as_ref()) else {
                 return;
             };
-            if tx.send(serde_json::to_value(&resp).unwrap_or_default()).await.is_err() || !streaming || cur.is_none() {
+            let mut v = serde_json::to_value(&resp).unwrap_or_default();
+            if let (Some(c), Some(obj)) = (cur.as_ref(), v.as_object_mut())
+                && let Some(extra) = b.skiff_stats(c, pre.as_ref())
+            {
+                obj.insert("skiff".into(), extra);
+            }
+            if tx.send(v).await.is_err() || !streaming || cur.is_none() {
                 return;
             }
             pre = cur;

@@ -58,7 +58,8 @@ pub async fn window(engine: &Engine, key: &str, seconds: f64) -> Result<Window, 
         name,
         cpu_ns: d(l.cpu_total_ns, f.cpu_total_ns),
         run_ns: d(last.sched.run_ns, first.sched.run_ns),
-        wait_ns: d(last.sched.wait_ns, first.sched.wait_ns),
+        // A throttled group's threads stay queued: that time is the quota's, not the host's.
+        wait_ns: d(last.sched.wait_ns, first.sched.wait_ns).saturating_sub(d(l.cpu_throttled_ns, f.cpu_throttled_ns)),
         periods: d(l.cpu_periods, f.cpu_periods),
         throttled_periods: d(l.cpu_throttled_periods, f.cpu_throttled_periods),
         throttled_ns: d(l.cpu_throttled_ns, f.cpu_throttled_ns),
@@ -186,7 +187,10 @@ fn row(id: String, name: String, image: String, a: &Sample, b: &Sample, secs: f6
     let cpus = d(b.stats.cpu_total_ns, a.stats.cpu_total_ns) as f64 / 1e9 / secs;
     let quota = b.stats.cpu_quota.map(|(q, p)| q as f64 / p.max(1) as f64);
     let share = |part: u64, whole: u64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
-    let (wait, run) = (d(b.sched.wait_ns, a.sched.wait_ns), d(b.sched.run_ns, a.sched.run_ns));
+    // Time throttled by the quota is not time waiting for the host's CPUs.
+    let throttled = d(b.stats.cpu_throttled_ns, a.stats.cpu_throttled_ns);
+    let (wait, run) =
+        (d(b.sched.wait_ns, a.sched.wait_ns).saturating_sub(throttled), d(b.sched.run_ns, a.sched.run_ns));
     let limit = b.stats.memory_limit.filter(|m| *m < 1 << 62);
     let (rx0, tx0) = net_bytes(a);
     let (rx1, tx1) = net_bytes(b);

@@ -35,7 +35,8 @@ pub struct SkiffStats {
     /// Cumulative time the container's threads waited on a run queue, and ran.
     pub runqueue_wait_ns: u64,
     pub run_ns: u64,
-    /// Over the interval: the share of its threads' CPU demand spent waiting for a CPU.
+    /// Over the interval: the share of its threads' CPU demand spent waiting for a CPU (time
+    /// throttled by its quota, during which they stay queued, not counted).
     pub runqueue_wait_percent: Option<f64>,
     /// Over the interval: the share of CFS periods in which it was throttled.
     pub throttled_periods_percent: Option<f64>,
@@ -200,15 +201,24 @@ impl Containers {
     /// interval between the two readings. See docs/PERFORMANCE-ANALYSIS.md.
     pub fn skiff_stats(cur: &Sample, pre: Option<&Sample>) -> SkiffStats {
         let d = |a: u64, b: u64| a.saturating_sub(b);
-        let (wait, run, periods, throttled) = match pre {
+        let (wait, run, periods, throttled, throttled_ns) = match pre {
             Some(p) => (
                 d(cur.sched.wait_ns, p.sched.wait_ns),
                 d(cur.sched.run_ns, p.sched.run_ns),
                 d(cur.stats.cpu_periods, p.stats.cpu_periods),
                 d(cur.stats.cpu_throttled_periods, p.stats.cpu_throttled_periods),
+                d(cur.stats.cpu_throttled_ns, p.stats.cpu_throttled_ns),
             ),
-            None => (cur.sched.wait_ns, cur.sched.run_ns, cur.stats.cpu_periods, cur.stats.cpu_throttled_periods),
+            None => (
+                cur.sched.wait_ns,
+                cur.sched.run_ns,
+                cur.stats.cpu_periods,
+                cur.stats.cpu_throttled_periods,
+                cur.stats.cpu_throttled_ns,
+            ),
         };
+        // A throttled group's threads stay queued: that time is the quota's, not the host's.
+        let wait = wait.saturating_sub(throttled_ns);
         let pct = |part: u64, whole: u64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
         SkiffStats {
             runqueue_wait_ns: cur.sched.wait_ns,

@@ -183,6 +183,9 @@ pub struct NetworkAssignment {
     /// On the ingress network: every port the routing mesh publishes, with its backends.
     #[serde(default)]
     pub ingress_ports: Vec<IngressPort>,
+    /// The virtual IPs of the services on the network, each with its running tasks' addresses.
+    #[serde(default)]
+    pub vips: Vec<(std::net::Ipv4Addr, Vec<std::net::Ipv4Addr>)>,
 }
 
 /// A port of the routing mesh: published on every node, balanced over the running tasks'

@@ -174,6 +174,7 @@ mod tests {
             mode: ServiceMode::Global,
             update: Default::default(),
             rollback: Default::default(),
+            endpoint_mode: Default::default(),
         };
         assert!(check_refs(&st, &spec).unwrap_err().message.contains("conflicting target"));
         spec.task.container.secrets.pop();

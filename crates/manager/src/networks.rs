@@ -93,6 +93,7 @@ pub(crate) fn for_node(state: &ClusterState, node_id: &str) -> Vec<NetworkAssign
                 peers: peers.into_iter().collect(),
                 names: names(state, &n.id),
                 ingress_ports: if n.spec.ingress { ingress_ports(state, &n.id) } else { Vec::new() },
+                vips: vips(state, &n.id),
             })
         })
         .collect()
@@ -103,13 +104,7 @@ pub(crate) fn for_node(state: &ClusterState, node_id: &str) -> Vec<NetworkAssign
 fn ingress_ports(state: &ClusterState, id: &str) -> Vec<IngressPort> {
     let mut out = Vec::new();
     for s in state.services.values() {
-        let mut backends: Vec<Ipv4Addr> = state
-            .tasks
-            .values()
-            .filter(|t| t.service_id == s.id && t.status.state == TaskState::Running && t.wanted())
-            .filter_map(|t| t.networks.iter().find(|a| a.network_id == id).map(|a| a.addr))
-            .collect();
-        backends.sort();
+        let backends = backends(state, s, id);
         for p in s.endpoint_ports.iter().filter(|p| p.mode == PublishMode::Ingress) {
             out.push(IngressPort {
                 protocol: p.protocol.clone(),
@@ -123,6 +118,26 @@ fn ingress_ports(state: &ClusterState, id: &str) -> Vec<IngressPort> {
     out
 }
 
+/// The addresses of service `s`'s running tasks on network `id`.
+fn backends(state: &ClusterState, s: &skiff_cluster::types::Service, id: &str) -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = state
+        .tasks
+        .values()
+        .filter(|t| t.service_id == s.id && t.status.state == TaskState::Running && t.wanted())
+        .filter_map(|t| t.networks.iter().find(|a| a.network_id == id).map(|a| a.addr))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The virtual IPs on network `id`, each with its service's running tasks there.
+fn vips(state: &ClusterState, id: &str) -> Vec<(Ipv4Addr, Vec<Ipv4Addr>)> {
+    let mut out: Vec<(Ipv4Addr, Vec<Ipv4Addr>)> =
+        state.services.values().filter_map(|s| Some((*s.vips.get(id)?, backends(state, s, id)))).collect();
+    out.sort();
+    out
+}
+
 /// What the embedded DNS answers on network `id`: each service attached to it (by name,
 /// `tasks.NAME` and its aliases) → the addresses of its running tasks, and each running task's
 /// container name → its address. Sorted, so the same state gives the same list.
@@ -130,18 +145,29 @@ fn names(state: &ClusterState, id: &str) -> Vec<(String, Vec<Ipv4Addr>)> {
     let mut out: BTreeMap<String, BTreeSet<Ipv4Addr>> = BTreeMap::new();
     for s in state.services.values() {
         let Some(a) = s.spec.task.networks.iter().find(|a| a.target == id) else { continue };
-        let mut names = vec![s.spec.name.clone(), format!("tasks.{}", s.spec.name)];
+        // The service's own names: its virtual IP, or (DNS round-robin) its tasks' addresses.
+        let mut names = vec![s.spec.name.clone()];
         names.extend(a.aliases.iter().cloned());
-        for name in &names {
+        let tasks = format!("tasks.{}", s.spec.name);
+        for name in names.iter().chain([&tasks]) {
             out.entry(name.clone()).or_default();
+        }
+        let vip = s.vips.get(id).copied();
+        if let Some(v) = vip {
+            for name in &names {
+                out.entry(name.clone()).or_default().insert(v);
+            }
         }
         for t in state.tasks.values().filter(|t| t.service_id == s.id) {
             if t.status.state != TaskState::Running || !t.wanted() {
                 continue;
             }
             let Some(addr) = t.networks.iter().find(|a| a.network_id == id).map(|a| a.addr) else { continue };
-            for name in &names {
-                out.entry(name.clone()).or_default().insert(addr);
+            out.entry(tasks.clone()).or_default().insert(addr);
+            if vip.is_none() {
+                for name in &names {
+                    out.entry(name.clone()).or_default().insert(addr);
+                }
             }
             out.entry(t.name()).or_default().insert(addr);
         }
@@ -216,6 +242,7 @@ mod tests {
             mode: ServiceMode::Replicated { replicas: 2 },
             update: Default::default(),
             rollback: Default::default(),
+            endpoint_mode: skiff_cluster::types::EndpointMode::Dnsrr,
         };
         let svc = Service::new("s1", spec.clone());
         let mut missing = spec.clone();
@@ -293,6 +320,7 @@ mod tests {
             mode: ServiceMode::Replicated { replicas: 1 },
             update: Default::default(),
             rollback: Default::default(),
+            endpoint_mode: Default::default(),
         };
         let create = |st: &mut ClusterState, id: &str, s: ServiceSpec| {
             st.apply(3, 3, &Command::CreateService { service: Box::new(Service::new(id, s)) }).error
@@ -339,5 +367,64 @@ mod tests {
         let ports: Vec<(u16, u16, Vec<Ipv4Addr>)> =
             sent[0].ingress_ports.iter().map(|p| (p.published_port, p.target_port, p.backends.clone())).collect();
         assert_eq!(ports, [(8080, 80, vec![addr.addr]), (30000, 443, vec![addr.addr]), (30001, 80, Vec::new())]);
+    }
+
+    #[test]
+    fn services_in_vip_mode_get_one_address_per_network_named_in_dns() {
+        use skiff_cluster::types::EndpointMode;
+        let mut st = ClusterState::default();
+        node(&mut st, "n1", "192.0.2.1");
+        assert_eq!(net(&mut st, "a", "front", None), None);
+        let spec = |mode: EndpointMode, nets: &[&str]| ServiceSpec {
+            name: "web".into(),
+            labels: Default::default(),
+            task: TaskSpec {
+                networks: nets
+                    .iter()
+                    .map(|n| NetworkAttachmentSpec { target: n.to_string(), aliases: vec!["www".into()] })
+                    .collect(),
+                ..Default::default()
+            },
+            mode: ServiceMode::Replicated { replicas: 1 },
+            update: Default::default(),
+            rollback: Default::default(),
+            endpoint_mode: mode,
+        };
+        let svc = Service::new("s1", spec(EndpointMode::Vip, &["a"]));
+        assert_eq!(st.apply(3, 3, &Command::CreateService { service: Box::new(svc.clone()) }).error, None);
+        let vip = st.services["s1"].vips["a"];
+        assert_eq!(vip, Ipv4Addr::new(10, 0, 0, 2));
+        // The VIP is taken: a task gets the next address.
+        let mut t = task("t1", &st.services["s1"]);
+        t.node_id = "n1".into();
+        st.apply(4, 4, &Command::Tasks { changes: vec![TaskChange::Create { task: Box::new(t) }] });
+        let taddr = st.tasks["t1"].networks[0].addr;
+        assert_eq!(taddr, Ipv4Addr::new(10, 0, 0, 3));
+        let status = TaskStatus { state: TaskState::Running, ..Default::default() };
+        st.apply(5, 5, &Command::ReportTasks { node_id: "n1".into(), reports: vec![("t1".into(), status)] });
+        let sent = for_node(&st, "n1");
+        let names: BTreeMap<_, _> = sent[0].names.iter().cloned().collect();
+        assert_eq!((&names["web"], &names["www"]), (&vec![vip], &vec![vip]), "the name and alias are the VIP");
+        assert_eq!(names["tasks.web"], vec![taddr], "tasks.NAME stays the tasks");
+        assert_eq!(sent[0].vips, vec![(vip, vec![taddr])]);
+        // An update keeps the VIP; DNS round-robin drops it; dnsrr with a mesh port is refused.
+        let version = st.services["s1"].version;
+        let upd = |v, spec: ServiceSpec| Command::UpdateService { id: "s1".into(), version: v, spec: Box::new(spec) };
+        assert_eq!(st.apply(6, 6, &upd(version, spec(EndpointMode::Vip, &["a"]))).error, None);
+        assert_eq!(st.services["s1"].vips["a"], vip);
+        let version = st.services["s1"].version;
+        assert_eq!(st.apply(7, 7, &upd(version, spec(EndpointMode::Dnsrr, &["a"]))).error, None);
+        assert!(st.services["s1"].vips.is_empty());
+        let mut mesh = spec(EndpointMode::Dnsrr, &["a"]);
+        mesh.task.ports = vec![skiff_cluster::types::PortConfig {
+            name: String::new(),
+            protocol: "tcp".into(),
+            target_port: 80,
+            published_port: 8080,
+            mode: skiff_cluster::types::PublishMode::Ingress,
+        }];
+        let version = st.services["s1"].version;
+        let e = st.apply(8, 8, &upd(version, mesh)).error.unwrap();
+        assert!(e.contains("can't be used with dnsrr mode") || e.contains("no ingress network"), "{e}");
     }
 }

@@ -42,6 +42,7 @@ fn spec(name: &str, mode: ServiceMode) -> ServiceSpec {
         mode,
         update: Default::default(),
         rollback: Default::default(),
+        endpoint_mode: Default::default(),
     }
 }
 

@@ -91,6 +91,32 @@ pub struct IngressRule {
     pub bridge: String,
 }
 
+/// A swarm service's virtual IP on an overlay (an address of the overlay's bridge on every
+/// node): connections to it go to one of its backends, balanced per connection, whatever the
+/// protocol and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipRule {
+    pub vip: Ipv4Addr,
+    pub backends: Vec<Ipv4Addr>,
+    pub bridge: String,
+}
+
+/// DNAT rules spreading connections over `backends`: the k-th of n takes 1/(n-k) of what the
+/// ones before left (each connection once, by conntrack). `matcher` selects the traffic,
+/// `port` (if any) is the backends'.
+fn balance(s: &mut String, chain: &str, matcher: &str, backends: &[Ipv4Addr], port: Option<u16>) {
+    let n = backends.len();
+    for (k, ip) in backends.iter().enumerate() {
+        let pick = if k + 1 < n {
+            format!("-m statistic --mode random --probability {:.8} ", 1.0 / (n - k) as f64)
+        } else {
+            String::new()
+        };
+        let to = port.map_or_else(|| ip.to_string(), |p| format!("{ip}:{p}"));
+        let _ = writeln!(s, "-A {chain} {matcher} {pick}-j DNAT --to-destination {to}");
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FirewallError {
     #[error("running {cmd}: {source}")]
@@ -164,33 +190,38 @@ impl Firewall {
     }
 
     /// The whole desired content of our chains, in iptables-restore format.
-    pub fn render(&self, nets: &[NetworkRules], ports: &[PortRule], ingress: &[IngressRule]) -> String {
+    pub fn render(
+        &self,
+        nets: &[NetworkRules],
+        ports: &[PortRule],
+        ingress: &[IngressRule],
+        vips: &[VipRule],
+    ) -> String {
         let (dnat, post, fwd) = (self.chain("DNAT"), self.chain("POST"), self.chain("FWD"));
         let mut s = String::new();
         let _ = writeln!(s, "*nat\n:{dnat} - [0:0]\n:{post} - [0:0]");
-        // The routing mesh: the k-th of n backends takes 1/(n-k) of what the ones before left
-        // (each connection once, by conntrack); replies come back through this node, whose
-        // address on the ingress network the connections are masqueraded to.
+        // The routing mesh, and services' virtual IPs: replies come back through this node,
+        // whose address on the overlay the connections are masqueraded to.
         for r in ingress {
             let proto = r.proto.as_str();
-            let n = r.backends.len();
-            for (k, ip) in r.backends.iter().enumerate() {
-                let pick = if k + 1 < n {
-                    format!("-m statistic --mode random --probability {:.8} ", 1.0 / (n - k) as f64)
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(
-                    s,
-                    "-A {dnat} -p {proto} -m {proto} --dport {} {pick}-j DNAT --to-destination {ip}:{}",
-                    r.port, r.target_port
-                );
-            }
+            balance(
+                &mut s,
+                &dnat,
+                &format!("-p {proto} -m {proto} --dport {}", r.port),
+                &r.backends,
+                Some(r.target_port),
+            );
+        }
+        for v in vips {
+            balance(&mut s, &dnat, &format!("-d {}/32", v.vip), &v.backends, None);
         }
         let mut meshes: Vec<&str> = ingress.iter().map(|r| r.bridge.as_str()).collect();
         meshes.sort_unstable();
         meshes.dedup();
-        for br in &meshes {
+        let mut balanced: Vec<&str> = meshes.iter().copied().chain(vips.iter().map(|v| v.bridge.as_str())).collect();
+        balanced.sort_unstable();
+        balanced.dedup();
+        for br in &balanced {
             let _ = writeln!(s, "-A {post} -o {br} -m conntrack --ctstate DNAT -j MASQUERADE");
         }
         for p in ports {
@@ -270,8 +301,9 @@ impl Firewall {
         nets: &[NetworkRules],
         ports: &[PortRule],
         ingress: &[IngressRule],
+        vips: &[VipRule],
     ) -> Result<(), FirewallError> {
-        let input = self.render(nets, ports, ingress);
+        let input = self.render(nets, ports, ingress, vips);
         let mut child = Command::new("iptables-restore")
             .args(["-w", "--noflush"])
             .stdin(Stdio::piped())
@@ -372,7 +404,7 @@ mod tests {
             container_port: 80,
             bridge: "skt0".into(),
         }];
-        let r = fw.render(&nets, &ports, &[]);
+        let r = fw.render(&nets, &ports, &[], &[]);
         assert!(
             r.contains("-A SKT-DNAT -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.30.0.2:80")
         );
@@ -404,7 +436,12 @@ mod tests {
             backends: vec![b(2), b(3), b(4)],
             bridge: "ov-ing".into(),
         };
-        let r = fw.render(std::slice::from_ref(&mesh), &[], &[rule]);
+        let vip = VipRule { vip: b(9), backends: vec![b(2)], bridge: "ov-ing".into() };
+        let r = fw.render(std::slice::from_ref(&mesh), &[], &[rule], &[vip]);
+        assert!(r.contains("-A SKT-DNAT -d 10.0.0.9/32 -j DNAT --to-destination 10.0.0.2\n"), "{r}");
+        let masq =
+            r.lines().filter(|l| *l == "-A SKT-POST -o ov-ing -m conntrack --ctstate DNAT -j MASQUERADE").count();
+        assert_eq!(masq, 1, "once per bridge");
         let dnat: Vec<&str> = r.lines().filter(|l| l.contains("--dport 8080")).collect();
         assert_eq!(
             dnat,
@@ -431,7 +468,7 @@ mod tests {
                 bridge: "ov-ing".into(),
             }
         };
-        assert!(!fw.render(&[mesh], &[], &[none]).contains("--dport 53"), "no backend, no rule");
+        assert!(!fw.render(&[mesh], &[], &[none], &[]).contains("--dport 53"), "no backend, no rule");
     }
 
     #[test]

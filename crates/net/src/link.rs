@@ -148,6 +148,34 @@ impl Netlink {
         Ok(())
     }
 
+    /// Adds `ip/32` to link `index` (one already there is fine).
+    pub async fn add_host_address(&self, index: u32, ip: Ipv4Addr) -> Result<(), LinkError> {
+        match self.handle.address().add(index, IpAddr::V4(ip), 32).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+            Err(e) => Err(nl(format!("adding {ip}/32"))(e)),
+        }
+    }
+
+    /// Removes `ip/32` from link `index` (one not there is fine).
+    pub async fn del_host_address(&self, index: u32, ip: Ipv4Addr) -> Result<(), LinkError> {
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+            let is_it = a.header.prefix_len == 32
+                && a.attributes.iter().any(|x| {
+                    matches!(x, rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(v)) if *v == ip)
+                });
+            if is_it {
+                return match self.handle.address().del(a).execute().await {
+                    Ok(()) => Ok(()),
+                    Err(e) if is_errno(&e, libc::EADDRNOTAVAIL) => Ok(()),
+                    Err(e) => Err(nl(format!("removing {ip}/32"))(e)),
+                };
+            }
+        }
+        Ok(())
+    }
+
     /// Creates VXLAN link `name` (ID `vni`, tunnels from `local` on UDP `port`, MAC learning on)
     /// as a port of `bridge`, up; one that exists is deleted first, so its forwarding entries
     /// are only those [`Netlink::add_flood_peer`] adds from then on.

@@ -126,6 +126,7 @@ pub fn overlay_spec(a: &NetworkAssignment) -> std::result::Result<OverlaySpec, S
                 Ok(MeshPort { proto, port: p.published_port, target_port: p.target_port, backends: p.backends.clone() })
             })
             .collect::<std::result::Result<_, String>>()?,
+        vips: a.vips.clone(),
     })
 }
 
@@ -175,6 +176,7 @@ mod tests {
             peers: vec!["192.0.2.2".into()],
             names: vec![("web".into(), vec![Ipv4Addr::new(10, 0, 1, 2)])],
             ingress_ports: Vec::new(),
+            vips: Vec::new(),
         };
         let s = overlay_spec(&a).unwrap();
         assert_eq!(

@@ -458,6 +458,10 @@ pub fn spec_from_api(a: ServiceSpec, name: impl FnOnce() -> String) -> Result<ct
             ct::ServiceMode::Replicated { replicas: replicated.and_then(|r| r.replicas).unwrap_or(1).max(0) as u64 }
         }
     };
+    let endpoint_mode = match a.endpoint_spec.as_ref().and_then(|e| e.mode) {
+        Some(EndpointSpecModeEnum::DNSRR) => ct::EndpointMode::Dnsrr,
+        _ => ct::EndpointMode::Vip,
+    };
     let ports = ports_from_api(a.endpoint_spec)?;
     Ok(ct::ServiceSpec {
         name: a.name.filter(|n| !n.is_empty()).unwrap_or_else(name),
@@ -466,6 +470,7 @@ pub fn spec_from_api(a: ServiceSpec, name: impl FnOnce() -> String) -> Result<ct
         mode,
         update: update_from_api(a.update_config),
         rollback: update_from_api(rollback_as_update(a.rollback_config)),
+        endpoint_mode,
     })
 }
 
@@ -485,10 +490,33 @@ pub fn spec_to_api(s: &ct::ServiceSpec) -> ServiceSpec {
         rollback_config: update_as_rollback(update_to_api(&s.rollback)),
         networks: None,
         endpoint_spec: Some(EndpointSpec {
-            mode: Some(EndpointSpecModeEnum::VIP),
+            mode: Some(match s.endpoint_mode {
+                ct::EndpointMode::Vip => EndpointSpecModeEnum::VIP,
+                ct::EndpointMode::Dnsrr => EndpointSpecModeEnum::DNSRR,
+            }),
             ports: (!s.task.ports.is_empty()).then(|| s.task.ports.iter().map(port_to_api).collect()),
         }),
     }
+}
+
+/// A service's virtual IPs as `Endpoint.VirtualIPs` shows them (`addr/prefix`; the prefix of
+/// the network, taken from a task's address there, 24 when none is known).
+fn vips_to_api(
+    s: &ct::Service,
+    tasks: Option<&BTreeMap<String, ct::Task>>,
+) -> Vec<bollard_stubs::models::ServiceEndpointVirtualIps> {
+    s.vips
+        .iter()
+        .map(|(net, ip)| {
+            let prefix = tasks
+                .and_then(|t| t.values().flat_map(|t| &t.networks).find(|a| a.network_id == *net).map(|a| a.prefix))
+                .unwrap_or(24);
+            bollard_stubs::models::ServiceEndpointVirtualIps {
+                network_id: Some(net.clone()),
+                addr: Some(format!("{ip}/{prefix}")),
+            }
+        })
+        .collect()
 }
 
 /// A service as the API shows it; with `tasks`, its `ServiceStatus` (running and desired).
@@ -518,7 +546,7 @@ pub fn service_to_api(s: &ct::Service, tasks: Option<&BTreeMap<String, ct::Task>
         endpoint: Some(ServiceEndpoint {
             spec: spec_to_api(&s.spec).endpoint_spec,
             ports: (!ports.is_empty()).then_some(ports),
-            virtual_ips: None,
+            virtual_ips: (!s.vips.is_empty()).then(|| vips_to_api(s, tasks)),
         }),
         update_status: s.update_status.as_ref().map(|u| ServiceUpdateStatus {
             state: u.state.parse::<ServiceUpdateStatusStateEnum>().ok(),

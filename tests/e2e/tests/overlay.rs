@@ -1,7 +1,8 @@
 //! Overlay networks across hosts, driven by the docker CLI as a user would: `network create -d
 //! overlay` on a manager, services on it whose tasks on two hosts reach each other over VXLAN
 //! (a 96 KB page, so the overlay's MTU matters) and by name through each node's embedded DNS
-//! (the service, `tasks.NAME`, aliases), the network refused removal while in use and gone from
+//! (the service's virtual IP, balanced over its tasks; `tasks.NAME`; a DNS round-robin
+//! service's alias), the network refused removal while in use and gone from
 //! every node after; the routing mesh (a port published on every node, answered by a task on
 //! another); then `docker stack deploy` of a compose file (its network, secret, config, two
 //! services talking by their short names, a port through the mesh) and `stack rm` leaving
@@ -89,7 +90,8 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
     args.extend(web);
     args.extend([IMAGE, "sh", "-c", page]);
     d[0].docker(&args).ok();
-    let client = ["--name", "client", "--network", "name=front,alias=cl", "--mode", "global"];
+    let client =
+        ["--name", "client", "--network", "name=front,alias=cl", "--mode", "global", "--endpoint-mode", "dnsrr"];
     let mut args = vec!["service", "create", "-d"];
     args.extend(client);
     args.extend([IMAGE, "sleep", "100000"]);
@@ -104,6 +106,9 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
         x.docker(&["inspect", "--format", "{{.NetworkSettings.Networks.front.IPAddress}}", &c]).ok()
     };
     let (ip0, ip1) = (web_ip(&d[0]), web_ip(&d[1]));
+    let vips =
+        d[0].docker(&["service", "inspect", "--format", "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}", "web"]).ok();
+    let vip = vips.strip_suffix("/24").unwrap_or_else(|| panic!("one VIP on front: {vips}")).to_string();
     assert!(ip0.starts_with("10.0.1.") && ip1.starts_with("10.0.1.") && ip0 != ip1, "{ip0} {ip1}");
     for (x, other_ip, other) in [(&d[0], &ip1, &d[1]), (&d[1], &ip0, &d[0])] {
         let c = container(x, "client");
@@ -124,10 +129,20 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
         let mut both = vec![ip0.clone(), ip1.clone()];
         both.sort();
         assert!(eventually(Duration::from_secs(10), || all("tasks.web") == both), "{:?}", all("tasks.web"));
-        assert_eq!(all("web"), both);
+        // VIP mode (the default): the name is one virtual IP, balanced over both tasks; the
+        // clients' service is DNS round-robin, so its alias is both clients' addresses.
+        assert_eq!(all("web"), std::slice::from_ref(&vip), "the virtual IP");
         assert_eq!(all("cl").len(), 2, "the clients' alias");
-        let body = x.docker(&["exec", &c, "wget", "-qO-", "http://web/"]).ok();
-        assert!(body.len() > 90_000);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let body = x.docker(&["exec", &c, "wget", "-qO-", "http://web/"]).ok();
+            assert!(body.len() > 90_000);
+            seen.insert(body.lines().last().unwrap().to_string());
+            if seen.len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 2, "connections to the VIP reach both tasks: {seen:?}");
     }
 
     // In use, it stays; once its services are gone, it goes from the managers and every node.

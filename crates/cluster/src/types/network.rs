@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClusterState, PortConfig, PublishMode, ServiceSpec, TaskState};
+use super::{ClusterState, EndpointMode, PortConfig, PublishMode, ServiceSpec, TaskState};
 
 /// Where published ports the managers choose come from (swarmkit's dynamic range).
 pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
@@ -362,27 +362,69 @@ impl ClusterState {
         for t in self.tasks.values().filter(|t| holds_address(t)) {
             taken.extend(t.networks.iter().filter(|a| a.network_id == id).map(|a| a.addr));
         }
+        taken.extend(self.services.values().filter_map(|s| s.vips.get(id)));
         taken
     }
 
-    /// Hands out the next free address on network `id` (after its last one).
-    pub(super) fn allocate_on(&mut self, id: &str) -> Result<(Ipv4Addr, u8), String> {
+    /// The next free address on network `id` after its last one handed out (nothing changes).
+    fn peek_on(&self, id: &str) -> Result<(Ipv4Addr, u8), String> {
         let taken = self.taken_on(id);
-        let n = self.networks.get_mut(id).ok_or_else(|| format!("network {id} not found"))?;
+        let n = self.networks.get(id).ok_or_else(|| format!("network {id} not found"))?;
         let subnet = n.subnet.ok_or_else(|| format!("network {} has no subnet", n.spec.name))?;
         // Hosts are first+1 ..= last-1; start after the last one handed out.
         let (lo, hi) = (subnet.first() + 1, subnet.last() - 1);
         let start = n.last_ip.map(u32::from).filter(|ip| (lo..=hi).contains(ip)).map_or(lo, |ip| ip + 1);
         let size = hi - lo + 1;
-        for k in 0..size {
-            let ip = lo + (start - lo + k) % size;
-            let ip = Ipv4Addr::from(ip);
-            if !taken.contains(&ip) {
-                n.last_ip = Some(ip);
-                return Ok((ip, subnet.prefix));
+        (0..size)
+            .map(|k| Ipv4Addr::from(lo + (start - lo + k) % size))
+            .find(|ip| !taken.contains(ip))
+            .map(|ip| (ip, subnet.prefix))
+            .ok_or_else(|| format!("no address left on network {}", n.spec.name))
+    }
+
+    /// Hands out the next free address on network `id` (after its last one).
+    pub(super) fn allocate_on(&mut self, id: &str) -> Result<(Ipv4Addr, u8), String> {
+        let (ip, prefix) = self.peek_on(id)?;
+        if let Some(n) = self.networks.get_mut(id) {
+            n.last_ip = Some(ip);
+        }
+        Ok((ip, prefix))
+    }
+
+    /// A service's virtual IPs for `spec`: one per network it is on in VIP mode (kept from
+    /// `previous` where it stays on the network), none in DNS round-robin mode. Nothing changes
+    /// until [`ClusterState::commit_vips`].
+    pub(super) fn plan_vips(
+        &self,
+        spec: &ServiceSpec,
+        previous: &BTreeMap<String, Ipv4Addr>,
+    ) -> Result<BTreeMap<String, Ipv4Addr>, String> {
+        let mut out = BTreeMap::new();
+        if spec.endpoint_mode == EndpointMode::Dnsrr {
+            if spec.task.ports.iter().any(|p| p.mode == PublishMode::Ingress) {
+                return Err("rpc error: code = InvalidArgument desc = EndpointSpec: port published with ingress mode can't be used with dnsrr mode".into());
+            }
+            return Ok(out);
+        }
+        for a in &spec.task.networks {
+            let vip = match previous.get(&a.target) {
+                Some(v) => *v,
+                None => self.peek_on(&a.target)?.0,
+            };
+            out.insert(a.target.clone(), vip);
+        }
+        Ok(out)
+    }
+
+    /// Records the new addresses of `vips` as handed out.
+    pub(super) fn commit_vips(&mut self, vips: &BTreeMap<String, Ipv4Addr>, previous: &BTreeMap<String, Ipv4Addr>) {
+        for (net, vip) in vips {
+            if previous.get(net) != Some(vip)
+                && let Some(n) = self.networks.get_mut(net)
+            {
+                n.last_ip = Some(*vip);
             }
         }
-        Err(format!("no address left on network {}", n.spec.name))
     }
 
     /// Gives node `node_id` an address on each network of `networks` it has none on.

@@ -307,6 +307,16 @@ impl Default for UpdateConfig {
     }
 }
 
+/// How a service's name resolves on its networks: to one virtual IP the nodes balance over its
+/// tasks (`vip`, the default), or to the tasks' own addresses (`dnsrr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointMode {
+    #[default]
+    Vip,
+    Dnsrr,
+}
+
 /// What an operator sets on a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
@@ -319,6 +329,8 @@ pub struct ServiceSpec {
     pub update: UpdateConfig,
     #[serde(default)]
     pub rollback: UpdateConfig,
+    #[serde(default)]
+    pub endpoint_mode: EndpointMode,
 }
 
 /// Where a service's rolling update stands (the API's `UpdateStatus`).
@@ -350,6 +362,9 @@ pub struct Service {
     /// The ingress ports as allocated (published ports chosen where the spec left 0).
     #[serde(default)]
     pub endpoint_ports: Vec<PortConfig>,
+    /// Its virtual IP on each of its networks (VIP mode).
+    #[serde(default)]
+    pub vips: BTreeMap<String, std::net::Ipv4Addr>,
 }
 
 impl Service {
@@ -364,6 +379,7 @@ impl Service {
             previous_spec: None,
             update_status: None,
             endpoint_ports: Vec::new(),
+            vips: BTreeMap::new(),
         }
     }
 }
@@ -482,8 +498,10 @@ impl super::ClusterState {
                 }
                 self.check_networks(&service.spec.task)?;
                 let ports = self.ingress_ports(&service.id, &service.spec, &[])?;
+                let vips = self.plan_vips(&service.spec, &BTreeMap::new())?;
+                self.commit_vips(&vips, &BTreeMap::new());
                 let mut s = (**service).clone();
-                s.endpoint_ports = ports;
+                (s.endpoint_ports, s.vips) = (ports, vips);
                 (s.version, s.created_at, s.updated_at) = (index, now, now);
                 self.services.insert(s.id.clone(), s);
             }
@@ -495,13 +513,16 @@ impl super::ClusterState {
                     ));
                 }
                 self.check_networks(&spec.task)?;
-                let previous = self.services.get(id).map(|s| s.endpoint_ports.clone()).unwrap_or_default();
-                let ports = self.ingress_ports(id, spec, &previous)?;
-                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
-                if s.version != *version {
+                let current = self.services.get(id).ok_or_else(|| format!("service {id} not found"))?;
+                if current.version != *version {
                     return Err("rpc error: code = Unknown desc = update out of sequence".into());
                 }
-                s.endpoint_ports = ports;
+                let (old_ports, old_vips) = (current.endpoint_ports.clone(), current.vips.clone());
+                let ports = self.ingress_ports(id, spec, &old_ports)?;
+                let vips = self.plan_vips(spec, &old_vips)?;
+                self.commit_vips(&vips, &old_vips);
+                let s = self.services.get_mut(id).expect("looked up above");
+                (s.endpoint_ports, s.vips) = (ports, vips);
                 if s.spec.task != spec.task {
                     // A new rollout: the last one's status goes.
                     s.update_status = None;
@@ -519,9 +540,12 @@ impl super::ClusterState {
                 })?;
                 // Checked before anything changes: a command applies whole or not at all.
                 let ports = self.ingress_ports(id, &previous, &s.endpoint_ports)?;
+                let old_vips = s.vips.clone();
+                let vips = self.plan_vips(&previous, &old_vips)?;
+                self.commit_vips(&vips, &old_vips);
                 let s = self.services.get_mut(id).expect("looked up above");
                 s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
-                s.endpoint_ports = ports;
+                (s.endpoint_ports, s.vips) = (ports, vips);
                 s.update_status = Some(UpdateStatus {
                     state: "rollback_started".into(),
                     started_at: now,

@@ -12,6 +12,10 @@
 //! assignment, with the names the embedded DNS answers on each (services, `tasks.NAME`,
 //! aliases and task names, cluster-wide).
 //!
+//! A service in VIP mode has one virtual IP per network: every node holds it as a /32 address
+//! of the network's bridge and its firewall sends each connection to it to one of the service's
+//! running tasks (`skiff_net::firewall::VipRule`), masqueraded like the mesh's.
+//!
 //! The ingress network carries the routing mesh: every node has it, and its firewall sends a
 //! published port's connections (on any local address) to the service's tasks on the ingress
 //! network — wherever they run —, balanced per connection, masqueraded to the node's own
@@ -56,6 +60,8 @@ pub struct OverlaySpec {
     pub names: Vec<(String, Vec<Ipv4Addr>)>,
     /// On the ingress network: the routing mesh's ports.
     pub mesh: Vec<MeshPort>,
+    /// Services' virtual IPs on it, each with its running tasks' addresses.
+    pub vips: Vec<(Ipv4Addr, Vec<Ipv4Addr>)>,
 }
 
 /// A port of the swarm's routing mesh on this node.
@@ -73,6 +79,8 @@ pub struct MeshPort {
 pub(super) struct Tunnel {
     pub(super) index: u32,
     pub(super) peers: BTreeSet<Ipv4Addr>,
+    /// The virtual IPs held on the bridge.
+    pub(super) vips: BTreeSet<Ipv4Addr>,
 }
 
 fn link_names(id: &str) -> (String, String) {
@@ -175,6 +183,24 @@ impl Networks {
             nl.flood_peer(tunnel.index, *p, false).await.map_err(EngineError::from_cause)?;
             tunnel.peers.remove(p);
         }
+        // Virtual IPs: addresses of the bridge (so the node answers for them and its firewall
+        // balances them); what the managers no longer list goes.
+        let bridge = inner.ready_bridges.get(&rec.bridge).copied().unwrap_or_default();
+        let want: BTreeSet<Ipv4Addr> = spec.vips.iter().map(|(v, _)| *v).collect();
+        let tunnel = inner.tunnels.entry(rec.id.clone()).or_default();
+        for v in want.difference(&tunnel.vips.clone()) {
+            nl.add_host_address(bridge, *v).await.map_err(EngineError::from_cause)?;
+            tunnel.vips.insert(*v);
+        }
+        for v in tunnel.vips.clone().difference(&want) {
+            nl.del_host_address(bridge, *v).await.map_err(EngineError::from_cause)?;
+            tunnel.vips.remove(v);
+        }
+        if spec.vips.is_empty() {
+            inner.vips.remove(&rec.id);
+        } else {
+            inner.vips.insert(rec.id.clone(), spec.vips.clone());
+        }
         inner.cluster_names.insert(rec.id.clone(), spec.names.clone());
         if spec.mesh.is_empty() {
             inner.mesh.remove(&rec.id);
@@ -198,7 +224,7 @@ impl Networks {
         let nl = self.netlink().await?;
         let vx_index =
             nl.recreate_vxlan(&vx, vni, vtep, VXLAN_PORT, index, OVERLAY_MTU).await.map_err(EngineError::from_cause)?;
-        let mut tunnel = Tunnel { index: vx_index, peers: BTreeSet::new() };
+        let mut tunnel = Tunnel { index: vx_index, peers: BTreeSet::new(), vips: BTreeSet::new() };
         for p in &rec.peers {
             nl.flood_peer(vx_index, *p, true).await.map_err(EngineError::from_cause)?;
             tunnel.peers.insert(*p);
@@ -225,6 +251,7 @@ impl Networks {
         inner.tunnels.remove(id);
         inner.cluster_names.remove(id);
         inner.mesh.remove(id);
+        inner.vips.remove(id);
         if let Err(e) = self.db.delete(super::TABLE, id) {
             tracing::warn!(network = %rec.name, error = %e, "removing an overlay's record");
         }

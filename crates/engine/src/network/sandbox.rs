@@ -154,6 +154,8 @@ pub(super) struct Inner {
     pub(super) cluster_names: HashMap<String, Vec<(String, Vec<Ipv4Addr>)>>,
     /// The routing mesh's ports, by (ingress) network ID.
     pub(super) mesh: HashMap<String, Vec<super::overlay::MeshPort>>,
+    /// Services' virtual IPs and their backends, by overlay network ID.
+    pub(super) vips: HashMap<String, Vec<(Ipv4Addr, Vec<Ipv4Addr>)>>,
     host_sysctls_done: bool,
 }
 
@@ -170,6 +172,7 @@ impl Inner {
             tunnels: HashMap::new(),
             cluster_names: HashMap::new(),
             mesh: HashMap::new(),
+            vips: HashMap::new(),
             host_sysctls_done: false,
         }
     }

@@ -1,7 +1,7 @@
 //! Bridges and the firewall: bringing a network's bridge up (once per daemon) and rewriting
 //! the daemon's chains from the networks and published ports.
 
-use skiff_net::firewall::{IngressRule, NetworkRules, PortRule};
+use skiff_net::firewall::{IngressRule, NetworkRules, PortRule, VipRule};
 use std::path::Path;
 
 use skiff_net::link;
@@ -122,12 +122,22 @@ impl Networks {
             }));
         }
         mesh.sort_by_key(|r| (r.proto, r.port));
-        let text = self.firewall.render(&nets, &rules, &mesh);
+        let mut vips: Vec<VipRule> = Vec::new();
+        for (id, list) in &inner.vips {
+            let Some(n) = inner.nets.get(id) else { continue };
+            vips.extend(list.iter().map(|(vip, backends)| VipRule {
+                vip: *vip,
+                backends: backends.clone(),
+                bridge: n.bridge.clone(),
+            }));
+        }
+        vips.sort_by_key(|v| v.vip);
+        let text = self.firewall.render(&nets, &rules, &mesh, &vips);
         if !force && inner.applied.as_deref() == Some(text.as_str()) {
             return;
         }
         let fw = self.firewall.clone();
-        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules, &mesh)).await;
+        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules, &mesh, &vips)).await;
         match r {
             Ok(Ok(())) => inner.applied = Some(text),
             Ok(Err(e)) => {

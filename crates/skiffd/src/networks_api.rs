@@ -75,7 +75,7 @@ pub fn network_record(n: &ct::Network) -> NetworkRecord {
     NetworkRecord {
         id: n.id.clone(),
         name: n.spec.name.clone(),
-        driver: "overlay".into(),
+        driver: skiff_engine::network::NetworkDriver::Overlay,
         created: time(n.created_at),
         builtin: false,
         bridge: String::new(),

@@ -58,7 +58,7 @@ fn api(n: &NetworkRecord, members: &[MemberView], with_members: bool) -> Network
         id: Some(n.id.clone()),
         created: Some(n.created.clone()),
         scope: Some(if n.is_overlay() { "swarm" } else { "local" }.into()),
-        driver: Some(n.driver.clone()),
+        driver: Some(n.driver.to_string()),
         enable_ipv4: Some(n.has_bridge()),
         enable_ipv6: Some(false),
         // IPAM driver options are not kept (only the default IPAM driver exists): null, as dockerd shows

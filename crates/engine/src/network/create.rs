@@ -112,7 +112,7 @@ impl Networks {
         let rec = NetworkRecord {
             id: id.clone(),
             name,
-            driver: "bridge".into(),
+            driver: super::NetworkDriver::Bridge,
             created: skiff_common::timefmt::now(),
             builtin: false,
             bridge,

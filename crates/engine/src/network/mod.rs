@@ -98,13 +98,43 @@ impl NetConfig {
     }
 }
 
+/// A network's driver, stored as dockerd names it (`bridge`, `host`, `null`, `overlay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkDriver {
+    /// A bridge on this host (the default network and user networks).
+    Bridge,
+    /// The host's own namespace (`--network host`).
+    Host,
+    /// No network but loopback (`--network none`).
+    Null,
+    /// A swarm overlay: a bridge with a VXLAN port (see [`overlay`]).
+    Overlay,
+}
+
+impl NetworkDriver {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkDriver::Bridge => "bridge",
+            NetworkDriver::Host => "host",
+            NetworkDriver::Null => "null",
+            NetworkDriver::Overlay => "overlay",
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A network as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRecord {
     pub id: String,
     pub name: String,
-    /// `bridge`, `host`, `null` or `overlay` (a swarm network, see [`overlay`]).
-    pub driver: String,
+    pub driver: NetworkDriver,
     pub created: String,
     /// `bridge`, `host`, `none`: cannot be removed.
     pub builtin: bool,
@@ -162,11 +192,11 @@ fn made_by_us() -> bool {
 
 impl NetworkRecord {
     pub fn is_bridge(&self) -> bool {
-        self.driver == "bridge"
+        self.driver == NetworkDriver::Bridge
     }
 
     pub fn is_overlay(&self) -> bool {
-        self.driver == "overlay"
+        self.driver == NetworkDriver::Overlay
     }
 
     /// Containers join it through a bridge on this host (bridge and overlay networks).
@@ -214,7 +244,7 @@ impl NetworkFilters {
         if !f.id.is_empty() && !f.id.iter().any(|i| rec.id.starts_with(i.as_str())) {
             return false;
         }
-        if !f.driver.is_empty() && !f.driver.contains(&rec.driver) {
+        if !f.driver.is_empty() && !f.driver.iter().any(|d| d == rec.driver.as_str()) {
             return false;
         }
         if !f.label.iter().all(|l| labels_match(&rec.labels, l))
@@ -277,8 +307,17 @@ impl Networks {
     /// Loads the persisted networks (the built-in ones are created by [`Networks::restore`]).
     pub fn open(db: Arc<Db>, events: Arc<Events>, cfg: NetConfig, exec_root: &std::path::Path) -> Result<Networks> {
         let mut nets = BTreeMap::new();
-        for (id, rec) in db.list::<NetworkRecord>(TABLE)? {
-            nets.insert(id, rec);
+        for (id, bytes) in db.list_raw(TABLE)? {
+            // A record this daemon cannot read (a newer daemon's driver) is left as it is and
+            // unused; it never keeps the daemon down.
+            match serde_json::from_slice::<NetworkRecord>(&bytes) {
+                Ok(rec) => {
+                    nets.insert(id, rec);
+                }
+                Err(e) => {
+                    tracing::warn!(network = %id, error = %e, "a network record this daemon cannot read is ignored")
+                }
+            }
         }
         let netns_dir = exec_root.join("netns");
         std::fs::create_dir_all(&netns_dir)?;
@@ -305,7 +344,7 @@ impl Networks {
     }
 
     fn publish(&self, rec: &NetworkRecord, action: &str, extra: &[(&str, String)]) {
-        let mut e = Event::new("network", action, &rec.id).attr("name", &rec.name).attr("type", &rec.driver);
+        let mut e = Event::new("network", action, &rec.id).attr("name", &rec.name).attr("type", rec.driver.as_str());
         for (k, v) in extra {
             e = e.attr(k, v.clone());
         }
@@ -414,4 +453,40 @@ fn find<'a>(nets: &'a BTreeMap<String, NetworkRecord>, key: &str) -> Result<&'a 
         }
     }
     Err(EngineError::not_found(format!("network {key} not found")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_are_stored_as_dockerd_names_them() {
+        for (json, driver) in [
+            ("bridge", NetworkDriver::Bridge),
+            ("host", NetworkDriver::Host),
+            ("null", NetworkDriver::Null),
+            ("overlay", NetworkDriver::Overlay),
+        ] {
+            // Records written before the enum stored these strings.
+            let rec: NetworkRecord = serde_json::from_value(serde_json::json!({
+                "id": "n1", "name": "x", "driver": json, "created": "2026-12-07T00:00:00Z", "builtin": false,
+                "internal": false, "attachable": false, "icc": true
+            }))
+            .unwrap();
+            assert_eq!(rec.driver, driver);
+            assert_eq!(serde_json::to_value(&rec).unwrap()["driver"], json);
+            assert_eq!(driver.to_string(), json);
+        }
+        let unknown = serde_json::json!({"id": "n", "name": "x", "driver": "macvlan", "created": "", "builtin": false,
+            "internal": false, "attachable": false, "icc": true});
+        assert!(serde_json::from_value::<NetworkRecord>(unknown).is_err());
+        let mut f = NetworkFilters { driver: vec!["overlay".into()], ..Default::default() };
+        let rec: NetworkRecord =
+            serde_json::from_value(serde_json::json!({"id": "n", "name": "x", "driver": "overlay",
+            "created": "", "builtin": false, "internal": false, "attachable": false, "icc": true}))
+            .unwrap();
+        assert!(f.matches(&rec, true));
+        f.driver = vec!["bridge".into()];
+        assert!(!f.matches(&rec, true));
+    }
 }

@@ -97,7 +97,7 @@ impl OverlaySpec {
         NetworkRecord {
             id: self.id.clone(),
             name: self.name.clone(),
-            driver: "overlay".into(),
+            driver: super::NetworkDriver::Overlay,
             created: previous.map_or_else(skiff_common::timefmt::now, |p| p.created.clone()),
             builtin: false,
             bridge,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use skiff_net::ipam;
 use skiff_net::ports;
 
-use super::super::{NetworkRecord, Networks};
+use super::super::{NetworkDriver, NetworkRecord, Networks};
 use super::{Attached, Live, SandboxFile, SandboxState, io_err};
 use crate::error::Result;
 
@@ -16,7 +16,7 @@ impl Networks {
     /// `--bip` (or a subnet that collides with nothing on the host).
     pub async fn ensure_builtin(&self) -> Result<()> {
         let mut inner = self.inner.lock().await;
-        for (name, driver) in [("host", "host"), ("none", "null")] {
+        for (name, driver) in [("host", NetworkDriver::Host), ("none", NetworkDriver::Null)] {
             if !inner.nets.values().any(|n| n.builtin && n.name == name) {
                 let rec = builtin_record(name, driver);
                 self.db.put(super::super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync)?;
@@ -49,7 +49,7 @@ impl Networks {
                 Some((s, s.first_host()))
             }
         };
-        let mut rec = existing.unwrap_or_else(|| builtin_record("bridge", "bridge"));
+        let mut rec = existing.unwrap_or_else(|| builtin_record("bridge", NetworkDriver::Bridge));
         let before = rec.clone();
         if let Some((subnet, gw)) = wanted_subnet {
             rec.subnet = Some(subnet);
@@ -244,11 +244,11 @@ impl Networks {
     }
 }
 
-fn builtin_record(name: &str, driver: &str) -> NetworkRecord {
+fn builtin_record(name: &str, driver: NetworkDriver) -> NetworkRecord {
     NetworkRecord {
         id: crate::volumes::hex_id(),
         name: name.into(),
-        driver: driver.into(),
+        driver,
         created: skiff_common::timefmt::now(),
         builtin: true,
         own_bridge: false,

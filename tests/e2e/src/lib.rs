@@ -6,6 +6,7 @@
 //! assertion: containers are removed, monitors and container processes killed, mounts under
 //! the test directory unmounted, cgroups removed, the directory deleted.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -565,6 +566,10 @@ impl Daemon {
                 }
             }
         }
+        // A monitor whose pid file was not written yet (a task container made while the daemon
+        // stopped) is found by its command line, which names this daemon's directory; its
+        // container's processes go with it.
+        kill_processes_naming(&self.dir);
         std::thread::sleep(Duration::from_millis(50));
         for id in &ids {
             for sub in
@@ -595,6 +600,40 @@ impl Drop for Daemon {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Kills every process whose command line names `dir`, and their descendants.
+fn kill_processes_naming(dir: &Path) {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut parents: HashMap<i32, i32> = HashMap::new();
+    let mut roots = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(e.path().join("stat"))
+            && let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle.as_str()) {
+            roots.push(pid);
+        }
+    }
+    let mut doomed: Vec<i32> = roots.clone();
+    let mut i = 0;
+    while i < doomed.len() {
+        let p = doomed[i];
+        doomed.extend(parents.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    for p in doomed {
+        if let Some(pid) = rustix::process::Pid::from_raw(p) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// Unmounts every mount at or below `dir`, deepest first.

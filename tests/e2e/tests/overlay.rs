@@ -6,8 +6,10 @@
 //! every node after; the routing mesh (a port published on every node, answered by a task on
 //! another); then `docker stack deploy` of a compose file (its network, secret, config, two
 //! services talking by their short names, a port through the mesh) and `stack rm` leaving
-//! nothing.
+//! nothing; and `--with-registry-auth` letting a worker that never logged in pull from a
+//! registry that wants a login.
 
+use std::process::Command;
 use std::time::Duration;
 
 use skiff_e2e::rig::Rig;
@@ -39,7 +41,7 @@ fn container(d: &Daemon, service: &str) -> String {
 /// The links of overlay `id` (`ov-…`, `vx-…`) in the host namespace of rig host `k`.
 fn overlay_links(rig: &Rig, k: usize, id: &str) -> Vec<String> {
     let (ov, vx) = (format!("ov-{}", &id[..12]), format!("vx-{}", &id[..12]));
-    let out = std::process::Command::new("nsenter")
+    let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", rig.netns[k]))
         .args(["ip", "-br", "link"])
         .output()
@@ -56,7 +58,10 @@ fn overlay_links(rig: &Rig, k: usize, id: &str) -> Vec<String> {
 fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deploy() {
     require_root!();
     let rig = Rig::new(2);
-    let mut d: Vec<Daemon> = rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &[])).collect();
+    // The manager's host also serves a registry that wants a login (see `registry_auth`).
+    let registry = format!("{}:5000", rig.addrs[0]);
+    let mut d: Vec<Daemon> =
+        rig.netns.iter().map(|ns| Daemon::start_in_netns(ns, &["--insecure-registry", &registry])).collect();
     for x in d.iter_mut() {
         x.import_busybox(IMAGE);
     }
@@ -159,13 +164,82 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
 
     mesh(&d, &rig);
     stack(&d, &rig);
+    registry_auth(&d, &rig, &registry);
     drop(d);
     drop(rig);
 }
 
+/// `--with-registry-auth`: an image in a registry that wants a login, pushed from the manager
+/// (logged in), runs on the worker (never logged in, without the image) only when the
+/// service carries the client's credentials.
+fn registry_auth(d: &[Daemon], rig: &Rig, registry: &str) {
+    let dir = std::env::temp_dir().join(format!("skiff-e2e-regauth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let skiff = skiff_e2e::bin_dir().join("skiff");
+    let htp = dir.join("htpasswd");
+    let mut c = Command::new(&skiff)
+        .args(["registry", "htpasswd", htp.to_str().unwrap(), "alice"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    c.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
+    assert!(c.wait().unwrap().success());
+    let mut reg = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", rig.netns[0]))
+        .arg(&skiff)
+        .args(["registry", "serve", "--addr", registry, "--root", dir.join("root").to_str().unwrap()])
+        .args(["--htpasswd", htp.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let image = format!("{registry}/private/app:1");
+    d[0].docker(&["tag", IMAGE, &image]).ok();
+    let login = d[0].docker_stdin(&["login", "-u", "alice", "--password-stdin", registry], b"s3cret");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let l = d[0].docker_stdin(&["login", "-u", "alice", "--password-stdin", registry], b"s3cret");
+            l.code == 0
+        }),
+        "{login:?}"
+    );
+    d[0].docker(&["push", &image]).ok();
+    // Without the client's credentials the worker cannot pull: the task is rejected.
+    let args = ["service", "create", "-d", "--name", "nocreds", "--constraint", "node.role==worker"];
+    let mut args = args.to_vec();
+    args.extend([image.as_str(), "sleep", "100000"]);
+    d[0].docker(&args).ok();
+    let rejected = || {
+        d[0].docker(&["service", "ps", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}", "nocreds"])
+            .stdout
+            .contains("Rejected")
+    };
+    assert!(
+        eventually(Duration::from_secs(30), rejected),
+        "{}",
+        d[0].docker(&["service", "ps", "--no-trunc", "nocreds"]).stdout
+    );
+    d[0].docker(&["service", "rm", "nocreds"]).ok();
+    // With them, it runs.
+    let args =
+        ["service", "create", "-d", "--with-registry-auth", "--name", "creds", "--constraint", "node.role==worker"];
+    let mut args = args.to_vec();
+    args.extend([image.as_str(), "sleep", "100000"]);
+    d[0].docker(&args).ok();
+    wait("the service pulled with the client's login", &d[0], || running_tasks(&d[0], "creds") == 1);
+    assert!(!container(&d[1], "creds").is_empty(), "it runs on the worker");
+    let inspect = d[0].docker(&["service", "inspect", "creds"]).ok();
+    assert!(!inspect.contains("s3cret"), "credentials are never shown: {inspect}");
+    d[0].docker(&["service", "rm", "creds"]).ok();
+    let _ = reg.kill();
+    let _ = reg.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `curl` of `port` at rig host `to`'s address, from rig host `from`'s namespace: the body.
 fn curl(rig: &Rig, from: usize, to: &str, port: u16) -> String {
-    let out = std::process::Command::new("nsenter")
+    let out = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", rig.netns[from]))
         .args(["curl", "-s", "--max-time", "3", &format!("http://{to}:{port}/")])
         .output()

@@ -285,8 +285,9 @@ fn fixed(a: &Args) -> String {
 }
 
 fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    // openraft's metrics waits log every wake-up at debug (tens of MB an hour on a manager).
     tracing_subscriber::EnvFilter::new(format!(
-        "{level},hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn"
+        "{level},hyper=warn,h2=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn,openraft::metrics=info"
     ))
 }
 

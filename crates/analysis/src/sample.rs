@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use skiff_engine::container::Containers;
 use skiff_engine::container::stats::Sample;
 use skiff_engine::{Engine, EngineError};
 
@@ -53,13 +54,13 @@ pub async fn window(engine: &Engine, key: &str, seconds: f64) -> Result<Window, 
     let secs = start.elapsed().as_secs_f64();
     let d = |a: u64, b: u64| a.saturating_sub(b);
     let (f, l) = (&first.stats, &last.stats);
+    let (run_ns, wait_ns) = last.run_and_wait_since(Some(&first));
     let container = ContainerWindow {
         id: id.clone(),
         name,
         cpu_ns: d(l.cpu_total_ns, f.cpu_total_ns),
-        run_ns: d(last.sched.run_ns, first.sched.run_ns),
-        // A throttled group's threads stay queued: that time is the quota's, not the host's.
-        wait_ns: d(last.sched.wait_ns, first.sched.wait_ns).saturating_sub(d(l.cpu_throttled_ns, f.cpu_throttled_ns)),
+        run_ns,
+        wait_ns,
         periods: d(l.cpu_periods, f.cpu_periods),
         throttled_periods: d(l.cpu_throttled_periods, f.cpu_throttled_periods),
         throttled_ns: d(l.cpu_throttled_ns, f.cpu_throttled_ns),
@@ -185,12 +186,9 @@ pub async fn top(engine: &Engine, interval: Duration) -> TopSnapshot {
 fn row(id: String, name: String, image: String, a: &Sample, b: &Sample, secs: f64, ncpu: u32) -> TopRow {
     let d = |x: u64, y: u64| x.saturating_sub(y);
     let cpus = d(b.stats.cpu_total_ns, a.stats.cpu_total_ns) as f64 / 1e9 / secs;
-    let quota = b.stats.cpu_quota.map(|(q, p)| q as f64 / p.max(1) as f64);
+    // Run-queue wait, throttling, quota, OOM kills and pressure as the stats API reports them.
+    let k = Containers::skiff_stats(b, Some(a));
     let share = |part: u64, whole: u64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
-    // Time throttled by the quota is not time waiting for the host's CPUs.
-    let throttled = d(b.stats.cpu_throttled_ns, a.stats.cpu_throttled_ns);
-    let (wait, run) =
-        (d(b.sched.wait_ns, a.sched.wait_ns).saturating_sub(throttled), d(b.sched.run_ns, a.sched.run_ns));
     let limit = b.stats.memory_limit.filter(|m| *m < 1 << 62);
     let (rx0, tx0) = net_bytes(a);
     let (rx1, tx1) = net_bytes(b);
@@ -201,19 +199,16 @@ fn row(id: String, name: String, image: String, a: &Sample, b: &Sample, secs: f6
         image,
         cpus,
         cpu_percent_of_host: 100.0 * cpus / f64::from(ncpu.max(1)),
-        cpu_percent_of_limit: 100.0 * cpus / quota.unwrap_or(f64::from(ncpu.max(1))),
-        cpu_quota_cpus: quota,
-        throttled_percent: share(
-            d(b.stats.cpu_throttled_periods, a.stats.cpu_throttled_periods),
-            d(b.stats.cpu_periods, a.stats.cpu_periods),
-        ),
-        runqueue_wait_percent: share(wait, wait + run),
+        cpu_percent_of_limit: 100.0 * cpus / k.cpu_quota_cpus.unwrap_or(f64::from(ncpu.max(1))),
+        cpu_quota_cpus: k.cpu_quota_cpus,
+        throttled_percent: k.throttled_periods_percent,
+        runqueue_wait_percent: k.runqueue_wait_percent,
         memory_usage: b.stats.memory_usage,
         memory_limit: limit,
         memory_percent_of_limit: limit.and_then(|l| share(b.stats.memory_usage, l)),
         memory_limit_hits: d(b.stats.memory_failcnt, a.stats.memory_failcnt),
-        oom_kills: b.stats.oom_kills,
-        pressure: b.stats.psi.map(|p| (p.cpu.some_avg10, p.memory.some_avg10, p.io.some_avg10)),
+        oom_kills: k.oom_kills,
+        pressure: k.pressure.map(|p| (p.cpu_some_avg10, p.memory_some_avg10, p.io_some_avg10)),
         io_read_bytes_per_s: rate(io_bytes(b, "read"), io_bytes(a, "read")),
         io_write_bytes_per_s: rate(io_bytes(b, "write"), io_bytes(a, "write")),
         net_rx_bytes_per_s: rate(rx1, rx0),

@@ -137,6 +137,18 @@ pub struct Report {
     pub next: Vec<String>,
 }
 
+impl Evidence {
+    /// The share of its CPU demand the container's threads waited for a CPU, percent.
+    fn waited(&self) -> f64 {
+        self.runqueue_wait_percent.unwrap_or(0.0)
+    }
+
+    /// The host's CPUs are saturated: busy or queued past the thresholds.
+    fn cpu_saturated(&self) -> bool {
+        self.host_busy_percent >= 100.0 * HOST_BUSY || self.runnable_per_cpu >= RUNQ_PER_CPU
+    }
+}
+
 fn share(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
@@ -230,9 +242,8 @@ fn container_findings(e: &Evidence, findings: &mut Vec<Finding>, next: &mut Vec<
 
 /// The host: CPU (and who on it), steal, memory, I/O.
 fn host_findings(w: &Window, e: &Evidence, findings: &mut Vec<Finding>, next: &mut Vec<String>) {
-    let waited = e.runqueue_wait_percent.unwrap_or(0.0);
-    let cpu_saturated = e.host_busy_percent >= 100.0 * HOST_BUSY || e.runnable_per_cpu >= RUNQ_PER_CPU;
-    if cpu_saturated && waited >= 100.0 * WAIT_SHARE {
+    let waited = e.waited();
+    if e.cpu_saturated() && waited >= 100.0 * WAIT_SHARE {
         push(
             findings,
             Side::Host,
@@ -292,10 +303,9 @@ pub fn diagnose(w: &Window) -> Report {
     let mut next = Vec::new();
     container_findings(&e, &mut findings, &mut next);
     host_findings(w, &e, &mut findings, &mut next);
-    let waited = e.runqueue_wait_percent.unwrap_or(0.0);
-    let cpu_saturated = e.host_busy_percent >= 100.0 * HOST_BUSY || e.runnable_per_cpu >= RUNQ_PER_CPU;
+    let waited = e.waited();
     if findings.is_empty() {
-        let verdict = if cpu_saturated {
+        let verdict = if e.cpu_saturated() {
             format!(
                 "neither: the host's CPUs are saturated (run queue {:.1} per CPU, {:.0} % busy) but the container gets the CPU it asks for (it used {:.2} CPUs, waited {waited:.0} % for one)",
                 e.runnable_per_cpu, e.host_busy_percent, e.container_cpus

@@ -44,6 +44,11 @@ pub fn format_unix(secs: i64, nanos: u32) -> String {
     out
 }
 
+/// Formats nanoseconds since the epoch as [`format_unix`] does (the cluster's timestamps).
+pub fn format_unix_nanos(nanos: i64) -> String {
+    format_unix(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
+}
+
 /// Formats with all nine fractional digits (fixed width, as Docker's json-file log uses).
 pub fn format_unix_fixed(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);

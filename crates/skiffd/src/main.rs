@@ -10,11 +10,13 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 mod analysis_api;
+mod blobs_api;
 mod daemon_json;
 mod executor;
 mod networks_api;
 mod services_api;
 mod swarm_api;
+mod swarm_filters;
 use skiff_engine::{Engine, EngineConfig};
 
 #[derive(Parser, Debug, Clone)]
@@ -266,11 +268,6 @@ fn load(matches: &clap::ArgMatches) -> anyhow::Result<Loaded> {
     Ok(Loaded { args, default_log, registries, level })
 }
 
-/// A stop signal for the metrics server: set once the API has stopped serving.
-fn metrics_stop_signal() -> (tokio::sync::watch::Sender<bool>, tokio::sync::watch::Receiver<bool>) {
-    tokio::sync::watch::channel(false)
-}
-
 /// The settings a reload cannot change (they shape state the daemon has already set up).
 fn fixed(a: &Args) -> String {
     format!(
@@ -474,7 +471,8 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
         engine.restore().await;
-        let metrics_stop = metrics_stop_signal();
+        // Set once the API has stopped serving: the metrics server stops then.
+        let metrics_stop = tokio::sync::watch::channel(false);
         if let Some(addr) = args.metrics_addr {
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-addr {addr}"))?;
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");

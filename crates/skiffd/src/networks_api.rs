@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use bollard_stubs::models::NetworkCreateRequest;
 use skiff_cluster::rpc::NetworkAssignment;
 use skiff_cluster::types::{self as ct};
+use skiff_common::timefmt::format_unix_nanos as time;
 use skiff_engine::network::{MeshPort, NetworkRecord, OverlaySpec};
 use skiff_engine::{EngineError, Result};
 
@@ -62,10 +63,6 @@ pub fn network_spec(req: NetworkCreateRequest) -> Result<ct::NetworkSpec> {
         subnet,
         gateway,
     })
-}
-
-fn time(ns: i64) -> String {
-    skiff_common::timefmt::format_unix(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
 }
 
 /// A cluster network as the API shows it (through the engine's record type).

@@ -1,6 +1,6 @@
 //! The Engine API's services and tasks over skiff's cluster types: the one place the API's
 //! `ServiceSpec`/`Service`/`Task` shapes meet `skiff_cluster::types`. What skiff cannot do yet
-//! (the ingress routing mesh, job modes) is refused with words, not dropped. Network targets
+//! (job modes, attachment driver options) is refused with words, not dropped. Network targets
 //! come out as the request names them; `swarm_api` resolves them to IDs.
 
 use std::collections::{BTreeMap, HashMap};
@@ -17,11 +17,8 @@ use bollard_stubs::models::{
     TaskSpecRestartPolicyConditionEnum, TaskState, TaskStatus,
 };
 use skiff_cluster::types::{self as ct};
+use skiff_common::timefmt::format_unix_nanos as time;
 use skiff_engine::{EngineError, Result};
-
-fn time(nanos: i64) -> String {
-    skiff_common::timefmt::format_unix(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
-}
 
 fn unsupported(what: impl std::fmt::Display) -> EngineError {
     EngineError::invalid(format!("rpc error: code = InvalidArgument desc = {what}"))
@@ -600,86 +597,6 @@ pub fn task_to_api(t: &ct::Task) -> Task {
     }
 }
 
-/// Filters as the query carries them: `{"key": {"value": true}}` or `{"key": ["value"]}`.
-pub fn parse_filters(raw: Option<&str>) -> Result<HashMap<String, Vec<String>>> {
-    let Some(raw) = raw.filter(|r| !r.is_empty()) else { return Ok(HashMap::new()) };
-    let v: HashMap<String, serde_json::Value> =
-        serde_json::from_str(raw).map_err(|e| EngineError::invalid(format!("invalid filters: {e}")))?;
-    let mut out = HashMap::new();
-    for (k, v) in v {
-        let values: Vec<String> = match v {
-            serde_json::Value::Object(m) => {
-                m.into_iter().filter(|(_, on)| on.as_bool() != Some(false)).map(|(k, _)| k).collect()
-            }
-            serde_json::Value::Array(a) => a.into_iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-            _ => return Err(EngineError::invalid(format!("invalid filter '{k}'"))),
-        };
-        out.insert(k, values);
-    }
-    Ok(out)
-}
-
-fn label_matches(labels: &BTreeMap<String, String>, wanted: &[String]) -> bool {
-    wanted.iter().all(|w| match w.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-        None => labels.contains_key(w),
-    })
-}
-
-/// `docker service ls -f`: `id` and `name` (prefixes), `label`, `mode`.
-pub fn service_matches(s: &ct::Service, f: &HashMap<String, Vec<String>>) -> Result<bool> {
-    for (key, wanted) in f.iter().filter(|(_, w)| !w.is_empty()) {
-        let ok = match key.as_str() {
-            "id" => wanted.iter().any(|w| s.id.starts_with(w.as_str())),
-            "name" => wanted.iter().any(|w| s.spec.name.starts_with(w.as_str())),
-            "label" => label_matches(&s.spec.labels, wanted),
-            "mode" => wanted.iter().any(|w| match s.spec.mode {
-                ct::ServiceMode::Replicated { .. } => w == "replicated",
-                ct::ServiceMode::Global => w == "global",
-            }),
-            other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// `docker service ps` / `node ps` filters: `id`, `name`, `service` (ID or name), `node` (ID or
-/// hostname), `label`, `desired-state`, and the CLI's `_up-to-date`.
-pub fn task_matches(t: &ct::Task, state: &ct::ClusterState, f: &HashMap<String, Vec<String>>) -> Result<bool> {
-    for (key, wanted) in f.iter().filter(|(_, w)| !w.is_empty()) {
-        let ok = match key.as_str() {
-            "id" => wanted.iter().any(|w| t.id.starts_with(w.as_str())),
-            "name" => wanted.iter().any(|w| {
-                t.name().starts_with(w.as_str()) || format!("{}.{}", t.service_name, t.slot).starts_with(w.as_str())
-            }),
-            "service" => wanted.iter().any(|w| {
-                *w == t.service_id || *w == t.service_name || (w.len() >= 3 && t.service_id.starts_with(w.as_str()))
-            }),
-            "node" => wanted.iter().any(|w| {
-                *w == t.node_id
-                    || state.nodes.get(&t.node_id).is_some_and(|n| n.description.hostname == *w || n.spec.name == *w)
-            }),
-            "label" => label_matches(&t.spec.container.labels, wanted),
-            // The CLI's progress watches the tasks of the service's current spec.
-            "_up-to-date" => state.services.get(&t.service_id).is_some_and(|s| s.spec.task == t.spec),
-            "desired-state" => wanted.iter().any(|w| match w.as_str() {
-                "running" => t.desired_state == ct::TaskState::Running,
-                "shutdown" => t.desired_state >= ct::TaskState::Shutdown,
-                "accepted" => t.desired_state == ct::TaskState::Accepted,
-                _ => false,
-            }),
-            other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// `--with-registry-auth`'s header, checked to decode as the CLI encodes it.
 pub fn registry_auth(header: Option<String>) -> Result<Option<ct::RegistryAuth>> {
     match header {
@@ -687,70 +604,6 @@ pub fn registry_auth(header: Option<String>) -> Result<Option<ct::RegistryAuth>>
         Some(h) if skiff_engine::types::Credentials::from_header(&h).is_some() => Ok(Some(ct::RegistryAuth(h))),
         Some(_) => Err(EngineError::invalid("invalid X-Registry-Auth header: not base64-encoded registry credentials")),
     }
-}
-
-pub fn blob_kind(k: skiff_api::backend::BlobKind) -> ct::BlobKind {
-    match k {
-        skiff_api::backend::BlobKind::Secret => ct::BlobKind::Secret,
-        skiff_api::backend::BlobKind::Config => ct::BlobKind::Config,
-    }
-}
-
-/// A secret or config as the API shows it: a secret's data never, a config's in base64.
-pub fn blob_to_api(kind: ct::BlobKind, b: &ct::Blob) -> bollard_stubs::models::Secret {
-    use base64::Engine as _;
-    bollard_stubs::models::Secret {
-        id: Some(b.id.clone()),
-        version: Some(ObjectVersion { index: Some(b.version) }),
-        created_at: Some(time(b.created_at)),
-        updated_at: Some(time(b.updated_at)),
-        spec: Some(bollard_stubs::models::SecretSpec {
-            name: Some(b.name.clone()),
-            labels: Some(b.labels.clone().into_iter().collect()),
-            data: (kind == ct::BlobKind::Config).then(|| base64::engine::general_purpose::STANDARD.encode(&b.data)),
-            driver: None,
-            templating: None,
-        }),
-    }
-}
-
-/// A secret's or config's name, labels and data (decoded; none when the request has none).
-pub type BlobSpec = (String, BTreeMap<String, String>, Option<Vec<u8>>);
-
-/// A create or update request's name, labels and data.
-pub fn blob_spec(spec: bollard_stubs::models::SecretSpec) -> Result<BlobSpec> {
-    use base64::Engine as _;
-    if spec.driver.as_ref().is_some_and(|d| !d.name.is_empty()) {
-        return Err(unsupported("secret drivers are not supported: the data goes in the request"));
-    }
-    if spec.templating.as_ref().is_some_and(|d| !d.name.is_empty()) {
-        return Err(unsupported("templated secrets and configs are not supported"));
-    }
-    let data = match spec.data {
-        None => None,
-        Some(d) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(d.as_bytes())
-                .map_err(|e| EngineError::invalid(format!("invalid data: not base64: {e}")))?,
-        ),
-    };
-    Ok((spec.name.unwrap_or_default(), spec.labels.unwrap_or_default().into_iter().collect(), data))
-}
-
-/// `docker secret ls -f` / `config ls -f`: `id`, `name` (prefixes), `label`.
-pub fn blob_matches(b: &ct::Blob, f: &HashMap<String, Vec<String>>) -> Result<bool> {
-    for (key, wanted) in f.iter().filter(|(_, w)| !w.is_empty()) {
-        let ok = match key.as_str() {
-            "id" => wanted.iter().any(|w| b.id.starts_with(w.as_str())),
-            "name" | "names" => wanted.iter().any(|w| b.name.starts_with(w.as_str())),
-            "label" => label_matches(&b.labels, wanted),
-            other => return Err(EngineError::invalid(format!("invalid filter '{other}'"))),
-        };
-        if !ok {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
@@ -819,30 +672,5 @@ mod tests {
         assert!(format!("{spec:?}").contains("RegistryAuth(..)"));
         let shown = serde_json::to_string(&spec_to_api(&spec)).unwrap();
         assert!(!shown.contains("eyJ1c2VybmFtZSI6InUiLCJwYXNzd29yZCI6InMzY3IzdCJ9"), "{shown}");
-    }
-
-    #[test]
-    fn secret_and_config_requests_refuse_what_they_cannot_keep() {
-        let spec = |v: serde_json::Value| serde_json::from_value::<bollard_stubs::models::SecretSpec>(v).unwrap();
-        let (name, labels, data) =
-            blob_spec(spec(serde_json::json!({"Name": "pw", "Labels": {"a": "b"}, "Data": "czNj"}))).unwrap();
-        assert_eq!((name.as_str(), labels["a"].as_str(), data.as_deref()), ("pw", "b", Some(&b"s3c"[..])));
-        for bad in [
-            serde_json::json!({"Name": "pw", "Data": "not base64!"}),
-            serde_json::json!({"Name": "pw", "Data": "czNj", "Driver": {"Name": "vault"}}),
-            serde_json::json!({"Name": "pw", "Data": "czNj", "Templating": {"Name": "golang"}}),
-        ] {
-            let e = blob_spec(spec(bad.clone())).unwrap_err();
-            assert_eq!(e.kind, skiff_engine::Kind::Invalid, "{bad}: {}", e.message);
-        }
-    }
-
-    #[test]
-    fn filters_take_both_forms() {
-        let f = parse_filters(Some(r#"{"service":{"web":true},"desired-state":["running"]}"#)).unwrap();
-        assert_eq!(f["service"], vec!["web"]);
-        assert_eq!(f["desired-state"], vec!["running"]);
-        assert!(parse_filters(Some("{")).is_err());
-        assert!(parse_filters(Some(r#"{"a":1}"#)).is_err());
     }
 }

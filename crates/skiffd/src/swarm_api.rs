@@ -13,6 +13,7 @@ use bollard_stubs::models::{
 };
 use skiff_api::backend::{BlobKind, ServiceAuth, SwarmBackend, TokenRotation};
 use skiff_cluster::types::{self as ct, Availability, ClusterSpec, StoredRole};
+use skiff_common::timefmt::format_unix_nanos as time;
 use skiff_engine::{EngineError, Kind, Result};
 use skiff_swarm::{InitOptions, JoinOptions, LocalState, ManagerError};
 
@@ -35,10 +36,6 @@ fn err(e: ManagerError) -> EngineError {
         K::Internal => Kind::Internal,
     };
     EngineError::new(kind, e.message)
-}
-
-fn time(nanos: i64) -> String {
-    skiff_common::timefmt::format_unix(nanos.div_euclid(1_000_000_000), nanos.rem_euclid(1_000_000_000) as u32)
 }
 
 fn spec_to_api(s: &ClusterSpec) -> SwarmSpec {
@@ -454,11 +451,11 @@ impl SwarmBackend for SwarmApi {
 
     async fn services(&self, filters: Option<&str>, status: bool) -> Result<Vec<bollard_stubs::models::Service>> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let f = services_api::parse_filters(filters)?;
+        let f = crate::swarm_filters::parse_filters(filters)?;
         let state = m.read().await.map_err(err)?;
         let mut out = Vec::new();
         for s in state.services.values() {
-            if services_api::service_matches(s, &f)? {
+            if crate::swarm_filters::service_matches(s, &f)? {
                 out.push(services_api::service_to_api(s, status.then_some(&state.tasks)));
             }
         }
@@ -515,11 +512,11 @@ impl SwarmBackend for SwarmApi {
 
     async fn tasks(&self, filters: Option<&str>) -> Result<Vec<bollard_stubs::models::Task>> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let f = services_api::parse_filters(filters)?;
+        let f = crate::swarm_filters::parse_filters(filters)?;
         let state = m.read().await.map_err(err)?;
         let mut out = Vec::new();
         for t in state.tasks.values() {
-            if services_api::task_matches(t, &state, &f)? {
+            if crate::swarm_filters::task_matches(t, &state, &f)? {
                 out.push(services_api::task_to_api(t));
             }
         }
@@ -533,13 +530,13 @@ impl SwarmBackend for SwarmApi {
 
     async fn blobs(&self, kind: BlobKind, filters: Option<&str>) -> Result<Vec<bollard_stubs::models::Secret>> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let f = services_api::parse_filters(filters)?;
+        let f = crate::swarm_filters::parse_filters(filters)?;
         let state = m.read().await.map_err(err)?;
-        let kind = services_api::blob_kind(kind);
+        let kind = crate::blobs_api::blob_kind(kind);
         let mut out = Vec::new();
         for b in state.blobs(kind).values() {
-            if services_api::blob_matches(b, &f)? {
-                out.push(services_api::blob_to_api(kind, b));
+            if crate::swarm_filters::blob_matches(b, &f)? {
+                out.push(crate::blobs_api::blob_to_api(kind, b));
             }
         }
         Ok(out)
@@ -547,14 +544,14 @@ impl SwarmBackend for SwarmApi {
 
     async fn blob(&self, kind: BlobKind, id: &str) -> Result<bollard_stubs::models::Secret> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let kind = services_api::blob_kind(kind);
-        Ok(services_api::blob_to_api(kind, &m.blob(kind, id).await.map_err(err)?))
+        let kind = crate::blobs_api::blob_kind(kind);
+        Ok(crate::blobs_api::blob_to_api(kind, &m.blob(kind, id).await.map_err(err)?))
     }
 
     async fn create_blob(&self, kind: BlobKind, spec: bollard_stubs::models::SecretSpec) -> Result<String> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let (name, labels, data) = services_api::blob_spec(spec)?;
-        m.create_blob(services_api::blob_kind(kind), &name, labels, data.unwrap_or_default()).await.map_err(err)
+        let (name, labels, data) = crate::blobs_api::blob_spec(spec)?;
+        m.create_blob(crate::blobs_api::blob_kind(kind), &name, labels, data.unwrap_or_default()).await.map_err(err)
     }
 
     async fn update_blob(
@@ -565,13 +562,13 @@ impl SwarmBackend for SwarmApi {
         spec: bollard_stubs::models::SecretSpec,
     ) -> Result<()> {
         let m = self.swarm.manager().await.map_err(err)?;
-        let (name, labels, data) = services_api::blob_spec(spec)?;
-        m.update_blob(services_api::blob_kind(kind), id, version, &name, labels, data.as_deref()).await.map_err(err)
+        let (name, labels, data) = crate::blobs_api::blob_spec(spec)?;
+        m.update_blob(crate::blobs_api::blob_kind(kind), id, version, &name, labels, data.as_deref()).await.map_err(err)
     }
 
     async fn remove_blob(&self, kind: BlobKind, id: &str) -> Result<()> {
         let m = self.swarm.manager().await.map_err(err)?;
-        m.remove_blob(services_api::blob_kind(kind), id).await.map_err(err)
+        m.remove_blob(crate::blobs_api::blob_kind(kind), id).await.map_err(err)
     }
 
     async fn service_logs(

@@ -175,6 +175,8 @@ fn services_on_an_overlay_reach_each_other_across_hosts_by_name_and_stacks_deplo
 fn registry_auth(d: &[Daemon], rig: &Rig, registry: &str) {
     let dir = std::env::temp_dir().join(format!("skiff-e2e-regauth-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // The registry and its directory go however the test ends.
+    let mut cleanup = Cleanup { child: None, dir: dir.clone() };
     let skiff = skiff_e2e::bin_dir().join("skiff");
     let htp = dir.join("htpasswd");
     let mut c = Command::new(&skiff)
@@ -185,15 +187,17 @@ fn registry_auth(d: &[Daemon], rig: &Rig, registry: &str) {
     use std::io::Write as _;
     c.stdin.take().unwrap().write_all(b"s3cret\n").unwrap();
     assert!(c.wait().unwrap().success());
-    let mut reg = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", rig.netns[0]))
-        .arg(&skiff)
-        .args(["registry", "serve", "--addr", registry, "--root", dir.join("root").to_str().unwrap()])
-        .args(["--htpasswd", htp.to_str().unwrap()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    cleanup.child = Some(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", rig.netns[0]))
+            .arg(&skiff)
+            .args(["registry", "serve", "--addr", registry, "--root", dir.join("root").to_str().unwrap()])
+            .args(["--htpasswd", htp.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let image = format!("{registry}/private/app:1");
     d[0].docker(&["tag", IMAGE, &image]).ok();
     let login = d[0].docker_stdin(&["login", "-u", "alice", "--password-stdin", registry], b"s3cret");
@@ -232,9 +236,22 @@ fn registry_auth(d: &[Daemon], rig: &Rig, registry: &str) {
     let inspect = d[0].docker(&["service", "inspect", "creds"]).ok();
     assert!(!inspect.contains("s3cret"), "credentials are never shown: {inspect}");
     d[0].docker(&["service", "rm", "creds"]).ok();
-    let _ = reg.kill();
-    let _ = reg.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A helper process and a directory, gone when dropped (also when an assertion fails).
+struct Cleanup {
+    child: Option<std::process::Child>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// `curl` of `port` at rig host `to`'s address, from rig host `from`'s namespace: the body.
@@ -287,6 +304,7 @@ fn mesh(d: &[Daemon], rig: &Rig) {
 fn stack(d: &[Daemon], rig: &Rig) {
     let dir = std::env::temp_dir().join(format!("skiff-e2e-stack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let _dir = Cleanup { child: None, dir: dir.clone() };
     std::fs::write(dir.join("pw.txt"), "hunter2\n").unwrap();
     std::fs::write(dir.join("app.conf"), "listen 80\n").unwrap();
     let compose = format!(
@@ -318,7 +336,6 @@ configs:
     let file = dir.join("compose.yml");
     std::fs::write(&file, compose).unwrap();
     let out = d[0].docker(&["stack", "deploy", "-c", file.to_str().unwrap(), "app"]);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("Creating network app_default"), "{}", out.stdout);
     assert_eq!(d[0].docker(&["stack", "ls", "--format", "{{.Name}} {{.Services}}"]).ok(), "app 2");

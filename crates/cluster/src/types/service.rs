@@ -521,7 +521,7 @@ impl super::ClusterState {
                 let ports = self.ingress_ports(id, spec, &old_ports)?;
                 let vips = self.plan_vips(spec, &old_vips)?;
                 self.commit_vips(&vips, &old_vips);
-                let s = self.services.get_mut(id).expect("looked up above");
+                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
                 (s.endpoint_ports, s.vips) = (ports, vips);
                 if s.spec.task != spec.task {
                     // A new rollout: the last one's status goes.
@@ -543,7 +543,7 @@ impl super::ClusterState {
                 let old_vips = s.vips.clone();
                 let vips = self.plan_vips(&previous, &old_vips)?;
                 self.commit_vips(&vips, &old_vips);
-                let s = self.services.get_mut(id).expect("looked up above");
+                let s = self.services.get_mut(id).ok_or_else(|| format!("service {id} not found"))?;
                 s.previous_spec = Some(std::mem::replace(&mut s.spec, previous));
                 (s.endpoint_ports, s.vips) = (ports, vips);
                 s.update_status = Some(UpdateStatus {

@@ -65,6 +65,21 @@ pub struct Sample {
     pub networks: Option<HashMap<String, ContainerNetworkStats>>,
 }
 
+impl Sample {
+    /// The container's threads' run time and run-queue wait since `pre` (since they started
+    /// without one). Time throttled by its quota is not counted as waiting: a throttled group's
+    /// threads stay queued, but it is the quota that holds them, not the host.
+    pub fn run_and_wait_since(&self, pre: Option<&Sample>) -> (u64, u64) {
+        let (sched, throttled) = match pre {
+            Some(p) => (p.sched, p.stats.cpu_throttled_ns),
+            None => (cgroups::SchedTimes::default(), 0),
+        };
+        let run = self.sched.run_ns.saturating_sub(sched.run_ns);
+        let wait = self.sched.wait_ns.saturating_sub(sched.wait_ns);
+        (run, wait.saturating_sub(self.stats.cpu_throttled_ns.saturating_sub(throttled)))
+    }
+}
+
 /// Parses `/proc/<pid>/net/dev`: the counters of every interface but `lo`.
 pub fn parse_net_dev(text: &str) -> HashMap<String, ContainerNetworkStats> {
     let mut out = HashMap::new();
@@ -200,25 +215,11 @@ impl Containers {
     /// pressure stall information where the kernel keeps it (cgroup v2). Rates are over the
     /// interval between the two readings. See docs/PERFORMANCE-ANALYSIS.md.
     pub fn skiff_stats(cur: &Sample, pre: Option<&Sample>) -> SkiffStats {
-        let d = |a: u64, b: u64| a.saturating_sub(b);
-        let (wait, run, periods, throttled, throttled_ns) = match pre {
-            Some(p) => (
-                d(cur.sched.wait_ns, p.sched.wait_ns),
-                d(cur.sched.run_ns, p.sched.run_ns),
-                d(cur.stats.cpu_periods, p.stats.cpu_periods),
-                d(cur.stats.cpu_throttled_periods, p.stats.cpu_throttled_periods),
-                d(cur.stats.cpu_throttled_ns, p.stats.cpu_throttled_ns),
-            ),
-            None => (
-                cur.sched.wait_ns,
-                cur.sched.run_ns,
-                cur.stats.cpu_periods,
-                cur.stats.cpu_throttled_periods,
-                cur.stats.cpu_throttled_ns,
-            ),
-        };
-        // A throttled group's threads stay queued: that time is the quota's, not the host's.
-        let wait = wait.saturating_sub(throttled_ns);
+        let (run, wait) = cur.run_and_wait_since(pre);
+        let zero = cgroups::Stats::default();
+        let before = pre.map_or(&zero, |p| &p.stats);
+        let periods = cur.stats.cpu_periods.saturating_sub(before.cpu_periods);
+        let throttled = cur.stats.cpu_throttled_periods.saturating_sub(before.cpu_throttled_periods);
         let pct = |part: u64, whole: u64| (whole > 0).then(|| 100.0 * part as f64 / whole as f64);
         SkiffStats {
             runqueue_wait_ns: cur.sched.wait_ns,
@@ -324,6 +325,24 @@ impl Containers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_queue_wait_leaves_out_time_throttled_by_the_quota() {
+        let sample = |run_ns, wait_ns, throttled_ns| Sample {
+            stats: cgroups::Stats { cpu_throttled_ns: throttled_ns, ..Default::default() },
+            system_ns: 0,
+            sched: cgroups::SchedTimes { run_ns, wait_ns, slices: 0 },
+            read: String::new(),
+            networks: None,
+        };
+        let (a, b) = (sample(100, 50, 20), sample(300, 400, 220));
+        assert_eq!(b.run_and_wait_since(Some(&a)), (200, 150), "350 queued, 200 of it throttled");
+        assert_eq!(b.run_and_wait_since(None), (300, 180));
+        // Threads that ended took their counts: never below zero.
+        assert_eq!(a.run_and_wait_since(Some(&b)), (0, 0));
+        let k = Containers::skiff_stats(&b, Some(&a));
+        assert_eq!(k.runqueue_wait_percent, Some(100.0 * 150.0 / 350.0));
+    }
 
     #[test]
     fn net_dev_counters_without_lo() {

@@ -396,7 +396,15 @@ impl EngineExecutor {
         let (_, mut lines) = self.engine.containers.logs(&id, opts).map_err(|e| e.message)?;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
-            while let Some(l) = lines.recv().await {
+            loop {
+                // The subscriber's leaving ends the follow now, not at the container's next line.
+                let l = tokio::select! {
+                    l = lines.recv() => match l {
+                        Some(l) => l,
+                        None => return,
+                    },
+                    () = tx.closed() => return,
+                };
                 let stream = if l.stream == skiff_engine::types::Stream::Stdout { 1 } else { 2 };
                 if tx.send(LogRecord { stream, time: l.time, data: l.data.to_vec() }).await.is_err() {
                     return;

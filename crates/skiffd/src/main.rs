@@ -471,18 +471,16 @@ fn main() -> anyhow::Result<()> {
             None => None,
         };
         engine.restore().await;
-        // Set once the API has stopped serving: the metrics server stops then.
-        let metrics_stop = tokio::sync::watch::channel(false);
+        // The daemon's own background tasks (the metrics server, the SIGHUP reloader): owned
+        // here, stopped once the API has stopped serving.
+        let background = tokio_util::task::TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
         if let Some(addr) = args.metrics_addr {
             let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--metrics-addr {addr}"))?;
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-            let (engine, stop) = (engine.clone(), metrics_stop.1.clone());
-            tokio::spawn(async move {
-                let mut stop = stop;
-                let shutdown = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = skiff_analysis::metrics::serve(l, engine, shutdown).await {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            background.spawn(async move {
+                if let Err(e) = skiff_analysis::metrics::serve(l, engine, stop.cancelled_owned()).await {
                     tracing::error!("metrics server: {e}");
                 }
             });
@@ -492,7 +490,7 @@ fn main() -> anyhow::Result<()> {
         {
             let (engine, matches) = (engine.clone(), matches.clone());
             let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-            tokio::spawn(async move {
+            background.spawn(stop.clone().run_until_cancelled_owned(async move {
                 while hup.recv().await.is_some() {
                     match load(&matches) {
                         Ok(new) => {
@@ -508,7 +506,7 @@ fn main() -> anyhow::Result<()> {
                         Err(e) => tracing::error!("configuration not reloaded: {e:#}"),
                     }
                 }
-            });
+            }));
         }
         for socket in &sockets {
             tracing::info!(socket = %socket.display(), "skiffd is serving the Docker Engine API");
@@ -529,7 +527,9 @@ fn main() -> anyhow::Result<()> {
         let api = Arc::new(swarm_api::SwarmApi { swarm: swarm.clone() });
         let analysis = Arc::new(analysis_api::AnalysisApi { engine: engine.clone() });
         skiff_api::serve(listeners, engine.clone(), (api, analysis), shutdown).await;
-        let _ = metrics_stop.0.send(true);
+        stop.cancel();
+        background.close();
+        background.wait().await;
         swarm.shutdown().await;
         if args.live_restore {
             tracing::info!("shutting down; running containers keep running");

@@ -328,6 +328,54 @@ fn nothing_is_left_after_containers_networks_and_the_daemon_are_gone() {
     }
 }
 
+/// Containers starting together on one network, each with a published port: their attaches
+/// run side by side (the networks' data is never locked across a netlink request), and still
+/// no address or port is handed out twice; `network ls` answers meanwhile; after `rm -f` of
+/// them all (also together), the network goes with nothing left.
+#[test]
+fn containers_started_together_get_distinct_addresses_and_ports() {
+    require_root!();
+    let d = Daemon::start();
+    let net_id = d.docker(&["network", "create", "togethernet"]).ok();
+    const N: usize = 8;
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..N)
+            .map(|i| {
+                let d = &d;
+                s.spawn(move || httpd(d, &format!("tg{i}"), &["--network", "togethernet", "-p", "127.0.0.1::80"]))
+            })
+            .collect();
+        // Listing networks while the attaches run.
+        for _ in 0..5 {
+            assert!(d.docker(&["network", "ls", "-q"]).ok().contains(&net_id[..12]));
+        }
+        runs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..N {
+        let name = format!("tg{i}");
+        let ip = inspect(&d, &name, "{{.NetworkSettings.Networks.togethernet.IPAddress}}");
+        assert!(ips.insert(ip.clone()), "address {ip} handed out twice");
+        let port = d.docker(&["port", &name, "80"]).ok();
+        assert!(ports.insert(port.clone()), "host port {port} handed out twice");
+        assert_eq!(fetch(&format!("http://{}/", port.lines().next().unwrap())), format!("hello-from-{name}"));
+    }
+    std::thread::scope(|s| {
+        for id in &ids {
+            let d = &d;
+            s.spawn(move || d.docker(&["rm", "-f", id]).ok());
+        }
+    });
+    d.docker(&["network", "rm", "togethernet"]).ok();
+    let bridge = format!("br-{}", &net_id[..12]);
+    assert!(ip_lines(&bridge).is_empty(), "{:?}", ip_lines(&bridge));
+    for p in &ports {
+        let port = p.rsplit(':').next().unwrap().trim();
+        assert!(firewall_lines(&format!("--dport {port} ")).is_empty(), "rules of port {port} left");
+    }
+}
+
 #[test]
 fn network_modes_and_the_files_that_describe_the_network() {
     require_root!();

@@ -238,7 +238,9 @@ where
     let sink: skiff_engine::types::Sink = Arc::new(move |p| {
         let _ = utx.send(progress_json(p));
     });
-    let mut task = tokio::spawn(run(sink));
+    // Dropped (and so stopped) when its client goes, as dockerd cancels a pull or push whose
+    // request ends: the relay below holds it, and ends when the response's reader is gone.
+    let mut task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run(sink)));
     // The task's end closes the progress channel (it drops the sink) a moment before its
     // result is ready: a closed channel means "wait for the result", never "stream".
     // `Some(result)` once the task's result is in hand. An error with no progress said yet is
@@ -271,7 +273,14 @@ where
         {
             return;
         }
-        while let Some(m) = urx.recv().await {
+        // The client's leaving (the response's reader dropped) ends this relay at once, and
+        // with it the task, even while no progress comes.
+        loop {
+            let m = tokio::select! {
+                m = urx.recv() => m,
+                () = tx.closed() => return,
+            };
+            let Some(m) = m else { break };
             if tx.send(m).await.is_err() {
                 return;
             }
@@ -279,7 +288,11 @@ where
         let err = if let Some(err) = finished {
             err
         } else {
-            match task.await {
+            let r = tokio::select! {
+                r = &mut task => r,
+                () = tx.closed() => return,
+            };
+            match r {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(e.to_string()),

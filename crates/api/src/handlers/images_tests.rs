@@ -85,6 +85,18 @@ impl ImageBackend for Fake {
         if r.to_string().contains("missing") {
             return Err(EngineError::not_found(format!("pull access denied for {r}")));
         }
+        if r.to_string().contains("endless") {
+            // A pull that goes on until it is dropped, and says so when it is.
+            struct Dropped<'a>(&'a Fake);
+            impl Drop for Dropped<'_> {
+                fn drop(&mut self) {
+                    self.0.call("pull dropped".into());
+                }
+            }
+            let _d = Dropped(self);
+            sink(Progress::Status(format!("Pulling from {r}")));
+            std::future::pending::<()>().await;
+        }
         sink(Progress::Status(format!("Pulling from {r}")));
         sink(Progress::Item { id: "abc".into(), status: "Downloading".into(), current: Some(5), total: Some(10) });
         Err(EngineError::internal("connection reset"))
@@ -158,4 +170,30 @@ async fn image_routes() {
             "prune all=true",
         ]
     );
+}
+
+#[tokio::test]
+async fn a_pull_stops_when_its_client_goes() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let f = Arc::new(Fake::default());
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/images/create?fromImage=endless&tag=1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = super::routes(f.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Pulling from"), "{first:?}");
+    assert!(!f.calls.lock().unwrap().iter().any(|c| c == "pull dropped"), "still pulling while read");
+    drop(body);
+    for _ in 0..200 {
+        if f.calls.lock().unwrap().iter().any(|c| c == "pull dropped") {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the pull went on after its client left: {:?}", f.calls.lock().unwrap());
 }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use skiff_net::ipam::{self, Ipv4Net};
 
-use super::{NetworkRecord, Networks, sandbox};
+use super::{NetworkRecord, Networks};
 use crate::error::{EngineError, Kind, Result};
 
 /// Checks a bridge network's driver options (dockerd's names); returns whether containers on
@@ -89,8 +89,11 @@ impl Networks {
             return Err(EngineError::invalid("IPv6 networks are not supported by skiff yet"));
         }
         let id = crate::volumes::hex_id();
-        let mut inner = self.inner.lock().await;
-        if inner.nets.values().any(|n| n.name == name) {
+        let t = self.topology().await;
+        // Creates are in turn (the topology lock): the names, bridges and subnets checked
+        // against here stay as they are until this one is in.
+        let others: Vec<NetworkRecord> = self.state().nets.values().cloned().collect();
+        if others.iter().any(|n| n.name == name) {
             return Err(EngineError::conflict(format!("network with name {name} already exists")));
         }
         let bridge = match req.options.get("com.docker.network.bridge.name") {
@@ -98,7 +101,7 @@ impl Networks {
                 if b.is_empty() || b.len() > 15 || b.contains('/') || b.contains(char::is_whitespace) {
                     return Err(EngineError::invalid(format!("invalid bridge name {b:?}")));
                 }
-                if inner.nets.values().any(|n| &n.bridge == b) {
+                if others.iter().any(|n| &n.bridge == b) {
                     return Err(EngineError::conflict(format!("bridge name {b} is already in use")));
                 }
                 b.clone()
@@ -107,7 +110,7 @@ impl Networks {
         };
         let icc = check_bridge_options(&req.options)?;
         let nl = self.netlink().await?;
-        let Ipam { subnet, user_subnet, gateway, ip_range, aux } = self.plan_ipam(&inner, &req, nl).await?;
+        let Ipam { subnet, user_subnet, gateway, ip_range, aux } = self.plan_ipam(&others, &req, nl).await?;
         let own_bridge = nl.index_of(&bridge).await.map_err(EngineError::from_cause)?.is_none();
         let rec = NetworkRecord {
             id: id.clone(),
@@ -134,17 +137,18 @@ impl Networks {
             vtep: None,
             peers: Vec::new(),
         };
-        self.bring_up(&mut inner, &rec).await?;
+        self.bring_up(&t, &rec).await?;
         if let Err(e) = self.persist(&rec) {
             if rec.own_bridge {
                 let _ = nl.delete_link(&rec.bridge).await;
             }
+            self.state().ready_bridges.remove(&rec.bridge);
             return Err(e);
         }
-        inner.nets.insert(id.clone(), rec.clone());
-        self.start_dns(&mut inner, &rec).await;
-        self.sync_firewall(&mut inner, false).await;
-        drop(inner);
+        self.state().nets.insert(id.clone(), rec.clone());
+        self.start_dns(&t, &rec).await;
+        drop(t);
+        self.sync_firewall(false).await;
         self.publish(&rec, "create", &[]);
         Ok(rec)
     }
@@ -153,7 +157,7 @@ impl Networks {
     /// allocation range and reserved addresses, checked against each other and other networks.
     async fn plan_ipam(
         &self,
-        inner: &sandbox::Inner,
+        others: &[NetworkRecord],
         req: &CreateRequest,
         nl: &skiff_net::link::Netlink,
     ) -> Result<Ipam> {
@@ -163,7 +167,7 @@ impl Networks {
         let (subnet, user_subnet) = match req.subnet.as_deref().filter(|s| !s.is_empty()) {
             Some(s) => {
                 let n = parse_net("subnet", s)?.trunc();
-                if let Some(other) = inner.nets.values().find(|o| o.subnet.is_some_and(|x| x.overlaps(&n))) {
+                if let Some(other) = others.iter().find(|o| o.subnet.is_some_and(|x| x.overlaps(&n))) {
                     return Err(EngineError::new(
                         Kind::Forbidden,
                         format!(
@@ -179,7 +183,7 @@ impl Networks {
                     return Err(EngineError::invalid("no matching subnet for gateway or range"));
                 }
                 let mut used = nl.used_networks().await.map_err(EngineError::from_cause)?;
-                used.extend(inner.nets.values().filter_map(|n| n.subnet));
+                used.extend(others.iter().filter_map(|n| n.subnet));
                 (
                     ipam::pick_subnet(&self.cfg.pools, &used)
                         .map_err(|e| EngineError::new(Kind::Forbidden, e.to_string()))?,

@@ -8,11 +8,23 @@
 //! keep their own view (which networks they are connected to and, while running, their
 //! addresses) in their records; [`sandbox`] is the interface between the two.
 //!
-//! Every change of state goes through one async lock, so IPAM never hands out an address
-//! twice; allocations are persisted (synchronously) before an address is used, and the
-//! reconciliation at daemon start releases those whose container is gone.
+//! Locks, and what they order (none is held across a netlink request but `topology`'s):
+//! - `state`, the data (records, allocations, live sandboxes, DNS directory): a plain mutex
+//!   held in short synchronous sections only — the compiler refuses one held across an await
+//!   in the daemon's futures —, so IPAM never hands out an address twice and a `network ls`
+//!   never waits for a veth to be made;
+//! - `topology`, changes of the host's links other than containers' veths: bridges and VXLAN
+//!   links, network create and remove, the swarm's overlays, DNS servers, reconciliation and
+//!   shutdown, one at a time (an attach takes it only to bring up a bridge not up yet);
+//! - `per_container`: a container's attach, detach, connect, disconnect and rename in turn,
+//!   while different containers' run side by side;
+//! - `firewall`: applies of the chains in turn, each rendering the state as it is then.
+//!
+//! Allocations are persisted before an address is used, and the reconciliation at daemon
+//! start releases those whose container is gone.
 
 mod create;
+mod keyed;
 pub mod overlay;
 pub mod sandbox;
 
@@ -293,8 +305,16 @@ pub struct Networks {
     netns_dir: PathBuf,
     firewall: Firewall,
     netlink: tokio::sync::OnceCell<Netlink>,
-    inner: tokio::sync::Mutex<sandbox::Inner>,
+    state: std::sync::Mutex<sandbox::Inner>,
+    topology: tokio::sync::Mutex<()>,
+    per_container: keyed::KeyedLocks,
+    /// The firewall text last applied (`None`: unknown, apply whatever comes next).
+    firewall_applied: tokio::sync::Mutex<Option<String>>,
+    host_sysctls: std::sync::Once,
 }
+
+/// Proof that the caller holds the topology lock (see the module docs).
+pub(crate) struct Topology<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
 
 fn labels_match(labels: &BTreeMap<String, String>, filter: &str) -> bool {
     match filter.split_once('=') {
@@ -325,11 +345,25 @@ impl Networks {
             db,
             events,
             firewall: Firewall::new(&cfg.chain_prefix()),
-            inner: tokio::sync::Mutex::new(sandbox::Inner::new(nets, cfg.dns.clone())),
+            state: std::sync::Mutex::new(sandbox::Inner::new(nets, cfg.dns.clone())),
+            topology: tokio::sync::Mutex::new(()),
+            per_container: keyed::KeyedLocks::default(),
+            firewall_applied: tokio::sync::Mutex::new(None),
+            host_sysctls: std::sync::Once::new(),
             cfg,
             netns_dir,
             netlink: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// The networks' data, for a short synchronous section (a panic elsewhere does not make it
+    /// unusable: every section leaves it consistent before anything can fail).
+    fn state(&self) -> std::sync::MutexGuard<'_, sandbox::Inner> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn topology(&self) -> Topology<'_> {
+        Topology(self.topology.lock().await)
     }
 
     async fn netlink(&self) -> Result<&Netlink> {
@@ -353,13 +387,12 @@ impl Networks {
 
     /// Finds a network by ID, name, or unique ID prefix (Docker's order).
     pub async fn get(&self, key: &str) -> Result<NetworkRecord> {
-        let inner = self.inner.lock().await;
-        find(&inner.nets, key).cloned()
+        find(&self.state().nets, key).cloned()
     }
 
     /// Every network, with its running members.
     pub async fn list(&self, f: &NetworkFilters) -> Result<Vec<(NetworkRecord, Vec<MemberView>)>> {
-        let inner = self.inner.lock().await;
+        let inner = self.state();
         let mut out = Vec::new();
         for rec in inner.nets.values() {
             let members = inner.members(&rec.id);
@@ -374,40 +407,58 @@ impl Networks {
 
     /// `docker network rm`.
     pub async fn remove(&self, key: &str) -> Result<()> {
-        let mut inner = self.inner.lock().await;
-        let rec = find(&inner.nets, key)?.clone();
-        if rec.builtin {
-            return Err(EngineError::new(
-                Kind::Forbidden,
-                format!("{} is a pre-defined network and cannot be removed", rec.name),
-            ));
-        }
-        if rec.is_overlay() {
-            return Err(EngineError::new(
-                Kind::Forbidden,
-                format!("{} is a swarm network: remove it with `docker network rm` on a manager", rec.name),
-            ));
-        }
-        if !inner.members(&rec.id).is_empty() {
-            return Err(EngineError::new(
-                Kind::Forbidden,
-                format!("error while removing network: network {} id {} has active endpoints", rec.name, rec.id),
-            ));
-        }
-        if let Some(s) = inner.servers.remove(&rec.id) {
+        let t = self.topology().await;
+        let (rec, server) = {
+            let mut inner = self.state();
+            let rec = find(&inner.nets, key)?.clone();
+            if rec.builtin {
+                return Err(EngineError::new(
+                    Kind::Forbidden,
+                    format!("{} is a pre-defined network and cannot be removed", rec.name),
+                ));
+            }
+            if rec.is_overlay() {
+                return Err(EngineError::new(
+                    Kind::Forbidden,
+                    format!("{} is a swarm network: remove it with `docker network rm` on a manager", rec.name),
+                ));
+            }
+            // An address handed out is a container running on it or starting (its attach has
+            // the address but is not live yet).
+            if !inner.members(&rec.id).is_empty() || !rec.allocations.is_empty() {
+                return Err(EngineError::new(
+                    Kind::Forbidden,
+                    format!("error while removing network: network {} id {} has active endpoints", rec.name, rec.id),
+                ));
+            }
+            // Gone for new attaches from here; put back if its bridge cannot be removed.
+            inner.nets.remove(&rec.id);
+            let server = inner.servers.remove(&rec.id);
+            inner.refresh_dns();
+            (rec, server)
+        };
+        if let Some(s) = server {
             s.stop().await;
         }
-        inner.refresh_dns();
-        if rec.own_bridge {
-            self.netlink().await?.delete_link(&rec.bridge).await.map_err(EngineError::from_cause)?;
+        if rec.own_bridge
+            && let Err(e) = self.delete_bridge(&rec).await
+        {
+            self.state().nets.insert(rec.id.clone(), rec.clone());
+            return Err(e);
         }
-        inner.ready_bridges.remove(&rec.bridge);
-        self.db.delete(TABLE, &rec.id)?;
-        inner.nets.remove(&rec.id);
-        self.sync_firewall(&mut inner, false).await;
-        drop(inner);
+        self.state().ready_bridges.remove(&rec.bridge);
+        if let Err(e) = self.db.delete(TABLE, &rec.id) {
+            self.state().nets.insert(rec.id.clone(), rec.clone());
+            return Err(e.into());
+        }
+        drop(t);
+        self.sync_firewall(false).await;
         self.publish(&rec, "destroy", &[]);
         Ok(())
+    }
+
+    async fn delete_bridge(&self, rec: &NetworkRecord) -> Result<()> {
+        self.netlink().await?.delete_link(&rec.bridge).await.map_err(EngineError::from_cause)
     }
 
     /// `docker network prune`: user networks no running container uses.
@@ -430,8 +481,7 @@ impl Networks {
         if let Some(ip) = self.cfg.host_gateway_ip {
             return Some(ip);
         }
-        let inner = self.inner.lock().await;
-        inner.nets.values().find(|n| n.builtin && n.name == "bridge").and_then(|n| n.gateway)
+        self.state().nets.values().find(|n| n.builtin && n.name == "bridge").and_then(|n| n.gateway)
     }
 }
 

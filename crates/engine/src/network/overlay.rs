@@ -27,8 +27,7 @@ use std::net::Ipv4Addr;
 
 use skiff_net::ipam::Ipv4Net;
 
-use super::sandbox::Inner;
-use super::{NetworkRecord, Networks};
+use super::{NetworkRecord, Networks, Topology};
 use crate::error::{EngineError, Result};
 
 /// The overlay's MTU: 1500 less VXLAN's 50 bytes of headers.
@@ -75,7 +74,7 @@ pub struct MeshPort {
 }
 
 /// What the node's VXLAN link of an overlay floods to.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Tunnel {
     pub(super) index: u32,
     pub(super) peers: BTreeSet<Ipv4Addr>,
@@ -127,31 +126,38 @@ impl Networks {
     /// brought in line (peers added and removed, names replaced), and the others removed once
     /// no container uses them.
     pub async fn sync_overlays(&self, specs: Vec<OverlaySpec>) -> Result<()> {
-        let mut inner = self.inner.lock().await;
+        let t = self.topology().await;
         let wanted: HashSet<&str> = specs.iter().map(|s| s.id.as_str()).collect();
-        let gone: Vec<String> = inner
-            .nets
-            .values()
-            .filter(|n| n.is_overlay() && !wanted.contains(n.id.as_str()) && inner.members(&n.id).is_empty())
-            .map(|n| n.id.clone())
-            .collect();
+        let gone: Vec<String> = {
+            let inner = self.state();
+            inner
+                .nets
+                .values()
+                .filter(|n| n.is_overlay() && !wanted.contains(n.id.as_str()) && inner.members(&n.id).is_empty())
+                .map(|n| n.id.clone())
+                .collect()
+        };
         for id in gone {
-            self.remove_overlay(&mut inner, &id).await;
+            self.remove_overlay(&t, &id).await;
         }
         let mut first_error = None;
         for spec in specs {
-            if let Err(e) = self.ensure_overlay(&mut inner, &spec).await {
+            if let Err(e) = self.ensure_overlay(&t, &spec).await {
                 tracing::warn!(network = %spec.name, error = %e, "setting up an overlay network");
                 first_error.get_or_insert(e);
             }
         }
-        inner.refresh_dns();
-        self.sync_firewall(&mut inner, false).await;
+        self.state().refresh_dns();
+        drop(t);
+        self.sync_firewall(false).await;
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn ensure_overlay(&self, inner: &mut Inner, spec: &OverlaySpec) -> Result<()> {
-        let previous = inner.nets.get(&spec.id).cloned();
+    async fn ensure_overlay(&self, t: &Topology<'_>, spec: &OverlaySpec) -> Result<()> {
+        let (previous, in_use) = {
+            let inner = self.state();
+            (inner.nets.get(&spec.id).cloned(), !inner.members(&spec.id).is_empty())
+        };
         let rec = spec.record(previous.as_ref());
         let moved = previous.as_ref().is_some_and(|p| {
             p.gateway != rec.gateway || p.subnet != rec.subnet || p.vni != rec.vni || p.vtep != rec.vtep
@@ -159,21 +165,46 @@ impl Networks {
         if moved {
             // Its address, subnet or tunnel changed (the network was made again under the same
             // ID, or the node's address moved): made afresh.
-            if !inner.members(&spec.id).is_empty() {
+            if in_use {
                 return Err(EngineError::invalid(format!(
                     "overlay network {} changed while containers use it here",
                     spec.name
                 )));
             }
-            self.remove_overlay(inner, &spec.id).await;
+            self.remove_overlay(t, &spec.id).await;
         }
         if moved || previous.as_ref() != Some(&rec) {
             self.persist(&rec)?;
-            inner.nets.insert(rec.id.clone(), rec.clone());
+            self.state().nets.insert(rec.id.clone(), rec.clone());
         }
-        self.bring_up(inner, &rec).await?;
+        let bridge = self.bring_up(t, &rec).await?;
+        let mut tunnel = self.state().tunnels.get(&rec.id).cloned().unwrap_or_default();
+        let r = self.steer_tunnel(&mut tunnel, bridge, spec).await;
+        {
+            // What was done is recorded, whether or not all of it could be.
+            let mut inner = self.state();
+            inner.tunnels.insert(rec.id.clone(), tunnel);
+            r?;
+            if spec.vips.is_empty() {
+                inner.vips.remove(&rec.id);
+            } else {
+                inner.vips.insert(rec.id.clone(), spec.vips.clone());
+            }
+            inner.cluster_names.insert(rec.id.clone(), spec.names.clone());
+            if spec.mesh.is_empty() {
+                inner.mesh.remove(&rec.id);
+            } else {
+                inner.mesh.insert(rec.id.clone(), spec.mesh.clone());
+            }
+        }
+        self.start_dns(t, &rec).await;
+        Ok(())
+    }
+
+    /// Brings a VXLAN link's flood list and its bridge's virtual IPs to `spec`'s: what the
+    /// managers no longer list goes.
+    async fn steer_tunnel(&self, tunnel: &mut Tunnel, bridge: u32, spec: &OverlaySpec) -> Result<()> {
         let nl = self.netlink().await?;
-        let tunnel = inner.tunnels.entry(rec.id.clone()).or_default();
         let want: BTreeSet<Ipv4Addr> = spec.peers.iter().copied().collect();
         for p in want.difference(&tunnel.peers.clone()) {
             nl.flood_peer(tunnel.index, *p, true).await.map_err(EngineError::from_cause)?;
@@ -184,10 +215,8 @@ impl Networks {
             tunnel.peers.remove(p);
         }
         // Virtual IPs: addresses of the bridge (so the node answers for them and its firewall
-        // balances them); what the managers no longer list goes.
-        let bridge = inner.ready_bridges.get(&rec.bridge).copied().unwrap_or_default();
+        // balances them).
         let want: BTreeSet<Ipv4Addr> = spec.vips.iter().map(|(v, _)| *v).collect();
-        let tunnel = inner.tunnels.entry(rec.id.clone()).or_default();
         for v in want.difference(&tunnel.vips.clone()) {
             nl.add_host_address(bridge, *v).await.map_err(EngineError::from_cause)?;
             tunnel.vips.insert(*v);
@@ -196,24 +225,12 @@ impl Networks {
             nl.del_host_address(bridge, *v).await.map_err(EngineError::from_cause)?;
             tunnel.vips.remove(v);
         }
-        if spec.vips.is_empty() {
-            inner.vips.remove(&rec.id);
-        } else {
-            inner.vips.insert(rec.id.clone(), spec.vips.clone());
-        }
-        inner.cluster_names.insert(rec.id.clone(), spec.names.clone());
-        if spec.mesh.is_empty() {
-            inner.mesh.remove(&rec.id);
-        } else {
-            inner.mesh.insert(rec.id.clone(), spec.mesh.clone());
-        }
-        self.start_dns(inner, &rec).await;
         Ok(())
     }
 
     /// Makes an overlay's VXLAN link afresh on its bridge (`index`) and floods to its peers:
     /// once per daemon and network, as its bridge comes up.
-    pub(super) async fn bring_up_tunnel(&self, inner: &mut Inner, rec: &NetworkRecord, index: u32) -> Result<()> {
+    pub(super) async fn bring_up_tunnel(&self, _t: &Topology<'_>, rec: &NetworkRecord, index: u32) -> Result<()> {
         let (Some(vni), Some(vtep)) = (rec.vni, rec.vtep) else {
             return Err(EngineError::internal(format!(
                 "overlay network {} has no VXLAN ID or local address",
@@ -225,18 +242,26 @@ impl Networks {
         let vx_index =
             nl.recreate_vxlan(&vx, vni, vtep, VXLAN_PORT, index, OVERLAY_MTU).await.map_err(EngineError::from_cause)?;
         let mut tunnel = Tunnel { index: vx_index, peers: BTreeSet::new(), vips: BTreeSet::new() };
+        let mut r = Ok(());
         for p in &rec.peers {
-            nl.flood_peer(vx_index, *p, true).await.map_err(EngineError::from_cause)?;
+            if let Err(e) = nl.flood_peer(vx_index, *p, true).await {
+                r = Err(EngineError::from_cause(e));
+                break;
+            }
             tunnel.peers.insert(*p);
         }
-        inner.tunnels.insert(rec.id.clone(), tunnel);
-        Ok(())
+        self.state().tunnels.insert(rec.id.clone(), tunnel);
+        r
     }
 
     /// Removes an overlay's links, DNS server and record.
-    async fn remove_overlay(&self, inner: &mut Inner, id: &str) {
-        let Some(rec) = inner.nets.get(id).cloned() else { return };
-        if let Some(s) = inner.servers.remove(id) {
+    async fn remove_overlay(&self, _t: &Topology<'_>, id: &str) {
+        let (rec, server) = {
+            let mut inner = self.state();
+            let Some(rec) = inner.nets.get(id).cloned() else { return };
+            (rec, inner.servers.remove(id))
+        };
+        if let Some(s) = server {
             s.stop().await;
         }
         if let Ok(nl) = self.netlink().await {
@@ -247,15 +272,18 @@ impl Networks {
                 }
             }
         }
-        inner.ready_bridges.remove(&rec.bridge);
-        inner.tunnels.remove(id);
-        inner.cluster_names.remove(id);
-        inner.mesh.remove(id);
-        inner.vips.remove(id);
         if let Err(e) = self.db.delete(super::TABLE, id) {
             tracing::warn!(network = %rec.name, error = %e, "removing an overlay's record");
         }
-        inner.nets.remove(id);
+        {
+            let mut inner = self.state();
+            inner.ready_bridges.remove(&rec.bridge);
+            inner.tunnels.remove(id);
+            inner.cluster_names.remove(id);
+            inner.mesh.remove(id);
+            inner.vips.remove(id);
+            inner.nets.remove(id);
+        }
         self.publish(&rec, "destroy", &[]);
     }
 }

@@ -2,7 +2,8 @@
 //! published ports; attaching at start, detaching at exit, connecting and disconnecting while
 //! it runs, and re-adopting after a daemon restart.
 //!
-//! The path of one attach (under the networks lock):
+//! The path of one attach (in turn with the container's other network operations; the
+//! networks' data is locked only to read and record, never across the netlink requests):
 //! 1. IPAM: an address per network (requested or the next free one), recorded in the network
 //! 2. bring up the bridges that are not up yet (once per daemon)
 //! 3. create the namespace, pinned at `<exec-root>/netns/<container>`
@@ -144,8 +145,6 @@ pub(super) struct Inner {
     directory: dns::Directory,
     /// The daemon's `--dns` (upstreams of the embedded servers when set).
     pub(super) default_dns: Vec<IpAddr>,
-    /// The firewall rules last applied.
-    applied: Option<String>,
     /// Bridges known to be up, with their link index.
     pub(super) ready_bridges: HashMap<String, u32>,
     /// Overlays' VXLAN links and the peers they flood to, by network ID.
@@ -156,7 +155,6 @@ pub(super) struct Inner {
     pub(super) mesh: HashMap<String, Vec<super::overlay::MeshPort>>,
     /// Services' virtual IPs and their backends, by overlay network ID.
     pub(super) vips: HashMap<String, Vec<(Ipv4Addr, Vec<Ipv4Addr>)>>,
-    host_sysctls_done: bool,
 }
 
 impl Inner {
@@ -167,13 +165,11 @@ impl Inner {
             servers: HashMap::new(),
             directory: dns::Directory::default(),
             default_dns,
-            applied: None,
             ready_bridges: HashMap::new(),
             tunnels: HashMap::new(),
             cluster_names: HashMap::new(),
             mesh: HashMap::new(),
             vips: HashMap::new(),
-            host_sysctls_done: false,
         }
     }
 
@@ -223,50 +219,56 @@ impl Networks {
     }
 
     /// Releases every address `container_id` holds; persists the networks that changed.
-    fn release_all(&self, inner: &mut Inner, container_id: &str) {
-        for n in inner.nets.values_mut() {
-            let before = n.allocations.len();
-            n.allocations.retain(|_, owner| owner != container_id);
-            if n.allocations.len() != before {
-                let rec = n.clone();
-                if let Err(e) = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy) {
-                    tracing::warn!(network = %rec.name, error = %e, "persisting a release");
+    fn release_all(&self, container_id: &str) {
+        let changed: Vec<NetworkRecord> = {
+            let mut inner = self.state();
+            let mut changed = Vec::new();
+            for n in inner.nets.values_mut() {
+                let before = n.allocations.len();
+                n.allocations.retain(|_, owner| owner != container_id);
+                if n.allocations.len() != before {
+                    changed.push(n.clone());
                 }
+            }
+            changed
+        };
+        for rec in changed {
+            if let Err(e) = self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy) {
+                tracing::warn!(network = %rec.name, error = %e, "persisting a release");
             }
         }
     }
 
     /// Picks (and records) an address for `container_id` on a network.
-    fn allocate(
-        &self,
-        inner: &mut Inner,
-        net_id: &str,
-        container_id: &str,
-        requested: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr> {
-        let n =
-            inner.nets.get_mut(net_id).ok_or_else(|| EngineError::not_found(format!("network {net_id} not found")))?;
-        let subnet = n.subnet.ok_or_else(|| EngineError::invalid(format!("network {} has no subnet", n.name)))?;
-        let taken = n.taken();
-        let ip = match requested {
-            Some(ip) => {
-                ipam::reserve(&subnet, ip, &taken).map_err(|e| match e {
-                    ipam::IpamError::InUse(_) => {
-                        EngineError::new(Kind::Forbidden, format!("Address already in use: {ip}"))
-                    }
-                    other => EngineError::invalid(other.to_string()),
-                })?;
-                ip
-            }
-            None => {
-                let ip = ipam::allocate(&subnet, n.ip_range.as_ref(), &taken, n.last_ip)
-                    .map_err(|e| EngineError::new(Kind::Forbidden, e.to_string()))?;
-                n.last_ip = Some(ip);
-                ip
-            }
+    fn allocate(&self, net_id: &str, container_id: &str, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
+        let (ip, rec) = {
+            let mut inner = self.state();
+            let n = inner
+                .nets
+                .get_mut(net_id)
+                .ok_or_else(|| EngineError::not_found(format!("network {net_id} not found")))?;
+            let subnet = n.subnet.ok_or_else(|| EngineError::invalid(format!("network {} has no subnet", n.name)))?;
+            let taken = n.taken();
+            let ip = match requested {
+                Some(ip) => {
+                    ipam::reserve(&subnet, ip, &taken).map_err(|e| match e {
+                        ipam::IpamError::InUse(_) => {
+                            EngineError::new(Kind::Forbidden, format!("Address already in use: {ip}"))
+                        }
+                        other => EngineError::invalid(other.to_string()),
+                    })?;
+                    ip
+                }
+                None => {
+                    let ip = ipam::allocate(&subnet, n.ip_range.as_ref(), &taken, n.last_ip)
+                        .map_err(|e| EngineError::new(Kind::Forbidden, e.to_string()))?;
+                    n.last_ip = Some(ip);
+                    ip
+                }
+            };
+            n.allocations.insert(ip, container_id.to_string());
+            (ip, n.clone())
         };
-        n.allocations.insert(ip, container_id.to_string());
-        let rec = n.clone();
         // Lazy: a daemon killed before this commit lands finds the address again in the
         // sandbox file (written before the container runs).
         self.db.put(super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Lazy)?;
@@ -276,13 +278,12 @@ impl Networks {
     /// Sets up one interface of a sandbox (steps 1, 2, 4 of the module's path).
     async fn plug(
         &self,
-        inner: &mut Inner,
         container_id: &str,
         sandbox: &Path,
         ep: &mut Endpoint,
         n: usize,
     ) -> Result<(IfaceConfig, bool)> {
-        let rec = find(&inner.nets, &ep.network_id)?.clone();
+        let rec = find(&self.state().nets, &ep.network_id)?.clone();
         if !rec.has_bridge() {
             return Err(EngineError::invalid(format!(
                 "container cannot be connected to network {} (driver {})",
@@ -291,8 +292,8 @@ impl Networks {
         }
         ep.network_id = rec.id.clone();
         ep.network_name = rec.name.clone();
-        let bridge = self.bring_up(inner, &rec).await?;
-        let ip = self.allocate(inner, &rec.id, container_id, ep.ipv4)?;
+        let bridge = self.bridge_of(&rec).await?;
+        let ip = self.allocate(&rec.id, container_id, ep.ipv4)?;
         let mac = match ep.mac.as_deref().filter(|m| !m.is_empty()) {
             Some(m) => ipam::parse_mac(m).ok_or_else(|| EngineError::invalid(format!("invalid MAC address {m}")))?,
             None => ipam::mac_for(ip),
@@ -308,8 +309,8 @@ impl Networks {
             // The bridge may have been deleted (by hand, or by another daemon using its name)
             // since we cached its index: make it again and retry once.
             tracing::warn!(bridge = %rec.bridge, error = %e, "creating a veth failed; checking the bridge");
-            inner.ready_bridges.remove(&rec.bridge);
-            let bridge = self.bring_up(inner, &rec).await?;
+            self.state().ready_bridges.remove(&rec.bridge);
+            let bridge = self.bridge_of(&rec).await?;
             let _ = nl.delete_link(&host_veth).await;
             nl.add_veth(&host_veth, bridge, &iface, sandbox, mac, mtu).await.map_err(io_err)?;
         }
@@ -332,23 +333,23 @@ impl Networks {
 
     /// Connects a starting container to its networks (see the module's path).
     pub async fn attach(&self, req: AttachRequest) -> Result<Attached> {
-        let mut inner = self.inner.lock().await;
         let id = req.container_id.clone();
-        if inner.live.contains_key(&id) {
-            self.detach_locked(&mut inner, &id).await;
+        let _turn = self.per_container.lock(&id).await;
+        if self.state().live.contains_key(&id) {
+            self.detach_now(&id).await;
         }
         let path = self.sandbox_path(&id);
-        let r = self.attach_locked(&mut inner, req, &path).await;
+        let r = self.attach_now(req, &path).await;
         match r {
             Ok(a) => Ok(a),
             Err(e) => {
-                self.undo(&mut inner, &id, &path).await;
+                self.undo(&id, &path).await;
                 Err(e)
             }
         }
     }
 
-    async fn attach_locked(&self, inner: &mut Inner, req: AttachRequest, path: &Path) -> Result<Attached> {
+    async fn attach_now(&self, req: AttachRequest, path: &Path) -> Result<Attached> {
         let id = req.container_id.clone();
         let _ = netns::remove(path);
         let p = path.to_path_buf();
@@ -363,11 +364,12 @@ impl Networks {
         // says (`com.docker.network.bridge.host_binding_ipv4`, the default bridge's from --ip).
         let mut binding_ip = None;
         for (n, ep) in endpoints.iter_mut().enumerate() {
-            let (mut cfg, internal) = self.plug(inner, &id, path, ep, n).await?;
+            let (mut cfg, internal) = self.plug(&id, path, ep, n).await?;
             if !internal && !gateway_set {
                 cfg.default_gateway = ep.live.as_ref().and_then(|s| s.gateway);
                 gateway_set = true;
-                binding_ip = inner
+                binding_ip = self
+                    .state()
                     .nets
                     .get(&ep.network_id)
                     .and_then(|n| n.options.get("com.docker.network.bridge.host_binding_ipv4"))
@@ -387,39 +389,51 @@ impl Networks {
             .await
             .map_err(io_err)?
             .map_err(|e| EngineError::internal(format!("configuring the container's interfaces: {e}")))?;
-        let ports = if publish.is_empty() || !gateway_set {
-            Vec::new()
-        } else {
-            ports::allocate(&publish, &inner.taken_ports())
-                .map_err(|e| EngineError::internal(format!("driver failed programming external connectivity: {e}")))?
-                .into_iter()
-                .map(|(m, h)| (m, Some(h)))
-                .collect()
-        };
         let live = Live {
             name: req.name,
             sandbox: path.to_path_buf(),
             endpoints: endpoints.clone(),
-            ports,
+            ports: Vec::new(),
             dns: req.dns,
             hostname: req.hostname,
         };
-        let file = serde_json::to_vec(&live.file(&id)).map_err(io_err)?;
-        skiff_common::fsutil::replace_file(&self.sandbox_file(&id), &file)?;
-        let mappings: Vec<Mapping> = live.ports.iter().map(|(m, _)| m.clone()).collect();
-        inner.live.insert(id.clone(), live);
-        inner.refresh_dns();
-        self.sync_firewall(inner, false).await;
-        for e in &endpoints {
-            if let Some(rec) = inner.nets.get(&e.network_id) {
-                self.publish(rec, "connect", &[("container", id.clone())]);
+        // Host ports are taken (their sockets bound) and the container goes live in one
+        // section: two starts never pick the same port.
+        let (file, mappings, recs) = {
+            let mut inner = self.state();
+            let mut live = live;
+            if !publish.is_empty() && gateway_set {
+                live.ports = ports::allocate(&publish, &inner.taken_ports())
+                    .map_err(|e| {
+                        EngineError::internal(format!("driver failed programming external connectivity: {e}"))
+                    })?
+                    .into_iter()
+                    .map(|(m, h)| (m, Some(h)))
+                    .collect();
             }
+            let file = serde_json::to_vec(&live.file(&id)).map_err(io_err)?;
+            let mappings: Vec<Mapping> = live.ports.iter().map(|(m, _)| m.clone()).collect();
+            inner.live.insert(id.clone(), live);
+            inner.refresh_dns();
+            let recs: Vec<NetworkRecord> =
+                endpoints.iter().filter_map(|e| inner.nets.get(&e.network_id).cloned()).collect();
+            (file, mappings, recs)
+        };
+        if let Err(e) = skiff_common::fsutil::replace_file(&self.sandbox_file(&id), &file) {
+            let mut inner = self.state();
+            inner.live.remove(&id);
+            inner.refresh_dns();
+            return Err(e.into());
+        }
+        self.sync_firewall(false).await;
+        for rec in &recs {
+            self.publish(rec, "connect", &[("container", id.clone())]);
         }
         Ok(Attached { sandbox: super::sandbox::SandboxState { path: path.to_path_buf(), ports: mappings }, endpoints })
     }
 
     /// Undoes a failed attach.
-    async fn undo(&self, inner: &mut Inner, id: &str, path: &Path) {
+    async fn undo(&self, id: &str, path: &Path) {
         if let Ok(nl) = self.netlink().await {
             for n in 0..8 {
                 let _ = nl.delete_link(&host_veth_name(id, n)).await;
@@ -427,17 +441,17 @@ impl Networks {
         }
         let _ = netns::remove(path);
         let _ = std::fs::remove_file(self.sandbox_file(id));
-        self.release_all(inner, id);
+        self.release_all(id);
     }
 
     /// Disconnects an exited (or removed) container from everything.
     pub async fn detach(&self, container_id: &str) {
-        let mut inner = self.inner.lock().await;
-        self.detach_locked(&mut inner, container_id).await;
+        let _turn = self.per_container.lock(container_id).await;
+        self.detach_now(container_id).await;
     }
 
-    async fn detach_locked(&self, inner: &mut Inner, id: &str) {
-        let live = inner.live.remove(id);
+    async fn detach_now(&self, id: &str) {
+        let live = self.state().live.remove(id);
         let endpoints = match &live {
             Some(l) => l.endpoints.clone(),
             None => std::fs::read(self.sandbox_file(id))
@@ -453,17 +467,20 @@ impl Networks {
             tracing::warn!(container = %id, "removing the network namespace: {e}");
         }
         let _ = std::fs::remove_file(self.sandbox_file(id));
-        self.release_all(inner, id);
+        self.release_all(id);
         let had_ports = live.as_ref().is_some_and(|l| !l.ports.is_empty());
+        // The ports' sockets close here.
         drop(live);
-        inner.refresh_dns();
-        for e in &endpoints {
-            if let Some(rec) = inner.nets.get(&e.network_id) {
-                self.publish(rec, "disconnect", &[("container", id.to_string())]);
-            }
+        let recs: Vec<NetworkRecord> = {
+            let inner = self.state();
+            inner.refresh_dns();
+            endpoints.iter().filter_map(|e| inner.nets.get(&e.network_id).cloned()).collect()
+        };
+        for rec in &recs {
+            self.publish(rec, "disconnect", &[("container", id.to_string())]);
         }
         if had_ports {
-            self.sync_firewall(inner, false).await;
+            self.sync_firewall(false).await;
         }
     }
 }

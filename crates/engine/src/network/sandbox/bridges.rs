@@ -6,18 +6,18 @@ use std::path::Path;
 
 use skiff_net::link;
 
-use super::super::{NetworkRecord, Networks};
-use super::{Inner, io_err, outgoing_of};
+use super::super::{NetworkRecord, Networks, Topology};
+use super::{io_err, outgoing_of};
 use crate::error::{EngineError, Result};
 
 impl Networks {
     /// Host settings every bridge needs: forwarding, and bridged traffic through iptables
     /// (published ports reached from the same bridge, `--icc=false`).
-    fn host_sysctls(&self, inner: &mut Inner) {
-        if inner.host_sysctls_done {
-            return;
-        }
-        inner.host_sysctls_done = true;
+    fn host_sysctls(&self) {
+        self.host_sysctls.call_once(Self::set_host_sysctls);
+    }
+
+    fn set_host_sysctls() {
         if let Err(e) = link::sysctl("net/ipv4/ip_forward", "1") {
             tracing::warn!("enabling IPv4 forwarding: {e}");
         }
@@ -35,24 +35,35 @@ impl Networks {
         }
     }
 
-    /// Creates a network's bridge (if needed) with its gateway address, up.
-    pub(in crate::network) async fn bring_up(&self, inner: &mut Inner, rec: &NetworkRecord) -> Result<u32> {
-        if let Some(i) = inner.ready_bridges.get(&rec.bridge) {
+    /// A network's bridge, brought up first if it is not yet (taking the topology lock).
+    pub(in crate::network) async fn bridge_of(&self, rec: &NetworkRecord) -> Result<u32> {
+        if let Some(i) = self.state().ready_bridges.get(&rec.bridge) {
             return Ok(*i);
         }
-        self.host_sysctls(inner);
+        let t = self.topology().await;
+        self.bring_up(&t, rec).await
+    }
+
+    /// Creates a network's bridge (if needed) with its gateway address, up.
+    pub(in crate::network) async fn bring_up(&self, t: &Topology<'_>, rec: &NetworkRecord) -> Result<u32> {
+        if let Some(i) = self.state().ready_bridges.get(&rec.bridge) {
+            return Ok(*i);
+        }
+        self.host_sysctls();
         let gw =
             rec.gateway_net().ok_or_else(|| EngineError::internal(format!("network {} has no gateway", rec.name)))?;
         let mtu = rec.options.get("com.docker.network.driver.mtu").and_then(|m| m.parse().ok()).or(self.cfg.mtu);
         let nl = self.netlink().await?;
-        if !rec.own_bridge
-            && nl.index_of(&rec.bridge).await.map_err(io_err)?.is_none()
-            && let Some(known) = inner.nets.get_mut(&rec.id)
-        {
+        if !rec.own_bridge && nl.index_of(&rec.bridge).await.map_err(io_err)?.is_none() {
             // Not there (any more): the bridge we make is ours to remove. Recorded before it
             // is made, so a crash in between cannot leave a bridge nobody removes.
-            known.own_bridge = true;
-            self.db.put(super::super::TABLE, &known.id, &*known, skiff_image::db::Durability::Sync)?;
+            let known = self.state().nets.get_mut(&rec.id).map(|known| {
+                known.own_bridge = true;
+                known.clone()
+            });
+            if let Some(known) = known {
+                self.db.put(super::super::TABLE, &known.id, &known, skiff_image::db::Durability::Sync)?;
+            }
         }
         let index = nl.ensure_bridge(&rec.bridge, gw, mtu).await.map_err(io_err)?;
         // Published ports on 127.0.0.1: DNATed packets keep their loopback source on the way
@@ -61,17 +72,41 @@ impl Networks {
             tracing::warn!(bridge = %rec.bridge, "route_localnet: {e}");
         }
         if rec.is_overlay() {
-            self.bring_up_tunnel(inner, rec, index).await?;
+            self.bring_up_tunnel(t, rec, index).await?;
         }
-        inner.ready_bridges.insert(rec.bridge.clone(), index);
+        self.state().ready_bridges.insert(rec.bridge.clone(), index);
         Ok(index)
     }
 
     /// Rewrites the firewall chains if the rules changed (always when `force`).
-    pub(in crate::network) async fn sync_firewall(&self, inner: &mut Inner, force: bool) {
+    pub(in crate::network) async fn sync_firewall(&self, force: bool) {
         if !self.cfg.iptables {
             return;
         }
+        // Held while applying: applies go in turn, and each renders the state as it is when
+        // its turn comes, so the last one applied is never older than a change made before it.
+        let mut applied = self.firewall_applied.lock().await;
+        let (nets, rules, mesh, vips) = self.firewall_inputs();
+        let text = self.firewall.render(&nets, &rules, &mesh, &vips);
+        if !force && applied.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        let fw = self.firewall.clone();
+        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules, &mesh, &vips)).await;
+        match r {
+            Ok(Ok(())) => *applied = Some(text),
+            Ok(Err(e)) => {
+                tracing::error!("applying firewall rules: {e}");
+                *applied = None;
+            }
+            Err(e) => tracing::error!("applying firewall rules: {e}"),
+        }
+    }
+
+    /// What the firewall chains are made from: the bridge networks, the published ports of
+    /// running containers, the routing mesh's ports and the services' virtual IPs.
+    fn firewall_inputs(&self) -> (Vec<NetworkRules>, Vec<PortRule>, Vec<IngressRule>, Vec<VipRule>) {
+        let inner = self.state();
         let nets: Vec<NetworkRules> = inner
             .nets
             .values()
@@ -132,19 +167,6 @@ impl Networks {
             }));
         }
         vips.sort_by_key(|v| v.vip);
-        let text = self.firewall.render(&nets, &rules, &mesh, &vips);
-        if !force && inner.applied.as_deref() == Some(text.as_str()) {
-            return;
-        }
-        let fw = self.firewall.clone();
-        let r = tokio::task::spawn_blocking(move || fw.apply(&nets, &rules, &mesh, &vips)).await;
-        match r {
-            Ok(Ok(())) => inner.applied = Some(text),
-            Ok(Err(e)) => {
-                tracing::error!("applying firewall rules: {e}");
-                inner.applied = None;
-            }
-            Err(e) => tracing::error!("applying firewall rules: {e}"),
-        }
+        (nets, rules, mesh, vips)
     }
 }

@@ -15,21 +15,22 @@ impl Networks {
     /// Creates the built-in networks on first start, and the default bridge's record from
     /// `--bip` (or a subnet that collides with nothing on the host).
     pub async fn ensure_builtin(&self) -> Result<()> {
-        let mut inner = self.inner.lock().await;
+        let t = self.topology().await;
         for (name, driver) in [("host", NetworkDriver::Host), ("none", NetworkDriver::Null)] {
-            if !inner.nets.values().any(|n| n.builtin && n.name == name) {
+            if !self.state().nets.values().any(|n| n.builtin && n.name == name) {
                 let rec = builtin_record(name, driver);
                 self.db.put(super::super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync)?;
-                inner.nets.insert(rec.id.clone(), rec);
+                self.state().nets.insert(rec.id.clone(), rec);
             }
         }
         if self.cfg.bridge_disabled() {
             // `-b none`: no "bridge" network while so started (its record stays on disk for a
             // later start with a bridge).
-            inner.nets.retain(|_, n| !(n.builtin && n.name == "bridge"));
+            self.state().nets.retain(|_, n| !(n.builtin && n.name == "bridge"));
             return Ok(());
         }
-        let existing = inner.nets.values().find(|n| n.builtin && n.name == "bridge").cloned();
+        let others: Vec<NetworkRecord> = self.state().nets.values().cloned().collect();
+        let existing = others.iter().find(|n| n.builtin && n.name == "bridge").cloned();
         let wanted_subnet = match (&existing, self.cfg.bip) {
             (_, Some(bip)) => Some((bip.trunc(), bip.addr())),
             (Some(e), None) if e.subnet.is_some() && e.bridge == self.cfg.default_bridge => None,
@@ -42,9 +43,7 @@ impl Networks {
                 {
                     used.retain(|u| *u != s);
                 }
-                used.extend(
-                    inner.nets.values().filter(|n| !(n.builtin && n.name == "bridge")).filter_map(|n| n.subnet),
-                );
+                used.extend(others.iter().filter(|n| !(n.builtin && n.name == "bridge")).filter_map(|n| n.subnet));
                 let s = ipam::pick_subnet(&self.cfg.pools, &used).map_err(io_err)?;
                 Some((s, s.first_host()))
             }
@@ -76,10 +75,10 @@ impl Networks {
         if rec != before {
             self.db.put(super::super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync)?;
         }
-        inner.nets.insert(rec.id.clone(), rec.clone());
+        self.state().nets.insert(rec.id.clone(), rec.clone());
         // Up now (as docker0 is): its route claims the subnet, so another daemon starting
         // beside us picks a different one.
-        self.bring_up(&mut inner, &rec).await?;
+        self.bring_up(&t, &rec).await?;
         Ok(())
     }
 
@@ -95,7 +94,7 @@ impl Networks {
         running: &HashMap<String, String>,
         unmanaged: &HashSet<String>,
     ) -> HashMap<String, Attached> {
-        let mut inner = self.inner.lock().await;
+        let t = self.topology().await;
         let mut adopted = HashMap::new();
         let entries: Vec<PathBuf> = std::fs::read_dir(&self.netns_dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -108,7 +107,7 @@ impl Networks {
                 continue;
             }
             let id = fname.strip_suffix(".json").unwrap_or(&fname).to_string();
-            if !seen.insert(id.clone()) || inner.live.contains_key(&id) {
+            if !seen.insert(id.clone()) || self.state().live.contains_key(&id) {
                 continue;
             }
             let file =
@@ -119,105 +118,129 @@ impl Networks {
                 .or_else(|| unmanaged.contains(&id).then(|| file.as_ref().map(|f| f.name.clone()).unwrap_or_default()));
             match (name, file) {
                 (Some(name), Some(f)) if self.sandbox_path(&id).exists() => {
-                    let mut ports = Vec::new();
-                    for m in f.ports {
-                        let hold = match ports::hold(m.proto, m.host_ip, m.host_port) {
-                            Ok(h) => Some(h),
-                            Err(e) => {
-                                tracing::warn!(container = %id, port = m.host_port, "re-reserving a published port: {e}");
-                                None
-                            }
-                        };
-                        ports.push((m, hold));
-                    }
-                    for e in &f.endpoints {
-                        if let (Some(s), Some(n)) = (&e.live, inner.nets.get_mut(&e.network_id)) {
-                            n.allocations.insert(s.ip, id.clone());
-                        }
-                    }
-                    let live = Live {
-                        name,
-                        sandbox: self.sandbox_path(&id),
-                        endpoints: f.endpoints,
-                        ports,
-                        dns: f.dns,
-                        hostname: f.hostname,
-                    };
-                    adopted.insert(
-                        id.clone(),
-                        Attached {
-                            sandbox: SandboxState {
-                                path: live.sandbox.clone(),
-                                ports: live.ports.iter().map(|(m, _)| m.clone()).collect(),
-                            },
-                            endpoints: live.endpoints.clone(),
-                        },
-                    );
-                    inner.live.insert(id, live);
+                    let attached = self.adopt(&id, name, f);
+                    adopted.insert(id, attached);
                 }
-                _ => self.detach_locked(&mut inner, &id).await,
+                _ => self.detach_now(&id).await,
             }
         }
-        // Addresses whose owner is not running any more.
-        let live_ids: HashSet<String> = inner.live.keys().cloned().collect();
-        let mut changed = Vec::new();
-        for n in inner.nets.values_mut() {
-            let before = n.allocations.len();
-            n.allocations.retain(|_, owner| live_ids.contains(owner));
-            if n.allocations.len() != before {
-                changed.push(n.clone());
+        self.release_orphans();
+        // Bridges: every network's.
+        let mut up: Vec<NetworkRecord> = self.state().nets.values().filter(|n| n.has_bridge()).cloned().collect();
+        up.sort_by(|a, b| a.name.cmp(&b.name));
+        for rec in &up {
+            if let Err(e) = self.bring_up(&t, rec).await {
+                tracing::warn!(network = %rec.name, error = %e, "bringing up the bridge");
+            }
+            self.start_dns(&t, rec).await;
+        }
+        // A bridge deleted while we were away (by hand, or by another daemon using its name)
+        // was made again above: put the running containers' veths back on it.
+        if let Ok(nl) = self.netlink().await {
+            let plugs: Vec<(String, u32)> = {
+                let inner = self.state();
+                inner
+                    .live
+                    .values()
+                    .flat_map(|l| l.endpoints.iter())
+                    .filter_map(|e| {
+                        let bridge = &inner.nets.get(&e.network_id)?.bridge;
+                        Some((e.live.as_ref()?.host_veth.clone(), *inner.ready_bridges.get(bridge)?))
+                    })
+                    .collect()
+            };
+            for (veth, index) in plugs {
+                if let Err(e) = nl.attach_to(&veth, index).await {
+                    tracing::warn!(%veth, bridge = index, error = %e, "re-attaching a veth to its bridge");
+                }
             }
         }
+        drop(t);
+        self.sync_firewall(true).await;
+        adopted
+    }
+
+    /// Takes back a running container's sandbox as its file describes it: its addresses and
+    /// published ports (their sockets bound again).
+    fn adopt(&self, id: &str, name: String, f: SandboxFile) -> Attached {
+        let mut ports = Vec::new();
+        for m in f.ports {
+            let hold = match ports::hold(m.proto, m.host_ip, m.host_port) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(container = %id, port = m.host_port, "re-reserving a published port: {e}");
+                    None
+                }
+            };
+            ports.push((m, hold));
+        }
+        let live = Live {
+            name,
+            sandbox: self.sandbox_path(id),
+            endpoints: f.endpoints,
+            ports,
+            dns: f.dns,
+            hostname: f.hostname,
+        };
+        let attached = Attached {
+            sandbox: SandboxState {
+                path: live.sandbox.clone(),
+                ports: live.ports.iter().map(|(m, _)| m.clone()).collect(),
+            },
+            endpoints: live.endpoints.clone(),
+        };
+        let mut inner = self.state();
+        for e in &live.endpoints {
+            if let (Some(s), Some(n)) = (&e.live, inner.nets.get_mut(&e.network_id)) {
+                n.allocations.insert(s.ip, id.to_string());
+            }
+        }
+        inner.live.insert(id.to_string(), live);
+        attached
+    }
+
+    /// Releases addresses whose owner is not running any more.
+    fn release_orphans(&self) {
+        let changed: Vec<NetworkRecord> = {
+            let mut inner = self.state();
+            let live_ids: HashSet<String> = inner.live.keys().cloned().collect();
+            let mut changed = Vec::new();
+            for n in inner.nets.values_mut() {
+                let before = n.allocations.len();
+                n.allocations.retain(|_, owner| live_ids.contains(owner));
+                if n.allocations.len() != before {
+                    changed.push(n.clone());
+                }
+            }
+            changed
+        };
         for rec in changed {
             if let Err(e) = self.db.put(super::super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync) {
                 tracing::warn!(network = %rec.name, error = %e, "persisting released addresses");
             }
         }
-        // Bridges: every network's.
-        let mut up: Vec<NetworkRecord> = inner.nets.values().filter(|n| n.has_bridge()).cloned().collect();
-        up.sort_by(|a, b| a.name.cmp(&b.name));
-        for rec in &up {
-            if let Err(e) = self.bring_up(&mut inner, rec).await {
-                tracing::warn!(network = %rec.name, error = %e, "bringing up the bridge");
-            }
-            self.start_dns(&mut inner, rec).await;
-        }
-        // A bridge deleted while we were away (by hand, or by another daemon using its name)
-        // was made again above: put the running containers' veths back on it.
-        if let Ok(nl) = self.netlink().await {
-            let plugs: Vec<(String, String)> = inner
-                .live
-                .values()
-                .flat_map(|l| l.endpoints.iter())
-                .filter_map(|e| {
-                    Some((e.live.as_ref()?.host_veth.clone(), inner.nets.get(&e.network_id)?.bridge.clone()))
-                })
-                .collect();
-            for (veth, bridge) in plugs {
-                let Some(index) = inner.ready_bridges.get(&bridge).copied() else { continue };
-                if let Err(e) = nl.attach_to(&veth, index).await {
-                    tracing::warn!(%veth, %bridge, error = %e, "re-attaching a veth to its bridge");
-                }
-            }
-        }
-        self.sync_firewall(&mut inner, true).await;
-        adopted
     }
 
     /// At daemon shutdown: stops the DNS servers; with no container running, also removes
     /// the default bridge and the firewall chains (user networks' bridges stay with their
     /// networks).
     pub async fn shutdown(&self) {
-        let mut inner = self.inner.lock().await;
-        for (_, s) in inner.servers.drain() {
+        let _t = self.topology().await;
+        let (servers, idle, bridge) = {
+            let mut inner = self.state();
+            let servers: Vec<_> = inner.servers.drain().map(|(_, s)| s).collect();
+            // Only a bridge we made: one that was there before us (the administrator's, or
+            // another daemon's) stays, as dockerd leaves it.
+            let bridge = inner.nets.values().find(|n| n.builtin && n.name == "bridge" && n.own_bridge).cloned();
+            (servers, inner.live.is_empty(), bridge)
+        };
+        for s in servers {
             s.stop().await;
         }
-        if !inner.live.is_empty() {
+        if !idle {
             return;
         }
-        // Only a bridge we made: one that was there before us (the administrator's, or
-        // another daemon's) stays, as dockerd leaves it.
-        if let Some(rec) = inner.nets.values_mut().find(|n| n.builtin && n.name == "bridge" && n.own_bridge)
+        if let Some(mut rec) = bridge
             && let Ok(nl) = self.netlink().await
         {
             match nl.delete_link(&rec.bridge).await {
@@ -225,8 +248,8 @@ impl Networks {
                 // we make it then.
                 Ok(()) => {
                     rec.own_bridge = false;
-                    if let Err(e) = self.db.put(super::super::TABLE, &rec.id, &*rec, skiff_image::db::Durability::Sync)
-                    {
+                    self.state().nets.insert(rec.id.clone(), rec.clone());
+                    if let Err(e) = self.db.put(super::super::TABLE, &rec.id, &rec, skiff_image::db::Durability::Sync) {
                         tracing::warn!("recording the removal of {}: {e}", rec.bridge);
                     }
                 }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use skiff_net::dns;
 
+use super::super::Topology;
 use super::{Inner, NetworkRecord, Networks};
 
 impl Inner {
@@ -66,15 +67,22 @@ impl Inner {
 
 impl Networks {
     /// Starts the embedded DNS server of a user network.
-    pub(in crate::network) async fn start_dns(&self, inner: &mut Inner, rec: &NetworkRecord) {
-        if rec.builtin || !rec.has_bridge() || inner.servers.contains_key(&rec.id) {
+    pub(in crate::network) async fn start_dns(&self, _t: &Topology<'_>, rec: &NetworkRecord) {
+        if rec.builtin || !rec.has_bridge() {
             return;
         }
         let Some(gw) = rec.gateway else { return };
-        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), inner.directory.clone(), &rec.id, &rec.bridge)
-            .await
-        {
+        let directory = {
+            let inner = self.state();
+            if inner.servers.contains_key(&rec.id) {
+                return;
+            }
+            inner.directory.clone()
+        };
+        match dns::DnsServer::start(SocketAddr::new(IpAddr::V4(gw), 53), directory, &rec.id, &rec.bridge).await {
             Ok(s) => {
+                // Servers start and stop under the topology lock: none came in between.
+                let mut inner = self.state();
                 inner.servers.insert(rec.id.clone(), s);
                 inner.refresh_dns();
             }

@@ -259,7 +259,7 @@ impl Worker for EngineWorker {
                 _ => text.into_owned(),
             }));
         }
-        Ok(containers.wait(id, "not-running").await?.0)
+        Ok(containers.wait(id, crate::container::WaitCondition::NotRunning).await?.0)
     }
 
     fn commit_container(

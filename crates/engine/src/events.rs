@@ -9,10 +9,29 @@ use tokio::sync::broadcast;
 
 const HISTORY: usize = 1024;
 
+/// What an event is about (the Engine API's `Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Container,
+    Image,
+    Volume,
+    Network,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Container => "container",
+            EventKind::Image => "image",
+            EventKind::Volume => "volume",
+            EventKind::Network => "network",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// `container`, `image`, `volume`, `network`, `daemon`.
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub action: String,
     pub id: String,
     pub attributes: BTreeMap<String, String>,
@@ -21,7 +40,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(kind: &'static str, action: impl Into<String>, id: impl Into<String>) -> Event {
+    pub fn new(kind: EventKind, action: impl Into<String>, id: impl Into<String>) -> Event {
         let (s, n) = skiff_common::timefmt::split(SystemTime::now());
         Event {
             kind,
@@ -85,18 +104,20 @@ impl EventFilter {
     pub fn matches(&self, e: &Event) -> bool {
         self.filters.iter().all(|(k, vals)| {
             vals.iter().any(|v| match k.as_str() {
-                "type" => v == e.kind,
+                "type" => v == e.kind.as_str(),
                 "event" | "action" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
                 "container" => {
-                    e.kind == "container" && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                    e.kind == EventKind::Container
+                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
                 }
                 "image" => {
                     e.attributes.get("image") == Some(v)
-                        || (e.kind == "image" && (e.id == *v || e.id.contains(v.as_str())))
+                        || (e.kind == EventKind::Image && (e.id == *v || e.id.contains(v.as_str())))
                 }
-                "volume" => e.kind == "volume" && e.id == *v,
+                "volume" => e.kind == EventKind::Volume && e.id == *v,
                 "network" => {
-                    e.kind == "network" && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
+                    e.kind == EventKind::Network
+                        && (e.id.starts_with(v.as_str()) || e.attributes.get("name") == Some(v))
                 }
                 "label" => match v.split_once('=') {
                     Some((lk, lv)) => e.attributes.get(lk).map(|x| x == lv).unwrap_or(false),
@@ -116,8 +137,8 @@ mod tests {
     #[test]
     fn history_and_filters() {
         let ev = Events::default();
-        ev.publish(Event::new("container", "start", "abc").attr("name", "web"));
-        ev.publish(Event::new("image", "tag", "sha256:1"));
+        ev.publish(Event::new(EventKind::Container, "start", "abc").attr("name", "web"));
+        ev.publish(Event::new(EventKind::Image, "tag", "sha256:1"));
         let (h, _rx) = ev.subscribe();
         assert_eq!(h.len(), 2);
         let mut f = EventFilter::default();

@@ -13,7 +13,7 @@ use skiff_image::{Digest, ImageStore, Reference};
 
 use crate::container::Containers;
 use crate::error::{EngineError, Kind, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 
 mod transfer;
 
@@ -311,7 +311,7 @@ impl Images {
             None => r.with_default_tag(),
         };
         self.store.tag(&r, img.id())?;
-        self.events.publish(Event::new("image", "tag", img.id().to_string()).attr("name", r.familiar()));
+        self.events.publish(Event::new(EventKind::Image, "tag", img.id().to_string()).attr("name", r.familiar()));
         Ok(())
     }
 
@@ -331,7 +331,7 @@ impl Images {
         let untag = |r: &Reference, out: &mut Vec<ImageDeleteResponseItem>| -> Result<()> {
             self.store.untag(r)?;
             out.push(ImageDeleteResponseItem { untagged: Some(r.familiar()), deleted: None });
-            self.events.publish(Event::new("image", "untag", id.to_string()).attr("name", r.familiar()));
+            self.events.publish(Event::new(EventKind::Image, "untag", id.to_string()).attr("name", r.familiar()));
             Ok(())
         };
         if by_ref {
@@ -392,7 +392,7 @@ impl Images {
         }
         self.store.delete(&id)?;
         out.push(ImageDeleteResponseItem { untagged: None, deleted: Some(id.to_string()) });
-        self.events.publish(Event::new("image", "delete", id.to_string()));
+        self.events.publish(Event::new(EventKind::Image, "delete", id.to_string()));
         Ok(out)
     }
 
@@ -419,14 +419,14 @@ impl Images {
                 reclaimed += img.record.size as i64;
                 self.store.delete(img.id())?;
                 deleted.push(ImageDeleteResponseItem { untagged: None, deleted: Some(img.id().to_string()) });
-                self.events.publish(Event::new("image", "delete", img.id().to_string()));
+                self.events.publish(Event::new(EventKind::Image, "delete", img.id().to_string()));
                 progress = true;
             }
             if !progress {
                 break;
             }
         }
-        self.events.publish(Event::new("image", "prune", "").attr("reclaimed", reclaimed.to_string()));
+        self.events.publish(Event::new(EventKind::Image, "prune", "").attr("reclaimed", reclaimed.to_string()));
         Ok(ImagePruneResponse { images_deleted: Some(deleted), space_reclaimed: Some(reclaimed) })
     }
 }

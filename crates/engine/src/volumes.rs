@@ -9,7 +9,7 @@ use skiff_common::{fsutil, timefmt};
 use skiff_image::db::{Db, Durability};
 
 use crate::error::{EngineError, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 
 const TABLE: &str = "volumes";
 
@@ -168,7 +168,7 @@ impl Volumes {
             pending_for,
         };
         self.db.put(TABLE, &name, &rec, Durability::Sync)?;
-        self.events.publish(Event::new("volume", "create", &name).attr("driver", "local"));
+        self.events.publish(Event::new(EventKind::Volume, "create", &name).attr("driver", "local"));
         Ok(rec)
     }
 
@@ -180,7 +180,7 @@ impl Volumes {
         }
         self.db.delete(TABLE, name)?;
         fsutil::remove_all(&self.root.join(name))?;
-        self.events.publish(Event::new("volume", "destroy", name).attr("driver", "local"));
+        self.events.publish(Event::new(EventKind::Volume, "destroy", name).attr("driver", "local"));
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use bollard_stubs::models::{
 use skiff_agent::{Blobs, BoxFuture, Executor, Started};
 use skiff_cluster::rpc::LogRecord;
 use skiff_cluster::types::{self as ct_auth, BlobKind, LogSubscription, Task};
+use skiff_engine::container::WaitCondition;
 use skiff_engine::{Engine, Kind};
 use tokio::sync::mpsc;
 
@@ -337,7 +338,7 @@ impl EngineExecutor {
     /// fails, as Docker's do.
     async fn wait_task(&self, t: &Task) -> Result<i64, String> {
         let id = self.container_of(&t.id).ok_or_else(|| format!("no container for task {}", t.id))?;
-        let exited = self.engine.containers.wait(&id, "not-running");
+        let exited = self.engine.containers.wait(&id, WaitCondition::NotRunning);
         tokio::pin!(exited);
         loop {
             tokio::select! {

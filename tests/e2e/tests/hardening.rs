@@ -480,3 +480,43 @@ fn a_request_in_flight_at_shutdown_completes_and_streams_end() {
     d.start_again();
     assert_eq!(d.docker(&["inspect", "-f", "{{.State.Status}}", "slow"]).ok(), "exited");
 }
+
+/// Whether a monitor process runs for the container `id` (its command line names its
+/// directory, which holds the ID).
+fn monitor_runs(id: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", &format!("skiff-monitor .*{id}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A client that hangs up while its container starts (here, after 1 to 40 ms) never leaves a
+/// half-made start: the start runs to its end, so the container is recorded running with its
+/// monitor, or was never started — never recorded `created` with a monitor running.
+#[test]
+fn a_start_whose_client_hangs_up_is_whole_or_not_at_all() {
+    require_root!();
+    let d = Daemon::start();
+    let sock = d.socket.display().to_string();
+    for ms in (1..=40).step_by(3) {
+        let id = d.docker(&["create", "busybox", "sleep", "60"]).ok();
+        let _ = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--unix-socket", &sock, "-m", &format!("0.{ms:03}")])
+            .args(["-X", "POST", &format!("http://d/containers/{id}/start")])
+            .status();
+        let settled = eventually(Duration::from_secs(5), || {
+            let status = d.docker(&["inspect", "-f", "{{.State.Status}}", &id]).ok();
+            match status.as_str() {
+                "running" => monitor_runs(&id),
+                "created" => !monitor_runs(&id),
+                _ => false,
+            }
+        });
+        let status = d.docker(&["inspect", "-f", "{{.State.Status}}", &id]).ok();
+        assert!(settled, "after a hang-up at {ms} ms: recorded {status}, monitor running: {}", monitor_runs(&id));
+        d.docker(&["rm", "-f", &id]).ok();
+        assert!(eventually(Duration::from_secs(5), || !monitor_runs(&id)), "a monitor left after rm -f");
+    }
+    alive(&d);
+}

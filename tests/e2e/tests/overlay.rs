@@ -312,7 +312,7 @@ fn stack(d: &[Daemon], rig: &Rig) {
 services:
   web:
     image: {IMAGE}
-    command: ["sh", "-c", "cat /run/secrets/pw /etc/app.conf > /var/www/index.html; httpd -f -p 80 -h /var/www"]
+    command: ["sh", "-c", "cat /run/secrets/pw /etc/app.conf > /var/www/index.html; exec httpd -f -p 80 -h /var/www"]
     deploy:
       replicas: 2
     ports: ["8081:80"]
@@ -360,6 +360,18 @@ configs:
             && d[0].docker(&["config", "ls", "-q"]).stdout.trim().is_empty()
             && !d[0].docker(&["network", "ls"]).stdout.contains("app_default")
     };
-    assert!(eventually(Duration::from_secs(10), empty), "{}", d[0].docker(&["network", "ls"]).stdout);
+    // The tasks stop first (SIGTERM, then SIGKILL after the 10 s grace period, as with
+    // dockerd); each node drops the network after its last one.
+    if !eventually(Duration::from_secs(30), empty) {
+        let show = |what: &[&str]| d[0].docker(what).stdout;
+        panic!(
+            "services:\n{}secrets:\n{}configs:\n{}networks:\n{}containers:\n{}",
+            show(&["service", "ls"]),
+            show(&["secret", "ls"]),
+            show(&["config", "ls"]),
+            show(&["network", "ls"]),
+            show(&["ps", "-a"])
+        );
+    }
     assert!(eventually(Duration::from_secs(30), || d.iter().all(|x| container(x, "app_client").is_empty())));
 }

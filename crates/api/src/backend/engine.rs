@@ -10,6 +10,7 @@ use bollard_stubs::models::{
     SystemDataUsageResponse, SystemInfo, SystemVersion,
 };
 use skiff_engine::build::{BuildContext, BuildRequest, ImageInfo, Out};
+use skiff_engine::container::WaitCondition;
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
@@ -107,7 +108,7 @@ impl ContainerBackend for Engine {
         self.containers.rename(key, name)
     }
 
-    async fn wait(&self, key: &str, condition: &str) -> Result<(i64, Option<String>)> {
+    async fn wait(&self, key: &str, condition: WaitCondition) -> Result<(i64, Option<String>)> {
         self.containers.wait(key, condition).await
     }
 

@@ -17,6 +17,7 @@ use bollard_stubs::models::{
 };
 use skiff_engine::Result;
 use skiff_engine::build::{BuildContext, BuildRequest, ImageInfo, Out};
+use skiff_engine::container::WaitCondition;
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
@@ -70,7 +71,7 @@ pub trait ContainerBackend: Send + Sync + 'static {
     fn remove_link(&self, parent: &str, alias: &str) -> Result<()>;
     fn rename(&self, key: &str, name: &str) -> Result<()>;
     /// Waits for `condition` (`""`, `not-running`, `next-exit`, `removed`): exit code and error.
-    fn wait(&self, key: &str, condition: &str) -> impl Future<Output = Result<(i64, Option<String>)>> + Send;
+    fn wait(&self, key: &str, condition: WaitCondition) -> impl Future<Output = Result<(i64, Option<String>)>> + Send;
     fn attach(&self, key: &str, streams: Streams) -> impl Future<Output = Result<AttachHandle>> + Send;
     /// Whether the container has a terminal, and its log lines.
     fn logs(&self, key: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogLine>)>;

@@ -91,7 +91,7 @@ pub async fn events<B: SystemBackend>(State(b): State<Arc<B>>, RawQuery(q): RawQ
                 "status": ev.action,
                 "id": ev.id,
                 "from": ev.attributes.get("image").cloned().unwrap_or_default(),
-                "Type": ev.kind,
+                "Type": ev.kind.as_str(),
                 "Action": ev.action,
                 "Actor": { "ID": ev.id, "Attributes": ev.attributes },
                 "scope": "local",

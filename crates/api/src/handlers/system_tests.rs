@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use bollard_stubs::models::{SystemDataUsageResponse, SystemInfo, SystemVersion};
 use skiff_engine::Result;
-use skiff_engine::events::Event;
+use skiff_engine::events::{Event, EventKind};
 use tokio::sync::broadcast;
 
 use crate::backend::SystemBackend;
@@ -33,11 +33,11 @@ impl SystemBackend for Fake {
 
 #[tokio::test]
 async fn system_routes() {
-    let mut old = Event::new("container", "start", "c1").attr("image", "busybox");
+    let mut old = Event::new(EventKind::Container, "start", "c1").attr("image", "busybox");
     old.time_nano = 1_700_000_000_000_000_000;
     let history = vec![
         Arc::new(old.clone()),
-        Arc::new(Event { kind: "network", ..old.clone() }),
+        Arc::new(Event { kind: EventKind::Network, ..old.clone() }),
         Arc::new(Event { time_nano: 1_800_000_000_000_000_000, ..old }),
     ];
     let f = Arc::new(Fake { history, live: broadcast::channel(4).0 });

@@ -8,7 +8,7 @@ use clap::Args;
 use http::Method;
 use serde_json::{Value, json};
 
-use super::container::{filters_json, print_inspect};
+use super::container::{filters_json, print_inspect, short};
 use super::error_text;
 use crate::client::{Client, for_each_chunk, for_each_json, query};
 use crate::format;
@@ -135,10 +135,6 @@ pub struct ImagePruneArgs {
     /// Do not prompt for confirmation
     #[arg(short = 'f', long)]
     pub force: bool,
-}
-
-fn short(id: &str) -> String {
-    skiff_common::units::short_id(id).to_string()
 }
 
 pub async fn images(c: &Client, a: ImagesArgs) -> anyhow::Result<u8> {

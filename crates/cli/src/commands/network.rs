@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use http::Method;
 use serde_json::{Value, json};
 
-use super::container::{filters_json, print_inspect};
+use super::container::{filters_json, print_inspect, short};
 use super::error_text;
 use crate::client::{Client, query};
 use crate::format;
@@ -143,10 +143,6 @@ fn kv(list: &[String]) -> serde_json::Map<String, Value> {
             (k.to_string(), Value::String(v.to_string()))
         })
         .collect()
-}
-
-fn short(id: &str) -> String {
-    skiff_common::units::short_id(id).to_string()
 }
 
 pub async fn run(c: &Client, cmd: NetworkCmd) -> anyhow::Result<u8> {

@@ -8,7 +8,7 @@ use skiff_image::store::NewImage;
 
 use super::{Containers, RUNTIME_FILES};
 use crate::error::{EngineError, Result};
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 
 /// What `POST /commit` asks for besides the container.
 #[derive(Debug, Default)]
@@ -108,7 +108,7 @@ impl Containers {
         }
         let id = result??;
         self.publish(&rec, "commit");
-        self.events.publish(Event::new("image", "commit", &id));
+        self.events.publish(Event::new(EventKind::Image, "commit", &id));
         Ok(id)
     }
 }

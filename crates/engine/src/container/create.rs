@@ -29,6 +29,7 @@ struct CreatePlan {
     mounts: Vec<MountSpec>,
     networks: Vec<crate::network::sandbox::Endpoint>,
     warnings: Vec<String>,
+    security: super::secopts::SecurityOpts,
     builder: bool,
 }
 
@@ -103,6 +104,16 @@ impl Containers {
         body: ContainerCreateBody,
         builder: bool,
     ) -> Result<(String, Vec<String>)> {
+        let this = self.clone();
+        self.to_completion(async move { this.create_now(name, body, builder).await }).await
+    }
+
+    async fn create_now(
+        self: &Arc<Self>,
+        name: Option<String>,
+        body: ContainerCreateBody,
+        builder: bool,
+    ) -> Result<(String, Vec<String>)> {
         let plan = self.plan_create(name, body, builder).await?;
         self.commit_create(plan).await
     }
@@ -126,7 +137,7 @@ impl Containers {
         })?;
         let mut hc = body.host_config.clone().unwrap_or_default();
         validate_config(&body)?;
-        let mut warnings = validate_host_config(&hc)?;
+        let (mut warnings, security) = validate_host_config(&hc)?;
         let mut config = merge_config(&body, &image);
         let entrypoint = config.entrypoint.clone().unwrap_or_default();
         let cmd = config.cmd.clone().unwrap_or_default();
@@ -190,16 +201,43 @@ impl Containers {
             cgroup_v2: self.layout.is_v2(),
             memory_controller: self.layout_has("memory"),
         };
-        warnings.extend(super::plan::host_defaults(&mut hc, &daemon)?);
+        warnings.extend(super::plan::host_defaults(&mut hc, &security, &daemon)?);
 
-        Ok(CreatePlan { id, name, image_ref, image, config, hc, path, argv, mounts, networks, warnings, builder })
+        Ok(CreatePlan {
+            id,
+            name,
+            image_ref,
+            image,
+            config,
+            hc,
+            path,
+            argv,
+            mounts,
+            networks,
+            warnings,
+            security,
+            builder,
+        })
     }
 
     /// Makes what the plan says — volumes, the name, the snapshot, the record — undoing what
     /// was made if a later step fails.
     async fn commit_create(self: &Arc<Self>, plan: CreatePlan) -> Result<(String, Vec<String>)> {
-        let CreatePlan { id, name, image_ref, image, config, hc, path, argv, mut mounts, networks, warnings, builder } =
-            plan;
+        let CreatePlan {
+            id,
+            name,
+            image_ref,
+            image,
+            config,
+            hc,
+            path,
+            argv,
+            mut mounts,
+            networks,
+            warnings,
+            security,
+            builder,
+        } = plan;
         let mut undo = Undo::default();
         let made = self.make_mounts(&id, &mut mounts, &mut undo);
         if let Err(e) = made {
@@ -215,7 +253,7 @@ impl Containers {
             schema: super::record::SCHEMA,
             id: id.clone(),
             name: name.clone(),
-            created: skiff_common::timefmt::now(),
+            created: std::time::SystemTime::now(),
             image_ref,
             image_id: image.id().clone(),
             top_layer: image.top_layer().cloned(),
@@ -233,6 +271,7 @@ impl Containers {
             sandbox: None,
             builder,
             paused_for_commit: false,
+            security,
         };
         let this = self.clone();
         let rec2 = rec.clone();

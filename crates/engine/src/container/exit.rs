@@ -61,7 +61,8 @@ impl Containers {
             ran,
         );
         let rec = match self.update(&c, Durability::Lazy, |r| {
-            r.state.exited(status.code, status.finished_at.clone(), status.oom_killed, restart.is_some());
+            let at = skiff_common::timefmt::parse(&status.finished_at).unwrap_or_else(std::time::SystemTime::now);
+            r.state.exited(status.code, at, status.oom_killed, restart.is_some());
             if restart.is_some() {
                 r.restart_count += 1;
             }

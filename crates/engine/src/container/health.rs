@@ -36,7 +36,7 @@ pub(crate) fn starting() -> super::HealthState {
 
 /// Starts the healthcheck loop of a container that has one.
 pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
-    let (hc, started) = c.with(|r| (r.config.healthcheck.clone(), r.state.started_at.clone()));
+    let (hc, started) = c.with(|r| (r.config.healthcheck.clone(), r.state.started_at));
     let Some(hc) = hc else { return };
     let test = hc.test.clone().unwrap_or_default();
     let cmd: Vec<String> = match test.first().map(String::as_str) {
@@ -66,12 +66,12 @@ pub fn spawn(containers: Arc<Containers>, c: Arc<Container>) {
                 }
                 return;
             }
-            let start = skiff_common::timefmt::now();
+            let start = std::time::SystemTime::now();
             let (code, output) = match containers.exec_collect(&c.id, cmd.clone(), timeout).await {
                 Ok(r) => r,
                 Err(e) => (-1, e.message),
             };
-            let end = skiff_common::timefmt::now();
+            let end = std::time::SystemTime::now();
             let in_start = t0.elapsed() < start_period;
             let mut changed = None;
             let _ = containers.update(&c, Durability::Lazy, |r| {

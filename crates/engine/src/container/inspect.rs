@@ -37,8 +37,8 @@ fn summary_state(s: Status) -> ContainerSummaryStateEnum {
     }
 }
 
-fn ago(t: Option<&str>) -> String {
-    let Some(t) = t.and_then(timefmt::parse) else {
+fn ago(t: Option<SystemTime>) -> String {
+    let Some(t) = t else {
         return String::new();
     };
     let d = SystemTime::now().duration_since(t).unwrap_or_default();
@@ -55,9 +55,9 @@ pub fn status_line(r: &ContainerRecord) -> String {
         _ => "",
     };
     match s.status {
-        Status::Running => format!("Up {}{health}", ago(s.started_at.as_deref())),
-        Status::Paused => format!("Up {} (Paused)", ago(s.started_at.as_deref())),
-        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref())),
+        Status::Running => format!("Up {}{health}", ago(s.started_at)),
+        Status::Paused => format!("Up {} (Paused)", ago(s.started_at)),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(s.finished_at)),
         Status::Removing => "Removal In Progress".into(),
         Status::Dead => "Dead".into(),
         Status::Created => "Created".into(),
@@ -65,7 +65,7 @@ pub fn status_line(r: &ContainerRecord) -> String {
             if s.finished_at.is_none() {
                 "Created".into()
             } else {
-                format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at.as_deref()))
+                format!("Exited ({}) {} ago", s.exit_code, ago(s.finished_at))
             }
         }
     }
@@ -256,8 +256,8 @@ impl Containers {
                 h.log
                     .iter()
                     .map(|l| HealthcheckResult {
-                        start: Some(l.start.clone()),
-                        end: Some(l.end.clone()),
+                        start: Some(timefmt::format(l.start)),
+                        end: Some(timefmt::format(l.end)),
                         exit_code: Some(l.exit_code),
                         output: Some(l.output.clone()),
                     })
@@ -281,7 +281,7 @@ impl Containers {
         };
         Ok(ContainerInspectResponse {
             id: Some(r.id.clone()),
-            created: Some(r.created.clone()),
+            created: Some(timefmt::format(r.created)),
             path: Some(r.path.clone()),
             args: Some(r.args.clone()),
             state: Some(ContainerState {
@@ -294,8 +294,8 @@ impl Containers {
                 pid: Some(s.pid as i64),
                 exit_code: Some(s.exit_code as i64),
                 error: Some(s.error.clone()),
-                started_at: Some(s.started_at.clone().unwrap_or_else(|| timefmt::ZERO.into())),
-                finished_at: Some(s.finished_at.clone().unwrap_or_else(|| timefmt::ZERO.into())),
+                started_at: Some(s.started_at.map_or_else(|| timefmt::ZERO.into(), timefmt::format)),
+                finished_at: Some(s.finished_at.map_or_else(|| timefmt::ZERO.into(), timefmt::format)),
                 health,
             }),
             image: Some(r.image_id.to_string()),
@@ -331,8 +331,7 @@ impl Containers {
             command.push(' ');
             command.push_str(a);
         }
-        let created = r.created.as_str();
-        let created = timefmt::parse(created).map(|t| timefmt::split(t).0).unwrap_or(0);
+        let created = timefmt::split(r.created).0;
         let (size_rw, size_root) = if size {
             let rw = self.images.snapshots().size_rw(&r.id) as i64;
             let img = self.images.get(&r.image_id).map(|i| i.record.size as i64).unwrap_or(0);

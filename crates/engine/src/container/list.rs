@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bollard_stubs::models::ContainerSummary;
 
@@ -87,7 +88,7 @@ impl Containers {
     }
 
     /// The creation time of the container a `before`/`since` filter names.
-    fn created_of(&self, filters: &BTreeMap<String, Vec<String>>, key: &str) -> Result<Option<String>> {
+    fn created_of(&self, filters: &BTreeMap<String, Vec<String>>, key: &str) -> Result<Option<SystemTime>> {
         match filters.get(key).and_then(|v| v.first()) {
             Some(k) => Ok(Some(self.get(k)?.record().created)),
             None => Ok(None),
@@ -97,7 +98,7 @@ impl Containers {
     /// `GET /containers/json`, newest first.
     pub fn list(&self, opts: &ListOptions) -> Result<Vec<ContainerSummary>> {
         let mut recs: Vec<ContainerRecord> = self.all().into_iter().map(|c| c.record()).collect();
-        recs.sort_by(|a, b| b.created.cmp(&a.created));
+        recs.sort_by_key(|r| std::cmp::Reverse(r.created));
         let before = self.created_of(&opts.filters, "before")?;
         let since = self.created_of(&opts.filters, "since")?;
         let all = opts.all || opts.filters.contains_key("status") || opts.limit.is_some();
@@ -148,7 +149,7 @@ impl Containers {
                 continue;
             }
             if let Some(t) = until
-                && skiff_common::timefmt::parse(&r.created).is_some_and(|c| c > t)
+                && r.created > t
             {
                 continue;
             }

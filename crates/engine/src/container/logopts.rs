@@ -6,15 +6,34 @@ use bollard_stubs::models::HostConfig;
 
 use crate::error::{EngineError, Result};
 
+/// The log drivers skiff has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDriver {
+    JsonFile,
+    /// Nothing kept; `docker logs` refuses.
+    None,
+}
+
+impl LogDriver {
+    /// A host config's driver (json-file when it names none); any other name is dockerd's
+    /// error.
+    pub fn of(hc: &HostConfig) -> Result<LogDriver> {
+        match hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).unwrap_or("") {
+            "" | "json-file" => Ok(LogDriver::JsonFile),
+            "none" => Ok(LogDriver::None),
+            other => Err(EngineError::invalid(format!("logger: no log driver named '{other}' is registered"))),
+        }
+    }
+}
+
 /// The json-file driver's `--log-opt`s, checked as Docker checks them: `max-size` (a positive
 /// size, decimal units: `10m` is 10 000 000 bytes) and `max-file` (at least 1, default 1).
 /// Options Docker's json-file accepts but skiff does not implement are refused by name.
 pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation> {
     let mut rot = skiff_runtime::logfile::Rotation { max_size: None, max_files: 1 };
     let Some(lc) = &hc.log_config else { return Ok(rot) };
-    let driver = lc.typ.as_deref().filter(|t| !t.is_empty()).unwrap_or("json-file");
     let opts = lc.config.clone().unwrap_or_default();
-    if driver == "none" {
+    if LogDriver::of(hc)? == LogDriver::None {
         return Ok(rot);
     }
     // Options of every driver: the delivery mode. The monitor writes the file as output

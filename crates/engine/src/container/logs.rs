@@ -60,7 +60,7 @@ impl Containers {
     pub fn logs(self: &Arc<Self>, key: &str, opts: LogOptions) -> Result<(bool, mpsc::Receiver<LogLine>)> {
         let c = self.get(key)?;
         let rec = c.record();
-        if rec.host_config.log_config.as_ref().and_then(|l| l.typ.as_deref()) == Some("none") {
+        if super::logopts::LogDriver::of(&rec.host_config)? == super::logopts::LogDriver::None {
             return Err(EngineError::invalid("configured logging driver does not support reading"));
         }
         if !opts.stdout && !opts.stderr {

@@ -28,12 +28,14 @@ mod rename;
 mod request;
 mod restore;
 pub mod rootfs;
+pub mod secopts;
 pub mod spec;
 pub mod start;
 pub mod stats;
 pub mod stop;
 mod update;
 mod wait;
+pub use wait::WaitCondition;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -46,7 +48,7 @@ use skiff_runtime::config::MonitorDir;
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 use crate::security::seccomp::Profile;
 use crate::volumes::Volumes;
 
@@ -213,6 +215,19 @@ impl Containers {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(f);
+    }
+
+    /// Runs an operation to its end even if its caller goes — a client that disconnects
+    /// mid-request, a swarm task cancelled at shutdown: dropped half-way, a start would leave a
+    /// monitor running for a container recorded as created, a create its directories. The task
+    /// is the engine's, so the daemon's shutdown waits for it (and `stop_all`, which takes each
+    /// container's operation lock, stops what it started).
+    pub(crate) async fn to_completion<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        self.tasks.spawn(f).await.map_err(|e| EngineError::internal(format!("container operation: {e}")))?
     }
 
     /// Runs `f` as a task the engine owns that is dropped at shutdown (a timer, a loop, a
@@ -410,7 +425,7 @@ impl Containers {
     }
 
     pub fn publish(&self, c: &ContainerRecord, action: &str) {
-        let mut e = Event::new("container", action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
+        let mut e = Event::new(EventKind::Container, action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
         if let Some(labels) = &c.config.labels {
             for (k, v) in labels {
                 e = e.attr(k, v);
@@ -420,7 +435,7 @@ impl Containers {
     }
 
     pub fn publish_with(&self, c: &ContainerRecord, action: &str, extra: &[(&str, String)]) {
-        let mut e = Event::new("container", action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
+        let mut e = Event::new(EventKind::Container, action, &c.id).attr("name", &c.name).attr("image", &c.image_ref);
         if let Some(labels) = &c.config.labels {
             for (k, v) in labels {
                 e = e.attr(k, v);

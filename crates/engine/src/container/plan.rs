@@ -13,6 +13,7 @@ use bollard_stubs::models::{
 
 use super::logopts::log_rotation;
 use super::mounts::{clean_dest, parse_bind, parse_mount, parse_tmpfs};
+use super::secopts::SecurityOpts;
 use super::{Defaults, MountKind, MountSpec};
 use crate::error::{EngineError, Result};
 
@@ -29,9 +30,9 @@ pub(super) struct Daemon<'a> {
 
 /// Fills in what dockerd fills in (inspect shows it): masked and read-only paths, IPC mode,
 /// runtime, log driver, restart policy, cgroup namespace. Returns the warnings dockerd gives.
-pub(super) fn host_defaults(hc: &mut HostConfig, d: &Daemon<'_>) -> Result<Vec<String>> {
+pub(super) fn host_defaults(hc: &mut HostConfig, sec: &SecurityOpts, d: &Daemon<'_>) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
-    security_defaults(hc, d.defaults)?;
+    security_defaults(hc, sec, d.defaults)?;
     hc.log_config = Some(merged_log(hc.log_config.clone().unwrap_or_default(), &d.log));
     log_rotation(hc)?;
     if hc.restart_policy.is_none() {
@@ -58,8 +59,8 @@ pub(super) fn host_defaults(hc: &mut HostConfig, d: &Daemon<'_>) -> Result<Vec<S
 
 /// Masked and read-only paths (none with `systempaths=unconfined` or `--privileged`), the IPC
 /// mode (the daemon's default when none is asked), the runtime (only `runc`).
-fn security_defaults(hc: &mut HostConfig, defaults: &Defaults) -> Result<()> {
-    if hc.security_opt.iter().flatten().any(|o| o == "systempaths=unconfined") {
+fn security_defaults(hc: &mut HostConfig, sec: &SecurityOpts, defaults: &Defaults) -> Result<()> {
+    if sec.systempaths_unconfined {
         hc.masked_paths = Some(Vec::new());
         hc.readonly_paths = Some(Vec::new());
     }
@@ -178,7 +179,7 @@ mod tests {
     fn defaults_are_written_into_the_host_config_as_dockerd_does() {
         let defaults = Defaults::default();
         let mut hc = HostConfig::default();
-        let warnings = host_defaults(&mut hc, &daemon(&defaults, false)).unwrap();
+        let warnings = host_defaults(&mut hc, &SecurityOpts::default(), &daemon(&defaults, false)).unwrap();
         assert!(warnings.is_empty());
         assert_eq!(hc.ipc_mode.as_deref(), Some("private"));
         assert_eq!(hc.runtime.as_deref(), Some("runc"));
@@ -189,7 +190,7 @@ mod tests {
         assert!(hc.readonly_paths.as_ref().is_some_and(|m| !m.is_empty()));
 
         let mut hc = HostConfig::default();
-        host_defaults(&mut hc, &daemon(&defaults, true)).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &daemon(&defaults, true)).unwrap();
         assert_eq!(hc.cgroupns_mode, Some(Ns::PRIVATE), "private on cgroup v2");
     }
 
@@ -197,14 +198,14 @@ mod tests {
     fn cgroup_namespace_follows_the_daemon_default_except_privileged_on_v1() {
         let defaults = Defaults { cgroupns_mode: "private".into(), ..Defaults::default() };
         let mut hc = HostConfig { privileged: Some(true), ..HostConfig::default() };
-        host_defaults(&mut hc, &daemon(&defaults, false)).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &daemon(&defaults, false)).unwrap();
         assert_eq!(hc.cgroupns_mode, Some(Ns::HOST));
         assert_eq!(hc.masked_paths, None, "privileged containers have nothing masked");
         let mut hc = HostConfig::default();
-        host_defaults(&mut hc, &daemon(&defaults, false)).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &daemon(&defaults, false)).unwrap();
         assert_eq!(hc.cgroupns_mode, Some(Ns::PRIVATE));
         let mut hc = HostConfig { cgroupns_mode: Some(Ns::HOST), ..HostConfig::default() };
-        host_defaults(&mut hc, &daemon(&defaults, true)).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &daemon(&defaults, true)).unwrap();
         assert_eq!(hc.cgroupns_mode, Some(Ns::HOST), "what the request names stays");
     }
 
@@ -215,16 +216,17 @@ mod tests {
         for (ipc, ok) in [("", true), ("host", true), ("container:abc", true), ("container:", false), ("bogus", false)]
         {
             let mut hc = HostConfig { ipc_mode: Some(ipc.into()), ..HostConfig::default() };
-            assert_eq!(host_defaults(&mut hc, &d).is_ok(), ok, "ipc {ipc:?}");
+            assert_eq!(host_defaults(&mut hc, &SecurityOpts::default(), &d).is_ok(), ok, "ipc {ipc:?}");
         }
         let mut hc = HostConfig::default();
-        host_defaults(&mut hc, &d).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &d).unwrap();
         assert_eq!(hc.ipc_mode.as_deref(), Some("shareable"), "the daemon's default IPC mode");
         let mut hc = HostConfig { runtime: Some("kata".into()), ..HostConfig::default() };
-        let e = host_defaults(&mut hc, &d).unwrap_err();
+        let e = host_defaults(&mut hc, &SecurityOpts::default(), &d).unwrap_err();
         assert!(e.to_string().contains("Unknown runtime specified kata"), "{e}");
-        let mut hc = HostConfig { security_opt: Some(vec!["systempaths=unconfined".into()]), ..HostConfig::default() };
-        host_defaults(&mut hc, &d).unwrap();
+        let mut hc = HostConfig::default();
+        let sec = SecurityOpts { systempaths_unconfined: true, ..SecurityOpts::default() };
+        host_defaults(&mut hc, &sec, &d).unwrap();
         assert_eq!(hc.masked_paths, Some(vec![]));
         assert_eq!(hc.readonly_paths, Some(vec![]));
     }
@@ -244,7 +246,7 @@ mod tests {
             }),
             ..HostConfig::default()
         };
-        host_defaults(&mut hc, &d).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &d).unwrap();
         let lc = hc.log_config.unwrap();
         assert_eq!(lc.typ.as_deref(), Some("json-file"));
         let opts = lc.config.unwrap();
@@ -255,7 +257,7 @@ mod tests {
             log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
             ..HostConfig::default()
         };
-        host_defaults(&mut hc, &d).unwrap();
+        host_defaults(&mut hc, &SecurityOpts::default(), &d).unwrap();
         assert_eq!(hc.log_config.unwrap().config, Some(HashMap::new()), "another driver takes none of them");
         let mut hc = HostConfig {
             log_config: Some(HostConfigLogConfig {
@@ -264,7 +266,10 @@ mod tests {
             }),
             ..HostConfig::default()
         };
-        assert!(host_defaults(&mut hc, &d).is_err(), "a bad rotation option is refused at create");
+        assert!(
+            host_defaults(&mut hc, &SecurityOpts::default(), &d).is_err(),
+            "a bad rotation option is refused at create"
+        );
     }
 
     #[test]
@@ -273,7 +278,7 @@ mod tests {
         let mut d = daemon(&defaults, false);
         d.memory_controller = false;
         let mut hc = HostConfig { memory: Some(64 << 20), ..HostConfig::default() };
-        let w = host_defaults(&mut hc, &d).unwrap();
+        let w = host_defaults(&mut hc, &SecurityOpts::default(), &d).unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
     }
 

@@ -5,9 +5,51 @@
 //! dropping what it does not understand. The round-trip test pins the stored form, so a change
 //! to it (or to the pinned API model types it embeds) is seen, and comes with a migration.
 
+use std::time::SystemTime;
+
 use bollard_stubs::models::{ContainerConfig, HostConfig};
 use serde::{Deserialize, Serialize};
 use skiff_image::Digest;
+
+/// Times stored as Docker writes them (RFC 3339, nanoseconds, trailing zeros trimmed): the
+/// stored form of every format so far; in memory a `SystemTime`, so comparisons and sorts are
+/// by time (as strings, `…:05Z` sorted after `…:05.1Z`).
+mod stamp {
+    use std::time::SystemTime;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&skiff_common::timefmt::format(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        let text = String::deserialize(d)?;
+        skiff_common::timefmt::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("bad time {text:?}")))
+    }
+
+    pub mod opt {
+        use std::time::SystemTime;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                Some(text) => skiff_common::timefmt::parse(&text)
+                    .map(Some)
+                    .ok_or_else(|| serde::de::Error::custom(format!("bad time {text:?}"))),
+                None => Ok(None),
+            }
+        }
+    }
+}
 
 /// The format this daemon writes. 1: `schema` itself; health status as an enum (same words).
 pub const SCHEMA: u32 = 1;
@@ -19,6 +61,8 @@ pub enum RecordError {
     Newer(u32),
     #[error("unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("unreadable record: {0}")]
+    Invalid(String),
 }
 
 /// Reads a stored record, migrating older formats to [`SCHEMA`].
@@ -31,6 +75,9 @@ pub fn decode(bytes: &[u8]) -> Result<ContainerRecord, RecordError> {
     // 0 → 1: no change of shape (the health words parse as the enum).
     let mut rec: ContainerRecord = serde_json::from_value(v)?;
     rec.schema = SCHEMA;
+    rec.security = super::secopts::SecurityOpts::parse(rec.host_config.security_opt.as_deref().unwrap_or_default())
+        .map_err(RecordError::Invalid)?
+        .0;
     Ok(rec)
 }
 
@@ -66,8 +113,10 @@ impl Status {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthLog {
-    pub start: String,
-    pub end: String,
+    #[serde(with = "stamp")]
+    pub start: SystemTime,
+    #[serde(with = "stamp")]
+    pub end: SystemTime,
     pub exit_code: i64,
     pub output: String,
 }
@@ -110,8 +159,10 @@ pub struct State {
     pub pid: i32,
     pub exit_code: i32,
     pub error: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    #[serde(with = "stamp::opt")]
+    pub started_at: Option<SystemTime>,
+    #[serde(with = "stamp::opt")]
+    pub finished_at: Option<SystemTime>,
     pub oom_killed: bool,
     pub health: Option<HealthState>,
 }
@@ -136,7 +187,7 @@ impl Default for State {
 /// a pid).
 impl State {
     /// The process runs (`pid`, started at `started_at`); a healthcheck, if any, starts over.
-    pub fn started(&mut self, pid: i32, started_at: String, health: Option<HealthState>) {
+    pub fn started(&mut self, pid: i32, started_at: SystemTime, health: Option<HealthState>) {
         self.status = Status::Running;
         self.pid = pid;
         self.started_at = Some(started_at);
@@ -148,7 +199,7 @@ impl State {
 
     /// The process ended; `restarting` when a restart policy brings it back (it goes straight
     /// to `restarting`, never seen `exited` in between). Its health is `unhealthy` from now.
-    pub fn exited(&mut self, code: i32, finished_at: String, oom_killed: bool, restarting: bool) {
+    pub fn exited(&mut self, code: i32, finished_at: SystemTime, oom_killed: bool, restarting: bool) {
         self.status = if restarting { Status::Restarting } else { Status::Exited };
         self.pid = 0;
         self.exit_code = code;
@@ -210,7 +261,8 @@ pub struct ContainerRecord {
     pub id: String,
     /// Without the leading `/`.
     pub name: String,
-    pub created: String,
+    #[serde(with = "stamp")]
+    pub created: SystemTime,
     /// `Config.Image` as the user wrote it.
     pub image_ref: String,
     pub image_id: Digest,
@@ -240,6 +292,9 @@ pub struct ContainerRecord {
     /// Paused by `commit` (not by the user): resumed when found after a daemon restart.
     #[serde(default)]
     pub paused_for_commit: bool,
+    /// `host_config.security_opt` parsed (at create, and by [`decode`]); not stored twice.
+    #[serde(skip)]
+    pub security: super::secopts::SecurityOpts,
 }
 
 #[cfg(test)]
@@ -271,7 +326,8 @@ mod tests {
             "NetworkMode": "bridge",
             "PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]},
             "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
-            "Memory": 67108864
+            "Memory": 67108864,
+            "SecurityOpt": ["no-new-privileges"]
         },
         "path": "httpd",
         "args": ["-f"],
@@ -312,6 +368,8 @@ mod tests {
         assert_eq!(rec.state.status, Status::Running);
         assert_eq!(rec.state.health.as_ref().unwrap().status, HealthStatus::Healthy);
         assert_eq!(rec.host_config.memory, Some(64 << 20));
+        assert!(rec.security.no_new_privileges, "security options are parsed as the record is read");
+        assert_eq!(rec.created, skiff_common::timefmt::parse("2026-12-07T04:00:00.123456789Z").unwrap());
         assert_eq!(serde_json::to_value(&rec).unwrap(), value(STORED));
     }
 
@@ -338,34 +396,40 @@ mod tests {
         let mut wrong = value(STORED);
         wrong["state"]["health"]["status"] = "so-so".into();
         assert!(decode(&serde_json::to_vec(&wrong).unwrap()).is_err());
+        let mut wrong = value(STORED);
+        wrong["created"] = "yesterday".into();
+        assert!(matches!(decode(&serde_json::to_vec(&wrong).unwrap()), Err(RecordError::Corrupt(_))));
+        let mut wrong = value(STORED);
+        wrong["host_config"]["SecurityOpt"] = serde_json::json!(["evil"]);
+        assert!(matches!(decode(&serde_json::to_vec(&wrong).unwrap()), Err(RecordError::Invalid(_))));
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
     }
 
     #[test]
     fn state_changes_set_everything_they_imply() {
         let mut s = State::default();
-        s.started(
-            42,
-            "t1".into(),
-            Some(HealthState { status: HealthStatus::Starting, failing_streak: 0, log: vec![] }),
-        );
-        assert_eq!((s.status, s.pid, s.started_at.as_deref()), (Status::Running, 42, Some("t1")));
-        s.exited(137, "t2".into(), true, true);
+        s.started(42, t(1), Some(HealthState { status: HealthStatus::Starting, failing_streak: 0, log: vec![] }));
+        assert_eq!((s.status, s.pid, s.started_at), (Status::Running, 42, Some(t(1))));
+        s.exited(137, t(2), true, true);
         assert_eq!((s.status, s.pid, s.exit_code, s.oom_killed), (Status::Restarting, 0, 137, true));
         assert_eq!(s.health.as_ref().unwrap().status, HealthStatus::Unhealthy);
         s.error = "boom".into();
-        s.started(43, "t3".into(), None);
+        s.started(43, t(3), None);
         assert_eq!((s.exit_code, s.error.as_str(), s.oom_killed), (0, "", false), "a start forgets the last exit");
         assert!(s.health.is_none());
-        s.exited(0, "t4".into(), false, false);
+        s.exited(0, t(4), false, false);
         assert_eq!(s.status, Status::Exited);
-        assert_eq!(s.finished_at.as_deref(), Some("t4"));
+        assert_eq!(s.finished_at, Some(t(4)));
     }
 
     #[test]
     fn pausing_follows_dockerds_rules() {
         let mut s = State::default();
         assert_eq!(s.check_pause("c", true), Err("Container c is not running".into()));
-        s.started(1, "t".into(), None);
+        s.started(1, t(1), None);
         assert_eq!(s.check_pause("c", false), Err("Container c is not paused".into()));
         assert_eq!(s.check_pause("c", true), Ok(()));
         s.paused(true);

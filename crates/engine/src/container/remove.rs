@@ -14,6 +14,11 @@ use crate::error::{EngineError, Result};
 impl Containers {
     /// `docker rm`.
     pub async fn remove(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
+        let (this, key) = (self.clone(), key.to_string());
+        self.to_completion(async move { this.remove_now(&key, force, volumes).await }).await
+    }
+
+    async fn remove_now(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get(key)?;
         let _op = c.ops.lock().await;
         let st = c.status();

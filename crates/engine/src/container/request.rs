@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 use skiff_image::store::Image;
 
-use super::logopts::log_rotation;
+use super::logopts::{LogDriver, log_rotation};
 use crate::error::{EngineError, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
@@ -125,7 +125,9 @@ pub(super) fn validate_config(body: &ContainerCreateBody) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
+/// Checks a request's host config as dockerd does; returns the warnings for the client and the
+/// security options, parsed.
+pub(super) fn validate_host_config(hc: &HostConfig) -> Result<(Vec<String>, super::secopts::SecurityOpts)> {
     let mut warnings = Vec::new();
     let mem = hc.memory.unwrap_or(0);
     if mem > 0 && mem < MIN_MEMORY {
@@ -169,29 +171,11 @@ pub(super) fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
     for c in hc.cap_add.iter().flatten().chain(hc.cap_drop.iter().flatten()) {
         crate::security::caps::normalize(c).map_err(EngineError::invalid)?;
     }
-    for o in hc.security_opt.iter().flatten() {
-        let ok = o.starts_with("seccomp=")
-            || o.starts_with("seccomp:")
-            || o.starts_with("no-new-privileges")
-            || o.starts_with("apparmor=")
-            || o.starts_with("apparmor:")
-            || o.starts_with("label=")
-            || o.starts_with("label:")
-            || o == "systempaths=unconfined";
-        if !ok {
-            return Err(EngineError::invalid(format!("invalid --security-opt 2: {o:?}")));
-        }
-        if o.starts_with("apparmor") && !o.ends_with("unconfined") {
-            warnings.push(format!("AppArmor is not enabled on this host; ignoring {o}"));
-        }
-    }
-    if let Some(lc) = &hc.log_config {
-        match lc.typ.as_deref() {
-            None | Some("") | Some("json-file") | Some("none") => {}
-            Some(other) => {
-                return Err(EngineError::invalid(format!("logger: no log driver named '{other}' is registered")));
-            }
-        }
+    let (security, w) = super::secopts::SecurityOpts::parse(hc.security_opt.as_deref().unwrap_or_default())
+        .map_err(EngineError::invalid)?;
+    warnings.extend(w);
+    if hc.log_config.is_some() {
+        LogDriver::of(hc)?;
         log_rotation(hc)?;
     }
     for u in hc.ulimits.iter().flatten() {
@@ -218,7 +202,7 @@ pub(super) fn validate_host_config(hc: &HostConfig) -> Result<Vec<String>> {
             return Err(EngineError::invalid(format!("invalid ulimit type: {n}")));
         }
     }
-    Ok(warnings)
+    Ok((warnings, security))
 }
 
 #[cfg(test)]

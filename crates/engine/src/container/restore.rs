@@ -77,8 +77,8 @@ impl Containers {
                 let _ = self.update(c, Durability::Lazy, |r| {
                     r.state.status = status;
                     r.state.pid = state.pid.unwrap_or(0);
-                    if let Some(s) = &state.started_at {
-                        r.state.started_at = Some(s.clone());
+                    if let Some(s) = state.started_at.as_deref().and_then(skiff_common::timefmt::parse) {
+                        r.state.started_at = Some(s);
                     }
                     // As dockerd: a re-adopted container's checks start over, from
                     // `starting` (the last result before the daemon went may not even

@@ -278,10 +278,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec> {
     let hc = &rec.host_config;
     let privileged = hc.privileged == Some(true);
     let tty = rec.config.tty == Some(true);
-    let security_opt = hc.security_opt.clone().unwrap_or_default();
-    let no_new_privs = security_opt
-        .iter()
-        .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true" || o == "no-new-privileges=true");
+    let no_new_privs = rec.security.no_new_privileges;
 
     let process = process(input, tty, no_new_privs)?;
 

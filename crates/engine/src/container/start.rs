@@ -16,10 +16,12 @@ use std::time::Instant;
 use skiff_image::db::Durability;
 use skiff_runtime::config::{MonitorConfig, MonitorDir};
 use skiff_runtime::protocol::{Request, Response};
+use tracing::Instrument;
 
 use super::attach::{connect_relay, take_pending};
 use super::monitor_client;
 use super::rootfs;
+use super::secopts::Seccomp;
 use super::spec::{self, NetNs, SpecInput};
 use super::{Container, Containers, MountKind, Status};
 use crate::error::{EngineError, Kind, Result};
@@ -206,14 +208,11 @@ impl Containers {
             &self.caps_held,
         )
         .map_err(EngineError::invalid)?;
-        let sec_opts = hc.security_opt.clone().unwrap_or_default();
-        let custom_profile =
-            sec_opts.iter().find_map(|o| o.strip_prefix("seccomp=").or_else(|| o.strip_prefix("seccomp:")));
-        let seccomp = match custom_profile {
+        let seccomp = match &c.security.seccomp {
             _ if privileged => None,
-            Some("unconfined") => None,
-            Some("builtin") | None => Some(self.seccomp.resolve(&capset).map_err(EngineError::from_cause)?),
-            Some(json) => {
+            Seccomp::Unconfined => None,
+            Seccomp::Builtin => Some(self.seccomp.resolve(&capset).map_err(EngineError::from_cause)?),
+            Seccomp::Custom(json) => {
                 let p =
                     crate::security::seccomp::Profile::parse(json).map_err(|e| EngineError::invalid(e.to_string()))?;
                 Some(p.resolve(&capset).map_err(|e| EngineError::invalid(e.to_string()))?)
@@ -259,9 +258,9 @@ impl Containers {
         std::fs::create_dir_all(dir.path())?;
         let bytes = serde_json::to_vec(&oci).map_err(EngineError::from_cause)?;
         std::fs::write(dir.path().join("config.json"), bytes)?;
-        let log_path = match hc.log_config.as_ref().and_then(|l| l.typ.as_deref()) {
-            Some("none") => None,
-            _ => Some(self.log_path(&c.id)),
+        let log_path = match super::logopts::LogDriver::of(hc)? {
+            super::logopts::LogDriver::None => None,
+            super::logopts::LogDriver::JsonFile => Some(self.log_path(&c.id)),
         };
         let mc = MonitorConfig {
             id: c.id.clone(),
@@ -297,13 +296,24 @@ impl Containers {
 
     /// `docker start`.
     pub async fn start(self: &Arc<Self>, key: &str) -> Result<()> {
-        let c = self.get(key)?;
-        let _op = c.ops.lock().await;
-        self.start_locked(&c).await
+        let (this, key) = (self.clone(), key.to_string());
+        self.to_completion(async move {
+            let c = this.get(&key)?;
+            let _op = c.ops.lock().await;
+            this.start_locked(&c).await
+        })
+        .await
     }
 
-    /// Starts a container whose operation lock the caller holds.
+    /// Starts a container whose operation lock the caller holds, in a tracing span (`start`,
+    /// with one per phase under it: `network`, `prepare`, `monitor`, `create`) — what a
+    /// subscriber at debug level sees of where a start's time goes.
     pub(crate) async fn start_locked(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
+        let span = tracing::debug_span!("start", container = %c.id);
+        self.start_phases(c).instrument(span).await
+    }
+
+    async fn start_phases(self: &Arc<Self>, c: &Arc<Container>) -> Result<()> {
         let rec = c.record();
         match rec.state.status {
             Status::Running | Status::Paused => return Err(EngineError::not_modified()),
@@ -319,7 +329,7 @@ impl Containers {
             Ok(n) => n,
             Err(e) => return Err(self.start_failed(c, e)),
         };
-        match self.attach_networks(c).await {
+        match self.attach_networks(c).instrument(tracing::debug_span!("network")).await {
             Ok(Some(a)) => netns = NetNs::Join(a.sandbox.path),
             Ok(None) => {}
             Err(e) => return Err(self.start_failed(c, e)),
@@ -332,9 +342,11 @@ impl Containers {
                 None
             };
         let this = self.clone();
-        let prepared = tokio::task::spawn_blocking(move || this.prepare_run(&rec, netns, host_gateway))
-            .await
-            .map_err(EngineError::from_cause);
+        let span = tracing::debug_span!("prepare");
+        let prepared =
+            tokio::task::spawn_blocking(move || span.in_scope(|| this.prepare_run(&rec, netns, host_gateway)))
+                .await
+                .map_err(EngineError::from_cause);
         let dir = match prepared {
             Ok(Ok(d)) => d,
             Ok(Err(e)) | Err(e) => {
@@ -342,7 +354,8 @@ impl Containers {
                 return Err(self.start_failed(c, e));
             }
         };
-        if let Err(e) = monitor_client::spawn(&self.monitor_bin, &dir).await {
+        if let Err(e) = monitor_client::spawn(&self.monitor_bin, &dir).instrument(tracing::debug_span!("monitor")).await
+        {
             self.detach_networks(c).await;
             return Err(self.start_failed(c, e));
         }
@@ -367,11 +380,12 @@ impl Containers {
                 return Err(self.start_failed(c, EngineError::internal(format!("monitor: {e}"))));
             }
         };
-        match monitor_client::call(&dir, Request::Start).await {
+        match monitor_client::call(&dir, Request::Start).instrument(tracing::debug_span!("create")).await {
             Ok(Response::Started { pid, started_at }) => {
                 let rec = self.update(c, Durability::Lazy, |r| {
                     let health = super::health::has_check(&r.config).then(super::health::starting);
-                    r.state.started(pid, started_at, health);
+                    let at = skiff_common::timefmt::parse(&started_at).unwrap_or_else(std::time::SystemTime::now);
+                    r.state.started(pid, at, health);
                     r.manually_stopped = false;
                 })?;
                 self.publish(&rec, "start");

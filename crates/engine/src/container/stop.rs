@@ -60,10 +60,15 @@ impl Containers {
         use std::sync::atomic::Ordering;
         self.shutting_down.store(true, Ordering::SeqCst);
         let mut tasks = tokio::task::JoinSet::new();
-        for c in self.all().into_iter().filter(|c| c.status().is_live()) {
+        // Every container, its status read under its operation lock: a start still going
+        // (its caller gone, it runs to its end) finishes first, and what it started is stopped.
+        for c in self.all() {
             let this = self.clone();
             tasks.spawn(async move {
                 let _op = c.ops.lock().await;
+                if !c.status().is_live() {
+                    return;
+                }
                 match this.stop_inner(&c, None, None, false).await {
                     Ok(()) => {}
                     Err(e) if e.kind == Kind::NotModified => {}

@@ -10,7 +10,7 @@ use skiff_image::{Digest, Reference};
 
 use super::Images;
 use crate::error::{EngineError, Result};
-use crate::events::Event;
+use crate::events::{Event, EventKind};
 
 /// Archives (import, load, save).
 impl Images {
@@ -38,7 +38,7 @@ impl Images {
         if let Some(r) = &reference {
             self.store.tag(r, img.id())?;
         }
-        self.events.publish(Event::new("image", "import", img.id().to_string()));
+        self.events.publish(Event::new(EventKind::Image, "import", img.id().to_string()));
         Ok(img.id().to_string())
     }
 
@@ -47,7 +47,7 @@ impl Images {
         let (_, r) = skiff_image::layer::decompress(r)?;
         let res = archive::load(&self.store, r)?;
         for id in &res.images {
-            self.events.publish(Event::new("image", "load", id.to_string()));
+            self.events.publish(Event::new(EventKind::Image, "load", id.to_string()));
         }
         Ok(res)
     }
@@ -96,7 +96,7 @@ impl Images {
                 if !tagged.is_empty() {
                     for (t, id) in tagged {
                         if let Some(i) = self.store.get(&id) {
-                            self.events.publish(Event::new("image", "save", i.id().to_string()));
+                            self.events.publish(Event::new(EventKind::Image, "save", i.id().to_string()));
                             add(i, vec![t]);
                         }
                     }
@@ -104,7 +104,7 @@ impl Images {
                 }
             }
             let img = self.store.resolve(n)?;
-            self.events.publish(Event::new("image", "save", img.id().to_string()));
+            self.events.publish(Event::new(EventKind::Image, "save", img.id().to_string()));
             let by_id = img.id().hex().starts_with(n.strip_prefix("sha256:").unwrap_or(n));
             match Reference::parse_normalized(n) {
                 Ok(r) if !by_id && r.tag().is_some() => add(img, vec![r]),
@@ -131,7 +131,7 @@ impl Images {
         };
         let out =
             skiff_distribution::pull::pull(self.store.clone(), &self.registries(), r, platform, creds, sink).await?;
-        self.events.publish(Event::new("image", "pull", r.familiar()).attr("name", r.familiar()));
+        self.events.publish(Event::new(EventKind::Image, "pull", r.familiar()).attr("name", r.familiar()));
         Ok(out)
     }
 
@@ -143,7 +143,7 @@ impl Images {
         sink: skiff_distribution::Sink,
     ) -> Result<Vec<skiff_distribution::push::PushOutcome>> {
         let out = skiff_distribution::push::push(self.store.clone(), &self.registries(), r, creds, sink).await?;
-        self.events.publish(Event::new("image", "push", r.familiar()).attr("name", r.familiar()));
+        self.events.publish(Event::new(EventKind::Image, "push", r.familiar()).attr("name", r.familiar()));
         Ok(out)
     }
 

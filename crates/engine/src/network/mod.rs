@@ -49,7 +49,7 @@ use skiff_net::ipam;
 use skiff_net::link::Netlink;
 
 use crate::error::{EngineError, Kind, Result};
-use crate::events::{Event, Events};
+use crate::events::{Event, EventKind, Events};
 
 const TABLE: &str = "networks";
 
@@ -378,7 +378,8 @@ impl Networks {
     }
 
     fn publish(&self, rec: &NetworkRecord, action: &str, extra: &[(&str, String)]) {
-        let mut e = Event::new("network", action, &rec.id).attr("name", &rec.name).attr("type", rec.driver.as_str());
+        let mut e =
+            Event::new(EventKind::Network, action, &rec.id).attr("name", &rec.name).attr("type", rec.driver.as_str());
         for (k, v) in extra {
             e = e.attr(k, v.clone());
         }

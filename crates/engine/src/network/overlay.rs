@@ -129,13 +129,18 @@ impl Networks {
         let t = self.topology().await;
         let wanted: HashSet<&str> = specs.iter().map(|s| s.id.as_str()).collect();
         let gone: Vec<String> = {
-            let inner = self.state();
-            inner
+            let mut inner = self.state();
+            let unwanted: Vec<String> = inner
                 .nets
                 .values()
-                .filter(|n| n.is_overlay() && !wanted.contains(n.id.as_str()) && inner.members(&n.id).is_empty())
+                .filter(|n| n.is_overlay() && !wanted.contains(n.id.as_str()))
                 .map(|n| n.id.clone())
-                .collect()
+                .collect();
+            // Those still in use go with their last container (`remove_retired`).
+            let (gone, in_use): (Vec<String>, Vec<String>) =
+                unwanted.into_iter().partition(|id| inner.members(id).is_empty());
+            inner.retired = in_use.into_iter().collect();
+            gone
         };
         for id in gone {
             self.remove_overlay(&t, &id).await;
@@ -254,6 +259,21 @@ impl Networks {
         r
     }
 
+    /// Removes overlays the managers dropped whose last container here has just left.
+    pub(super) async fn remove_retired(&self, ids: &[String]) {
+        let t = self.topology().await;
+        for id in ids {
+            // Checked again in turn: a sync may have wanted it back meanwhile.
+            let still = {
+                let inner = self.state();
+                inner.retired.contains(id) && inner.members(id).is_empty()
+            };
+            if still {
+                self.remove_overlay(&t, id).await;
+            }
+        }
+    }
+
     /// Removes an overlay's links, DNS server and record.
     async fn remove_overlay(&self, _t: &Topology<'_>, id: &str) {
         let (rec, server) = {
@@ -282,6 +302,7 @@ impl Networks {
             inner.cluster_names.remove(id);
             inner.mesh.remove(id);
             inner.vips.remove(id);
+            inner.retired.remove(id);
             inner.nets.remove(id);
         }
         self.publish(&rec, "destroy", &[]);

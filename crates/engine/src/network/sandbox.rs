@@ -155,6 +155,9 @@ pub(super) struct Inner {
     pub(super) mesh: HashMap<String, Vec<super::overlay::MeshPort>>,
     /// Services' virtual IPs and their backends, by overlay network ID.
     pub(super) vips: HashMap<String, Vec<(Ipv4Addr, Vec<Ipv4Addr>)>>,
+    /// Overlays the managers no longer list but containers here still use: removed as their
+    /// last container leaves.
+    pub(super) retired: HashSet<String>,
 }
 
 impl Inner {
@@ -170,6 +173,7 @@ impl Inner {
             cluster_names: HashMap::new(),
             mesh: HashMap::new(),
             vips: HashMap::new(),
+            retired: HashSet::new(),
         }
     }
 
@@ -471,15 +475,25 @@ impl Networks {
         let had_ports = live.as_ref().is_some_and(|l| !l.ports.is_empty());
         // The ports' sockets close here.
         drop(live);
-        let recs: Vec<NetworkRecord> = {
+        let (recs, emptied) = {
             let inner = self.state();
             inner.refresh_dns();
-            endpoints.iter().filter_map(|e| inner.nets.get(&e.network_id).cloned()).collect()
+            let recs: Vec<NetworkRecord> =
+                endpoints.iter().filter_map(|e| inner.nets.get(&e.network_id).cloned()).collect();
+            let emptied: Vec<String> = recs
+                .iter()
+                .filter(|n| inner.retired.contains(&n.id) && inner.members(&n.id).is_empty())
+                .map(|n| n.id.clone())
+                .collect();
+            (recs, emptied)
         };
         for rec in &recs {
             self.publish(rec, "disconnect", &[("container", id.to_string())]);
         }
-        if had_ports {
+        if !emptied.is_empty() {
+            self.remove_retired(&emptied).await;
+        }
+        if had_ports || !emptied.is_empty() {
             self.sync_firewall(false).await;
         }
     }

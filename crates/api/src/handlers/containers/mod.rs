@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, head, post};
 use base64::Engine as _;
 use bollard_stubs::models::{ContainerCreateBody, ContainerCreateResponse, ContainerUpdateBody, ContainerWaitResponse};
+use skiff_engine::container::WaitCondition;
 use skiff_engine::container::list::ListOptions;
 use skiff_engine::container::logs::{LogOptions, parse_time};
 use skiff_engine::types::Stream;
@@ -219,16 +220,13 @@ pub async fn wait<B: ContainerBackend>(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let condition = p.string("condition").unwrap_or_default();
-    if !matches!(condition.as_str(), "" | "not-running" | "next-exit" | "removed") {
-        return Err(ApiError::bad_request(format!("invalid condition: {condition:?}")));
-    }
+    let condition: WaitCondition = p.string("condition").unwrap_or_default().parse()?;
     // Resolve now so an unknown container is a 404, then answer headers at once and the
     // status when it comes (the CLI waits on this while it starts the container).
     b.exists(&id)?;
     let (tx, rx) = mpsc::channel(1);
     crate::tasks::spawn(async move {
-        let body = match b.wait(&id, &condition).await {
+        let body = match b.wait(&id, condition).await {
             Ok((code, err)) => serde_json::to_value(ContainerWaitResponse {
                 status_code: code,
                 error: err.map(|m| bollard_stubs::models::ContainerWaitExitError { message: Some(m) }),

@@ -9,6 +9,7 @@ use bollard_stubs::models::{
     ChangeType, ContainerCreateBody, ContainerInspectResponse, ContainerStatsResponse, ContainerSummary,
     ContainerTopResponse, ContainerUpdateBody, FilesystemChange,
 };
+use skiff_engine::container::WaitCondition;
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
@@ -103,7 +104,7 @@ impl ContainerBackend for Fake {
     fn rename(&self, key: &str, name: &str) -> Result<()> {
         self.op(key, format!("rename {key} {name}"))
     }
-    async fn wait(&self, key: &str, condition: &str) -> Result<(i64, Option<String>)> {
+    async fn wait(&self, key: &str, condition: WaitCondition) -> Result<(i64, Option<String>)> {
         self.op(key, format!("wait {key} {condition:?}"))?;
         Ok((3, None))
     }
@@ -325,7 +326,7 @@ async fn wait_checks_before_it_streams() {
     assert_eq!(st, StatusCode::OK);
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(v["StatusCode"], 3);
-    assert_eq!(f.calls(), [r#"wait web "next-exit""#]);
+    assert_eq!(f.calls(), ["wait web NextExit"]);
 }
 
 #[tokio::test]

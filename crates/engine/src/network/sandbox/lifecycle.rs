@@ -94,7 +94,6 @@ impl Networks {
         running: &HashMap<String, String>,
         unmanaged: &HashSet<String>,
     ) -> HashMap<String, Attached> {
-        let t = self.topology().await;
         let mut adopted = HashMap::new();
         let entries: Vec<PathBuf> = std::fs::read_dir(&self.netns_dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -125,6 +124,8 @@ impl Networks {
             }
         }
         self.release_orphans();
+        // (Not before: a detach above may take it to remove an overlay.)
+        let t = self.topology().await;
         // Bridges: every network's.
         let mut up: Vec<NetworkRecord> = self.state().nets.values().filter(|n| n.has_bridge()).cloned().collect();
         up.sort_by(|a, b| a.name.cmp(&b.name));

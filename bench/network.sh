@@ -3,7 +3,9 @@
 # - published-port throughput: 100 MB from a container's httpd over 127.0.0.1, through skiff's
 #   published port (kernel DNAT), straight to the container's address, and through Docker's
 #   published port (docker-proxy, Docker's default for loopback);
-# - network set-up cost: `run --rm busybox true` on the default bridge against `--network none`.
+# - network set-up cost: `run --rm busybox true` on the default bridge against `--network none`;
+# - starts at once: 8 `run -d` in parallel on one user network, each publishing a port on
+#   127.0.0.1, then `rm -f` of them all (what a compose project or a swarm node does).
 #
 # Usage: bench/network.sh [RUNS]   (default 20). Prints a Markdown report on stdout.
 # Needs root. Traffic stays on loopback and on the benchmark's own bridges.
@@ -119,6 +121,38 @@ if [ $have_docker = 1 ]; then
     runs+=("$(time_runs 'Docker 20.10, default bridge' env DOCKER_HOST="$DK" "$DOCKER_CLI" run --rm busybox true)")
     runs+=("$(time_runs 'Docker 20.10, --network none' env DOCKER_HOST="$DK" "$DOCKER_CLI" run --rm --network none busybox true)")
 fi
+
+# burst HOST: 8 containers started at once on network "burst", each with a published port,
+# then all removed.
+burst() {
+    local host=$1 i
+    for i in 1 2 3 4 5 6 7 8; do
+        DOCKER_HOST=$host "$DOCKER_CLI" run -d --network burst -p 127.0.0.1::80 busybox sleep 60 >/dev/null &
+    done
+    wait
+    DOCKER_HOST=$host "$DOCKER_CLI" rm -f $(DOCKER_HOST=$host "$DOCKER_CLI" ps -aq --filter network=burst) >/dev/null
+}
+bursts=()
+DOCKER_HOST=$SK "$DOCKER_CLI" network create burst >/dev/null
+bursts+=("$(time_runs 'skiff' burst "$SK")")
+if [ $have_docker = 1 ]; then
+    DOCKER_HOST=$DK "$DOCKER_CLI" network create burst >/dev/null
+    bursts+=("$(time_runs 'Docker 20.10' burst "$DK")")
+fi
+
+python3 - "$RUNS" "${#bursts[@]}" "${bursts[@]}" <<'PY'
+import sys
+runs, n = sys.argv[1], int(sys.argv[2])
+rows = [r.split("\t") for r in sys.argv[3:3 + n]]
+print(f"### Starts at once: 8 × `run -d -p 127.0.0.1::80` in parallel on one user network, then `rm -f` of all (median of {runs}, seconds)\n")
+print("| engine | median | min | max |")
+print("|---|---|---|---|")
+for r in rows:
+    print(f"| {r[0]} | " + (" | ".join(r[1:4]) if len(r) >= 4 else "failed | | ") + " |")
+xs = {r[0]: float(r[1]) for r in rows if len(r) >= 4}
+if "skiff" in xs and "Docker 20.10" in xs:
+    print(f"\nDocker / skiff: **{xs['Docker 20.10'] / xs['skiff']:.1f}x**\n")
+PY
 
 python3 - "$RUNS" "$XFERS" "${#xfer[@]}" "${xfer[@]}" "${runs[@]}" <<'PY'
 import sys

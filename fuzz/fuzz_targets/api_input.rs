@@ -1,5 +1,6 @@
 //! API inputs: query strings, filters, version prefixes, request bodies, log options, mount
-//! specifications, sizes, durations; stored container records.
+//! specifications, security options, wait conditions, sizes, durations; stored container
+//! records.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -43,6 +44,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = serde_json::from_slice::<bollard_stubs::models::Mount>(data) {
         let _ = parse_mount(&m);
     }
+    // `--security-opt`s, one per line, and wait conditions.
+    let opts: Vec<String> = s.lines().map(String::from).collect();
+    let _ = skiff_engine::container::secopts::SecurityOpts::parse(&opts);
+    let _ = s.parse::<skiff_engine::container::WaitCondition>();
     let _ = skiff_common::units::from_human_size(s);
     let _ = skiff_common::units::ram_in_bytes(s);
 });

@@ -125,11 +125,13 @@ fi
 # burst HOST: 8 containers started at once on network "burst", each with a published port,
 # then all removed.
 burst() {
-    local host=$1 i
+    local host=$1 i pids=()
     for i in 1 2 3 4 5 6 7 8; do
         DOCKER_HOST=$host "$DOCKER_CLI" run -d --network burst -p 127.0.0.1::80 busybox sleep 60 >/dev/null &
+        pids+=($!)
     done
-    wait
+    # Only these: the daemons are background jobs of this shell too.
+    wait "${pids[@]}"
     DOCKER_HOST=$host "$DOCKER_CLI" rm -f $(DOCKER_HOST=$host "$DOCKER_CLI" ps -aq --filter network=burst) >/dev/null
 }
 bursts=()

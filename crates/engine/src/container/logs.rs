@@ -38,13 +38,15 @@ pub fn parse_time(s: &str) -> Result<SystemTime> {
     if let Some(t) = skiff_common::timefmt::parse(s) {
         return Ok(t);
     }
+    // Checked: a number of seconds past what a time holds (`2e19`) is refused, not a panic.
     if let Ok(f) = s.parse::<f64>()
         && f >= 0.0
+        && let Some(t) = Duration::try_from_secs_f64(f).ok().and_then(|d| SystemTime::UNIX_EPOCH.checked_add(d))
     {
-        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(f));
+        return Ok(t);
     }
-    if let Some(d) = parse_duration(s) {
-        return Ok(SystemTime::now() - d);
+    if let Some(t) = parse_duration(s).and_then(|d| SystemTime::now().checked_sub(d)) {
+        return Ok(t);
     }
     Err(EngineError::invalid(format!("invalid value for \"since\": failed to parse value as time or duration: {s:?}")))
 }
@@ -268,5 +270,9 @@ mod tests {
         assert!(parse_time("2024-01-01T00:00:00Z").is_ok());
         assert!(parse_time("1700000000.5").is_ok());
         assert!(parse_time("yesterday").is_err());
+        // Found by the api_input fuzz target: these panicked (a Duration overflow).
+        for huge in ["20000000000000000000", "1e300", "inf", "NaN", "18446744073709551616"] {
+            assert!(parse_time(huge).is_err(), "{huge}");
+        }
     }
 }

@@ -425,3 +425,32 @@ fn processes_start_with_default_signal_dispositions() {
     assert_eq!(d.docker(&["exec", "sig", "grep", "SigIgn", "/proc/self/status"]).ok(), "SigIgn:\t0000000000000000");
     d.docker(&["rm", "-f", "sig"]).ok();
 }
+
+/// As with dockerd, `docker rm -f` and `docker kill` act at once while a `docker stop` waits out
+/// its grace period (here 30 s: `sleep` as the container's PID 1 ignores SIGTERM), and that stop
+/// then returns as the container exits.
+#[test]
+fn a_forced_removal_or_a_kill_does_not_wait_out_a_stop() {
+    require_root!();
+    let d = Daemon::start();
+    for how in ["rm", "kill"] {
+        let id = d.docker(&["run", "-d", "busybox", "sleep", "600"]).ok();
+        std::thread::scope(|s| {
+            let stop = s.spawn(|| {
+                let t0 = std::time::Instant::now();
+                let o = d.docker(&["stop", "-t", "30", &id]);
+                (o, t0.elapsed())
+            });
+            std::thread::sleep(Duration::from_millis(700));
+            let t0 = std::time::Instant::now();
+            match how {
+                "rm" => d.docker(&["rm", "-f", &id]).ok(),
+                _ => d.docker(&["kill", &id]).ok(),
+            };
+            assert!(t0.elapsed() < Duration::from_secs(5), "{how} waited {:?} for the stop", t0.elapsed());
+            let (o, took) = stop.join().unwrap();
+            assert!(took < Duration::from_secs(10), "the stop went on for {took:?} after the {how}: {o:?}");
+        });
+        let _ = d.docker(&["rm", "-f", &id]);
+    }
+}

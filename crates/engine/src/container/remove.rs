@@ -20,6 +20,12 @@ impl Containers {
 
     async fn remove_now(self: &Arc<Self>, key: &str, force: bool, volumes: bool) -> Result<()> {
         let c = self.get(key)?;
+        if force && c.status() == Status::Running {
+            // As dockerd: a forced removal kills at once, even while a `docker stop` holds the
+            // operation lock waiting out its grace period (which then ends with the exit).
+            self.update(&c, Durability::Lazy, |r| r.manually_stopped = true)?;
+            let _ = self.signal(&c, 9).await;
+        }
         let _op = c.ops.lock().await;
         let st = c.status();
         if st == Status::Removing {

@@ -27,6 +27,8 @@ cleanup() {
     set +e
     for s in skiff docker; do
         DOCKER_HOST="unix://$W/$s.sock" "$DOCKER_CLI" rm -f $(DOCKER_HOST="unix://$W/$s.sock" "$DOCKER_CLI" ps -aq 2>/dev/null) >/dev/null 2>&1
+        # A user network's bridge outlives its daemon (as dockerd's does): removed with it here.
+        DOCKER_HOST="unix://$W/$s.sock" "$DOCKER_CLI" network rm burst >/dev/null 2>&1
     done
     stop_daemons_and_unmount 2
     ip link del "$DKBR" 2>/dev/null

@@ -239,11 +239,20 @@ impl Netlink {
     /// IPv4 destinations of the host's routes, and its addresses' networks (to avoid subnets
     /// that are in use).
     pub async fn used_networks(&self) -> Result<Vec<Ipv4Net>, LinkError> {
+        self.used_networks_except(None).await
+    }
+
+    /// [`Netlink::used_networks`] but for those of the link with index `skip` (its own routes
+    /// and addresses are no collision for it).
+    pub async fn used_networks_except(&self, skip: Option<u32>) -> Result<Vec<Ipv4Net>, LinkError> {
         let mut out = Vec::new();
         let mut routes = self.handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
         while let Some(r) = routes.try_next().await.map_err(nl("listing routes"))? {
             let prefix = r.header.destination_prefix_length;
             if prefix == 0 {
+                continue;
+            }
+            if skip.is_some() && r.attributes.iter().any(|a| matches!(a, RouteAttribute::Oif(i) if Some(*i) == skip)) {
                 continue;
             }
             for a in &r.attributes {
@@ -256,6 +265,9 @@ impl Netlink {
         }
         let mut addrs = self.handle.address().get().execute();
         while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+            if skip == Some(a.header.index) {
+                continue;
+            }
             for attr in &a.attributes {
                 if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr
                     && let Ok(n) = Ipv4Net::new(*ip, a.header.prefix_len)

@@ -253,24 +253,24 @@ impl Daemon {
     }
 
     fn bare(extra: &[&str]) -> Daemon {
-        Daemon::bare_in(extra, None)
+        Daemon::bare_in(extra, None, true)
     }
 
-    fn bare_in(extra: &[&str], netns: Option<&str>) -> Daemon {
+    fn bare_in(extra: &[&str], netns: Option<&str>, bip: bool) -> Daemon {
         let dir = unique_dir();
         let bins = bin_dir();
         let net = NetSlot::reserve();
-        let mut args: Vec<String> = vec![
-            "-b".into(),
-            net.bridge(),
-            "--bip".into(),
-            net.bip(),
+        let mut args: Vec<String> = vec!["-b".into(), net.bridge()];
+        if bip {
+            args.extend(["--bip".into(), net.bip()]);
+        }
+        args.extend([
             "--default-address-pool".into(),
             format!("base=10.214.{}.0/24,size=28", net.n),
             // Names no container test resolves may go anywhere but the host's loopback.
             "--dns".into(),
             "127.0.0.1".into(),
-        ];
+        ]);
         // The host's /etc/skiff/daemon.json is none of a test's business.
         if !extra.contains(&"--config-file") {
             std::fs::create_dir_all(&dir).expect("test dir");
@@ -296,7 +296,13 @@ impl Daemon {
     /// Starts a daemon with no images inside the network namespace `netns` (entered with
     /// `nsenter --net`, which keeps the host's /sys and cgroups in view).
     pub fn start_in_netns(netns: &str, extra: &[&str]) -> Daemon {
-        Daemon::bare_in(extra, Some(netns))
+        Daemon::bare_in(extra, Some(netns), true)
+    }
+
+    /// As [`Daemon::start_in_netns`], without `--bip`: the default bridge's subnet is the
+    /// daemon's choice (from the test's address pool).
+    pub fn start_in_netns_choosing_bip(netns: &str, extra: &[&str]) -> Daemon {
+        Daemon::bare_in(extra, Some(netns), false)
     }
 
     fn spawn(&mut self) {

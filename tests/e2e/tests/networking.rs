@@ -553,3 +553,71 @@ fn bridges_made_by_someone_else_are_used_and_left_in_place() {
     assert!(link_exists(&d.net.bridge()), "the administrator's default bridge is left in place");
     d.start_again();
 }
+
+/// A network namespace of the test's own, deleted even when the test fails.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("sk{tag}{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+        let ns = Netns(name);
+        ns.run(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+    fn run(&self, cmd: &[&str]) -> Out {
+        let o = Command::new("nsenter").arg(format!("--net=/run/netns/{}", self.0)).args(cmd).output().unwrap();
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Without `--bip`, the default bridge keeps its subnet from one start to the next — unless
+/// another link took it while the daemon was down: then (no container running) the daemon
+/// picks a free one, as dockerd elects docker0's anew, and its containers are reachable. Before,
+/// it kept the taken subnet and traffic to its containers followed the other link's route.
+#[test]
+fn a_default_bridge_subnet_taken_while_the_daemon_was_down_is_replaced() {
+    require_root!();
+    let ns = Netns::new("bip");
+    let mut d = Daemon::start_in_netns_choosing_bip(&ns.0, &[]);
+    d.import_busybox("busybox");
+    let subnet =
+        |d: &Daemon| d.docker(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "bridge"]).ok();
+    let first = subnet(&d);
+    d.stop();
+    d.start_again();
+    assert_eq!(subnet(&d), first, "kept from one start to the next");
+    d.stop();
+    // Another link takes it (the daemon removed its bridge at shutdown, no container running).
+    let (addr, prefix) = first.split_once('/').unwrap();
+    let host = std::net::Ipv4Addr::from(u32::from(addr.parse::<std::net::Ipv4Addr>().unwrap()) + 1);
+    ns.run(&["ip", "link", "add", "sktaken", "type", "bridge"]).ok();
+    ns.run(&["ip", "addr", "add", &format!("{host}/{prefix}"), "dev", "sktaken"]).ok();
+    ns.run(&["ip", "link", "set", "sktaken", "up"]).ok();
+    d.start_again();
+    let second = subnet(&d);
+    assert_ne!(second, first, "a subnet another link holds is not kept");
+    let id = httpd(&d, "bipweb", &[]);
+    let ip = inspect(&d, &id, "{{.NetworkSettings.IPAddress}}");
+    let mut last = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        let o = ns.run(&["curl", "-s", "-m", "2", &format!("http://{ip}/")]);
+        let good = o.code == 0 && o.stdout.contains("hello-from-bipweb");
+        last = Some(o);
+        good
+    });
+    assert!(ok, "the container at {ip} in {second}: {last:?}");
+    d.docker(&["rm", "-f", &id]).ok();
+    d.stop();
+}

@@ -31,26 +31,16 @@ impl Networks {
         }
         let others: Vec<NetworkRecord> = self.state().nets.values().cloned().collect();
         let existing = others.iter().find(|n| n.builtin && n.name == "bridge").cloned();
-        let wanted_subnet = match (&existing, self.cfg.bip) {
-            (_, Some(bip)) => Some((bip.trunc(), bip.addr())),
-            (Some(e), None) if e.subnet.is_some() && e.bridge == self.cfg.default_bridge => None,
-            _ => {
-                let nl = self.netlink().await?;
-                let mut used = nl.used_networks().await.map_err(io_err)?;
-                // Our own bridge's route is not a collision.
-                if let Some(e) = &existing
-                    && let Some(s) = e.subnet
-                {
-                    used.retain(|u| *u != s);
-                }
-                used.extend(others.iter().filter(|n| !(n.builtin && n.name == "bridge")).filter_map(|n| n.subnet));
-                let s = ipam::pick_subnet(&self.cfg.pools, &used).map_err(io_err)?;
-                Some((s, s.first_host()))
-            }
+        let wanted_subnet = match self.cfg.bip {
+            Some(bip) => Some((bip.trunc(), bip.addr())),
+            None => self.default_subnet(existing.as_ref(), &others).await?,
         };
         let mut rec = existing.unwrap_or_else(|| builtin_record("bridge", NetworkDriver::Bridge));
         let before = rec.clone();
         if let Some((subnet, gw)) = wanted_subnet {
+            if rec.subnet != Some(subnet) {
+                rec.last_ip = None;
+            }
             rec.subnet = Some(subnet);
             rec.gateway = Some(gw);
         }
@@ -80,6 +70,49 @@ impl Networks {
         // beside us picks a different one.
         self.bring_up(&t, &rec).await?;
         Ok(())
+    }
+
+    /// The default bridge's subnet without `--bip`: the one it had (`None`), unless another
+    /// link now holds an overlapping one and no container runs that may have an address in it —
+    /// then, as dockerd elects docker0's addresses anew, a free one from the pools.
+    async fn default_subnet(
+        &self,
+        existing: Option<&NetworkRecord>,
+        others: &[NetworkRecord],
+    ) -> Result<Option<(ipam::Ipv4Net, std::net::Ipv4Addr)>> {
+        let nl = self.netlink().await?;
+        // The bridge's own routes are no collision once it is ours from an earlier start; a
+        // link of that name met for the first time is counted as any other.
+        let ours = match existing {
+            Some(e) if e.bridge == self.cfg.default_bridge => {
+                nl.index_of(&self.cfg.default_bridge).await.map_err(io_err)?
+            }
+            _ => None,
+        };
+        let mut used = nl.used_networks_except(ours).await.map_err(io_err)?;
+        if let Some(e) = existing
+            && e.bridge == self.cfg.default_bridge
+            && let Some(s) = e.subnet
+        {
+            if !used.iter().any(|u| u.overlaps(&s)) {
+                return Ok(None);
+            }
+            if self.has_sandboxes() {
+                tracing::warn!(subnet = %s, "another link holds the default bridge's subnet; kept while containers run on it");
+                return Ok(None);
+            }
+            tracing::warn!(subnet = %s, "another link now holds the default bridge's subnet: picking another");
+        }
+        used.extend(others.iter().filter(|n| !(n.builtin && n.name == "bridge")).filter_map(|n| n.subnet));
+        let s = ipam::pick_subnet(&self.cfg.pools, &used).map_err(io_err)?;
+        Ok(Some((s, s.first_host())))
+    }
+
+    /// Whether any container's sandbox is recorded (running, or left by a crash).
+    fn has_sandboxes(&self) -> bool {
+        std::fs::read_dir(&self.netns_dir)
+            .map(|d| d.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')))
+            .unwrap_or(false)
     }
 
     /// After the containers were re-adopted: takes back the sandboxes of running containers

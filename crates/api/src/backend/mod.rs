@@ -70,7 +70,7 @@ pub trait ContainerBackend: Send + Sync + 'static {
     fn remove(&self, key: &str, force: bool, volumes: bool) -> impl Future<Output = Result<()>> + Send;
     fn remove_link(&self, parent: &str, alias: &str) -> Result<()>;
     fn rename(&self, key: &str, name: &str) -> Result<()>;
-    /// Waits for `condition` (`""`, `not-running`, `next-exit`, `removed`): exit code and error.
+    /// Waits for `condition`: exit code and error.
     fn wait(&self, key: &str, condition: WaitCondition) -> impl Future<Output = Result<(i64, Option<String>)>> + Send;
     fn attach(&self, key: &str, streams: Streams) -> impl Future<Output = Result<AttachHandle>> + Send;
     /// Whether the container has a terminal, and its log lines.

@@ -26,7 +26,8 @@ impl LogDriver {
     }
 }
 
-/// The json-file driver's `--log-opt`s, checked as Docker checks them: `max-size` (a positive
+/// The driver (see [`LogDriver::of`]) and the json-file driver's `--log-opt`s, checked as
+/// Docker checks them: `max-size` (a positive
 /// size, decimal units: `10m` is 10 000 000 bytes) and `max-file` (at least 1, default 1).
 /// Options Docker's json-file accepts but skiff does not implement are refused by name.
 pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation> {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bollard_stubs::models::{ContainerConfig, ContainerCreateBody, HostConfig, RestartPolicyNameEnum};
 use skiff_image::store::Image;
 
-use super::logopts::{LogDriver, log_rotation};
+use super::logopts::log_rotation;
 use crate::error::{EngineError, Result};
 
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
@@ -174,10 +174,8 @@ pub(super) fn validate_host_config(hc: &HostConfig) -> Result<(Vec<String>, supe
     let (security, w) = super::secopts::SecurityOpts::parse(hc.security_opt.as_deref().unwrap_or_default())
         .map_err(EngineError::invalid)?;
     warnings.extend(w);
-    if hc.log_config.is_some() {
-        LogDriver::of(hc)?;
-        log_rotation(hc)?;
-    }
+    // The driver's name, then its options.
+    log_rotation(hc)?;
     for u in hc.ulimits.iter().flatten() {
         let n = u.name.clone().unwrap_or_default();
         if !matches!(
@@ -217,6 +215,11 @@ mod tests {
         assert!(validate_host_config(&hc).is_err());
         let hc = HostConfig { security_opt: Some(vec!["evil".into()]), ..Default::default() };
         assert!(validate_host_config(&hc).is_err());
+        let hc = HostConfig {
+            log_config: Some(bollard_stubs::models::HostConfigLogConfig { typ: Some("asdf".into()), config: None }),
+            ..Default::default()
+        };
+        assert_eq!(validate_host_config(&hc).unwrap_err().message, "logger: no log driver named 'asdf' is registered");
         let hc = HostConfig {
             auto_remove: Some(true),
             restart_policy: Some(bollard_stubs::models::RestartPolicy {

@@ -20,10 +20,6 @@ pub enum Seccomp {
 pub struct SecurityOpts {
     pub seccomp: Seccomp,
     pub no_new_privileges: bool,
-    /// Kept for inspect; this host has no AppArmor, so only a warning at create.
-    pub apparmor: Option<String>,
-    /// SELinux options, kept as given (no SELinux here).
-    pub labels: Vec<String>,
     /// No masked or read-only paths.
     pub systempaths_unconfined: bool,
 }
@@ -60,13 +56,14 @@ impl SecurityOpts {
                     }
                 }
                 "no-new-privileges" => s.no_new_privileges = parse_bool(value).ok_or_else(bad)?,
+                // Accepted and shown by inspect as given (the request keeps them); this host
+                // has neither AppArmor nor SELinux to apply them.
                 "apparmor" => {
                     if value != "unconfined" {
                         warnings.push(format!("AppArmor is not enabled on this host; ignoring {o}"));
                     }
-                    s.apparmor = Some(value.to_string());
                 }
-                "label" => s.labels.push(value.to_string()),
+                "label" => {}
                 "systempaths" if value == "unconfined" => s.systempaths_unconfined = true,
                 _ => return Err(bad()),
             }
@@ -96,9 +93,15 @@ mod tests {
         let json = r#"{"defaultAction":"SCMP_ACT_ALLOW","names":["a=b:c"]}"#;
         assert_eq!(parse(&[&format!("seccomp={json}")]).unwrap().seccomp, Seccomp::Custom(json.into()));
         assert!(parse(&["systempaths=unconfined"]).unwrap().systempaths_unconfined);
-        assert_eq!(parse(&["label=disable", "label:level:s0"]).unwrap().labels, ["disable", "level:s0"]);
+        assert_eq!(parse(&["label=disable", "label:level:s0"]).unwrap(), SecurityOpts::default());
         let (s, w) = SecurityOpts::parse(&["apparmor=docker-default".into()]).unwrap();
-        assert_eq!((s.apparmor.as_deref(), w.len()), (Some("docker-default"), 1));
+        assert_eq!(
+            (s, w),
+            (
+                SecurityOpts::default(),
+                vec!["AppArmor is not enabled on this host; ignoring apparmor=docker-default".to_string()]
+            )
+        );
         assert!(SecurityOpts::parse(&["apparmor=unconfined".into()]).unwrap().1.is_empty());
     }
 

@@ -128,7 +128,9 @@ pub struct Networks {
 }
 
 /// Proof that the caller holds the topology lock (see the module docs).
-pub(crate) struct Topology<'a>(#[allow(dead_code)] tokio::sync::MutexGuard<'a, ()>);
+pub(crate) struct Topology<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
+}
 
 impl Networks {
     /// Loads the persisted networks (the built-in ones are created by [`Networks::restore`]).
@@ -170,7 +172,7 @@ impl Networks {
     }
 
     async fn topology(&self) -> Topology<'_> {
-        Topology(self.topology.lock().await)
+        Topology { _held: self.topology.lock().await }
     }
 
     async fn netlink(&self) -> Result<&Netlink> {

@@ -69,16 +69,21 @@ impl Networks {
             self.unplug_failed(container_id, &net.id, n).await;
             return Err(e);
         }
+        // Still live: its detach waits for this connect (the container's turn); if it is gone
+        // all the same, the new interface is taken back rather than recorded.
         let file = {
             let mut inner = self.state();
-            // Still live: its detach waits for this connect (the container's turn).
-            let live = inner.live.get_mut(container_id).expect("checked above");
-            live.endpoints.push(ep.clone());
-            let file = serde_json::to_vec(&live.file(container_id)).map_err(io_err)?;
-            inner.refresh_dns();
-            file
+            inner.live.get_mut(container_id).map(|live| {
+                live.endpoints.push(ep.clone());
+                serde_json::to_vec(&live.file(container_id)).map_err(io_err)
+            })
         };
-        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file)?;
+        let Some(file) = file else {
+            self.unplug_failed(container_id, &net.id, n).await;
+            return Err(EngineError::conflict(format!("container {container_id} has no network sandbox")));
+        };
+        self.state().refresh_dns();
+        skiff_common::fsutil::replace_file(&self.sandbox_file(container_id), &file?)?;
         self.sync_firewall(false).await;
         self.publish(&net, "connect", &[("container", container_id.to_string())]);
         Ok(ep)

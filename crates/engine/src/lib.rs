@@ -156,6 +156,7 @@ impl Engine {
         }
         self.containers.restore().await;
         self.containers.reconcile_networks().await;
+        self.containers.restart_at_boot().await;
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing metadata after restore");
         }

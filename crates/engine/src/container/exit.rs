@@ -52,15 +52,30 @@ impl Containers {
     /// The container's process is gone: record it, then restart or auto-remove. A container
     /// that will restart goes straight to `restarting` (never seen `exited` in between).
     pub(crate) async fn on_exit(self: &Arc<Self>, c: Arc<Container>, status: ExitStatus, ran: Duration) {
-        let before = c.record();
-        let restart = restart_after(
-            before.host_config.restart_policy.as_ref(),
-            status.code,
-            before.restart_count,
-            before.manually_stopped || self.shutting_down.load(std::sync::atomic::Ordering::SeqCst),
-            ran,
-        );
+        // What the run held goes back first: the container is seen stopped only once its
+        // networks, /dev/shm and root filesystem are released, so a `docker start` (or the
+        // daemon's own restart at boot) right after a `docker stop` cannot race this cleanup
+        // and lose its fresh sandbox or root filesystem to it.
+        self.detach_networks(&c).await;
+        let this = self.clone();
+        let id = c.id.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            this.release_shm(&id);
+            this.images.snapshots().unmount(&id)
+        })
+        .await;
+        // The restart decision reads the record as it is now: a `docker stop` that came
+        // during the cleanup above still keeps the container down.
+        let shutting_down = self.shutting_down.load(std::sync::atomic::Ordering::SeqCst);
+        let mut restart = None;
         let rec = match self.update(&c, Durability::Lazy, |r| {
+            restart = restart_after(
+                r.host_config.restart_policy.as_ref(),
+                status.code,
+                r.restart_count,
+                r.manually_stopped || shutting_down,
+                ran,
+            );
             let at = skiff_common::timefmt::parse(&status.finished_at).unwrap_or_else(std::time::SystemTime::now);
             r.state.exited(status.code, at, status.oom_killed, restart.is_some());
             if restart.is_some() {
@@ -73,19 +88,11 @@ impl Containers {
                 c.record()
             }
         };
-        self.detach_networks(&c).await;
         c.bump(true, false);
         if status.oom_killed {
             self.publish(&rec, "oom");
         }
         self.publish_with(&rec, "die", &[("exitCode", status.code.to_string())]);
-        let this = self.clone();
-        let id = c.id.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            this.release_shm(&id);
-            this.images.snapshots().unmount(&id)
-        })
-        .await;
 
         if let Some(delay) = restart {
             let this = self.clone();

@@ -29,7 +29,13 @@ impl Containers {
             self.stop_all().await;
         }
         self.settle_interrupted().await;
-        // Containers with a restart policy of always come back with the daemon.
+    }
+
+    /// After [`restore`](Self::restore) and the networks' reconciliation: containers with a
+    /// restart policy of `always` (or `unless-stopped`, not stopped by hand) come back with
+    /// the daemon. Not before the reconciliation: it releases every sandbox whose container
+    /// is not running, and would take the one a start is making from under it.
+    pub async fn restart_at_boot(self: &Arc<Self>) {
         for c in self.all() {
             let rec = c.record();
             let policy = rec.host_config.restart_policy.as_ref().and_then(|p| p.name);

@@ -553,17 +553,24 @@ fn a_start_right_after_a_stop_keeps_its_network_and_root_filesystem() {
     alive(&d);
 }
 
-/// Live restore off, daemon killed: at its next start the `--restart always` containers come
-/// back running with their networks — the restarts wait for the networks' reconciliation,
-/// which would otherwise release the sandbox a restart is making (seen in CI as a container
-/// that never came back).
+/// Daemon killed; at its next start the `--restart always` containers come back running with
+/// their networks. Restarts wait for the networks' reconciliation, which releases every sandbox
+/// whose container is not running — the one a restart is making included (seen in CI as a
+/// container that never came back). Live restore off: the daemon stops what it finds running,
+/// then restarts it; on: the containers' processes die while the daemon is away.
 #[test]
 fn restart_always_containers_come_back_whole_after_a_crash() {
     require_root!();
+    for live_restore in [false, true] {
+        come_back_whole(live_restore);
+    }
+}
+
+fn come_back_whole(live_restore: bool) {
     let dir = skiff_e2e::unique_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("daemon.json");
-    std::fs::write(&cfg, r#"{"live-restore": false}"#).unwrap();
+    std::fs::write(&cfg, format!(r#"{{"live-restore": {live_restore}}}"#)).unwrap();
     let mut d = Daemon::start_with(&["--config-file", cfg.to_str().unwrap()]);
     d.docker(&["network", "create", "back"]).ok();
     let mut ids = Vec::new();
@@ -573,20 +580,24 @@ fn restart_always_containers_come_back_whole_after_a_crash() {
         ids.push(d.docker(&[&args[..], &["busybox", "sleep", "600"]].concat()).ok());
     }
     for round in 0..2 {
+        let pids: Vec<String> = ids.iter().map(|id| d.docker(&["inspect", "-f", "{{.State.Pid}}", id]).ok()).collect();
         d.kill9();
+        if live_restore {
+            for pid in &pids {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
         d.start_again();
         for id in &ids {
+            let what = format!("live restore {live_restore}, round {round}: {id}");
             let up = eventually(Duration::from_secs(20), || {
                 d.docker(&["inspect", "-f", "{{.State.Running}}", id]).ok() == "true"
             });
-            assert!(up, "round {round}: {id} did not come back");
+            assert!(up, "{what} did not come back");
             let ip = d.docker(&["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id]).ok();
-            assert!(!ip.is_empty(), "round {round}: {id} came back without an address in its record");
+            assert!(!ip.is_empty(), "{what} came back without an address in its record");
             let inside = d.docker(&["exec", id, "ip", "-4", "-o", "addr", "show", "eth0"]).ok();
-            assert!(
-                inside.contains(&format!("{ip}/")),
-                "round {round}: {id}'s eth0 is {inside:?}, its record says {ip}"
-            );
+            assert!(inside.contains(&format!("{ip}/")), "{what}: eth0 is {inside:?}, its record says {ip}");
         }
     }
     for id in &ids {

@@ -98,6 +98,9 @@ impl Containers {
             let this = self.clone();
             self.spawn_cancellable(async move {
                 tokio::time::sleep(delay).await;
+                // An exit settled while the daemon starts: its restart waits for the
+                // networks' reconciliation.
+                this.restored().await;
                 let _op = c.ops.lock().await;
                 if c.status() != Status::Restarting {
                     return;

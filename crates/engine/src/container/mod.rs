@@ -173,6 +173,10 @@ pub struct Containers {
     /// Set while the daemon stops its containers (live restore off): their exits do not count
     /// for restart policies and do not mark them stopped by hand.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Set once the daemon's start has re-adopted its containers and reconciled their
+    /// networks: restarts wait for it (the reconciliation releases every sandbox whose
+    /// container is not running, one a restart is making included).
+    restored: tokio::sync::watch::Sender<bool>,
     map: RwLock<HashMap<String, Arc<Container>>>,
     names: RwLock<HashMap<String, String>>,
     /// Records found at start that this daemon cannot read (damaged, or written by a newer
@@ -289,6 +293,7 @@ impl Containers {
             default_log: RwLock::new(default_log),
             defaults,
             shutting_down: Default::default(),
+            restored: tokio::sync::watch::Sender::new(false),
             map: RwLock::new(HashMap::new()),
             names: RwLock::new(HashMap::new()),
             unreadable: HashSet::new(),

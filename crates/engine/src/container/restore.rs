@@ -51,6 +51,12 @@ impl Containers {
                 });
             }
         }
+        self.restored.send_replace(true);
+    }
+
+    /// Until the daemon's start has reconciled the networks (at once afterwards).
+    pub(super) async fn restored(&self) {
+        let _ = self.restored.subscribe().wait_for(|done| *done).await;
     }
 
     /// Monitors with no container record: a container running under one is stopped (nothing

@@ -86,7 +86,14 @@ pub mod adapt {
     /// shareable /dev/shm (dockerd's default then).
     /// Before 1.40 `BindOptions.NonRecursive` did not exist (ignored). Before 1.41 on cgroup v1
     /// the default cgroup namespace was the host's, whatever the daemon's default.
-    pub fn container_create(v: ApiVersion, hc: &mut bollard_stubs::models::HostConfig, cgroup_v2: bool) {
+    /// From 1.44 read-only binds are read-only all the way down by default; older clients
+    /// keep the bind-only default, and the two 1.44 options do not exist for them
+    /// (`ReadOnlyNonRecursive` ignored, `ReadOnlyForceRecursive` refused, as dockerd does).
+    pub fn container_create(
+        v: ApiVersion,
+        hc: &mut bollard_stubs::models::HostConfig,
+        cgroup_v2: bool,
+    ) -> Result<(), crate::error::ApiError> {
         if v.below("1.40") {
             if hc.ipc_mode.as_deref().unwrap_or("").is_empty() {
                 hc.ipc_mode = Some("shareable".into());
@@ -103,6 +110,22 @@ pub mod adapt {
                 hc.cgroupns_mode = Some(Ns::HOST);
             }
         }
+        if read_only_binds_non_recursive(v) {
+            for b in hc.mounts.iter_mut().flatten().filter_map(|m| m.bind_options.as_mut()) {
+                b.read_only_non_recursive = None;
+                if b.read_only_force_recursive == Some(true) {
+                    return Err(crate::error::ApiError::bad_request(
+                        "BindOptions.ReadOnlyForceRecursive needs API v1.44 or newer",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a client's read-only binds are read-only at their top only (before 1.44).
+    pub fn read_only_binds_non_recursive(v: ApiVersion) -> bool {
+        v.below("1.44")
     }
 
     /// `POST /containers/{id}/kill`: before 1.20 killing a container that is not running was

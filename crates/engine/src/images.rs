@@ -112,17 +112,6 @@ fn api_config(img: &Image) -> ApiImageConfig {
 }
 
 impl Images {
-    /// The platform of the image a name or ID names, if any.
-    pub fn platform_of(&self, name: &str) -> Option<skiff_image::spec::Platform> {
-        let img = self.store.resolve(name).ok()?;
-        Some(skiff_image::spec::Platform {
-            os: img.config.os.clone(),
-            architecture: img.config.architecture.clone(),
-            variant: img.config.variant.clone(),
-            os_version: None,
-        })
-    }
-
     /// The registries configuration in force.
     pub fn registries(&self) -> Arc<skiff_distribution::RegistriesConfig> {
         self.registries.read().unwrap_or_else(|p| p.into_inner()).clone()

@@ -286,7 +286,7 @@ impl EngineExecutor {
             internal &= n.internal;
         }
         let body = create_body(t, &t.node_id, &hostname, files, internal);
-        self.engine.containers.create(Some(t.name()), body).await.map(|_| ()).map_err(|e| e.message)
+        self.engine.containers.create(Some(t.name()), body, Default::default()).await.map(|_| ()).map_err(|e| e.message)
     }
 
     async fn start_task(&self, t: &Task) -> Result<Started, String> {

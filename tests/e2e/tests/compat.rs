@@ -733,3 +733,63 @@ fn images_filter_until() {
     let (s, b) = list(r#"{"until":["yesterday-ish"]}"#);
     assert_eq!(s, 400, "{b}");
 }
+
+/// Unmounts a test's mount when the test ends, failed or not.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// API 1.44 (Docker 25): a read-only bind is read-only all the way down — a mount below its
+/// source is read-only inside the container too — unless asked otherwise
+/// (`bind-recursive=writable`); clients older than 1.44 keep the bind-only behaviour they were
+/// written for, and cannot ask for the forced form.
+#[test]
+fn read_only_binds_are_read_only_below_from_api_1_44() {
+    require_root!();
+    let d = Daemon::start();
+    let dir = unique_dir();
+    let sub = dir.join("sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().unwrap().success());
+    let _unmount = Unmount(sub.clone());
+    let src = dir.display().to_string();
+    let probe = |api: Option<&str>, how: &[&str]| {
+        let mut cmd = std::process::Command::new(skiff_e2e::docker_cli());
+        cmd.env("DOCKER_HOST", format!("unix://{}", d.socket.display()));
+        if let Some(v) = api {
+            cmd.env("DOCKER_API_VERSION", v);
+        }
+        let script = "touch /ro/top 2>/dev/null && echo top-writable; \
+                      touch /ro/sub/x 2>/dev/null && echo writable || echo read-only";
+        let out = cmd.args(["run", "--rm"]).args(how).args(["busybox", "sh", "-c", script]).output().unwrap();
+        assert!(out.status.success(), "{how:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let v = format!("{src}:/ro:ro");
+    let m = format!("type=bind,src={src},dst=/ro,readonly");
+    assert_eq!(probe(None, &["-v", &v]), "read-only");
+    assert_eq!(probe(None, &["--mount", &m]), "read-only");
+    assert_eq!(probe(None, &["--mount", &format!("{m},bind-recursive=writable")]), "writable");
+    assert_eq!(
+        probe(None, &["--mount", &format!("{m},bind-recursive=readonly,bind-propagation=rprivate")]),
+        "read-only"
+    );
+    assert_eq!(probe(None, &["-v", &format!("{src}:/ro:ro-non-recursive")]), "writable");
+    // An older client's read-only binds: the bind alone.
+    assert_eq!(probe(Some("1.43"), &["-v", &v]), "writable");
+    assert_eq!(probe(Some("1.43"), &["--mount", &m]), "writable");
+    let body = format!(
+        r#"{{"Image":"busybox","HostConfig":{{"Mounts":[{{"Type":"bind","Source":"{src}","Target":"/ro","ReadOnly":true,"BindOptions":{{"ReadOnlyForceRecursive":true}}}}]}}}}"#
+    );
+    let (status, answer) = d.http("POST", "/v1.43/containers/create", Some(&body));
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("ReadOnlyForceRecursive needs API v1.44"), "{answer}");
+    // Nothing written through any of them to the host but what was allowed.
+    assert!(!dir.join("top").exists());
+    drop(_unmount);
+    let _ = std::fs::remove_dir_all(&dir);
+}

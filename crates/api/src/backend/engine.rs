@@ -14,6 +14,7 @@ use skiff_engine::container::WaitCondition;
 use skiff_engine::container::archive::PathStat;
 use skiff_engine::container::attach::AttachHandle;
 use skiff_engine::container::commit::CommitOptions;
+use skiff_engine::container::create::CreateOptions;
 use skiff_engine::container::list::{ListOptions, PruneReport};
 use skiff_engine::container::logs::{LogLine, LogOptions};
 use skiff_engine::container::stats::Sample;
@@ -46,22 +47,9 @@ impl ContainerBackend for Engine {
         &self,
         name: Option<String>,
         body: ContainerCreateBody,
-        platform: Option<String>,
+        opts: CreateOptions,
     ) -> Result<(String, Vec<String>)> {
-        if let Some(pl) = platform {
-            // An image for another platform is not the image asked for (dockerd: not found).
-            let want = skiff_engine::types::Platform::parse(&pl).map_err(EngineError::invalid)?;
-            let image = body.image.clone().unwrap_or_default();
-            if let Some(have) = self.images.platform_of(&image)
-                && !want.matches(&have)
-            {
-                return Err(EngineError::not_found(format!(
-                    "No such image: {image} (it is for {}/{}, not {pl})",
-                    have.os, have.architecture
-                )));
-            }
-        }
-        self.containers.create(name, body).await
+        self.containers.create(name, body, opts).await
     }
 
     fn list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>> {

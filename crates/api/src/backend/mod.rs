@@ -45,12 +45,13 @@ pub type ArchiveReader = Box<dyn Read + Send>;
 pub trait ContainerBackend: Send + Sync + 'static {
     /// Whether containers get cgroup v2 resources (API adaptations of HostConfig differ).
     fn cgroup_v2(&self) -> bool;
-    /// `platform`: the create's `?platform=`; an image for another platform is not found.
+    /// `opts`: the create's `?platform=` (an image for another platform is not found) and
+    /// what the client's API version implies.
     fn create(
         &self,
         name: Option<String>,
         body: ContainerCreateBody,
-        platform: Option<String>,
+        opts: skiff_engine::container::create::CreateOptions,
     ) -> impl Future<Output = Result<(String, Vec<String>)>> + Send;
     fn list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>>;
     fn inspect(&self, key: &str, size: bool) -> Result<ContainerInspectResponse>;

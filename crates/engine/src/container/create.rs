@@ -75,19 +75,50 @@ impl Undo {
     }
 }
 
+/// How a create request is read, beyond its body.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// `?platform=`: an image for another platform is not the image asked for.
+    pub platform: Option<String>,
+    /// The client speaks an API older than 1.44: its read-only binds are read-only at their
+    /// top only, mounts below their sources staying writable (what dockerd keeps for such
+    /// clients; from 1.44 they are read-only all the way down where the kernel can).
+    pub read_only_non_recursive: bool,
+}
+
 impl Containers {
     /// Creates a container; returns its ID and warnings.
     pub async fn create(
         self: &Arc<Self>,
         name: Option<String>,
         body: ContainerCreateBody,
+        opts: CreateOptions,
     ) -> Result<(String, Vec<String>)> {
-        self.create_as(name, body, false).await
+        if let Some(pl) = &opts.platform {
+            // An image for another platform is not the image asked for (dockerd: not found).
+            let want = crate::types::Platform::parse(pl).map_err(EngineError::invalid)?;
+            let image = body.image.clone().unwrap_or_default();
+            if let Ok(img) = self.images.resolve(&image)
+                && let have = (skiff_image::spec::Platform {
+                    os: img.config.os.clone(),
+                    architecture: img.config.architecture.clone(),
+                    variant: img.config.variant.clone(),
+                    os_version: None,
+                })
+                && !want.matches(&have)
+            {
+                return Err(EngineError::not_found(format!(
+                    "No such image: {image} (it is for {}/{}, not {pl})",
+                    have.os, have.architecture
+                )));
+            }
+        }
+        self.create_as(name, body, false, opts.read_only_non_recursive).await
     }
 
     /// A builder's RUN container (marked so a restarted daemon removes it).
     pub(crate) async fn create_for_build(self: &Arc<Self>, body: ContainerCreateBody) -> Result<(String, Vec<String>)> {
-        self.create_as(None, body, true).await
+        self.create_as(None, body, true, false).await
     }
 
     /// A builder's RUN container the build keeps (`rm=false`, or a failed step without
@@ -103,9 +134,10 @@ impl Containers {
         name: Option<String>,
         body: ContainerCreateBody,
         builder: bool,
+        legacy_ro: bool,
     ) -> Result<(String, Vec<String>)> {
         let this = self.clone();
-        self.to_completion(async move { this.create_now(name, body, builder).await }).await
+        self.to_completion(async move { this.create_now(name, body, builder, legacy_ro).await }).await
     }
 
     async fn create_now(
@@ -113,14 +145,21 @@ impl Containers {
         name: Option<String>,
         body: ContainerCreateBody,
         builder: bool,
+        legacy_ro: bool,
     ) -> Result<(String, Vec<String>)> {
-        let plan = self.plan_create(name, body, builder).await?;
+        let plan = self.plan_create(name, body, builder, legacy_ro).await?;
         self.commit_create(plan).await
     }
 
     /// Everything a create decides, with nothing made yet: a request that fails here leaves
     /// no trace.
-    async fn plan_create(&self, name: Option<String>, body: ContainerCreateBody, builder: bool) -> Result<CreatePlan> {
+    async fn plan_create(
+        &self,
+        name: Option<String>,
+        body: ContainerCreateBody,
+        builder: bool,
+        legacy_ro: bool,
+    ) -> Result<CreatePlan> {
         let image_ref = body
             .image
             .clone()
@@ -169,10 +208,13 @@ impl Containers {
                 _ => id[..12].to_string(),
             });
         }
-        let mounts = super::plan::mounts(&hc, &config, &self.data_root, |name| {
+        let mut mounts = super::plan::mounts(&hc, &config, &self.data_root, |name| {
             let donor = self.get(name).map_err(|_| EngineError::invalid(format!("No such container: {name}")))?;
             Ok(donor.with(|r| r.mounts.clone()))
         })?;
+        if legacy_ro {
+            super::plan::read_only_binds_non_recursive(&mut mounts);
+        }
         if hc.network_mode.as_deref().is_none_or(|m| m.is_empty() || m == "default") {
             hc.network_mode = Some("bridge".into());
         }

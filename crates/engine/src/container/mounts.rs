@@ -7,6 +7,45 @@ use bollard_stubs::models::MountTypeEnum;
 use super::{MountKind, MountSpec};
 use crate::error::{EngineError, Result};
 
+/// Internal option of a read-only bind (API 1.44's `BindOptions.ReadOnlyNonRecursive`, and
+/// the default for clients older than 1.44): only the bind itself is read-only, mounts below
+/// its source stay as they are.
+pub const RO_NON_RECURSIVE: &str = "ro-nonrecursive";
+/// Internal option of a read-only bind (`BindOptions.ReadOnlyForceRecursive`): read-only all
+/// the way down, or the start fails.
+pub const RO_FORCE_RECURSIVE: &str = "ro-forcerecursive";
+
+/// How a read-only bind or volume is made read-only at start: `Some("rro")` (every mount
+/// below it too, Docker 25's default where the kernel has `mount_setattr`), `None` (the bind
+/// alone, as before API 1.44). `kernel_rro`: whether the kernel can.
+pub fn read_only_recursion(m: &MountSpec, kernel_rro: bool) -> Result<Option<&'static str>> {
+    if m.rw || m.kind == MountKind::Tmpfs {
+        return Ok(None);
+    }
+    let has = |o: &str| m.options.iter().any(|x| x == o);
+    if has(RO_FORCE_RECURSIVE) {
+        if !kernel_rro {
+            return Err(EngineError::invalid(format!(
+                "mount {}: recursively read-only mounts need Linux 5.12 or later (mount_setattr)",
+                m.destination
+            )));
+        }
+        return Ok(Some("rro"));
+    }
+    Ok((kernel_rro && !has(RO_NON_RECURSIVE) && !has("nonrecursive")).then_some("rro"))
+}
+
+/// Whether this kernel has `mount_setattr` with `AT_RECURSIVE` (Linux 5.12).
+pub fn kernel_has_rro() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let mut it = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+        let (major, minor) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+        (major, minor) >= (5, 12)
+    })
+}
+
 /// The propagation a mount gets: as asked, else `rprivate` — or `rslave` for a bind from
 /// inside the daemon's data root, so mounts the daemon makes there later reach the container
 /// (as dockerd does).
@@ -130,10 +169,14 @@ pub fn parse_bind(spec: &str) -> Result<MountSpec> {
     let mut rw = true;
     let mut propagation = String::new();
     let mut copy_up = true;
+    let mut options = Vec::new();
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => rw = false,
             "rw" => rw = true,
+            // Newer dockerd's read-only recursion modes (bind mounts only, checked below).
+            "ro-non-recursive" => (rw, options) = (false, vec![RO_NON_RECURSIVE.to_string()]),
+            "ro-force-recursive" | "rro" => (rw, options) = (false, vec![RO_FORCE_RECURSIVE.to_string()]),
             "z" | "Z" => {}
             "nocopy" => copy_up = false,
             "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => propagation = o.to_string(),
@@ -141,6 +184,11 @@ pub fn parse_bind(spec: &str) -> Result<MountSpec> {
         }
     }
     let kind = if src.is_empty() || !src.starts_with('/') { MountKind::Volume } else { MountKind::Bind };
+    if !options.is_empty() && kind != MountKind::Bind {
+        return Err(EngineError::invalid(format!(
+            "invalid volume specification: '{spec}': mount mode {opts:?} requires a bind mount"
+        )));
+    }
     if kind == MountKind::Volume && !src.is_empty() && !crate::volumes::valid_name(src) {
         return Err(EngineError::invalid(format!(
             "create {src}: \"{src}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
@@ -154,7 +202,7 @@ pub fn parse_bind(spec: &str) -> Result<MountSpec> {
         mode: opts.to_string(),
         // Empty: decided at start (rprivate, or rslave for a source inside the daemon's root).
         propagation,
-        options: Vec::new(),
+        options,
         copy_up,
         anonymous: src.is_empty(),
     })
@@ -187,7 +235,36 @@ pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                 .map(|p| p.to_string())
                 .filter(|p| !p.is_empty())
                 .unwrap_or_default();
-            let non_recursive = m.bind_options.as_ref().and_then(|b| b.non_recursive).unwrap_or(false);
+            let opt = |f: fn(&bollard_stubs::models::MountBindOptions) -> Option<bool>| {
+                m.bind_options.as_ref().and_then(f).unwrap_or(false)
+            };
+            let non_recursive = opt(|b| b.non_recursive);
+            let ro_non_recursive = opt(|b| b.read_only_non_recursive);
+            let ro_force_recursive = opt(|b| b.read_only_force_recursive);
+            let refuse =
+                |why: &str| Err(EngineError::invalid(format!("invalid mount config for type \"bind\": {why}")));
+            if (ro_non_recursive || ro_force_recursive) && rw {
+                return refuse("BindOptions.ReadOnlyNonRecursive and ReadOnlyForceRecursive need ReadOnly");
+            }
+            if ro_non_recursive && ro_force_recursive {
+                return refuse("cannot set both BindOptions.ReadOnlyNonRecursive and ReadOnlyForceRecursive");
+            }
+            if ro_force_recursive && non_recursive {
+                return refuse("cannot set both BindOptions.NonRecursive and ReadOnlyForceRecursive");
+            }
+            if ro_force_recursive && !matches!(propagation.as_str(), "" | "rprivate") {
+                return refuse("BindOptions.ReadOnlyForceRecursive needs propagation rprivate");
+            }
+            let mut options: Vec<String> = Vec::new();
+            if non_recursive {
+                options.push("nonrecursive".into());
+            }
+            if ro_non_recursive {
+                options.push(RO_NON_RECURSIVE.into());
+            }
+            if ro_force_recursive {
+                options.push(RO_FORCE_RECURSIVE.into());
+            }
             Ok(MountSpec {
                 kind: MountKind::Bind,
                 source: src,
@@ -195,7 +272,7 @@ pub fn parse_mount(m: &bollard_stubs::models::Mount) -> Result<MountSpec> {
                 rw,
                 mode: String::new(),
                 propagation,
-                options: if non_recursive { vec!["nonrecursive".into()] } else { vec![] },
+                options,
                 copy_up: false,
                 anonymous: false,
             })

@@ -105,6 +105,17 @@ fn merged_log(mut lc: HostConfigLogConfig, daemon: &HostConfigLogConfig) -> Host
     lc
 }
 
+/// For a client older than API 1.44: read-only binds that ask nothing of their recursion are
+/// read-only at their top only (dockerd's behaviour for such clients).
+pub(super) fn read_only_binds_non_recursive(mounts: &mut [MountSpec]) {
+    use super::mounts::{RO_FORCE_RECURSIVE, RO_NON_RECURSIVE};
+    for m in mounts.iter_mut().filter(|m| m.kind == super::MountKind::Bind && !m.rw) {
+        if !m.options.iter().any(|o| o == RO_NON_RECURSIVE || o == RO_FORCE_RECURSIVE) {
+            m.options.push(RO_NON_RECURSIVE.to_string());
+        }
+    }
+}
+
 /// The container's mounts: `-v`, `--mount`, `--tmpfs`, then `--volumes-from` (the donor's
 /// volumes and binds where nothing else is mounted; `donor` answers a container's mounts), then
 /// the image's VOLUMEs not covered by them (anonymous volumes, named when the create commits).
@@ -341,5 +352,53 @@ mod tests {
             let r = mounts(&hc, &ContainerConfig::default(), Path::new("/var/lib/skiff"), none);
             assert!(r.is_err(), "{hc:?} was accepted: {r:?}");
         }
+    }
+
+    /// API 1.44's read-only recursion: recursive by default where the kernel can, bind-only
+    /// when asked (or for an older client), forced or refused; never for writable mounts.
+    #[test]
+    fn read_only_recursion_as_asked_and_as_the_kernel_allows() {
+        use super::super::mounts::{parse_bind, parse_mount, read_only_recursion};
+        use bollard_stubs::models::{Mount, MountBindOptions, MountTypeEnum};
+        let rro = |m: &MountSpec, kernel: bool| read_only_recursion(m, kernel).map_err(|e| e.message);
+        let ro = parse_bind("/tmp:/x:ro").unwrap();
+        assert_eq!(rro(&ro, true), Ok(Some("rro")));
+        assert_eq!(rro(&ro, false), Ok(None));
+        assert_eq!(rro(&parse_bind("/tmp:/x").unwrap(), true), Ok(None));
+        assert_eq!(rro(&parse_bind("/tmp:/x:ro-non-recursive").unwrap(), true), Ok(None));
+        let forced = parse_bind("/tmp:/x:rro").unwrap();
+        assert_eq!(rro(&forced, true), Ok(Some("rro")));
+        assert!(rro(&forced, false).is_err(), "forced recursion on a kernel without it");
+        // An older client's read-only binds stay bind-only; a forced one stays forced.
+        let mut old = vec![ro.clone(), forced.clone(), parse_bind("/tmp:/y").unwrap()];
+        super::read_only_binds_non_recursive(&mut old);
+        assert_eq!(rro(&old[0], true), Ok(None));
+        assert_eq!(rro(&old[1], true), Ok(Some("rro")));
+        assert_eq!(rro(&old[2], true), Ok(None));
+        // --mount: the options, and the combinations dockerd refuses.
+        let bind = |ro: bool, b: MountBindOptions| Mount {
+            typ: Some(MountTypeEnum::BIND),
+            source: Some("/tmp".into()),
+            target: Some("/x".into()),
+            read_only: Some(ro),
+            bind_options: Some(b),
+            ..Default::default()
+        };
+        let writable_below = MountBindOptions { read_only_non_recursive: Some(true), ..Default::default() };
+        assert_eq!(rro(&parse_mount(&bind(true, writable_below.clone())).unwrap(), true), Ok(None));
+        assert!(parse_mount(&bind(false, writable_below)).is_err(), "ReadOnlyNonRecursive without ReadOnly");
+        let both = MountBindOptions {
+            read_only_non_recursive: Some(true),
+            read_only_force_recursive: Some(true),
+            ..Default::default()
+        };
+        assert!(parse_mount(&bind(true, both)).is_err());
+        let shared = MountBindOptions {
+            read_only_force_recursive: Some(true),
+            propagation: Some(bollard_stubs::models::MountBindOptionsPropagationEnum::RSHARED),
+            ..Default::default()
+        };
+        assert!(parse_mount(&bind(true, shared)).is_err(), "forced recursion with shared propagation");
+        assert!(parse_bind("vol:/x:rro").is_err(), "a recursion mode on a volume");
     }
 }

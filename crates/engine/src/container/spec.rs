@@ -66,6 +66,8 @@ pub struct SpecInput<'a> {
     pub ipc: Ipc,
     /// The daemon's data root (binds from inside it default to rslave).
     pub daemon_root: &'a Path,
+    /// Whether the kernel can make a mount read-only recursively (`rro`).
+    pub kernel_rro: bool,
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
@@ -206,14 +208,18 @@ fn mounts(input: &SpecInput<'_>, privileged: bool) -> Result<Vec<Mount>> {
         match m.kind {
             MountKind::Bind => {
                 let recursive = if m.options.iter().any(|o| o == "nonrecursive") { "bind" } else { "rbind" };
-                mounts.push(mount(&dest, "bind", &m.source, &[recursive, rw, propagation]))
+                let mut opts = vec![recursive, rw, propagation];
+                opts.extend(super::mounts::read_only_recursion(m, input.kernel_rro)?);
+                mounts.push(mount(&dest, "bind", &m.source, &opts))
             }
             MountKind::Volume => {
                 let src = input
                     .volume_paths
                     .get(&m.source)
                     .ok_or_else(|| EngineError::internal(format!("volume {} has no path", m.source)))?;
-                mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &["rbind", rw, propagation]));
+                let mut opts = vec!["rbind", rw, propagation];
+                opts.extend(super::mounts::read_only_recursion(m, input.kernel_rro)?);
+                mounts.push(mount(&dest, "bind", &src.to_string_lossy(), &opts));
             }
             MountKind::Tmpfs => {
                 let mut opts: Vec<&str> = vec![rw];

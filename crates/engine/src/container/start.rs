@@ -246,6 +246,7 @@ impl Containers {
             can_raise_rlimits: self.caps_held.contains("CAP_SYS_RESOURCE"),
             ipc: self.ipc_for(c)?,
             daemon_root: &self.data_root,
+            kernel_rro: super::mounts::kernel_has_rro(),
         };
         let oci = spec::build(&input)?;
         let dir = self.monitor_dir(&c.id);

@@ -67,9 +67,12 @@ pub async fn create<B: ContainerBackend>(
         check_host_config_enums(hc)?;
     }
     let mut req: ContainerCreateBody = from_json_value(value)?;
-    adapt::container_create(v, req.host_config.get_or_insert_with(Default::default), b.cgroup_v2());
-    let platform = p.string("platform").filter(|s| !s.is_empty());
-    let (id, warnings) = b.create(p.string("name"), req, platform).await?;
+    adapt::container_create(v, req.host_config.get_or_insert_with(Default::default), b.cgroup_v2())?;
+    let opts = skiff_engine::container::create::CreateOptions {
+        platform: p.string("platform").filter(|s| !s.is_empty()),
+        read_only_non_recursive: adapt::read_only_binds_non_recursive(v),
+    };
+    let (id, warnings) = b.create(p.string("name"), req, opts).await?;
     Ok((StatusCode::CREATED, axum::Json(ContainerCreateResponse { id, warnings })).into_response())
 }
 

@@ -59,10 +59,14 @@ impl ContainerBackend for Fake {
         &self,
         name: Option<String>,
         body: ContainerCreateBody,
-        platform: Option<String>,
+        opts: skiff_engine::container::create::CreateOptions,
     ) -> Result<(String, Vec<String>)> {
         let binds = body.host_config.as_ref().and_then(|h| h.binds.clone());
-        self.call(format!("create {name:?} {:?} {platform:?} labels={:?} binds={binds:?}", body.image, body.labels));
+        let (platform, legacy_ro) = (opts.platform, opts.read_only_non_recursive);
+        self.call(format!(
+            "create {name:?} {:?} {platform:?} labels={:?} binds={binds:?} ro-non-recursive={legacy_ro}",
+            body.image, body.labels
+        ));
         Ok(("c0ffee".into(), vec![]))
     }
     fn list(&self, opts: ListOptions) -> Result<Vec<ContainerSummary>> {
@@ -208,7 +212,7 @@ async fn create_passes_name_platform_and_go_nulls_through() {
     assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"], "c0ffee");
     assert_eq!(
         f.calls(),
-        [r#"create Some("web") Some("busybox") Some("linux/amd64") labels=None binds=None"#],
+        [r#"create Some("web") Some("busybox") Some("linux/amd64") labels=None binds=None ro-non-recursive=true"#],
         "nulls are what Go's zero values are: absent"
     );
 }

@@ -37,12 +37,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = log_attrs(&hc, None, &[s.to_string()], &TagFields::default());
     let _ = skiff_engine::container::stats::parse_net_dev(s);
     // `-v`, `--tmpfs` and `--mount` specifications.
-    use skiff_engine::container::mounts::{parse_bind, parse_mount, parse_tmpfs};
-    let _ = parse_bind(s);
+    use skiff_engine::container::mounts::{parse_bind, parse_mount, parse_tmpfs, read_only_recursion};
+    if let Ok(m) = parse_bind(s) {
+        let _ = read_only_recursion(&m, true);
+    }
     let (dest, opts) = s.split_once(':').unwrap_or((s, ""));
     let _ = parse_tmpfs(dest, opts);
-    if let Ok(m) = serde_json::from_slice::<bollard_stubs::models::Mount>(data) {
-        let _ = parse_mount(&m);
+    if let Ok(m) = serde_json::from_slice::<bollard_stubs::models::Mount>(data)
+        && let Ok(m) = parse_mount(&m)
+    {
+        let _ = read_only_recursion(&m, false);
     }
     // `--security-opt`s, one per line, and wait conditions.
     let opts: Vec<String> = s.lines().map(String::from).collect();

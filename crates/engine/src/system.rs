@@ -113,6 +113,13 @@ impl Engine {
             logging_driver: Some(
                 self.containers.default_log().typ.filter(|t| !t.is_empty()).unwrap_or_else(|| "json-file".into()),
             ),
+            // What `docker info` lists under Plugins: the drivers skiff has.
+            plugins: Some(bollard_stubs::models::PluginsInfo {
+                volume: Some(vec!["local".into()]),
+                network: Some(["bridge", "host", "none", "overlay"].map(String::from).to_vec()),
+                authorization: None,
+                log: Some(["json-file", "local", "none"].map(String::from).to_vec()),
+            }),
             cgroup_driver: Some(SystemInfoCgroupDriverEnum::CGROUPFS),
             cgroup_version: Some(if v2 { SystemInfoCgroupVersionEnum::_2 } else { SystemInfoCgroupVersionEnum::_1 }),
             n_events_listener: Some(self.events.listeners() as i64),

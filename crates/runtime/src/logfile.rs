@@ -34,14 +34,18 @@ pub struct Entry {
 /// driver does it: once the file has reached `max_size` bytes, the next write first shifts
 /// `log.1` → `log.2` … (the oldest beyond `max_files - 1` is deleted), renames the log to
 /// `log.1` and starts a new one; with `max_files` 1 the log is truncated instead.
+/// With `compress`, rotated files are gzip-compressed (`log.1.gz` …), as the json-file and
+/// `local` drivers' `compress` option does; reading takes either form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Rotation {
     pub max_size: Option<u64>,
     /// Files kept, the current one included (at least 1).
     pub max_files: u32,
+    #[serde(default)]
+    pub compress: bool,
 }
 
-/// The path of the `n`th rotated file (`n` ≥ 1; 0 is the log itself).
+/// The path of the `n`th rotated file (`n` ≥ 1; 0 is the log itself), uncompressed.
 pub fn rotated(path: &Path, n: u32) -> PathBuf {
     if n == 0 {
         return path.to_path_buf();
@@ -51,13 +55,53 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The files of a log, oldest first (rotated ones that exist, then the log itself).
+/// The path of the `n`th rotated file compressed (`log.N.gz`).
+fn rotated_gz(path: &Path, n: u32) -> PathBuf {
+    let mut s = rotated(path, n).into_os_string();
+    s.push(".gz");
+    PathBuf::from(s)
+}
+
+/// The `n`th rotated file as it is on disk (plain or compressed), if it exists.
+fn rotated_existing(path: &Path, n: u32) -> Option<PathBuf> {
+    [rotated(path, n), rotated_gz(path, n)].into_iter().find(|p| n > 0 && p.exists())
+}
+
+/// The files of a log, oldest first (rotated ones that exist, plain or compressed, then the
+/// log itself). Open them with [`open`].
 pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_path_buf()];
     let mut n = 1;
-    while rotated(path, n).exists() {
+    while let Some(p) = rotated_existing(path, n) {
+        files.push(p);
         n += 1;
     }
-    (0..n).rev().map(|i| rotated(path, i)).collect()
+    files.reverse();
+    files
+}
+
+/// Opens one file of a log for reading, decompressing a rotated `.gz` one.
+pub fn open(path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
+    let f = File::open(path)?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        return Ok(Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))));
+    }
+    Ok(Box::new(f))
+}
+
+/// Compresses `from` into `to` (through a temporary file renamed into place, so a reader or a
+/// crash never sees half a file), then removes `from`.
+fn compress_file(from: &Path, to: &Path) -> io::Result<()> {
+    let mut tmp = to.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut input = File::open(from)?;
+    // The fastest level: a rotation happens in the monitor's loop, between two writes.
+    let mut enc = flate2::write::GzEncoder::new(File::create(&tmp)?, flate2::Compression::fast());
+    io::copy(&mut input, &mut enc)?;
+    enc.finish()?.sync_all()?;
+    std::fs::rename(&tmp, to)?;
+    std::fs::remove_file(from)
 }
 
 /// Appends entries to a json-file log.
@@ -100,13 +144,18 @@ impl Writer {
         let keep = self.rotation.max_files.max(1);
         if keep > 1 {
             let _ = std::fs::remove_file(rotated(&self.path, keep - 1));
+            let _ = std::fs::remove_file(rotated_gz(&self.path, keep - 1));
             for n in (1..keep - 1).rev() {
-                let from = rotated(&self.path, n);
-                if from.exists() {
-                    std::fs::rename(&from, rotated(&self.path, n + 1))?;
+                if let Some(from) = rotated_existing(&self.path, n) {
+                    let gz = from.extension().is_some_and(|e| e == "gz");
+                    let to = if gz { rotated_gz(&self.path, n + 1) } else { rotated(&self.path, n + 1) };
+                    std::fs::rename(&from, to)?;
                 }
             }
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
+            if self.rotation.compress {
+                compress_file(&rotated(&self.path, 1), &rotated_gz(&self.path, 1))?;
+            }
         }
         drop(File::options().create(true).write(true).truncate(true).open(&self.path)?);
         self.file = File::options().append(true).open(&self.path)?;
@@ -186,8 +235,8 @@ impl Writer {
 /// Visits the newline-separated segments of `f`'s first `end` bytes from the last to the first
 /// (the first visited is what follows the last newline, possibly empty), reading backwards in
 /// blocks; stops when `visit` returns false.
-fn rev_segments(f: &mut File, end: u64, visit: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
+fn rev_segments<F: io::Read + io::Seek>(f: &mut F, end: u64, visit: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+    use std::io::SeekFrom;
     const BLOCK: u64 = 64 << 10;
     let mut pos = end;
     let mut carry = Vec::new();
@@ -220,13 +269,22 @@ pub fn tail(path: &Path, len: u64, n: usize, keep: &dyn Fn(&Entry) -> bool) -> i
     let mut out = Vec::new();
     let mut complete_end = 0;
     for i in 0.. {
-        let mut f = match File::open(rotated(path, i)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && i == 0 => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-            Err(e) => return Err(e),
+        let file = if i == 0 { Some(path.to_path_buf()) } else { rotated_existing(path, i) };
+        let mut f = match file.map(|p| (File::open(&p), p)) {
+            Some((Ok(f), p)) if p.extension().is_some_and(|e| e == "gz") => {
+                // A compressed rotated file is read whole (it is at most max-size).
+                let mut buf = Vec::new();
+                io::Read::read_to_end(&mut flate2::read::GzDecoder::new(io::BufReader::new(f)), &mut buf)?;
+                Source::Memory(io::Cursor::new(buf))
+            }
+            Some((Ok(f), _)) => Source::File(f),
+            Some((Err(e), _)) if e.kind() == io::ErrorKind::NotFound && i == 0 => continue,
+            Some((Err(e), _)) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ if i == 0 => continue,
+            _ => break,
         };
-        let end = if i == 0 { len.min(f.metadata()?.len()) } else { f.metadata()?.len() };
+        let size = f.len()?;
+        let end = if i == 0 { len.min(size) } else { size };
         let mut first = true;
         rev_segments(&mut f, end, &mut |seg| {
             if std::mem::take(&mut first) && i == 0 {
@@ -247,6 +305,39 @@ pub fn tail(path: &Path, len: u64, n: usize, keep: &dyn Fn(&Entry) -> bool) -> i
     }
     out.reverse();
     Ok((out, complete_end))
+}
+
+/// One file of a log while it is read backwards: the file, or a rotated one decompressed.
+enum Source {
+    File(File),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Source {
+    fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::File(f) => Ok(f.metadata()?.len()),
+            Source::Memory(c) => Ok(c.get_ref().len() as u64),
+        }
+    }
+}
+
+impl io::Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::File(f) => f.read(buf),
+            Source::Memory(c) => c.read(buf),
+        }
+    }
+}
+
+impl io::Seek for Source {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        match self {
+            Source::File(f) => f.seek(pos),
+            Source::Memory(c) => c.seek(pos),
+        }
+    }
 }
 
 /// Parses one line of a json-file log.
@@ -279,7 +370,7 @@ mod tests {
     fn rotates_by_size_keeping_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.log");
-        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(200), max_files: 3 }).unwrap();
+        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(200), max_files: 3, compress: false }).unwrap();
         for i in 0..40 {
             w.write(Stream::Stdout, format!("line {i:03}\n").as_bytes(), "T").unwrap();
         }
@@ -317,7 +408,8 @@ mod tests {
     fn tail_reads_backwards_across_rotated_files() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.log");
-        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(60_000), max_files: 3 }).unwrap();
+        let mut w =
+            Writer::open_rotating(&p, Rotation { max_size: Some(60_000), max_files: 3, compress: false }).unwrap();
         for i in 0..5000 {
             let s = if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
             w.write(s, format!("line {i}\n").as_bytes(), "T").unwrap();
@@ -347,10 +439,42 @@ mod tests {
     }
 
     #[test]
+    fn compressed_rotations_read_back_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let rot = Rotation { max_size: Some(2_000), max_files: 4, compress: true };
+        let mut w = Writer::open_rotating(&p, rot).unwrap();
+        for i in 0..400 {
+            w.write(Stream::Stdout, format!("line {i:03}\n").as_bytes(), "T").unwrap();
+        }
+        let files = files_oldest_first(&p);
+        assert_eq!(files, vec![rotated_gz(&p, 3), rotated_gz(&p, 2), rotated_gz(&p, 1), p.clone()]);
+        assert!(!rotated(&p, 1).exists(), "the plain rotated file is gone once compressed");
+        assert!(std::fs::metadata(rotated_gz(&p, 1)).unwrap().len() < 1_000, "compressed");
+        let mut logs = Vec::new();
+        for f in &files {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut open(f).unwrap(), &mut text).unwrap();
+            logs.extend(text.lines().map(|l| parse_line(l.as_bytes()).unwrap().log));
+        }
+        let first: usize = logs[0][5..8].parse().unwrap();
+        let expect: Vec<String> = (first..400).map(|i| format!("line {i:03}\n")).collect();
+        assert_eq!(logs, expect, "nothing lost or reordered across compressed files");
+        // --tail reaches into the compressed files.
+        let len = std::fs::metadata(&p).unwrap().len();
+        let n = logs.len() - 10;
+        let (e, _) = tail(&p, len, n, &|_| true).unwrap();
+        assert_eq!(e.into_iter().map(|e| e.log).collect::<Vec<_>>(), logs[10..]);
+        // A damaged compressed file is an error for --tail, not a panic.
+        std::fs::write(rotated_gz(&p, 1), b"not gzip").unwrap();
+        assert!(tail(&p, len, 400, &|_| true).is_err());
+    }
+
+    #[test]
     fn one_file_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.log");
-        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(100), max_files: 1 }).unwrap();
+        let mut w = Writer::open_rotating(&p, Rotation { max_size: Some(100), max_files: 1, compress: false }).unwrap();
         for i in 0..20 {
             w.write(Stream::Stderr, format!("e{i}\n").as_bytes(), "T").unwrap();
         }

@@ -207,8 +207,8 @@ fn parse_image_size(s: &str) -> Result<u64, String> {
 
 /// The daemon's default log configuration, checked as a container's would be.
 fn default_log(args: &Args) -> anyhow::Result<bollard_stubs::models::HostConfigLogConfig> {
-    if !matches!(args.log_driver.as_str(), "json-file" | "none") {
-        bail!("--log-driver: no log driver named '{}' is registered (json-file, none)", args.log_driver);
+    if !matches!(args.log_driver.as_str(), "json-file" | "local" | "none") {
+        bail!("--log-driver: no log driver named '{}' is registered (json-file, local, none)", args.log_driver);
     }
     let mut opts = std::collections::HashMap::new();
     for o in &args.log_opt {

@@ -793,3 +793,46 @@ fn read_only_binds_are_read_only_below_from_api_1_44() {
     drop(_unmount);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Docker's `local` log driver (its recommended one): rotated by size, rotated files
+/// compressed, everything kept read back in order by `docker logs` (also `--tail`); its own
+/// options only.
+#[test]
+fn the_local_log_driver_rotates_compresses_and_reads_back() {
+    require_root!();
+    let d = Daemon::start();
+    let script = "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done";
+    d.docker(&[
+        "run",
+        "--name",
+        "loc",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=20k",
+        "--log-opt",
+        "max-file=4",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ])
+    .ok();
+    let logs = d.docker(&["logs", "loc"]).ok();
+    let nums: Vec<u32> = logs.lines().map(|l| l.strip_prefix("line ").unwrap().parse().unwrap()).collect();
+    assert_eq!(*nums.last().unwrap(), 2999);
+    assert!(nums.len() < 3000, "rotation dropped the oldest lines");
+    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "a gap or a reordering across the rotated files");
+    assert_eq!(d.docker(&["logs", "--tail", "2", "loc"]).ok(), "line 2998\nline 2999");
+    let log = d.docker(&["inspect", "-f", "{{.LogPath}}", "loc"]).ok();
+    let gz = format!("{log}.1.gz");
+    let bytes = std::fs::read(&gz).unwrap_or_else(|e| panic!("{gz}: {e}"));
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "the rotated file is gzip");
+    assert!(!std::path::Path::new(&format!("{log}.1")).exists());
+    // Options: the local driver's, with Docker's words for the others.
+    let out = d.docker(&["run", "--rm", "--log-driver", "local", "--log-opt", "tag=x", "busybox", "true"]);
+    assert!(out.stderr.contains("unknown log opt 'tag' for local log driver"), "{}", out.stderr);
+    let info = d.docker(&["info", "-f", "{{json .Plugins.Log}}"]).ok();
+    assert!(info.contains("\"local\""), "{info}");
+    d.docker(&["rm", "loc"]).ok();
+}

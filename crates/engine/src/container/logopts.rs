@@ -10,6 +10,10 @@ use crate::error::{EngineError, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogDriver {
     JsonFile,
+    /// Docker's `local` driver: a file the daemon reads back, rotated by default (20 MB, five
+    /// files, rotated files compressed). Its on-disk form is the driver's own business in
+    /// Docker; skiff keeps the json-file form for it, so both read back the same way.
+    Local,
     /// Nothing kept; `docker logs` refuses.
     None,
 }
@@ -20,21 +24,30 @@ impl LogDriver {
     pub fn of(hc: &HostConfig) -> Result<LogDriver> {
         match hc.log_config.as_ref().and_then(|l| l.typ.as_deref()).unwrap_or("") {
             "" | "json-file" => Ok(LogDriver::JsonFile),
+            "local" => Ok(LogDriver::Local),
             "none" => Ok(LogDriver::None),
             other => Err(EngineError::invalid(format!("logger: no log driver named '{other}' is registered"))),
         }
     }
 }
 
-/// The driver (see [`LogDriver::of`]) and the json-file driver's `--log-opt`s, checked as
-/// Docker checks them: `max-size` (a positive
-/// size, decimal units: `10m` is 10 000 000 bytes) and `max-file` (at least 1, default 1).
-/// Options Docker's json-file accepts but skiff does not implement are refused by name.
+/// The driver (see [`LogDriver::of`]) and its `--log-opt`s, checked as Docker checks them.
+/// json-file: `max-size` (a positive size, decimal units: `10m` is 10 000 000 bytes),
+/// `max-file` (at least 1, default 1), `compress` (rotated files gzipped; needs `max-size`
+/// and two files or more), `labels`, `env`, `tag`. local: `max-size` (default 20m),
+/// `max-file` (default 5), `compress` (default true). Options Docker accepts but skiff does
+/// not implement are refused by name.
 pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation> {
-    let mut rot = skiff_runtime::logfile::Rotation { max_size: None, max_files: 1 };
+    let driver = LogDriver::of(hc)?;
+    let mut rot = match driver {
+        LogDriver::Local => {
+            skiff_runtime::logfile::Rotation { max_size: Some(20 * 1024 * 1024), max_files: 5, compress: true }
+        }
+        _ => skiff_runtime::logfile::Rotation { max_size: None, max_files: 1, compress: false },
+    };
     let Some(lc) = &hc.log_config else { return Ok(rot) };
     let opts = lc.config.clone().unwrap_or_default();
-    if LogDriver::of(hc)? == LogDriver::None {
+    if driver == LogDriver::None {
         return Ok(rot);
     }
     // Options of every driver: the delivery mode. The monitor writes the file as output
@@ -53,6 +66,8 @@ pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation>
             EngineError::invalid(format!("error parsing option max-buffer-size: invalid size: '{b}'"))
         })?;
     }
+    let name = if driver == LogDriver::Local { "local" } else { "json-file" };
+    let mut compress = None;
     for (k, v) in &opts {
         match k.as_str() {
             "mode" | "max-buffer-size" => {}
@@ -73,19 +88,45 @@ pub fn log_rotation(hc: &HostConfig) -> Result<skiff_runtime::logfile::Rotation>
                 }
                 rot.max_files = n.min(u32::MAX as i64) as u32;
             }
-            "labels" | "env" => {}
-            "tag" => {
-                render_tag(v, &TagFields::default())?;
+            "compress" => {
+                compress = Some(parse_go_bool(v).ok_or_else(|| {
+                    EngineError::invalid(format!("strconv.ParseBool: parsing \"{v}\": invalid syntax"))
+                })?);
             }
-            "compress" | "labels-regex" | "env-regex" => {
+            "labels" | "env" | "tag" if driver == LogDriver::JsonFile => {
+                if k == "tag" {
+                    render_tag(v, &TagFields::default())?;
+                }
+            }
+            "labels-regex" | "env-regex" if driver == LogDriver::JsonFile => {
                 return Err(EngineError::invalid(format!(
-                    "log opt '{k}' of the json-file driver is not supported by skiff (max-size, max-file, labels, env and tag are)"
+                    "log opt '{k}' of the json-file driver is not supported by skiff (max-size, max-file, compress, labels, env and tag are)"
                 )));
             }
-            other => return Err(EngineError::invalid(format!("unknown log opt '{other}' for json-file log driver"))),
+            other => return Err(EngineError::invalid(format!("unknown log opt '{other}' for {name} log driver"))),
         }
     }
+    match (driver, compress) {
+        (LogDriver::JsonFile, Some(true)) if rot.max_files < 2 || rot.max_size.is_none() => {
+            return Err(EngineError::invalid(
+                "compress cannot be true when max-file is less than 2 or max-size is not set",
+            ));
+        }
+        (_, Some(c)) => rot.compress = c,
+        _ => {}
+    }
+    // One file: nothing is ever rotated, so nothing to compress.
+    rot.compress &= rot.max_files > 1;
     Ok(rot)
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// What a log `tag` template may name (Docker's `{{.ID}}`, `{{.Name}}`, …).
@@ -181,10 +222,32 @@ mod log_opt_tests {
         assert!(log_rotation(&hc(&[("mode", "non-blocking"), ("max-buffer-size", "4m")])).is_ok());
         assert!(err(&[("mode", "fast")]).contains("mode not supported"));
         assert!(err(&[("max-buffer-size", "4m")]).contains("only supported with"));
-        assert!(err(&[("compress", "true")]).contains("not supported"));
+        assert!(err(&[("compress", "true")]).contains("max-file is less than 2"));
+        assert!(err(&[("compress", "true"), ("max-file", "3")]).contains("max-size is not set"));
+        assert!(err(&[("compress", "yes")]).contains("ParseBool"));
+        assert!(err(&[("labels-regex", "x")]).contains("not supported by skiff"));
+        let r = log_rotation(&hc(&[("compress", "true"), ("max-file", "3"), ("max-size", "1k")])).unwrap();
+        assert!(r.compress);
         assert!(log_rotation(&hc(&[("labels", "a,b"), ("env", "X"), ("tag", "{{.Name}}/{{.ID}}")])).is_ok());
         assert!(err(&[("tag", "{{.Secret}}")]).contains("can't evaluate"));
         assert!(err(&[("tag", "{{.Name")]).contains("unclosed"));
+    }
+
+    /// Docker's `local` driver: rotated and compressed by default; its own options only.
+    #[test]
+    fn the_local_driver_rotates_and_compresses_by_default() {
+        let local = |opts: &[(&str, &str)]| {
+            let mut h = hc(opts);
+            h.log_config.as_mut().unwrap().typ = Some("local".into());
+            log_rotation(&h)
+        };
+        let r = local(&[]).unwrap();
+        assert_eq!((r.max_size, r.max_files, r.compress), (Some(20 * 1024 * 1024), 5, true));
+        let r = local(&[("max-size", "10m"), ("max-file", "2"), ("compress", "false")]).unwrap();
+        assert_eq!((r.max_size, r.max_files, r.compress), (Some(10_000_000), 2, false));
+        assert!(!local(&[("max-file", "1")]).unwrap().compress, "one file: nothing rotated to compress");
+        assert!(local(&[("tag", "x")]).unwrap_err().message.contains("unknown log opt 'tag' for local log driver"));
+        assert!(local(&[("max-file", "0")]).is_err());
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl Reader {
         };
         let mut block = vec![0u8; 256 << 10];
         for name in logfile::files_oldest_first(&self.path).iter().filter(|p| **p != self.path) {
-            let Ok(mut f) = std::fs::File::open(name) else { continue };
+            let Ok(mut f) = logfile::open(name) else { continue };
             while let Ok(n @ 1..) = f.read(&mut block) {
                 if !feed(&block[..n], &mut carry) {
                     return None;

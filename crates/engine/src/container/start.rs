@@ -261,7 +261,7 @@ impl Containers {
         std::fs::write(dir.path().join("config.json"), bytes)?;
         let log_path = match super::logopts::LogDriver::of(hc)? {
             super::logopts::LogDriver::None => None,
-            super::logopts::LogDriver::JsonFile => Some(self.log_path(&c.id)),
+            super::logopts::LogDriver::JsonFile | super::logopts::LogDriver::Local => Some(self.log_path(&c.id)),
         };
         let mc = MonitorConfig {
             id: c.id.clone(),

@@ -123,6 +123,12 @@ pub mod adapt {
         Ok(())
     }
 
+    /// Whether a client predates dockerd 25's reworded errors (API 1.44), e.g. a refused
+    /// removal's "You cannot remove a running container".
+    pub fn legacy_error_words(v: ApiVersion) -> bool {
+        v.below("1.44")
+    }
+
     /// Whether a client's read-only binds are read-only at their top only (before 1.44).
     pub fn read_only_binds_non_recursive(v: ApiVersion) -> bool {
         v.below("1.44")

@@ -167,6 +167,58 @@ fn cp_both_ways() {
     assert!(std::fs::read_to_string(&back2).unwrap().starts_with("root:"));
 }
 
+/// The names in a `GET /containers/{id}/archive?path=…` tar, as dockerd names them: a path
+/// whose last element is `.` gives the directory's contents as `./…`; a trailing `/` follows a
+/// symlink to a directory; the root is `/`. `docker cp CTR:DIR/. DEST` relies on the `./`
+/// names to put the contents in DEST (before, a DEST that did not exist was never made).
+#[test]
+fn cp_of_a_directorys_contents_names_entries_as_dockerd() {
+    require_root!();
+    let d = Daemon::start();
+    d.docker(&[
+        "run",
+        "--name",
+        "tree",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /bar/quux && echo -n world > /bar/quux/baz && ln -s quux /bar/dirlink && ln -s / /bar/root",
+    ])
+    .ok();
+    let names = |path: &str| -> Vec<String> {
+        let q: String = form_urlencoded::byte_serialize(path.as_bytes()).collect();
+        let (status, _, body) = d.http_raw("GET", &format!("/containers/tree/archive?path={q}"), "text/plain", b"");
+        assert_eq!(status, 200, "{path}");
+        let mut ar = tar::Archive::new(&body[..]);
+        let mut out: Vec<String> =
+            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        out.sort();
+        out
+    };
+    let contents = ["./", "./baz"];
+    for p in ["/bar/quux/.", "bar/quux/.", "/bar/quux/./", "/bar/dirlink/."] {
+        assert_eq!(names(p), contents, "{p}");
+    }
+    assert_eq!(names("/bar/quux"), ["quux/", "quux/baz"]);
+    assert_eq!(names("/bar/dirlink"), ["dirlink"], "a symlink itself");
+    assert_eq!(names("/bar/dirlink/"), ["dirlink/", "dirlink/baz"], "a trailing slash follows it");
+    for p in [".", "./", "/.", "/./", "/bar/root/."] {
+        let n = names(p);
+        assert!(n.contains(&"./".to_string()) && n.contains(&"./bar/quux/baz".to_string()), "{p}: {n:?}");
+    }
+    let root = names("/");
+    assert!(root.contains(&"/bar/quux/baz".to_string()), "{root:?}");
+    // The CLI: contents into a new directory, and into an existing one.
+    let fresh = d.dir.join("fresh");
+    d.docker(&["cp", "tree:/bar/quux/.", fresh.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(fresh.join("baz")).unwrap(), "world");
+    let existing = d.dir.join("existing");
+    std::fs::create_dir_all(&existing).unwrap();
+    d.docker(&["cp", "tree:/bar/.", existing.to_str().unwrap()]).ok();
+    assert_eq!(std::fs::read_to_string(existing.join("quux/baz")).unwrap(), "world");
+    assert!(!existing.join("bar").exists(), "the contents, not the directory");
+}
+
 #[test]
 fn stats_no_stream() {
     require_root!();

@@ -607,3 +607,27 @@ fn come_back_whole(live_restore: bool) {
     alive(&d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A `docker stop` whose client hangs up after the stop signal still stops the container once
+/// the grace period is over, as dockerd's does (moby's TestStopContainerWithTimeoutCancel):
+/// before, the stop went with its request and a container ignoring SIGTERM ran on.
+#[test]
+fn a_stop_whose_client_hangs_up_still_stops_the_container() {
+    require_root!();
+    let d = Daemon::start();
+    let sock = d.socket.display().to_string();
+    let id = d
+        .docker(&["run", "-d", "busybox", "sh", "-c", "trap 'echo got TERM' TERM; while true; do sleep 0.1; done"])
+        .ok();
+    let _ = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--unix-socket", &sock, "-m", "0.5", "-X", "POST"])
+        .arg(format!("http://d/containers/{id}/stop?t=2"))
+        .status();
+    assert!(eventually(Duration::from_secs(5), || d.docker(&["logs", &id]).ok().contains("got TERM")));
+    assert_eq!(d.docker(&["inspect", "-f", "{{.State.Running}}", &id]).ok(), "true", "killed before its grace period");
+    let stopped =
+        eventually(Duration::from_secs(8), || d.docker(&["inspect", "-f", "{{.State.Running}}", &id]).ok() == "false");
+    assert!(stopped, "the container ran on after its stop's client went");
+    d.docker(&["rm", "-f", &id]).ok();
+    alive(&d);
+}

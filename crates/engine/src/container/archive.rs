@@ -64,6 +64,13 @@ fn clean(path: &str) -> PathBuf {
     out
 }
 
+/// Whether a path names a directory's contents: its last element is `.` (`.`, `./`, `dir/.`,
+/// `/./`), as dockerd's `PreserveTrailingDotOrSeparator` keeps it.
+fn names_contents(path: &str) -> bool {
+    let trimmed = path.trim_end_matches('/');
+    trimmed == "." || trimmed.ends_with("/.")
+}
+
 /// Where a container path lives: a root directory and the path inside it.
 struct Located {
     root: PathBuf,
@@ -132,7 +139,7 @@ impl Containers {
     /// `HEAD /containers/{id}/archive`.
     pub fn stat_path(&self, id: &str, path: &str) -> Result<PathStat> {
         // A trailing slash asks for a directory (following a symlink to one).
-        if path.ends_with('/') || path.ends_with("/.") {
+        if path.ends_with('/') || names_contents(path) {
             let st = self.open_located(id, path, true)?.1;
             if st.mode & (1 << 31) == 0 {
                 return Err(EngineError::invalid(format!("lstat {path}: not a directory")));
@@ -143,13 +150,15 @@ impl Containers {
 
     /// `GET /containers/{id}/archive`: a tar of the path, streamed into `w`.
     pub fn archive_path<W: Write>(&self, id: &str, path: &str, w: W) -> Result<PathStat> {
-        // "dir/." copies the directory's contents; a trailing "/" follows a symlinked dir.
-        let follow = path.ends_with('/') || path.ends_with("/.");
+        // "dir/." copies the directory's contents, its entries named "./…" as dockerd names
+        // them; a trailing "/" follows a symlinked dir.
+        let contents = names_contents(path);
+        let follow = path.ends_with('/') || contents;
         let (fd, stat) = self.open_located(id, path, follow)?;
         if follow && stat.mode & (1 << 31) == 0 {
             return Err(EngineError::invalid(format!("lstat {path}: not a directory")));
         }
-        let name = if path.ends_with("/.") { PathBuf::new() } else { PathBuf::from(&stat.name) };
+        let name = if contents { PathBuf::from(".") } else { PathBuf::from(&stat.name) };
         let mut tw = TarWriter::new(w);
         tw.append_fd_tree(&fd, &name)?;
         tw.finish()?;

@@ -35,6 +35,7 @@ pub mod stats;
 pub mod stop;
 mod update;
 mod wait;
+pub use remove::RemoveRefused;
 pub use wait::WaitCondition;
 
 use std::collections::{HashMap, HashSet};

@@ -33,12 +33,9 @@ impl Containers {
         }
         if st.is_live() || st == Status::Restarting {
             if !force {
-                // dockerd 20.10's words (clients match on "cannot remove a running container").
-                let what = if st == Status::Paused { "paused" } else { "running" };
-                return Err(EngineError::conflict(format!(
-                    "You cannot remove a {what} container {}. Stop the container before attempting removal or force remove",
-                    c.id
-                )));
+                let name = format!("/{}", c.name().trim_start_matches('/'));
+                let refused = RemoveRefused { id: c.id.clone(), name, status: st };
+                return Err(EngineError::conflict(refused.to_string()).caused_by(refused));
             }
             self.update(&c, Durability::Lazy, |r| r.manually_stopped = true)?;
             if st != Status::Restarting {
@@ -131,5 +128,39 @@ impl Containers {
             }
         })?;
         Ok(())
+    }
+}
+
+/// A removal refused because the container runs (or is paused, or restarting), without
+/// `force`. Its text is what dockerd 25 and later say; [`RemoveRefused::legacy_words`] is what
+/// dockerd before 25 said, which clients older than API 1.44 may match on.
+#[derive(Debug, Clone)]
+pub struct RemoveRefused {
+    pub id: String,
+    /// The container's name, with its leading slash.
+    pub name: String,
+    pub status: Status,
+}
+
+impl std::fmt::Display for RemoveRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot remove container {:?}: ", self.name)?;
+        match self.status {
+            Status::Paused => write!(f, "container is paused and must be unpaused first"),
+            s => write!(f, "container is {}: stop the container before removing or force remove", s.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for RemoveRefused {}
+
+impl RemoveRefused {
+    /// dockerd 20.10's words ("You cannot remove a running container …").
+    pub fn legacy_words(&self) -> String {
+        let what = if self.status == Status::Paused { "paused" } else { "running" };
+        format!(
+            "You cannot remove a {what} container {}. Stop the container before attempting removal or force remove",
+            self.id
+        )
     }
 }

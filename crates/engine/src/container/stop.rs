@@ -38,10 +38,16 @@ impl Containers {
     }
 
     /// `docker stop`: the stop signal, then SIGKILL after the timeout.
+    /// Runs to its end even if the client goes (as dockerd's): a stop whose request is cancelled
+    /// after the stop signal still kills the container when the grace period is over.
     pub async fn stop(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
         let c = self.get(key)?;
-        let _op = c.ops.lock().await;
-        self.stop_locked(&c, timeout, signal).await
+        let this = self.clone();
+        self.to_completion(async move {
+            let _op = c.ops.lock().await;
+            this.stop_locked(&c, timeout, signal).await
+        })
+        .await
     }
 
     pub(crate) async fn stop_locked(
@@ -164,18 +170,24 @@ impl Containers {
     }
 
     /// `docker restart`.
+    /// Runs to its end even if the client goes: a restart cut between its stop and its start
+    /// would leave the container down.
     pub async fn restart(self: &Arc<Self>, key: &str, timeout: Option<i64>, signal: Option<String>) -> Result<()> {
         let c = self.get(key)?;
-        let _op = c.ops.lock().await;
-        match self.stop_locked(&c, timeout, signal).await {
-            Ok(()) => {}
-            Err(e) if e.kind == Kind::NotModified => {}
-            Err(e) => return Err(e),
-        }
-        self.start_locked(&c).await?;
-        self.update(&c, Durability::Lazy, |r| r.manually_stopped = false)?;
-        self.publish(&c.record(), "restart");
-        Ok(())
+        let this = self.clone();
+        self.to_completion(async move {
+            let _op = c.ops.lock().await;
+            match this.stop_locked(&c, timeout, signal).await {
+                Ok(()) => {}
+                Err(e) if e.kind == Kind::NotModified => {}
+                Err(e) => return Err(e),
+            }
+            this.start_locked(&c).await?;
+            this.update(&c, Durability::Lazy, |r| r.manually_stopped = false)?;
+            this.publish(&c.record(), "restart");
+            Ok(())
+        })
+        .await
     }
 
     /// `docker pause` / `unpause`.

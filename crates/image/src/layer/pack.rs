@@ -45,6 +45,12 @@ fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
     p
 }
 
+/// Whether an entry's name is written as it is rather than through the tar crate.
+fn raw_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b"/") || b.starts_with(b"./")
+}
+
 /// A tar writer that knows about hard links, xattrs and special files.
 pub struct TarWriter<W: Write> {
     builder: tar::Builder<W>,
@@ -63,10 +69,11 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// Appends an entry. Relative names go through the tar crate (whose bytes layer digests
-    /// depend on); a name with a leading `/` (`docker cp ctr:/ -` names its entries `/foo`, as
-    /// dockerd does) is written by hand, with a GNU long-name entry when it needs one.
+    /// depend on); a name with a leading `/` or `./` (`docker cp ctr:/ -` names its entries
+    /// `/foo`, `docker cp ctr:/dir/. -` names them `./foo`, as dockerd does; the tar crate
+    /// would drop the `.`) is written by hand, with a GNU long-name entry when it needs one.
     fn put(&mut self, h: &mut tar::Header, name: &OsStr, data: impl io::Read) -> io::Result<()> {
-        if !name.as_bytes().starts_with(b"/") {
+        if !raw_name(name) {
             return self.builder.append_data(h, name, data);
         }
         self.raw_names(h, name.as_bytes(), None)?;
@@ -74,7 +81,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn put_link(&mut self, h: &mut tar::Header, name: &OsStr, target: &OsStr) -> io::Result<()> {
-        if !name.as_bytes().starts_with(b"/") {
+        if !raw_name(name) {
             return self.builder.append_link(h, name, target);
         }
         self.raw_names(h, name.as_bytes(), Some(target.as_bytes()))?;

@@ -24,6 +24,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::Params;
 use crate::stream;
 use crate::version::{ApiVersion, adapt};
+use skiff_engine::container::RemoveRefused;
 
 /// The container routes on `backend` (merged into the API's router).
 pub fn routes<B: ContainerBackend>(backend: Arc<B>) -> Router {
@@ -180,6 +181,7 @@ pub async fn unpause<B: ContainerBackend>(State(b): State<Arc<B>>, Path(id): Pat
 pub async fn remove<B: ContainerBackend>(
     State(b): State<Arc<B>>,
     Path(id): Path<String>,
+    Extension(v): Extension<ApiVersion>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
@@ -188,7 +190,15 @@ pub async fn remove<B: ContainerBackend>(
             "Conflict, cannot remove the default link name of the container /{id}"
         )));
     }
-    b.remove(&id, p.bool("force", false), p.bool("v", false)).await?;
+    b.remove(&id, p.bool("force", false), p.bool("v", false)).await.map_err(|mut e| {
+        // A client older than 1.44 was written against dockerd's older words.
+        if adapt::legacy_error_words(v)
+            && let Some(refused) = e.source.as_deref().and_then(|s| s.downcast_ref::<RemoveRefused>())
+        {
+            e.message = refused.legacy_words();
+        }
+        e
+    })?;
     Ok(no_content())
 }
 

@@ -100,6 +100,14 @@ impl ContainerBackend for Fake {
         self.op(key, format!("pause {key} {pause}"))
     }
     async fn remove(&self, key: &str, force: bool, volumes: bool) -> Result<()> {
+        if key == "running" && !force {
+            let refused = skiff_engine::container::RemoveRefused {
+                id: "c0ffee".into(),
+                name: "/running".into(),
+                status: skiff_engine::container::Status::Running,
+            };
+            return Err(EngineError::conflict(refused.to_string()).caused_by(refused));
+        }
         self.op(key, format!("remove {key} force={force} volumes={volumes}"))
     }
     fn remove_link(&self, parent: &str, alias: &str) -> Result<()> {
@@ -398,4 +406,20 @@ async fn prune_and_changes_answer_in_dockerds_shape() {
         serde_json::json!([{"Path": "/foo", "Kind": 1}])
     );
     assert_eq!(f.calls(), [r#"prune {"until": ["10m"]}"#, "changes web"]);
+}
+
+/// A refused removal in the words of the dockerd the client was written against: dockerd 25's
+/// from API 1.44, dockerd 20.10's before.
+#[tokio::test]
+async fn a_refused_removal_speaks_the_clients_dockerd() {
+    let f = Arc::new(Fake::default());
+    let (st, body) = send(&f, "DELETE", "/v1.50/containers/running", "").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(
+        body.contains(r#"cannot remove container \"/running\": container is running: stop the container before removing or force remove"#),
+        "{body}"
+    );
+    let (st, body) = send(&f, "DELETE", "/v1.41/containers/running", "").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    assert!(body.contains("You cannot remove a running container c0ffee. Stop the container"), "{body}");
 }

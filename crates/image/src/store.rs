@@ -110,6 +110,9 @@ pub struct NewImage {
     pub created_by: Option<String>,
     /// Extra top-level config fields (Docker's `container`, `container_config`, ...).
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// The platform an image without a parent is for (`docker import --platform`); the
+    /// host's when `None`. An image with a parent is for its parent's.
+    pub platform: Option<Platform>,
 }
 
 pub struct ImageStore {
@@ -345,7 +348,7 @@ impl ImageStore {
             comment: new.comment.clone(),
             empty_layer,
         });
-        let host = Platform::host();
+        let host = new.platform.clone().unwrap_or_else(Platform::host);
         let config = ImageConfig {
             created: Some(created),
             author: new.author.clone(),

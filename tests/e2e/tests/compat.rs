@@ -836,3 +836,50 @@ fn the_local_log_driver_rotates_compresses_and_reads_back() {
     assert!(info.contains("\"local\""), "{info}");
     d.docker(&["rm", "loc"]).ok();
 }
+
+/// `docker import --platform`: the image is for the platform named (any architecture, Linux
+/// only), with dockerd's refusals for malformed or unsupported platforms (moby's
+/// TestImportWithCustomPlatform).
+#[test]
+fn import_makes_an_image_for_the_platform_asked() {
+    require_root!();
+    let d = Daemon::start();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "hello.txt", &b"hi\n"[..]).unwrap();
+    let rootfs = b.into_inner().unwrap();
+    let host = d.docker(&["version", "-f", "{{.Server.Arch}}"]).ok();
+    let cases: &[(&str, Result<&str, &str>)] = &[
+        ("", Ok("linux/HOST")),
+        ("linux", Ok("linux/HOST")),
+        ("LINUX", Ok("linux/HOST")),
+        ("linux/sparc64", Ok("linux/sparc64")),
+        ("arm64", Ok("linux/arm64")),
+        ("       ", Err("is an invalid component")),
+        ("/", Err("is an invalid component")),
+        ("macos", Err("operating system is not supported")),
+        ("macos/arm64", Err("operating system is not supported")),
+        ("nintendo64", Err("unknown operating system or architecture")),
+    ];
+    for (i, (platform, want)) in cases.iter().enumerate() {
+        let q: String = form_urlencoded::byte_serialize(platform.as_bytes()).collect();
+        let path = format!("/v1.44/images/create?fromSrc=-&repo=imported&tag=p{i}&platform={q}");
+        let (status, _, body) = d.http_raw("POST", &path, "application/x-tar", &rootfs);
+        let body = String::from_utf8_lossy(&body);
+        match want {
+            Ok(expect) => {
+                assert_eq!(status, 200, "{platform:?}: {body}");
+                let got =
+                    d.docker(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", &format!("imported:p{i}")]).ok();
+                assert_eq!(got, expect.replace("HOST", &host), "{platform:?}");
+            }
+            Err(words) => {
+                assert_eq!(status, 400, "{platform:?}: {body}");
+                assert!(body.contains(words), "{platform:?}: {body}");
+            }
+        }
+    }
+}

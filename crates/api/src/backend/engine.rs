@@ -328,9 +328,10 @@ impl ImageBackend for Engine {
         reference: Option<Reference>,
         changes: Vec<String>,
         message: Option<String>,
+        platform: Option<String>,
     ) -> Result<String> {
         let images = self.images.clone();
-        blocking(move || images.import(&mut r, reference, &changes, message)).await
+        blocking(move || images.import(&mut r, reference, &changes, message, platform.as_deref())).await
     }
 
     async fn load(&self, r: ArchiveReader) -> Result<LoadResult> {

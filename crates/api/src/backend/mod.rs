@@ -186,13 +186,15 @@ pub trait ImageBackend: Send + Sync + 'static {
     fn remove(&self, name: &str, force: bool) -> Result<Vec<ImageDeleteResponseItem>>;
     /// Unused images: dangling ones, or all unused with `all`.
     fn prune(&self, all: bool) -> Result<ImagePruneResponse>;
-    /// `docker import` of a root filesystem tar; the new image's ID.
+    /// `docker import` of a root filesystem tar; the new image's ID. `platform`: the
+    /// request's `?platform=` as given.
     fn import(
         &self,
         r: ArchiveReader,
         reference: Option<Reference>,
         changes: Vec<String>,
         message: Option<String>,
+        platform: Option<String>,
     ) -> impl Future<Output = Result<String>> + Send;
     fn load(&self, r: ArchiveReader) -> impl Future<Output = Result<LoadResult>> + Send;
     /// What `save` of these names writes (an unknown name is an error before anything is).

@@ -67,7 +67,7 @@ pub async fn create<B: ImageBackend>(State(b): State<Arc<B>>, req: Request) -> A
         let changes: Vec<String> = p.all("changes").into_iter().filter(|c| !c.is_empty()).collect();
         let message = p.string("message");
         let reader = stream::BodyReader::new(req.into_body());
-        let id = b.import(Box::new(reader), reference, changes, message).await?;
+        let id = b.import(Box::new(reader), reference, changes, message, p.string("platform")).await?;
         let (tx, rx) = mpsc::channel(1);
         let _ = tx.send(serde_json::json!({ "status": id })).await;
         drop(tx);

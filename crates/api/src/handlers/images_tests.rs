@@ -64,8 +64,9 @@ impl ImageBackend for Fake {
         reference: Option<Reference>,
         changes: Vec<String>,
         message: Option<String>,
+        platform: Option<String>,
     ) -> Result<String> {
-        self.call(format!("import {:?} {changes:?} {message:?}", reference.map(|r| r.to_string())));
+        self.call(format!("import {:?} {changes:?} {message:?} {platform:?}", reference.map(|r| r.to_string())));
         Ok("sha256:2".into())
     }
     async fn load(&self, _r: ArchiveReader) -> Result<LoadResult> {

@@ -92,6 +92,7 @@ impl Containers {
                     comment,
                     created_by: Some(format!("{} {}", rec2.path, rec2.args.join(" ")).trim().to_string()),
                     extra,
+                    platform: None,
                 },
                 Some(skiff_image::NewLayer::Tar(&mut tar)),
             )?;

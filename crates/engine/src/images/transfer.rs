@@ -14,14 +14,27 @@ use crate::events::{Event, EventKind};
 
 /// Archives (import, load, save).
 impl Images {
-    /// `docker import`: a rootfs tar (plain or compressed) as a one-layer image.
+    /// `docker import`: a rootfs tar (plain or compressed) as a one-layer image, for the
+    /// host's platform or the one `--platform` names (any architecture; Linux only, as
+    /// dockerd on Linux).
     pub fn import(
         &self,
         r: &mut dyn Read,
         reference: Option<Reference>,
         changes: &[String],
         message: Option<String>,
+        platform: Option<&str>,
     ) -> Result<String> {
+        let platform = match platform.filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let p = skiff_image::spec::Platform::parse(p).map_err(EngineError::invalid)?;
+                if p.os != "linux" {
+                    return Err(EngineError::invalid(format!("{}: operating system is not supported", p.os)));
+                }
+                Some(p)
+            }
+            None => None,
+        };
         let mut run = skiff_image::spec::RunConfig::default();
         crate::build::apply_changes(&mut run, changes)?;
         let img = self.store.create_image(
@@ -32,6 +45,7 @@ impl Images {
                 comment: Some(message.filter(|m| !m.is_empty()).unwrap_or_else(|| "Imported from -".into())),
                 created_by: None,
                 extra: Default::default(),
+                platform,
             },
             Some(skiff_image::NewLayer::Tar(r)),
         )?;

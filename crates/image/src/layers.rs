@@ -604,6 +604,16 @@ mod tests {
             )
             .unwrap();
         }
+        // Fixed times: two uppers made in different seconds are still the same change (a tar
+        // carries mtimes; the test flaked when the second one crossed a second boundary).
+        let at = rustix::fs::Timespec { tv_sec: 1_700_000_000, tv_nsec: 0 };
+        let times = rustix::fs::Timestamps { last_access: at, last_modification: at };
+        for p in ["app/main", "app", "etc/hosts", "etc", ".dockerenv", "cache/new", "cache", "gone", ""] {
+            let path = upper.join(p);
+            if fs::symlink_metadata(&path).is_ok() {
+                rustix::fs::utimensat(rustix::fs::CWD, &path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+            }
+        }
         root
     }
 

@@ -148,7 +148,13 @@ async fn image_routes() {
     assert_eq!(lines.last().unwrap()["error"], "connection reset");
     let (st, _) = send(r(), "POST", "/images/create?fromImage=busybox&platform=amd64/linux/x/y", "").await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "a malformed platform is refused before pulling");
-    let (st, body) = send(r(), "POST", "/images/create?fromSrc=-&repo=me/app&tag=v2&changes=ENV%20A%3D1", "tar").await;
+    let (st, body) = send(
+        r(),
+        "POST",
+        "/images/create?fromSrc=-&repo=me/app&tag=v2&changes=ENV%20A%3D1&platform=linux/arm64",
+        "tar",
+    )
+    .await;
     assert_eq!((st, value(&body)["status"].as_str()), (StatusCode::OK, Some("sha256:2")));
     let (st, _) = send(r(), "POST", "/images/me/app/push?tag=v1", "").await;
     assert_eq!(st, StatusCode::OK);
@@ -165,7 +171,7 @@ async fn image_routes() {
             "remove me/app force=true",
             "pull docker.io/library/missing:1 None creds=false",
             r#"pull docker.io/library/busybox:latest Some("linux/amd64") creds=false"#,
-            r#"import Some("docker.io/me/app:v2") ["ENV A=1"] None"#,
+            r#"import Some("docker.io/me/app:v2") ["ENV A=1"] None Some("linux/arm64")"#,
             "push docker.io/me/app:v1",
             "login localhost:5000",
             "prune all=true",

@@ -8,6 +8,7 @@
 // No function past what a reader holds (clippy.toml sets the threshold).
 
 pub mod backend;
+mod content_type;
 pub mod error;
 pub mod handlers;
 pub mod params;
@@ -67,6 +68,13 @@ pub fn router<S: backend::SwarmBackend, A: backend::AnalysisBackend>(
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 
+/// dockerd's check that a JSON body is declared JSON (see [`content_type`]).
+fn checked_content_type(req: axum::http::Request<Body>) -> Result<axum::http::Request<Body>, Box<Response>> {
+    let v = *req.extensions().get::<version::ApiVersion>().expect("set by version::strip");
+    content_type::check(&req, v)?;
+    Ok(req)
+}
+
 /// Handles one request: version check, route, common headers; in a span that names it, with
 /// the server's tasks current for what the handler leaves running.
 async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Response {
@@ -77,7 +85,7 @@ async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Resp
     let mut resp = tasks
         .scope(
             async {
-                match version::strip(req) {
+                match version::strip(req).and_then(checked_content_type) {
                     Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
                     Err(r) => *r,
                 }

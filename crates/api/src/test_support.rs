@@ -7,8 +7,12 @@ use tower::ServiceExt;
 
 /// Sends one request as skiffd would route it (version prefix stripped first).
 pub async fn send(router: Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
-    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).unwrap();
-    let resp = match crate::version::strip(req) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if body.starts_with('{') || body.starts_with('[') {
+        req = req.header("Content-Type", "application/json");
+    }
+    let req = req.body(Body::from(body.to_string())).unwrap();
+    let resp = match crate::version::strip(req).and_then(crate::checked_content_type) {
         Ok(req) => router.oneshot(req).await.unwrap(),
         Err(r) => *r,
     };

@@ -241,7 +241,7 @@ fn escape_container_key(path: &str) -> String {
     path.to_string()
 }
 
-fn error(status: StatusCode, msg: &str) -> Response<Body> {
+pub(crate) fn error(status: StatusCode, msg: &str) -> Response<Body> {
     let body = serde_json::to_vec(&serde_json::json!({ "message": msg })).unwrap_or_default();
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;

@@ -883,3 +883,39 @@ fn import_makes_an_image_for_the_platform_asked() {
         }
     }
 }
+
+/// The endpoints that read a JSON body answer a wrong content type, broken JSON, content after
+/// the JSON and an empty body as dockerd does (moby's TestContainerInvalidJSON): 400 with
+/// dockerd 25's words from API 1.44 (20.10's before) — never a 5xx.
+#[test]
+fn json_endpoints_answer_bad_bodies_as_dockerd() {
+    require_root!();
+    let d = Daemon::start();
+    for ep in
+        ["/commit", "/containers/create", "/containers/foobar/exec", "/containers/foobar/update", "/exec/foobar/start"]
+    {
+        let post = |v: &str, ct: &str, body: &str| {
+            let (status, _, answer) = d.http_raw("POST", &format!("/{v}{ep}"), ct, body.as_bytes());
+            (status, String::from_utf8_lossy(&answer).into_owned())
+        };
+        let (s, m) = post("v1.44", "text/plain", "{}");
+        assert!(
+            s == 400 && m.contains("unsupported Content-Type header (text/plain): must be 'application/json'"),
+            "{ep}: {s} {m}"
+        );
+        let (s, m) = post("v1.41", "text/plain", "{}");
+        assert!(
+            s == 400 && m.contains("Content-Type specified (text/plain) must be 'application/json'"),
+            "{ep}: {s} {m}"
+        );
+        let (s, m) = post("v1.44", "application/json", "{invalid json");
+        assert!(
+            s == 400 && m.contains("invalid JSON: invalid character 'i' looking for beginning of object key string"),
+            "{ep}: {s} {m}"
+        );
+        let (s, m) = post("v1.44", "application/json", "{} trailing content");
+        assert!(s == 400 && m.contains("unexpected content after JSON"), "{ep}: {s} {m}");
+        let (s, m) = post("v1.44", "application/json", "");
+        assert!(s < 500, "{ep}: {s} {m}");
+    }
+}

@@ -48,8 +48,17 @@ pub fn json_value(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("invalid JSON: got EOF while reading request body"));
     }
-    let mut v: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {}", go_json_error(body, &e))))?;
+    // One value, then nothing but white space (dockerd 25's "unexpected content after JSON";
+    // the value's own syntax errors in Go's words).
+    let mut values = serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>();
+    let mut v = match values.next() {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => return Err(ApiError::bad_request(format!("invalid JSON: {}", go_json_error(body, &e)))),
+        None => return Err(ApiError::bad_request("invalid JSON: got EOF while reading request body")),
+    };
+    if !body[values.byte_offset()..].iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("unexpected content after JSON"));
+    }
     drop_nulls(&mut v);
     Ok(v)
 }
@@ -176,6 +185,10 @@ mod tests {
         assert!(msg(b"{").contains("unexpected EOF"));
         assert!(msg(b"{invalid json").contains("invalid character 'i' looking for beginning of object key string"));
         assert!(msg(b"{\"Image\" 1}").contains("invalid character '1' after object key"), "{}", msg(b"{\"Image\" 1}"));
+        // One value only, as dockerd 25 reads a body; white space after it is fine.
+        assert_eq!(msg(b"{} trailing content"), "unexpected content after JSON");
+        assert_eq!(msg(b"{}{}"), "unexpected content after JSON");
+        json_body::<m::ExecStartConfig>(b"{} \n\t").unwrap();
         let mut deep = serde_json::json!({"a": {"b": [{"c": null, "d": 1}, null]}, "e": null});
         drop_nulls(&mut deep);
         assert_eq!(deep, serde_json::json!({"a": {"b": [{"d": 1}, null]}}));

@@ -550,9 +550,8 @@ pub async fn commit<B: ContainerBackend>(
     body: Bytes,
 ) -> ApiResult<Response> {
     let p = Params::parse(q.as_deref());
-    let container = p.string("container").ok_or_else(|| ApiError::bad_request("missing container"))?;
-    let reference = p.repo_tag()?;
-    // The body may carry a config (null or empty: the container's own).
+    // The body first, as dockerd reads it: it may carry a config (null or empty: the
+    // container's own).
     let config: Option<bollard_stubs::models::ContainerConfig> = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -561,6 +560,8 @@ pub async fn commit<B: ContainerBackend>(
             v => Some(from_json_value(v)?),
         }
     };
+    let container = p.string("container").ok_or_else(|| ApiError::bad_request("missing container"))?;
+    let reference = p.repo_tag()?;
     let opts = skiff_engine::container::commit::CommitOptions {
         reference,
         author: p.string("author"),

@@ -89,6 +89,39 @@ pub fn open(path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
     Ok(Box::new(f))
 }
 
+/// Compresses `from` into `to` in a child process, so the container's output never waits for
+/// it; returns a pidfd that becomes readable when the child is done (or `None` when the work
+/// was done here, if the fork failed). The monitor is single-threaded, so forking it is safe;
+/// its SIGCHLD reaper collects the child like any other orphan.
+fn compress_in_child(from: &Path, to: &Path) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    // SAFETY: the child only compresses one file (allocating through the fork-safe system
+    // allocator) and leaves with _exit, running no destructors or atexit handlers.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // Nothing of the monitor's stays open here (the container's pipes, clients'
+            // sockets): a client or the container sees its end close when the monitor closes
+            // it, not when the compression is done. The files are opened by path.
+            // SAFETY: a plain system call on this process's own descriptors.
+            unsafe { nix::libc::close_range(3, u32::MAX, 0) };
+            let code = if compress_file(from, to).is_ok() { 0 } else { 1 };
+            // SAFETY: ends the child at once (see above).
+            unsafe { nix::libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            let pid = rustix::process::Pid::from_raw(child.as_raw()).expect("a child's pid is positive");
+            match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+                Ok(fd) => Ok(Some(fd)),
+                // No pidfd (an old kernel): wait for the child here.
+                Err(_) => {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Ok(None)
+                }
+            }
+        }
+        Err(_) => compress_file(from, to).map(|()| None),
+    }
+}
+
 /// Compresses `from` into `to` (through a temporary file renamed into place, so a reader or a
 /// crash never sees half a file), then removes `from`.
 fn compress_file(from: &Path, to: &Path) -> io::Result<()> {
@@ -113,6 +146,8 @@ pub struct Writer {
     attrs: Option<std::collections::BTreeMap<String, String>>,
     partial: [Vec<u8>; 2],
     buf: Vec<u8>,
+    /// The child compressing the newest rotated file, if one may still run (a pidfd).
+    compressing: Option<std::os::fd::OwnedFd>,
 }
 
 impl Writer {
@@ -131,6 +166,7 @@ impl Writer {
             attrs: None,
             partial: [Vec::new(), Vec::new()],
             buf: Vec::with_capacity(4096),
+            compressing: None,
         })
     }
 
@@ -140,7 +176,17 @@ impl Writer {
         self
     }
 
+    /// Waits until the compression of the last rotated file is done (a rotation renames the
+    /// rotated files, so it never runs beside one).
+    pub fn wait_compression(&mut self) {
+        if let Some(fd) = self.compressing.take() {
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            while let Err(rustix::io::Errno::INTR) = rustix::event::poll(&mut fds, None) {}
+        }
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
+        self.wait_compression();
         let keep = self.rotation.max_files.max(1);
         if keep > 1 {
             let _ = std::fs::remove_file(rotated(&self.path, keep - 1));
@@ -154,7 +200,7 @@ impl Writer {
             }
             std::fs::rename(&self.path, rotated(&self.path, 1))?;
             if self.rotation.compress {
-                compress_file(&rotated(&self.path, 1), &rotated_gz(&self.path, 1))?;
+                self.compressing = compress_in_child(&rotated(&self.path, 1), &rotated_gz(&self.path, 1))?;
             }
         }
         drop(File::options().create(true).write(true).truncate(true).open(&self.path)?);
@@ -214,14 +260,22 @@ impl Writer {
             self.buf.clear();
             return Ok(());
         };
-        // Entry by entry, so that a rotation falls between entries.
+        // A rotation falls between entries: an entry starts in the current file while it is
+        // below max-size (the one that reaches it ends the file). The entries up to there go
+        // in one write — one per entry made a rotating log four times slower.
         let buf = std::mem::take(&mut self.buf);
         let mut rest = &buf[..];
         while !rest.is_empty() {
-            let end = rest.iter().position(|b| *b == b'\n').map(|p| p + 1).unwrap_or(rest.len());
             if self.size >= max {
                 self.rotate()?;
             }
+            // The first entry ending at or past max-size ends this write.
+            let from = usize::try_from(max - self.size - 1).unwrap_or(usize::MAX);
+            let end = rest
+                .get(from..)
+                .and_then(|r| r.iter().position(|b| *b == b'\n'))
+                .map(|p| from + p + 1)
+                .unwrap_or(rest.len());
             self.file.write_all(&rest[..end])?;
             self.size += end as u64;
             rest = &rest[end..];
@@ -447,6 +501,7 @@ mod tests {
         for i in 0..400 {
             w.write(Stream::Stdout, format!("line {i:03}\n").as_bytes(), "T").unwrap();
         }
+        w.wait_compression();
         let files = files_oldest_first(&p);
         assert_eq!(files, vec![rotated_gz(&p, 3), rotated_gz(&p, 2), rotated_gz(&p, 1), p.clone()]);
         assert!(!rotated(&p, 1).exists(), "the plain rotated file is gone once compressed");
@@ -468,6 +523,39 @@ mod tests {
         // A damaged compressed file is an error for --tail, not a panic.
         std::fs::write(rotated_gz(&p, 1), b"not gzip").unwrap();
         assert!(tail(&p, len, 400, &|_| true).is_err());
+    }
+
+    /// Each file ends with the first entry that reaches max-size, whatever the write sizes.
+    #[test]
+    fn rotation_falls_after_the_entry_that_reaches_max_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let max = 1_000;
+        let mut w =
+            Writer::open_rotating(&p, Rotation { max_size: Some(max), max_files: 1000, compress: false }).unwrap();
+        let mut chunk = String::new();
+        for i in 0..3000u32 {
+            chunk.push_str(&"x".repeat((i * 7919 % 97) as usize));
+            chunk.push('\n');
+            if i % 13 == 0 {
+                w.write(Stream::Stdout, chunk.as_bytes(), "T").unwrap();
+                chunk.clear();
+            }
+        }
+        w.write(Stream::Stdout, chunk.as_bytes(), "T").unwrap();
+        let files = files_oldest_first(&p);
+        assert!(files.len() > 10);
+        let mut total = 0;
+        for (n, f) in files.iter().enumerate() {
+            let text = std::fs::read(f).unwrap();
+            total += text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+            let before_last = text[..text.len() - 1].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            assert!((before_last as u64) < max, "{}: its last entry started past max-size", f.display());
+            if n + 1 < files.len() {
+                assert!(text.len() as u64 >= max, "{}: rotated before reaching max-size", f.display());
+            }
+        }
+        assert_eq!(total, 3000, "every entry, once");
     }
 
     #[test]

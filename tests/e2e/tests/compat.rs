@@ -882,6 +882,19 @@ fn import_makes_an_image_for_the_platform_asked() {
             }
         }
     }
+    // A container of the sparc64 image: created, with dockerd's warning (none for the host's).
+    let create = |image: &str| {
+        let body = format!(r#"{{"Image":"{image}","Cmd":["true"]}}"#);
+        let (status, answer) = d.http("POST", "/v1.44/containers/create", Some(&body));
+        assert_eq!(status, 201, "{answer}");
+        answer
+    };
+    let answer = create("imported:p3");
+    assert!(
+        answer.contains("The requested image's platform (linux/sparc64) does not match the detected host platform"),
+        "{answer}"
+    );
+    assert!(!create("imported:p0").contains("does not match"));
 }
 
 /// The endpoints that read a JSON body answer a wrong content type, broken JSON, content after

@@ -75,6 +75,14 @@ impl Undo {
     }
 }
 
+/// `os/architecture[/variant]`, as containerd formats a platform.
+fn format_platform(p: &skiff_image::spec::Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
 /// How a create request is read, beyond its body.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -94,26 +102,44 @@ impl Containers {
         body: ContainerCreateBody,
         opts: CreateOptions,
     ) -> Result<(String, Vec<String>)> {
-        if let Some(pl) = &opts.platform {
+        let image = body.image.clone().unwrap_or_default();
+        let have = self.images.resolve(&image).ok().map(|img| skiff_image::spec::Platform {
+            os: img.config.os.clone(),
+            architecture: img.config.architecture.clone(),
+            variant: img.config.variant.clone(),
+            os_version: None,
+        });
+        let mut mismatch = None;
+        match (&opts.platform, have) {
             // An image for another platform is not the image asked for (dockerd: not found).
-            let want = crate::types::Platform::parse(pl).map_err(EngineError::invalid)?;
-            let image = body.image.clone().unwrap_or_default();
-            if let Ok(img) = self.images.resolve(&image)
-                && let have = (skiff_image::spec::Platform {
-                    os: img.config.os.clone(),
-                    architecture: img.config.architecture.clone(),
-                    variant: img.config.variant.clone(),
-                    os_version: None,
-                })
-                && !want.matches(&have)
-            {
-                return Err(EngineError::not_found(format!(
-                    "No such image: {image} (it is for {}/{}, not {pl})",
-                    have.os, have.architecture
-                )));
+            (Some(pl), Some(have)) => {
+                let want = crate::types::Platform::parse(pl).map_err(EngineError::invalid)?;
+                if !want.matches(&have) {
+                    return Err(EngineError::not_found(format!(
+                        "No such image: {image} (it is for {}/{}, not {pl})",
+                        have.os, have.architecture
+                    )));
+                }
             }
+            (Some(pl), None) => {
+                crate::types::Platform::parse(pl).map_err(EngineError::invalid)?;
+            }
+            // None asked for: an image for another platform runs, with dockerd's warning.
+            (None, Some(have)) => {
+                let host = skiff_image::spec::Platform::host();
+                if !host.matches(&have) {
+                    mismatch = Some(format!(
+                        "The requested image's platform ({}) does not match the detected host platform ({}) and no specific platform was requested",
+                        format_platform(&have),
+                        format_platform(&host)
+                    ));
+                }
+            }
+            (None, None) => {}
         }
-        self.create_as(name, body, false, opts.read_only_non_recursive).await
+        let (id, mut warnings) = self.create_as(name, body, false, opts.read_only_non_recursive).await?;
+        warnings.extend(mismatch);
+        Ok((id, warnings))
     }
 
     /// A builder's RUN container (marked so a restarted daemon removes it).

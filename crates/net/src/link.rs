@@ -242,6 +242,25 @@ impl Netlink {
         self.used_networks_except(None).await
     }
 
+    /// The IPv4 addresses on link `index`, with their prefix lengths, in the kernel's order.
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, LinkError> {
+        let mut out = Vec::new();
+        let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
+        while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
+            if a.header.index != index {
+                continue;
+            }
+            for attr in &a.attributes {
+                if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr
+                    && let Ok(n) = Ipv4Net::new(*ip, a.header.prefix_len)
+                {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Netlink::used_networks`] but for those of the link with index `skip` (its own routes
     /// and addresses are no collision for it).
     pub async fn used_networks_except(&self, skip: Option<u32>) -> Result<Vec<Ipv4Net>, LinkError> {

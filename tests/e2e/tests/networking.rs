@@ -621,3 +621,29 @@ fn a_default_bridge_subnet_taken_while_the_daemon_was_down_is_replaced() {
     d.docker(&["rm", "-f", &id]).ok();
     d.stop();
 }
+
+/// Without `--bip`, a daemon with a fresh data root that finds its bridge already there with an
+/// address takes that address's subnet, as dockerd takes an existing docker0's. Before, it
+/// picked another subnet and added it: a bridge outliving daemons killed and started afresh
+/// (moby's daemon tests do it dozens of times) gathered one address per start until the pools
+/// ran out and the default network could not be made ("network bridge not found").
+#[test]
+fn a_fresh_daemon_takes_the_address_its_bridge_already_has() {
+    require_root!();
+    let ns = Netns::new("fresh");
+    let mut d = Daemon::start_in_netns_choosing_bip(&ns.0, &[]);
+    let subnet =
+        |d: &Daemon| d.docker(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Subnet}}", "bridge"]).ok();
+    let first = subnet(&d);
+    let bridge = d.net.bridge();
+    for round in 0..3 {
+        d.kill9();
+        // A fresh data root; the bridge outlives the killed daemon with its address.
+        std::fs::remove_dir_all(d.dir.join("data")).unwrap();
+        d.start_again();
+        assert_eq!(subnet(&d), first, "round {round}");
+        let addrs = ns.run(&["ip", "-4", "-o", "addr", "show", "dev", &bridge]).ok();
+        assert_eq!(addrs.lines().count(), 1, "round {round}: {addrs}");
+    }
+    d.stop();
+}

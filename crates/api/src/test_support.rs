@@ -12,8 +12,11 @@ pub async fn send(router: Router, method: &str, uri: &str, body: &str) -> (Statu
         req = req.header("Content-Type", "application/json");
     }
     let req = req.body(Body::from(body.to_string())).unwrap();
-    let resp = match crate::version::strip(req).and_then(crate::checked_content_type) {
-        Ok(req) => router.oneshot(req).await.unwrap(),
+    let resp = match crate::version::strip(req) {
+        Ok(req) => match crate::checked_content_type(req) {
+            Ok(req) => router.oneshot(req).await.unwrap(),
+            Err(refused) => *refused.1,
+        },
         Err(r) => *r,
     };
     let status = resp.status();

@@ -931,4 +931,17 @@ fn json_endpoints_answer_bad_bodies_as_dockerd() {
         let (s, m) = post("v1.44", "application/json", "");
         assert!(s < 500, "{ep}: {s} {m}");
     }
+    // A large body of the wrong type: the client gets the answer, not a closed connection
+    // while it is still sending (moby's TestNetworkInvalidJSON met a broken pipe).
+    let big = d.dir.join("big.json");
+    std::fs::write(&big, vec![b' '; 8 << 20]).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket"])
+        .arg(&d.socket)
+        .args(["-H", "Content-Type: text/plain", "-H", "Expect:", "--data-binary"])
+        .arg(format!("@{}", big.display()))
+        .arg("http://d/v1.44/networks/create")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "curl exit {:?}", out.status.code());
 }

@@ -26,8 +26,22 @@ fn takes_json(path: &str) -> bool {
     )
 }
 
+/// The request, or (for one whose body is not declared JSON) the refusal — sent once the body
+/// is read (up to the API's limit): a client still sending it would otherwise meet a closed
+/// connection instead of the answer. The version is the one [`crate::version::strip`] found.
+pub async fn checked(req: Request<Body>) -> Result<Request<Body>, Box<Response<Body>>> {
+    let v = *req.extensions().get::<ApiVersion>().expect("set by version::strip");
+    match check(&req, v) {
+        Ok(()) => Ok(req),
+        Err(refusal) => {
+            let _ = axum::body::to_bytes(req.into_body(), 16 << 20).await;
+            Err(refusal)
+        }
+    }
+}
+
 /// The refusal for a request whose body is not declared JSON, if it is one.
-pub fn check(req: &Request<Body>, v: ApiVersion) -> Result<(), Box<Response<Body>>> {
+fn check(req: &Request<Body>, v: ApiVersion) -> Result<(), Box<Response<Body>>> {
     if req.method() != Method::POST || !takes_json(req.uri().path()) {
         return Ok(());
     }

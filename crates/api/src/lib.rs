@@ -68,18 +68,6 @@ pub fn router<S: backend::SwarmBackend, A: backend::AnalysisBackend>(
         .layer(DefaultBodyLimit::max(16 << 20))
 }
 
-/// A request refused before routing, with the refusal.
-type Refused = (axum::http::Request<Body>, Box<Response>);
-
-/// dockerd's check that a JSON body is declared JSON (see [`content_type`]).
-fn checked_content_type(req: axum::http::Request<Body>) -> Result<axum::http::Request<Body>, Box<Refused>> {
-    let v = *req.extensions().get::<version::ApiVersion>().expect("set by version::strip");
-    match content_type::check(&req, v) {
-        Ok(()) => Ok(req),
-        Err(refusal) => Err(Box::new((req, refusal))),
-    }
-}
-
 /// Handles one request: version check, route, common headers; in a span that names it, with
 /// the server's tasks current for what the handler leaves running.
 async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Response {
@@ -91,16 +79,9 @@ async fn handle(router: Router, tasks: ApiTasks, req: Request<Incoming>) -> Resp
         .scope(
             async {
                 match version::strip(req) {
-                    Ok(req) => match checked_content_type(req) {
+                    Ok(req) => match content_type::checked(req).await {
                         Ok(req) => router.oneshot(req).await.unwrap_or_else(|e| match e {}),
-                        // The body is read (up to the API's limit) before the refusal: a client
-                        // still sending it would otherwise meet a closed connection instead
-                        // of the answer.
-                        Err(refused) => {
-                            let (req, refusal) = *refused;
-                            let _ = axum::body::to_bytes(req.into_body(), 16 << 20).await;
-                            *refusal
-                        }
+                        Err(r) => *r,
                     },
                     Err(r) => *r,
                 }

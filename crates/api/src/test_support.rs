@@ -13,9 +13,9 @@ pub async fn send(router: Router, method: &str, uri: &str, body: &str) -> (Statu
     }
     let req = req.body(Body::from(body.to_string())).unwrap();
     let resp = match crate::version::strip(req) {
-        Ok(req) => match crate::checked_content_type(req) {
+        Ok(req) => match crate::content_type::checked(req).await {
             Ok(req) => router.oneshot(req).await.unwrap(),
-            Err(refused) => *refused.1,
+            Err(r) => *r,
         },
         Err(r) => *r,
     };

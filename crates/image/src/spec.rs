@@ -185,12 +185,33 @@ impl Platform {
         Ok(Platform { architecture, os, variant, os_version: None })
     }
 
+    /// The platform an image config says it is for.
+    pub fn of(config: &ImageConfig) -> Platform {
+        Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+            os_version: None,
+        }
+    }
+
     /// Whether an image made for `have` runs where `self` is wanted (a variant left out on
     /// either side matches any).
     pub fn matches(&self, have: &Platform) -> bool {
         self.os == have.os
             && self.architecture == have.architecture
             && (self.variant.is_none() || have.variant.is_none() || self.variant == have.variant)
+    }
+}
+
+/// `os/architecture[/variant]`, as containerd formats a platform.
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(v) => write!(f, "/{v}"),
+            None => Ok(()),
+        }
     }
 }
 

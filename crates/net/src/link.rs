@@ -47,6 +47,16 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
+/// The IPv4 addresses an address message carries, with its prefix length.
+fn v4_addresses(a: &rtnetlink::packet_route::address::AddressMessage) -> impl Iterator<Item = Ipv4Net> + '_ {
+    a.attributes.iter().filter_map(move |attr| match attr {
+        rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) => {
+            Ipv4Net::new(*ip, a.header.prefix_len).ok()
+        }
+        _ => None,
+    })
+}
+
 impl Netlink {
     /// Opens the connection; its task runs on the current tokio runtime.
     pub fn new() -> std::io::Result<Netlink> {
@@ -247,15 +257,8 @@ impl Netlink {
         let mut out = Vec::new();
         let mut addrs = self.handle.address().get().set_link_index_filter(index).execute();
         while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-            if a.header.index != index {
-                continue;
-            }
-            for attr in &a.attributes {
-                if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr
-                    && let Ok(n) = Ipv4Net::new(*ip, a.header.prefix_len)
-                {
-                    out.push(n);
-                }
+            if a.header.index == index {
+                out.extend(v4_addresses(&a));
             }
         }
         Ok(out)
@@ -284,15 +287,8 @@ impl Netlink {
         }
         let mut addrs = self.handle.address().get().execute();
         while let Some(a) = addrs.try_next().await.map_err(nl("listing addresses"))? {
-            if skip == Some(a.header.index) {
-                continue;
-            }
-            for attr in &a.attributes {
-                if let rtnetlink::packet_route::address::AddressAttribute::Address(IpAddr::V4(ip)) = attr
-                    && let Ok(n) = Ipv4Net::new(*ip, a.header.prefix_len)
-                {
-                    out.push(n.trunc());
-                }
+            if skip != Some(a.header.index) {
+                out.extend(v4_addresses(&a).map(|n| n.trunc()));
             }
         }
         Ok(out)

@@ -64,7 +64,12 @@ fn rotated_gz(path: &Path, n: u32) -> PathBuf {
 
 /// The `n`th rotated file as it is on disk (plain or compressed), if it exists.
 fn rotated_existing(path: &Path, n: u32) -> Option<PathBuf> {
-    [rotated(path, n), rotated_gz(path, n)].into_iter().find(|p| n > 0 && p.exists())
+    [rotated(path, n), rotated_gz(path, n)].into_iter().find(|p| p.exists())
+}
+
+/// Whether a log file is a compressed rotated one.
+fn is_gz(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "gz")
 }
 
 /// The files of a log, oldest first (rotated ones that exist, plain or compressed, then the
@@ -83,7 +88,7 @@ pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
 /// Opens one file of a log for reading, decompressing a rotated `.gz` one.
 pub fn open(path: &Path) -> io::Result<Box<dyn io::Read + Send>> {
     let f = File::open(path)?;
-    if path.extension().is_some_and(|e| e == "gz") {
+    if is_gz(path) {
         return Ok(Box::new(flate2::read::GzDecoder::new(io::BufReader::new(f))));
     }
     Ok(Box::new(f))
@@ -193,8 +198,7 @@ impl Writer {
             let _ = std::fs::remove_file(rotated_gz(&self.path, keep - 1));
             for n in (1..keep - 1).rev() {
                 if let Some(from) = rotated_existing(&self.path, n) {
-                    let gz = from.extension().is_some_and(|e| e == "gz");
-                    let to = if gz { rotated_gz(&self.path, n + 1) } else { rotated(&self.path, n + 1) };
+                    let to = if is_gz(&from) { rotated_gz(&self.path, n + 1) } else { rotated(&self.path, n + 1) };
                     std::fs::rename(&from, to)?;
                 }
             }
@@ -289,7 +293,11 @@ impl Writer {
 /// Visits the newline-separated segments of `f`'s first `end` bytes from the last to the first
 /// (the first visited is what follows the last newline, possibly empty), reading backwards in
 /// blocks; stops when `visit` returns false.
-fn rev_segments<F: io::Read + io::Seek>(f: &mut F, end: u64, visit: &mut dyn FnMut(&[u8]) -> bool) -> io::Result<()> {
+fn rev_segments<F: io::Read + io::Seek + ?Sized>(
+    f: &mut F,
+    end: u64,
+    visit: &mut dyn FnMut(&[u8]) -> bool,
+) -> io::Result<()> {
     use std::io::SeekFrom;
     const BLOCK: u64 = 64 << 10;
     let mut pos = end;
@@ -324,20 +332,22 @@ pub fn tail(path: &Path, len: u64, n: usize, keep: &dyn Fn(&Entry) -> bool) -> i
     let mut complete_end = 0;
     for i in 0.. {
         let file = if i == 0 { Some(path.to_path_buf()) } else { rotated_existing(path, i) };
-        let mut f = match file.map(|p| (File::open(&p), p)) {
-            Some((Ok(f), p)) if p.extension().is_some_and(|e| e == "gz") => {
-                // A compressed rotated file is read whole (it is at most max-size).
+        let mut f: Box<dyn ReadSeek> = match file {
+            // A compressed rotated file is read whole (it is at most max-size).
+            Some(p) if is_gz(&p) => {
                 let mut buf = Vec::new();
-                io::Read::read_to_end(&mut flate2::read::GzDecoder::new(io::BufReader::new(f)), &mut buf)?;
-                Source::Memory(io::Cursor::new(buf))
+                open(&p)?.read_to_end(&mut buf)?;
+                Box::new(io::Cursor::new(buf))
             }
-            Some((Ok(f), _)) => Source::File(f),
-            Some((Err(e), _)) if e.kind() == io::ErrorKind::NotFound && i == 0 => continue,
-            Some((Err(e), _)) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ if i == 0 => continue,
-            _ => break,
+            Some(p) => match File::open(&p) {
+                Ok(f) => Box::new(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && i == 0 => continue,
+                Err(e) => return Err(e),
+            },
+            None if i == 0 => continue,
+            None => break,
         };
-        let size = f.len()?;
+        let size = f.seek(io::SeekFrom::End(0))?;
         let end = if i == 0 { len.min(size) } else { size };
         let mut first = true;
         rev_segments(&mut f, end, &mut |seg| {
@@ -362,37 +372,8 @@ pub fn tail(path: &Path, len: u64, n: usize, keep: &dyn Fn(&Entry) -> bool) -> i
 }
 
 /// One file of a log while it is read backwards: the file, or a rotated one decompressed.
-enum Source {
-    File(File),
-    Memory(io::Cursor<Vec<u8>>),
-}
-
-impl Source {
-    fn len(&self) -> io::Result<u64> {
-        match self {
-            Source::File(f) => Ok(f.metadata()?.len()),
-            Source::Memory(c) => Ok(c.get_ref().len() as u64),
-        }
-    }
-}
-
-impl io::Read for Source {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Source::File(f) => f.read(buf),
-            Source::Memory(c) => c.read(buf),
-        }
-    }
-}
-
-impl io::Seek for Source {
-    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
-        match self {
-            Source::File(f) => f.seek(pos),
-            Source::Memory(c) => c.seek(pos),
-        }
-    }
-}
+trait ReadSeek: io::Read + io::Seek {}
+impl<T: io::Read + io::Seek> ReadSeek for T {}
 
 /// Parses one line of a json-file log.
 pub fn parse_line(line: &[u8]) -> Option<Entry> {

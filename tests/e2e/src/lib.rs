@@ -775,3 +775,21 @@ pub fn busybox_with_tool_tar(dir: &Path, tool: &Path) -> PathBuf {
     std::fs::write(&out, b.into_inner().expect("tar")).expect("write tool tar");
     out
 }
+
+/// A tar of the given files (names written into the header as given, `..` included, as Go's
+/// tar writer lets a client write them): build contexts, root filesystems to import.
+pub fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, text) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(text.len() as u64);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        let field = &mut h.as_old_mut().name;
+        field[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, text.as_bytes()).expect("a tar in memory");
+    }
+    b.into_inner().expect("a tar in memory")
+}

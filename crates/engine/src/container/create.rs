@@ -75,14 +75,6 @@ impl Undo {
     }
 }
 
-/// `os/architecture[/variant]`, as containerd formats a platform.
-fn format_platform(p: &skiff_image::spec::Platform) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
-}
-
 /// How a create request is read, beyond its body.
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -103,12 +95,7 @@ impl Containers {
         opts: CreateOptions,
     ) -> Result<(String, Vec<String>)> {
         let image = body.image.clone().unwrap_or_default();
-        let have = self.images.resolve(&image).ok().map(|img| skiff_image::spec::Platform {
-            os: img.config.os.clone(),
-            architecture: img.config.architecture.clone(),
-            variant: img.config.variant.clone(),
-            os_version: None,
-        });
+        let have = self.images.resolve(&image).ok().map(|img| skiff_image::spec::Platform::of(&img.config));
         let mut mismatch = None;
         match (&opts.platform, have) {
             // An image for another platform is not the image asked for (dockerd: not found).
@@ -129,9 +116,7 @@ impl Containers {
                 let host = skiff_image::spec::Platform::host();
                 if !host.matches(&have) {
                     mismatch = Some(format!(
-                        "The requested image's platform ({}) does not match the detected host platform ({}) and no specific platform was requested",
-                        format_platform(&have),
-                        format_platform(&host)
+                        "The requested image's platform ({have}) does not match the detected host platform ({host}) and no specific platform was requested"
                     ));
                 }
             }

@@ -81,28 +81,22 @@ impl Networks {
         others: &[NetworkRecord],
     ) -> Result<Option<(ipam::Ipv4Net, std::net::Ipv4Addr)>> {
         let nl = self.netlink().await?;
+        let index = nl.index_of(&self.cfg.default_bridge).await.map_err(io_err)?;
+        let ours_before = existing.is_some_and(|e| e.bridge == self.cfg.default_bridge);
         // A bridge of that name met for the first time that already has an address: its
         // subnet is the default network's, as dockerd takes an existing docker0's. (Picking
         // another and adding it made a bridge that daemons kept killed and started with fresh
         // data roots gather an address per start, until the pools ran out.)
-        if existing.is_none_or(|e| e.bridge != self.cfg.default_bridge)
-            && let Some(index) = nl.index_of(&self.cfg.default_bridge).await.map_err(io_err)?
+        if !ours_before
+            && let Some(index) = index
             && let Some(have) = nl.ipv4_addresses(index).await.map_err(io_err)?.first()
         {
             return Ok(Some((have.trunc(), have.addr())));
         }
         // The bridge's own routes are no collision once it is ours from an earlier start.
-        let ours = match existing {
-            Some(e) if e.bridge == self.cfg.default_bridge => {
-                nl.index_of(&self.cfg.default_bridge).await.map_err(io_err)?
-            }
-            _ => None,
-        };
+        let ours = if ours_before { index } else { None };
         let mut used = nl.used_networks_except(ours).await.map_err(io_err)?;
-        if let Some(e) = existing
-            && e.bridge == self.cfg.default_bridge
-            && let Some(s) = e.subnet
-        {
+        if ours_before && let Some(s) = existing.and_then(|e| e.subnet) {
             if !used.iter().any(|u| u.overlaps(&s)) {
                 return Ok(None);
             }
